@@ -1,0 +1,32 @@
+/* Output files that appear whole or not at all: each is written to a temporary file in the same
+ * directory, fsync'ed, renamed over its final name, and the directory is fsync'ed. */
+#ifndef HSMENROLL_BATCH_OUTPUT_H
+#define HSMENROLL_BATCH_OUTPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "formats/error.h"
+
+typedef struct output_dir {
+    int fd;      /* the directory, for openat/renameat */
+    char *path;  /* as given, for messages */
+    bool sync;   /* fsync files and directory (default true) */
+} output_dir;
+
+/* Opens (creating it with mode 0750 when create is true and it is missing) the directory path.
+ * Returns 0 or -1 with err (code OUTPUT_DIR). */
+int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error *err);
+void output_dir_close(output_dir *dir);
+
+/* Writes name inside dir atomically with the given mode (0600 for anything holding a key or a
+ * password). Returns 0, or -1 with err (code WRITE_FAILED, message naming the file and errno);
+ * on failure no file of that name is created or changed and no temporary file is left behind. */
+int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,
+                        mode_t mode, enroll_error *err);
+
+/* True when name is a safe file stem: 1-200 characters of [A-Za-z0-9._-], not starting with '.'. */
+bool output_name_is_safe(const char *name);
+
+#endif

@@ -1,0 +1,5 @@
+/* hsmenroll entry point (placeholder while the CLI is being built). */
+int main(void)
+{
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* enroll_error helpers: filling, clearing, and folding the OpenSSL error queue into a message. */
+#include "error.h"
+
+#include <openssl/err.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void enroll_error_set(enroll_error *err, const char *code, const char *field, const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    snprintf(err->code, sizeof err->code, "%s", code ? code : "ERROR");
+    snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+void enroll_error_clear(enroll_error *err)
+{
+    if (err != NULL)
+        memset(err, 0, sizeof *err);
+}
+
+void enroll_error_add_openssl(enroll_error *err)
+{
+    unsigned long e = ERR_peek_error();
+    if (err != NULL && e != 0) {
+        char reason[160];
+        ERR_error_string_n(e, reason, sizeof reason);
+        size_t used = strlen(err->message);
+        if (used < sizeof err->message - 4)
+            snprintf(err->message + used, sizeof err->message - used, " (%s)", reason);
+    }
+    ERR_clear_error();
+}

@@ -1,0 +1,26 @@
+/* The error value every layer above hsm/ fills in: a stable code, the request field it is about,
+ * and a human message. Modelled on jansson's json_error_t: fixed buffers, no allocation, so an
+ * error can always be reported, even when memory is short. Messages never carry a secret. */
+#ifndef HSMENROLL_FORMATS_ERROR_H
+#define HSMENROLL_FORMATS_ERROR_H
+
+#include <stddef.h>
+
+typedef struct enroll_error {
+    char code[40];     /* stable, documented in README: "INVALID_SUBJECT", "HSM_ERROR", ... */
+    char field[80];    /* request field it concerns: "Subject", "SANs.ip4[1]"; "" if none */
+    char message[320]; /* for a person; never a PIN, password or key */
+} enroll_error;
+
+/* Fills err (if not NULL) with code, field (may be NULL) and a printf-style message. */
+void enroll_error_set(enroll_error *err, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Clears err to the empty state (code ""). */
+void enroll_error_clear(enroll_error *err);
+
+/* Appends the first queued OpenSSL error reason, as " (reason)", to err->message, and empties
+ * the OpenSSL error queue of this thread. */
+void enroll_error_add_openssl(enroll_error *err);
+
+#endif

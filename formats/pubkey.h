@@ -1,0 +1,26 @@
+/* Public keys from the raw parts an HSM hands out (RSA modulus and exponent, EC point and curve
+ * parameters, EdDSA point), as OpenSSL EVP_PKEYs; and private keys from PKCS#8 or raw bytes. */
+#ifndef HSMENROLL_FORMATS_PUBKEY_H
+#define HSMENROLL_FORMATS_PUBKEY_H
+
+#include <openssl/evp.h>
+#include <stddef.h>
+
+#include "error.h"
+
+EVP_PKEY *pubkey_from_rsa(const unsigned char *modulus, size_t modulus_len,
+                          const unsigned char *exponent, size_t exponent_len, enroll_error *err);
+/* curve_nid: NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1. point: the uncompressed point,
+ * either raw (04||X||Y) or wrapped in a DER OCTET STRING as PKCS#11 CKA_EC_POINT gives it. */
+EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t point_len,
+                               enroll_error *err);
+/* nid: NID_ED25519 or NID_ED448; point raw (32 / 57 bytes) or DER OCTET STRING wrapped. */
+EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_len,
+                            enroll_error *err);
+/* A private key from its PKCS#8 PrivateKeyInfo DER (what C_WrapKey wraps). */
+EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err);
+/* An EdDSA private key from its raw seed (CKA_VALUE of a non-sensitive key). */
+EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_len,
+                                 enroll_error *err);
+
+#endif

@@ -1,0 +1,216 @@
+/* Test helpers: CUnit suite runner, temporary directories, shell commands, file reading. */
+#include "support.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int test_main(const char *suite, const test_case *cases, int (*setup)(void), int (*teardown)(void))
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite s = CU_add_suite(suite, setup, teardown);
+    if (s == NULL)
+        return 2;
+    for (const test_case *c = cases; c->name != NULL; c++)
+        if (CU_add_test(s, c->name, c->fn) == NULL)
+            return 2;
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned suites_failed = CU_get_number_of_suites_failed();
+    CU_cleanup_registry();
+    return (failed || suites_failed) ? 1 : 0;
+}
+
+char *test_tmpdir(const char *prefix)
+{
+    const char *base = "/dev/shm";
+    struct stat st;
+    if (stat(base, &st) != 0 || !S_ISDIR(st.st_mode) || access(base, W_OK) != 0) {
+        base = getenv("TMPDIR");
+        if (base == NULL)
+            base = "/tmp";
+    }
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s-XXXXXX", base, prefix) < 0)
+        return NULL;
+    if (mkdtemp(path) == NULL) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void test_rmtree(const char *path)
+{
+    if (path != NULL)
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *vformat(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        return NULL;
+    return s;
+}
+
+int test_sh(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *cmd = vformat(fmt, ap);
+    va_end(ap);
+    if (cmd == NULL)
+        return -1;
+    fflush(NULL);
+    int rc = system(cmd);
+    free(cmd);
+    if (rc == -1 || !WIFEXITED(rc))
+        return -1;
+    return WEXITSTATUS(rc);
+}
+
+char *test_sh_output(int *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *cmd = vformat(fmt, ap);
+    va_end(ap);
+    if (cmd == NULL)
+        return NULL;
+    fflush(NULL);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    if (p == NULL)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    int rc = pclose(p);
+    if (status != NULL)
+        *status = (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
+    if (buf != NULL)
+        buf[len] = '\0';
+    return buf;
+}
+
+char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, used = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf != NULL && (n = fread(buf + used, 1, cap - used - 1, f)) > 0) {
+        used += n;
+        if (cap - used < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf != NULL) {
+        buf[used] = '\0';
+        if (len != NULL)
+            *len = used;
+    }
+    return buf;
+}
+
+int test_write_file(const char *path, const char *content)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return -1;
+    size_t n = strlen(content);
+    int ok = fwrite(content, 1, n, f) == n;
+    return (fclose(f) == 0 && ok) ? 0 : -1;
+}
+
+int test_count(const char *haystack, const char *needle)
+{
+    int n = 0;
+    size_t step = strlen(needle);
+    if (haystack == NULL || step == 0)
+        return 0;
+    for (const char *p = strstr(haystack, needle); p != NULL; p = strstr(p + step, needle))
+        n++;
+    return n;
+}
+
+json_t *test_load_ndjson(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    json_t *all = json_array();
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (n == 1 && line[0] == '\n')
+            continue;
+        json_error_t jerr;
+        json_t *v = json_loadb(line, (size_t)n, 0, &jerr);
+        if (v == NULL) {
+            fprintf(stderr, "test_load_ndjson: %s: %s\n", path, jerr.text);
+            json_decref(all);
+            all = NULL;
+            break;
+        }
+        json_array_append_new(all, v);
+    }
+    free(line);
+    fclose(f);
+    return all;
+}
+
+json_t *test_find_by(json_t *array, const char *key, const char *value)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(array, i, item)
+    {
+        const char *s = json_string_value(json_object_get(item, key));
+        if (s != NULL && strcmp(s, value) == 0)
+            return item;
+    }
+    return NULL;
+}

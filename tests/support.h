@@ -1,0 +1,45 @@
+/* Shared helpers of the CUnit test programs: running a suite, temporary directories (on tmpfs
+ * when there is one), running commands and reading what they wrote. */
+#ifndef HSMENROLL_TESTS_SUPPORT_H
+#define HSMENROLL_TESTS_SUPPORT_H
+
+#include <CUnit/CUnit.h>
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+#define TEST_CASE(fn) {#fn, fn}
+#define TEST_END {NULL, NULL}
+
+/* Registers the cases as one suite, runs them verbosely, returns the process exit code
+ * (0 when every assertion held). setup/teardown may be NULL (CUnit suite init/cleanup). */
+int test_main(const char *suite, const test_case *cases, int (*setup)(void), int (*teardown)(void));
+
+/* A new empty directory under /dev/shm (or $TMPDIR, /tmp), removed with its content by
+ * test_rmtree. Returns a malloc'd path. */
+char *test_tmpdir(const char *prefix);
+void test_rmtree(const char *path);
+
+/* Runs a shell command (printf-style); returns its exit status (0-255), or -1 if it did not run
+ * or was killed. The command's output goes to this process's stderr unless redirected. */
+int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Runs a shell command and returns its standard output (malloc'd, NUL-terminated); *status gets
+ * the exit status when status is not NULL. */
+char *test_sh_output(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The whole content of a file (malloc'd, NUL-terminated), NULL if unreadable. */
+char *test_read_file(const char *path, size_t *len);
+int test_write_file(const char *path, const char *content);
+/* Number of occurrences of needle in haystack. */
+int test_count(const char *haystack, const char *needle);
+
+/* Reads an NDJSON file into a JSON array of its lines (json_decref it); NULL if unreadable or a
+ * line is not JSON. */
+json_t *test_load_ndjson(const char *path);
+/* The element of an array of objects whose member `key` is the string `value`, or NULL. */
+json_t *test_find_by(json_t *array, const char *key, const char *value);
+
+#endif
