@@ -19,6 +19,10 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
                             enroll_error *err);
 /* A private key from its PKCS#8 PrivateKeyInfo DER (what C_WrapKey wraps). */
 EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err);
+/* Unwraps an RFC 5649 (AES key wrap with padding) blob made by C_WrapKey under the 32-byte kek
+ * and parses the PKCS#8 inside. The plaintext is wiped before returning. */
+EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
+                               size_t wrapped_len, enroll_error *err);
 /* An EdDSA private key from its raw seed (CKA_VALUE of a non-sensitive key). */
 EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_len,
                                  enroll_error *err);

@@ -1,0 +1,189 @@
+/* EVP_PKEYs from HSM-provided parts: RSA modulus/exponent, EC points (raw or DER OCTET STRING
+ * wrapped, as CKA_EC_POINT comes), EdDSA points; private keys from PKCS#8, AES-KWP or raw seeds. */
+#include "pubkey.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Returns the raw bytes of a point that may be wrapped in a DER OCTET STRING. raw_len is the
+ * length the raw form must have. *owned is set when the result must be freed. */
+static const unsigned char *unwrap_point(const unsigned char *point, size_t len, size_t raw_len,
+                                         size_t *out_len, unsigned char **owned)
+{
+    *owned = NULL;
+    if (len == raw_len) {
+        *out_len = len;
+        return point;
+    }
+    const unsigned char *p = point;
+    ASN1_OCTET_STRING *os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)len);
+    if (os == NULL || p != point + len || (size_t)ASN1_STRING_length(os) != raw_len) {
+        ASN1_OCTET_STRING_free(os);
+        ERR_clear_error();
+        return NULL;
+    }
+    *owned = malloc(raw_len);
+    if (*owned != NULL)
+        memcpy(*owned, ASN1_STRING_get0_data(os), raw_len);
+    ASN1_OCTET_STRING_free(os);
+    *out_len = raw_len;
+    return *owned;
+}
+
+static EVP_PKEY *from_params(const char *type, OSSL_PARAM_BLD *bld, int selection,
+                             enroll_error *err)
+{
+    EVP_PKEY *key = NULL;
+    OSSL_PARAM *params = bld ? OSSL_PARAM_BLD_to_param(bld) : NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+    if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &key, selection, params) <= 0) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s public key", type);
+        enroll_error_add_openssl(err);
+        key = NULL;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    return key;
+}
+
+EVP_PKEY *pubkey_from_rsa(const unsigned char *modulus, size_t modulus_len,
+                          const unsigned char *exponent, size_t exponent_len, enroll_error *err)
+{
+    BIGNUM *n = BN_bin2bn(modulus, (int)modulus_len, NULL);
+    BIGNUM *e = BN_bin2bn(exponent, (int)exponent_len, NULL);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *key = NULL;
+    if (n != NULL && e != NULL && bld != NULL &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+        key = from_params("RSA", bld, EVP_PKEY_PUBLIC_KEY, err);
+    else
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build RSA public key");
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    return key;
+}
+
+EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t point_len,
+                               enroll_error *err)
+{
+    size_t field;
+    switch (curve_nid) {
+    case NID_X9_62_prime256v1:
+        field = 32;
+        break;
+    case NID_secp384r1:
+        field = 48;
+        break;
+    case NID_secp521r1:
+        field = 66;
+        break;
+    default:
+        enroll_error_set(err, "INVALID_KEY", NULL, "unsupported curve %d", curve_nid);
+        return NULL;
+    }
+    unsigned char *owned;
+    size_t raw_len;
+    const unsigned char *raw = unwrap_point(point, point_len, 1 + 2 * field, &raw_len, &owned);
+    if (raw == NULL || raw[0] != 0x04) {
+        free(owned);
+        enroll_error_set(err, "INVALID_KEY", NULL, "EC point of %zu bytes is not an uncompressed "
+                         "point on curve %s", point_len, OBJ_nid2sn(curve_nid));
+        return NULL;
+    }
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *key = NULL;
+    if (bld != NULL &&
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, OBJ_nid2sn(curve_nid),
+                                        0) &&
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, raw, raw_len))
+        key = from_params("EC", bld, EVP_PKEY_PUBLIC_KEY, err);
+    else
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build EC public key");
+    OSSL_PARAM_BLD_free(bld);
+    free(owned);
+    return key;
+}
+
+EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_len,
+                            enroll_error *err)
+{
+    size_t want = nid == NID_ED25519 ? 32 : nid == NID_ED448 ? 57 : 0;
+    unsigned char *owned;
+    size_t raw_len;
+    const unsigned char *raw = want ? unwrap_point(point, point_len, want, &raw_len, &owned) : NULL;
+    if (raw == NULL) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "EdDSA point of %zu bytes is not a %s key",
+                         point_len, want ? OBJ_nid2sn(nid) : "known EdDSA");
+        return NULL;
+    }
+    EVP_PKEY *key = EVP_PKEY_new_raw_public_key(nid, NULL, raw, raw_len);
+    free(owned);
+    if (key == NULL) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s public key",
+                         OBJ_nid2sn(nid));
+        enroll_error_add_openssl(err);
+    }
+    return key;
+}
+
+EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err)
+{
+    const unsigned char *p = der;
+    PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der_len);
+    EVP_PKEY *key = p8 ? EVP_PKCS82PKEY(p8) : NULL;
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    if (key == NULL) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "the private key is not valid PKCS#8");
+        enroll_error_add_openssl(err);
+    }
+    return key;
+}
+
+EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
+                               size_t wrapped_len, enroll_error *err)
+{
+    EVP_PKEY *key = NULL;
+    unsigned char *plain = malloc(wrapped_len + 16);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len1 = 0, len2 = 0;
+    if (plain == NULL || ctx == NULL) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "out of memory");
+        goto done;
+    }
+    EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_wrap_pad(), NULL, kek, NULL) != 1 ||
+        EVP_DecryptUpdate(ctx, plain, &len1, wrapped, (int)wrapped_len) != 1 ||
+        EVP_DecryptFinal_ex(ctx, plain + len1, &len2) != 1) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot unwrap the exported key (AES-KWP)");
+        enroll_error_add_openssl(err);
+        goto done;
+    }
+    key = privkey_from_pkcs8(plain, (size_t)(len1 + len2), err);
+done:
+    if (plain != NULL) {
+        OPENSSL_cleanse(plain, wrapped_len + 16);
+        free(plain);
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    return key;
+}
+
+EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_len,
+                                 enroll_error *err)
+{
+    EVP_PKEY *key = EVP_PKEY_new_raw_private_key(nid, NULL, raw, raw_len);
+    if (key == NULL) {
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s private key",
+                         OBJ_nid2sn(nid));
+        enroll_error_add_openssl(err);
+    }
+    return key;
+}

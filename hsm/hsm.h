@@ -1,0 +1,185 @@
+/* The PKCS#11 layer: loading a module, tokens and logins, one session per worker thread, key
+ * generation inside the token, signing, and taking export keys out. It talks to the module through
+ * its function list only (no libp11: that is not thread-safe and has no EdDSA), keeps every object
+ * handle it creates, and never searches objects on the hot path. Knows nothing of X.509. */
+#ifndef HSMENROLL_HSM_HSM_H
+#define HSMENROLL_HSM_HSM_H
+
+#include <p11-kit/pkcs11.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* What failed: the PKCS#11 function, its return value, and a message that says it all. */
+typedef struct hsm_error {
+    char function[40]; /* "C_GenerateKeyPair"; "" when not a PKCS#11 call */
+    CK_RV rv;          /* CKR_OK when not a PKCS#11 failure */
+    char message[320]; /* "C_GenerateKeyPair failed: CKR_TEMPLATE_INCONSISTENT (RSA 2048)" */
+} hsm_error;
+
+void hsm_error_set(hsm_error *err, const char *function, CK_RV rv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- module (hsm/module.c) ---- */
+
+typedef struct hsm_module hsm_module;
+
+/* dlopens path (NULL: the default SoftHSM2 module), C_GetFunctionList, C_Initialize with
+ * CKF_OS_LOCKING_OK. NULL with err on failure (missing file, not a PKCS#11 module, ...). */
+hsm_module *hsm_module_load(const char *path, hsm_error *err);
+/* C_Finalize (when this load initialized it) and dlclose. NULL is accepted. */
+void hsm_module_unload(hsm_module *module);
+CK_FUNCTION_LIST *hsm_module_functions(const hsm_module *module);
+const char *hsm_module_path(const hsm_module *module);
+const char *hsm_default_module_path(void);
+
+typedef struct hsm_token_desc {
+    CK_SLOT_ID slot;
+    char label[33]; /* trailing spaces removed */
+    char manufacturer[33];
+    char model[17];
+    char serial[17];
+    bool initialized;
+    bool user_pin_initialized;
+} hsm_token_desc;
+
+/* The tokens present (up to max); returns how many were found, or -1 with err. */
+int hsm_module_list_tokens(hsm_module *module, hsm_token_desc *out, size_t max, hsm_error *err);
+/* The initialized token with this label; 0, or -1 with err ("no token labelled ..."). */
+int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc *out,
+                          hsm_error *err);
+/* Initializes a token with this label in a slot without an initialized token (C_InitToken with
+ * so_pin, then C_InitPIN with user_pin); out describes the new token (its slot may change, as
+ * SoftHSM moves it). 0, or -1 with err. */
+int hsm_module_init_token(hsm_module *module, const char *label, const char *so_pin,
+                          const char *user_pin, hsm_token_desc *out, hsm_error *err);
+
+/* ---- token and sessions (hsm/session.c) ---- */
+
+/* A logged-in token: one login session kept open for the whole run (login state is shared by
+ * every session the process opens on the token). */
+typedef struct hsm_token {
+    hsm_module *module;
+    hsm_token_desc desc;
+    CK_SESSION_HANDLE login_session;
+    bool logged_in;
+} hsm_token;
+
+/* Finds the token by label, opens its login session and logs the user in with pin.
+ * A wrong PIN gives err->rv CKR_PIN_INCORRECT. 0, or -1 with err. */
+int hsm_token_open(hsm_module *module, const char *label, const char *pin, hsm_token *token,
+                   hsm_error *err);
+void hsm_token_close(hsm_token *token);
+
+/* One worker's read/write session on a token. Not shared between threads. */
+typedef struct hsm_session {
+    hsm_token *token;
+    CK_FUNCTION_LIST *f;
+    CK_SESSION_HANDLE handle;
+} hsm_session;
+
+int hsm_session_open(hsm_token *token, hsm_session *session, hsm_error *err);
+void hsm_session_close(hsm_session *session);
+
+/* ---- keys (hsm/keygen.c) ---- */
+
+typedef enum hsm_key_type {
+    HSM_KEY_RSA = 1,
+    HSM_KEY_EC,
+    HSM_KEY_ED25519,
+    HSM_KEY_ED448,
+} hsm_key_type;
+
+typedef enum hsm_curve {
+    HSM_CURVE_NONE = 0,
+    HSM_CURVE_P256,
+    HSM_CURVE_P384,
+    HSM_CURVE_P521,
+} hsm_curve;
+
+typedef struct hsm_key_spec {
+    hsm_key_type type;
+    unsigned rsa_bits; /* HSM_KEY_RSA: 2048, 3072, 4096 */
+    hsm_curve curve;   /* HSM_KEY_EC */
+} hsm_key_spec;
+
+/* Where the key lives and how it may leave. */
+typedef enum hsm_key_storage {
+    HSM_STORAGE_TOKEN = 1,   /* persistent, private, sensitive, never extractable */
+    HSM_STORAGE_WRAPPABLE,   /* session object, sensitive, extractable: leaves only by C_WrapKey */
+    HSM_STORAGE_READABLE,    /* session object, not sensitive: for modules that will not wrap
+                                this key type (SoftHSM 2.6.1 and EdDSA); CKA_VALUE is read */
+} hsm_key_storage;
+
+#define HSM_KEY_ID_LEN 16
+
+typedef struct hsm_keypair {
+    hsm_key_spec spec;
+    hsm_key_storage storage;
+    CK_OBJECT_HANDLE public_key;
+    CK_OBJECT_HANDLE private_key;
+    unsigned char id[HSM_KEY_ID_LEN]; /* CKA_ID: random, unique */
+    /* The public key as the token gives it (malloc'd; released by hsm_keypair_release):
+     * RSA: modulus + exponent; EC/EdDSA: CKA_EC_POINT (a DER OCTET STRING for SoftHSM). */
+    unsigned char *modulus, *exponent, *ec_point;
+    size_t modulus_len, exponent_len, ec_point_len;
+    int attempts; /* how many C_GenerateKeyPair calls it took (transient failures retried) */
+} hsm_keypair;
+
+/* Generates a key pair in the session's token with CKA_LABEL = label and a fresh random CKA_ID,
+ * and reads its public part. The transient CKR_GENERAL_ERROR SoftHSM 2.6.1 returns under
+ * concurrency is retried (a few times, with a short back-off); any other failure is returned with
+ * the function and CKR named. 0, or -1 with err. */
+int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key_storage storage,
+                         const char *label, hsm_keypair *out, hsm_error *err);
+/* Destroys both objects in the token (C_DestroyObject); handles already gone are fine. */
+int hsm_destroy_keypair(hsm_session *session, hsm_keypair *pair, hsm_error *err);
+/* Frees the public parts read at generation (not the objects). */
+void hsm_keypair_release(hsm_keypair *pair);
+
+/* Signs data with a private key: mechanism CKM_RSA_PKCS (data = DigestInfo), CKM_ECDSA (data =
+ * hash; signature r||s), CKM_EDDSA (data = message). sig has capacity *sig_len; 0 or -1. */
+int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mechanism,
+             const unsigned char *data, size_t data_len, unsigned char *sig, size_t *sig_len,
+             hsm_error *err);
+
+/* ---- export (hsm/wrap.c) ---- */
+
+/* Imports an AES-256 key (kek, 32 bytes, held by the caller) into the token as a session object
+ * usable only for wrapping (CKA_WRAP, sensitive); the per-run wrapping key. 0 or -1. */
+int hsm_import_wrapping_key(hsm_session *session, const unsigned char kek[32],
+                            CK_OBJECT_HANDLE *out, hsm_error *err);
+/* C_WrapKey with CKM_AES_KEY_WRAP_PAD (RFC 5649): the key's PKCS#8 encoding, wrapped. *out is
+ * malloc'd. A module that will not wrap this key type answers CKR_KEY_NOT_WRAPPABLE (err->rv). */
+int hsm_wrap_private_key(hsm_session *session, CK_OBJECT_HANDLE wrapping_key,
+                         CK_OBJECT_HANDLE private_key, unsigned char **out, size_t *out_len,
+                         hsm_error *err);
+/* Reads CKA_VALUE of a non-sensitive private key (HSM_STORAGE_READABLE). *out is malloc'd; the
+ * caller wipes and frees it. */
+int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key,
+                           unsigned char **out, size_t *out_len, hsm_error *err);
+
+/* ---- objects (hsm/objects.c): for start-up and maintenance, never the hot path ---- */
+
+/* Handles of the objects of a class (CKO_PRIVATE_KEY, ...) with this CKA_ID and/or CKA_LABEL
+ * (either may be NULL/0 length to match all). Returns how many (up to max), -1 with err. */
+int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned char *id,
+                     size_t id_len, const char *label, CK_OBJECT_HANDLE *out, size_t max,
+                     hsm_error *err);
+/* One attribute's value, malloc'd (NUL-terminated for convenience). 0 or -1. */
+int hsm_get_attribute(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
+                      unsigned char **out, size_t *out_len, hsm_error *err);
+/* A CK_BBOOL or CK_ULONG attribute. */
+int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
+                 bool *out, hsm_error *err);
+int hsm_get_ulong(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
+                  CK_ULONG *out, hsm_error *err);
+int hsm_destroy_object(hsm_session *session, CK_OBJECT_HANDLE object, hsm_error *err);
+
+/* ---- names (hsm/uri.c) ---- */
+
+/* The RFC 7512 URI of an object on the token (p11-kit's formatter): token, manufacturer, model,
+ * serial, id, object (label), type. malloc'd; NULL on failure. */
+char *hsm_object_uri(const hsm_token_desc *token, const unsigned char *id, size_t id_len,
+                     const char *label, CK_OBJECT_CLASS cls);
+
+#endif

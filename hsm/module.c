@@ -1,0 +1,246 @@
+/* PKCS#11 modules: dlopen + C_GetFunctionList + C_Initialize (OS locking), token discovery by
+ * label, and token initialization (C_InitToken + C_InitPIN). */
+#include "hsm.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ckr.h"
+
+#ifndef HSMENROLL_DEFAULT_MODULE
+#define HSMENROLL_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#endif
+
+struct hsm_module {
+    void *dl;
+    CK_FUNCTION_LIST *f;
+    bool initialized_here;
+    char *path;
+};
+
+void hsm_error_set(hsm_error *err, const char *function, CK_RV rv, const char *fmt, ...)
+{
+    if (err == NULL)
+        return;
+    snprintf(err->function, sizeof err->function, "%s", function ? function : "");
+    err->rv = rv;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+const char *hsm_default_module_path(void)
+{
+    return HSMENROLL_DEFAULT_MODULE;
+}
+
+hsm_module *hsm_module_load(const char *path, hsm_error *err)
+{
+    if (path == NULL || *path == '\0')
+        path = hsm_default_module_path();
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        hsm_error_set(err, "", CKR_OK, "cannot load PKCS#11 module %s: %s", path,
+                      strerror(errno));
+        return NULL;
+    }
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (dl == NULL) {
+        hsm_error_set(err, "", CKR_OK, "cannot load PKCS#11 module %s: %s", path, dlerror());
+        return NULL;
+    }
+    CK_C_GetFunctionList get_list = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
+    if (get_list == NULL) {
+        hsm_error_set(err, "", CKR_OK, "%s is not a PKCS#11 module (no C_GetFunctionList)", path);
+        dlclose(dl);
+        return NULL;
+    }
+    hsm_module *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        dlclose(dl);
+        hsm_error_set(err, "", CKR_HOST_MEMORY, "out of memory");
+        return NULL;
+    }
+    m->dl = dl;
+    m->path = strdup(path);
+    CK_RV rv = get_list(&m->f);
+    if (rv != CKR_OK || m->f == NULL) {
+        hsm_error_set(err, "C_GetFunctionList", rv, "C_GetFunctionList failed on %s: %s", path,
+                      ckr_name(rv));
+        hsm_module_unload(m);
+        return NULL;
+    }
+    CK_C_INITIALIZE_ARGS args;
+    memset(&args, 0, sizeof args);
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = m->f->C_Initialize(&args);
+    if (rv == CKR_OK) {
+        m->initialized_here = true;
+    } else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+        hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s", path,
+                      ckr_name(rv));
+        hsm_module_unload(m);
+        return NULL;
+    }
+    return m;
+}
+
+void hsm_module_unload(hsm_module *module)
+{
+    if (module == NULL)
+        return;
+    if (module->initialized_here && module->f != NULL)
+        module->f->C_Finalize(NULL);
+    /* SoftHSM and most modules keep thread-local state that outlives dlclose badly; closing the
+     * library at exit is not worth the risk, the process is ending anyway. */
+    free(module->path);
+    free(module);
+}
+
+CK_FUNCTION_LIST *hsm_module_functions(const hsm_module *module)
+{
+    return module->f;
+}
+
+const char *hsm_module_path(const hsm_module *module)
+{
+    return module->path;
+}
+
+/* Copies a blank-padded PKCS#11 string field into a NUL-terminated C string. */
+static void copy_padded(char *dst, size_t dst_size, const CK_UTF8CHAR *src, size_t src_len)
+{
+    size_t n = src_len < dst_size - 1 ? src_len : dst_size - 1;
+    memcpy(dst, src, n);
+    while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == '\0'))
+        n--;
+    dst[n] = '\0';
+}
+
+static void describe(CK_SLOT_ID slot, const CK_TOKEN_INFO *info, hsm_token_desc *out)
+{
+    memset(out, 0, sizeof *out);
+    out->slot = slot;
+    copy_padded(out->label, sizeof out->label, info->label, sizeof info->label);
+    copy_padded(out->manufacturer, sizeof out->manufacturer, info->manufacturerID,
+                sizeof info->manufacturerID);
+    copy_padded(out->model, sizeof out->model, info->model, sizeof info->model);
+    copy_padded(out->serial, sizeof out->serial, info->serialNumber, sizeof info->serialNumber);
+    out->initialized = (info->flags & CKF_TOKEN_INITIALIZED) != 0;
+    out->user_pin_initialized = (info->flags & CKF_USER_PIN_INITIALIZED) != 0;
+}
+
+int hsm_module_list_tokens(hsm_module *module, hsm_token_desc *out, size_t max, hsm_error *err)
+{
+    CK_ULONG count = 0;
+    CK_RV rv = module->f->C_GetSlotList(CK_TRUE, NULL, &count);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_GetSlotList", rv, "C_GetSlotList failed: %s", ckr_name(rv));
+        return -1;
+    }
+    CK_SLOT_ID *slots = calloc(count ? count : 1, sizeof *slots);
+    if (slots == NULL) {
+        hsm_error_set(err, "", CKR_HOST_MEMORY, "out of memory");
+        return -1;
+    }
+    rv = module->f->C_GetSlotList(CK_TRUE, slots, &count);
+    if (rv != CKR_OK) {
+        free(slots);
+        hsm_error_set(err, "C_GetSlotList", rv, "C_GetSlotList failed: %s", ckr_name(rv));
+        return -1;
+    }
+    size_t found = 0;
+    for (CK_ULONG i = 0; i < count && found < max; i++) {
+        CK_TOKEN_INFO info;
+        if (module->f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
+            continue; /* token removed meanwhile */
+        describe(slots[i], &info, &out[found++]);
+    }
+    free(slots);
+    return (int)found;
+}
+
+int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc *out,
+                          hsm_error *err)
+{
+    hsm_token_desc tokens[64];
+    int n = hsm_module_list_tokens(module, tokens, 64, err);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i].initialized && strcmp(tokens[i].label, label) == 0) {
+            *out = tokens[i];
+            return 0;
+        }
+    }
+    hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT, "no token labelled \"%s\" in module %s", label,
+                  module->path);
+    return -1;
+}
+
+int hsm_module_init_token(hsm_module *module, const char *label, const char *so_pin,
+                          const char *user_pin, hsm_token_desc *out, hsm_error *err)
+{
+    if (strlen(label) > 32) {
+        hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "token label \"%s\" is longer than 32 bytes",
+                      label);
+        return -1;
+    }
+    hsm_token_desc tokens[64];
+    int n = hsm_module_list_tokens(module, tokens, 64, err);
+    if (n < 0)
+        return -1;
+    int free_slot = -1;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i].initialized && strcmp(tokens[i].label, label) == 0) {
+            hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "a token labelled \"%s\" already exists",
+                          label);
+            return -1;
+        }
+        if (!tokens[i].initialized && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT,
+                      "module %s has no slot with an uninitialized token", module->path);
+        return -1;
+    }
+    CK_UTF8CHAR padded[32];
+    memset(padded, ' ', sizeof padded);
+    memcpy(padded, label, strlen(label));
+    CK_SLOT_ID slot = tokens[free_slot].slot;
+    CK_RV rv = module->f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_InitToken", rv, "C_InitToken failed: %s", ckr_name(rv));
+        return -1;
+    }
+    /* SoftHSM gives the new token a new slot: look it up again by label. */
+    if (hsm_module_find_token(module, label, out, err) != 0)
+        return -1;
+    CK_SESSION_HANDLE s;
+    rv = module->f->C_OpenSession(out->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_OpenSession", rv, "C_OpenSession failed: %s", ckr_name(rv));
+        return -1;
+    }
+    const char *fn = "C_Login";
+    rv = module->f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+    if (rv == CKR_OK) {
+        fn = "C_InitPIN";
+        rv = module->f->C_InitPIN(s, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin));
+        module->f->C_Logout(s);
+    }
+    module->f->C_CloseSession(s);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, fn, rv, "%s failed while initializing token \"%s\": %s", fn, label,
+                      ckr_name(rv));
+        return -1;
+    }
+    return hsm_module_find_token(module, label, out, err);
+}

@@ -1,0 +1,69 @@
+/* Logged-in tokens and per-worker sessions. One C_Login per token per process: PKCS#11 login
+ * state is shared by all sessions of the application on that token. */
+#include "hsm.h"
+
+#include <string.h>
+
+#include "ckr.h"
+
+int hsm_token_open(hsm_module *module, const char *label, const char *pin, hsm_token *token,
+                   hsm_error *err)
+{
+    memset(token, 0, sizeof *token);
+    token->module = module;
+    if (hsm_module_find_token(module, label, &token->desc, err) != 0)
+        return -1;
+    CK_FUNCTION_LIST *f = hsm_module_functions(module);
+    CK_RV rv = f->C_OpenSession(token->desc.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                &token->login_session);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_OpenSession", rv, "C_OpenSession on token \"%s\" failed: %s", label,
+                      ckr_name(rv));
+        return -1;
+    }
+    rv = f->C_Login(token->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin, pin ? strlen(pin) : 0);
+    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+        hsm_error_set(err, "C_Login", rv, "C_Login on token \"%s\" failed: %s", label,
+                      ckr_name(rv));
+        f->C_CloseSession(token->login_session);
+        token->login_session = CK_INVALID_HANDLE;
+        return -1;
+    }
+    token->logged_in = true;
+    return 0;
+}
+
+void hsm_token_close(hsm_token *token)
+{
+    if (token == NULL || token->module == NULL || token->login_session == CK_INVALID_HANDLE)
+        return;
+    CK_FUNCTION_LIST *f = hsm_module_functions(token->module);
+    if (token->logged_in)
+        f->C_Logout(token->login_session);
+    f->C_CloseSession(token->login_session);
+    token->login_session = CK_INVALID_HANDLE;
+    token->logged_in = false;
+}
+
+int hsm_session_open(hsm_token *token, hsm_session *session, hsm_error *err)
+{
+    memset(session, 0, sizeof *session);
+    session->token = token;
+    session->f = hsm_module_functions(token->module);
+    CK_RV rv = session->f->C_OpenSession(token->desc.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+                                         NULL, NULL, &session->handle);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_OpenSession", rv, "C_OpenSession on token \"%s\" failed: %s",
+                      token->desc.label, ckr_name(rv));
+        return -1;
+    }
+    return 0;
+}
+
+void hsm_session_close(hsm_session *session)
+{
+    if (session == NULL || session->f == NULL || session->handle == CK_INVALID_HANDLE)
+        return;
+    session->f->C_CloseSession(session->handle);
+    session->handle = CK_INVALID_HANDLE;
+}
