@@ -1,0 +1,148 @@
+/* PKCS#12 (PFX) output, built bag by bag so the certificate bags keep the caller's order: modern
+ * (PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC, MAC SHA-256) or legacy (3DES key, RC2-40 certs, SHA-1). */
+#include "bundle.h"
+
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/pkcs12.h>
+#include <string.h>
+
+#define DEFAULT_PFX_ITERATIONS 2048
+
+/* Index in certs of the first certificate whose public key is key's, or -1. */
+static int find_leaf(STACK_OF(X509) * certs, EVP_PKEY *key)
+{
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        if (X509_check_private_key(sk_X509_value(certs, i), key) == 1) {
+            ERR_clear_error();
+            return i;
+        }
+    }
+    ERR_clear_error(); /* the mismatches leave "key values mismatch" behind */
+    return -1;
+}
+
+/* friendlyName (UTF-8, stored as BMPString) and localKeyID, on the key bag and the leaf bag. */
+static int add_leaf_attributes(PKCS12_SAFEBAG *bag, const pfx_options *opt, unsigned char *keyid,
+                               int keyid_len)
+{
+    if (opt->friendly_name != NULL && !PKCS12_add_friendlyname_utf8(bag, opt->friendly_name, -1))
+        return 0;
+    return PKCS12_add_localkeyid(bag, keyid, keyid_len);
+}
+
+/* One certificate bag per certificate, in order. PKCS12_SAFEBAG_create_cert rather than
+ * PKCS12_add_cert: the latter copies an alias or key id a certificate may carry in its auxiliary
+ * (trust) data, which would put a stray friendlyName or localKeyID on a CA bag. */
+static STACK_OF(PKCS12_SAFEBAG) * make_cert_bags(STACK_OF(X509) * certs, int leaf,
+                                                 const pfx_options *opt, unsigned char *keyid,
+                                                 int keyid_len)
+{
+    STACK_OF(PKCS12_SAFEBAG) *bags = sk_PKCS12_SAFEBAG_new_null();
+    if (bags == NULL)
+        return NULL;
+    for (int i = 0; i < sk_X509_num(certs); i++) {
+        PKCS12_SAFEBAG *bag = PKCS12_SAFEBAG_create_cert(sk_X509_value(certs, i));
+        if (bag == NULL || (i == leaf && !add_leaf_attributes(bag, opt, keyid, keyid_len)) ||
+            sk_PKCS12_SAFEBAG_push(bags, bag) <= 0) {
+            PKCS12_SAFEBAG_free(bag);
+            sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+            return NULL;
+        }
+    }
+    return bags;
+}
+
+static int check_options(BIO *out, EVP_PKEY *key, const pfx_options *opt, enroll_error *err)
+{
+    if (out == NULL || key == NULL || opt == NULL) {
+        enroll_error_set(err, "BUNDLE_FAILED", NULL, "PKCS#12 needs an output, a key and options");
+        return -1;
+    }
+    if (opt->password == NULL || opt->password[0] == '\0' || strlen(opt->password) > INT_MAX) {
+        enroll_error_set(err, "BUNDLE_FAILED", NULL, "PKCS#12 needs a non-empty password");
+        return -1;
+    }
+    if (opt->iterations < 0) {
+        enroll_error_set(err, "BUNDLE_FAILED", NULL, "invalid PKCS#12 iteration count %d",
+                         opt->iterations);
+        return -1;
+    }
+    if (bundle_crypto_init() != 0 && opt->legacy) {
+        enroll_error_set(err, "LEGACY_UNAVAILABLE", NULL,
+                         "legacy PKCS#12 (3DES, RC2-40) needs the OpenSSL legacy provider, "
+                         "which cannot be loaded (see OPENSSL_MODULES)");
+        return -1;
+    }
+    return 0;
+}
+
+int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options *opt,
+              enroll_error *err)
+{
+    if (check_options(out, key, opt, err) != 0)
+        return -1;
+    const char *pass = opt->password;
+    int iter = opt->iterations ? opt->iterations : DEFAULT_PFX_ITERATIONS;
+    int key_nid = opt->legacy ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : NID_aes_256_cbc;
+    int cert_nid = opt->legacy ? NID_pbe_WithSHA1And40BitRC2_CBC : NID_aes_256_cbc;
+    const EVP_MD *mac_md = opt->legacy ? EVP_sha1() : EVP_sha256();
+
+    int leaf = find_leaf(certs, key);
+    if (leaf < 0) {
+        enroll_error_set(err, "BUNDLE_FAILED", NULL,
+                         "no certificate of the PKCS#12 matches the private key");
+        return -1;
+    }
+    unsigned char keyid[EVP_MAX_MD_SIZE];
+    unsigned int keyid_len = 0;
+    if (!X509_digest(sk_X509_value(certs, leaf), EVP_sha1(), keyid, &keyid_len)) {
+        enroll_error_set(err, "BUNDLE_FAILED", NULL, "cannot hash the leaf certificate");
+        enroll_error_add_openssl(err);
+        return -1;
+    }
+
+    int rc = -1;
+    const char *what = "cannot build the certificate bags";
+    STACK_OF(PKCS7) *safes = NULL;
+    STACK_OF(PKCS12_SAFEBAG) *key_bags = NULL;
+    PKCS12 *p12 = NULL;
+    STACK_OF(PKCS12_SAFEBAG) *cert_bags = make_cert_bags(certs, leaf, opt, keyid, (int)keyid_len);
+    if (cert_bags == NULL)
+        goto done;
+    what = "cannot encrypt the certificates";
+    if (!PKCS12_add_safe_ex(&safes, cert_bags, cert_nid, iter, pass, NULL, NULL))
+        goto done;
+
+    what = "cannot encrypt the private key";
+    PKCS12_SAFEBAG *bag = PKCS12_add_key_ex(&key_bags, key, 0, iter, key_nid, pass, NULL, NULL);
+    if (bag == NULL)
+        goto done;
+    what = "cannot set the key bag attributes";
+    if (!add_leaf_attributes(bag, opt, keyid, (int)keyid_len) ||
+        (opt->csp_name != NULL && !PKCS12_add_CSPName_asc(bag, opt->csp_name, -1)))
+        goto done;
+    /* The shrouded key bag is encrypted already: its safe is plain data. */
+    what = "cannot build the PKCS#12";
+    if (!PKCS12_add_safe_ex(&safes, key_bags, -1, 0, NULL, NULL, NULL))
+        goto done;
+    if ((p12 = PKCS12_add_safes_ex(safes, 0, NULL, NULL)) == NULL)
+        goto done;
+    what = "cannot compute the PKCS#12 MAC";
+    if (!PKCS12_set_mac(p12, pass, -1, NULL, 0, iter, mac_md))
+        goto done;
+    what = "cannot write the PKCS#12";
+    if (!i2d_PKCS12_bio(out, p12))
+        goto done;
+    rc = 0;
+done:
+    if (rc != 0) {
+        enroll_error_set(err, "BUNDLE_FAILED", NULL, "%s", what);
+        enroll_error_add_openssl(err);
+    }
+    PKCS12_free(p12);
+    sk_PKCS7_pop_free(safes, PKCS7_free);
+    sk_PKCS12_SAFEBAG_pop_free(key_bags, PKCS12_SAFEBAG_free);
+    sk_PKCS12_SAFEBAG_pop_free(cert_bags, PKCS12_SAFEBAG_free);
+    return rc;
+}
