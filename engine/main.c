@@ -1,5 +1,64 @@
-/* hsmenroll entry point (placeholder while the CLI is being built). */
-int main(void)
+/* hsmenroll: bulk certificate enrollment with HSM-protected keys. Entry point and dispatch to
+ * the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/cli.h"
+#include "engine/secret.h"
+
+#ifndef HSMENROLL_VERSION
+#define HSMENROLL_VERSION "0"
+#endif
+
+static const char usage[] =
+    "usage: hsmenroll <command> [options]\n"
+    "\n"
+    "Bulk certificate enrollment with keys generated inside an HSM (PKCS#11).\n"
+    "\n"
+    "commands:\n"
+    "  run BATCH.ndjson|-     enroll every request line of a batch: key in the HSM, CSR, CA,\n"
+    "                         PFX/PEM/DER bundles and results.ndjson in the output directory\n"
+    "  ca init|show           the embedded CA (root + issuing CA, keys in the HSM)\n"
+    "  token init|list        PKCS#11 tokens and the keys hsmenroll made in them\n"
+    "  version                print the version\n"
+    "  help [COMMAND]         this text, or a command's options\n"
+    "\n"
+    "With no --config, everything runs on the embedded default under ./.hsmenroll (or\n"
+    "$HSMENROLL_HOME): a SoftHSM2 token, an embedded two-level CA and a Default template,\n"
+    "created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
+    "Run `hsmenroll COMMAND --help` for a command's options.\n";
+
+int main(int argc, char **argv)
 {
-    return 0;
+    secret_protect_process();
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_NOTHING_DONE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "ca") == 0)
+        return cli_ca(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return cli_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("hsmenroll %s\n", HSMENROLL_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        if (argc > 2) {
+            char *help_argv[] = {argv[2], "--help", NULL};
+            if (strcmp(argv[2], "run") == 0)
+                return cli_run(2, help_argv);
+            if (strcmp(argv[2], "ca") == 0)
+                return cli_ca(2, help_argv);
+            if (strcmp(argv[2], "token") == 0)
+                return cli_token(2, help_argv);
+        }
+        fputs(usage, stdout);
+        return 0;
+    }
+    fprintf(stderr, "hsmenroll: unknown command \"%s\"\n\n%s", cmd, usage);
+    return EXIT_NOTHING_DONE;
 }

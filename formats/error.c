@@ -36,3 +36,18 @@ void enroll_error_add_openssl(enroll_error *err)
     }
     ERR_clear_error();
 }
+
+void enroll_error_prefix(enroll_error *err, const char *prefix)
+{
+    if (err == NULL || prefix == NULL)
+        return;
+    size_t plen = strlen(prefix), size = sizeof err->message;
+    if (plen >= size - 1)
+        plen = size - 1;
+    size_t mlen = strnlen(err->message, size - 1);
+    if (plen + mlen > size - 1)
+        mlen = size - 1 - plen;
+    memmove(err->message + plen, err->message, mlen);
+    memcpy(err->message, prefix, plen);
+    err->message[plen + mlen] = '\0';
+}

@@ -19,6 +19,9 @@ void enroll_error_set(enroll_error *err, const char *code, const char *field, co
 /* Clears err to the empty state (code ""). */
 void enroll_error_clear(enroll_error *err);
 
+/* Puts prefix (e.g. "CA \"embedded\": ") in front of err->message, truncating at the end. */
+void enroll_error_prefix(enroll_error *err, const char *prefix);
+
 /* Appends the first queued OpenSSL error reason, as " (reason)", to err->message, and empties
  * the OpenSSL error queue of this thread. */
 void enroll_error_add_openssl(enroll_error *err);

@@ -147,32 +147,58 @@ EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_er
     return key;
 }
 
+static int kwp(int encrypt, const unsigned char kek[32], const unsigned char *in, size_t in_len,
+               unsigned char **out, size_t *out_len, enroll_error *err)
+{
+    *out = NULL;
+    size_t cap = in_len + 16;
+    unsigned char *buf = malloc(cap);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len1 = 0, len2 = 0, ok = 0;
+    if (buf != NULL && ctx != NULL) {
+        EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+        ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap_pad(), NULL, kek, NULL, encrypt) == 1 &&
+             EVP_CipherUpdate(ctx, buf, &len1, in, (int)in_len) == 1 &&
+             EVP_CipherFinal_ex(ctx, buf + len1, &len2) == 1;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        if (buf != NULL) {
+            OPENSSL_cleanse(buf, cap);
+            free(buf);
+        }
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot %s the exported key (AES-KWP)",
+                         encrypt ? "wrap" : "unwrap");
+        enroll_error_add_openssl(err);
+        return -1;
+    }
+    *out = buf;
+    *out_len = (size_t)(len1 + len2);
+    return 0;
+}
+
+int kwp_wrap(const unsigned char kek[32], const unsigned char *in, size_t in_len,
+             unsigned char **out, size_t *out_len, enroll_error *err)
+{
+    return kwp(1, kek, in, in_len, out, out_len, err);
+}
+
+int kwp_unwrap(const unsigned char kek[32], const unsigned char *in, size_t in_len,
+               unsigned char **out, size_t *out_len, enroll_error *err)
+{
+    return kwp(0, kek, in, in_len, out, out_len, err);
+}
+
 EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
                                size_t wrapped_len, enroll_error *err)
 {
-    EVP_PKEY *key = NULL;
-    unsigned char *plain = malloc(wrapped_len + 16);
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    int len1 = 0, len2 = 0;
-    if (plain == NULL || ctx == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "out of memory");
-        goto done;
-    }
-    EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-    if (EVP_DecryptInit_ex(ctx, EVP_aes_256_wrap_pad(), NULL, kek, NULL) != 1 ||
-        EVP_DecryptUpdate(ctx, plain, &len1, wrapped, (int)wrapped_len) != 1 ||
-        EVP_DecryptFinal_ex(ctx, plain + len1, &len2) != 1) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot unwrap the exported key (AES-KWP)");
-        enroll_error_add_openssl(err);
-        goto done;
-    }
-    key = privkey_from_pkcs8(plain, (size_t)(len1 + len2), err);
-done:
-    if (plain != NULL) {
-        OPENSSL_cleanse(plain, wrapped_len + 16);
-        free(plain);
-    }
-    EVP_CIPHER_CTX_free(ctx);
+    unsigned char *plain;
+    size_t len;
+    if (kwp_unwrap(kek, wrapped, wrapped_len, &plain, &len, err) != 0)
+        return NULL;
+    EVP_PKEY *key = privkey_from_pkcs8(plain, len, err);
+    OPENSSL_cleanse(plain, len);
+    free(plain);
     return key;
 }
 

@@ -19,6 +19,14 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
                             enroll_error *err);
 /* A private key from its PKCS#8 PrivateKeyInfo DER (what C_WrapKey wraps). */
 EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err);
+/* RFC 5649 AES key wrap with padding under a 32-byte kek, in process: for key material the
+ * module hands out in clear (CKA_VALUE), so that export keys are held wrapped like the others.
+ * *out is malloc'd; kwp_unwrap's result must be wiped (OPENSSL_cleanse) and freed. 0 or -1. */
+int kwp_wrap(const unsigned char kek[32], const unsigned char *in, size_t in_len,
+             unsigned char **out, size_t *out_len, enroll_error *err);
+int kwp_unwrap(const unsigned char kek[32], const unsigned char *in, size_t in_len,
+               unsigned char **out, size_t *out_len, enroll_error *err);
+
 /* Unwraps an RFC 5649 (AES key wrap with padding) blob made by C_WrapKey under the 32-byte kek
  * and parses the PKCS#8 inside. The plaintext is wiped before returning. */
 EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,

@@ -1,0 +1,561 @@
+/* Configuration loading and validation: typed views over the JSON document, cross references
+ * (template -> CAs, pattern -> template and CAs), the seed's pattern rules, JSON-path errors. */
+#include "config.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#ifndef HSMENROLL_DEFAULT_MODULE
+#define HSMENROLL_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#endif
+
+#define CFG_ERR(list, code, path, ...) error_list_add((list), (code), (path), __VA_ARGS__)
+
+static const char *const top_keys[] = {"Hsm",       "CertificateAuthorities", "Templates",
+                                       "MetadataFields", "EnrollmentPatterns", "Stores",
+                                       "Settings",  NULL};
+static const char *const hsm_keys[] = {"Module",   "Tokens",   "Token", "PinEnv",
+                                       "PinFile",  "SoPinEnv", "SoPinFile", NULL};
+static const char *const ca_keys[] = {
+    "Id",          "Name",     "Type",       "Url",         "TrustBundle",    "Auth",
+    "ChainFile",   "Profile",  "Label",      "Home",        "Token",          "ApiVersion",
+    "TimeoutSeconds", "Retries", "InsecureSkipTlsVerify", "ClientCertificate", "ClientKey",
+    "Description", NULL};
+static const char *const template_keys[] = {"Id",           "Name",         "Description",
+                                            "CertificateAuthorities", "ValidityDays",
+                                            "KeyRetention", NULL};
+static const char *const pattern_keys[] = {
+    "Id",       "Name",    "Description", "Template",       "TemplateDefault",
+    "UseADPermissions", "AssociatedRoles", "CertificateAuthorities", "AllowedEnrollmentTypes",
+    "Regexes",  "MetadataFields", "RestrictCAs", "Policies", "Defaults", "EnrollmentFields",
+    NULL};
+static const char *const settings_keys[] = {"PasswordLength",  "RequireCustomFriendlyName",
+                                            "CommonNameRegex", "Pkcs12Iterations",
+                                            "AllowCSPs",       "CSPs", NULL};
+
+static const char *resolve_path(config *cfg, const char *path)
+{
+    if (path == NULL || path[0] == '/' || cfg->base_dir == NULL)
+        return path;
+    char *full = NULL;
+    if (asprintf(&full, "%s/%s", cfg->base_dir, path) < 0)
+        return path;
+    char **paths = realloc(cfg->owned_paths, (cfg->owned_path_count + 1) * sizeof *paths);
+    if (paths == NULL) {
+        free(full);
+        return path;
+    }
+    cfg->owned_paths = paths;
+    paths[cfg->owned_path_count++] = full;
+    return full;
+}
+
+/* Reads an array of integers (ids); reports non-integers. */
+static long long *read_ids(const json_t *arr, const char *path, size_t *count, error_list *errors)
+{
+    *count = 0;
+    if (arr == NULL || json_is_null(arr))
+        return NULL;
+    if (!json_is_array(arr)) {
+        CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an array of integers", path);
+        return NULL;
+    }
+    long long *ids = calloc(json_array_size(arr) + 1, sizeof *ids);
+    size_t i;
+    json_t *v;
+    char where[256];
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_integer(v)) {
+            CFG_ERR(errors, "CONFIG_TYPE", json_path_index(where, sizeof where, path, i),
+                    "%s: expected an integer", where);
+            continue;
+        }
+        if (ids != NULL)
+            ids[(*count)++] = json_integer_value(v);
+    }
+    return ids;
+}
+
+static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
+{
+    config_hsm *h = &cfg->hsm;
+    h->pin_env = "HSMENROLL_PIN";
+    h->so_pin_env = "HSMENROLL_SO_PIN";
+    if (hsm == NULL) {
+        CFG_ERR(errors, "CONFIG_MISSING", "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
+        return;
+    }
+    if (!json_is_object(hsm)) {
+        CFG_ERR(errors, "CONFIG_TYPE", "Hsm", "Hsm: expected an object");
+        return;
+    }
+    json_check_keys(hsm, "Hsm", hsm_keys, errors);
+    json_opt_string(hsm, "Module", "Hsm", &h->module, errors);
+    json_opt_string(hsm, "PinEnv", "Hsm", &h->pin_env, errors);
+    json_opt_string(hsm, "PinFile", "Hsm", &h->pin_file, errors);
+    json_opt_string(hsm, "SoPinEnv", "Hsm", &h->so_pin_env, errors);
+    json_opt_string(hsm, "SoPinFile", "Hsm", &h->so_pin_file, errors);
+    h->pin_file = resolve_path(cfg, h->pin_file);
+    h->so_pin_file = resolve_path(cfg, h->so_pin_file);
+    const char *single = NULL;
+    json_opt_string(hsm, "Token", "Hsm", &single, errors);
+    json_t *tokens = json_get_ci(hsm, "Tokens");
+    if (tokens != NULL && single != NULL) {
+        CFG_ERR(errors, "CONFIG_CONFLICT", "Hsm.Token", "Hsm.Token: give Token or Tokens, not both");
+        return;
+    }
+    if (single != NULL) {
+        h->tokens = calloc(1, sizeof *h->tokens);
+        if (h->tokens != NULL) {
+            h->tokens[0] = single;
+            h->token_count = 1;
+        }
+    } else if (json_is_array(tokens) && json_array_size(tokens) > 0) {
+        h->tokens = calloc(json_array_size(tokens), sizeof *h->tokens);
+        size_t i;
+        json_t *v;
+        char where[256];
+        json_array_foreach(tokens, i, v)
+        {
+            json_path_index(where, sizeof where, "Hsm.Tokens", i);
+            if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 32) {
+                CFG_ERR(errors, "CONFIG_TYPE", where, "%s: expected a token label of 1 to 32 bytes",
+                        where);
+                continue;
+            }
+            for (size_t j = 0; j < h->token_count; j++)
+                if (strcmp(h->tokens[j], json_string_value(v)) == 0)
+                    CFG_ERR(errors, "CONFIG_DUPLICATE", where, "%s: token \"%s\" listed twice",
+                            where, json_string_value(v));
+            if (h->tokens != NULL)
+                h->tokens[h->token_count++] = json_string_value(v);
+        }
+    } else {
+        CFG_ERR(errors, "CONFIG_MISSING", "Hsm.Tokens",
+                "Hsm.Tokens: required, a non-empty array of token labels");
+    }
+}
+
+static ca_type parse_ca_type(const char *s)
+{
+    if (s == NULL)
+        return 0;
+    if (strcasecmp(s, "local") == 0)
+        return CA_TYPE_LOCAL;
+    if (strcasecmp(s, "keyfactor") == 0)
+        return CA_TYPE_KEYFACTOR;
+    if (strcasecmp(s, "cfssl") == 0)
+        return CA_TYPE_CFSSL;
+    return 0;
+}
+
+static void load_cas(config *cfg, const json_t *cas, error_list *errors)
+{
+    if (cas == NULL || !json_is_array(cas) || json_array_size(cas) == 0) {
+        CFG_ERR(errors, "CONFIG_MISSING", "CertificateAuthorities",
+                "CertificateAuthorities: required, a non-empty array");
+        return;
+    }
+    cfg->cas = calloc(json_array_size(cas), sizeof *cfg->cas);
+    size_t i;
+    json_t *entry;
+    char path[256], where[256];
+    json_array_foreach(cas, i, entry)
+    {
+        json_path_index(path, sizeof path, "CertificateAuthorities", i);
+        if (!json_is_object(entry)) {
+            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+            continue;
+        }
+        json_check_keys(entry, path, ca_keys, errors);
+        config_ca *ca = &cfg->cas[cfg->ca_count++];
+        ca->raw = entry;
+        ca->id = -1;
+        const char *type = NULL;
+        json_opt_int(entry, "Id", path, &ca->id, errors);
+        json_opt_string(entry, "Name", path, &ca->name, errors);
+        json_opt_string(entry, "Type", path, &type, errors);
+        json_opt_string(entry, "Url", path, &ca->url, errors);
+        json_opt_string(entry, "Home", path, &ca->home, errors);
+        json_opt_string(entry, "Token", path, &ca->token, errors);
+        ca->home = resolve_path(cfg, ca->home);
+        if (json_get_ci(entry, "Id") == NULL)
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
+                    "%s: required", where);
+        if (ca->name == NULL || *ca->name == '\0') {
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
+                    "%s: required", where);
+            ca->name = "";
+        }
+        const char *bs = strrchr(ca->name, '\\');
+        ca->logical = bs ? bs + 1 : ca->name;
+        ca->type = parse_ca_type(type);
+        if (ca->type == 0)
+            CFG_ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, path, "Type"),
+                    "%s: must be \"local\", \"keyfactor\" or \"cfssl\"", where);
+        if ((ca->type == CA_TYPE_KEYFACTOR || ca->type == CA_TYPE_CFSSL) && ca->url == NULL)
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Url"),
+                    "%s: required for a %s CA", where, type);
+        if (ca->type == CA_TYPE_LOCAL && ca->token == NULL && cfg->hsm.token_count > 0)
+            ca->token = cfg->hsm.tokens[0];
+        for (size_t j = 0; j + 1 < cfg->ca_count; j++) {
+            if (cfg->cas[j].id == ca->id && ca->id >= 0)
+                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                        "%s: CA Id %lld is used twice", where, ca->id);
+            if (strcasecmp(cfg->cas[j].name, ca->name) == 0 && *ca->name)
+                CFG_ERR(errors, "CONFIG_DUPLICATE",
+                        json_path_key(where, sizeof where, path, "Name"),
+                        "%s: CA name \"%s\" is used twice", where, ca->name);
+        }
+    }
+}
+
+static void load_templates(config *cfg, const json_t *templates, error_list *errors)
+{
+    if (templates == NULL || !json_is_array(templates) || json_array_size(templates) == 0) {
+        CFG_ERR(errors, "CONFIG_MISSING", "Templates", "Templates: required, a non-empty array");
+        return;
+    }
+    cfg->templates = calloc(json_array_size(templates), sizeof *cfg->templates);
+    size_t i;
+    json_t *entry;
+    char path[256], where[256];
+    json_array_foreach(templates, i, entry)
+    {
+        json_path_index(path, sizeof path, "Templates", i);
+        if (!json_is_object(entry)) {
+            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+            continue;
+        }
+        json_check_keys(entry, path, template_keys, errors);
+        config_template *t = &cfg->templates[cfg->template_count++];
+        t->id = -1;
+        t->validity_days = 365;
+        json_opt_int(entry, "Id", path, &t->id, errors);
+        json_opt_string(entry, "Name", path, &t->name, errors);
+        json_opt_int(entry, "ValidityDays", path, &t->validity_days, errors);
+        json_opt_bool(entry, "KeyRetention", path, &t->key_retention, errors);
+        if (json_get_ci(entry, "Id") == NULL)
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
+                    "%s: required", where);
+        if (t->name == NULL || *t->name == '\0') {
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
+                    "%s: required", where);
+            t->name = "";
+        }
+        if (t->validity_days < 1 || t->validity_days > 36500)
+            CFG_ERR(errors, "CONFIG_VALUE",
+                    json_path_key(where, sizeof where, path, "ValidityDays"),
+                    "%s: must be between 1 and 36500", where);
+        json_path_key(where, sizeof where, path, "CertificateAuthorities");
+        t->ca_ids = read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &t->ca_count,
+                             errors);
+        if (t->ca_count == 0)
+            CFG_ERR(errors, "CONFIG_MISSING", where,
+                    "%s: a template needs at least one CA to enroll against", where);
+        for (size_t k = 0; k < t->ca_count; k++)
+            if (config_find_ca_by_id(cfg, t->ca_ids[k]) == NULL)
+                CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
+                        t->ca_ids[k]);
+        for (size_t j = 0; j + 1 < cfg->template_count; j++) {
+            if (cfg->templates[j].id == t->id && t->id >= 0)
+                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                        "%s: template Id %lld is used twice", where, t->id);
+            if (strcasecmp(cfg->templates[j].name, t->name) == 0 && *t->name)
+                CFG_ERR(errors, "CONFIG_DUPLICATE",
+                        json_path_key(where, sizeof where, path, "Name"),
+                        "%s: template name \"%s\" is used twice", where, t->name);
+        }
+    }
+}
+
+static bool id_listed(const long long *ids, size_t n, long long id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+static void load_patterns(config *cfg, const json_t *patterns, error_list *errors)
+{
+    if (patterns == NULL || !json_is_array(patterns) || json_array_size(patterns) == 0) {
+        CFG_ERR(errors, "CONFIG_MISSING", "EnrollmentPatterns",
+                "EnrollmentPatterns: required, a non-empty array");
+        return;
+    }
+    cfg->patterns = calloc(json_array_size(patterns), sizeof *cfg->patterns);
+    size_t i;
+    json_t *entry;
+    char path[256], where[256];
+    json_array_foreach(patterns, i, entry)
+    {
+        json_path_index(path, sizeof path, "EnrollmentPatterns", i);
+        if (!json_is_object(entry)) {
+            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+            continue;
+        }
+        json_check_keys(entry, path, pattern_keys, errors);
+        config_pattern *p = &cfg->patterns[cfg->pattern_count++];
+        p->raw = entry;
+        p->id = -1;
+        p->template_id = -1;
+        p->allowed_enrollment_types = 7;
+        p->use_ad_permissions = true;
+        json_opt_int(entry, "Id", path, &p->id, errors);
+        json_opt_string(entry, "Name", path, &p->name, errors);
+        json_opt_int(entry, "Template", path, &p->template_id, errors);
+        json_opt_bool(entry, "TemplateDefault", path, &p->template_default, errors);
+        json_opt_bool(entry, "RestrictCAs", path, &p->restrict_cas, errors);
+        json_opt_bool(entry, "UseADPermissions", path, &p->use_ad_permissions, errors);
+        json_opt_int(entry, "AllowedEnrollmentTypes", path, &p->allowed_enrollment_types, errors);
+        if (json_get_ci(entry, "Id") == NULL)
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
+                    "%s: required", where);
+        if (p->name == NULL || *p->name == '\0') {
+            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
+                    "%s: required", where);
+            p->name = "";
+        }
+        json_path_key(where, sizeof where, path, "Template");
+        p->template_ = NULL;
+        for (size_t t = 0; t < cfg->template_count; t++)
+            if (cfg->templates[t].id == p->template_id)
+                p->template_ = &cfg->templates[t];
+        if (json_get_ci(entry, "Template") == NULL)
+            CFG_ERR(errors, "CONFIG_MISSING", where, "%s: required (a template Id)", where);
+        else if (p->template_ == NULL)
+            CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no template with Id %lld", where,
+                    p->template_id);
+        if (p->allowed_enrollment_types < 0 || p->allowed_enrollment_types > 7)
+            CFG_ERR(errors, "CONFIG_VALUE",
+                    json_path_key(where, sizeof where, path, "AllowedEnrollmentTypes"),
+                    "%s: a sum of 1 (PFX), 2 (CSR) and 4 (CSR generation)", where);
+        json_path_key(where, sizeof where, path, "CertificateAuthorities");
+        p->ca_ids = read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &p->ca_count,
+                             errors);
+        for (size_t k = 0; k < p->ca_count; k++) {
+            if (config_find_ca_by_id(cfg, p->ca_ids[k]) == NULL)
+                CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
+                        p->ca_ids[k]);
+            else if (p->template_ != NULL &&
+                     !id_listed(p->template_->ca_ids, p->template_->ca_count, p->ca_ids[k]))
+                CFG_ERR(errors, "CONFIG_REFERENCE", where,
+                        "%s: CA %lld does not offer template \"%s\"", where, p->ca_ids[k],
+                        p->template_->name);
+        }
+        if (p->restrict_cas && p->ca_count == 0)
+            CFG_ERR(errors, "CONFIG_RULE", where,
+                    "%s: RestrictCAs is true, so at least one CA must be listed", where);
+        json_t *roles = json_get_ci(entry, "AssociatedRoles");
+        json_path_key(where, sizeof where, path, "AssociatedRoles");
+        if (roles != NULL && !json_is_array(roles))
+            CFG_ERR(errors, "CONFIG_TYPE", where, "%s: expected an array of role names", where);
+        if (!p->use_ad_permissions && (!json_is_array(roles) || json_array_size(roles) == 0))
+            CFG_ERR(errors, "CONFIG_RULE", where,
+                    "%s: UseADPermissions is false, so at least one role must be given", where);
+        for (size_t j = 0; j + 1 < cfg->pattern_count; j++) {
+            if (cfg->patterns[j].id == p->id && p->id >= 0)
+                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                        "%s: pattern Id %lld is used twice", where, p->id);
+            if (strcasecmp(cfg->patterns[j].name, p->name) == 0 && *p->name)
+                CFG_ERR(errors, "CONFIG_DUPLICATE",
+                        json_path_key(where, sizeof where, path, "Name"),
+                        "%s: pattern name \"%s\" is used twice", where, p->name);
+        }
+    }
+    /* One TemplateDefault per template; a template whose patterns name none gets its first. */
+    for (size_t t = 0; t < cfg->template_count; t++) {
+        config_pattern *first = NULL, *def = NULL;
+        for (size_t k = 0; k < cfg->pattern_count; k++) {
+            config_pattern *p = &cfg->patterns[k];
+            if (p->template_ != &cfg->templates[t])
+                continue;
+            if (first == NULL)
+                first = p;
+            if (p->template_default) {
+                if (def != NULL) {
+                    json_path_index(path, sizeof path, "EnrollmentPatterns", k);
+                    CFG_ERR(errors, "CONFIG_RULE",
+                            json_path_key(where, sizeof where, path, "TemplateDefault"),
+                            "%s: template \"%s\" already has default pattern \"%s\"", where,
+                            cfg->templates[t].name, def->name);
+                }
+                def = p;
+            }
+        }
+        if (def == NULL && first != NULL)
+            first->template_default = true;
+    }
+}
+
+static void load_settings(config *cfg, const json_t *settings, error_list *errors)
+{
+    config_settings *s = &cfg->settings;
+    s->password_length = 12;
+    s->common_name_regex = ".+";
+    s->pkcs12_iterations = 2048;
+    if (settings == NULL)
+        return;
+    if (!json_is_object(settings)) {
+        CFG_ERR(errors, "CONFIG_TYPE", "Settings", "Settings: expected an object");
+        return;
+    }
+    json_check_keys(settings, "Settings", settings_keys, errors);
+    json_opt_int(settings, "PasswordLength", "Settings", &s->password_length, errors);
+    json_opt_bool(settings, "RequireCustomFriendlyName", "Settings",
+                  &s->require_custom_friendly_name, errors);
+    json_opt_string(settings, "CommonNameRegex", "Settings", &s->common_name_regex, errors);
+    json_opt_int(settings, "Pkcs12Iterations", "Settings", &s->pkcs12_iterations, errors);
+    if (s->password_length < 1 || s->password_length > 128)
+        CFG_ERR(errors, "CONFIG_VALUE", "Settings.PasswordLength",
+                "Settings.PasswordLength: must be between 1 and 128");
+    if (s->pkcs12_iterations < 1 || s->pkcs12_iterations > 10000000)
+        CFG_ERR(errors, "CONFIG_VALUE", "Settings.Pkcs12Iterations",
+                "Settings.Pkcs12Iterations: must be between 1 and 10000000");
+}
+
+config *config_load_json(json_t *doc, const char *base_dir, const char *source,
+                         error_list *errors)
+{
+    size_t errors_before = errors->count;
+    config *cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL) {
+        CFG_ERR(errors, "CONFIG_MEMORY", "", "out of memory");
+        return NULL;
+    }
+    cfg->doc = json_incref(doc);
+    cfg->base_dir = base_dir ? strdup(base_dir) : NULL;
+    cfg->source = strdup(source ? source : "(configuration)");
+    if (!json_is_object(doc)) {
+        CFG_ERR(errors, "CONFIG_TYPE", "", "the configuration must be a JSON object");
+        config_free(cfg);
+        return NULL;
+    }
+    json_check_keys(doc, "", top_keys, errors);
+    load_hsm(cfg, json_get_ci(doc, "Hsm"), errors);
+    load_cas(cfg, json_get_ci(doc, "CertificateAuthorities"), errors);
+    load_templates(cfg, json_get_ci(doc, "Templates"), errors);
+    load_patterns(cfg, json_get_ci(doc, "EnrollmentPatterns"), errors);
+    load_settings(cfg, json_get_ci(doc, "Settings"), errors);
+    json_t *md = json_get_ci(doc, "MetadataFields");
+    if (md != NULL && !json_is_array(md))
+        CFG_ERR(errors, "CONFIG_TYPE", "MetadataFields", "MetadataFields: expected an array");
+    json_t *stores = json_get_ci(doc, "Stores");
+    if (stores != NULL && !json_is_array(stores))
+        CFG_ERR(errors, "CONFIG_TYPE", "Stores", "Stores: expected an array");
+    if (errors->count > errors_before) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+config *config_load_file(const char *path, error_list *errors)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        error_list_add(errors, "CONFIG_JSON", "", "%s: line %d, column %d: %s", path, jerr.line,
+                       jerr.column, jerr.text);
+        return NULL;
+    }
+    char *copy = strdup(path);
+    const char *dir = copy ? dirname(copy) : ".";
+    config *cfg = config_load_json(doc, dir, path, errors);
+    free(copy);
+    json_decref(doc);
+    return cfg;
+}
+
+json_t *config_default_document(const char *home)
+{
+    char pin_file[4096], so_pin_file[4096], ca_home[4096];
+    snprintf(pin_file, sizeof pin_file, "%s/pin", home);
+    snprintf(so_pin_file, sizeof so_pin_file, "%s/so-pin", home);
+    snprintf(ca_home, sizeof ca_home, "%s/ca", home);
+    return json_pack(
+        "{s:{s:s, s:[s], s:s, s:s, s:s, s:s}, s:[{s:i, s:s, s:s, s:s, s:s}],"
+        " s:[{s:i, s:s, s:[i], s:i}], s:[{s:i, s:s, s:i, s:b, s:b, s:i}],"
+        " s:{s:i, s:b, s:s, s:i, s:b}}",
+        "Hsm", "Module", HSMENROLL_DEFAULT_MODULE, "Tokens", "hsmenroll", "PinEnv",
+        "HSMENROLL_PIN", "PinFile", pin_file, "SoPinEnv", "HSMENROLL_SO_PIN", "SoPinFile",
+        so_pin_file, "CertificateAuthorities", "Id", 1, "Name", "embedded", "Type", "local", "Home",
+        ca_home, "Token", "hsmenroll-ca", "Templates", "Id", 1, "Name", "Default",
+        "CertificateAuthorities", 1, "ValidityDays", 365, "EnrollmentPatterns", "Id", 1, "Name",
+        "Default", "Template", 1, "TemplateDefault", 1, "UseADPermissions", 1,
+        "AllowedEnrollmentTypes", 7, "Settings", "PasswordLength", 12,
+        "RequireCustomFriendlyName", 0, "CommonNameRegex", ".+", "Pkcs12Iterations", 2048,
+        "AllowCSPs", 1);
+}
+
+void config_free(config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->hsm.tokens);
+    free(cfg->cas);
+    for (size_t i = 0; i < cfg->template_count; i++)
+        free(cfg->templates[i].ca_ids);
+    free(cfg->templates);
+    for (size_t i = 0; i < cfg->pattern_count; i++)
+        free(cfg->patterns[i].ca_ids);
+    free(cfg->patterns);
+    for (size_t i = 0; i < cfg->owned_path_count; i++)
+        free(cfg->owned_paths[i]);
+    free(cfg->owned_paths);
+    json_decref(cfg->doc);
+    free(cfg->base_dir);
+    free(cfg->source);
+    free(cfg);
+}
+
+const config_ca *config_find_ca_by_id(const config *cfg, long long id)
+{
+    for (size_t i = 0; i < cfg->ca_count; i++)
+        if (cfg->cas[i].id == id)
+            return &cfg->cas[i];
+    return NULL;
+}
+
+const config_ca *config_find_ca_by_name(const config *cfg, const char *name)
+{
+    const char *bs = strrchr(name, '\\');
+    for (size_t i = 0; i < cfg->ca_count; i++) {
+        const config_ca *ca = &cfg->cas[i];
+        if (strcasecmp(ca->name, name) == 0)
+            return ca;
+        /* "logical" alone matches "host\\logical" */
+        if (bs == NULL && strcasecmp(ca->logical, name) == 0)
+            return ca;
+    }
+    return NULL;
+}
+
+const config_template *config_find_template_by_name(const config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->template_count; i++)
+        if (strcasecmp(cfg->templates[i].name, name) == 0)
+            return &cfg->templates[i];
+    return NULL;
+}
+
+const config_pattern *config_find_pattern(const config *cfg, long long id)
+{
+    for (size_t i = 0; i < cfg->pattern_count; i++)
+        if (cfg->patterns[i].id == id)
+            return &cfg->patterns[i];
+    return NULL;
+}
+
+const config_pattern *config_default_pattern(const config *cfg, const config_template *tmpl)
+{
+    for (size_t i = 0; i < cfg->pattern_count; i++)
+        if (cfg->patterns[i].template_ == tmpl && cfg->patterns[i].template_default)
+            return &cfg->patterns[i];
+    return NULL;
+}

@@ -1,0 +1,100 @@
+/* The engine's configuration document (SPEC section 5): Hsm, CertificateAuthorities, Templates,
+ * MetadataFields, EnrollmentPatterns, Stores, Settings. Loaded once, validated with the rules of
+ * the Keyfactor pages, every error reported with its JSON path. The embedded default is the same
+ * document, built in code and loaded through the same validator. */
+#ifndef HSMENROLL_BATCH_CONFIG_H
+#define HSMENROLL_BATCH_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "jsonpath.h"
+
+typedef enum ca_type { CA_TYPE_LOCAL = 1, CA_TYPE_KEYFACTOR, CA_TYPE_CFSSL } ca_type;
+
+typedef struct config_ca {
+    long long id;
+    const char *name;    /* "host\\logical" or "logical" */
+    const char *logical; /* the part after the last backslash (the whole name if none) */
+    ca_type type;
+    const char *url;         /* keyfactor, cfssl */
+    const char *home;        /* local: directory of the CA's certificates and state */
+    const char *token;       /* local: label of the token holding the CA keys */
+    const json_t *raw;       /* the whole entry, for connector-specific keys */
+} config_ca;
+
+typedef struct config_template {
+    long long id;
+    const char *name;
+    long long *ca_ids;
+    size_t ca_count;
+    long long validity_days; /* default 365 */
+    bool key_retention;      /* CSR enrollments may hand their private key to the engine */
+} config_template;
+
+typedef struct config_pattern {
+    long long id;
+    const char *name;
+    long long template_id;
+    const config_template *template_;
+    bool template_default; /* explicit or implied (the first pattern of a template without one) */
+    bool restrict_cas;
+    long long *ca_ids;
+    size_t ca_count;
+    long long allowed_enrollment_types; /* bits: 1 PFX, 2 CSR, 4 CSR generation; default 7 */
+    bool use_ad_permissions;
+    const json_t *raw; /* the whole entry: Regexes, Policies, Defaults, ... */
+} config_pattern;
+
+typedef struct config_hsm {
+    const char *module;   /* PKCS#11 module path; NULL: the default SoftHSM2 module */
+    const char **tokens;  /* labels of the tokens keys are spread over (at least one) */
+    size_t token_count;
+    const char *pin_env;  /* environment variable holding the user PIN (default HSMENROLL_PIN) */
+    const char *pin_file; /* file holding the user PIN (used when the variable is unset) */
+    const char *so_pin_env, *so_pin_file; /* for `token init` */
+} config_hsm;
+
+typedef struct config_settings {
+    long long password_length; /* minimum PFX/PEM password length; default 12 */
+    bool require_custom_friendly_name;
+    const char *common_name_regex; /* default ".+" */
+    long long pkcs12_iterations;   /* PBKDF2 / MAC iterations; default 2048 */
+} config_settings;
+
+typedef struct config {
+    json_t *doc;        /* owns every string above */
+    char *base_dir;     /* relative paths are taken from here (the config file's directory) */
+    char *source;       /* the file, or "(embedded default)" */
+    config_hsm hsm;
+    config_ca *cas;
+    size_t ca_count;
+    config_template *templates;
+    size_t template_count;
+    config_pattern *patterns;
+    size_t pattern_count;
+    config_settings settings;
+    char **owned_paths; /* resolved paths, freed with the config */
+    size_t owned_path_count;
+} config;
+
+/* Loads and validates a configuration file. On any error returns NULL and fills errors with
+ * every problem found (code CONFIG_*, field = JSON path). */
+config *config_load_file(const char *path, error_list *errors);
+/* Validates an already parsed document (takes a reference of doc). base_dir resolves relative
+ * paths; source names it in messages. */
+config *config_load_json(json_t *doc, const char *base_dir, const char *source,
+                         error_list *errors);
+/* The embedded default document for an engine home directory (see SPEC section 5). */
+json_t *config_default_document(const char *home);
+void config_free(config *cfg);
+
+const config_ca *config_find_ca_by_id(const config *cfg, long long id);
+/* By full name ("host\\logical") or by logical name, case-insensitively. */
+const config_ca *config_find_ca_by_name(const config *cfg, const char *name);
+const config_template *config_find_template_by_name(const config *cfg, const char *name);
+const config_pattern *config_find_pattern(const config *cfg, long long id);
+const config_pattern *config_default_pattern(const config *cfg, const config_template *tmpl);
+
+#endif

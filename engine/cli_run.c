@@ -1,0 +1,241 @@
+/* `hsmenroll run`: set-up (configuration, tokens, login, CAs, output directory), the pipeline,
+ * the summary and the exit code. Nothing is written to OUTDIR before the HSM login succeeded. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "connector.h"
+#include "log.h"
+#include "pipeline.h"
+#include "setup.h"
+
+static const char run_usage[] =
+    "usage: hsmenroll run BATCH.ndjson|- [options]\n"
+    "\n"
+    "Enrolls every request line of BATCH (NDJSON, one Keyfactor-style request per line; '-' reads\n"
+    "standard input): a key pair generated in the HSM, a CSR signed there, the certificate from\n"
+    "the CA, and the bundle written to OUTDIR as <Id>.pfx, <Id>.pem or <Id>.der, with one result\n"
+    "line per request in OUTDIR/results.ndjson.\n"
+    "\n"
+    "options:\n"
+    "  -o, --out OUTDIR        output directory (default ./out; created if missing)\n"
+    "  -c, --config FILE       configuration document (default: the embedded default)\n"
+    "      --home DIR          engine home of the embedded default (default ./.hsmenroll,\n"
+    "                          or $HSMENROLL_HOME)\n"
+    "  -w, --workers N         worker threads, each with its own PKCS#11 session (default: one\n"
+    "                          per CPU)\n"
+    "      --inflight M        requests in flight to network CAs (default 64)\n"
+    "      --ca NAME           CA for lines that name none (\"host\\\\logical\" or \"logical\")\n"
+    "      --template NAME     template for lines that name neither Template nor\n"
+    "                          EnrollmentPatternId\n"
+    "      --pattern ID        enrollment pattern for such lines\n"
+    "      --progress WHEN     auto (on a terminal), always or never\n"
+    "      --force             start over in an OUTDIR that already holds results.ndjson\n"
+    "  -q, --quiet             errors only\n"
+    "  -v, --verbose           more detail (twice: debug, including each failed line)\n"
+    "  -h, --help              this text\n"
+    "\n"
+    "PIN: $HSMENROLL_PIN (or the variable the configuration names in Hsm.PinEnv), else the PIN\n"
+    "file (Hsm.PinFile; for the embedded default HOME/pin, generated on first use).\n"
+    "Exit status: 0 every request issued, 1 some requests failed (the others were issued),\n"
+    "2 nothing done (usage, configuration, HSM module or login, output directory).\n";
+
+void cli_set_verbosity(int quiet, int verbose)
+{
+    log_level level = LOG_INFO;
+    if (quiet)
+        level = LOG_ERROR;
+    else if (verbose >= 2)
+        level = LOG_DEBUG;
+    else if (verbose == 1)
+        level = LOG_DEBUG;
+    log_set_level(level);
+}
+
+static int parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *s == '\0' || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void print_summary(run *r, double seconds)
+{
+    long issued = atomic_load(&r->stats.issued), failed = atomic_load(&r->stats.failed);
+    log_info("%ld request%s: %ld issued, %ld failed in %.2f s (%.1f certificates/s); results in "
+             "%s/results.ndjson",
+             issued + failed, issued + failed == 1 ? "" : "s", issued, failed, seconds,
+             seconds > 0 ? issued / seconds : 0.0, r->out.path);
+    static const char *names[STAGE_COUNT] = {"parse", "keygen", "csr", "submit", "bundle",
+                                             "write"};
+    char line[256];
+    int n = 0;
+    for (int s = 0; s < STAGE_COUNT; s++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "", names[s],
+                      atomic_load(&r->stats.stage_ns[s]) / 1e6 / (issued + failed ? issued + failed : 1));
+    log_debug("mean time per request by stage: %s", line);
+}
+
+int cli_run(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"out", required_argument, NULL, 'o'},   {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},  {"workers", required_argument, NULL, 'w'},
+        {"inflight", required_argument, NULL, 'i'}, {"ca", required_argument, NULL, 'A'},
+        {"template", required_argument, NULL, 'T'}, {"pattern", required_argument, NULL, 'P'},
+        {"progress", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
+        {"quiet", no_argument, NULL, 'q'},       {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+    };
+    run r;
+    memset(&r, 0, sizeof r);
+    r.opt.out_dir = "out";
+    r.opt.inflight = 64;
+    r.opt.default_pattern = -1;
+    const char *config_path = NULL, *home = NULL;
+    int quiet = 0, verbose = 0, c;
+    long long value;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:c:w:qvh", options, NULL)) != -1) {
+        switch (c) {
+        case 'o':
+            r.opt.out_dir = optarg;
+            break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'H':
+            home = optarg;
+            break;
+        case 'w':
+            if (parse_int(optarg, 1, 1024, &value) != 0) {
+                fprintf(stderr, "hsmenroll run: --workers takes a number from 1 to 1024\n");
+                return EXIT_NOTHING_DONE;
+            }
+            r.opt.workers = (int)value;
+            break;
+        case 'i':
+            if (parse_int(optarg, 1, 100000, &value) != 0) {
+                fprintf(stderr, "hsmenroll run: --inflight takes a number from 1 to 100000\n");
+                return EXIT_NOTHING_DONE;
+            }
+            r.opt.inflight = (int)value;
+            break;
+        case 'A':
+            r.opt.default_ca = optarg;
+            break;
+        case 'T':
+            r.opt.default_template = optarg;
+            break;
+        case 'P':
+            if (parse_int(optarg, 0, INT64_MAX, &value) != 0) {
+                fprintf(stderr, "hsmenroll run: --pattern takes a pattern Id\n");
+                return EXIT_NOTHING_DONE;
+            }
+            r.opt.default_pattern = value;
+            break;
+        case 'p':
+            if (strcmp(optarg, "auto") == 0)
+                r.opt.progress = PROGRESS_AUTO;
+            else if (strcmp(optarg, "always") == 0)
+                r.opt.progress = PROGRESS_ALWAYS;
+            else if (strcmp(optarg, "never") == 0)
+                r.opt.progress = PROGRESS_NEVER;
+            else {
+                fprintf(stderr, "hsmenroll run: --progress is auto, always or never\n");
+                return EXIT_NOTHING_DONE;
+            }
+            break;
+        case 'f':
+            r.opt.force = true;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case 'h':
+            fputs(run_usage, stdout);
+            return 0;
+        default:
+            fputs(run_usage, stderr);
+            return EXIT_NOTHING_DONE;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "hsmenroll run: give exactly one batch file (or - for standard input)\n\n");
+        fputs(run_usage, stderr);
+        return EXIT_NOTHING_DONE;
+    }
+    r.opt.batch_path = argv[optind];
+    cli_set_verbosity(quiet, verbose);
+    if (r.opt.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        r.opt.workers = n > 0 ? (int)n : 1;
+    }
+    if (strcmp(r.opt.batch_path, "-") != 0 && access(r.opt.batch_path, R_OK) != 0) {
+        log_error("cannot read batch %s: %s", r.opt.batch_path, strerror(errno));
+        return EXIT_NOTHING_DONE;
+    }
+
+    engine_setup s;
+    enroll_error err;
+    enroll_error_clear(&err);
+    int exit_code = EXIT_NOTHING_DONE;
+    bool results_open_ok = false;
+    if (setup_config(&s, config_path, home, &err) != 0 ||
+        setup_module(&s, s.embedded, &err) != 0 || setup_login(&s, &err) != 0 ||
+        setup_local_cas(&s, s.embedded, &err) != 0)
+        goto done;
+    r.cfg = s.cfg;
+    r.hsm = &s.hsm;
+    r.defaults.template_name = r.opt.default_template;
+    r.defaults.pattern_id = r.opt.default_pattern;
+    r.defaults.password_length = s.cfg->settings.password_length;
+    if (hsm_context_prepare_export(&s.hsm, &err) != 0 || connectors_open(&r, &err) != 0)
+        goto done;
+    if (output_dir_open(&r.out, r.opt.out_dir, true, &err) != 0)
+        goto done;
+    if (!r.opt.force && faccessat(r.out.fd, "results.ndjson", F_OK, 0) == 0) {
+        enroll_error_set(&err, "OUTPUT_DIR", NULL,
+                         "%s already holds the results of a run: choose another -o, or --force "
+                         "to start over",
+                         r.opt.out_dir);
+        goto done;
+    }
+    if (results_open(&r.results, &r.out, "results.ndjson", &err) != 0)
+        goto done;
+    results_open_ok = true;
+    log_debug("%d workers, %zu key token(s), module %s", r.opt.workers, s.hsm.key_token_count,
+              hsm_module_path(s.hsm.module));
+    clock_gettime(CLOCK_MONOTONIC, &r.started);
+    uint64_t t0 = run_clock_ns();
+    if (pipeline_run(&r, &err) != 0)
+        goto done;
+    double seconds = (run_clock_ns() - t0) / 1e9;
+    exit_code = atomic_load(&r.stats.failed) > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
+    if (results_close(&r.results) != 0) {
+        log_error("cannot write %s/results.ndjson", r.out.path);
+        exit_code = EXIT_NOTHING_DONE;
+    }
+    results_open_ok = false;
+    print_summary(&r, seconds);
+done:
+    if (err.code[0] != '\0')
+        log_error("%s", err.message);
+    if (results_open_ok)
+        results_close(&r.results);
+    connectors_close(&r);
+    output_dir_close(&r.out);
+    setup_free(&s);
+    return exit_code;
+}

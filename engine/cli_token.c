@@ -1,0 +1,235 @@
+/* `hsmenroll token init|list`: creating the configuration's tokens, and listing tokens and the
+ * keys in them. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "hsm_signer.h"
+#include "log.h"
+#include "setup.h"
+
+static const char token_usage[] =
+    "usage: hsmenroll token init [options]\n"
+    "       hsmenroll token list [options]\n"
+    "\n"
+    "init: initializes the tokens the configuration uses (Hsm.Tokens and the local CAs' tokens)\n"
+    "      that do not exist yet, or the one named by --label, in a free slot of the module.\n"
+    "      User PIN: $HSMENROLL_PIN (Hsm.PinEnv) or Hsm.PinFile; SO PIN: $HSMENROLL_SO_PIN\n"
+    "      (Hsm.SoPinEnv) or Hsm.SoPinFile. A PIN file that does not exist is created with a\n"
+    "      random PIN (mode 0600). PINs are never taken from arguments.\n"
+    "list: the module's tokens; with --keys, the private keys in the configuration's tokens\n"
+    "      (label, type, storage, RFC 7512 URI), which needs the user PIN.\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE   configuration (default: the embedded default)\n"
+    "      --home DIR      engine home of the embedded default\n"
+    "      --label LABEL   init: only this token\n"
+    "      --keys          list: the keys too\n"
+    "      --json          list: print JSON\n"
+    "  -q, --quiet / -v, --verbose\n"
+    "  -h, --help\n";
+
+static const char *key_type_name(CK_ULONG type)
+{
+    switch (type) {
+    case CKK_RSA:
+        return "RSA";
+    case CKK_EC:
+        return "ECC";
+    case CKK_EC_EDWARDS:
+        return "EdDSA";
+    default:
+        return "other";
+    }
+}
+
+static json_t *list_keys(engine_setup *s, size_t t)
+{
+    json_t *keys = json_array();
+    hsm_session session;
+    hsm_context_login_session(&s->hsm, t, &session);
+    size_t max = 1 << 20;
+    CK_OBJECT_HANDLE *handles = malloc(max * sizeof *handles);
+    hsm_error herr;
+    int n = handles ? hsm_find_objects(&session, CKO_PRIVATE_KEY, NULL, 0, NULL, handles, max,
+                                       &herr)
+                    : -1;
+    for (int i = 0; i < n; i++) {
+        unsigned char *label = NULL, *id = NULL;
+        size_t label_len = 0, id_len = 0;
+        CK_ULONG type = 0;
+        bool on_token = false, extractable = true;
+        hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
+        hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);
+        hsm_get_ulong(&session, handles[i], CKA_KEY_TYPE, &type, &herr);
+        hsm_get_bool(&session, handles[i], CKA_TOKEN, &on_token, &herr);
+        hsm_get_bool(&session, handles[i], CKA_EXTRACTABLE, &extractable, &herr);
+        char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
+                                   CKO_PRIVATE_KEY);
+        json_array_append_new(keys, json_pack("{s:s, s:s, s:b, s:b, s:s?}", "Label",
+                                              label ? (char *)label : "", "KeyType",
+                                              key_type_name(type), "Persistent", on_token,
+                                              "Extractable", extractable, "Uri", uri));
+        free(uri);
+        free(label);
+        free(id);
+    }
+    free(handles);
+    return keys;
+}
+
+static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err)
+{
+    hsm_error herr;
+    hsm_module *module = s->module;
+    hsm_token_desc tokens[64];
+    int n = hsm_module_list_tokens(module, tokens, 64, &herr);
+    if (n < 0) {
+        hsm_error_to_enroll(&herr, "HSM_MODULE", err);
+        return -1;
+    }
+    json_t *out = json_array();
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(
+            out, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b}", "Label", tokens[i].label, "Serial",
+                           tokens[i].serial, "Manufacturer", tokens[i].manufacturer, "Model",
+                           tokens[i].model, "Slot", (json_int_t)tokens[i].slot, "Initialized",
+                           tokens[i].initialized));
+    }
+    if (with_keys) {
+        if (setup_login(s, err) != 0) {
+            json_decref(out);
+            return -1;
+        }
+        size_t i;
+        json_t *t;
+        json_array_foreach(out, i, t)
+        {
+            int index = hsm_context_token_index(&s->hsm,
+                                                json_string_value(json_object_get(t, "Label")));
+            if (index >= 0)
+                json_object_set_new(t, "Keys", list_keys(s, (size_t)index));
+        }
+    }
+    if (as_json) {
+        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+    } else {
+        printf("%-32s  %-16s  %-6s  %s\n", "TOKEN", "SERIAL", "SLOT", "MODEL");
+        size_t i;
+        json_t *t;
+        json_array_foreach(out, i, t)
+        {
+            if (!json_is_true(json_object_get(t, "Initialized")))
+                continue;
+            printf("%-32s  %-16s  %-6lld  %s (%s)\n",
+                   json_string_value(json_object_get(t, "Label")),
+                   json_string_value(json_object_get(t, "Serial")),
+                   (long long)json_integer_value(json_object_get(t, "Slot")),
+                   json_string_value(json_object_get(t, "Model")),
+                   json_string_value(json_object_get(t, "Manufacturer")));
+            json_t *keys = json_object_get(t, "Keys");
+            size_t k;
+            json_t *key;
+            json_array_foreach(keys, k, key)
+            {
+                printf("    %-28s %-6s %-10s %s\n",
+                       json_string_value(json_object_get(key, "Label")),
+                       json_string_value(json_object_get(key, "KeyType")),
+                       json_is_true(json_object_get(key, "Persistent")) ? "token" : "session",
+                       json_string_value(json_object_get(key, "Uri")));
+            }
+        }
+    }
+    json_decref(out);
+    return 0;
+}
+
+int cli_token(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'}, {"home", required_argument, NULL, 'H'},
+        {"label", required_argument, NULL, 'L'},  {"keys", no_argument, NULL, 'k'},
+        {"json", no_argument, NULL, 'j'},         {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *home = NULL, *label = NULL;
+    bool with_keys = false, as_json = false;
+    int quiet = 0, verbose = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:qvh", options, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'H':
+            home = optarg;
+            break;
+        case 'L':
+            label = optarg;
+            break;
+        case 'k':
+            with_keys = true;
+            break;
+        case 'j':
+            as_json = true;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        case 'h':
+            fputs(token_usage, stdout);
+            return 0;
+        default:
+            fputs(token_usage, stderr);
+            return EXIT_NOTHING_DONE;
+        }
+    }
+    if (optind != argc - 1 || (strcmp(argv[optind], "init") && strcmp(argv[optind], "list"))) {
+        fputs(token_usage, stderr);
+        return EXIT_NOTHING_DONE;
+    }
+    bool init = strcmp(argv[optind], "init") == 0;
+    cli_set_verbosity(quiet, verbose);
+    engine_setup s;
+    enroll_error err;
+    enroll_error_clear(&err);
+    int rc = EXIT_NOTHING_DONE;
+    if (setup_config(&s, config_path, home, &err) != 0)
+        goto done;
+    if (!init) {
+        if (setup_module(&s, false, &err) == 0 || s.module != NULL) {
+            enroll_error_clear(&err);
+            rc = list(&s, with_keys, as_json, &err) == 0 ? 0 : EXIT_NOTHING_DONE;
+        }
+        goto done;
+    }
+    if (label != NULL) {
+        hsm_error herr;
+        bool created = false;
+        s.module = hsm_module_load(s.cfg->hsm.module, &herr);
+        if (s.module == NULL) {
+            hsm_error_to_enroll(&herr, "HSM_MODULE", &err);
+            goto done;
+        }
+        if (setup_ensure_token(&s, label, &created, &err) != 0)
+            goto done;
+        if (!created)
+            log_info("token \"%s\" already exists", label);
+    } else if (setup_module(&s, true, &err) != 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    if (err.code[0] != '\0')
+        log_error("%s", err.message);
+    setup_free(&s);
+    return rc;
+}

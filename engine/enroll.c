@@ -1,0 +1,423 @@
+/* Per-request stages: generate (keygen, export wrap, CSR), submit, deliver (bundle, files), and
+ * finish (result line, cleanup: no export key and no key of a failed request stays in a token). */
+#include "enroll.h"
+
+#include <openssl/crypto.h>
+#include <openssl/obj_mac.h>
+#include <openssl/x509v3.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector.h"
+#include "formats/bundle.h"
+#include "formats/dn.h"
+#include "formats/pubkey.h"
+#include "hsm_signer.h"
+#include "log.h"
+#include "secret.h"
+
+hsm_key_spec enroll_hsm_spec(const request_key *key)
+{
+    hsm_key_spec spec = {0};
+    switch (key->algorithm) {
+    case KEYALG_RSA:
+        spec.type = HSM_KEY_RSA;
+        spec.rsa_bits = (unsigned)key->bits;
+        break;
+    case KEYALG_ECC:
+        spec.type = HSM_KEY_EC;
+        spec.curve = key->curve_nid == NID_secp384r1   ? HSM_CURVE_P384
+                     : key->curve_nid == NID_secp521r1 ? HSM_CURVE_P521
+                                                       : HSM_CURVE_P256;
+        break;
+    case KEYALG_ED25519:
+        spec.type = HSM_KEY_ED25519;
+        break;
+    case KEYALG_ED448:
+        spec.type = HSM_KEY_ED448;
+        break;
+    }
+    return spec;
+}
+
+static void add_stage(run *r, run_stage stage, uint64_t since)
+{
+    atomic_fetch_add(&r->stats.stage_ns[stage], run_clock_ns() - since);
+}
+
+static bool is_edwards(key_algorithm a)
+{
+    return a == KEYALG_ED25519 || a == KEYALG_ED448;
+}
+
+/* Takes the export key out of the token, held wrapped under the run's KEK. Returns 0, 1 when
+ * this module will not wrap the key type (the caller regenerates it readable), or -1. */
+static int take_out_key(worker *w, job *j, hsm_session *s)
+{
+    run *r = w->run;
+    hsm_error herr;
+    const request_key *key = &j->req->key;
+    if (j->pair.storage == HSM_STORAGE_WRAPPABLE) {
+        int rc = hsm_wrap_private_key(s, r->hsm->kek_handles[j->token], j->pair.private_key,
+                                      &j->wrapped_key, &j->wrapped_len, &herr);
+        if (rc == 0) {
+            int unknown = EXPORT_UNKNOWN;
+            atomic_compare_exchange_strong(&r->hsm->export_methods[key->algorithm], &unknown,
+                                           EXPORT_WRAP);
+            j->export_kind = KEY_EXPORT_PKCS8;
+            return 0;
+        }
+        if ((herr.rv == CKR_KEY_NOT_WRAPPABLE || herr.rv == CKR_KEY_UNEXTRACTABLE) &&
+            is_edwards(key->algorithm)) {
+            int unknown = EXPORT_UNKNOWN;
+            if (atomic_compare_exchange_strong(&r->hsm->export_methods[key->algorithm], &unknown,
+                                               EXPORT_READ))
+                log_info("the module will not wrap %s keys (%s): export %s keys are generated "
+                         "non-sensitive and read (CKA_VALUE), then wrapped in process",
+                         key_algorithm_name(key->algorithm), herr.message,
+                         key_algorithm_name(key->algorithm));
+            return 1;
+        }
+        hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", &j->err);
+        return -1;
+    }
+    unsigned char *raw = NULL;
+    size_t raw_len = 0;
+    if (hsm_read_private_value(s, j->pair.private_key, &raw, &raw_len, &herr) != 0) {
+        hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", &j->err);
+        return -1;
+    }
+    int rc = kwp_wrap(r->hsm->kek, raw, raw_len, &j->wrapped_key, &j->wrapped_len, &j->err);
+    OPENSSL_cleanse(raw, raw_len);
+    free(raw);
+    if (rc != 0)
+        return -1;
+    j->export_kind = KEY_EXPORT_EDDSA_RAW;
+    return 0;
+}
+
+static int generate(worker *w, job *j)
+{
+    run *r = w->run;
+    const enroll_request *req = j->req;
+    hsm_session *s = &w->sessions[j->token];
+    hsm_key_spec spec = enroll_hsm_spec(&req->key);
+    bool export_key = req->storage == STORAGE_EXPORT;
+    hsm_error herr;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        hsm_key_storage storage = HSM_STORAGE_TOKEN;
+        if (export_key)
+            storage = atomic_load(&r->hsm->export_methods[req->key.algorithm]) == EXPORT_READ
+                          ? HSM_STORAGE_READABLE
+                          : HSM_STORAGE_WRAPPABLE;
+        uint64_t t0 = run_clock_ns();
+        if (hsm_generate_keypair(s, &spec, storage, req->id, &j->pair, &herr) != 0) {
+            hsm_error_to_enroll(&herr, "HSM_KEYGEN_FAILED", &j->err);
+            return -1;
+        }
+        j->have_pair = true;
+        add_stage(r, STAGE_KEYGEN, t0);
+        if (!export_key)
+            break;
+        int rc = take_out_key(w, j, s);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        hsm_destroy_keypair(s, &j->pair, NULL); /* regenerate it readable */
+        hsm_keypair_release(&j->pair);
+        j->have_pair = false;
+    }
+    if (!j->have_pair) {
+        enroll_error_set(&j->err, "HSM_EXPORT_FAILED", NULL,
+                         "the module lets this key type out neither wrapped nor read");
+        return -1;
+    }
+
+    uint64_t t0 = run_clock_ns();
+    EVP_PKEY *pub = hsm_keypair_public(&j->pair, &j->err);
+    if (pub == NULL)
+        return -1;
+    signer sg;
+    hsm_signer_ctx ctx;
+    hsm_signer_init(&sg, &ctx, s, j->pair.private_key, sig_alg_for_key(pub));
+    j->csr = csr_build(req->subject, req->sans, pub, &sg, &j->err);
+    EVP_PKEY_free(pub);
+    add_stage(r, STAGE_CSR, t0);
+    if (j->csr == NULL)
+        return -1;
+    if (export_key) {
+        /* The key now lives only wrapped in this job: the session objects go at once. */
+        hsm_destroy_keypair(s, &j->pair, NULL);
+        j->have_pair = false;
+    } else {
+        j->key_uri = hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id,
+                                    CKO_PRIVATE_KEY);
+    }
+    return 0;
+}
+
+static EVP_PKEY *unwrap_key(run *r, job *j)
+{
+    if (j->export_kind == KEY_EXPORT_PKCS8)
+        return privkey_unwrap_pkcs8(r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
+    unsigned char *raw;
+    size_t len;
+    if (kwp_unwrap(r->hsm->kek, j->wrapped_key, j->wrapped_len, &raw, &len, &j->err) != 0)
+        return NULL;
+    int nid = j->req->key.algorithm == KEYALG_ED25519 ? NID_ED25519 : NID_ED448;
+    EVP_PKEY *key = privkey_from_eddsa_raw(nid, raw, len, &j->err);
+    OPENSSL_cleanse(raw, len);
+    free(raw);
+    return key;
+}
+
+static int bio_write_file(run *r, BIO *bio, const char *id, const char *ext, mode_t mode,
+                          json_t *files, enroll_error *err)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", id, ext);
+    char *data;
+    long len = BIO_get_mem_data(bio, &data);
+    if (output_write_atomic(&r->out, name, data, (size_t)len, mode, err) != 0)
+        return -1;
+    json_array_append_new(files, json_string(name));
+    return 0;
+}
+
+/* Bundles and writes the outputs; fills files and *password_out (generated password). */
+static int deliver(worker *w, job *j, json_t *files, char **password_out)
+{
+    run *r = w->run;
+    const enroll_request *req = j->req;
+    EVP_PKEY *key = NULL;
+    STACK_OF(X509) *certs = NULL;
+    BIO *bio = BIO_new(BIO_s_mem()), *key_bio = NULL;
+    char *password = NULL;
+    int rc = -1;
+    uint64_t t0 = run_clock_ns();
+
+    if (bio == NULL) {
+        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        goto done;
+    }
+    if (req->storage == STORAGE_EXPORT) {
+        if ((key = unwrap_key(r, j)) == NULL)
+            goto done;
+        if (X509_check_private_key(j->cert, key) != 1) {
+            enroll_error_set(&j->err, "KEY_MISMATCH", NULL,
+                             "the issued certificate does not match the generated key");
+            goto done;
+        }
+        if (req->password != NULL) {
+            password = strdup(req->password);
+        } else {
+            long long n = r->cfg->settings.password_length;
+            password = secret_random((size_t)(n > 16 ? n : 16));
+            *password_out = password ? strdup(password) : NULL;
+        }
+        if (password == NULL) {
+            enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+            goto done;
+        }
+    }
+    certs = chain_arrange(j->cert, j->chain, req->include_chain, req->chain_order);
+    if (certs == NULL) {
+        enroll_error_set(&j->err, "BUNDLE_FAILED", NULL, "cannot order the certificate chain");
+        goto done;
+    }
+    int iterations = (int)r->cfg->settings.pkcs12_iterations;
+    const char *ext = "pem";
+    switch (req->format) {
+    case FORMAT_PFX: {
+        pfx_options po = {.password = password,
+                          .friendly_name = req->friendly_name,
+                          .csp_name = req->csp_name,
+                          .legacy = req->legacy_encryption,
+                          .iterations = iterations};
+        ext = "pfx";
+        if (pfx_write(bio, key, certs, &po, &j->err) != 0)
+            goto done;
+        break;
+    }
+    case FORMAT_PEM: {
+        pem_bundle_options po = {.include_subject_header = req->include_subject_header,
+                                 .key = key,
+                                 .password = password,
+                                 .pbkdf2_iterations = iterations};
+        if (pem_bundle_write(bio, certs, &po, &j->err) != 0)
+            goto done;
+        break;
+    }
+    case FORMAT_DER:
+        ext = "der";
+        if (der_cert_write(bio, j->cert, &j->err) != 0)
+            goto done;
+        if (key != NULL) {
+            key_bio = BIO_new(BIO_s_mem());
+            if (key_bio == NULL ||
+                pkcs8_der_write(key_bio, key, password, iterations, &j->err) != 0)
+                goto done;
+        }
+        break;
+    }
+    add_stage(r, STAGE_BUNDLE, t0);
+    t0 = run_clock_ns();
+    bool secret = key != NULL;
+    if (bio_write_file(r, bio, req->id, ext, secret && req->format != FORMAT_DER ? 0600 : 0644,
+                       files, &j->err) != 0)
+        goto done;
+    if (key_bio != NULL && bio_write_file(r, key_bio, req->id, "p8", 0600, files, &j->err) != 0)
+        goto done;
+    add_stage(r, STAGE_WRITE, t0);
+    rc = 0;
+done:
+    if (bio != NULL)
+        BIO_free(bio); /* memory BIOs are cleared on free by OpenSSL (BIO_s_mem + BUF_MEM) */
+    BIO_free(key_bio);
+    EVP_PKEY_free(key);
+    sk_X509_pop_free(certs, X509_free);
+    secret_free(password);
+    if (rc != 0) {
+        secret_free(*password_out);
+        *password_out = NULL;
+    }
+    return rc;
+}
+
+static char *hex_upper(const unsigned char *in, size_t n)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    char *out = malloc(2 * n + 1);
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+    return out;
+}
+
+static json_t *iso_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+    char buf[32];
+    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
+        return json_null();
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return json_string(buf);
+}
+
+static json_t *certificate_information(job *j, const char *password)
+{
+    X509 *cert = j->cert;
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *serial = bn ? BN_bn2hex(bn) : NULL;
+    BN_free(bn);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    X509_digest(cert, EVP_sha1(), md, &md_len);
+    char *thumb = hex_upper(md, md_len);
+    char *issuer = dn_format(X509_get_issuer_name(cert));
+    char *subject = dn_format(X509_get_subject_name(cert));
+    json_t *info = json_pack(
+        "{s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s, s:s, s:o, s:o}", "SerialNumber", serial,
+        "IssuerDN", issuer, "SubjectDN", subject, "Thumbprint", thumb, "KeyfactorID",
+        (json_int_t)j->keyfactor_id, "KeyfactorRequestId", (json_int_t)j->request_id,
+        "RequestDisposition", "ISSUED", "DispositionMessage",
+        j->req->storage == STORAGE_TOKEN ? "Issued; the private key stays in the HSM token."
+                                         : "Issued; the private key was exported once and "
+                                           "destroyed in the HSM.",
+        "NotBefore", iso_time(X509_get0_notBefore(cert)), "NotAfter",
+        iso_time(X509_get0_notAfter(cert)));
+    if (info != NULL && password != NULL)
+        json_object_set_new(info, "Password", json_string(password));
+    OPENSSL_free(serial);
+    free(thumb);
+    free(issuer);
+    free(subject);
+    return info;
+}
+
+static void free_job(job *j)
+{
+    request_free(j->req);
+    if (j->wrapped_key != NULL) {
+        OPENSSL_cleanse(j->wrapped_key, j->wrapped_len);
+        free(j->wrapped_key);
+    }
+    hsm_keypair_release(&j->pair);
+    free(j->key_uri);
+    X509_REQ_free(j->csr);
+    X509_free(j->cert);
+    sk_X509_pop_free(j->chain, X509_free);
+    free(j);
+}
+
+static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *password)
+{
+    const enroll_request *req = j->req;
+    if (j->failed && j->have_pair && sessions != NULL) {
+        /* A failed request leaves no key behind, token storage included. */
+        hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
+        j->have_pair = false;
+    }
+    json_t *line = result_new(req->id, req->line, j->failed ? "failed" : "issued");
+    if (j->policy.ca != NULL)
+        json_object_set_new(line, "CertificateAuthority", json_string(j->policy.ca->name));
+    if (j->policy.template_ != NULL)
+        json_object_set_new(line, "Template", json_string(j->policy.template_->name));
+    if (!j->failed) {
+        json_object_set_new(line, "CertificateInformation", certificate_information(j, password));
+        json_object_set_new(line, "Metadata", req->metadata ? json_incref(req->metadata)
+                                                            : json_object());
+        json_object_set_new(line, "Files", files ? json_incref(files) : json_array());
+        if (j->key_uri != NULL)
+            json_object_set_new(line, "KeyUri", json_string(j->key_uri));
+        atomic_fetch_add(&r->stats.issued, 1);
+    } else {
+        result_set_error(line, &j->err);
+        atomic_fetch_add(&r->stats.failed, 1);
+        log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
+    }
+    if (results_write(&r->results, line) != 0)
+        log_error("cannot write %s/results.ndjson", r->out.path);
+    /* The line may hold a generated password: wipe the serialized copy's source too. */
+    json_decref(line);
+    secret_free(password);
+    free_job(j);
+}
+
+void enroll_finish(run *r, hsm_session *sessions, job *j)
+{
+    finish(r, sessions, j, NULL, NULL);
+}
+
+void enroll_answered(worker *w, job *j)
+{
+    json_t *files = json_array();
+    char *password = NULL;
+    if (!j->failed && deliver(w, j, files, &password) != 0)
+        j->failed = true;
+    finish(w->run, w->sessions, j, files, password);
+    json_decref(files);
+}
+
+bool enroll_job(worker *w, job *j)
+{
+    if (generate(w, j) != 0) {
+        j->failed = true;
+        finish(w->run, w->sessions, j, NULL, NULL);
+        return true;
+    }
+    size_t ca_index = (size_t)(j->policy.ca - w->run->cfg->cas);
+    ca_connector *conn = w->run->connectors[ca_index];
+    uint64_t t0 = run_clock_ns();
+    submit_status status = conn->ops->submit(conn, w, j);
+    if (status == SUBMIT_PENDING)
+        return false;
+    add_stage(w->run, STAGE_SUBMIT, t0);
+    enroll_answered(w, j);
+    return true;
+}

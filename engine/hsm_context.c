@@ -1,0 +1,132 @@
+/* Opening the tokens of a run, the wrapping key, and teardown. */
+#include "hsm_context.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hsm_signer.h"
+#include "secret.h"
+
+int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
+                     const char *const *extra_tokens, size_t extra_count, enroll_error *err)
+{
+    memset(ctx, 0, sizeof *ctx);
+    size_t max = cfg->hsm.token_count + extra_count;
+    const char **labels = calloc(max ? max : 1, sizeof *labels);
+    ctx->tokens = calloc(max ? max : 1, sizeof *ctx->tokens);
+    if (labels == NULL || ctx->tokens == NULL) {
+        free(labels);
+        free(ctx->tokens);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < max; i++) {
+        const char *label = i < cfg->hsm.token_count ? cfg->hsm.tokens[i]
+                                                     : extra_tokens[i - cfg->hsm.token_count];
+        bool seen = false;
+        for (size_t j = 0; j < n; j++)
+            seen = seen || strcmp(labels[j], label) == 0;
+        if (!seen)
+            labels[n++] = label;
+        if (i + 1 == cfg->hsm.token_count)
+            ctx->key_token_count = n;
+    }
+    char *pin = secret_read(cfg->hsm.pin_env, cfg->hsm.pin_file, "user PIN", err);
+    if (pin == NULL) {
+        free(labels);
+        free(ctx->tokens);
+        ctx->tokens = NULL;
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        hsm_error herr;
+        if (hsm_token_open(module, labels[i], pin, &ctx->tokens[i], &herr) != 0) {
+            hsm_error_to_enroll(&herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? "HSM_TOKEN" : "HSM_LOGIN",
+                                err);
+            rc = -1;
+            break;
+        }
+        ctx->token_count++;
+    }
+    secret_free(pin);
+    free(labels);
+    ctx->module = module;
+    if (rc != 0) {
+        ctx->module = NULL; /* the caller still owns it */
+        hsm_context_close(ctx);
+    }
+    return rc;
+}
+
+int hsm_context_token_index(const hsm_context *ctx, const char *label)
+{
+    for (size_t i = 0; i < ctx->token_count; i++)
+        if (strcmp(ctx->tokens[i].desc.label, label) == 0)
+            return (int)i;
+    return -1;
+}
+
+void hsm_context_login_session(hsm_context *ctx, size_t token_index, hsm_session *out)
+{
+    memset(out, 0, sizeof *out);
+    out->token = &ctx->tokens[token_index];
+    out->f = hsm_module_functions(ctx->module);
+    out->handle = ctx->tokens[token_index].login_session;
+}
+
+int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
+{
+    if (ctx->kek != NULL)
+        return 0;
+    ctx->kek = OPENSSL_secure_malloc(32);
+    if (ctx->kek == NULL)
+        ctx->kek = malloc(32);
+    ctx->kek_handles = calloc(ctx->key_token_count ? ctx->key_token_count : 1,
+                              sizeof *ctx->kek_handles);
+    if (ctx->kek == NULL || ctx->kek_handles == NULL) {
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    mlock(ctx->kek, 32);
+    if (RAND_priv_bytes(ctx->kek, 32) != 1) {
+        enroll_error_set(err, "HSM_EXPORT_FAILED", NULL, "no randomness for the wrapping key");
+        return -1;
+    }
+    for (size_t i = 0; i < ctx->key_token_count; i++) {
+        hsm_session s;
+        hsm_error herr;
+        hsm_context_login_session(ctx, i, &s);
+        if (hsm_import_wrapping_key(&s, ctx->kek, &ctx->kek_handles[i], &herr) != 0) {
+            hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void hsm_context_close(hsm_context *ctx)
+{
+    if (ctx->kek != NULL) {
+        OPENSSL_cleanse(ctx->kek, 32);
+        munlock(ctx->kek, 32);
+        if (CRYPTO_secure_allocated(ctx->kek))
+            OPENSSL_secure_free(ctx->kek);
+        else
+            free(ctx->kek);
+        ctx->kek = NULL;
+    }
+    free(ctx->kek_handles);
+    ctx->kek_handles = NULL;
+    for (size_t i = 0; i < ctx->token_count; i++)
+        hsm_token_close(&ctx->tokens[i]); /* closing the login session ends its session objects */
+    free(ctx->tokens);
+    ctx->tokens = NULL;
+    ctx->token_count = 0;
+    hsm_module_unload(ctx->module);
+    ctx->module = NULL;
+}

@@ -1,0 +1,43 @@
+/* The HSM side of a run: the loaded module, every token the run uses (logged in once), the
+ * per-run wrapping key for export keys, and what the module can do with each key type. */
+#ifndef HSMENROLL_ENGINE_HSM_CONTEXT_H
+#define HSMENROLL_ENGINE_HSM_CONTEXT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "batch/config.h"
+#include "batch/request.h"
+#include "formats/error.h"
+#include "hsm/hsm.h"
+
+typedef enum export_method {
+    EXPORT_UNKNOWN = 0, /* not tried yet: try C_WrapKey */
+    EXPORT_WRAP,        /* sensitive session key, C_WrapKey (AES-KWP) */
+    EXPORT_READ,        /* module will not wrap this type: non-sensitive session key, CKA_VALUE */
+} export_method;
+
+typedef struct hsm_context {
+    hsm_module *module;
+    hsm_token *tokens;      /* the key tokens (Hsm.Tokens) first, then the CA tokens */
+    size_t token_count;
+    size_t key_token_count;
+    unsigned char *kek;     /* the run's AES-256 wrapping key, in locked memory; or NULL */
+    CK_OBJECT_HANDLE *kek_handles; /* its object in each key token */
+    _Atomic int export_methods[KEYALG_ED448 + 1];
+} hsm_context;
+
+/* Logs into every token of cfg->hsm.tokens plus extra_tokens (duplicates are opened once) with
+ * the PIN of cfg->hsm. Takes ownership of module on success. Codes: PIN_UNAVAILABLE,
+ * HSM_TOKEN (absent token), HSM_LOGIN (wrong PIN: the message names the CKR). */
+int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
+                     const char *const *extra_tokens, size_t extra_count, enroll_error *err);
+/* Creates the wrapping key (random, mlock'ed) and imports it into each key token. */
+int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err);
+/* Index of the token labelled label, or -1. */
+int hsm_context_token_index(const hsm_context *ctx, const char *label);
+/* A session struct over a token's login session (not to be closed). */
+void hsm_context_login_session(hsm_context *ctx, size_t token_index, hsm_session *out);
+void hsm_context_close(hsm_context *ctx);
+
+#endif

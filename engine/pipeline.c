@@ -1,0 +1,271 @@
+/* Reader loop, bounded job queue, worker threads, per-line validation failures. */
+#include "pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batch/idset.h"
+#include "batch/ndjson.h"
+#include "enroll.h"
+#include "log.h"
+#include "progress.h"
+
+uint64_t run_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void queue_init(job_queue *q, size_t capacity)
+{
+    memset(q, 0, sizeof *q);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->ready, NULL);
+    pthread_cond_init(&q->room, NULL);
+    q->capacity = capacity;
+}
+
+static void queue_destroy(job_queue *q)
+{
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->ready);
+    pthread_cond_destroy(&q->room);
+}
+
+static void push_locked(job_queue *q, job *j)
+{
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    pthread_cond_signal(&q->ready);
+}
+
+/* Admits a new job, waiting while capacity jobs are in flight. */
+static void queue_admit(job_queue *q, job *j)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->in_flight >= q->capacity)
+        pthread_cond_wait(&q->room, &q->lock);
+    q->in_flight++;
+    push_locked(q, j);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void pipeline_requeue(run *r, job *j)
+{
+    pthread_mutex_lock(&r->queue.lock);
+    /* Answered jobs go first: they hold memory and are closest to done. */
+    j->next = r->queue.head;
+    r->queue.head = j;
+    if (r->queue.tail == NULL)
+        r->queue.tail = j;
+    pthread_cond_signal(&r->queue.ready);
+    pthread_mutex_unlock(&r->queue.lock);
+}
+
+/* The next job, or NULL when the queue is closed and every admitted job has finished. */
+static job *queue_take(job_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->head == NULL && !(q->closed && q->in_flight == 0))
+        pthread_cond_wait(&q->ready, &q->lock);
+    job *j = q->head;
+    if (j != NULL) {
+        q->head = j->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return j;
+}
+
+static void queue_job_done(job_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->in_flight--;
+    pthread_cond_signal(&q->room);
+    if (q->closed && q->in_flight == 0)
+        pthread_cond_broadcast(&q->ready);
+    pthread_mutex_unlock(&q->lock);
+}
+
+static void queue_close(job_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->closed = true;
+    pthread_cond_broadcast(&q->ready);
+    pthread_mutex_unlock(&q->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    job *j;
+    while ((j = queue_take(&w->run->queue)) != NULL) {
+        bool answered = j->csr != NULL && (j->cert != NULL || j->failed);
+        bool finished = true;
+        if (answered)
+            enroll_answered(w, j);
+        else
+            finished = enroll_job(w, j);
+        if (finished)
+            queue_job_done(&w->run->queue);
+    }
+    return NULL;
+}
+
+static void report_line_failure(run *r, const char *id, long line, const enroll_error *err)
+{
+    json_t *result = result_new(id, line, "failed");
+    result_set_error(result, err);
+    if (results_write(&r->results, result) != 0)
+        log_error("cannot write %s/results.ndjson", r->out.path);
+    json_decref(result);
+    atomic_fetch_add(&r->stats.failed, 1);
+    log_debug("line %ld%s%s: %s: %s", line, id ? " " : "", id ? id : "", err->code,
+              err->message);
+}
+
+static int open_worker_sessions(run *r, worker *w, enroll_error *err)
+{
+    w->sessions = calloc(r->hsm->token_count, sizeof *w->sessions);
+    if (w->sessions == NULL) {
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    for (size_t t = 0; t < r->hsm->token_count; t++) {
+        hsm_error herr;
+        if (hsm_session_open(&r->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
+            enroll_error_set(err, "HSM_SESSION", NULL, "%s", herr.message);
+            return -1;
+        }
+    }
+    w->key_token = (size_t)w->index % r->hsm->key_token_count;
+    return 0;
+}
+
+static void close_worker_sessions(run *r, worker *w)
+{
+    if (w->sessions == NULL)
+        return;
+    for (size_t t = 0; t < r->hsm->token_count; t++)
+        hsm_session_close(&w->sessions[t]);
+    free(w->sessions);
+    w->sessions = NULL;
+}
+
+int pipeline_run(run *r, enroll_error *err)
+{
+    ndjson_reader reader;
+    if (ndjson_open(&reader, r->opt.batch_path, 0, err) != 0)
+        return -1;
+    int nworkers = r->opt.workers;
+    worker *workers = calloc((size_t)nworkers, sizeof *workers);
+    if (workers == NULL) {
+        ndjson_close(&reader);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    queue_init(&r->queue, (size_t)nworkers * 2 + (size_t)r->opt.inflight);
+    int rc = 0;
+    int started = 0;
+    for (int i = 0; i < nworkers; i++) {
+        workers[i].run = r;
+        workers[i].index = i;
+        if (open_worker_sessions(r, &workers[i], err) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    for (int i = 0; rc == 0 && i < nworkers; i++) {
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            enroll_error_set(err, "THREAD", NULL, "cannot start worker threads");
+            rc = -1;
+            break;
+        }
+        started++;
+    }
+    progress *prog = rc == 0 ? progress_start(r) : NULL;
+
+    idset seen;
+    idset_init(&seen);
+    const char *text;
+    size_t len;
+    long line;
+    ndjson_status st;
+    long admitted = 0;
+    while (rc == 0 && (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
+        if (st == NDJSON_ERROR) {
+            enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld",
+                             r->opt.batch_path, line);
+            rc = -1;
+            break;
+        }
+        atomic_fetch_add(&r->stats.lines, 1);
+        enroll_error lerr;
+        enroll_error_clear(&lerr);
+        if (st == NDJSON_TOO_LONG) {
+            enroll_error_set(&lerr, "LINE_TOO_LONG", NULL, "the line is longer than %zu bytes",
+                             reader.max_line);
+            report_line_failure(r, NULL, line, &lerr);
+            continue;
+        }
+        uint64_t t0 = run_clock_ns();
+        char *id = NULL;
+        enroll_request *req = request_parse(text, len, line, &r->defaults, &id, &lerr);
+        if (req != NULL && r->opt.default_ca != NULL && req->ca_name == NULL)
+            req->ca_name = strdup(r->opt.default_ca);
+        /* Duplicates are refused whatever else is wrong with the line. */
+        if (id != NULL) {
+            int fresh = idset_insert(&seen, id);
+            if (fresh == 0) {
+                enroll_error_set(&lerr, "DUPLICATE_ID", "Id",
+                                 "Id \"%.80s\" was already used earlier in the batch", id);
+                request_free(req);
+                req = NULL;
+            }
+        }
+        job *j = NULL;
+        if (req != NULL) {
+            j = calloc(1, sizeof *j);
+            if (j == NULL) {
+                enroll_error_set(&lerr, "OUT_OF_MEMORY", NULL, "out of memory");
+            } else {
+                j->req = req;
+                if (policy_apply(r->cfg, req, &j->policy, &lerr) != 0) {
+                    j->failed = true;
+                }
+            }
+        }
+        atomic_fetch_add(&r->stats.stage_ns[STAGE_PARSE], run_clock_ns() - t0);
+        if (j == NULL) {
+            request_free(req);
+            report_line_failure(r, id, line, &lerr);
+        } else if (j->failed) {
+            j->err = lerr;
+            enroll_finish(r, NULL, j);
+        } else {
+            j->started_ns = run_clock_ns();
+            queue_admit(&r->queue, j);
+            admitted++;
+        }
+        free(id);
+    }
+    queue_close(&r->queue);
+    for (int i = 0; i < started; i++)
+        pthread_join(workers[i].thread, NULL);
+    progress_stop(prog);
+    for (int i = 0; i < nworkers; i++)
+        close_worker_sessions(r, &workers[i]);
+    free(workers);
+    idset_free(&seen);
+    queue_destroy(&r->queue);
+    ndjson_close(&reader);
+    log_debug("%ld requests admitted to the workers", admitted);
+    return rc;
+}

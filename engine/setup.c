@@ -1,0 +1,250 @@
+/* Subcommand set-up: configuration, engine home, SoftHSM2 configuration, tokens, login, CAs. */
+#include "setup.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hsm_signer.h"
+#include "localca.h"
+#include "log.h"
+#include "secret.h"
+
+char *setup_home_path(const char *option)
+{
+    const char *home = option;
+    if (home == NULL || *home == '\0')
+        home = getenv("HSMENROLL_HOME");
+    if (home == NULL || *home == '\0')
+        home = ".hsmenroll";
+    if (home[0] == '/')
+        return strdup(home);
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return strdup(home);
+    char *full = NULL;
+    if (asprintf(&full, "%s/%s", cwd, home) < 0)
+        return NULL;
+    return full;
+}
+
+static int make_dir(const char *path, mode_t mode, enroll_error *err)
+{
+    if (mkdir(path, mode) != 0 && errno != EEXIST) {
+        enroll_error_set(err, "HOME_UNAVAILABLE", NULL, "cannot create %s: %s", path,
+                         strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The embedded default's SoftHSM2 store: <home>/tokens, configured by <home>/softhsm2.conf. */
+static int prepare_home(const char *home, enroll_error *err)
+{
+    char tokens[PATH_MAX], conf[PATH_MAX];
+    snprintf(tokens, sizeof tokens, "%s/tokens", home);
+    snprintf(conf, sizeof conf, "%s/softhsm2.conf", home);
+    if (make_dir(home, 0700, err) != 0 || make_dir(tokens, 0700, err) != 0)
+        return -1;
+    if (access(conf, F_OK) != 0) {
+        FILE *f = fopen(conf, "wx");
+        if (f == NULL) {
+            enroll_error_set(err, "HOME_UNAVAILABLE", NULL, "cannot create %s: %s", conf,
+                             strerror(errno));
+            return -1;
+        }
+        fprintf(f,
+                "# SoftHSM2 configuration of the hsmenroll embedded default (made by hsmenroll)\n"
+                "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
+                "slots.removable = false\n",
+                tokens);
+        fclose(f);
+    }
+    setenv("SOFTHSM2_CONF", conf, 1);
+    return 0;
+}
+
+int setup_config(engine_setup *s, const char *config_path, const char *home_option,
+                 enroll_error *err)
+{
+    memset(s, 0, sizeof *s);
+    error_list errors = {0};
+    if (config_path != NULL) {
+        s->cfg = config_load_file(config_path, &errors);
+    } else {
+        s->embedded = true;
+        s->home = setup_home_path(home_option);
+        if (s->home == NULL || prepare_home(s->home, err) != 0)
+            return -1;
+        json_t *doc = config_default_document(s->home);
+        s->cfg = config_load_json(doc, s->home, "(embedded default)", &errors);
+        json_decref(doc);
+    }
+    if (s->cfg == NULL) {
+        for (size_t i = 0; i < errors.count; i++)
+            log_error("%s: %s", config_path ? config_path : "(embedded default)",
+                      errors.items[i].message);
+        enroll_error_set(err, "CONFIG_INVALID", NULL, "%s: %zu error%s in the configuration",
+                         config_path ? config_path : "(embedded default)", errors.count,
+                         errors.count == 1 ? "" : "s");
+        error_list_free(&errors);
+        return -1;
+    }
+    error_list_free(&errors);
+    return 0;
+}
+
+static int setup_ensure_token_if(engine_setup *s, const char *label, bool create_missing,
+                                 bool *created, enroll_error *err);
+
+/* The PIN (or SO PIN) of the configuration; generated into its file when allowed and absent. */
+static char *get_pin(const char *env, const char *file, const char *what, bool generate,
+                     size_t length, enroll_error *err)
+{
+    const char *value = env ? getenv(env) : NULL;
+    if ((value == NULL || *value == '\0') && file != NULL && access(file, F_OK) != 0 &&
+        generate) {
+        char *pin = secret_random(length);
+        if (pin == NULL || secret_write_file(file, pin, err) != 0) {
+            secret_free(pin);
+            return NULL;
+        }
+        log_info("generated a %s for the new token into %s (mode 0600)", what, file);
+        return pin;
+    }
+    return secret_read(env, file, what, err);
+}
+
+static int ensure_token(engine_setup *s, const char *label, bool create_missing,
+                        enroll_error *err)
+{
+    bool created;
+    return setup_ensure_token_if(s, label, create_missing, &created, err);
+}
+
+static int setup_ensure_token_if(engine_setup *s, const char *label, bool create_missing,
+                                 bool *created, enroll_error *err)
+{
+    hsm_token_desc desc;
+    hsm_error herr;
+    *created = false;
+    if (hsm_module_find_token(s->module, label, &desc, &herr) == 0)
+        return 0;
+    if (!create_missing) {
+        enroll_error_set(err, "HSM_TOKEN", NULL,
+                         "no token labelled \"%s\" in %s (create it with `hsmenroll token init`)",
+                         label, hsm_module_path(s->module));
+        return -1;
+    }
+    const config_hsm *h = &s->cfg->hsm;
+    char *pin = get_pin(h->pin_env, h->pin_file, "user PIN", true, 16, err);
+    char *so_pin = pin ? get_pin(h->so_pin_env, h->so_pin_file, "SO PIN", true, 24, err) : NULL;
+    int rc = -1;
+    if (pin != NULL && so_pin != NULL) {
+        if (hsm_module_init_token(s->module, label, so_pin, pin, &desc, &herr) == 0) {
+            log_info("initialized token \"%s\" (serial %s)", label, desc.serial);
+            *created = true;
+            rc = 0;
+        } else {
+            hsm_error_to_enroll(&herr, "HSM_TOKEN", err);
+        }
+    }
+    secret_free(pin);
+    secret_free(so_pin);
+    return rc;
+}
+
+int setup_ensure_token(engine_setup *s, const char *label, bool *created, enroll_error *err)
+{
+    return setup_ensure_token_if(s, label, true, created, err);
+}
+
+/* The labels of the tokens a run uses beyond Hsm.Tokens: those of the local CAs. */
+static size_t ca_tokens(const config *cfg, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->ca_count && n < max; i++)
+        if (cfg->cas[i].type == CA_TYPE_LOCAL && cfg->cas[i].token != NULL)
+            out[n++] = cfg->cas[i].token;
+    return n;
+}
+
+int setup_module(engine_setup *s, bool create_missing, enroll_error *err)
+{
+    hsm_error herr;
+    s->module = hsm_module_load(s->cfg->hsm.module, &herr);
+    if (s->module == NULL) {
+        hsm_error_to_enroll(&herr, "HSM_MODULE", err);
+        return -1;
+    }
+    for (size_t i = 0; i < s->cfg->hsm.token_count; i++)
+        if (ensure_token(s, s->cfg->hsm.tokens[i], create_missing, err) != 0)
+            return -1;
+    const char *extra[16];
+    size_t n = ca_tokens(s->cfg, extra, 16);
+    for (size_t i = 0; i < n; i++)
+        if (ensure_token(s, extra[i], create_missing, err) != 0)
+            return -1;
+    return 0;
+}
+
+int setup_login(engine_setup *s, enroll_error *err)
+{
+    const char *extra[16];
+    size_t n = ca_tokens(s->cfg, extra, 16);
+    if (hsm_context_open(&s->hsm, s->module, s->cfg, extra, n, err) != 0)
+        return -1;
+    s->module = NULL; /* owned by the context now */
+    s->hsm_open = true;
+    return 0;
+}
+
+int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
+{
+    for (size_t i = 0; i < s->cfg->ca_count; i++) {
+        const config_ca *ca = &s->cfg->cas[i];
+        if (ca->type != CA_TYPE_LOCAL || local_ca_exists(ca->home))
+            continue;
+        if (ca->home == NULL) {
+            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\" has no Home directory",
+                             ca->name);
+            return -1;
+        }
+        if (!create_missing) {
+            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+                             "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca "
+                             "init`)",
+                             ca->name, ca->home);
+            return -1;
+        }
+        int t = hsm_context_token_index(&s->hsm, ca->token);
+        if (t < 0) {
+            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\": token \"%s\" is not open",
+                             ca->name, ca->token);
+            return -1;
+        }
+        hsm_session session;
+        hsm_context_login_session(&s->hsm, (size_t)t, &session);
+        local_ca_options opt;
+        local_ca_default_options(&opt);
+        if (local_ca_create(ca->home, &session, &opt, err) != 0)
+            return -1;
+        log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name,
+                 ca->home, ca->token);
+    }
+    return 0;
+}
+
+void setup_free(engine_setup *s)
+{
+    if (s->hsm_open)
+        hsm_context_close(&s->hsm);
+    hsm_module_unload(s->module);
+    config_free(s->cfg);
+    free(s->home);
+    memset(s, 0, sizeof *s);
+}
