@@ -158,7 +158,10 @@ int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key
     }
 
     size_t label_len = strlen(label);
-    CK_ATTRIBUTE pub[9], priv[12];
+    /* Usage as the certificate will state it: signing for every type, key transport (decrypt /
+     * encrypt) for RSA only; no wrapping, unwrapping or derivation. */
+    CK_BBOOL rsa = spec->type == HSM_KEY_RSA ? CK_TRUE : CK_FALSE;
+    CK_ATTRIBUTE pub[12], priv[16];
     CK_ULONG npub = 0, npriv = 0;
 #define ATTR(arr, n, t, p, l) (arr[n++] = (CK_ATTRIBUTE){(t), (void *)(p), (CK_ULONG)(l)})
     ATTR(pub, npub, CKA_CLASS, &pub_class, sizeof pub_class);
@@ -166,6 +169,8 @@ int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key
     ATTR(pub, npub, CKA_TOKEN, &on_token, sizeof on_token);
     ATTR(pub, npub, CKA_PRIVATE, &no, sizeof no);
     ATTR(pub, npub, CKA_VERIFY, &yes, sizeof yes);
+    ATTR(pub, npub, CKA_ENCRYPT, &rsa, sizeof rsa);
+    ATTR(pub, npub, CKA_WRAP, &no, sizeof no);
     ATTR(pub, npub, CKA_ID, out->id, sizeof out->id);
     ATTR(pub, npub, CKA_LABEL, label, label_len);
     CK_ULONG params_index = npub;
@@ -182,6 +187,10 @@ int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key
     ATTR(priv, npriv, CKA_SENSITIVE, &sensitive, sizeof sensitive);
     ATTR(priv, npriv, CKA_EXTRACTABLE, &extractable, sizeof extractable);
     ATTR(priv, npriv, CKA_SIGN, &yes, sizeof yes);
+    ATTR(priv, npriv, CKA_DECRYPT, &rsa, sizeof rsa);
+    ATTR(priv, npriv, CKA_UNWRAP, &no, sizeof no);
+    if (spec->type == HSM_KEY_EC)
+        ATTR(priv, npriv, CKA_DERIVE, &no, sizeof no);
     ATTR(priv, npriv, CKA_ID, out->id, sizeof out->id);
     ATTR(priv, npriv, CKA_LABEL, label, label_len);
 #undef ATTR

@@ -1,0 +1,27 @@
+#!/bin/sh
+# One-time set-up on a Debian machine, safe to run again: installs the Debian packages hsmenroll
+# builds with and its tests use (only those missing; sudo when not root), then builds ./build.
+set -eu
+cd "$(dirname "$0")/.."
+
+PACKAGES="build-essential cmake pkg-config clang openssl libssl-dev softhsm2 libp11-kit-dev
+libp11-dev libjansson-dev libcurl4-openssl-dev libcunit1-dev libmicrohttpd-dev
+opensc gnutls-bin default-jre-headless golang-cfssl gnuplot-nox"
+
+missing=""
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "setup: installing$missing" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing \
+        >/dev/null
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+echo "setup: built ./build/hsmenroll" >&2
