@@ -14,27 +14,60 @@
 
 #define CFG_ERR(list, code, path, ...) error_list_add((list), (code), (path), __VA_ARGS__)
 
-static const char *const top_keys[] = {"Hsm",       "CertificateAuthorities", "Templates",
-                                       "MetadataFields", "EnrollmentPatterns", "Stores",
-                                       "Settings",  NULL};
-static const char *const hsm_keys[] = {"Module",   "Tokens",   "Token", "PinEnv",
-                                       "PinFile",  "SoPinEnv", "SoPinFile", NULL};
-static const char *const ca_keys[] = {
-    "Id",          "Name",     "Type",       "Url",         "TrustBundle",    "Auth",
-    "ChainFile",   "Profile",  "Label",      "Home",        "Token",          "ApiVersion",
-    "TimeoutSeconds", "Retries", "InsecureSkipTlsVerify", "ClientCertificate", "ClientKey",
-    "Description", NULL};
-static const char *const template_keys[] = {"Id",           "Name",         "Description",
-                                            "CertificateAuthorities", "ValidityDays",
-                                            "KeyRetention", NULL};
-static const char *const pattern_keys[] = {
-    "Id",       "Name",    "Description", "Template",       "TemplateDefault",
-    "UseADPermissions", "AssociatedRoles", "CertificateAuthorities", "AllowedEnrollmentTypes",
-    "Regexes",  "MetadataFields", "RestrictCAs", "Policies", "Defaults", "EnrollmentFields",
-    NULL};
-static const char *const settings_keys[] = {"PasswordLength",  "RequireCustomFriendlyName",
-                                            "CommonNameRegex", "Pkcs12Iterations",
-                                            "AllowCSPs",       "CSPs", NULL};
+static const char *const top_keys[] = {"Hsm",
+                                       "CertificateAuthorities",
+                                       "Templates",
+                                       "MetadataFields",
+                                       "EnrollmentPatterns",
+                                       "Stores",
+                                       "Settings",
+                                       NULL};
+static const char *const hsm_keys[] = {"Module",  "Tokens",   "Token",     "PinEnv",
+                                       "PinFile", "SoPinEnv", "SoPinFile", NULL};
+static const char *const ca_keys[] = {"Id",
+                                      "Name",
+                                      "Type",
+                                      "Url",
+                                      "TrustBundle",
+                                      "Auth",
+                                      "ChainFile",
+                                      "Profile",
+                                      "Label",
+                                      "Home",
+                                      "Token",
+                                      "ApiVersion",
+                                      "TimeoutSeconds",
+                                      "Retries",
+                                      "InsecureSkipTlsVerify",
+                                      "ClientCertificate",
+                                      "ClientKey",
+                                      "Description",
+                                      NULL};
+static const char *const template_keys[] = {
+    "Id", "Name", "Description", "CertificateAuthorities", "ValidityDays", "KeyRetention", NULL};
+static const char *const pattern_keys[] = {"Id",
+                                           "Name",
+                                           "Description",
+                                           "Template",
+                                           "TemplateDefault",
+                                           "UseADPermissions",
+                                           "AssociatedRoles",
+                                           "CertificateAuthorities",
+                                           "AllowedEnrollmentTypes",
+                                           "Regexes",
+                                           "MetadataFields",
+                                           "RestrictCAs",
+                                           "Policies",
+                                           "Defaults",
+                                           "EnrollmentFields",
+                                           NULL};
+static const char *const settings_keys[] = {"PasswordLength",
+                                            "RequireCustomFriendlyName",
+                                            "CommonNameRegex",
+                                            "Pkcs12Iterations",
+                                            "AllowCSPs",
+                                            "CSPs",
+                                            NULL};
 
 static const char *resolve_path(config *cfg, const char *path)
 {
@@ -105,7 +138,8 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     json_opt_string(hsm, "Token", "Hsm", &single, errors);
     json_t *tokens = json_get_ci(hsm, "Tokens");
     if (tokens != NULL && single != NULL) {
-        CFG_ERR(errors, "CONFIG_CONFLICT", "Hsm.Token", "Hsm.Token: give Token or Tokens, not both");
+        CFG_ERR(errors, "CONFIG_CONFLICT", "Hsm.Token",
+                "Hsm.Token: give Token or Tokens, not both");
         return;
     }
     if (single != NULL) {
@@ -252,8 +286,8 @@ static void load_templates(config *cfg, const json_t *templates, error_list *err
                     json_path_key(where, sizeof where, path, "ValidityDays"),
                     "%s: must be between 1 and 36500", where);
         json_path_key(where, sizeof where, path, "CertificateAuthorities");
-        t->ca_ids = read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &t->ca_count,
-                             errors);
+        t->ca_ids =
+            read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &t->ca_count, errors);
         if (t->ca_count == 0)
             CFG_ERR(errors, "CONFIG_MISSING", where,
                     "%s: a template needs at least one CA to enroll against", where);
@@ -336,8 +370,8 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
                     json_path_key(where, sizeof where, path, "AllowedEnrollmentTypes"),
                     "%s: a sum of 1 (PFX), 2 (CSR) and 4 (CSR generation)", where);
         json_path_key(where, sizeof where, path, "CertificateAuthorities");
-        p->ca_ids = read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &p->ca_count,
-                             errors);
+        p->ca_ids =
+            read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &p->ca_count, errors);
         for (size_t k = 0; k < p->ca_count; k++) {
             if (config_find_ca_by_id(cfg, p->ca_ids[k]) == NULL)
                 CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
@@ -419,8 +453,7 @@ static void load_settings(config *cfg, const json_t *settings, error_list *error
                 "Settings.Pkcs12Iterations: must be between 1 and 10000000");
 }
 
-config *config_load_json(json_t *doc, const char *base_dir, const char *source,
-                         error_list *errors)
+config *config_load_json(json_t *doc, const char *base_dir, const char *source, error_list *errors)
 {
     size_t errors_before = errors->count;
     config *cfg = calloc(1, sizeof *cfg);
@@ -482,15 +515,14 @@ json_t *config_default_document(const char *home)
         "{s:{s:s, s:[s], s:s, s:s, s:s, s:s}, s:[{s:i, s:s, s:s, s:s, s:s}],"
         " s:[{s:i, s:s, s:[i], s:i}], s:[{s:i, s:s, s:i, s:b, s:b, s:i}],"
         " s:{s:i, s:b, s:s, s:i, s:b}}",
-        "Hsm", "Module", HSMENROLL_DEFAULT_MODULE, "Tokens", "hsmenroll", "PinEnv",
-        "HSMENROLL_PIN", "PinFile", pin_file, "SoPinEnv", "HSMENROLL_SO_PIN", "SoPinFile",
-        so_pin_file, "CertificateAuthorities", "Id", 1, "Name", "embedded", "Type", "local", "Home",
-        ca_home, "Token", "hsmenroll-ca", "Templates", "Id", 1, "Name", "Default",
-        "CertificateAuthorities", 1, "ValidityDays", 365, "EnrollmentPatterns", "Id", 1, "Name",
-        "Default", "Template", 1, "TemplateDefault", 1, "UseADPermissions", 1,
-        "AllowedEnrollmentTypes", 7, "Settings", "PasswordLength", 12,
-        "RequireCustomFriendlyName", 0, "CommonNameRegex", ".+", "Pkcs12Iterations", 2048,
-        "AllowCSPs", 1);
+        "Hsm", "Module", HSMENROLL_DEFAULT_MODULE, "Tokens", "hsmenroll", "PinEnv", "HSMENROLL_PIN",
+        "PinFile", pin_file, "SoPinEnv", "HSMENROLL_SO_PIN", "SoPinFile", so_pin_file,
+        "CertificateAuthorities", "Id", 1, "Name", "embedded", "Type", "local", "Home", ca_home,
+        "Token", "hsmenroll-ca", "Templates", "Id", 1, "Name", "Default", "CertificateAuthorities",
+        1, "ValidityDays", 365, "EnrollmentPatterns", "Id", 1, "Name", "Default", "Template", 1,
+        "TemplateDefault", 1, "UseADPermissions", 1, "AllowedEnrollmentTypes", 7, "Settings",
+        "PasswordLength", 12, "RequireCustomFriendlyName", 0, "CommonNameRegex", ".+",
+        "Pkcs12Iterations", 2048, "AllowCSPs", 1);
 }
 
 void config_free(config *cfg)

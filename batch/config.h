@@ -18,10 +18,10 @@ typedef struct config_ca {
     const char *name;    /* "host\\logical" or "logical" */
     const char *logical; /* the part after the last backslash (the whole name if none) */
     ca_type type;
-    const char *url;         /* keyfactor, cfssl */
-    const char *home;        /* local: directory of the CA's certificates and state */
-    const char *token;       /* local: label of the token holding the CA keys */
-    const json_t *raw;       /* the whole entry, for connector-specific keys */
+    const char *url;   /* keyfactor, cfssl */
+    const char *home;  /* local: directory of the CA's certificates and state */
+    const char *token; /* local: label of the token holding the CA keys */
+    const json_t *raw; /* the whole entry, for connector-specific keys */
 } config_ca;
 
 typedef struct config_template {
@@ -48,8 +48,8 @@ typedef struct config_pattern {
 } config_pattern;
 
 typedef struct config_hsm {
-    const char *module;   /* PKCS#11 module path; NULL: the default SoftHSM2 module */
-    const char **tokens;  /* labels of the tokens keys are spread over (at least one) */
+    const char *module;  /* PKCS#11 module path; NULL: the default SoftHSM2 module */
+    const char **tokens; /* labels of the tokens keys are spread over (at least one) */
     size_t token_count;
     const char *pin_env;  /* environment variable holding the user PIN (default HSMENROLL_PIN) */
     const char *pin_file; /* file holding the user PIN (used when the variable is unset) */
@@ -64,9 +64,9 @@ typedef struct config_settings {
 } config_settings;
 
 typedef struct config {
-    json_t *doc;        /* owns every string above */
-    char *base_dir;     /* relative paths are taken from here (the config file's directory) */
-    char *source;       /* the file, or "(embedded default)" */
+    json_t *doc;    /* owns every string above */
+    char *base_dir; /* relative paths are taken from here (the config file's directory) */
+    char *source;   /* the file, or "(embedded default)" */
     config_hsm hsm;
     config_ca *cas;
     size_t ca_count;
@@ -84,8 +84,7 @@ typedef struct config {
 config *config_load_file(const char *path, error_list *errors);
 /* Validates an already parsed document (takes a reference of doc). base_dir resolves relative
  * paths; source names it in messages. */
-config *config_load_json(json_t *doc, const char *base_dir, const char *source,
-                         error_list *errors);
+config *config_load_json(json_t *doc, const char *base_dir, const char *source, error_list *errors);
 /* The embedded default document for an engine home directory (see SPEC section 5). */
 json_t *config_default_document(const char *home);
 void config_free(config *cfg);

@@ -22,7 +22,7 @@ typedef struct ndjson_reader {
 typedef enum ndjson_status {
     NDJSON_ERROR = -1, /* read error (errno) */
     NDJSON_EOF = 0,
-    NDJSON_LINE = 1,     /* text and len hold the line (not NUL-terminated), valid until next call */
+    NDJSON_LINE = 1, /* text and len hold the line (not NUL-terminated), valid until next call */
     NDJSON_TOO_LONG = 2, /* the line was longer than max_line and was skipped */
 } ndjson_status;
 

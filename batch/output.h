@@ -10,9 +10,9 @@
 #include "formats/error.h"
 
 typedef struct output_dir {
-    int fd;      /* the directory, for openat/renameat */
-    char *path;  /* as given, for messages */
-    bool sync;   /* fsync files and directory (default true) */
+    int fd;     /* the directory, for openat/renameat */
+    char *path; /* as given, for messages */
+    bool sync;  /* fsync files and directory (default true) */
 } output_dir;
 
 /* Opens (creating it with mode 0750 when create is true and it is missing) the directory path.

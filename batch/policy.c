@@ -44,8 +44,7 @@ int policy_apply(const config *cfg, const enroll_request *req, policy_decision *
         named = config_find_template_by_name(cfg, req->template_name);
         if (named == NULL) {
             enroll_error_set(err, "UNKNOWN_TEMPLATE", "Template",
-                             "no template named \"%.80s\" in %s", req->template_name,
-                             cfg->source);
+                             "no template named \"%.80s\" in %s", req->template_name, cfg->source);
             return -1;
         }
     }
@@ -61,8 +60,7 @@ int policy_apply(const config *cfg, const enroll_request *req, policy_decision *
             enroll_error_set(err, "TEMPLATE_MISMATCH", "Template",
                              "Template \"%.80s\" is not the template of enrollment pattern %lld "
                              "(\"%.80s\")",
-                             req->template_name, req->pattern_id,
-                             out->pattern->template_->name);
+                             req->template_name, req->pattern_id, out->pattern->template_->name);
             return -1;
         }
     } else {

@@ -59,16 +59,44 @@ typedef enum field_id {
 } field_id;
 
 static const char *const field_names[F_COUNT] = {
-    "Id",          "Operation",     "Format",         "KeyStorage",
-    "KeyType",     "KeyLength",     "Curve",          "Subject",
-    "SANs",        "Template",      "EnrollmentPatternId", "CertificateAuthority",
-    "IncludeChain", "ChainOrder",   "IncludeSubjectHeader", "Password",
-    "UseLegacyEncryption", "CustomFriendlyName", "MicrosoftTargetCSP", "Metadata",
-    "AdditionalEnrollmentFields", "OwnerRoleId", "OwnerRoleName", "Timestamp",
-    "CSR",         "PrivateKey",    "forceEnroll",    "KeystoreId",
-    "Alias",       "SubjectName",   "AgentGuid",      "JobProperties",
-    "CertificateTemplate", "Stores", "RenewalCertificateId",
-    "InstallIntoExistingCertificateStores", "JobTime", "PopulateMissingValuesFromAD",
+    "Id",
+    "Operation",
+    "Format",
+    "KeyStorage",
+    "KeyType",
+    "KeyLength",
+    "Curve",
+    "Subject",
+    "SANs",
+    "Template",
+    "EnrollmentPatternId",
+    "CertificateAuthority",
+    "IncludeChain",
+    "ChainOrder",
+    "IncludeSubjectHeader",
+    "Password",
+    "UseLegacyEncryption",
+    "CustomFriendlyName",
+    "MicrosoftTargetCSP",
+    "Metadata",
+    "AdditionalEnrollmentFields",
+    "OwnerRoleId",
+    "OwnerRoleName",
+    "Timestamp",
+    "CSR",
+    "PrivateKey",
+    "forceEnroll",
+    "KeystoreId",
+    "Alias",
+    "SubjectName",
+    "AgentGuid",
+    "JobProperties",
+    "CertificateTemplate",
+    "Stores",
+    "RenewalCertificateId",
+    "InstallIntoExistingCertificateStores",
+    "JobTime",
+    "PopulateMissingValuesFromAD",
 };
 
 const char *request_format_name(request_format f)
@@ -202,7 +230,10 @@ static int parse_key(json_t *const *v, request_key *key, enroll_error *err)
             const char *oid, *names[3];
             int nid, bits;
         } curves[] = {
-            {"1.2.840.10045.3.1.7", {"P-256", "prime256v1", "secp256r1"}, NID_X9_62_prime256v1, 256},
+            {"1.2.840.10045.3.1.7",
+             {"P-256", "prime256v1", "secp256r1"},
+             NID_X9_62_prime256v1,
+             256},
             {"1.3.132.0.34", {"P-384", "secp384r1", NULL}, NID_secp384r1, 384},
             {"1.3.132.0.35", {"P-521", "secp521r1", NULL}, NID_secp521r1, 521},
         };
@@ -248,7 +279,8 @@ static int parse_key(json_t *const *v, request_key *key, enroll_error *err)
         key->bits = ed25519 ? 255 : 448;
         if (curve != NULL && strcmp(curve, oid) != 0 &&
             strcasecmp(curve, ed25519 ? "Ed25519" : "Ed448") != 0) {
-            enroll_error_set(err, "KEY_SPEC_MISMATCH", "Curve", "Curve \"%.60s\" does not go with "
+            enroll_error_set(err, "KEY_SPEC_MISMATCH", "Curve",
+                             "Curve \"%.60s\" does not go with "
                              "KeyType %s (use %s or leave Curve out)",
                              curve, ed25519 ? "Ed25519" : "Ed448", oid);
             return -1;
@@ -321,8 +353,10 @@ static bool timestamp_valid(const char *s)
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return false;
     for (int i = 0; i < 19; i++)
-        if ((i == 4 || i == 7) ? s[i] != '-' : i == 10 ? s[i] != 'T' :
-            (i == 13 || i == 16) ? s[i] != ':' : !isdigit((unsigned char)s[i]))
+        if ((i == 4 || i == 7)     ? s[i] != '-'
+            : i == 10              ? s[i] != 'T'
+            : (i == 13 || i == 16) ? s[i] != ':'
+                                   : !isdigit((unsigned char)s[i]))
             return false;
     const char *p = s + 19;
     if (*p == '.') {
@@ -334,8 +368,12 @@ static bool timestamp_valid(const char *s)
     }
     if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
         return false;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-                    .tm_hour = h, .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     struct tm back;
     gmtime_r(&t, &back);
@@ -400,15 +438,15 @@ static int parse_fields(json_t *const *v, enroll_request *r, const request_defau
     else if (strcasecmp(s, "Reenrollment") == 0)
         r->operation = OP_REENROLLMENT;
     else
-        return fail(err, "INVALID_FIELD", F_OPERATION,
-                    "%s must be PFX, CSR or Reenrollment%s", NULL);
+        return fail(err, "INVALID_FIELD", F_OPERATION, "%s must be PFX, CSR or Reenrollment%s",
+                    NULL);
     if (r->operation != OP_PFX)
         return fail(err, "UNSUPPORTED_OPERATION", F_OPERATION,
                     "%s \"%s\" is not available in this version of hsmenroll",
                     r->operation == OP_CSR ? "CSR" : "Reenrollment");
-    static const field_id other_ops[] = {F_CSR,        F_PRIVATE_KEY,  F_FORCE_ENROLL,
-                                         F_KEYSTORE_ID, F_ALIAS,       F_SUBJECT_NAME,
-                                         F_AGENT_GUID, F_JOB_PROPERTIES, F_CERTIFICATE_TEMPLATE};
+    static const field_id other_ops[] = {F_CSR,         F_PRIVATE_KEY,    F_FORCE_ENROLL,
+                                         F_KEYSTORE_ID, F_ALIAS,          F_SUBJECT_NAME,
+                                         F_AGENT_GUID,  F_JOB_PROPERTIES, F_CERTIFICATE_TEMPLATE};
     for (size_t i = 0; i < sizeof other_ops / sizeof other_ops[0]; i++)
         if (v[other_ops[i]] != NULL)
             return fail(err, "FIELD_NOT_ALLOWED", other_ops[i],
@@ -417,8 +455,7 @@ static int parse_fields(json_t *const *v, enroll_request *r, const request_defau
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (v[unsupported[i]] != NULL && !json_is_null(v[unsupported[i]]))
             return fail(err, "FIELD_NOT_SUPPORTED", unsupported[i],
-                        "%s (certificate store delivery) is not available in this version%s",
-                        NULL);
+                        "%s (certificate store delivery) is not available in this version%s", NULL);
     s = NULL;
     if (want_string(v[F_JOB_TIME], F_JOB_TIME, &s, err))
         return -1;

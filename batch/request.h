@@ -16,7 +16,12 @@
 typedef enum request_operation { OP_PFX = 1, OP_CSR, OP_REENROLLMENT } request_operation;
 typedef enum request_format { FORMAT_PFX = 1, FORMAT_PEM, FORMAT_DER } request_format;
 typedef enum request_storage { STORAGE_EXPORT = 1, STORAGE_TOKEN } request_storage;
-typedef enum key_algorithm { KEYALG_RSA = 1, KEYALG_ECC, KEYALG_ED25519, KEYALG_ED448 } key_algorithm;
+typedef enum key_algorithm {
+    KEYALG_RSA = 1,
+    KEYALG_ECC,
+    KEYALG_ED25519,
+    KEYALG_ED448
+} key_algorithm;
 
 typedef struct request_key {
     key_algorithm algorithm;
@@ -32,7 +37,7 @@ typedef struct enroll_request {
     request_storage storage;
     request_key key;
     X509_NAME *subject;
-    char *subject_text; /* as given */
+    char *subject_text;  /* as given */
     GENERAL_NAMES *sans; /* never NULL after a successful parse (may be empty) */
     char *template_name;
     long long pattern_id; /* -1 when absent */
@@ -55,7 +60,7 @@ typedef struct enroll_request {
  * application settings that bound what a line may ask. */
 typedef struct request_defaults {
     const char *template_name;
-    long long pattern_id; /* -1: none */
+    long long pattern_id;      /* -1: none */
     long long password_length; /* minimum */
 } request_defaults;
 
@@ -63,8 +68,7 @@ typedef struct request_defaults {
  * the line's Id when one could be read (malloc'd, or NULL), so the failure can still be reported
  * under it. Never holds a secret in err. */
 enroll_request *request_parse(const char *text, size_t len, long line,
-                              const request_defaults *defaults, char **id_out,
-                              enroll_error *err);
+                              const request_defaults *defaults, char **id_out, enroll_error *err);
 void request_free(enroll_request *req);
 
 const char *request_format_name(request_format f);

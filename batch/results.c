@@ -29,9 +29,8 @@ int results_write(results_writer *w, json_t *line)
         return -1;
     const char *status = json_string_value(json_object_get(line, "Status"));
     pthread_mutex_lock(&w->lock);
-    int rc = (fputs(text, w->file) >= 0 && fputc('\n', w->file) != EOF && fflush(w->file) == 0)
-                 ? 0
-                 : -1;
+    int rc =
+        (fputs(text, w->file) >= 0 && fputc('\n', w->file) != EOF && fflush(w->file) == 0) ? 0 : -1;
     if (status != NULL && strcmp(status, "issued") == 0)
         w->issued++;
     else if (status != NULL && (strcmp(status, "failed") == 0 || strcmp(status, "invalid") == 0))

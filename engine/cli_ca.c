@@ -44,9 +44,12 @@ static int parse_key_spec(const char *s, hsm_key_spec *out)
         const char *name;
         hsm_key_spec spec;
     } specs[] = {
-        {"ECC-P256", {HSM_KEY_EC, 0, HSM_CURVE_P256}}, {"ECC-P384", {HSM_KEY_EC, 0, HSM_CURVE_P384}},
-        {"ECC-P521", {HSM_KEY_EC, 0, HSM_CURVE_P521}}, {"RSA-2048", {HSM_KEY_RSA, 2048, 0}},
-        {"RSA-3072", {HSM_KEY_RSA, 3072, 0}},          {"RSA-4096", {HSM_KEY_RSA, 4096, 0}},
+        {"ECC-P256", {HSM_KEY_EC, 0, HSM_CURVE_P256}},
+        {"ECC-P384", {HSM_KEY_EC, 0, HSM_CURVE_P384}},
+        {"ECC-P521", {HSM_KEY_EC, 0, HSM_CURVE_P521}},
+        {"RSA-2048", {HSM_KEY_RSA, 2048, 0}},
+        {"RSA-3072", {HSM_KEY_RSA, 3072, 0}},
+        {"RSA-4096", {HSM_KEY_RSA, 4096, 0}},
     };
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
         if (strcasecmp(s, specs[i].name) == 0) {
@@ -81,11 +84,10 @@ static json_t *describe_cert(const char *path)
     if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
         strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", &tm);
     EVP_PKEY *pub = X509_get0_pubkey(cert);
-    json_t *out = json_pack("{s:s?, s:s?, s:s, s:s, s:s, s:s, s:i}", "Subject", subject,
-                            "SerialNumber", serial, "NotBefore", nb, "NotAfter", na,
-                            "SHA256Fingerprint", fp, "KeyType",
-                            pub ? EVP_PKEY_get0_type_name(pub) : "?", "KeyBits",
-                            pub ? EVP_PKEY_get_bits(pub) : 0);
+    json_t *out = json_pack(
+        "{s:s?, s:s?, s:s, s:s, s:s, s:s, s:i}", "Subject", subject, "SerialNumber", serial,
+        "NotBefore", nb, "NotAfter", na, "SHA256Fingerprint", fp, "KeyType",
+        pub ? EVP_PKEY_get0_type_name(pub) : "?", "KeyBits", pub ? EVP_PKEY_get_bits(pub) : 0);
     free(subject);
     OPENSSL_free(serial);
     BN_free(bn);
@@ -111,8 +113,8 @@ static long count_issued(const char *home)
 static int show(const config_ca *ca, bool as_json)
 {
     if (!local_ca_exists(ca->home)) {
-        log_error("CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init`)",
-                  ca->name, ca->home);
+        log_error("CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init`)", ca->name,
+                  ca->home);
         return EXIT_NOTHING_DONE;
     }
     char path[4096];
@@ -124,13 +126,12 @@ static int show(const config_ca *ca, bool as_json)
     json_t *state = json_load_file(path, 0, NULL);
     snprintf(path, sizeof path, "%s/chain.pem", ca->home);
     const char *token = json_string_value(json_object_get(state, "Token"));
-    json_t *out = json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:O*, s:O*, s:s, s:I}", "Name", ca->name,
-                            "Home", ca->home, "Token",
-                            token ? token : "?", "Root",
-                            root, "IssuingCA", issuing, "RootKeyUri",
-                            json_object_get(state, "RootKeyUri"), "IssuingKeyUri",
-                            json_object_get(state, "IssuingKeyUri"), "ChainFile", path, "Issued",
-                            (json_int_t)count_issued(ca->home));
+    json_t *out =
+        json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:O*, s:O*, s:s, s:I}", "Name", ca->name, "Home",
+                  ca->home, "Token", token ? token : "?", "Root", root, "IssuingCA", issuing,
+                  "RootKeyUri", json_object_get(state, "RootKeyUri"), "IssuingKeyUri",
+                  json_object_get(state, "IssuingKeyUri"), "ChainFile", path, "Issued",
+                  (json_int_t)count_issued(ca->home));
     json_decref(state);
     if (out == NULL) {
         log_error("CA \"%s\": cannot read its files in %s", ca->name, ca->home);
@@ -145,8 +146,8 @@ static int show(const config_ca *ca, bool as_json)
         const char *which[] = {"Root", "IssuingCA"};
         for (int i = 0; i < 2; i++) {
             json_t *c = json_object_get(out, which[i]);
-            printf("  %-10s %s\n", i ? "issuing:" : "root:",
-                   json_string_value(json_object_get(c, "Subject")));
+            printf("  %-10s %s\n",
+                   i ? "issuing:" : "root:", json_string_value(json_object_get(c, "Subject")));
             printf("             serial %s, %s %d, valid %s to %s\n",
                    json_string_value(json_object_get(c, "SerialNumber")),
                    json_string_value(json_object_get(c, "KeyType")),
@@ -168,11 +169,16 @@ static int show(const config_ca *ca, bool as_json)
 int cli_ca(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},  {"home", required_argument, NULL, 'H'},
-        {"ca", required_argument, NULL, 'A'},      {"root-key", required_argument, NULL, 'R'},
-        {"issuing-key", required_argument, NULL, 'I'}, {"name", required_argument, NULL, 'N'},
-        {"json", no_argument, NULL, 'j'},          {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},
+        {"ca", required_argument, NULL, 'A'},
+        {"root-key", required_argument, NULL, 'R'},
+        {"issuing-key", required_argument, NULL, 'I'},
+        {"name", required_argument, NULL, 'N'},
+        {"json", no_argument, NULL, 'j'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *home = NULL, *ca_name = NULL;
@@ -235,15 +241,14 @@ int cli_ca(int argc, char **argv)
     const config_ca *chosen = NULL;
     for (size_t i = 0; i < s.cfg->ca_count; i++) {
         const config_ca *ca = &s.cfg->cas[i];
-        if (ca->type == CA_TYPE_LOCAL &&
-            (ca_name == NULL || strcasecmp(ca->name, ca_name) == 0)) {
+        if (ca->type == CA_TYPE_LOCAL && (ca_name == NULL || strcasecmp(ca->name, ca_name) == 0)) {
             chosen = ca;
             break;
         }
     }
     if (chosen == NULL) {
-        enroll_error_set(&err, "CA_UNAVAILABLE", NULL, "%s has no local CA%s%s",
-                         s.cfg->source, ca_name ? " named " : "", ca_name ? ca_name : "");
+        enroll_error_set(&err, "CA_UNAVAILABLE", NULL, "%s has no local CA%s%s", s.cfg->source,
+                         ca_name ? " named " : "", ca_name ? ca_name : "");
         goto done;
     }
     if (!init) {

@@ -74,26 +74,26 @@ static void print_summary(run *r, double seconds)
              "%s/results.ndjson",
              issued + failed, issued + failed == 1 ? "" : "s", issued, failed, seconds,
              seconds > 0 ? issued / seconds : 0.0, r->out.path);
-    static const char *names[STAGE_COUNT] = {"parse", "keygen", "csr", "submit", "bundle",
-                                             "write"};
+    static const char *names[STAGE_COUNT] = {"parse", "keygen", "csr", "submit", "bundle", "write"};
     char line[256];
     int n = 0;
     for (int s = 0; s < STAGE_COUNT; s++)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "", names[s],
-                      atomic_load(&r->stats.stage_ns[s]) / 1e6 / (issued + failed ? issued + failed : 1));
+                      atomic_load(&r->stats.stage_ns[s]) / 1e6 /
+                          (issued + failed ? issued + failed : 1));
     log_debug("mean time per request by stage: %s", line);
 }
 
 int cli_run(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"out", required_argument, NULL, 'o'},   {"config", required_argument, NULL, 'c'},
-        {"home", required_argument, NULL, 'H'},  {"workers", required_argument, NULL, 'w'},
+        {"out", required_argument, NULL, 'o'},      {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},     {"workers", required_argument, NULL, 'w'},
         {"inflight", required_argument, NULL, 'i'}, {"ca", required_argument, NULL, 'A'},
         {"template", required_argument, NULL, 'T'}, {"pattern", required_argument, NULL, 'P'},
         {"progress", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
-        {"quiet", no_argument, NULL, 'q'},       {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     run r;
     memset(&r, 0, sizeof r);
@@ -192,9 +192,8 @@ int cli_run(int argc, char **argv)
     enroll_error_clear(&err);
     int exit_code = EXIT_NOTHING_DONE;
     bool results_open_ok = false;
-    if (setup_config(&s, config_path, home, &err) != 0 ||
-        setup_module(&s, s.embedded, &err) != 0 || setup_login(&s, &err) != 0 ||
-        setup_local_cas(&s, s.embedded, &err) != 0)
+    if (setup_config(&s, config_path, home, &err) != 0 || setup_module(&s, s.embedded, &err) != 0 ||
+        setup_login(&s, &err) != 0 || setup_local_cas(&s, s.embedded, &err) != 0)
         goto done;
     r.cfg = s.cfg;
     r.hsm = &s.hsm;

@@ -54,9 +54,9 @@ static json_t *list_keys(engine_setup *s, size_t t)
     size_t max = 1 << 20;
     CK_OBJECT_HANDLE *handles = malloc(max * sizeof *handles);
     hsm_error herr;
-    int n = handles ? hsm_find_objects(&session, CKO_PRIVATE_KEY, NULL, 0, NULL, handles, max,
-                                       &herr)
-                    : -1;
+    int n = handles
+                ? hsm_find_objects(&session, CKO_PRIVATE_KEY, NULL, 0, NULL, handles, max, &herr)
+                : -1;
     for (int i = 0; i < n; i++) {
         unsigned char *label = NULL, *id = NULL;
         size_t label_len = 0, id_len = 0;
@@ -67,8 +67,8 @@ static json_t *list_keys(engine_setup *s, size_t t)
         hsm_get_ulong(&session, handles[i], CKA_KEY_TYPE, &type, &herr);
         hsm_get_bool(&session, handles[i], CKA_TOKEN, &on_token, &herr);
         hsm_get_bool(&session, handles[i], CKA_EXTRACTABLE, &extractable, &herr);
-        char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
-                                   CKO_PRIVATE_KEY);
+        char *uri =
+            hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label, CKO_PRIVATE_KEY);
         json_array_append_new(keys, json_pack("{s:s, s:s, s:b, s:b, s:s?}", "Label",
                                               label ? (char *)label : "", "KeyType",
                                               key_type_name(type), "Persistent", on_token,
@@ -93,11 +93,11 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
     }
     json_t *out = json_array();
     for (int i = 0; i < n; i++) {
-        json_array_append_new(
-            out, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b}", "Label", tokens[i].label, "Serial",
-                           tokens[i].serial, "Manufacturer", tokens[i].manufacturer, "Model",
-                           tokens[i].model, "Slot", (json_int_t)tokens[i].slot, "Initialized",
-                           tokens[i].initialized));
+        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:I, s:b}", "Label",
+                                             tokens[i].label, "Serial", tokens[i].serial,
+                                             "Manufacturer", tokens[i].manufacturer, "Model",
+                                             tokens[i].model, "Slot", (json_int_t)tokens[i].slot,
+                                             "Initialized", tokens[i].initialized));
     }
     if (with_keys) {
         if (setup_login(s, err) != 0) {
@@ -108,8 +108,8 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
         json_t *t;
         json_array_foreach(out, i, t)
         {
-            int index = hsm_context_token_index(&s->hsm,
-                                                json_string_value(json_object_get(t, "Label")));
+            int index =
+                hsm_context_token_index(&s->hsm, json_string_value(json_object_get(t, "Label")));
             if (index >= 0)
                 json_object_set_new(t, "Keys", list_keys(s, (size_t)index));
         }
@@ -151,10 +151,14 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
 int cli_token(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"home", required_argument, NULL, 'H'},
-        {"label", required_argument, NULL, 'L'},  {"keys", no_argument, NULL, 'k'},
-        {"json", no_argument, NULL, 'j'},         {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},
+        {"label", required_argument, NULL, 'L'},
+        {"keys", no_argument, NULL, 'k'},
+        {"json", no_argument, NULL, 'j'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = NULL, *home = NULL, *label = NULL;

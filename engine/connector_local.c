@@ -49,8 +49,8 @@ static submit_status local_submit(ca_connector *conn, worker *w, job *j)
         .request_id = j->req->id,
     };
     local_ca_issued issued;
-    if (local_ca_issue_cert(&st->ca, &w->sessions[st->token], j->csr, &params, &issued,
-                            &j->err) != 0) {
+    if (local_ca_issue_cert(&st->ca, &w->sessions[st->token], j->csr, &params, &issued, &j->err) !=
+        0) {
         j->failed = true;
         return SUBMIT_DONE;
     }

@@ -151,8 +151,8 @@ static int generate(worker *w, job *j)
         hsm_destroy_keypair(s, &j->pair, NULL);
         j->have_pair = false;
     } else {
-        j->key_uri = hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id,
-                                    CKO_PRIVATE_KEY);
+        j->key_uri =
+            hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
     }
     return 0;
 }
@@ -370,8 +370,8 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         json_object_set_new(line, "Template", json_string(j->policy.template_->name));
     if (!j->failed) {
         json_object_set_new(line, "CertificateInformation", certificate_information(j, password));
-        json_object_set_new(line, "Metadata", req->metadata ? json_incref(req->metadata)
-                                                            : json_object());
+        json_object_set_new(line, "Metadata",
+                            req->metadata ? json_incref(req->metadata) : json_object());
         json_object_set_new(line, "Files", files ? json_incref(files) : json_array());
         if (j->key_uri != NULL)
             json_object_set_new(line, "KeyUri", json_string(j->key_uri));

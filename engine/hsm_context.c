@@ -25,8 +25,8 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
     }
     size_t n = 0;
     for (size_t i = 0; i < max; i++) {
-        const char *label = i < cfg->hsm.token_count ? cfg->hsm.tokens[i]
-                                                     : extra_tokens[i - cfg->hsm.token_count];
+        const char *label =
+            i < cfg->hsm.token_count ? cfg->hsm.tokens[i] : extra_tokens[i - cfg->hsm.token_count];
         bool seen = false;
         for (size_t j = 0; j < n; j++)
             seen = seen || strcmp(labels[j], label) == 0;
@@ -86,8 +86,8 @@ int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
     ctx->kek = OPENSSL_secure_malloc(32);
     if (ctx->kek == NULL)
         ctx->kek = malloc(32);
-    ctx->kek_handles = calloc(ctx->key_token_count ? ctx->key_token_count : 1,
-                              sizeof *ctx->kek_handles);
+    ctx->kek_handles =
+        calloc(ctx->key_token_count ? ctx->key_token_count : 1, sizeof *ctx->kek_handles);
     if (ctx->kek == NULL || ctx->kek_handles == NULL) {
         enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
         return -1;

@@ -19,10 +19,10 @@ typedef enum export_method {
 
 typedef struct hsm_context {
     hsm_module *module;
-    hsm_token *tokens;      /* the key tokens (Hsm.Tokens) first, then the CA tokens */
+    hsm_token *tokens; /* the key tokens (Hsm.Tokens) first, then the CA tokens */
     size_t token_count;
     size_t key_token_count;
-    unsigned char *kek;     /* the run's AES-256 wrapping key, in locked memory; or NULL */
+    unsigned char *kek;            /* the run's AES-256 wrapping key, in locked memory; or NULL */
     CK_OBJECT_HANDLE *kek_handles; /* its object in each key token */
     _Atomic int export_methods[KEYALG_ED448 + 1];
 } hsm_context;

@@ -97,8 +97,8 @@ EVP_PKEY *hsm_keypair_public(const hsm_keypair *pair, enroll_error *err)
 {
     switch (pair->spec.type) {
     case HSM_KEY_RSA:
-        return pubkey_from_rsa(pair->modulus, pair->modulus_len, pair->exponent,
-                               pair->exponent_len, err);
+        return pubkey_from_rsa(pair->modulus, pair->modulus_len, pair->exponent, pair->exponent_len,
+                               err);
     case HSM_KEY_EC: {
         int nid = pair->spec.curve == HSM_CURVE_P256   ? NID_X9_62_prime256v1
                   : pair->spec.curve == HSM_CURVE_P384 ? NID_secp384r1

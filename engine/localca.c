@@ -108,8 +108,7 @@ static X509 *make_ca_cert(const char *subject_text, X509 *issuer, EVP_PKEY *pub,
         !X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : subject) ||
         !X509_gmtime_adj(X509_getm_notBefore(cert), -300) ||
         !X509_gmtime_adj(X509_getm_notAfter(cert), (long)days * 86400) ||
-        !X509_set_pubkey(cert, pub) ||
-        !add_conf_ext(cert, issuer, NID_basic_constraints, basic) ||
+        !X509_set_pubkey(cert, pub) || !add_conf_ext(cert, issuer, NID_basic_constraints, basic) ||
         !add_conf_ext(cert, issuer, NID_key_usage,
                       issuer ? "critical,keyCertSign,cRLSign,digitalSignature"
                              : "critical,keyCertSign,cRLSign") ||
@@ -199,8 +198,8 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
     hsm_signer_ctx root_ctx;
     hsm_signer_init(&root_signer, &root_ctx, session, root_pair.private_key,
                     sig_alg_for_key(root_pub));
-    root = make_ca_cert(root_dn, NULL, root_pub, opt->root_days, "critical,CA:TRUE",
-                        &root_signer, err);
+    root = make_ca_cert(root_dn, NULL, root_pub, opt->root_days, "critical,CA:TRUE", &root_signer,
+                        err);
     if (root == NULL)
         goto done;
     issuing = make_ca_cert(issuing_dn, root, issuing_pub, opt->issuing_days,
@@ -309,14 +308,13 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     int bad_id = unhex(json_string_value(json_object_get(state, "IssuingKeyId")), id, sizeof id);
     json_decref(state);
     if (bad_id) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s/ca.json has no valid IssuingKeyId",
-                         home);
+        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s/ca.json has no valid IssuingKeyId", home);
         return -1;
     }
     if (token != NULL && strcmp(ca->token_label, session->token->desc.label) != 0) {
         enroll_error_set(err, "CA_UNAVAILABLE", NULL,
-                         "the embedded CA's keys are in token \"%s\", not \"%s\"",
-                         ca->token_label, session->token->desc.label);
+                         "the embedded CA's keys are in token \"%s\", not \"%s\"", ca->token_label,
+                         session->token->desc.label);
         return -1;
     }
     if ((ca->root = read_cert(home, "root.pem", err)) == NULL ||
@@ -452,8 +450,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
              X509_set_subject_name(cert, X509_REQ_get_subject_name(csr)) &&
              X509_set_issuer_name(cert, X509_get_subject_name(ca->issuing)) &&
              X509_gmtime_adj(X509_getm_notBefore(cert), -300) &&
-             X509_gmtime_adj(X509_getm_notAfter(cert), days * 86400) &&
-             X509_set_pubkey(cert, pub);
+             X509_gmtime_adj(X509_getm_notAfter(cert), days * 86400) && X509_set_pubkey(cert, pub);
     /* Never past the issuing CA's own end of validity. */
     if (ok && ASN1_TIME_compare(X509_get0_notAfter(cert), X509_get0_notAfter(ca->issuing)) > 0)
         ok = X509_set1_notAfter(cert, X509_get0_notAfter(ca->issuing));
@@ -485,10 +482,10 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
     pthread_mutex_lock(&ca->lock);
     out->keyfactor_id = ++ca->issued_count;
-    json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s}", "KeyfactorID",
-                             (json_int_t)out->keyfactor_id, "RequestId", params->request_id,
-                             "Serial", serial_hex, "Subject", subject, "NotAfter", not_after,
-                             "Issued", now);
+    json_t *line =
+        json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s}", "KeyfactorID", (json_int_t)out->keyfactor_id,
+                  "RequestId", params->request_id, "Serial", serial_hex, "Subject", subject,
+                  "NotAfter", not_after, "Issued", now);
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     int logged = text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
     pthread_mutex_unlock(&ca->lock);

@@ -26,7 +26,7 @@ void local_ca_default_options(local_ca_options *opt);
 typedef struct local_ca {
     char *home;
     X509 *root, *issuing;
-    STACK_OF(X509) *chain; /* issuing CA, then root */
+    STACK_OF(X509) * chain; /* issuing CA, then root */
     EVP_PKEY *issuing_pub;
     sig_alg alg;
     CK_OBJECT_HANDLE issuing_key;
@@ -34,8 +34,8 @@ typedef struct local_ca {
     char *issuing_key_uri, *root_key_uri;
     X509_EXTENSION *ext_basic, *ext_eku, *ext_aki;
     pthread_mutex_t lock;
-    FILE *log;                /* issued.ndjson, appended */
-    long long issued_count;   /* lines in issued.ndjson */
+    FILE *log;              /* issued.ndjson, appended */
+    long long issued_count; /* lines in issued.ndjson */
 } local_ca;
 
 /* True when home holds a CA (ca.json). */

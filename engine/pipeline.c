@@ -127,8 +127,7 @@ static void report_line_failure(run *r, const char *id, long line, const enroll_
         log_error("cannot write %s/results.ndjson", r->out.path);
     json_decref(result);
     atomic_fetch_add(&r->stats.failed, 1);
-    log_debug("line %ld%s%s: %s: %s", line, id ? " " : "", id ? id : "", err->code,
-              err->message);
+    log_debug("line %ld%s%s: %s: %s", line, id ? " " : "", id ? id : "", err->code, err->message);
 }
 
 static int open_worker_sessions(run *r, worker *w, enroll_error *err)

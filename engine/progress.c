@@ -59,8 +59,8 @@ static void draw(progress *p, double elapsed)
     }
     char line[200];
     if (p->total > 0)
-        snprintf(line, sizeof line, "\r\033[K%ld/%ld done, %ld failed, %.1f certificates/s%s",
-                 done, p->total, failed, rate, eta);
+        snprintf(line, sizeof line, "\r\033[K%ld/%ld done, %ld failed, %.1f certificates/s%s", done,
+                 p->total, failed, rate, eta);
     else
         snprintf(line, sizeof line, "\r\033[K%ld done, %ld failed, %.1f certificates/s", done,
                  failed, rate);
@@ -98,9 +98,9 @@ static void *progress_main(void *arg)
 
 progress *progress_start(run *r)
 {
-    bool show = r->opt.progress == PROGRESS_ALWAYS ||
-                (r->opt.progress == PROGRESS_AUTO && isatty(STDERR_FILENO) &&
-                 log_get_level() >= LOG_INFO);
+    bool show =
+        r->opt.progress == PROGRESS_ALWAYS ||
+        (r->opt.progress == PROGRESS_AUTO && isatty(STDERR_FILENO) && log_get_level() >= LOG_INFO);
     if (!show)
         return NULL;
     progress *p = calloc(1, sizeof *p);

@@ -42,7 +42,7 @@ typedef enum run_stage {
 } run_stage;
 
 typedef struct run_stats {
-    _Atomic long lines;    /* request lines read (not blank) */
+    _Atomic long lines; /* request lines read (not blank) */
     _Atomic long issued;
     _Atomic long failed;
     _Atomic uint64_t stage_ns[STAGE_COUNT];
@@ -53,8 +53,8 @@ struct job;
 
 typedef struct job_queue {
     pthread_mutex_t lock;
-    pthread_cond_t ready;   /* a job (or the end) is available */
-    pthread_cond_t room;    /* admission: fewer than capacity jobs in flight */
+    pthread_cond_t ready; /* a job (or the end) is available */
+    pthread_cond_t room;  /* admission: fewer than capacity jobs in flight */
     struct job *head, *tail;
     size_t in_flight, capacity;
     bool closed;
@@ -82,7 +82,11 @@ typedef struct worker {
     pthread_t thread;
 } worker;
 
-typedef enum key_export_kind { KEY_EXPORT_NONE = 0, KEY_EXPORT_PKCS8, KEY_EXPORT_EDDSA_RAW } key_export_kind;
+typedef enum key_export_kind {
+    KEY_EXPORT_NONE = 0,
+    KEY_EXPORT_PKCS8,
+    KEY_EXPORT_EDDSA_RAW
+} key_export_kind;
 
 typedef struct job {
     enroll_request *req;
@@ -96,7 +100,7 @@ typedef struct job {
     char *key_uri;
     X509_REQ *csr;
     X509 *cert;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     long long keyfactor_id, request_id;
     enroll_error err;
     bool failed;

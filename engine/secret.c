@@ -38,9 +38,10 @@ char *secret_read(const char *env_name, const char *file, const char *what, enro
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        enroll_error_set(err, "PIN_UNAVAILABLE", NULL, "no %s: %s is not set and %s cannot be "
-                         "read (%s)", what, env_name ? env_name : "no variable", file,
-                         strerror(errno));
+        enroll_error_set(err, "PIN_UNAVAILABLE", NULL,
+                         "no %s: %s is not set and %s cannot be "
+                         "read (%s)",
+                         what, env_name ? env_name : "no variable", file, strerror(errno));
         if (fd >= 0)
             close(fd);
         return NULL;
@@ -68,8 +69,7 @@ char *secret_read(const char *env_name, const char *file, const char *what, enro
 
 char *secret_random(size_t len)
 {
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     char *out = malloc(len + 1);
     if (out == NULL)
         return NULL;
@@ -93,8 +93,7 @@ int secret_write_file(const char *file, const char *value, enroll_error *err)
 {
     int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot create %s: %s", file,
-                         strerror(errno));
+        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot create %s: %s", file, strerror(errno));
         return -1;
     }
     size_t n = strlen(value);

@@ -106,8 +106,7 @@ static char *get_pin(const char *env, const char *file, const char *what, bool g
                      size_t length, enroll_error *err)
 {
     const char *value = env ? getenv(env) : NULL;
-    if ((value == NULL || *value == '\0') && file != NULL && access(file, F_OK) != 0 &&
-        generate) {
+    if ((value == NULL || *value == '\0') && file != NULL && access(file, F_OK) != 0 && generate) {
         char *pin = secret_random(length);
         if (pin == NULL || secret_write_file(file, pin, err) != 0) {
             secret_free(pin);
@@ -119,8 +118,7 @@ static char *get_pin(const char *env, const char *file, const char *what, bool g
     return secret_read(env, file, what, err);
 }
 
-static int ensure_token(engine_setup *s, const char *label, bool create_missing,
-                        enroll_error *err)
+static int ensure_token(engine_setup *s, const char *label, bool create_missing, enroll_error *err)
 {
     bool created;
     return setup_ensure_token_if(s, label, create_missing, &created, err);
@@ -233,8 +231,8 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
         local_ca_default_options(&opt);
         if (local_ca_create(ca->home, &session, &opt, err) != 0)
             return -1;
-        log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name,
-                 ca->home, ca->token);
+        log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name, ca->home,
+                 ca->token);
     }
     return 0;
 }

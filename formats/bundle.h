@@ -31,8 +31,8 @@ int bundle_crypto_init(void);
  * leaf in `chain`, and repeats of a certificate already taken (X509_cmp), are dropped. The
  * reversal for CHAIN_ROOT_FIRST takes the whole list, strays included, so the leaf is always
  * first (CHAIN_END_ENTITY_FIRST) or last (CHAIN_ROOT_FIRST). chain may be NULL. */
-STACK_OF(X509) *chain_arrange(X509 *leaf, STACK_OF(X509) *chain, bool include_chain,
-                              chain_order order);
+STACK_OF(X509) *
+    chain_arrange(X509 *leaf, STACK_OF(X509) * chain, bool include_chain, chain_order order);
 
 typedef struct pem_bundle_options {
     bool include_subject_header; /* "subject=<dn_format(subject)>" line above each certificate */
@@ -49,7 +49,7 @@ typedef struct pem_bundle_options {
  * (OpenSSL's default length, 8 bytes in 3.0) and IV are random. The bundle is built in memory
  * and written to out only when complete: on failure (-1, err filled) nothing is written. Returns
  * 0 on success. */
-int pem_bundle_write(BIO *out, STACK_OF(X509) *certs, const pem_bundle_options *opt,
+int pem_bundle_write(BIO *out, STACK_OF(X509) * certs, const pem_bundle_options *opt,
                      enroll_error *err);
 
 /* The certificate alone, DER. 0, or -1 with err (BUNDLE_FAILED). */
@@ -65,9 +65,9 @@ typedef struct pfx_options {
     const char *password;      /* required */
     const char *friendly_name; /* PKCS#12 friendlyName on the key and leaf bags, or NULL */
     const char *csp_name;      /* Microsoft CSP name attribute 1.3.6.1.4.1.311.17.1, or NULL */
-    bool legacy; /* true: key PBE-SHA1-3DES, certificates PBE-SHA1-RC2-40, MAC SHA-1;
-                    false: key and certificates PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC, MAC SHA-256 */
-    int iterations; /* PBKDF and MAC iterations; 0: the default (2048) */
+    bool legacy;               /* true: key PBE-SHA1-3DES, certificates PBE-SHA1-RC2-40, MAC SHA-1;
+                                  false: key and certificates PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC, MAC SHA-256 */
+    int iterations;            /* PBKDF and MAC iterations; 0: the default (2048) */
 } pfx_options;
 
 /* Writes a PKCS#12 holding key and the certificates of `certs` (as chain_arrange made them), the
@@ -80,7 +80,7 @@ typedef struct pfx_options {
  * the same iteration count. Legacy while the legacy provider cannot be loaded:
  * LEGACY_UNAVAILABLE. key must hold its private part; password non-empty. Nothing is written to
  * out unless the whole PKCS#12 was built; returns 0, or -1 with err filled. */
-int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) *certs, const pfx_options *opt,
+int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options *opt,
               enroll_error *err);
 
 #endif

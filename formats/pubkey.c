@@ -94,8 +94,10 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
     const unsigned char *raw = unwrap_point(point, point_len, 1 + 2 * field, &raw_len, &owned);
     if (raw == NULL || raw[0] != 0x04) {
         free(owned);
-        enroll_error_set(err, "INVALID_KEY", NULL, "EC point of %zu bytes is not an uncompressed "
-                         "point on curve %s", point_len, OBJ_nid2sn(curve_nid));
+        enroll_error_set(err, "INVALID_KEY", NULL,
+                         "EC point of %zu bytes is not an uncompressed "
+                         "point on curve %s",
+                         point_len, OBJ_nid2sn(curve_nid));
         return NULL;
     }
     OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
@@ -127,8 +129,7 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
     EVP_PKEY *key = EVP_PKEY_new_raw_public_key(nid, NULL, raw, raw_len);
     free(owned);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s public key",
-                         OBJ_nid2sn(nid));
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s public key", OBJ_nid2sn(nid));
         enroll_error_add_openssl(err);
     }
     return key;
@@ -207,8 +208,7 @@ EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_l
 {
     EVP_PKEY *key = EVP_PKEY_new_raw_private_key(nid, NULL, raw, raw_len);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s private key",
-                         OBJ_nid2sn(nid));
+        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s private key", OBJ_nid2sn(nid));
         enroll_error_add_openssl(err);
     }
     return key;

@@ -1,12 +1,13 @@
 /* PKCS#10 requests and certificates signed through a caller's callback: the to-be-signed DER is
- * produced by OpenSSL, signed elsewhere, and the signed structure is assembled here as
- * SEQUENCE { tbs, AlgorithmIdentifier, BIT STRING signature } and parsed back. */
+ * produced by OpenSSL, signed elsewhere, and the signature and its algorithm are stored in the
+ * structure in place (as X509_sign does), so nothing is parsed back. */
 #include "sign.h"
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,63 +134,6 @@ int ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len, unsigned char *ou
     return rc;
 }
 
-/* Appends a DER length to buf at *pos. */
-static void put_length(unsigned char *buf, size_t *pos, size_t len)
-{
-    if (len < 0x80) {
-        buf[(*pos)++] = (unsigned char)len;
-        return;
-    }
-    unsigned char tmp[sizeof(size_t)];
-    int n = 0;
-    for (size_t v = len; v > 0; v >>= 8)
-        tmp[n++] = (unsigned char)(v & 0xff);
-    buf[(*pos)++] = (unsigned char)(0x80 | n);
-    while (n > 0)
-        buf[(*pos)++] = tmp[--n];
-}
-
-/* SEQUENCE { tbs, algorithm, BIT STRING { 0 unused bits, sig } } in a malloc'd buffer. */
-static unsigned char *assemble_signed(const unsigned char *tbs, size_t tbs_len,
-                                      const X509_ALGOR *algor, const unsigned char *sig,
-                                      size_t sig_len, size_t *out_len)
-{
-    unsigned char *alg_der = NULL;
-    int alg_len = i2d_X509_ALGOR(algor, &alg_der);
-    if (alg_len <= 0)
-        return NULL;
-    size_t bits_content = sig_len + 1;
-    size_t bits_len = 1 + 5 + bits_content; /* tag, length (at most 5 bytes), content */
-    size_t body_max = tbs_len + (size_t)alg_len + bits_len;
-    unsigned char *buf = malloc(body_max + 6);
-    if (buf == NULL) {
-        OPENSSL_free(alg_der);
-        return NULL;
-    }
-    /* Lay the body out after room for the outer header, then move the header in place. */
-    unsigned char *body = buf + 6;
-    size_t pos = 0;
-    memcpy(body + pos, tbs, tbs_len);
-    pos += tbs_len;
-    memcpy(body + pos, alg_der, (size_t)alg_len);
-    pos += (size_t)alg_len;
-    body[pos++] = 0x03;
-    put_length(body, &pos, bits_content);
-    body[pos++] = 0x00;
-    memcpy(body + pos, sig, sig_len);
-    pos += sig_len;
-    OPENSSL_free(alg_der);
-
-    unsigned char header[6];
-    size_t hlen = 0;
-    header[hlen++] = 0x30;
-    put_length(header, &hlen, pos);
-    memmove(buf + hlen, body, pos);
-    memcpy(buf, header, hlen);
-    *out_len = hlen + pos;
-    return buf;
-}
-
 static int call_signer(const signer *s, const unsigned char *tbs, size_t tbs_len,
                        unsigned char *sig, size_t *sig_len, enroll_error *err)
 {
@@ -201,16 +145,29 @@ static int call_signer(const signer *s, const unsigned char *tbs, size_t tbs_len
     return s->sign(s->ctx, s->alg, tbs, tbs_len, sig, sig_len, err);
 }
 
+/* A BIT STRING holding sig with no unused bits, as ASN1_item_sign leaves it. */
+static ASN1_BIT_STRING *signature_bits(const unsigned char *sig, size_t sig_len)
+{
+    ASN1_BIT_STRING *bits = ASN1_BIT_STRING_new();
+    if (bits == NULL || !ASN1_BIT_STRING_set(bits, (unsigned char *)sig, (int)sig_len)) {
+        ASN1_BIT_STRING_free(bits);
+        return NULL;
+    }
+    bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    return bits;
+}
+
 X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKEY *pubkey,
                     const signer *s, enroll_error *err)
 {
     X509_REQ *req = X509_REQ_new();
-    X509_REQ *signed_req = NULL;
     X509_ALGOR *algor = X509_ALGOR_new();
     STACK_OF(X509_EXTENSION) *exts = NULL;
-    unsigned char *tbs = NULL, *der = NULL;
+    unsigned char *tbs = NULL;
     unsigned char sig[SIGNATURE_MAX];
-    size_t sig_len = 0, der_len = 0;
+    size_t sig_len = 0;
+    bool ok = false;
 
     if (req == NULL || algor == NULL || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
         !X509_REQ_set_subject_name(req, subject) || !X509_REQ_set_pubkey(req, pubkey)) {
@@ -219,7 +176,8 @@ X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKE
         goto done;
     }
     if (sans != NULL && sk_GENERAL_NAME_num(sans) > 0) {
-        if (X509V3_add1_i2d(&exts, NID_subject_alt_name, (void *)sans, 0, X509V3_ADD_DEFAULT) != 1 ||
+        if (X509V3_add1_i2d(&exts, NID_subject_alt_name, (void *)sans, 0, X509V3_ADD_DEFAULT) !=
+                1 ||
             !X509_REQ_add_extensions(req, exts)) {
             enroll_error_set(err, "CSR_FAILED", NULL, "cannot add subjectAltName to the request");
             enroll_error_add_openssl(err);
@@ -238,33 +196,44 @@ X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKE
     }
     if (call_signer(s, tbs, (size_t)tbs_len, sig, &sig_len, err) != 0)
         goto done;
-    der = assemble_signed(tbs, (size_t)tbs_len, algor, sig, sig_len, &der_len);
-    const unsigned char *p = der;
-    if (der == NULL || (signed_req = d2i_X509_REQ(NULL, &p, (long)der_len)) == NULL) {
-        enroll_error_set(err, "CSR_FAILED", NULL, "cannot assemble the signed request");
+    /* The signature goes in place, as X509_REQ_sign does: no re-parse of what was just built
+     * (in OpenSSL 3.0 every parse of a public key builds a decoder context, which is costly). */
+    ASN1_BIT_STRING *bits = signature_bits(sig, sig_len);
+    if (bits == NULL || !X509_REQ_set1_signature_algo(req, algor)) {
+        ASN1_BIT_STRING_free(bits);
+        enroll_error_set(err, "CSR_FAILED", NULL, "cannot attach the signature");
         enroll_error_add_openssl(err);
+        goto done;
     }
+    X509_REQ_set0_signature(req, bits);
+    ok = true;
 done:
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     OPENSSL_free(tbs);
-    free(der);
     X509_ALGOR_free(algor);
-    X509_REQ_free(req);
-    return signed_req;
+    if (!ok) {
+        X509_REQ_free(req);
+        req = NULL;
+    }
+    return req;
 }
 
 X509 *cert_sign(X509 *cert, const signer *s, enroll_error *err)
 {
-    X509 *signed_cert = NULL;
-    X509_ALGOR *algor = X509_ALGOR_new();
-    unsigned char *tbs = NULL, *der = NULL;
+    unsigned char *tbs = NULL;
     unsigned char sig[SIGNATURE_MAX];
-    size_t sig_len = 0, der_len = 0;
-    /* The TBS carries the signature algorithm too; OpenSSL offers no setter without a key, so
-     * the certificate's own AlgorithmIdentifier is filled in place. */
+    size_t sig_len = 0;
+    X509 *signed_cert = NULL;
+    /* OpenSSL 3.0 offers no setters for a certificate's signature without a key, so the
+     * certificate's own AlgorithmIdentifiers (in the TBS and outside it) and signature BIT
+     * STRING are filled in place, as X509_sign does internally. */
     X509_ALGOR *tbs_algor = (X509_ALGOR *)X509_get0_tbs_sigalg(cert);
-    if (algor == NULL || !set_algorithm(algor, s ? s->alg : SIG_NONE) ||
-        !set_algorithm(tbs_algor, s->alg)) {
+    const ASN1_BIT_STRING *const_sig = NULL;
+    const X509_ALGOR *const_algor = NULL;
+    X509_get0_signature(&const_sig, &const_algor, cert);
+    ASN1_BIT_STRING *sig_bits = (ASN1_BIT_STRING *)const_sig;
+    X509_ALGOR *outer_algor = (X509_ALGOR *)const_algor;
+    if (s == NULL || !set_algorithm(tbs_algor, s->alg) || !set_algorithm(outer_algor, s->alg)) {
         enroll_error_set(err, "CA_SIGN_FAILED", NULL, "no signature algorithm for the CA key");
         goto done;
     }
@@ -276,15 +245,15 @@ X509 *cert_sign(X509 *cert, const signer *s, enroll_error *err)
     }
     if (call_signer(s, tbs, (size_t)tbs_len, sig, &sig_len, err) != 0)
         goto done;
-    der = assemble_signed(tbs, (size_t)tbs_len, algor, sig, sig_len, &der_len);
-    const unsigned char *p = der;
-    if (der == NULL || (signed_cert = d2i_X509(NULL, &p, (long)der_len)) == NULL) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot assemble the signed certificate");
-        enroll_error_add_openssl(err);
+    if (!ASN1_BIT_STRING_set(sig_bits, sig, (int)sig_len)) {
+        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot attach the signature");
+        goto done;
     }
+    sig_bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+    sig_bits->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+    X509_up_ref(cert);
+    signed_cert = cert;
 done:
     OPENSSL_free(tbs);
-    free(der);
-    X509_ALGOR_free(algor);
     return signed_cert;
 }

@@ -1,6 +1,6 @@
 /* PKCS#10 requests and X.509 certificates signed through a callback, so that the private key can
  * live anywhere (an HSM, here): formats/ builds the to-be-signed bytes and assembles the result,
- * the caller's signer produces the signature. */
+ * the caller's signer produces the signature, which is stored in the structure in place. */
 #ifndef HSMENROLL_FORMATS_SIGN_H
 #define HSMENROLL_FORMATS_SIGN_H
 
@@ -33,7 +33,8 @@ typedef struct signer {
     sig_alg alg;
 } signer;
 
-/* The algorithm a key of this type signs with (ECDSA: the curve's hash); SIG_NONE if unsupported. */
+/* The algorithm a key of this type signs with (ECDSA: the curve's hash); SIG_NONE if unsupported.
+ */
 sig_alg sig_alg_for_key(const EVP_PKEY *key);
 const char *sig_alg_name(sig_alg alg);
 /* The message digest that goes with alg (NULL for EdDSA and SIG_NONE). */
@@ -48,8 +49,9 @@ int ecdsa_raw_to_der(const unsigned char *raw, size_t raw_len, unsigned char *ou
 X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKEY *pubkey,
                     const signer *s, enroll_error *err);
 
-/* Signs a prepared certificate: sets the TBS signature algorithm to s->alg, encodes the TBS,
- * has s sign it and returns the finished certificate as a new X509 (cert is left unsigned). */
+/* Signs a prepared certificate in place: sets its signature algorithm to s->alg, encodes the
+ * TBS, has s sign it and stores the signature. Returns cert with one more reference (the caller
+ * frees both its own and the returned one), or NULL with err. */
 X509 *cert_sign(X509 *cert, const signer *s, enroll_error *err);
 
 #endif

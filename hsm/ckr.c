@@ -7,7 +7,10 @@ static const struct {
     CK_RV rv;
     const char *name;
 } ckr_names[] = {
-#define R(x) {x, #x}
+#define R(x)                                                                                       \
+    {                                                                                              \
+        x, #x                                                                                      \
+    }
     R(CKR_OK),
     R(CKR_CANCEL),
     R(CKR_HOST_MEMORY),

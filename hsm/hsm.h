@@ -104,10 +104,10 @@ typedef struct hsm_key_spec {
 
 /* Where the key lives and how it may leave. */
 typedef enum hsm_key_storage {
-    HSM_STORAGE_TOKEN = 1,   /* persistent, private, sensitive, never extractable */
-    HSM_STORAGE_WRAPPABLE,   /* session object, sensitive, extractable: leaves only by C_WrapKey */
-    HSM_STORAGE_READABLE,    /* session object, not sensitive: for modules that will not wrap
-                                this key type (SoftHSM 2.6.1 and EdDSA); CKA_VALUE is read */
+    HSM_STORAGE_TOKEN = 1, /* persistent, private, sensitive, never extractable */
+    HSM_STORAGE_WRAPPABLE, /* session object, sensitive, extractable: leaves only by C_WrapKey */
+    HSM_STORAGE_READABLE,  /* session object, not sensitive: for modules that will not wrap
+                              this key type (SoftHSM 2.6.1 and EdDSA); CKA_VALUE is read */
 } hsm_key_storage;
 
 #define HSM_KEY_ID_LEN 16
@@ -155,8 +155,8 @@ int hsm_wrap_private_key(hsm_session *session, CK_OBJECT_HANDLE wrapping_key,
                          hsm_error *err);
 /* Reads CKA_VALUE of a non-sensitive private key (HSM_STORAGE_READABLE). *out is malloc'd; the
  * caller wipes and frees it. */
-int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key,
-                           unsigned char **out, size_t *out_len, hsm_error *err);
+int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key, unsigned char **out,
+                           size_t *out_len, hsm_error *err);
 
 /* ---- objects (hsm/objects.c): for start-up and maintenance, never the hot path ---- */
 
@@ -169,8 +169,8 @@ int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned c
 int hsm_get_attribute(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
                       unsigned char **out, size_t *out_len, hsm_error *err);
 /* A CK_BBOOL or CK_ULONG attribute. */
-int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
-                 bool *out, hsm_error *err);
+int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type, bool *out,
+                 hsm_error *err);
 int hsm_get_ulong(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
                   CK_ULONG *out, hsm_error *err);
 int hsm_destroy_object(hsm_session *session, CK_OBJECT_HANDLE object, hsm_error *err);

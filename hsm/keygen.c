@@ -12,16 +12,17 @@
 #include "ckr.h"
 
 /* DER-encoded curve OIDs for CKA_EC_PARAMS. */
-static const unsigned char oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const unsigned char oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+                                         0xce, 0x3d, 0x03, 0x01, 0x07};
 static const unsigned char oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 static const unsigned char oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
 static const unsigned char oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
 static const unsigned char oid_ed448[] = {0x06, 0x03, 0x2b, 0x65, 0x71};
 /* PKCS#11 3.0 also allows the curve name as a PrintableString; some modules only take that. */
-static const unsigned char name_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd',
-                                             's', '2', '5', '5', '1', '9'};
-static const unsigned char name_ed448[] = {0x13, 0x0a, 'e', 'd', 'w', 'a', 'r',
-                                           'd',  's',  '4', '4', '8'};
+static const unsigned char name_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+                                             'd',  's',  '2', '5', '5', '1', '9'};
+static const unsigned char name_ed448[] = {0x13, 0x0a, 'e', 'd', 'w', 'a',
+                                           'r',  'd',  's', '4', '4', '8'};
 
 enum { KEYGEN_MAX_ATTEMPTS = 6 };
 
@@ -61,8 +62,8 @@ static int read_attribute(hsm_session *s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYP
     }
     if (rv != CKR_OK || a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
         free(a.pValue);
-        hsm_error_set(err, "C_GetAttributeValue", rv,
-                      "C_GetAttributeValue(0x%lx) failed: %s", (unsigned long)type, ckr_name(rv));
+        hsm_error_set(err, "C_GetAttributeValue", rv, "C_GetAttributeValue(0x%lx) failed: %s",
+                      (unsigned long)type, ckr_name(rv));
         return -1;
     }
     ((unsigned char *)a.pValue)[a.ulValueLen] = 0;
@@ -223,8 +224,8 @@ int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key
 
     int rc;
     if (spec->type == HSM_KEY_RSA) {
-        rc = read_attribute(session, out->public_key, CKA_MODULUS, &out->modulus,
-                            &out->modulus_len, err);
+        rc = read_attribute(session, out->public_key, CKA_MODULUS, &out->modulus, &out->modulus_len,
+                            err);
         if (rc == 0)
             rc = read_attribute(session, out->public_key, CKA_PUBLIC_EXPONENT, &out->exponent,
                                 &out->exponent_len, err);

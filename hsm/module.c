@@ -46,8 +46,7 @@ hsm_module *hsm_module_load(const char *path, hsm_error *err)
         path = hsm_default_module_path();
     struct stat st;
     if (stat(path, &st) != 0) {
-        hsm_error_set(err, "", CKR_OK, "cannot load PKCS#11 module %s: %s", path,
-                      strerror(errno));
+        hsm_error_set(err, "", CKR_OK, "cannot load PKCS#11 module %s: %s", path, strerror(errno));
         return NULL;
     }
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -83,8 +82,7 @@ hsm_module *hsm_module_load(const char *path, hsm_error *err)
     if (rv == CKR_OK) {
         m->initialized_here = true;
     } else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-        hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s", path,
-                      ckr_name(rv));
+        hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s", path, ckr_name(rv));
         hsm_module_unload(m);
         return NULL;
     }

@@ -38,8 +38,8 @@ int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned c
     return (int)found;
 }
 
-int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
-                 bool *out, hsm_error *err)
+int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type, bool *out,
+                 hsm_error *err)
 {
     CK_BBOOL value = CK_FALSE;
     CK_ATTRIBUTE a = {type, &value, sizeof value};

@@ -63,8 +63,8 @@ int hsm_wrap_private_key(hsm_session *session, CK_OBJECT_HANDLE wrapping_key,
     return 0;
 }
 
-int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key,
-                           unsigned char **out, size_t *out_len, hsm_error *err)
+int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key, unsigned char **out,
+                           size_t *out_len, hsm_error *err)
 {
     return hsm_get_attribute(session, private_key, CKA_VALUE, out, out_len, err);
 }

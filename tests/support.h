@@ -11,8 +11,14 @@ typedef struct test_case {
     const char *name;
     void (*fn)(void);
 } test_case;
-#define TEST_CASE(fn) {#fn, fn}
-#define TEST_END {NULL, NULL}
+#define TEST_CASE(fn)                                                                              \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
+#define TEST_END                                                                                   \
+    {                                                                                              \
+        NULL, NULL                                                                                 \
+    }
 
 /* Registers the cases as one suite, runs them verbosely, returns the process exit code
  * (0 when every assertion held). setup/teardown may be NULL (CUnit suite init/cleanup). */

@@ -23,9 +23,9 @@ static hsm_module *module;
 static hsm_token token;
 
 static const hsm_key_spec all_specs[] = {
-    {HSM_KEY_RSA, 2048, HSM_CURVE_NONE}, {HSM_KEY_RSA, 3072, HSM_CURVE_NONE},
-    {HSM_KEY_RSA, 4096, HSM_CURVE_NONE}, {HSM_KEY_EC, 0, HSM_CURVE_P256},
-    {HSM_KEY_EC, 0, HSM_CURVE_P384},     {HSM_KEY_EC, 0, HSM_CURVE_P521},
+    {HSM_KEY_RSA, 2048, HSM_CURVE_NONE},  {HSM_KEY_RSA, 3072, HSM_CURVE_NONE},
+    {HSM_KEY_RSA, 4096, HSM_CURVE_NONE},  {HSM_KEY_EC, 0, HSM_CURVE_P256},
+    {HSM_KEY_EC, 0, HSM_CURVE_P384},      {HSM_KEY_EC, 0, HSM_CURVE_P521},
     {HSM_KEY_ED25519, 0, HSM_CURVE_NONE}, {HSM_KEY_ED448, 0, HSM_CURVE_NONE},
 };
 #define NSPECS (sizeof all_specs / sizeof all_specs[0])
@@ -130,9 +130,8 @@ static void test_token_keys_all_types(void)
         /* The private value can neither be read nor wrapped out. */
         CU_ASSERT_NOT_EQUAL(hsm_get_attribute(&s, pair.private_key, CKA_VALUE, &value, &len, &err),
                             0);
-        CU_ASSERT_NOT_EQUAL(hsm_get_attribute(&s, pair.private_key, CKA_PRIVATE_EXPONENT, &value,
-                                              &len, &err),
-                            0);
+        CU_ASSERT_NOT_EQUAL(
+            hsm_get_attribute(&s, pair.private_key, CKA_PRIVATE_EXPONENT, &value, &len, &err), 0);
         enroll_error eerr;
         EVP_PKEY *pub = hsm_keypair_public(&pair, &eerr);
         CU_ASSERT_PTR_NOT_NULL_FATAL(pub);
@@ -141,14 +140,14 @@ static void test_token_keys_all_types(void)
         check_sign_verify(&s, &pair, pub);
         /* Found once by id (start-up style search), then gone after destroy. */
         CK_OBJECT_HANDLE found[4];
-        CU_ASSERT_EQUAL(hsm_find_objects(&s, CKO_PRIVATE_KEY, pair.id, HSM_KEY_ID_LEN, NULL, found,
-                                         4, &err),
-                        1);
+        CU_ASSERT_EQUAL(
+            hsm_find_objects(&s, CKO_PRIVATE_KEY, pair.id, HSM_KEY_ID_LEN, NULL, found, 4, &err),
+            1);
         CU_ASSERT_EQUAL(found[0], pair.private_key);
         CU_ASSERT_EQUAL(hsm_destroy_keypair(&s, &pair, &err), 0);
-        CU_ASSERT_EQUAL(hsm_find_objects(&s, CKO_PRIVATE_KEY, pair.id, HSM_KEY_ID_LEN, NULL, found,
-                                         4, &err),
-                        0);
+        CU_ASSERT_EQUAL(
+            hsm_find_objects(&s, CKO_PRIVATE_KEY, pair.id, HSM_KEY_ID_LEN, NULL, found, 4, &err),
+            0);
         EVP_PKEY_free(pub);
         hsm_keypair_release(&pair);
     }
@@ -171,9 +170,9 @@ static void test_export_keys_leave_wrapped_or_read(void)
             continue; /* covered by the token test; slow */
         bool edwards = all_specs[i].type == HSM_KEY_ED25519 || all_specs[i].type == HSM_KEY_ED448;
         hsm_keypair pair;
-        CU_ASSERT_EQUAL_FATAL(hsm_generate_keypair(&s, &all_specs[i], HSM_STORAGE_WRAPPABLE,
-                                                   "export", &pair, &err),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+            hsm_generate_keypair(&s, &all_specs[i], HSM_STORAGE_WRAPPABLE, "export", &pair, &err),
+            0);
         bool b = true;
         CU_ASSERT_EQUAL(hsm_get_bool(&s, pair.private_key, CKA_TOKEN, &b, &err), 0);
         CU_ASSERT_FALSE(b);
@@ -258,9 +257,8 @@ static void test_csr_and_certificate_signed_in_token(void)
         if (all_specs[i].type == HSM_KEY_RSA && all_specs[i].rsa_bits > 2048)
             continue;
         hsm_keypair pair;
-        CU_ASSERT_EQUAL_FATAL(hsm_generate_keypair(&s, &all_specs[i], HSM_STORAGE_WRAPPABLE,
-                                                   "csr", &pair, &err),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+            hsm_generate_keypair(&s, &all_specs[i], HSM_STORAGE_WRAPPABLE, "csr", &pair, &err), 0);
         EVP_PKEY *pub = hsm_keypair_public(&pair, &eerr);
         X509_NAME *name = X509_NAME_new();
         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)"dev-1", -1,
@@ -394,8 +392,8 @@ static void *keygen_thread(void *arg)
         failures = KEYS_PER_THREAD;
     for (int i = 0; i < KEYS_PER_THREAD && failures == 0; i++) {
         hsm_keypair pair;
-        if (hsm_generate_keypair(&s, &specs[i % 2], HSM_STORAGE_TOKEN, "concurrent", &pair,
-                                 &err) != 0) {
+        if (hsm_generate_keypair(&s, &specs[i % 2], HSM_STORAGE_TOKEN, "concurrent", &pair, &err) !=
+            0) {
             fprintf(stderr, "concurrent keygen: %s\n", err.message);
             failures++;
             continue;

@@ -43,8 +43,8 @@ static int teardown(void)
 }
 
 /* Runs hsmenroll with the suite's home; stderr goes to TMP/stderr.log. Returns the exit code. */
-#define ENGINE(fmt, ...)                                                                          \
-    test_sh("HSMENROLL_HOME='%s' '%s' " fmt " 2>'%s/stderr.log'", home, HSMENROLL_BIN,          \
+#define ENGINE(fmt, ...)                                                                           \
+    test_sh("HSMENROLL_HOME='%s' '%s' " fmt " 2>'%s/stderr.log'", home, HSMENROLL_BIN,             \
             ##__VA_ARGS__, tmp)
 
 static char *stderr_text(void)
@@ -164,8 +164,8 @@ static void check_der(const char *file, const char *p8, const char *pw)
 static void check_pfx(const char *file, const char *pw, bool legacy)
 {
     const char *lf = legacy ? "-legacy" : "";
-    char *info = test_sh_output(NULL, "openssl pkcs12 %s -info -noout -in '%s' -passin 'file:%s' 2>&1",
-                                lf, file, pw);
+    char *info = test_sh_output(
+        NULL, "openssl pkcs12 %s -info -noout -in '%s' -passin 'file:%s' 2>&1", lf, file, pw);
     CU_ASSERT_PTR_NOT_NULL_FATAL(info);
     if (legacy) {
         CU_ASSERT_PTR_NOT_NULL(strstr(info, "MAC: sha1"));
@@ -348,8 +348,8 @@ static void test_help_texts(void)
         free(out);
     }
     char *run_help = test_sh_output(NULL, "'%s' run --help", HSMENROLL_BIN);
-    const char *options[] = {"--out", "--config", "--workers", "--inflight", "--ca",
-                             "--template", "--pattern", "--progress", "--force", "--quiet"};
+    const char *options[] = {"--out",      "--config",  "--workers",  "--inflight", "--ca",
+                             "--template", "--pattern", "--progress", "--force",    "--quiet"};
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
         CU_ASSERT_PTR_NOT_NULL(run_help ? strstr(run_help, options[i]) : NULL);
     free(run_help);
@@ -360,8 +360,8 @@ static void test_help_texts(void)
 static void test_every_key_type_format_and_storage(void)
 {
     int rc;
-    json_t *results = run_batch(HSMENROLL_SOURCE_DIR "/examples/all-key-types.ndjson", "matrix",
-                                &rc);
+    json_t *results =
+        run_batch(HSMENROLL_SOURCE_DIR "/examples/all-key-types.ndjson", "matrix", &rc);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(results);
     CU_ASSERT_EQUAL(json_array_size(results), 48);
@@ -423,11 +423,11 @@ static void test_every_key_type_format_and_storage(void)
     token_view_close(&v);
     /* OpenSC's pkcs11-tool sees the 16 token keys as sensitive and never extractable. (By
      * slot: its --token-label takes "hsmenroll-ca" for "hsmenroll".) */
-    char *listing = test_sh_output(
-        NULL,
-        "SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot %lu "
-        "--login --pin \"$(cat '%s/pin')\" --list-objects --type privkey 2>&1",
-        home, SOFTHSM, slot, home);
+    char *listing =
+        test_sh_output(NULL,
+                       "SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot %lu "
+                       "--login --pin \"$(cat '%s/pin')\" --list-objects --type privkey 2>&1",
+                       home, SOFTHSM, slot, home);
     if (test_count(listing, "never extractable") != 16)
         fprintf(stderr, "pkcs11-tool: %s\n", listing ? listing : "(none)");
     CU_ASSERT_EQUAL(test_count(listing, "never extractable"), 16);
@@ -448,10 +448,14 @@ static void test_bad_lines_fail_alone(void)
         long line;
         const char *code, *field;
     } expected[] = {
-        {2, "INVALID_JSON", NULL},          {3, "MISSING_FIELD", "Id"},
-        {4, "DUPLICATE_ID", "Id"},          {5, "UNKNOWN_KEY_TYPE", "KeyType"},
-        {6, "KEY_SPEC_MISMATCH", "Curve"},  {7, "INVALID_SUBJECT", "Subject"},
-        {8, "UNKNOWN_SAN_TYPE", "SANs.email"}, {9, "STORAGE_FORMAT_MISMATCH", "KeyStorage"},
+        {2, "INVALID_JSON", NULL},
+        {3, "MISSING_FIELD", "Id"},
+        {4, "DUPLICATE_ID", "Id"},
+        {5, "UNKNOWN_KEY_TYPE", "KeyType"},
+        {6, "KEY_SPEC_MISMATCH", "Curve"},
+        {7, "INVALID_SUBJECT", "Subject"},
+        {8, "UNKNOWN_SAN_TYPE", "SANs.email"},
+        {9, "STORAGE_FORMAT_MISMATCH", "KeyStorage"},
     };
     size_t i;
     json_t *r;
@@ -485,8 +489,8 @@ static void test_bad_lines_fail_alone(void)
     CU_ASSERT_EQUAL(failed, 8);
     /* The bad subject's error says where. */
     json_t *bad_subject = test_find_by(results, "Id", "bad-subject");
-    const char *msg = json_string_value(
-        json_object_get(json_object_get(bad_subject, "Error"), "Message"));
+    const char *msg =
+        json_string_value(json_object_get(json_object_get(bad_subject, "Error"), "Message"));
     CU_ASSERT_PTR_NOT_NULL(msg ? strstr(msg, "offset") : NULL);
     /* No key was made for a refused line. */
     token_view v;
@@ -508,9 +512,10 @@ static void write_batch(const char *name, const char *content)
 static void test_wrong_pin_does_nothing(void)
 {
     write_batch("one.ndjson", "{\"Id\":\"w1\",\"Template\":\"Default\",\"Subject\":\"CN=w1\"}\n");
-    int rc = test_sh("HSMENROLL_PIN=wrong-pin-value-1234 HSMENROLL_HOME='%s' '%s' run '%s/one.ndjson' "
-                     "-o '%s/wrongpin' 2>'%s/stderr.log'",
-                     home, HSMENROLL_BIN, tmp, tmp, tmp);
+    int rc =
+        test_sh("HSMENROLL_PIN=wrong-pin-value-1234 HSMENROLL_HOME='%s' '%s' run '%s/one.ndjson' "
+                "-o '%s/wrongpin' 2>'%s/stderr.log'",
+                home, HSMENROLL_BIN, tmp, tmp, tmp);
     CU_ASSERT_EQUAL(rc, 2);
     char out[700];
     snprintf(out, sizeof out, "%s/wrongpin", tmp);
@@ -526,11 +531,12 @@ static void test_missing_module_does_nothing(void)
     char cfg[700];
     snprintf(cfg, sizeof cfg, "%s/nomodule.json", tmp);
     CU_ASSERT_EQUAL_FATAL(
-        test_write_file(cfg, "{\"Hsm\":{\"Module\":\"/nonexistent/libpkcs11.so\",\"Tokens\":[\"x\"]},"
-                             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"e\",\"Type\":\"local\","
-                             "\"Home\":\"ca-x\"}],\"Templates\":[{\"Id\":1,\"Name\":\"Default\","
-                             "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,"
-                             "\"Name\":\"Default\",\"Template\":1}]}"),
+        test_write_file(cfg,
+                        "{\"Hsm\":{\"Module\":\"/nonexistent/libpkcs11.so\",\"Tokens\":[\"x\"]},"
+                        "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"e\",\"Type\":\"local\","
+                        "\"Home\":\"ca-x\"}],\"Templates\":[{\"Id\":1,\"Name\":\"Default\","
+                        "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,"
+                        "\"Name\":\"Default\",\"Template\":1}]}"),
         0);
     int rc = ENGINE("run '%s/one.ndjson' --config '%s' -o '%s/nomodule'", tmp, cfg, tmp);
     CU_ASSERT_EQUAL(rc, 2);
@@ -547,11 +553,12 @@ static void test_config_errors_name_their_path(void)
     char cfg[700];
     snprintf(cfg, sizeof cfg, "%s/badconfig.json", tmp);
     CU_ASSERT_EQUAL_FATAL(
-        test_write_file(cfg, "{\"Hsm\":{\"Tokens\":[\"x\"],\"Pin\":\"no\"},"
-                             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"e\",\"Type\":\"nope\"}],"
-                             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[7]}],"
-                             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\",\"Template\":1,"
-                             "\"RestrictCAs\":true}]}"),
+        test_write_file(
+            cfg, "{\"Hsm\":{\"Tokens\":[\"x\"],\"Pin\":\"no\"},"
+                 "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"e\",\"Type\":\"nope\"}],"
+                 "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[7]}],"
+                 "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\",\"Template\":1,"
+                 "\"RestrictCAs\":true}]}"),
         0);
     int rc = ENGINE("run '%s/one.ndjson' --config '%s' -o '%s/badconfig'", tmp, cfg, tmp);
     CU_ASSERT_EQUAL(rc, 2);
@@ -581,23 +588,26 @@ static void test_other_token_through_config(void)
                                   conf),
                           0);
     CU_ASSERT_EQUAL_FATAL(
-        test_write_file(cfg, "{\"Hsm\":{\"Module\":\"" SOFTHSM "\",\"Tokens\":[\"fleet-2\"],"
-                             "\"PinEnv\":\"FLEET_PIN\"},\"CertificateAuthorities\":[{\"Id\":1,"
-                             "\"Name\":\"corp\\\\fleet-ca\",\"Type\":\"local\",\"Home\":\"fleet-ca\"}],"
-                             "\"Templates\":[{\"Id\":1,\"Name\":\"Device\",\"CertificateAuthorities\":[1],"
-                             "\"ValidityDays\":30}],\"EnrollmentPatterns\":[{\"Id\":7,\"Name\":\"Devices\","
-                             "\"Template\":1}]}"),
+        test_write_file(
+            cfg, "{\"Hsm\":{\"Module\":\"" SOFTHSM "\",\"Tokens\":[\"fleet-2\"],"
+                 "\"PinEnv\":\"FLEET_PIN\"},\"CertificateAuthorities\":[{\"Id\":1,"
+                 "\"Name\":\"corp\\\\fleet-ca\",\"Type\":\"local\",\"Home\":\"fleet-ca\"}],"
+                 "\"Templates\":[{\"Id\":1,\"Name\":\"Device\",\"CertificateAuthorities\":[1],"
+                 "\"ValidityDays\":30}],\"EnrollmentPatterns\":[{\"Id\":7,\"Name\":\"Devices\","
+                 "\"Template\":1}]}"),
         0);
     CU_ASSERT_EQUAL(test_sh("SOFTHSM2_CONF='%s' FLEET_PIN=24681357 '%s' ca init --config '%s' -q",
                             conf, HSMENROLL_BIN, cfg),
                     0);
-    write_batch("fleet2.ndjson",
-                "{\"Id\":\"f2-1\",\"EnrollmentPatternId\":7,\"Subject\":\"CN=f2-1\",\"KeyType\":\"ECC\","
-                "\"Format\":\"PEM\",\"KeyStorage\":\"token\",\"CertificateAuthority\":\"fleet-ca\"}\n"
-                "{\"Id\":\"f2-2\",\"Template\":\"Device\",\"Subject\":\"CN=f2-2\",\"KeyType\":\"RSA\"}\n");
-    int rc = test_sh("SOFTHSM2_CONF='%s' FLEET_PIN=24681357 '%s' run '%s/fleet2.ndjson' --config '%s' "
-                     "-o '%s/fleet2' --progress never 2>'%s/stderr.log'",
-                     conf, HSMENROLL_BIN, tmp, cfg, tmp, tmp);
+    write_batch(
+        "fleet2.ndjson",
+        "{\"Id\":\"f2-1\",\"EnrollmentPatternId\":7,\"Subject\":\"CN=f2-1\",\"KeyType\":\"ECC\","
+        "\"Format\":\"PEM\",\"KeyStorage\":\"token\",\"CertificateAuthority\":\"fleet-ca\"}\n"
+        "{\"Id\":\"f2-2\",\"Template\":\"Device\",\"Subject\":\"CN=f2-2\",\"KeyType\":\"RSA\"}\n");
+    int rc =
+        test_sh("SOFTHSM2_CONF='%s' FLEET_PIN=24681357 '%s' run '%s/fleet2.ndjson' --config '%s' "
+                "-o '%s/fleet2' --progress never 2>'%s/stderr.log'",
+                conf, HSMENROLL_BIN, tmp, cfg, tmp, tmp);
     CU_ASSERT_EQUAL(rc, 0);
     char path[700];
     snprintf(path, sizeof path, "%s/fleet2/results.ndjson", tmp);
@@ -611,22 +621,25 @@ static void test_other_token_through_config(void)
                            "corp\\fleet-ca");
     /* Issued by the configuration's CA, whose root is in TMP/fleet-ca, for 30 days. */
     snprintf(path, sizeof path, "%s/fleet2/f2-1.pem", tmp);
-    char *out = test_sh_output(NULL, "openssl verify -CAfile '%s/fleet-ca/root.pem' -untrusted "
-                                     "'%s/fleet-ca/issuing.pem' '%s' 2>&1",
+    char *out = test_sh_output(NULL,
+                               "openssl verify -CAfile '%s/fleet-ca/root.pem' -untrusted "
+                               "'%s/fleet-ca/issuing.pem' '%s' 2>&1",
                                tmp, tmp, path);
     CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, ": OK") : NULL);
     free(out);
     CU_ASSERT_FALSE(verify_pem_against_default_ca(path, true)); /* not the default's CA */
-    out = test_sh_output(NULL, "openssl x509 -in '%s' -noout -checkend %d; openssl x509 -in '%s' "
-                               "-noout -checkend %d",
+    out = test_sh_output(NULL,
+                         "openssl x509 -in '%s' -noout -checkend %d; openssl x509 -in '%s' "
+                         "-noout -checkend %d",
                          path, 29 * 86400, path, 31 * 86400);
     CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "will not expire") : NULL);
     CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "will expire") : NULL);
     free(out);
     CU_ASSERT_STRING_EQUAL(status_of(test_find_by(results, "Id", "f2-2")), "issued");
     /* The key is in fleet-2, as OpenSC sees it. */
-    out = test_sh_output(NULL, "SOFTHSM2_CONF='%s' pkcs11-tool --module '%s' --token-label fleet-2 "
-                               "--list-objects --type pubkey 2>&1",
+    out = test_sh_output(NULL,
+                         "SOFTHSM2_CONF='%s' pkcs11-tool --module '%s' --token-label fleet-2 "
+                         "--list-objects --type pubkey 2>&1",
                          conf, SOFTHSM);
     CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "label:      f2-1") : NULL);
     free(out);
@@ -635,17 +648,18 @@ static void test_other_token_through_config(void)
 
 static void test_chain_order_headers_and_result_fields(void)
 {
-    write_batch("order.ndjson",
-                "{\"Id\":\"o-pem\",\"Template\":\"Default\",\"Subject\":\"CN=o-pem\",\"KeyType\":\"ECC\","
-                "\"Format\":\"PEM\",\"ChainOrder\":\"RootFirst\",\"IncludeSubjectHeader\":false,"
-                "\"Password\":\"a-password-of-20-chars\"}\n"
-                "{\"Id\":\"o-pfx\",\"Template\":\"Default\",\"Subject\":\"CN=o-pfx\",\"KeyType\":\"ECC\","
-                "\"Format\":\"PFX\",\"ChainOrder\":\"RootFirst\",\"CustomFriendlyName\":\"Device One\","
-                "\"MicrosoftTargetCSP\":\"Microsoft Software Key Storage Provider\"}\n"
-                "{\"Id\":\"o-nochain\",\"Template\":\"Default\",\"Subject\":\"CN=o-nochain\","
-                "\"KeyType\":\"ECC\",\"Format\":\"PEM\",\"KeyStorage\":\"token\",\"IncludeChain\":false}\n"
-                "{\"Id\":\"o-meta\",\"Template\":\"Default\",\"Subject\":\"CN=o-meta\",\"Format\":\"DER\","
-                "\"Metadata\":{\"Owner\":\"ops\"}}\n");
+    write_batch(
+        "order.ndjson",
+        "{\"Id\":\"o-pem\",\"Template\":\"Default\",\"Subject\":\"CN=o-pem\",\"KeyType\":\"ECC\","
+        "\"Format\":\"PEM\",\"ChainOrder\":\"RootFirst\",\"IncludeSubjectHeader\":false,"
+        "\"Password\":\"a-password-of-20-chars\"}\n"
+        "{\"Id\":\"o-pfx\",\"Template\":\"Default\",\"Subject\":\"CN=o-pfx\",\"KeyType\":\"ECC\","
+        "\"Format\":\"PFX\",\"ChainOrder\":\"RootFirst\",\"CustomFriendlyName\":\"Device One\","
+        "\"MicrosoftTargetCSP\":\"Microsoft Software Key Storage Provider\"}\n"
+        "{\"Id\":\"o-nochain\",\"Template\":\"Default\",\"Subject\":\"CN=o-nochain\","
+        "\"KeyType\":\"ECC\",\"Format\":\"PEM\",\"KeyStorage\":\"token\",\"IncludeChain\":false}\n"
+        "{\"Id\":\"o-meta\",\"Template\":\"Default\",\"Subject\":\"CN=o-meta\",\"Format\":\"DER\","
+        "\"Metadata\":{\"Owner\":\"ops\"}}\n");
     int rc;
     char path[700];
     snprintf(path, sizeof path, "%s/order.ndjson", tmp);
@@ -671,17 +685,17 @@ static void test_chain_order_headers_and_result_fields(void)
     json_t *r = test_find_by(results, "Id", "o-pem");
     /* The password was given: it is not echoed. */
     CU_ASSERT_PTR_NULL(json_object_get(json_object_get(r, "CertificateInformation"), "Password"));
-    CU_ASSERT_EQUAL(test_sh("openssl pkey -in '%s' -passin pass:a-password-of-20-chars -noout",
-                            path),
-                    0);
+    CU_ASSERT_EQUAL(
+        test_sh("openssl pkey -in '%s' -passin pass:a-password-of-20-chars -noout", path), 0);
 
     /* PFX, root first: bag order, friendlyName and CSP attribute. */
     r = test_find_by(results, "Id", "o-pfx");
     const char *pw = password_file(r, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(pw);
     snprintf(path, sizeof path, "%s/order/o-pfx.pfx", tmp);
-    subjects = test_sh_output(NULL, "openssl pkcs12 -in '%s' -passin 'file:%s' -nokeys 2>/dev/null | "
-                                    "grep -E '^subject|friendlyName'",
+    subjects = test_sh_output(NULL,
+                              "openssl pkcs12 -in '%s' -passin 'file:%s' -nokeys 2>/dev/null | "
+                              "grep -E '^subject|friendlyName'",
                               path, pw);
     CU_ASSERT_PTR_NOT_NULL_FATAL(subjects);
     root = strstr(subjects, "Root CA");
@@ -690,13 +704,14 @@ static void test_chain_order_headers_and_result_fields(void)
     CU_ASSERT_TRUE(root && issuing && leaf && root < issuing && issuing < leaf);
     CU_ASSERT_PTR_NOT_NULL(strstr(subjects, "friendlyName: Device One"));
     free(subjects);
-    char *keyinfo = test_sh_output(NULL, "openssl pkcs12 -in '%s' -passin 'file:%s' -nocerts -nodes "
-                                         "2>/dev/null",
+    char *keyinfo = test_sh_output(NULL,
+                                   "openssl pkcs12 -in '%s' -passin 'file:%s' -nocerts -nodes "
+                                   "2>/dev/null",
                                    path, pw);
-    CU_ASSERT_PTR_NOT_NULL(keyinfo
-                               ? strstr(keyinfo, "Microsoft CSP Name: Microsoft Software Key Storage "
-                                                 "Provider")
-                               : NULL);
+    CU_ASSERT_PTR_NOT_NULL(keyinfo ? strstr(keyinfo,
+                                            "Microsoft CSP Name: Microsoft Software Key Storage "
+                                            "Provider")
+                                   : NULL);
     free(keyinfo);
     /* The generated password is long enough and only the PFX's result carries it. */
     const char *gen = json_string_value(
@@ -715,8 +730,9 @@ static void test_chain_order_headers_and_result_fields(void)
     json_t *info = json_object_get(r, "CertificateInformation");
     snprintf(path, sizeof path, "%s/order/o-meta.der", tmp);
     char *serial = test_sh_output(NULL, "openssl x509 -inform DER -in '%s' -noout -serial", path);
-    char *thumb = test_sh_output(NULL, "openssl x509 -inform DER -in '%s' -noout -fingerprint "
-                                       "-sha1 | tr -d :",
+    char *thumb = test_sh_output(NULL,
+                                 "openssl x509 -inform DER -in '%s' -noout -fingerprint "
+                                 "-sha1 | tr -d :",
                                  path);
     char expect[200];
     snprintf(expect, sizeof expect, "serial=%s\n",
@@ -729,8 +745,8 @@ static void test_chain_order_headers_and_result_fields(void)
     free(thumb);
     CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(info, "RequestDisposition")),
                            "ISSUED");
-    CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(info, "IssuerDN")),
-                                  "Issuing CA"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(json_string_value(json_object_get(info, "IssuerDN")), "Issuing CA"));
     CU_ASSERT_STRING_EQUAL(
         json_string_value(json_object_get(json_object_get(r, "Metadata"), "Owner")), "ops");
     CU_ASSERT_TRUE(json_integer_value(json_object_get(info, "KeyfactorID")) > 0);
@@ -759,8 +775,8 @@ static void test_rerun_needs_force_and_stdin_works(void)
 static void test_ca_show_and_token_list(void)
 {
     int status = -1;
-    char *out = test_sh_output(&status, "HSMENROLL_HOME='%s' '%s' ca show --json", home,
-                               HSMENROLL_BIN);
+    char *out =
+        test_sh_output(&status, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);
     CU_ASSERT_EQUAL(status, 0);
     json_t *doc = out ? json_loads(out, 0, NULL) : NULL;
     CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
@@ -770,8 +786,8 @@ static void test_ca_show_and_token_list(void)
     CU_ASSERT_TRUE(json_array_size(issued) >= 48);
     CU_ASSERT_EQUAL((size_t)json_integer_value(json_object_get(doc, "Issued")),
                     json_array_size(issued));
-    CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(doc, "IssuingKeyUri")),
-                                  "token=hsmenroll-ca"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(json_string_value(json_object_get(doc, "IssuingKeyUri")), "token=hsmenroll-ca"));
     json_decref(issued);
     json_decref(doc);
     free(out);
@@ -789,8 +805,8 @@ static void test_ca_show_and_token_list(void)
     json_t *keys = json_object_get(fleet, "Keys");
     CU_ASSERT_PTR_NOT_NULL(test_find_by(keys, "Label", "P256-DER-token"));
     CU_ASSERT_PTR_NULL(test_find_by(keys, "Label", "P256-DER-export"));
-    CU_ASSERT_PTR_NOT_NULL(test_find_by(json_object_get(ca, "Keys"), "Label",
-                                        "hsmenroll-ca-issuing"));
+    CU_ASSERT_PTR_NOT_NULL(
+        test_find_by(json_object_get(ca, "Keys"), "Label", "hsmenroll-ca-issuing"));
     json_decref(doc);
     free(out);
 }

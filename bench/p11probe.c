@@ -1,0 +1,195 @@
+/* The raw PKCS#11 reference the engine is measured against: key generation + one signature in a
+ * tight loop, on the same module, token and thread count, straight through the module's function
+ * list (no hsmenroll code). Prints one JSON line with the rate. The PIN comes from an environment
+ * variable, never from argv. */
+#include <dlfcn.h>
+#include <getopt.h>
+#include <p11-kit/pkcs11.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct probe {
+    CK_FUNCTION_LIST *f;
+    CK_SLOT_ID slot;
+    const char *key;
+    int token_objects;
+    long per_thread;
+    long done, failed;
+    pthread_mutex_t lock;
+} probe;
+
+static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const unsigned char p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const unsigned char p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+static const unsigned char ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+static const unsigned char ed448[] = {0x06, 0x03, 0x2b, 0x65, 0x71};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *worker(void *arg)
+{
+    probe *p = arg;
+    CK_SESSION_HANDLE s;
+    if (p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) != CKR_OK)
+        return NULL;
+    CK_BBOOL yes = CK_TRUE, on_token = p->token_objects ? CK_TRUE : CK_FALSE;
+    CK_ULONG bits = 2048;
+    CK_BYTE exponent[] = {1, 0, 1};
+    CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, NULL, 0}, sig = {CKM_ECDSA, NULL, 0};
+    const unsigned char *params = p256;
+    size_t params_len = sizeof p256, data_len = 32;
+    if (strncmp(p->key, "rsa", 3) == 0) {
+        gen.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+        sig.mechanism = CKM_RSA_PKCS;
+        bits = (CK_ULONG)atol(p->key + 3);
+        data_len = 51; /* DigestInfo + SHA-256 */
+    } else if (strcmp(p->key, "p384") == 0) {
+        params = p384, params_len = sizeof p384, data_len = 48;
+    } else if (strcmp(p->key, "p521") == 0) {
+        params = p521, params_len = sizeof p521, data_len = 64;
+    } else if (strcmp(p->key, "ed25519") == 0 || strcmp(p->key, "ed448") == 0) {
+        gen.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+        sig.mechanism = CKM_EDDSA;
+        params = p->key[2] == '2' ? ed25519 : ed448;
+        params_len = sizeof ed25519;
+        data_len = 300; /* about a CSR's to-be-signed bytes */
+    }
+    CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &on_token, 1},
+                          {CKA_VERIFY, &yes, 1},
+                          {CKA_EC_PARAMS, (void *)params, params_len}};
+    CK_ATTRIBUTE pub_rsa[] = {{CKA_TOKEN, &on_token, 1},
+                              {CKA_VERIFY, &yes, 1},
+                              {CKA_MODULUS_BITS, &bits, sizeof bits},
+                              {CKA_PUBLIC_EXPONENT, exponent, sizeof exponent}};
+    CK_ATTRIBUTE priv[] = {{CKA_TOKEN, &on_token, 1},
+                           {CKA_SIGN, &yes, 1},
+                           {CKA_SENSITIVE, &yes, 1},
+                           {CKA_PRIVATE, &yes, 1}};
+    unsigned char data[512], out[1024];
+    memset(data, 0x5a, sizeof data);
+    long done = 0, failed = 0;
+    for (long i = 0; i < p->per_thread; i++) {
+        CK_OBJECT_HANDLE hpub, hpriv;
+        CK_RV rv = gen.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN
+                       ? p->f->C_GenerateKeyPair(s, &gen, pub_rsa, 4, priv, 4, &hpub, &hpriv)
+                       : p->f->C_GenerateKeyPair(s, &gen, pub, 3, priv, 4, &hpub, &hpriv);
+        if (rv != CKR_OK) {
+            failed++;
+            continue;
+        }
+        CK_ULONG out_len = sizeof out;
+        if (p->f->C_SignInit(s, &sig, hpriv) != CKR_OK ||
+            p->f->C_Sign(s, data, data_len, out, &out_len) != CKR_OK)
+            failed++;
+        else
+            done++;
+        if (!p->token_objects) {
+            p->f->C_DestroyObject(s, hpriv);
+            p->f->C_DestroyObject(s, hpub);
+        }
+    }
+    p->f->C_CloseSession(s);
+    pthread_mutex_lock(&p->lock);
+    p->done += done;
+    p->failed += failed;
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *module = "/usr/lib/softhsm/libsofthsm2.so", *label = "hsmenroll";
+    const char *pin_env = "HSMENROLL_PIN";
+    probe p = {.key = "p256", .per_thread = 500};
+    int threads = 2;
+    static const struct option options[] = {
+        {"module", required_argument, NULL, 'm'},  {"token", required_argument, NULL, 't'},
+        {"pin-env", required_argument, NULL, 'P'}, {"threads", required_argument, NULL, 'n'},
+        {"count", required_argument, NULL, 'c'},   {"key", required_argument, NULL, 'k'},
+        {"token-objects", no_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+    long count = 1000;
+    int c;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            module = optarg;
+            break;
+        case 't':
+            label = optarg;
+            break;
+        case 'P':
+            pin_env = optarg;
+            break;
+        case 'n':
+            threads = atoi(optarg);
+            break;
+        case 'c':
+            count = atol(optarg);
+            break;
+        case 'k':
+            p.key = optarg;
+            break;
+        case 'T':
+            p.token_objects = 1;
+            break;
+        default:
+            fprintf(stderr, "usage: p11probe [--module M] [--token LABEL] [--pin-env VAR] "
+                            "[--threads N] [--count N] [--key p256|p384|p521|rsa2048|rsa3072|"
+                            "rsa4096|ed25519|ed448] [--token-objects]\n");
+            return 2;
+        }
+    }
+    const char *pin = getenv(pin_env);
+    void *dl = dlopen(module, RTLD_NOW);
+    CK_C_GetFunctionList get = dl ? (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList") : NULL;
+    CK_C_INITIALIZE_ARGS init = {.flags = CKF_OS_LOCKING_OK};
+    if (pin == NULL || get == NULL || get(&p.f) != CKR_OK || p.f->C_Initialize(&init) != CKR_OK) {
+        fprintf(stderr, "p11probe: cannot load %s or no PIN in $%s\n", module, pin_env);
+        return 2;
+    }
+    CK_SLOT_ID slots[64];
+    CK_ULONG n = 64;
+    p.f->C_GetSlotList(CK_TRUE, slots, &n);
+    int found = 0;
+    for (CK_ULONG i = 0; i < n && !found; i++) {
+        CK_TOKEN_INFO info;
+        if (p.f->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+            strncmp((char *)info.label, label, strlen(label)) == 0 &&
+            (strlen(label) == 32 || info.label[strlen(label)] == ' ')) {
+            p.slot = slots[i];
+            found = 1;
+        }
+    }
+    CK_SESSION_HANDLE login;
+    if (!found ||
+        p.f->C_OpenSession(p.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &login) ||
+        p.f->C_Login(login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)) != CKR_OK) {
+        fprintf(stderr, "p11probe: no token \"%s\" or login failed\n", label);
+        return 2;
+    }
+    pthread_mutex_init(&p.lock, NULL);
+    p.per_thread = (count + threads - 1) / threads;
+    pthread_t t[256];
+    double t0 = now();
+    for (int i = 0; i < threads && i < 256; i++)
+        pthread_create(&t[i], NULL, worker, &p);
+    for (int i = 0; i < threads && i < 256; i++)
+        pthread_join(t[i], NULL);
+    double seconds = now() - t0;
+    printf("{\"probe\":\"keygen+sign\",\"key\":\"%s\",\"storage\":\"%s\",\"threads\":%d,"
+           "\"done\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"per_second\":%.1f}\n",
+           p.key, p.token_objects ? "token" : "session", threads, p.done, p.failed, seconds,
+           p.done / seconds);
+    p.f->C_Logout(login);
+    p.f->C_CloseSession(login);
+    p.f->C_Finalize(NULL);
+    return p.failed ? 1 : 0;
+}
