@@ -811,6 +811,45 @@ static void test_ca_show_and_token_list(void)
     free(out);
 }
 
+static void test_progress_summary_and_quiet(void)
+{
+    int rc = ENGINE("run '%s/one.ndjson' -o '%s/progress' --progress always", tmp, tmp);
+    CU_ASSERT_EQUAL(rc, 0);
+    char *err = stderr_text();
+    /* The summary line (a run this short may end before the first progress frame). */
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "1 request: 1 issued, 0 failed") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "certificates/s") : NULL);
+    free(err);
+    rc = ENGINE("run '%s/one.ndjson' -o '%s/quiet' -q", tmp, tmp);
+    CU_ASSERT_EQUAL(rc, 0);
+    err = stderr_text();
+    CU_ASSERT_STRING_EQUAL(err ? err : "(none)", "");
+    free(err);
+    rc = ENGINE("run '%s/one.ndjson' -o '%s/verbose' -v", tmp, tmp);
+    err = stderr_text();
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "mean time per request by stage: parse") : NULL);
+    /* Neither the PIN nor the generated password is ever logged. */
+    char pin_path[700];
+    snprintf(pin_path, sizeof pin_path, "%s/pin", home);
+    char *pin = test_read_file(pin_path, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pin);
+    pin[strcspn(pin, "\n")] = '\0';
+    CU_ASSERT_PTR_NULL(err ? strstr(err, pin) : "no stderr");
+    char results[700];
+    snprintf(results, sizeof results, "%s/verbose/results.ndjson", tmp);
+    json_t *lines = test_load_ndjson(results);
+    const char *pw = json_string_value(json_object_get(
+        json_object_get(json_array_get(lines, 0), "CertificateInformation"), "Password"));
+    CU_ASSERT_PTR_NOT_NULL(pw);
+    CU_ASSERT_PTR_NULL(pw && err ? strstr(err, pw) : NULL);
+    struct stat st;
+    CU_ASSERT_EQUAL(stat(results, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+    json_decref(lines);
+    free(pin);
+    free(err);
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -824,6 +863,7 @@ int main(void)
         TEST_CASE(test_chain_order_headers_and_result_fields),
         TEST_CASE(test_rerun_needs_force_and_stdin_works),
         TEST_CASE(test_ca_show_and_token_list),
+        TEST_CASE(test_progress_summary_and_quiet),
         TEST_END,
     };
     return test_main("run", cases, setup, teardown);
