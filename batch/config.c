@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <libgen.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,58 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     }
 }
 
+/* The common start of a CertificateAuthorities / Templates / EnrollmentPatterns entry: an object
+ * with known keys, a required integer Id and a required non-empty Name. Returns false when the
+ * entry is not an object (nothing else to check). */
+static bool entry_begin(const json_t *entry, const char *path, const char *const *keys,
+                        long long *id, const char **name, error_list *errors)
+{
+    char where[256];
+    if (!json_is_object(entry)) {
+        CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        return false;
+    }
+    json_check_keys(entry, path, keys, errors);
+    *id = -1;
+    json_opt_int(entry, "Id", path, id, errors);
+    json_opt_string(entry, "Name", path, name, errors);
+    if (json_get_ci(entry, "Id") == NULL)
+        CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
+                "%s: required", where);
+    if (*name == NULL || **name == '\0') {
+        CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
+                "%s: required", where);
+        *name = "";
+    }
+    return true;
+}
+
+/* Reports an Id or Name that an earlier entry of the same list already uses. The entries are
+ * structs of `stride` bytes holding `long long id` and `const char *name` at those offsets. */
+static void check_unique(const void *entries, size_t stride, size_t count, size_t id_offset,
+                         size_t name_offset, const char *kind, const char *path,
+                         error_list *errors)
+{
+    const char *base = entries;
+    const char *last = base + (count - 1) * stride;
+    long long id = *(const long long *)(last + id_offset);
+    const char *name = *(const char *const *)(last + name_offset);
+    char where[256];
+    for (size_t j = 0; j + 1 < count; j++) {
+        const char *other = base + j * stride;
+        if (id >= 0 && *(const long long *)(other + id_offset) == id)
+            CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                    "%s: %s Id %lld is used twice", where, kind, id);
+        if (*name && strcasecmp(*(const char *const *)(other + name_offset), name) == 0)
+            CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Name"),
+                    "%s: %s name \"%s\" is used twice", where, kind, name);
+    }
+}
+
+#define CHECK_UNIQUE(array, count, kind, path, errors)                                            \
+    check_unique((array), sizeof *(array), (count), offsetof(__typeof__(*(array)), id),           \
+                 offsetof(__typeof__(*(array)), name), (kind), (path), (errors))
+
 static ca_type parse_ca_type(const char *s)
 {
     if (s == NULL)
@@ -201,30 +254,17 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
     json_array_foreach(cas, i, entry)
     {
         json_path_index(path, sizeof path, "CertificateAuthorities", i);
-        if (!json_is_object(entry)) {
-            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        config_ca *ca = &cfg->cas[cfg->ca_count];
+        if (!entry_begin(entry, path, ca_keys, &ca->id, &ca->name, errors))
             continue;
-        }
-        json_check_keys(entry, path, ca_keys, errors);
-        config_ca *ca = &cfg->cas[cfg->ca_count++];
+        cfg->ca_count++;
         ca->raw = entry;
-        ca->id = -1;
         const char *type = NULL;
-        json_opt_int(entry, "Id", path, &ca->id, errors);
-        json_opt_string(entry, "Name", path, &ca->name, errors);
         json_opt_string(entry, "Type", path, &type, errors);
         json_opt_string(entry, "Url", path, &ca->url, errors);
         json_opt_string(entry, "Home", path, &ca->home, errors);
         json_opt_string(entry, "Token", path, &ca->token, errors);
         ca->home = resolve_path(cfg, ca->home);
-        if (json_get_ci(entry, "Id") == NULL)
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
-                    "%s: required", where);
-        if (ca->name == NULL || *ca->name == '\0') {
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
-                    "%s: required", where);
-            ca->name = "";
-        }
         const char *bs = strrchr(ca->name, '\\');
         ca->logical = bs ? bs + 1 : ca->name;
         ca->type = parse_ca_type(type);
@@ -236,15 +276,7 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
                     "%s: required for a %s CA", where, type);
         if (ca->type == CA_TYPE_LOCAL && ca->token == NULL && cfg->hsm.token_count > 0)
             ca->token = cfg->hsm.tokens[0];
-        for (size_t j = 0; j + 1 < cfg->ca_count; j++) {
-            if (cfg->cas[j].id == ca->id && ca->id >= 0)
-                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
-                        "%s: CA Id %lld is used twice", where, ca->id);
-            if (strcasecmp(cfg->cas[j].name, ca->name) == 0 && *ca->name)
-                CFG_ERR(errors, "CONFIG_DUPLICATE",
-                        json_path_key(where, sizeof where, path, "Name"),
-                        "%s: CA name \"%s\" is used twice", where, ca->name);
-        }
+        CHECK_UNIQUE(cfg->cas, cfg->ca_count, "CA", path, errors);
     }
 }
 
@@ -261,26 +293,13 @@ static void load_templates(config *cfg, const json_t *templates, error_list *err
     json_array_foreach(templates, i, entry)
     {
         json_path_index(path, sizeof path, "Templates", i);
-        if (!json_is_object(entry)) {
-            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        config_template *t = &cfg->templates[cfg->template_count];
+        if (!entry_begin(entry, path, template_keys, &t->id, &t->name, errors))
             continue;
-        }
-        json_check_keys(entry, path, template_keys, errors);
-        config_template *t = &cfg->templates[cfg->template_count++];
-        t->id = -1;
+        cfg->template_count++;
         t->validity_days = 365;
-        json_opt_int(entry, "Id", path, &t->id, errors);
-        json_opt_string(entry, "Name", path, &t->name, errors);
         json_opt_int(entry, "ValidityDays", path, &t->validity_days, errors);
         json_opt_bool(entry, "KeyRetention", path, &t->key_retention, errors);
-        if (json_get_ci(entry, "Id") == NULL)
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
-                    "%s: required", where);
-        if (t->name == NULL || *t->name == '\0') {
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
-                    "%s: required", where);
-            t->name = "";
-        }
         if (t->validity_days < 1 || t->validity_days > 36500)
             CFG_ERR(errors, "CONFIG_VALUE",
                     json_path_key(where, sizeof where, path, "ValidityDays"),
@@ -295,15 +314,7 @@ static void load_templates(config *cfg, const json_t *templates, error_list *err
             if (config_find_ca_by_id(cfg, t->ca_ids[k]) == NULL)
                 CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
                         t->ca_ids[k]);
-        for (size_t j = 0; j + 1 < cfg->template_count; j++) {
-            if (cfg->templates[j].id == t->id && t->id >= 0)
-                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
-                        "%s: template Id %lld is used twice", where, t->id);
-            if (strcasecmp(cfg->templates[j].name, t->name) == 0 && *t->name)
-                CFG_ERR(errors, "CONFIG_DUPLICATE",
-                        json_path_key(where, sizeof where, path, "Name"),
-                        "%s: template name \"%s\" is used twice", where, t->name);
-        }
+        CHECK_UNIQUE(cfg->templates, cfg->template_count, "template", path, errors);
     }
 }
 
@@ -329,32 +340,19 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
     json_array_foreach(patterns, i, entry)
     {
         json_path_index(path, sizeof path, "EnrollmentPatterns", i);
-        if (!json_is_object(entry)) {
-            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        config_pattern *p = &cfg->patterns[cfg->pattern_count];
+        if (!entry_begin(entry, path, pattern_keys, &p->id, &p->name, errors))
             continue;
-        }
-        json_check_keys(entry, path, pattern_keys, errors);
-        config_pattern *p = &cfg->patterns[cfg->pattern_count++];
+        cfg->pattern_count++;
         p->raw = entry;
-        p->id = -1;
         p->template_id = -1;
         p->allowed_enrollment_types = 7;
         p->use_ad_permissions = true;
-        json_opt_int(entry, "Id", path, &p->id, errors);
-        json_opt_string(entry, "Name", path, &p->name, errors);
         json_opt_int(entry, "Template", path, &p->template_id, errors);
         json_opt_bool(entry, "TemplateDefault", path, &p->template_default, errors);
         json_opt_bool(entry, "RestrictCAs", path, &p->restrict_cas, errors);
         json_opt_bool(entry, "UseADPermissions", path, &p->use_ad_permissions, errors);
         json_opt_int(entry, "AllowedEnrollmentTypes", path, &p->allowed_enrollment_types, errors);
-        if (json_get_ci(entry, "Id") == NULL)
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
-                    "%s: required", where);
-        if (p->name == NULL || *p->name == '\0') {
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
-                    "%s: required", where);
-            p->name = "";
-        }
         json_path_key(where, sizeof where, path, "Template");
         p->template_ = NULL;
         for (size_t t = 0; t < cfg->template_count; t++)
@@ -392,15 +390,7 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
         if (!p->use_ad_permissions && (!json_is_array(roles) || json_array_size(roles) == 0))
             CFG_ERR(errors, "CONFIG_RULE", where,
                     "%s: UseADPermissions is false, so at least one role must be given", where);
-        for (size_t j = 0; j + 1 < cfg->pattern_count; j++) {
-            if (cfg->patterns[j].id == p->id && p->id >= 0)
-                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
-                        "%s: pattern Id %lld is used twice", where, p->id);
-            if (strcasecmp(cfg->patterns[j].name, p->name) == 0 && *p->name)
-                CFG_ERR(errors, "CONFIG_DUPLICATE",
-                        json_path_key(where, sizeof where, path, "Name"),
-                        "%s: pattern name \"%s\" is used twice", where, p->name);
-        }
+        CHECK_UNIQUE(cfg->patterns, cfg->pattern_count, "pattern", path, errors);
     }
     /* One TemplateDefault per template; a template whose patterns name none gets its first. */
     for (size_t t = 0; t < cfg->template_count; t++) {

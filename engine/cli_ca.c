@@ -181,20 +181,20 @@ int cli_ca(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *home = NULL, *ca_name = NULL;
+    const char *ca_name = NULL;
+    cli_common common = {0};
     local_ca_options opt;
     local_ca_default_options(&opt);
     bool as_json = false;
-    int quiet = 0, verbose = 0, c;
+    int c, exit_code;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:qvh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
+        int handled = cli_common_option(c, optarg, ca_usage, &common, &exit_code);
+        if (handled < 0)
+            return exit_code;
+        if (handled)
+            continue;
         switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'H':
-            home = optarg;
-            break;
         case 'A':
             ca_name = optarg;
             break;
@@ -211,32 +211,20 @@ int cli_ca(int argc, char **argv)
         case 'j':
             as_json = true;
             break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'v':
-            verbose++;
-            break;
-        case 'h':
-            fputs(ca_usage, stdout);
-            return 0;
-        default:
-            fputs(ca_usage, stderr);
-            return EXIT_NOTHING_DONE;
         }
     }
-    if (optind != argc - 1 || (strcmp(argv[optind], "init") && strcmp(argv[optind], "show"))) {
-        fputs(ca_usage, stderr);
+    static const char *const words[] = {"init", "show", NULL};
+    int operand = cli_operand(argc, argv, ca_usage, words);
+    if (operand < 0)
         return EXIT_NOTHING_DONE;
-    }
-    bool init = strcmp(argv[optind], "init") == 0;
-    cli_set_verbosity(quiet, verbose);
+    bool init = operand == 0;
+    cli_set_verbosity(common.quiet, common.verbose);
 
     engine_setup s;
     enroll_error err;
     enroll_error_clear(&err);
     int rc = EXIT_NOTHING_DONE;
-    if (setup_config(&s, config_path, home, &err) != 0)
+    if (setup_config(&s, common.config_path, common.home, &err) != 0)
         goto done;
     const config_ca *chosen = NULL;
     for (size_t i = 0; i < s.cfg->ca_count; i++) {
@@ -278,7 +266,7 @@ int cli_ca(int argc, char **argv)
         if (local_ca_create(ca->home, &session, &opt, &err) != 0)
             goto done;
         log_info("created CA \"%s\" in %s", ca->name, ca->home);
-        if (!quiet && show(ca, false) != 0)
+        if (!common.quiet && show(ca, false) != 0)
             goto done;
     }
     rc = 0;

@@ -44,18 +44,6 @@ static const char run_usage[] =
     "Exit status: 0 every request issued, 1 some requests failed (the others were issued),\n"
     "2 nothing done (usage, configuration, HSM module or login, output directory).\n";
 
-void cli_set_verbosity(int quiet, int verbose)
-{
-    log_level level = LOG_INFO;
-    if (quiet)
-        level = LOG_ERROR;
-    else if (verbose >= 2)
-        level = LOG_DEBUG;
-    else if (verbose == 1)
-        level = LOG_DEBUG;
-    log_set_level(level);
-}
-
 static int parse_int(const char *s, long long min, long long max, long long *out)
 {
     char *end;
@@ -100,20 +88,19 @@ int cli_run(int argc, char **argv)
     r.opt.out_dir = "out";
     r.opt.inflight = 64;
     r.opt.default_pattern = -1;
-    const char *config_path = NULL, *home = NULL;
-    int quiet = 0, verbose = 0, c;
+    cli_common common = {0};
+    int c, exit_code;
     long long value;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "o:c:w:qvh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "o:w:", options, NULL)) != -1) {
+        int handled = cli_common_option(c, optarg, run_usage, &common, &exit_code);
+        if (handled < 0)
+            return exit_code;
+        if (handled)
+            continue;
         switch (c) {
         case 'o':
             r.opt.out_dir = optarg;
-            break;
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'H':
-            home = optarg;
             break;
         case 'w':
             if (parse_int(optarg, 1, 1024, &value) != 0) {
@@ -157,18 +144,6 @@ int cli_run(int argc, char **argv)
         case 'f':
             r.opt.force = true;
             break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'v':
-            verbose++;
-            break;
-        case 'h':
-            fputs(run_usage, stdout);
-            return 0;
-        default:
-            fputs(run_usage, stderr);
-            return EXIT_NOTHING_DONE;
         }
     }
     if (optind != argc - 1) {
@@ -177,7 +152,7 @@ int cli_run(int argc, char **argv)
         return EXIT_NOTHING_DONE;
     }
     r.opt.batch_path = argv[optind];
-    cli_set_verbosity(quiet, verbose);
+    cli_set_verbosity(common.quiet, common.verbose);
     if (r.opt.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r.opt.workers = n > 0 ? (int)n : 1;
@@ -190,10 +165,11 @@ int cli_run(int argc, char **argv)
     engine_setup s;
     enroll_error err;
     enroll_error_clear(&err);
-    int exit_code = EXIT_NOTHING_DONE;
+    exit_code = EXIT_NOTHING_DONE;
     bool results_open_ok = false;
-    if (setup_config(&s, config_path, home, &err) != 0 || setup_module(&s, s.embedded, &err) != 0 ||
-        setup_login(&s, &err) != 0 || setup_local_cas(&s, s.embedded, &err) != 0)
+    if (setup_config(&s, common.config_path, common.home, &err) != 0 ||
+        setup_module(&s, s.embedded, &err) != 0 || setup_login(&s, &err) != 0 ||
+        setup_local_cas(&s, s.embedded, &err) != 0)
         goto done;
     r.cfg = s.cfg;
     r.hsm = &s.hsm;

@@ -118,14 +118,14 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
         json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         putchar('\n');
     } else {
-        printf("%-32s  %-16s  %-6s  %s\n", "TOKEN", "SERIAL", "SLOT", "MODEL");
+        printf("%-32s  %-16s  %-10s  %s\n", "TOKEN", "SERIAL", "SLOT", "MODEL");
         size_t i;
         json_t *t;
         json_array_foreach(out, i, t)
         {
             if (!json_is_true(json_object_get(t, "Initialized")))
                 continue;
-            printf("%-32s  %-16s  %-6lld  %s (%s)\n",
+            printf("%-32s  %-16s  %-10lld  %s (%s)\n",
                    json_string_value(json_object_get(t, "Label")),
                    json_string_value(json_object_get(t, "Serial")),
                    (long long)json_integer_value(json_object_get(t, "Slot")),
@@ -161,18 +161,18 @@ int cli_token(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = NULL, *home = NULL, *label = NULL;
+    const char *label = NULL;
+    cli_common common = {0};
     bool with_keys = false, as_json = false;
-    int quiet = 0, verbose = 0, c;
+    int c, exit_code;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:qvh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
+        int handled = cli_common_option(c, optarg, token_usage, &common, &exit_code);
+        if (handled < 0)
+            return exit_code;
+        if (handled)
+            continue;
         switch (c) {
-        case 'c':
-            config_path = optarg;
-            break;
-        case 'H':
-            home = optarg;
-            break;
         case 'L':
             label = optarg;
             break;
@@ -182,31 +182,19 @@ int cli_token(int argc, char **argv)
         case 'j':
             as_json = true;
             break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'v':
-            verbose++;
-            break;
-        case 'h':
-            fputs(token_usage, stdout);
-            return 0;
-        default:
-            fputs(token_usage, stderr);
-            return EXIT_NOTHING_DONE;
         }
     }
-    if (optind != argc - 1 || (strcmp(argv[optind], "init") && strcmp(argv[optind], "list"))) {
-        fputs(token_usage, stderr);
+    static const char *const words[] = {"init", "list", NULL};
+    int operand = cli_operand(argc, argv, token_usage, words);
+    if (operand < 0)
         return EXIT_NOTHING_DONE;
-    }
-    bool init = strcmp(argv[optind], "init") == 0;
-    cli_set_verbosity(quiet, verbose);
+    bool init = operand == 0;
+    cli_set_verbosity(common.quiet, common.verbose);
     engine_setup s;
     enroll_error err;
     enroll_error_clear(&err);
     int rc = EXIT_NOTHING_DONE;
-    if (setup_config(&s, config_path, home, &err) != 0)
+    if (setup_config(&s, common.config_path, common.home, &err) != 0)
         goto done;
     if (!init) {
         if (setup_module(&s, false, &err) == 0 || s.module != NULL) {

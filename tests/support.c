@@ -71,6 +71,31 @@ static char *vformat(const char *fmt, va_list ap)
     return s;
 }
 
+/* Everything left in stream, NUL-terminated (malloc'd), or NULL. */
+static char *read_stream(FILE *stream, size_t *len)
+{
+    size_t cap = 4096, used = 0, n;
+    char *buf = malloc(cap);
+    while (buf != NULL && (n = fread(buf + used, 1, cap - used - 1, stream)) > 0) {
+        used += n;
+        if (cap - used < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    if (buf != NULL) {
+        buf[used] = '\0';
+        if (len != NULL)
+            *len = used;
+    }
+    return buf;
+}
+
 int test_sh(const char *fmt, ...)
 {
     va_list ap;
@@ -100,27 +125,10 @@ char *test_sh_output(int *status, const char *fmt, ...)
     free(cmd);
     if (p == NULL)
         return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            char *bigger = realloc(buf, cap * 2);
-            if (bigger == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
+    char *buf = read_stream(p, NULL);
     int rc = pclose(p);
     if (status != NULL)
         *status = (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
-    if (buf != NULL)
-        buf[len] = '\0';
     return buf;
 }
 
@@ -129,28 +137,8 @@ char *test_read_file(const char *path, size_t *len)
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return NULL;
-    size_t cap = 4096, used = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf != NULL && (n = fread(buf + used, 1, cap - used - 1, f)) > 0) {
-        used += n;
-        if (cap - used < 2) {
-            char *bigger = realloc(buf, cap * 2);
-            if (bigger == NULL) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
+    char *buf = read_stream(f, len);
     fclose(f);
-    if (buf != NULL) {
-        buf[used] = '\0';
-        if (len != NULL)
-            *len = used;
-    }
     return buf;
 }
 

@@ -1,0 +1,321 @@
+/* The configuration loader: the embedded default, JSON paths in errors, unknown and duplicate
+ * keys, cross references, the enrollment-pattern rules of the Keyfactor page, path resolution. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch/config.h"
+#include "tests/support.h"
+
+static const char base[] =
+    "{\"Hsm\":{\"Tokens\":[\"t1\"]},"
+    "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"corp\\\\Issuing1\",\"Type\":\"local\"}],"
+    "\"Templates\":[{\"Id\":1,\"Name\":\"Web\",\"CertificateAuthorities\":[1]}],"
+    "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Web\",\"Template\":1}]}";
+
+/* Loads text; returns the config or NULL, with the errors in *errors. */
+static config *load(const char *text, error_list *errors)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(text, 0, &jerr);
+    if (doc == NULL) {
+        fprintf(stderr, "bad test JSON: %s: %s\n", jerr.text, text);
+        return NULL;
+    }
+    config *cfg = config_load_json(doc, "/etc/hsmenroll", "test.json", errors);
+    json_decref(doc);
+    return cfg;
+}
+
+/* True when some error has this path and its message contains `text`. */
+static int has_error(const error_list *errors, const char *path, const char *text)
+{
+    for (size_t i = 0; i < errors->count; i++)
+        if (strcmp(errors->items[i].field, path) == 0 && strstr(errors->items[i].message, text))
+            return 1;
+    for (size_t i = 0; i < errors->count; i++)
+        fprintf(stderr, "  [%s] %s\n", errors->items[i].field, errors->items[i].message);
+    return 0;
+}
+
+/* Expects text to fail with an error at path mentioning what. */
+static void expect_error(const char *text, const char *path, const char *what)
+{
+    error_list errors = {0};
+    config *cfg = load(text, &errors);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_TRUE(has_error(&errors, path, what));
+    config_free(cfg);
+    error_list_free(&errors);
+}
+
+static void test_embedded_default_loads(void)
+{
+    json_t *doc = config_default_document("/srv/home");
+    error_list errors = {0};
+    config *cfg = config_load_json(doc, "/srv/home", "(embedded default)", &errors);
+    json_decref(doc);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(errors.count, 0);
+    CU_ASSERT_EQUAL(cfg->hsm.token_count, 1);
+    CU_ASSERT_STRING_EQUAL(cfg->hsm.tokens[0], "hsmenroll");
+    CU_ASSERT_STRING_EQUAL(cfg->hsm.pin_file, "/srv/home/pin");
+    CU_ASSERT_EQUAL(cfg->ca_count, 1);
+    CU_ASSERT_EQUAL(cfg->cas[0].type, CA_TYPE_LOCAL);
+    CU_ASSERT_STRING_EQUAL(cfg->cas[0].home, "/srv/home/ca");
+    CU_ASSERT_STRING_EQUAL(cfg->cas[0].token, "hsmenroll-ca");
+    const config_template *t = config_find_template_by_name(cfg, "default");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_EQUAL(t->validity_days, 365);
+    const config_pattern *p = config_default_pattern(cfg, t);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_EQUAL(p->id, 1);
+    CU_ASSERT_EQUAL(p->allowed_enrollment_types, 7);
+    CU_ASSERT_EQUAL(cfg->settings.password_length, 12);
+    CU_ASSERT_EQUAL(cfg->settings.pkcs12_iterations, 2048);
+    config_free(cfg);
+}
+
+static void test_minimal_document_and_lookups(void)
+{
+    error_list errors = {0};
+    config *cfg = load(base, &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    /* Local CA token defaults to the first key token; names match whole or logical part. */
+    CU_ASSERT_STRING_EQUAL(cfg->cas[0].token, "t1");
+    CU_ASSERT_PTR_EQUAL(config_find_ca_by_name(cfg, "corp\\Issuing1"), &cfg->cas[0]);
+    CU_ASSERT_PTR_EQUAL(config_find_ca_by_name(cfg, "issuing1"), &cfg->cas[0]);
+    CU_ASSERT_PTR_NULL(config_find_ca_by_name(cfg, "other\\Issuing1"));
+    CU_ASSERT_PTR_NULL(config_find_ca_by_name(cfg, "corp"));
+    /* The only pattern of a template becomes its default. */
+    CU_ASSERT_PTR_EQUAL(config_default_pattern(cfg, &cfg->templates[0]), &cfg->patterns[0]);
+    CU_ASSERT_EQUAL(cfg->hsm.pin_env ? 1 : 0, 1);
+    CU_ASSERT_STRING_EQUAL(cfg->hsm.pin_env, "HSMENROLL_PIN");
+    config_free(cfg);
+}
+
+static void test_keys_are_case_insensitive_and_paths_relative(void)
+{
+    error_list errors = {0};
+    config *cfg = load("{\"hsm\":{\"tokens\":[\"a\",\"b\"],\"pinfile\":\"secrets/pin\"},"
+                       "\"certificateauthorities\":[{\"id\":3,\"name\":\"x\",\"type\":\"LOCAL\","
+                       "\"home\":\"ca\",\"token\":\"c\"}],"
+                       "\"templates\":[{\"id\":1,\"name\":\"T\",\"certificateAuthorities\":[3],"
+                       "\"validityDays\":30}],"
+                       "\"enrollmentPatterns\":[{\"id\":9,\"name\":\"P\",\"template\":1}]}",
+                       &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(cfg->hsm.token_count, 2);
+    CU_ASSERT_STRING_EQUAL(cfg->hsm.pin_file, "/etc/hsmenroll/secrets/pin");
+    CU_ASSERT_STRING_EQUAL(cfg->cas[0].home, "/etc/hsmenroll/ca");
+    CU_ASSERT_EQUAL(cfg->templates[0].validity_days, 30);
+    CU_ASSERT_PTR_EQUAL(config_find_pattern(cfg, 9), &cfg->patterns[0]);
+    config_free(cfg);
+}
+
+static void test_not_json_and_not_object(void)
+{
+    expect_error("[1,2]", "", "must be a JSON object");
+}
+
+static void test_unknown_and_duplicate_keys(void)
+{
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"],\"Pin\":\"1234\"},\"CertificateAuthorities\":[{\"Id\":1,"
+                 "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+                 "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+                 "\"Template\":1}]}",
+                 "Hsm.Pin", "unknown key");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"hsm\":{},\"CertificateAuthorities\":[{\"Id\":1,"
+                 "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+                 "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+                 "\"Template\":1}],\"Colour\":1}",
+                 "Colour", "unknown key");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"hsm\":{},\"CertificateAuthorities\":[{\"Id\":1,"
+                 "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+                 "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+                 "\"Template\":1}]}",
+                 "hsm", "given twice");
+}
+
+static void test_hsm_section(void)
+{
+    expect_error("{\"CertificateAuthorities\":[],\"Templates\":[],\"EnrollmentPatterns\":[]}",
+                 "Hsm", "required");
+    expect_error("{\"Hsm\":{\"Tokens\":[]}}", "Hsm.Tokens", "non-empty");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"a\"],\"Token\":\"b\"}}", "Hsm.Token", "not both");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"a\",\"a\"]}}", "Hsm.Tokens[1]", "listed twice");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"a-label-that-is-longer-than-32-bytes\"]}}",
+                 "Hsm.Tokens[0]", "1 to 32 bytes");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"a\"],\"Module\":7}}", "Hsm.Module", "expected a string");
+}
+
+static void test_ca_and_template_entries(void)
+{
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Name\":\"c\","
+                 "\"Type\":\"local\"}]}",
+                 "CertificateAuthorities[0].Id", "required");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"acme\"}]}",
+                 "CertificateAuthorities[0].Type", "must be");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"cfssl\"}]}",
+                 "CertificateAuthorities[0].Url", "required for a cfssl CA");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"local\"},{\"Id\":1,\"Name\":\"C\",\"Type\":\"local\"}]}",
+                 "CertificateAuthorities[1].Id", "used twice");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"local\"},{\"Id\":2,\"Name\":\"C\",\"Type\":\"local\"}]}",
+                 "CertificateAuthorities[1].Name", "used twice");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+                 "\"CertificateAuthorities\":[2]}]}",
+                 "Templates[0].CertificateAuthorities", "no CA with Id 2");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\"}]}",
+                 "Templates[0].CertificateAuthorities", "at least one CA");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+                 "\"CertificateAuthorities\":[1],\"ValidityDays\":0}]}",
+                 "Templates[0].ValidityDays", "between 1 and 36500");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+                 "\"CertificateAuthorities\":[\"1\"]}]}",
+                 "Templates[0].CertificateAuthorities[0]", "expected an integer");
+}
+
+/* The rules of POST /EnrollmentPatterns (seed 002). */
+static const char head[] =
+    "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"a\","
+    "\"Type\":\"local\"},{\"Id\":2,\"Name\":\"b\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,"
+    "\"Name\":\"T\",\"CertificateAuthorities\":[1]},{\"Id\":2,\"Name\":\"U\","
+    "\"CertificateAuthorities\":[1,2]}],\"EnrollmentPatterns\":";
+
+static void expect_pattern_error(const char *patterns, const char *path, const char *what)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s}", head, patterns);
+    expect_error(text, path, what);
+}
+
+static void test_pattern_rules(void)
+{
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"RestrictCAs\":true}]",
+                         "EnrollmentPatterns[0].CertificateAuthorities",
+                         "RestrictCAs is true");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"UseADPermissions\":false}]",
+                         "EnrollmentPatterns[0].AssociatedRoles", "UseADPermissions is false");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"UseADPermissions\":false,"
+                         "\"AssociatedRoles\":[]}]",
+                         "EnrollmentPatterns[0].AssociatedRoles", "at least one role");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"TemplateDefault\":true},"
+                         "{\"Id\":2,\"Name\":\"Q\",\"Template\":1,\"TemplateDefault\":true}]",
+                         "EnrollmentPatterns[1].TemplateDefault", "already has default pattern");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":5}]",
+                         "EnrollmentPatterns[0].Template", "no template with Id 5");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\"}]", "EnrollmentPatterns[0].Template",
+                         "required");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"RestrictCAs\":true,"
+                         "\"CertificateAuthorities\":[2]}]",
+                         "EnrollmentPatterns[0].CertificateAuthorities",
+                         "CA 2 does not offer template \"T\"");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"AllowedEnrollmentTypes\":9}]",
+                         "EnrollmentPatterns[0].AllowedEnrollmentTypes", "a sum of 1");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1},{\"Id\":1,\"Name\":\"Q\","
+                         "\"Template\":2}]",
+                         "EnrollmentPatterns[1].Id", "used twice");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Colour\":\"red\"}]",
+                         "EnrollmentPatterns[0].Colour", "unknown key");
+}
+
+static void test_every_error_is_reported(void)
+{
+    error_list errors = {0};
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s}", head,
+             "[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"RestrictCAs\":true},"
+             "{\"Id\":2,\"Name\":\"Q\",\"Template\":7,\"UseADPermissions\":false}]");
+    config *cfg = load(text, &errors);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_TRUE(errors.count >= 3);
+    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[0].CertificateAuthorities", "RestrictCAs"));
+    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[1].Template", "no template"));
+    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[1].AssociatedRoles", "UseADPermissions"));
+    error_list_free(&errors);
+}
+
+static void test_default_pattern_choice(void)
+{
+    char text[2048];
+    snprintf(text, sizeof text, "%s%s}", head,
+             "[{\"Id\":1,\"Name\":\"P\",\"Template\":2},{\"Id\":2,\"Name\":\"Q\",\"Template\":2,"
+             "\"TemplateDefault\":true},{\"Id\":3,\"Name\":\"R\",\"Template\":1}]");
+    error_list errors = {0};
+    config *cfg = load(text, &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    /* Template U names its default explicitly; template T's only pattern is implied. */
+    CU_ASSERT_EQUAL(config_default_pattern(cfg, config_find_template_by_name(cfg, "U"))->id, 2);
+    CU_ASSERT_EQUAL(config_default_pattern(cfg, config_find_template_by_name(cfg, "T"))->id, 3);
+    CU_ASSERT_FALSE(cfg->patterns[0].template_default);
+    config_free(cfg);
+}
+
+static void test_settings(void)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%s[{\"Id\":1,\"Name\":\"P\",\"Template\":1}],\"Settings\":{\"PasswordLength\":0}}",
+             head);
+    expect_error(text, "Settings.PasswordLength", "between 1 and 128");
+    snprintf(text, sizeof text,
+             "%s[{\"Id\":1,\"Name\":\"P\",\"Template\":1}],\"Settings\":{\"Colour\":1}}", head);
+    expect_error(text, "Settings.Colour", "unknown key");
+    snprintf(text, sizeof text,
+             "%s[{\"Id\":1,\"Name\":\"P\",\"Template\":1}],\"Settings\":{\"PasswordLength\":20,"
+             "\"Pkcs12Iterations\":10000,\"RequireCustomFriendlyName\":true}}",
+             head);
+    error_list errors = {0};
+    config *cfg = load(text, &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(cfg->settings.password_length, 20);
+    CU_ASSERT_EQUAL(cfg->settings.pkcs12_iterations, 10000);
+    CU_ASSERT_TRUE(cfg->settings.require_custom_friendly_name);
+    config_free(cfg);
+}
+
+static void test_example_configuration_loads(void)
+{
+    error_list errors = {0};
+    config *cfg = config_load_file(HSMENROLL_SOURCE_DIR "/examples/config.json", &errors);
+    for (size_t i = 0; i < errors.count; i++)
+        fprintf(stderr, "%s\n", errors.items[i].message);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(cfg->hsm.token_count, 2);
+    CU_ASSERT_EQUAL(cfg->pattern_count, 2);
+    config_free(cfg);
+    error_list_free(&errors);
+    cfg = config_load_file("/nonexistent/config.json", &errors);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_EQUAL(errors.count, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errors.items[0].message, "/nonexistent/config.json"));
+    error_list_free(&errors);
+}
+
+int main(void)
+{
+    test_case cases[] = {
+        TEST_CASE(test_embedded_default_loads),
+        TEST_CASE(test_minimal_document_and_lookups),
+        TEST_CASE(test_keys_are_case_insensitive_and_paths_relative),
+        TEST_CASE(test_not_json_and_not_object),
+        TEST_CASE(test_unknown_and_duplicate_keys),
+        TEST_CASE(test_hsm_section),
+        TEST_CASE(test_ca_and_template_entries),
+        TEST_CASE(test_pattern_rules),
+        TEST_CASE(test_every_error_is_reported),
+        TEST_CASE(test_default_pattern_choice),
+        TEST_CASE(test_settings),
+        TEST_CASE(test_example_configuration_loads),
+        TEST_END,
+    };
+    return test_main("config", cases, NULL, NULL);
+}
