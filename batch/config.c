@@ -22,7 +22,9 @@ static const char *const top_keys[] = {"Hsm",
                                        "EnrollmentPatterns",
                                        "Stores",
                                        "Settings",
+                                       "Roles",
                                        NULL};
+static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
 static const char *const hsm_keys[] = {"Module",  "Tokens",   "Token",     "PinEnv",
                                        "PinFile", "SoPinEnv", "SoPinFile", NULL};
 static const char *const ca_keys[] = {"Id",
@@ -204,8 +206,7 @@ static bool entry_begin(const json_t *entry, const char *path, const char *const
 /* Reports an Id or Name that an earlier entry of the same list already uses. The entries are
  * structs of `stride` bytes holding `long long id` and `const char *name` at those offsets. */
 static void check_unique(const void *entries, size_t stride, size_t count, size_t id_offset,
-                         size_t name_offset, const char *kind, const char *path,
-                         error_list *errors)
+                         size_t name_offset, const char *kind, const char *path, error_list *errors)
 {
     const char *base = entries;
     const char *last = base + (count - 1) * stride;
@@ -223,8 +224,8 @@ static void check_unique(const void *entries, size_t stride, size_t count, size_
     }
 }
 
-#define CHECK_UNIQUE(array, count, kind, path, errors)                                            \
-    check_unique((array), sizeof *(array), (count), offsetof(__typeof__(*(array)), id),           \
+#define CHECK_UNIQUE(array, count, kind, path, errors)                                             \
+    check_unique((array), sizeof *(array), (count), offsetof(__typeof__(*(array)), id),            \
                  offsetof(__typeof__(*(array)), name), (kind), (path), (errors))
 
 static ca_type parse_ca_type(const char *s)
@@ -383,6 +384,26 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
         if (p->restrict_cas && p->ca_count == 0)
             CFG_ERR(errors, "CONFIG_RULE", where,
                     "%s: RestrictCAs is true, so at least one CA must be listed", where);
+        pattern_policy_load(&p->policy, entry, path, cfg->metadata_fields,
+                            cfg->metadata_field_count, errors);
+        if (cfg->role_count > 0) {
+            const pattern_policy *pp = &p->policy;
+            char at[256];
+            json_path_key(at, sizeof at, path, "Policies");
+            if (pp->default_owner_id >= 0 && !config_find_role_by_id(cfg, pp->default_owner_id))
+                CFG_ERR(errors, "CONFIG_REFERENCE", at,
+                        "%s.DefaultCertificateOwnerRoleId: no role with Id %lld in Roles", at,
+                        pp->default_owner_id);
+            if (pp->default_owner_name && !config_find_role_by_name(cfg, pp->default_owner_name))
+                CFG_ERR(errors, "CONFIG_REFERENCE", at,
+                        "%s.DefaultCertificateOwnerRoleName: no role named \"%s\" in Roles", at,
+                        pp->default_owner_name);
+            for (size_t r = 0; r < pp->role_count; r++)
+                if (!config_find_role_by_name(cfg, pp->roles[r]))
+                    CFG_ERR(errors, "CONFIG_REFERENCE",
+                            json_path_key(at, sizeof at, path, "AssociatedRoles"),
+                            "%s: no role named \"%s\" in Roles", at, pp->roles[r]);
+        }
         json_t *roles = json_get_ci(entry, "AssociatedRoles");
         json_path_key(where, sizeof where, path, "AssociatedRoles");
         if (roles != NULL && !json_is_array(roles))
@@ -417,14 +438,26 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
     }
 }
 
+static void compile_common_name_regex(config_settings *s, error_list *errors)
+{
+    char why[200];
+    s->common_name = regex_compile(s->common_name_regex, true, why, sizeof why);
+    if (s->common_name == NULL)
+        CFG_ERR(errors, "CONFIG_REGEX", "Settings.CommonNameRegex",
+                "Settings.CommonNameRegex: not a valid regular expression: %s", why);
+}
+
 static void load_settings(config *cfg, const json_t *settings, error_list *errors)
 {
     config_settings *s = &cfg->settings;
     s->password_length = 12;
     s->common_name_regex = ".+";
     s->pkcs12_iterations = 2048;
-    if (settings == NULL)
+    s->allow_csps = true;
+    if (settings == NULL) {
+        compile_common_name_regex(s, errors);
         return;
+    }
     if (!json_is_object(settings)) {
         CFG_ERR(errors, "CONFIG_TYPE", "Settings", "Settings: expected an object");
         return;
@@ -435,12 +468,54 @@ static void load_settings(config *cfg, const json_t *settings, error_list *error
                   &s->require_custom_friendly_name, errors);
     json_opt_string(settings, "CommonNameRegex", "Settings", &s->common_name_regex, errors);
     json_opt_int(settings, "Pkcs12Iterations", "Settings", &s->pkcs12_iterations, errors);
+    json_opt_bool(settings, "AllowCSPs", "Settings", &s->allow_csps, errors);
+    json_t *csps = json_get_ci(settings, "CSPs");
+    if (json_is_array(csps)) {
+        s->csps = calloc(json_array_size(csps) + 1, sizeof *s->csps);
+        size_t i;
+        json_t *v;
+        json_array_foreach(csps, i, v)
+        {
+            char at[64];
+            if (!json_is_string(v) || json_string_length(v) == 0)
+                CFG_ERR(errors, "CONFIG_TYPE", json_path_index(at, sizeof at, "Settings.CSPs", i),
+                        "%s: expected a CSP name", at);
+            else if (s->csps != NULL)
+                s->csps[s->csp_count++] = strdup(json_string_value(v));
+        }
+    } else if (csps != NULL && !json_is_null(csps)) {
+        CFG_ERR(errors, "CONFIG_TYPE", "Settings.CSPs", "Settings.CSPs: expected an array");
+    }
     if (s->password_length < 1 || s->password_length > 128)
         CFG_ERR(errors, "CONFIG_VALUE", "Settings.PasswordLength",
                 "Settings.PasswordLength: must be between 1 and 128");
     if (s->pkcs12_iterations < 1 || s->pkcs12_iterations > 10000000)
         CFG_ERR(errors, "CONFIG_VALUE", "Settings.Pkcs12Iterations",
                 "Settings.Pkcs12Iterations: must be between 1 and 10000000");
+    compile_common_name_regex(s, errors);
+}
+
+static void load_roles(config *cfg, const json_t *roles, error_list *errors)
+{
+    if (roles == NULL || json_is_null(roles))
+        return;
+    if (!json_is_array(roles)) {
+        CFG_ERR(errors, "CONFIG_TYPE", "Roles", "Roles: expected an array");
+        return;
+    }
+    cfg->roles = calloc(json_array_size(roles) + 1, sizeof *cfg->roles);
+    size_t i;
+    json_t *entry;
+    char path[64];
+    json_array_foreach(roles, i, entry)
+    {
+        json_path_index(path, sizeof path, "Roles", i);
+        config_role *r = &cfg->roles[cfg->role_count];
+        if (cfg->roles == NULL || !entry_begin(entry, path, role_keys, &r->id, &r->name, errors))
+            continue;
+        cfg->role_count++;
+        CHECK_UNIQUE(cfg->roles, cfg->role_count, "role", path, errors);
+    }
 }
 
 config *config_load_json(json_t *doc, const char *base_dir, const char *source, error_list *errors)
@@ -463,11 +538,11 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
     load_hsm(cfg, json_get_ci(doc, "Hsm"), errors);
     load_cas(cfg, json_get_ci(doc, "CertificateAuthorities"), errors);
     load_templates(cfg, json_get_ci(doc, "Templates"), errors);
+    load_roles(cfg, json_get_ci(doc, "Roles"), errors);
+    metadata_fields_load(json_get_ci(doc, "MetadataFields"), &cfg->metadata_fields,
+                         &cfg->metadata_field_count, errors);
     load_patterns(cfg, json_get_ci(doc, "EnrollmentPatterns"), errors);
     load_settings(cfg, json_get_ci(doc, "Settings"), errors);
-    json_t *md = json_get_ci(doc, "MetadataFields");
-    if (md != NULL && !json_is_array(md))
-        CFG_ERR(errors, "CONFIG_TYPE", "MetadataFields", "MetadataFields: expected an array");
     json_t *stores = json_get_ci(doc, "Stores");
     if (stores != NULL && !json_is_array(stores))
         CFG_ERR(errors, "CONFIG_TYPE", "Stores", "Stores: expected an array");
@@ -524,9 +599,17 @@ void config_free(config *cfg)
     for (size_t i = 0; i < cfg->template_count; i++)
         free(cfg->templates[i].ca_ids);
     free(cfg->templates);
-    for (size_t i = 0; i < cfg->pattern_count; i++)
+    for (size_t i = 0; i < cfg->pattern_count; i++) {
         free(cfg->patterns[i].ca_ids);
+        pattern_policy_free(&cfg->patterns[i].policy);
+    }
     free(cfg->patterns);
+    metadata_rules_free(cfg->metadata_fields, cfg->metadata_field_count);
+    free(cfg->roles);
+    regex_free(cfg->settings.common_name);
+    for (size_t i = 0; i < cfg->settings.csp_count; i++)
+        free(cfg->settings.csps[i]);
+    free(cfg->settings.csps);
     for (size_t i = 0; i < cfg->owned_path_count; i++)
         free(cfg->owned_paths[i]);
     free(cfg->owned_paths);
@@ -579,5 +662,21 @@ const config_pattern *config_default_pattern(const config *cfg, const config_tem
     for (size_t i = 0; i < cfg->pattern_count; i++)
         if (cfg->patterns[i].template_ == tmpl && cfg->patterns[i].template_default)
             return &cfg->patterns[i];
+    return NULL;
+}
+
+const config_role *config_find_role_by_id(const config *cfg, long long id)
+{
+    for (size_t i = 0; i < cfg->role_count; i++)
+        if (cfg->roles[i].id == id)
+            return &cfg->roles[i];
+    return NULL;
+}
+
+const config_role *config_find_role_by_name(const config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->role_count; i++)
+        if (strcasecmp(cfg->roles[i].name, name) == 0)
+            return &cfg->roles[i];
     return NULL;
 }

@@ -10,6 +10,8 @@
 #include <stddef.h>
 
 #include "jsonpath.h"
+#include "pattern.h"
+#include "regex.h"
 
 typedef enum ca_type { CA_TYPE_LOCAL = 1, CA_TYPE_KEYFACTOR, CA_TYPE_CFSSL } ca_type;
 
@@ -44,8 +46,15 @@ typedef struct config_pattern {
     size_t ca_count;
     long long allowed_enrollment_types; /* bits: 1 PFX, 2 CSR, 4 CSR generation; default 7 */
     bool use_ad_permissions;
-    const json_t *raw; /* the whole entry: Regexes, Policies, Defaults, ... */
+    pattern_policy policy; /* Regexes, Defaults, Policies, MetadataFields, EnrollmentFields */
+    const json_t *raw;     /* the whole entry */
 } config_pattern;
+
+/* A security role (top-level "Roles", optional): when listed, owner roles must be among them. */
+typedef struct config_role {
+    long long id;
+    const char *name;
+} config_role;
 
 typedef struct config_hsm {
     const char *module;  /* PKCS#11 module path; NULL: the default SoftHSM2 module */
@@ -60,7 +69,11 @@ typedef struct config_settings {
     long long password_length; /* minimum PFX/PEM password length; default 12 */
     bool require_custom_friendly_name;
     const char *common_name_regex; /* default ".+" */
+    regex *common_name;            /* compiled */
     long long pkcs12_iterations;   /* PBKDF2 / MAC iterations; default 2048 */
+    bool allow_csps;               /* MicrosoftTargetCSP may be given (default true) */
+    char **csps;                   /* when not empty, the CSP names allowed */
+    size_t csp_count;
 } config_settings;
 
 typedef struct config {
@@ -74,6 +87,10 @@ typedef struct config {
     size_t template_count;
     config_pattern *patterns;
     size_t pattern_count;
+    metadata_rule *metadata_fields; /* the global MetadataFields */
+    size_t metadata_field_count;
+    config_role *roles;
+    size_t role_count;
     config_settings settings;
     char **owned_paths; /* resolved paths, freed with the config */
     size_t owned_path_count;
@@ -95,5 +112,8 @@ const config_ca *config_find_ca_by_name(const config *cfg, const char *name);
 const config_template *config_find_template_by_name(const config *cfg, const char *name);
 const config_pattern *config_find_pattern(const config *cfg, long long id);
 const config_pattern *config_default_pattern(const config *cfg, const config_template *tmpl);
+/* The role with this Id / name (case-insensitive), or NULL; with no Roles configured, NULL. */
+const config_role *config_find_role_by_id(const config *cfg, long long id);
+const config_role *config_find_role_by_name(const config *cfg, const char *name);
 
 #endif

@@ -66,3 +66,14 @@ int idset_insert(idset *set, const char *id)
     set->count++;
     return 1;
 }
+
+int idset_contains(const idset *set, const char *id)
+{
+    if (set->cap == 0)
+        return 0;
+    uint64_t h = idset_hash(id);
+    for (size_t j = h & (set->cap - 1); set->slots[j] != 0; j = (j + 1) & (set->cap - 1))
+        if (set->slots[j] == h)
+            return 1;
+    return 0;
+}

@@ -16,6 +16,8 @@ void idset_init(idset *set);
 void idset_free(idset *set);
 /* 1 when id is new (and now in the set), 0 when it was seen before, -1 when out of memory. */
 int idset_insert(idset *set, const char *id);
+/* True when id is in the set (nothing is inserted). */
+int idset_contains(const idset *set, const char *id);
 uint64_t idset_hash(const char *id);
 
 #endif

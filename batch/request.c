@@ -1,8 +1,11 @@
 /* Request lines: the Keyfactor field vocabulary (case-insensitive), types and defaults, key spec
- * resolution (KeyType / KeyLength / Curve), subject and SAN parsing, format/storage rules. */
+ * resolution (KeyType / KeyLength / Curve), subject and SAN parsing, format/storage rules, CSR
+ * lines (the CSR, its key and SANs, a retained PrivateKey). Every problem of a line is reported,
+ * not just the first. */
 #include "request.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "formats/csr.h"
 #include "formats/dn.h"
 #include "formats/san.h"
 #include "output.h"
@@ -135,40 +139,61 @@ const char *request_key_label(const request_key *key, char *buf, size_t size)
     return buf;
 }
 
-static int fail(enroll_error *err, const char *code, field_id f, const char *fmt, const char *arg)
+/* The line being parsed: its fields by id, and where problems go. */
+typedef struct parse_ctx {
+    json_t *v[F_COUNT];
+    error_list *errors;
+} parse_ctx;
+
+static void problem(parse_ctx *c, const char *code, field_id f, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void problem(parse_ctx *c, const char *code, field_id f, const char *fmt, ...)
 {
-    enroll_error_set(err, code, field_names[f], fmt, field_names[f], arg ? arg : "");
-    return -1;
+    char message[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    error_list_add(c->errors, code, field_names[f], "%s", message);
 }
 
-static int want_string(json_t *v, field_id f, const char **out, enroll_error *err)
+/* Typed readers: true when the field is absent (out untouched) or well-typed (out set). */
+static bool want_string(parse_ctx *c, field_id f, const char **out)
 {
+    json_t *v = c->v[f];
     if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_string(v))
-        return fail(err, "INVALID_FIELD", f, "%s must be a string%s", NULL);
+        return true;
+    if (!json_is_string(v)) {
+        problem(c, "INVALID_FIELD", f, "%s must be a string", field_names[f]);
+        return false;
+    }
     *out = json_string_value(v);
-    return 0;
+    return true;
 }
 
-static int want_bool(json_t *v, field_id f, bool *out, enroll_error *err)
+static bool want_bool(parse_ctx *c, field_id f, bool *out)
 {
+    json_t *v = c->v[f];
     if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_boolean(v))
-        return fail(err, "INVALID_FIELD", f, "%s must be true or false%s", NULL);
+        return true;
+    if (!json_is_boolean(v)) {
+        problem(c, "INVALID_FIELD", f, "%s must be true or false", field_names[f]);
+        return false;
+    }
     *out = json_is_true(v);
-    return 0;
+    return true;
 }
 
 /* An integer given as a JSON number or a decimal string ("2048"). */
-static int want_int(json_t *v, field_id f, long long *out, enroll_error *err)
+static bool want_int(parse_ctx *c, field_id f, long long *out)
 {
+    json_t *v = c->v[f];
     if (v == NULL || json_is_null(v))
-        return 0;
+        return true;
     if (json_is_integer(v)) {
         *out = json_integer_value(v);
-        return 0;
+        return true;
     }
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
@@ -176,25 +201,39 @@ static int want_int(json_t *v, field_id f, long long *out, enroll_error *err)
         long long n = strtoll(s, &end, 10);
         if (*s != '\0' && *end == '\0') {
             *out = n;
-            return 0;
+            return true;
         }
     }
-    return fail(err, "INVALID_FIELD", f, "%s must be an integer%s", NULL);
+    problem(c, "INVALID_FIELD", f, "%s must be an integer", field_names[f]);
+    return false;
+}
+
+static bool given(const parse_ctx *c, field_id f)
+{
+    return c->v[f] != NULL && !json_is_null(c->v[f]);
 }
 
 static char *dup_or_null(const char *s)
 {
-    return s ? strdup(s) : NULL;
+    return (s != NULL && *s != '\0') ? strdup(s) : NULL;
 }
 
-static int parse_key(json_t *const *v, request_key *key, enroll_error *err)
+static const struct {
+    const char *oid, *names[3];
+    int nid, bits;
+} ec_curves[] = {
+    {"1.2.840.10045.3.1.7", {"P-256", "prime256v1", "secp256r1"}, NID_X9_62_prime256v1, 256},
+    {"1.3.132.0.34", {"P-384", "secp384r1", NULL}, NID_secp384r1, 384},
+    {"1.3.132.0.35", {"P-521", "secp521r1", NULL}, NID_secp521r1, 521},
+};
+
+static void parse_key(parse_ctx *c, request_key *key)
 {
     const char *type = NULL, *curve = NULL;
     long long length = 0;
-    if (want_string(v[F_KEY_TYPE], F_KEY_TYPE, &type, err) ||
-        want_string(v[F_CURVE], F_CURVE, &curve, err) ||
-        want_int(v[F_KEY_LENGTH], F_KEY_LENGTH, &length, err))
-        return -1;
+    want_string(c, F_KEY_TYPE, &type);
+    bool curve_ok = want_string(c, F_CURVE, &curve);
+    bool length_ok = want_int(c, F_KEY_LENGTH, &length);
     if (curve != NULL && *curve == '\0')
         curve = NULL;
     if (type == NULL || strcasecmp(type, "RSA") == 0)
@@ -207,70 +246,51 @@ static int parse_key(json_t *const *v, request_key *key, enroll_error *err)
     else if (strcasecmp(type, "Ed448") == 0)
         key->algorithm = KEYALG_ED448;
     else {
-        enroll_error_set(err, "UNKNOWN_KEY_TYPE", "KeyType",
-                         "KeyType \"%.60s\" is not one of RSA, ECC, Ed25519, Ed448", type);
-        return -1;
+        problem(c, "UNKNOWN_KEY_TYPE", F_KEY_TYPE,
+                "KeyType \"%.60s\" is not one of RSA, ECC, Ed25519, Ed448", type);
+        return;
     }
+    if (!curve_ok || !length_ok)
+        return;
     key->curve_nid = NID_undef;
     switch (key->algorithm) {
     case KEYALG_RSA:
-        if (curve != NULL) {
-            enroll_error_set(err, "KEY_SPEC_MISMATCH", "Curve", "Curve is given for an RSA key");
-            return -1;
-        }
         key->bits = length ? (int)length : 2048;
-        if (length != 0 && length != 2048 && length != 3072 && length != 4096) {
-            enroll_error_set(err, "INVALID_KEY_LENGTH", "KeyLength",
-                             "KeyLength %lld is not an RSA size (2048, 3072, 4096)", length);
-            return -1;
-        }
-        return 0;
+        if (curve != NULL)
+            problem(c, "KEY_SPEC_MISMATCH", F_CURVE, "Curve is given for an RSA key");
+        if (length != 0 && length != 2048 && length != 3072 && length != 4096)
+            problem(c, "INVALID_KEY_LENGTH", F_KEY_LENGTH,
+                    "KeyLength %lld is not an RSA size (2048, 3072, 4096)", length);
+        return;
     case KEYALG_ECC: {
-        static const struct {
-            const char *oid, *names[3];
-            int nid, bits;
-        } curves[] = {
-            {"1.2.840.10045.3.1.7",
-             {"P-256", "prime256v1", "secp256r1"},
-             NID_X9_62_prime256v1,
-             256},
-            {"1.3.132.0.34", {"P-384", "secp384r1", NULL}, NID_secp384r1, 384},
-            {"1.3.132.0.35", {"P-521", "secp521r1", NULL}, NID_secp521r1, 521},
-        };
         int by_curve = -1, by_length = -1;
         for (int i = 0; i < 3; i++) {
             if (curve != NULL) {
-                if (strcmp(curve, curves[i].oid) == 0)
+                if (strcmp(curve, ec_curves[i].oid) == 0)
                     by_curve = i;
                 for (int n = 0; n < 3; n++)
-                    if (curves[i].names[n] && strcasecmp(curve, curves[i].names[n]) == 0)
+                    if (ec_curves[i].names[n] && strcasecmp(curve, ec_curves[i].names[n]) == 0)
                         by_curve = i;
             }
-            if (length == curves[i].bits)
+            if (length == ec_curves[i].bits)
                 by_length = i;
         }
-        if (curve != NULL && by_curve < 0) {
-            enroll_error_set(err, "INVALID_CURVE", "Curve",
-                             "Curve \"%.60s\" is not 1.2.840.10045.3.1.7 (P-256), 1.3.132.0.34 "
-                             "(P-384) or 1.3.132.0.35 (P-521)",
-                             curve);
-            return -1;
-        }
-        if (length != 0 && by_length < 0) {
-            enroll_error_set(err, "INVALID_KEY_LENGTH", "KeyLength",
-                             "KeyLength %lld is not an ECC size (256, 384, 521)", length);
-            return -1;
-        }
-        if (by_curve >= 0 && by_length >= 0 && by_curve != by_length) {
-            enroll_error_set(err, "KEY_SPEC_MISMATCH", "Curve",
-                             "Curve %s is a %d-bit curve but KeyLength is %lld",
-                             curves[by_curve].oid, curves[by_curve].bits, length);
-            return -1;
-        }
+        if (curve != NULL && by_curve < 0)
+            problem(c, "INVALID_CURVE", F_CURVE,
+                    "Curve \"%.60s\" is not 1.2.840.10045.3.1.7 (P-256), 1.3.132.0.34 (P-384) or "
+                    "1.3.132.0.35 (P-521)",
+                    curve);
+        if (length != 0 && by_length < 0)
+            problem(c, "INVALID_KEY_LENGTH", F_KEY_LENGTH,
+                    "KeyLength %lld is not an ECC size (256, 384, 521)", length);
+        if (by_curve >= 0 && by_length >= 0 && by_curve != by_length)
+            problem(c, "KEY_SPEC_MISMATCH", F_CURVE,
+                    "Curve %s is a %d-bit curve but KeyLength is %lld", ec_curves[by_curve].oid,
+                    ec_curves[by_curve].bits, length);
         int pick = by_curve >= 0 ? by_curve : by_length >= 0 ? by_length : 0; /* P-256 */
-        key->curve_nid = curves[pick].nid;
-        key->bits = curves[pick].bits;
-        return 0;
+        key->curve_nid = ec_curves[pick].nid;
+        key->bits = ec_curves[pick].bits;
+        return;
     }
     case KEYALG_ED25519:
     case KEYALG_ED448: {
@@ -278,34 +298,30 @@ static int parse_key(json_t *const *v, request_key *key, enroll_error *err)
         const char *oid = ed25519 ? "1.3.101.112" : "1.3.101.113";
         key->bits = ed25519 ? 255 : 448;
         if (curve != NULL && strcmp(curve, oid) != 0 &&
-            strcasecmp(curve, ed25519 ? "Ed25519" : "Ed448") != 0) {
-            enroll_error_set(err, "KEY_SPEC_MISMATCH", "Curve",
-                             "Curve \"%.60s\" does not go with "
-                             "KeyType %s (use %s or leave Curve out)",
-                             curve, ed25519 ? "Ed25519" : "Ed448", oid);
-            return -1;
-        }
+            strcasecmp(curve, ed25519 ? "Ed25519" : "Ed448") != 0)
+            problem(c, "KEY_SPEC_MISMATCH", F_CURVE,
+                    "Curve \"%.60s\" does not go with KeyType %s (use %s or leave Curve out)",
+                    curve, ed25519 ? "Ed25519" : "Ed448", oid);
         if (length != 0 && length != key->bits && !(ed25519 && length == 256) &&
-            !(!ed25519 && length == 456)) {
-            enroll_error_set(err, "KEY_SPEC_MISMATCH", "KeyLength",
-                             "KeyLength %lld does not go with KeyType %s", length,
-                             ed25519 ? "Ed25519" : "Ed448");
-            return -1;
-        }
-        return 0;
+            !(!ed25519 && length == 456))
+            problem(c, "KEY_SPEC_MISMATCH", F_KEY_LENGTH,
+                    "KeyLength %lld does not go with KeyType %s", length,
+                    ed25519 ? "Ed25519" : "Ed448");
+        return;
     }
     }
-    return -1;
 }
 
-static int parse_sans(json_t *sans, GENERAL_NAMES *out, enroll_error *err)
+/* The line's SANs object, appended to out; each bad key or value is a problem of its own. */
+static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
 {
+    json_t *sans = c->v[F_SANS];
     if (sans == NULL || json_is_null(sans))
-        return 0;
+        return;
     if (!json_is_object(sans)) {
-        enroll_error_set(err, "INVALID_FIELD", "SANs",
-                         "SANs must be an object of arrays, e.g. {\"dns\": [\"a.example\"]}");
-        return -1;
+        problem(c, "INVALID_FIELD", F_SANS,
+                "SANs must be an object of arrays, e.g. {\"dns\": [\"a.example\"]}");
+        return;
     }
     const char *key;
     json_t *values;
@@ -315,35 +331,35 @@ static int parse_sans(json_t *sans, GENERAL_NAMES *out, enroll_error *err)
         san_kind kind = san_kind_from_key(key);
         snprintf(field, sizeof field, "SANs.%.60s", key);
         if (kind == SAN_UNKNOWN) {
-            enroll_error_set(err, "UNKNOWN_SAN_TYPE", field,
-                             "SAN key \"%.60s\" is not one of dns, ip4, ip6, uri, rfc822, "
-                             "ms_ntprincipalname, registeredid",
-                             key);
-            return -1;
+            error_list_add(c->errors, "UNKNOWN_SAN_TYPE", field,
+                           "SAN key \"%.60s\" is not one of dns, ip4, ip6, uri, rfc822, "
+                           "ms_ntprincipalname, registeredid",
+                           key);
+            continue;
         }
         if (json_is_string(values)) {
-            if (san_add(out, kind, json_string_value(values), field, err) != 0)
-                return -1;
+            enroll_error e;
+            if (san_add(out, kind, json_string_value(values), field, &e) != 0)
+                error_list_add(c->errors, e.code, e.field, "%s", e.message);
             continue;
         }
         if (!json_is_array(values)) {
-            enroll_error_set(err, "INVALID_FIELD", field, "%s must be an array of strings", field);
-            return -1;
+            error_list_add(c->errors, "INVALID_FIELD", field, "%s must be an array of strings",
+                           field);
+            continue;
         }
         size_t i;
         json_t *v;
         json_array_foreach(values, i, v)
         {
             snprintf(field, sizeof field, "SANs.%.50s[%zu]", key, i);
-            if (!json_is_string(v)) {
-                enroll_error_set(err, "INVALID_FIELD", field, "%s must be a string", field);
-                return -1;
-            }
-            if (san_add(out, kind, json_string_value(v), field, err) != 0)
-                return -1;
+            enroll_error e;
+            if (!json_is_string(v))
+                error_list_add(c->errors, "INVALID_FIELD", field, "%s must be a string", field);
+            else if (san_add(out, kind, json_string_value(v), field, &e) != 0)
+                error_list_add(c->errors, e.code, e.field, "%s", e.message);
         }
     }
-    return 0;
 }
 
 /* ISO 8601 UTC: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00). */
@@ -394,8 +410,8 @@ static char *now_timestamp(void)
     return strdup(buf);
 }
 
-/* Collects the members into v[] by field, rejecting unknown and twice-given fields. */
-static int index_fields(json_t *obj, json_t **v, enroll_error *err)
+/* Collects the members into c->v[] by field; unknown and twice-given fields are problems. */
+static void index_fields(parse_ctx *c, json_t *obj)
 {
     const char *key;
     json_t *value;
@@ -409,210 +425,283 @@ static int index_fields(json_t *obj, json_t **v, enroll_error *err)
             }
         }
         if (f < 0) {
-            enroll_error_set(err, "UNKNOWN_FIELD", key,
-                             "\"%.60s\" is not a request field (see the README for the list)", key);
-            return -1;
+            error_list_add(c->errors, "UNKNOWN_FIELD", key,
+                           "\"%.60s\" is not a request field (see the README for the list)", key);
+        } else if (c->v[f] != NULL) {
+            problem(c, "DUPLICATE_FIELD", (field_id)f,
+                    "%s is given twice (field names are case-insensitive)", field_names[f]);
+        } else {
+            c->v[f] = value;
         }
-        if (v[f] != NULL) {
-            enroll_error_set(err, "DUPLICATE_FIELD", field_names[f],
-                             "%s is given twice (field names are case-insensitive)",
-                             field_names[f]);
-            return -1;
-        }
-        v[f] = value;
     }
-    return 0;
 }
 
-static int parse_fields(json_t *const *v, enroll_request *r, const request_defaults *defaults,
-                        enroll_error *err)
+/* Fields that belong to another operation than r->operation are refused by name. */
+static void refuse_other_operations(parse_ctx *c, const enroll_request *r)
 {
-    const char *s = NULL;
-    /* Operation, then format and storage with their defaults. */
-    if (want_string(v[F_OPERATION], F_OPERATION, &s, err))
-        return -1;
-    if (s == NULL || strcasecmp(s, "PFX") == 0)
-        r->operation = OP_PFX;
-    else if (strcasecmp(s, "CSR") == 0)
-        r->operation = OP_CSR;
-    else if (strcasecmp(s, "Reenrollment") == 0)
-        r->operation = OP_REENROLLMENT;
-    else
-        return fail(err, "INVALID_FIELD", F_OPERATION, "%s must be PFX, CSR or Reenrollment%s",
-                    NULL);
-    if (r->operation != OP_PFX)
-        return fail(err, "UNSUPPORTED_OPERATION", F_OPERATION,
-                    "%s \"%s\" is not available in this version of hsmenroll",
-                    r->operation == OP_CSR ? "CSR" : "Reenrollment");
-    static const field_id other_ops[] = {F_CSR,         F_PRIVATE_KEY,    F_FORCE_ENROLL,
-                                         F_KEYSTORE_ID, F_ALIAS,          F_SUBJECT_NAME,
-                                         F_AGENT_GUID,  F_JOB_PROPERTIES, F_CERTIFICATE_TEMPLATE};
-    for (size_t i = 0; i < sizeof other_ops / sizeof other_ops[0]; i++)
-        if (v[other_ops[i]] != NULL)
-            return fail(err, "FIELD_NOT_ALLOWED", other_ops[i],
-                        "%s does not apply to Operation PFX%s", NULL);
+    static const field_id pfx_only[] = {F_KEY_STORAGE, F_KEY_TYPE,      F_KEY_LENGTH,
+                                        F_CURVE,       F_SUBJECT,       F_PASSWORD,
+                                        F_LEGACY,      F_FRIENDLY_NAME, F_CSP};
+    static const field_id csr_only[] = {F_CSR, F_PRIVATE_KEY, F_FORCE_ENROLL};
+    static const field_id reenroll_only[] = {F_KEYSTORE_ID,    F_ALIAS,
+                                             F_SUBJECT_NAME,   F_AGENT_GUID,
+                                             F_JOB_PROPERTIES, F_CERTIFICATE_TEMPLATE};
+    const char *op = r->operation == OP_CSR ? "CSR" : "PFX";
+    for (size_t i = 0; i < sizeof reenroll_only / sizeof reenroll_only[0]; i++)
+        if (c->v[reenroll_only[i]] != NULL)
+            problem(c, "FIELD_NOT_ALLOWED", reenroll_only[i], "%s does not apply to Operation %s",
+                    field_names[reenroll_only[i]], op);
+    const field_id *other = r->operation == OP_CSR ? pfx_only : csr_only;
+    size_t n = r->operation == OP_CSR ? sizeof pfx_only / sizeof pfx_only[0]
+                                      : sizeof csr_only / sizeof csr_only[0];
+    for (size_t i = 0; i < n; i++)
+        if (c->v[other[i]] != NULL)
+            problem(c, "FIELD_NOT_ALLOWED", other[i], "%s does not apply to Operation %s%s",
+                    field_names[other[i]], op,
+                    r->operation == OP_CSR ? " (the key and subject come from the CSR)" : "");
     static const field_id unsupported[] = {F_STORES, F_RENEWAL_ID, F_INSTALL_INTO_STORES};
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
-        if (v[unsupported[i]] != NULL && !json_is_null(v[unsupported[i]]))
-            return fail(err, "FIELD_NOT_SUPPORTED", unsupported[i],
-                        "%s (certificate store delivery) is not available in this version%s", NULL);
-    s = NULL;
-    if (want_string(v[F_JOB_TIME], F_JOB_TIME, &s, err))
-        return -1;
+        if (given(c, unsupported[i]))
+            problem(c, "FIELD_NOT_SUPPORTED", unsupported[i],
+                    "%s (certificate store delivery) is not available in this version",
+                    field_names[unsupported[i]]);
+    const char *s = NULL;
+    want_string(c, F_JOB_TIME, &s);
     if (s != NULL && *s != '\0')
-        return fail(err, "FIELD_NOT_SUPPORTED", F_JOB_TIME,
-                    "%s: scheduled delivery is not supported, the engine enrolls at once%s", NULL);
+        problem(c, "FIELD_NOT_SUPPORTED", F_JOB_TIME,
+                "JobTime: scheduled delivery is not supported, the engine enrolls at once");
     bool from_ad = false;
-    if (want_bool(v[F_POPULATE_FROM_AD], F_POPULATE_FROM_AD, &from_ad, err))
-        return -1;
+    want_bool(c, F_POPULATE_FROM_AD, &from_ad);
     if (from_ad)
-        return fail(err, "FIELD_NOT_SUPPORTED", F_POPULATE_FROM_AD,
-                    "%s: the engine has no Active Directory to read from%s", NULL);
-
-    s = NULL;
-    if (want_string(v[F_FORMAT], F_FORMAT, &s, err))
-        return -1;
-    if (s == NULL || strcasecmp(s, "PFX") == 0)
-        r->format = FORMAT_PFX;
-    else if (strcasecmp(s, "PEM") == 0)
-        r->format = FORMAT_PEM;
-    else if (strcasecmp(s, "DER") == 0)
-        r->format = FORMAT_DER;
-    else
-        return fail(err, "INVALID_FIELD", F_FORMAT, "%s must be PFX, PEM or DER%s", NULL);
-    s = NULL;
-    if (want_string(v[F_KEY_STORAGE], F_KEY_STORAGE, &s, err))
-        return -1;
-    if (s == NULL)
-        r->storage = r->format == FORMAT_DER ? STORAGE_TOKEN : STORAGE_EXPORT;
-    else if (strcasecmp(s, "token") == 0)
-        r->storage = STORAGE_TOKEN;
-    else if (strcasecmp(s, "export") == 0)
-        r->storage = STORAGE_EXPORT;
-    else
-        return fail(err, "INVALID_FIELD", F_KEY_STORAGE, "%s must be token or export%s", NULL);
-    if (r->format == FORMAT_PFX && r->storage == STORAGE_TOKEN)
-        return fail(err, "STORAGE_FORMAT_MISMATCH", F_KEY_STORAGE,
-                    "%s token keeps the key in the HSM, but a PFX must hold its key: use "
-                    "KeyStorage export, or Format PEM or DER%s",
-                    NULL);
-
-    if (parse_key(v, &r->key, err) != 0)
-        return -1;
-
-    s = NULL;
-    if (want_string(v[F_SUBJECT], F_SUBJECT, &s, err))
-        return -1;
-    if (s == NULL || *s == '\0')
-        return fail(err, "MISSING_FIELD", F_SUBJECT,
-                    "%s is required (X.500, e.g. CN=dev-1.example.com,O=Example,C=US)%s", NULL);
-    r->subject_text = strdup(s);
-    r->subject = dn_parse(s, "Subject", err);
-    if (r->subject == NULL)
-        return -1;
-    r->sans = sk_GENERAL_NAME_new_null();
-    if (r->sans == NULL || parse_sans(v[F_SANS], r->sans, err) != 0)
-        return -1;
-
-    const char *tmpl = NULL, *ca = NULL;
-    if (want_string(v[F_TEMPLATE], F_TEMPLATE, &tmpl, err) ||
-        want_int(v[F_PATTERN_ID], F_PATTERN_ID, &r->pattern_id, err) ||
-        want_string(v[F_CA], F_CA, &ca, err))
-        return -1;
-    if (tmpl != NULL && *tmpl == '\0')
-        tmpl = NULL;
-    if (tmpl == NULL && r->pattern_id < 0) {
-        tmpl = defaults ? defaults->template_name : NULL;
-        r->pattern_id = defaults ? defaults->pattern_id : -1;
-    }
-    if (tmpl == NULL && r->pattern_id < 0)
-        return fail(err, "MISSING_FIELD", F_TEMPLATE,
-                    "%s or EnrollmentPatternId is required (or run --template / --pattern)%s",
-                    NULL);
-    r->template_name = dup_or_null(tmpl);
-    r->ca_name = (ca != NULL && *ca != '\0') ? strdup(ca) : NULL;
-
-    r->include_chain = true;
-    r->include_subject_header = true;
-    if (want_bool(v[F_INCLUDE_CHAIN], F_INCLUDE_CHAIN, &r->include_chain, err) ||
-        want_bool(v[F_SUBJECT_HEADER], F_SUBJECT_HEADER, &r->include_subject_header, err) ||
-        want_bool(v[F_LEGACY], F_LEGACY, &r->legacy_encryption, err))
-        return -1;
-    s = NULL;
-    if (want_string(v[F_CHAIN_ORDER], F_CHAIN_ORDER, &s, err))
-        return -1;
-    if (s == NULL || strcasecmp(s, "EndEntityFirst") == 0)
-        r->chain_order = CHAIN_END_ENTITY_FIRST;
-    else if (strcasecmp(s, "RootFirst") == 0)
-        r->chain_order = CHAIN_ROOT_FIRST;
-    else
-        return fail(err, "INVALID_FIELD", F_CHAIN_ORDER, "%s must be EndEntityFirst or RootFirst%s",
-                    NULL);
-
-    const char *password = NULL, *friendly = NULL, *csp = NULL;
-    if (want_string(v[F_PASSWORD], F_PASSWORD, &password, err) ||
-        want_string(v[F_FRIENDLY_NAME], F_FRIENDLY_NAME, &friendly, err) ||
-        want_string(v[F_CSP], F_CSP, &csp, err))
-        return -1;
-    if (password != NULL && *password != '\0') {
-        long long min = defaults ? defaults->password_length : 12;
-        if ((long long)strlen(password) < min) {
-            enroll_error_set(err, "PASSWORD_TOO_SHORT", "Password",
-                             "Password is shorter than the minimum of %lld characters", min);
-            return -1;
-        }
-        r->password = strdup(password);
-    }
-    r->friendly_name = (friendly && *friendly) ? strdup(friendly) : NULL;
-    r->csp_name = (csp && *csp) ? strdup(csp) : NULL;
-
-    if (v[F_METADATA] != NULL && !json_is_null(v[F_METADATA])) {
-        if (!json_is_object(v[F_METADATA]))
-            return fail(err, "INVALID_FIELD", F_METADATA, "%s must be an object%s", NULL);
-        r->metadata = json_incref(v[F_METADATA]);
-    }
-    if (v[F_ADDITIONAL_FIELDS] != NULL && !json_is_null(v[F_ADDITIONAL_FIELDS])) {
-        if (!json_is_object(v[F_ADDITIONAL_FIELDS]))
-            return fail(err, "INVALID_FIELD", F_ADDITIONAL_FIELDS, "%s must be an object%s", NULL);
-        r->additional_fields = json_incref(v[F_ADDITIONAL_FIELDS]);
-    }
-    const char *role_name = NULL;
-    if (want_int(v[F_OWNER_ROLE_ID], F_OWNER_ROLE_ID, &r->owner_role_id, err) ||
-        want_string(v[F_OWNER_ROLE_NAME], F_OWNER_ROLE_NAME, &role_name, err))
-        return -1;
-    if (r->owner_role_id >= 0 && role_name != NULL)
-        return fail(err, "OWNER_ROLE_CONFLICT", F_OWNER_ROLE_NAME,
-                    "give OwnerRoleId or %s, not both%s", NULL);
-    r->owner_role_name = dup_or_null(role_name);
-
-    s = NULL;
-    if (want_string(v[F_TIMESTAMP], F_TIMESTAMP, &s, err))
-        return -1;
-    if (s != NULL && !timestamp_valid(s))
-        return fail(err, "INVALID_TIMESTAMP", F_TIMESTAMP,
-                    "%s must be ISO 8601 UTC, e.g. 2023-11-19T16:23:01Z%s", NULL);
-    r->timestamp = s ? strdup(s) : now_timestamp();
-    return 0;
+        problem(c, "FIELD_NOT_SUPPORTED", F_POPULATE_FROM_AD,
+                "PopulateMissingValuesFromAD: the engine has no Active Directory to read from");
 }
 
-enroll_request *request_parse(const char *text, size_t len, long line,
-                              const request_defaults *defaults, char **id_out, enroll_error *err)
+static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
 {
-    *id_out = NULL;
-    json_error_t jerr;
-    json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (obj == NULL) {
-        enroll_error_set(err, "INVALID_JSON", NULL, "not valid JSON: %s (column %d)", jerr.text,
-                         jerr.column);
-        return NULL;
+    const char *s = NULL;
+    r->operation = OP_PFX;
+    if (want_string(c, F_OPERATION, &s) && s != NULL) {
+        if (strcasecmp(s, "CSR") == 0)
+            r->operation = OP_CSR;
+        else if (strcasecmp(s, "Reenrollment") == 0)
+            r->operation = OP_REENROLLMENT;
+        else if (strcasecmp(s, "PFX") != 0)
+            problem(c, "INVALID_FIELD", F_OPERATION, "Operation must be PFX, CSR or Reenrollment");
     }
-    enroll_request *r = NULL;
-    if (!json_is_object(obj)) {
-        enroll_error_set(err, "INVALID_JSON", NULL, "a request line must be a JSON object");
-        goto fail;
+    if (r->operation == OP_REENROLLMENT) {
+        problem(c, "UNSUPPORTED_OPERATION", F_OPERATION,
+                "Operation \"Reenrollment\" is not available in this version of hsmenroll");
+        return;
     }
-    json_t *v[F_COUNT] = {0};
-    /* Read the Id first, so that every other error is reported under it. */
+    refuse_other_operations(c, r);
+    s = NULL;
+    r->format = r->operation == OP_CSR ? FORMAT_PEM : FORMAT_PFX;
+    if (want_string(c, F_FORMAT, &s) && s != NULL) {
+        if (strcasecmp(s, "PFX") == 0 && r->operation == OP_PFX)
+            r->format = FORMAT_PFX;
+        else if (strcasecmp(s, "PEM") == 0)
+            r->format = FORMAT_PEM;
+        else if (strcasecmp(s, "DER") == 0)
+            r->format = FORMAT_DER;
+        else
+            problem(c, "INVALID_FIELD", F_FORMAT, "Format must be %s",
+                    r->operation == OP_CSR ? "PEM or DER for a CSR enrollment" : "PFX, PEM or DER");
+    }
+    if (r->operation == OP_CSR) {
+        r->storage = STORAGE_TOKEN; /* nothing is exported; a PrivateKey is retained */
+        return;
+    }
+    s = NULL;
+    r->storage = r->format == FORMAT_DER ? STORAGE_TOKEN : STORAGE_EXPORT;
+    if (want_string(c, F_KEY_STORAGE, &s) && s != NULL) {
+        if (strcasecmp(s, "token") == 0)
+            r->storage = STORAGE_TOKEN;
+        else if (strcasecmp(s, "export") == 0)
+            r->storage = STORAGE_EXPORT;
+        else
+            problem(c, "INVALID_FIELD", F_KEY_STORAGE, "KeyStorage must be token or export");
+    }
+    if (r->format == FORMAT_PFX && r->storage == STORAGE_TOKEN)
+        problem(c, "STORAGE_FORMAT_MISMATCH", F_KEY_STORAGE,
+                "KeyStorage token keeps the key in the HSM, but a PFX must hold its key: use "
+                "KeyStorage export, or Format PEM or DER");
+}
+
+/* The key of a CSR, as a request_key; unsupported keys are problems. */
+static void describe_csr_key(parse_ctx *c, enroll_request *r, EVP_PKEY *pub)
+{
+    int type, bits, curve;
+    if (key_describe(pub, &type, &bits, &curve) != 0) {
+        problem(c, "UNKNOWN_KEY_TYPE", F_CSR, "the CSR's key is not RSA, ECC, Ed25519 or Ed448");
+        return;
+    }
+    r->key.bits = bits;
+    r->key.curve_nid = curve;
+    switch (type) {
+    case EVP_PKEY_RSA:
+        r->key.algorithm = KEYALG_RSA;
+        if (bits < 2048)
+            problem(c, "INVALID_KEY_LENGTH", F_CSR,
+                    "the CSR's RSA key has %d bits; at least 2048 are required", bits);
+        break;
+    case EVP_PKEY_EC:
+        r->key.algorithm = KEYALG_ECC;
+        if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1)
+            problem(c, "INVALID_CURVE", F_CSR,
+                    "the CSR's key is on curve %s, not P-256, P-384 or P-521",
+                    curve != NID_undef ? OBJ_nid2sn(curve) : "(unknown)");
+        break;
+    case EVP_PKEY_ED25519:
+        r->key.algorithm = KEYALG_ED25519;
+        break;
+    default:
+        r->key.algorithm = KEYALG_ED448;
+        break;
+    }
+}
+
+static void parse_csr_line(parse_ctx *c, enroll_request *r)
+{
+    const char *text = NULL;
+    if (!want_string(c, F_CSR, &text))
+        return;
+    if (text == NULL || *text == '\0') {
+        problem(c, "MISSING_FIELD", F_CSR,
+                "CSR is required for Operation CSR (base-64 DER or PEM PKCS#10)");
+        return;
+    }
+    enroll_error e;
+    r->csr = csr_decode(text, &e);
+    if (r->csr == NULL) {
+        error_list_add(c->errors, e.code, e.field, "%s", e.message);
+        return;
+    }
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(r->csr);
+    describe_csr_key(c, r, pub);
+    spki_fingerprint(X509_REQ_get_X509_PUBKEY(r->csr), r->key_fingerprint);
+    r->subject = X509_NAME_dup(X509_REQ_get_subject_name(r->csr));
+    GENERAL_NAMES *in_csr = csr_sans(r->csr);
+    if (in_csr == NULL)
+        problem(c, "INVALID_CSR", F_CSR, "the CSR's subjectAltName extension does not decode");
+    else if (san_merge(r->sans, in_csr) != 0)
+        problem(c, "OUT_OF_MEMORY", F_CSR, "out of memory");
+    GENERAL_NAMES_free(in_csr);
+    want_bool(c, F_FORCE_ENROLL, &r->force_enroll);
+    const char *key_text = NULL;
+    if (want_string(c, F_PRIVATE_KEY, &key_text) && key_text != NULL && *key_text != '\0') {
+        r->private_key = privkey_decode(key_text, &e);
+        if (r->private_key == NULL)
+            error_list_add(c->errors, e.code, e.field, "%s", e.message);
+        else if (EVP_PKEY_eq(r->private_key, pub) != 1)
+            problem(c, "PRIVATE_KEY_MISMATCH", F_PRIVATE_KEY,
+                    "PrivateKey is not the key of the CSR");
+        /* The key text stays in the parsed document only until this line is freed. */
+        OPENSSL_cleanse((char *)key_text, strlen(key_text));
+    }
+}
+
+static void parse_pfx_line(parse_ctx *c, enroll_request *r)
+{
+    parse_key(c, &r->key);
+    const char *s = NULL;
+    if (want_string(c, F_SUBJECT, &s)) {
+        if (s == NULL || *s == '\0') {
+            problem(c, "MISSING_FIELD", F_SUBJECT,
+                    "Subject is required (X.500, e.g. CN=dev-1.example.com,O=Example,C=US)");
+        } else {
+            enroll_error e;
+            r->subject_text = strdup(s);
+            r->subject = dn_parse(s, "Subject", &e);
+            if (r->subject == NULL)
+                error_list_add(c->errors, e.code, e.field, "%s", e.message);
+        }
+    }
+}
+
+static void parse_enrollment(parse_ctx *c, enroll_request *r, const request_defaults *defaults)
+{
+    const char *tmpl = NULL, *ca = NULL;
+    bool ok = want_string(c, F_TEMPLATE, &tmpl);
+    ok = want_int(c, F_PATTERN_ID, &r->pattern_id) && ok;
+    want_string(c, F_CA, &ca);
+    if (tmpl != NULL && *tmpl == '\0')
+        tmpl = NULL;
+    if (tmpl == NULL && r->pattern_id < 0 && ok) {
+        tmpl = defaults ? defaults->template_name : NULL;
+        r->pattern_id = defaults ? defaults->pattern_id : -1;
+        if (tmpl == NULL && r->pattern_id < 0)
+            problem(c, "MISSING_FIELD", F_TEMPLATE,
+                    "Template or EnrollmentPatternId is required (or run --template / "
+                    "--pattern)");
+    }
+    r->template_name = dup_or_null(tmpl);
+    r->ca_name = dup_or_null(ca);
+}
+
+static void parse_output(parse_ctx *c, enroll_request *r, const request_defaults *defaults)
+{
+    r->include_chain = r->operation != OP_CSR; /* the seeds' defaults */
+    r->include_subject_header = true;
+    want_bool(c, F_INCLUDE_CHAIN, &r->include_chain);
+    want_bool(c, F_SUBJECT_HEADER, &r->include_subject_header);
+    want_bool(c, F_LEGACY, &r->legacy_encryption);
+    const char *s = NULL;
+    if (want_string(c, F_CHAIN_ORDER, &s) && s != NULL) {
+        if (strcasecmp(s, "RootFirst") == 0)
+            r->chain_order = CHAIN_ROOT_FIRST;
+        else if (strcasecmp(s, "EndEntityFirst") != 0)
+            problem(c, "INVALID_FIELD", F_CHAIN_ORDER,
+                    "ChainOrder must be EndEntityFirst or RootFirst");
+    }
+    const char *password = NULL, *friendly = NULL, *csp = NULL;
+    want_string(c, F_PASSWORD, &password);
+    want_string(c, F_FRIENDLY_NAME, &friendly);
+    want_string(c, F_CSP, &csp);
+    if (password != NULL && *password != '\0') {
+        long long min = defaults ? defaults->password_length : 12;
+        if ((long long)strlen(password) < min)
+            problem(c, "PASSWORD_TOO_SHORT", F_PASSWORD,
+                    "Password is shorter than the minimum of %lld characters", min);
+        else
+            r->password = strdup(password);
+    }
+    r->friendly_name = dup_or_null(friendly);
+    r->csp_name = dup_or_null(csp);
+}
+
+static void parse_annotations(parse_ctx *c, enroll_request *r)
+{
+    if (given(c, F_METADATA)) {
+        if (!json_is_object(c->v[F_METADATA]))
+            problem(c, "INVALID_FIELD", F_METADATA, "Metadata must be an object");
+        else
+            r->metadata = json_incref(c->v[F_METADATA]);
+    }
+    if (given(c, F_ADDITIONAL_FIELDS)) {
+        if (!json_is_object(c->v[F_ADDITIONAL_FIELDS]))
+            problem(c, "INVALID_FIELD", F_ADDITIONAL_FIELDS,
+                    "AdditionalEnrollmentFields must be an object");
+        else
+            r->additional_fields = json_incref(c->v[F_ADDITIONAL_FIELDS]);
+    }
+    const char *role_name = NULL;
+    want_int(c, F_OWNER_ROLE_ID, &r->owner_role_id);
+    want_string(c, F_OWNER_ROLE_NAME, &role_name);
+    if (r->owner_role_id >= 0 && role_name != NULL)
+        problem(c, "OWNER_ROLE_CONFLICT", F_OWNER_ROLE_NAME,
+                "give OwnerRoleId or OwnerRoleName, not both");
+    r->owner_role_name = dup_or_null(role_name);
+    const char *s = NULL;
+    if (want_string(c, F_TIMESTAMP, &s) && s != NULL && !timestamp_valid(s))
+        problem(c, "INVALID_TIMESTAMP", F_TIMESTAMP,
+                "Timestamp must be ISO 8601 UTC, e.g. 2023-11-19T16:23:01Z");
+    r->timestamp = (s != NULL && timestamp_valid(s)) ? strdup(s) : now_timestamp();
+}
+
+/* The Id, read first so that every other problem is reported under it. */
+static void parse_id(parse_ctx *c, json_t *obj, enroll_request *r)
+{
     json_t *id = NULL;
     const char *key;
     json_t *value;
@@ -621,46 +710,64 @@ enroll_request *request_parse(const char *text, size_t len, long line,
         if (strcasecmp(key, "Id") == 0 && id == NULL)
             id = value;
     }
-    char idbuf[32];
-    const char *id_text = NULL;
+    char buf[32];
+    const char *text = NULL;
     if (json_is_string(id))
-        id_text = json_string_value(id);
+        text = json_string_value(id);
     else if (json_is_integer(id)) {
-        snprintf(idbuf, sizeof idbuf, "%lld", (long long)json_integer_value(id));
-        id_text = idbuf;
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(id));
+        text = buf;
     }
-    if (id_text != NULL)
-        *id_out = strdup(id_text);
-    if (index_fields(obj, v, err) != 0)
-        goto fail;
-    if (id == NULL) {
-        enroll_error_set(err, "MISSING_FIELD", "Id", "Id is required (unique in the batch)");
-        goto fail;
+    if (id == NULL)
+        problem(c, "MISSING_FIELD", F_ID, "Id is required (unique in the batch)");
+    else if (text == NULL)
+        problem(c, "INVALID_FIELD", F_ID, "Id must be a string");
+    else if (!output_name_is_safe(text))
+        problem(c, "INVALID_ID", F_ID,
+                "Id must be 1-200 characters of A-Z a-z 0-9 . _ - and not start with '.' (it "
+                "names the output files)");
+    if (text != NULL && output_name_is_safe(text))
+        r->id = strdup(text);
+}
+
+enroll_request *request_parse(const char *text, size_t len, long line,
+                              const request_defaults *defaults, error_list *errors)
+{
+    json_error_t jerr;
+    json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (obj == NULL) {
+        error_list_add(errors, "INVALID_JSON", NULL, "not valid JSON: %s (column %d)", jerr.text,
+                       jerr.column);
+        return NULL;
     }
-    if (id_text == NULL) {
-        enroll_error_set(err, "INVALID_FIELD", "Id", "Id must be a string");
-        goto fail;
+    if (!json_is_object(obj)) {
+        error_list_add(errors, "INVALID_JSON", NULL, "a request line must be a JSON object");
+        json_decref(obj);
+        return NULL;
     }
-    if (!output_name_is_safe(id_text)) {
-        enroll_error_set(err, "INVALID_ID", "Id",
-                         "Id must be 1-200 characters of A-Z a-z 0-9 . _ - and not start with "
-                         "'.' (it names the output files)");
-        goto fail;
-    }
-    r = calloc(1, sizeof *r);
+    enroll_request *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
-        goto fail;
+        error_list_add(errors, "OUT_OF_MEMORY", NULL, "out of memory");
+        json_decref(obj);
+        return NULL;
     }
-    r->id = strdup(id_text);
     r->line = line;
     r->pattern_id = -1;
     r->owner_role_id = -1;
-    if (parse_fields(v, r, defaults, err) != 0) {
-        request_free(r);
-        r = NULL;
-    }
-fail:
+    r->sans = sk_GENERAL_NAME_new_null();
+    parse_ctx c = {.errors = errors};
+    parse_id(&c, obj, r);
+    index_fields(&c, obj);
+    parse_operation_and_format(&c, r);
+    if (r->operation == OP_CSR)
+        parse_csr_line(&c, r);
+    else if (r->operation == OP_PFX)
+        parse_pfx_line(&c, r);
+    if (r->sans != NULL)
+        parse_sans(&c, r->sans);
+    parse_enrollment(&c, r, defaults);
+    parse_output(&c, r, defaults);
+    parse_annotations(&c, r);
     json_decref(obj);
     return r;
 }
@@ -673,6 +780,8 @@ void request_free(enroll_request *req)
     X509_NAME_free(req->subject);
     free(req->subject_text);
     GENERAL_NAMES_free(req->sans);
+    X509_REQ_free(req->csr);
+    EVP_PKEY_free(req->private_key);
     free(req->template_name);
     free(req->ca_name);
     if (req->password != NULL) {

@@ -12,6 +12,7 @@
 
 #include "formats/bundle.h"
 #include "formats/error.h"
+#include "jsonpath.h"
 
 typedef enum request_operation { OP_PFX = 1, OP_CSR, OP_REENROLLMENT } request_operation;
 typedef enum request_format { FORMAT_PFX = 1, FORMAT_PEM, FORMAT_DER } request_format;
@@ -36,9 +37,14 @@ typedef struct enroll_request {
     request_format format;
     request_storage storage;
     request_key key;
-    X509_NAME *subject;
-    char *subject_text;  /* as given */
-    GENERAL_NAMES *sans; /* never NULL after a successful parse (may be empty) */
+    X509_NAME *subject;    /* PFX: parsed from Subject; CSR: the CSR's subject */
+    char *subject_text;    /* as given (PFX) */
+    GENERAL_NAMES *sans;   /* the SANs to certify: PFX the line's; CSR the CSR's with the line's
+                              merged in; policy may add the CN (RFC 2818). Never NULL. */
+    X509_REQ *csr;         /* CSR: the request as given, signature checked */
+    EVP_PKEY *private_key; /* CSR with PrivateKey: the key to retain in the HSM */
+    bool force_enroll;
+    unsigned char key_fingerprint[32]; /* CSR: SHA-256 of the public key (AllowKeyReuse) */
     char *template_name;
     long long pattern_id; /* -1 when absent */
     char *ca_name;
@@ -64,11 +70,11 @@ typedef struct request_defaults {
     long long password_length; /* minimum */
 } request_defaults;
 
-/* Parses one line. On failure returns NULL and fills err (code, field, message); *id_out gets
- * the line's Id when one could be read (malloc'd, or NULL), so the failure can still be reported
- * under it. Never holds a secret in err. */
+/* Parses one line, reporting every problem it finds into errors (code, field, message; never a
+ * secret). Returns the request, valid when no error was added, or NULL when the line is not a
+ * JSON object at all. req->id is NULL when the line has no usable Id. */
 enroll_request *request_parse(const char *text, size_t len, long line,
-                              const request_defaults *defaults, char **id_out, enroll_error *err);
+                              const request_defaults *defaults, error_list *errors);
 void request_free(enroll_request *req);
 
 const char *request_format_name(request_format f);

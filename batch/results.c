@@ -60,11 +60,29 @@ json_t *result_new(const char *id, long line, const char *status)
                      (json_int_t)line, "Status", status);
 }
 
-void result_set_error(json_t *result, const enroll_error *err)
+static json_t *error_object(const enroll_error *err)
 {
     json_t *e = json_pack("{s:s, s:s}", "Code", err->code[0] ? err->code : "ERROR", "Message",
                           err->message);
     if (err->field[0])
         json_object_set_new(e, "Field", json_string(err->field));
-    json_object_set_new(result, "Error", e);
+    return e;
+}
+
+void result_set_error(json_t *result, const enroll_error *err)
+{
+    json_object_set_new(result, "Error", error_object(err));
+}
+
+void result_set_errors(json_t *result, const enroll_error *errors, size_t count)
+{
+    if (count == 0)
+        return;
+    result_set_error(result, &errors[0]);
+    if (count < 2)
+        return;
+    json_t *all = json_array();
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(all, error_object(&errors[i]));
+    json_object_set_new(result, "Errors", all);
 }

@@ -27,5 +27,7 @@ int results_close(results_writer *w);
 json_t *result_new(const char *id, long line, const char *status);
 /* Adds "Error": {"Code", "Message", "Field"}. */
 void result_set_error(json_t *result, const enroll_error *err);
+/* Adds "Error" (the first) and, when there are several, "Errors" (all of them, in order). */
+void result_set_errors(json_t *result, const enroll_error *errors, size_t count);
 
 #endif

@@ -8,6 +8,7 @@ enum { EXIT_ALL_DONE = 0, EXIT_SOME_FAILED = 1, EXIT_NOTHING_DONE = 2 };
 int cli_run(int argc, char **argv);
 int cli_ca(int argc, char **argv);
 int cli_token(int argc, char **argv);
+int cli_validate(int argc, char **argv);
 
 /* The options every subcommand takes: -c/--config, --home, -q, -v, -h. */
 typedef struct cli_common {

@@ -47,6 +47,7 @@ static submit_status local_submit(ca_connector *conn, worker *w, job *j)
     local_ca_issue params = {
         .validity_days = (int)j->policy.template_->validity_days,
         .request_id = j->req->id,
+        .sans = j->req->sans,
     };
     local_ca_issued issued;
     if (local_ca_issue_cert(&st->ca, &w->sessions[st->token], j->csr, &params, &issued, &j->err) !=

@@ -13,6 +13,7 @@
 #include "formats/dn.h"
 #include "formats/pubkey.h"
 #include "hsm_signer.h"
+#include "key_import.h"
 #include "log.h"
 #include "secret.h"
 
@@ -93,6 +94,29 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
     if (rc != 0)
         return -1;
     j->export_kind = KEY_EXPORT_EDDSA_RAW;
+    return 0;
+}
+
+/* A CSR enrollment: the request is the line's own; a PrivateKey given with it is retained in
+ * the token. */
+static int take_csr(worker *w, job *j)
+{
+    enroll_request *req = j->req;
+    hsm_session *s = &w->sessions[j->token];
+    j->csr = req->csr;
+    req->csr = NULL;
+    if (req->private_key == NULL)
+        return 0;
+    uint64_t t0 = run_clock_ns();
+    int rc = key_import(s, req->private_key, req->id, &j->pair, &j->err);
+    EVP_PKEY_free(req->private_key);
+    req->private_key = NULL;
+    if (rc != 0)
+        return -1;
+    j->have_pair = true;
+    j->key_uri =
+        hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
+    add_stage(w->run, STAGE_KEYGEN, t0);
     return 0;
 }
 
@@ -309,6 +333,15 @@ static json_t *iso_time(const ASN1_TIME *t)
     return json_string(buf);
 }
 
+static const char *disposition_message(const job *j)
+{
+    if (j->req->operation == OP_CSR)
+        return j->key_uri ? "Issued; the private key was retained in the HSM token." : "Issued.";
+    return j->req->storage == STORAGE_TOKEN
+               ? "Issued; the private key stays in the HSM token."
+               : "Issued; the private key was exported once and destroyed in the HSM.";
+}
+
 static json_t *certificate_information(job *j, const char *password)
 {
     X509 *cert = j->cert;
@@ -325,12 +358,8 @@ static json_t *certificate_information(job *j, const char *password)
         "{s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s, s:s, s:o, s:o}", "SerialNumber", serial,
         "IssuerDN", issuer, "SubjectDN", subject, "Thumbprint", thumb, "KeyfactorID",
         (json_int_t)j->keyfactor_id, "KeyfactorRequestId", (json_int_t)j->request_id,
-        "RequestDisposition", "ISSUED", "DispositionMessage",
-        j->req->storage == STORAGE_TOKEN ? "Issued; the private key stays in the HSM token."
-                                         : "Issued; the private key was exported once and "
-                                           "destroyed in the HSM.",
-        "NotBefore", iso_time(X509_get0_notBefore(cert)), "NotAfter",
-        iso_time(X509_get0_notAfter(cert)));
+        "RequestDisposition", "ISSUED", "DispositionMessage", disposition_message(j), "NotBefore",
+        iso_time(X509_get0_notBefore(cert)), "NotAfter", iso_time(X509_get0_notAfter(cert)));
     if (info != NULL && password != NULL)
         json_object_set_new(info, "Password", json_string(password));
     OPENSSL_free(serial);
@@ -389,11 +418,6 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
     free_job(j);
 }
 
-void enroll_finish(run *r, hsm_session *sessions, job *j)
-{
-    finish(r, sessions, j, NULL, NULL);
-}
-
 void enroll_answered(worker *w, job *j)
 {
     json_t *files = json_array();
@@ -406,7 +430,8 @@ void enroll_answered(worker *w, job *j)
 
 bool enroll_job(worker *w, job *j)
 {
-    if (generate(w, j) != 0) {
+    j->token = w->key_token;
+    if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
         j->failed = true;
         finish(w->run, w->sessions, j, NULL, NULL);
         return true;

@@ -10,8 +10,6 @@
 bool enroll_job(worker *w, job *j);
 /* Continues a job whose CA has answered (SUBMIT_PENDING connectors). */
 void enroll_answered(worker *w, job *j);
-/* Writes the result of a job that failed before reaching a worker and frees it. */
-void enroll_finish(run *r, hsm_session *sessions, job *j);
 
 /* The HSM key spec for a request's key. */
 hsm_key_spec enroll_hsm_spec(const request_key *key);

@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch/keyhistory.h"
 #include "batch/output.h"
+#include "formats/csr.h"
 #include "formats/dn.h"
 #include "hsm_signer.h"
 
@@ -412,9 +414,13 @@ static int add_key_usage(X509 *cert, EVP_PKEY *pub)
     return ok;
 }
 
-/* Copies subjectAltName from the request's extensionRequest, if any. */
-static int copy_sans(X509 *cert, X509_REQ *csr)
+/* subjectAltName: the given names, or those of the request's extensionRequest, if any. */
+static int copy_sans(X509 *cert, X509_REQ *csr, const GENERAL_NAMES *sans)
 {
+    if (sans != NULL)
+        return sk_GENERAL_NAME_num(sans) == 0 ||
+               X509_add1_ext_i2d(cert, NID_subject_alt_name, (void *)sans, 0, X509V3_ADD_DEFAULT) ==
+                   1;
     STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(csr);
     int ok = 1;
     int i = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
@@ -456,7 +462,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
         ok = X509_set1_notAfter(cert, X509_get0_notAfter(ca->issuing));
     ok = ok && X509_add_ext(cert, ca->ext_basic, -1) && add_key_usage(cert, pub) &&
          X509_add_ext(cert, ca->ext_eku, -1) && add_subject_key_id(cert, pub) &&
-         X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr);
+         X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans);
     if (!ok) {
         enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot build the certificate");
         enroll_error_add_openssl(err);
@@ -474,6 +480,10 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(out->cert), NULL);
     char *serial_hex = serial ? BN_bn2hex(serial) : NULL;
     char *subject = dn_format(X509_get_subject_name(out->cert));
+    unsigned char fingerprint[32];
+    char fingerprint_hex[65] = "";
+    if (spki_fingerprint(X509_get_X509_PUBKEY(out->cert), fingerprint) == 0)
+        key_history_hex(fingerprint, fingerprint_hex);
     char not_after[32], now[32];
     iso_time(X509_get0_notAfter(out->cert), not_after, sizeof not_after);
     time_t t = time(NULL);
@@ -482,10 +492,10 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
     pthread_mutex_lock(&ca->lock);
     out->keyfactor_id = ++ca->issued_count;
-    json_t *line =
-        json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s}", "KeyfactorID", (json_int_t)out->keyfactor_id,
-                  "RequestId", params->request_id, "Serial", serial_hex, "Subject", subject,
-                  "NotAfter", not_after, "Issued", now);
+    json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s, s:s}", "KeyfactorID",
+                             (json_int_t)out->keyfactor_id, "RequestId", params->request_id,
+                             "Serial", serial_hex, "Subject", subject, "NotAfter", not_after,
+                             "Issued", now, KEY_HISTORY_FIELD, fingerprint_hex);
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     int logged = text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
     pthread_mutex_unlock(&ca->lock);

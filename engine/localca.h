@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <openssl/x509v3.h>
+
 #include "formats/error.h"
 #include "formats/sign.h"
 #include "hsm/hsm.h"
@@ -53,7 +55,8 @@ void local_ca_close(local_ca *ca);
 
 typedef struct local_ca_issue {
     int validity_days;
-    const char *request_id; /* the batch Id, for the issuance log */
+    const char *request_id;    /* the batch Id, for the issuance log */
+    const GENERAL_NAMES *sans; /* the subjectAltName to certify; NULL: the request's own */
 } local_ca_issue;
 
 typedef struct local_ca_issued {
@@ -63,7 +66,8 @@ typedef struct local_ca_issued {
 
 /* Checks the request's signature, builds and signs (in the HSM, through session, which must be
  * on the CA's token) a certificate: random 128-bit serial, subject and subjectAltName from the
- * request, key usage for the key type, EKU serverAuth + clientAuth, SKI/AKI. Thread-safe. */
+ * request (or params->sans), key usage for the key type, EKU serverAuth + clientAuth, SKI/AKI.
+ * The issuance log line records the key's SHA-256 fingerprint (for AllowKeyReuse). Thread-safe. */
 int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                         const local_ca_issue *params, local_ca_issued *out, enroll_error *err);
 

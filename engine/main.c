@@ -18,6 +18,8 @@ static const char usage[] =
     "commands:\n"
     "  run BATCH.ndjson|-     enroll every request line of a batch: key in the HSM, CSR, CA,\n"
     "                         PFX/PEM/DER bundles and results.ndjson in the output directory\n"
+    "  validate BATCH|-       check every line against the configuration and its patterns'\n"
+    "                         policy, with no HSM and no CA\n"
     "  ca init|show           the embedded CA (root + issuing CA, keys in the HSM)\n"
     "  token init|list        PKCS#11 tokens and the keys hsmenroll made in them\n"
     "  version                print the version\n"
@@ -38,6 +40,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "validate") == 0)
+        return cli_validate(argc - 1, argv + 1);
     if (strcmp(cmd, "ca") == 0)
         return cli_ca(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
@@ -53,6 +57,8 @@ int main(int argc, char **argv)
                 return cli_run(2, help_argv);
             if (strcmp(argv[2], "ca") == 0)
                 return cli_ca(2, help_argv);
+            if (strcmp(argv[2], "validate") == 0)
+                return cli_validate(2, help_argv);
             if (strcmp(argv[2], "token") == 0)
                 return cli_token(2, help_argv);
         }

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "batch/idset.h"
+#include "batch/linecheck.h"
 #include "batch/ndjson.h"
 #include "enroll.h"
 #include "log.h"
@@ -119,15 +119,16 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void report_line_failure(run *r, const char *id, long line, const enroll_error *err)
+static void report_line_failure(run *r, const char *id, long line, const error_list *errors)
 {
     json_t *result = result_new(id, line, "failed");
-    result_set_error(result, err);
+    result_set_errors(result, errors->items, errors->count);
     if (results_write(&r->results, result) != 0)
         log_error("cannot write %s/results.ndjson", r->out.path);
     json_decref(result);
     atomic_fetch_add(&r->stats.failed, 1);
-    log_debug("line %ld%s%s: %s: %s", line, id ? " " : "", id ? id : "", err->code, err->message);
+    log_debug("line %ld%s%s: %s: %s%s", line, id ? " " : "", id ? id : "", errors->items[0].code,
+              errors->items[0].message, errors->count > 1 ? " (and more)" : "");
 }
 
 static int open_worker_sessions(run *r, worker *w, enroll_error *err)
@@ -191,13 +192,14 @@ int pipeline_run(run *r, enroll_error *err)
     }
     progress *prog = rc == 0 ? progress_start(r) : NULL;
 
-    idset seen;
-    idset_init(&seen);
+    line_checker checker;
+    line_checker_init(&checker, r->cfg, &r->defaults, r->opt.default_ca);
     const char *text;
     size_t len;
     long line;
     ndjson_status st;
     long admitted = 0;
+    error_list errors = {0};
     while (rc == 0 && (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
             enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld",
@@ -206,55 +208,37 @@ int pipeline_run(run *r, enroll_error *err)
             break;
         }
         atomic_fetch_add(&r->stats.lines, 1);
-        enroll_error lerr;
-        enroll_error_clear(&lerr);
+        errors.count = 0;
         if (st == NDJSON_TOO_LONG) {
-            enroll_error_set(&lerr, "LINE_TOO_LONG", NULL, "the line is longer than %zu bytes",
-                             reader.max_line);
-            report_line_failure(r, NULL, line, &lerr);
+            error_list_add(&errors, "LINE_TOO_LONG", NULL, "the line is longer than %zu bytes",
+                           reader.max_line);
+            report_line_failure(r, NULL, line, &errors);
             continue;
         }
         uint64_t t0 = run_clock_ns();
-        char *id = NULL;
-        enroll_request *req = request_parse(text, len, line, &r->defaults, &id, &lerr);
-        if (req != NULL && r->opt.default_ca != NULL && req->ca_name == NULL)
-            req->ca_name = strdup(r->opt.default_ca);
-        /* Duplicates are refused whatever else is wrong with the line. */
-        if (id != NULL) {
-            int fresh = idset_insert(&seen, id);
-            if (fresh == 0) {
-                enroll_error_set(&lerr, "DUPLICATE_ID", "Id",
-                                 "Id \"%.80s\" was already used earlier in the batch", id);
-                request_free(req);
-                req = NULL;
-            }
-        }
+        policy_decision decision;
+        const char *id;
+        enroll_request *req =
+            line_check(&checker, (char *)text, len, line, &decision, &errors, &id);
         job *j = NULL;
-        if (req != NULL) {
+        if (req != NULL && errors.count == 0) {
             j = calloc(1, sizeof *j);
-            if (j == NULL) {
-                enroll_error_set(&lerr, "OUT_OF_MEMORY", NULL, "out of memory");
-            } else {
-                j->req = req;
-                if (policy_apply(r->cfg, req, &j->policy, &lerr) != 0) {
-                    j->failed = true;
-                }
-            }
+            if (j == NULL)
+                error_list_add(&errors, "OUT_OF_MEMORY", NULL, "out of memory");
         }
         atomic_fetch_add(&r->stats.stage_ns[STAGE_PARSE], run_clock_ns() - t0);
         if (j == NULL) {
+            report_line_failure(r, id, line, &errors);
             request_free(req);
-            report_line_failure(r, id, line, &lerr);
-        } else if (j->failed) {
-            j->err = lerr;
-            enroll_finish(r, NULL, j);
-        } else {
-            j->started_ns = run_clock_ns();
-            queue_admit(&r->queue, j);
-            admitted++;
+            continue;
         }
-        free(id);
+        j->req = req;
+        j->policy = decision;
+        j->started_ns = run_clock_ns();
+        queue_admit(&r->queue, j);
+        admitted++;
     }
+    error_list_free(&errors);
     queue_close(&r->queue);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
@@ -262,7 +246,7 @@ int pipeline_run(run *r, enroll_error *err)
     for (int i = 0; i < nworkers; i++)
         close_worker_sessions(r, &workers[i]);
     free(workers);
-    idset_free(&seen);
+    line_checker_free(&checker);
     queue_destroy(&r->queue);
     ndjson_close(&reader);
     log_debug("%ld requests admitted to the workers", admitted);

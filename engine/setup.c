@@ -68,8 +68,8 @@ static int prepare_home(const char *home, enroll_error *err)
     return 0;
 }
 
-int setup_config(engine_setup *s, const char *config_path, const char *home_option,
-                 enroll_error *err)
+static int load_config(engine_setup *s, const char *config_path, const char *home_option,
+                       bool prepare, enroll_error *err)
 {
     memset(s, 0, sizeof *s);
     error_list errors = {0};
@@ -78,7 +78,7 @@ int setup_config(engine_setup *s, const char *config_path, const char *home_opti
     } else {
         s->embedded = true;
         s->home = setup_home_path(home_option);
-        if (s->home == NULL || prepare_home(s->home, err) != 0)
+        if (s->home == NULL || (prepare && prepare_home(s->home, err) != 0))
             return -1;
         json_t *doc = config_default_document(s->home);
         s->cfg = config_load_json(doc, s->home, "(embedded default)", &errors);
@@ -100,6 +100,18 @@ int setup_config(engine_setup *s, const char *config_path, const char *home_opti
 
 static int setup_ensure_token_if(engine_setup *s, const char *label, bool create_missing,
                                  bool *created, enroll_error *err);
+
+int setup_config(engine_setup *s, const char *config_path, const char *home_option,
+                 enroll_error *err)
+{
+    return load_config(s, config_path, home_option, true, err);
+}
+
+int setup_config_readonly(engine_setup *s, const char *config_path, const char *home_option,
+                          enroll_error *err)
+{
+    return load_config(s, config_path, home_option, false, err);
+}
 
 /* The PIN (or SO PIN) of the configuration; generated into its file when allowed and absent. */
 static char *get_pin(const char *env, const char *file, const char *what, bool generate,

@@ -27,6 +27,10 @@ char *setup_home_path(const char *option);
  * is pointed at it). Every configuration error is logged with its JSON path. 0 or -1. */
 int setup_config(engine_setup *s, const char *config_path, const char *home_option,
                  enroll_error *err);
+/* The same, touching nothing on disk (for `validate`): the embedded default is read as it would
+ * be, without creating the home directory or its SoftHSM2 configuration. */
+int setup_config_readonly(engine_setup *s, const char *config_path, const char *home_option,
+                          enroll_error *err);
 
 /* Loads the module. With create_missing, tokens of the configuration that do not exist yet are
  * initialized (PINs taken from the environment or the PIN files, generated into the files when

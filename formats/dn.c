@@ -552,3 +552,70 @@ char *dn_get_text(const X509_NAME *name, int nid)
     OPENSSL_free(v);
     return copy;
 }
+
+int dn_keyword_nid(const char *keyword)
+{
+    for (size_t i = 0; i < N_KEYWORDS; i++)
+        if (strcasecmp(keywords[i].name, keyword) == 0)
+            return keywords[i].nid;
+    return NID_undef;
+}
+
+const char *dn_keyword_for_nid(int nid)
+{
+    for (size_t i = 0; i < N_KEYWORDS; i++)
+        if (keywords[i].nid == nid)
+            return keywords[i].name;
+    return NULL;
+}
+
+/* Place of an attribute type in the customary string order (most specific first). */
+static int string_rank(int nid)
+{
+    static const int order[] = {NID_pkcs9_emailAddress,
+                                NID_commonName,
+                                NID_surname,
+                                NID_givenName,
+                                NID_initials,
+                                NID_title,
+                                NID_userId,
+                                NID_serialNumber,
+                                NID_organizationalUnitName,
+                                NID_organizationName,
+                                NID_streetAddress,
+                                NID_localityName,
+                                NID_stateOrProvinceName,
+                                NID_postalCode,
+                                NID_countryName,
+                                NID_domainComponent};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (order[i] == nid)
+            return (int)i;
+    return (int)(sizeof order / sizeof order[0]); /* others go last */
+}
+
+int dn_add_default(X509_NAME *name, int nid, const char *value, enroll_error *err)
+{
+    if (!utf8_valid((const unsigned char *)value, strlen(value)) || *value == '\0') {
+        enroll_error_set(err, DN_CODE, "Subject", "default %s value is empty or not UTF-8",
+                         OBJ_nid2sn(nid));
+        return -1;
+    }
+    /* Walk the string order (DER order backwards) to the first entry that customarily comes
+     * after this one; the new RDN goes just before it in the string, after it in DER. */
+    int rank = string_rank(nid), count = X509_NAME_entry_count(name), loc = 0;
+    for (int i = count - 1; i >= 0; i--) {
+        int other = OBJ_obj2nid(X509_NAME_ENTRY_get_object(X509_NAME_get_entry(name, i)));
+        if (string_rank(other) > rank) {
+            loc = i + 1;
+            break;
+        }
+    }
+    if (!X509_NAME_add_entry_by_NID(name, nid, MBSTRING_UTF8, (const unsigned char *)value, -1, loc,
+                                    0)) {
+        enroll_error_set(err, DN_CODE, "Subject", "invalid default value for %s", OBJ_nid2sn(nid));
+        enroll_error_add_openssl(err);
+        return -1;
+    }
+    return 0;
+}

@@ -42,4 +42,14 @@ char *dn_format(const X509_NAME *name);
  * (also when the value has no UTF-8 form or holds a NUL byte). */
 char *dn_get_text(const X509_NAME *name, int nid);
 
+/* The NID a subject keyword names ("O", "st", "E", ...), case-insensitively; NID_undef if none. */
+int dn_keyword_nid(const char *keyword);
+/* The keyword dn_format prints for nid ("CN", "ST", ...), or NULL. */
+const char *dn_keyword_for_nid(int nid);
+
+/* Adds an attribute the name lacks (an enrollment pattern's default subject part) in its
+ * customary place of the string order CN, OU, O, STREET, L, ST, POSTALCODE, C, DC (e.g. L=Denver
+ * goes after O and before C). A new single-valued RDN; value is UTF-8. 0, or -1 with err. */
+int dn_add_default(X509_NAME *name, int nid, const char *value, enroll_error *err);
+
 #endif

@@ -142,6 +142,26 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
              const unsigned char *data, size_t data_len, unsigned char *sig, size_t *sig_len,
              hsm_error *err);
 
+/* ---- import (hsm/import.c): CSR enrollments that hand their private key over ---- */
+
+/* Key material, big-endian: RSA n, e, d, p, q, dp, dq, qinv; EC the private scalar (value) and
+ * the uncompressed public point 04||X||Y (point); EdDSA the seed (value) and the raw public key
+ * (point). */
+typedef struct hsm_key_material {
+    hsm_key_spec spec;
+    const unsigned char *n, *e, *d, *p, *q, *dp, *dq, *qinv;
+    size_t n_len, e_len, d_len, p_len, q_len, dp_len, dq_len, qinv_len;
+    const unsigned char *value, *point;
+    size_t value_len, point_len;
+} hsm_key_material;
+
+/* Creates the key pair in the session's token as token storage keeps generated keys (persistent,
+ * private, sensitive, not extractable, CKA_LABEL = label, a fresh random CKA_ID) and reads its
+ * public part back into out. An imported key is not CKA_NEVER_EXTRACTABLE: it was outside once.
+ * 0, or -1 with err (C_CreateObject and the CKR). */
+int hsm_import_keypair(hsm_session *session, const hsm_key_material *material, const char *label,
+                       hsm_keypair *out, hsm_error *err);
+
 /* ---- export (hsm/wrap.c) ---- */
 
 /* Imports an AES-256 key (kek, 32 bytes, held by the caller) into the token as a session object

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ckr.h"
+#include "internal.h"
 
 /* DER-encoded curve OIDs for CKA_EC_PARAMS. */
 static const unsigned char oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
@@ -25,6 +26,39 @@ static const unsigned char name_ed448[] = {0x13, 0x0a, 'e', 'd', 'w', 'a',
                                            'r',  'd',  's', '4', '4', '8'};
 
 enum { KEYGEN_MAX_ATTEMPTS = 6 };
+
+const unsigned char *hsm_curve_params(const hsm_key_spec *spec, size_t *len)
+{
+    const unsigned char *p = NULL;
+    *len = 0;
+    if (spec->type == HSM_KEY_EC && spec->curve == HSM_CURVE_P256)
+        p = oid_p256, *len = sizeof oid_p256;
+    else if (spec->type == HSM_KEY_EC && spec->curve == HSM_CURVE_P384)
+        p = oid_p384, *len = sizeof oid_p384;
+    else if (spec->type == HSM_KEY_EC && spec->curve == HSM_CURVE_P521)
+        p = oid_p521, *len = sizeof oid_p521;
+    else if (spec->type == HSM_KEY_ED25519)
+        p = oid_ed25519, *len = sizeof oid_ed25519;
+    else if (spec->type == HSM_KEY_ED448)
+        p = oid_ed448, *len = sizeof oid_ed448;
+    return p;
+}
+
+static int read_attribute(hsm_session *s, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type,
+                          unsigned char **out, size_t *out_len, hsm_error *err);
+
+int hsm_read_public_parts(hsm_session *session, hsm_keypair *pair, hsm_error *err)
+{
+    if (pair->spec.type == HSM_KEY_RSA)
+        return (read_attribute(session, pair->public_key, CKA_MODULUS, &pair->modulus,
+                               &pair->modulus_len, err) == 0 &&
+                read_attribute(session, pair->public_key, CKA_PUBLIC_EXPONENT, &pair->exponent,
+                               &pair->exponent_len, err) == 0)
+                   ? 0
+                   : -1;
+    return read_attribute(session, pair->public_key, CKA_EC_POINT, &pair->ec_point,
+                          &pair->ec_point_len, err);
+}
 
 static void spec_text(const hsm_key_spec *spec, char *buf, size_t size)
 {
@@ -222,18 +256,7 @@ int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key
         return -1;
     }
 
-    int rc;
-    if (spec->type == HSM_KEY_RSA) {
-        rc = read_attribute(session, out->public_key, CKA_MODULUS, &out->modulus, &out->modulus_len,
-                            err);
-        if (rc == 0)
-            rc = read_attribute(session, out->public_key, CKA_PUBLIC_EXPONENT, &out->exponent,
-                                &out->exponent_len, err);
-    } else {
-        rc = read_attribute(session, out->public_key, CKA_EC_POINT, &out->ec_point,
-                            &out->ec_point_len, err);
-    }
-    if (rc != 0) {
+    if (hsm_read_public_parts(session, out, err) != 0) {
         hsm_destroy_keypair(session, out, NULL);
         hsm_keypair_release(out);
         return -1;

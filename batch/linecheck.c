@@ -1,0 +1,73 @@
+/* The pre-flight check of a batch line, shared by run and validate. */
+#include "linecheck.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+
+void line_checker_init(line_checker *lc, const config *cfg, const request_defaults *defaults,
+                       const char *default_ca)
+{
+    memset(lc, 0, sizeof *lc);
+    lc->cfg = cfg;
+    lc->defaults = *defaults;
+    lc->default_ca = default_ca;
+    idset_init(&lc->seen_ids);
+    key_history_init(&lc->history);
+    for (size_t i = 0; i < cfg->ca_count; i++) {
+        if (cfg->cas[i].type != CA_TYPE_LOCAL || cfg->cas[i].home == NULL)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/issued.ndjson", cfg->cas[i].home);
+        key_history_load_log(&lc->history, path);
+    }
+}
+
+void line_checker_free(line_checker *lc)
+{
+    idset_free(&lc->seen_ids);
+    key_history_free(&lc->history);
+}
+
+enroll_request *line_check_alone(const line_checker *lc, char *text, size_t len, long line,
+                                 policy_decision *decision, error_list *errors)
+{
+    memset(decision, 0, sizeof *decision);
+    enroll_request *req = request_parse(text, len, line, &lc->defaults, errors);
+    if (req == NULL)
+        return NULL;
+    if (lc->default_ca != NULL && req->ca_name == NULL)
+        req->ca_name = strdup(lc->default_ca);
+    policy_apply(lc->cfg, req, decision, errors);
+    if (req->private_key != NULL)
+        OPENSSL_cleanse(text, len);
+    return req;
+}
+
+void line_check_in_order(line_checker *lc, const enroll_request *req,
+                         const policy_decision *decision, error_list *errors)
+{
+    if (req == NULL)
+        return;
+    if (req->id != NULL && idset_insert(&lc->seen_ids, req->id) == 0)
+        error_list_add(errors, "DUPLICATE_ID", "Id",
+                       "Id \"%.80s\" was already used earlier in the batch", req->id);
+    if (req->operation != OP_CSR || req->csr == NULL)
+        return;
+    bool reuse_allowed = decision->pattern != NULL && decision->pattern->policy.allow_key_reuse;
+    if (!reuse_allowed && key_history_seen(&lc->history, req->key_fingerprint))
+        error_list_add(errors, "POLICY_KEY_REUSE", "CSR",
+                       "the CSR's public key was already certified, and this pattern does not "
+                       "allow key reuse");
+    else if (errors->count == 0)
+        key_history_add(&lc->history, req->key_fingerprint);
+}
+
+enroll_request *line_check(line_checker *lc, char *text, size_t len, long line,
+                           policy_decision *decision, error_list *errors, const char **id)
+{
+    enroll_request *req = line_check_alone(lc, text, len, line, decision, errors);
+    line_check_in_order(lc, req, decision, errors);
+    *id = req ? req->id : NULL;
+    return req;
+}

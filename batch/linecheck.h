@@ -1,0 +1,39 @@
+/* Everything that is checked of a batch line before any HSM or CA work, in one place so that
+ * `run` and `validate` cannot disagree: parsing and policy (independent of other lines, so they
+ * may run on several threads), then, in line order, duplicate Ids and key reuse. */
+#ifndef HSMENROLL_BATCH_LINECHECK_H
+#define HSMENROLL_BATCH_LINECHECK_H
+
+#include "config.h"
+#include "idset.h"
+#include "keyhistory.h"
+#include "policy.h"
+#include "request.h"
+
+typedef struct line_checker {
+    const config *cfg;
+    request_defaults defaults;
+    const char *default_ca; /* run --ca: for lines that name no CA */
+    idset seen_ids;
+    key_history history;
+} line_checker;
+
+/* Prepares a checker; loads the issuance logs of the configuration's local CAs into the key
+ * history (for AllowKeyReuse). */
+void line_checker_init(line_checker *lc, const config *cfg, const request_defaults *defaults,
+                       const char *default_ca);
+void line_checker_free(line_checker *lc);
+
+/* The part that depends on this line only: parsing and policy. Thread-safe. Returns the request
+ * (NULL when the line is not a JSON object); the raw line is wiped when it carried a PrivateKey. */
+enroll_request *line_check_alone(const line_checker *lc, char *text, size_t len, long line,
+                                 policy_decision *decision, error_list *errors);
+/* The part that depends on the lines before, called in line order: a duplicate Id, a CSR key
+ * already certified (AllowKeyReuse false); a good CSR line's key joins the history. */
+void line_check_in_order(line_checker *lc, const enroll_request *req,
+                         const policy_decision *decision, error_list *errors);
+/* Both, for one line. *id gets the Id to report the line under (owned by the request, or NULL). */
+enroll_request *line_check(line_checker *lc, char *text, size_t len, long line,
+                           policy_decision *decision, error_list *errors, const char **id);
+
+#endif

@@ -1,0 +1,156 @@
+/* Decoding CSRs and PKCS#8 keys from request lines, and describing keys for policy checks. */
+#include "csr.h"
+
+#include <ctype.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Base 64 (whitespace ignored) to bytes; NULL when not base 64. */
+static unsigned char *base64_decode(const char *text, size_t *out_len)
+{
+    size_t n = strlen(text);
+    char *clean = malloc(n + 1);
+    if (clean == NULL)
+        return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isspace((unsigned char)text[i]))
+            clean[m++] = text[i];
+    clean[m] = '\0';
+    unsigned char *out = NULL;
+    if (m > 0 && m % 4 == 0) {
+        out = malloc(m / 4 * 3 + 1);
+        int len = out ? EVP_DecodeBlock(out, (unsigned char *)clean, (int)m) : -1;
+        if (len < 0) {
+            free(out);
+            out = NULL;
+        } else {
+            /* EVP_DecodeBlock counts padding as zero bytes. */
+            if (m >= 1 && clean[m - 1] == '=')
+                len--;
+            if (m >= 2 && clean[m - 2] == '=')
+                len--;
+            *out_len = (size_t)len;
+        }
+    }
+    OPENSSL_cleanse(clean, m);
+    free(clean);
+    return out;
+}
+
+X509_REQ *csr_decode(const char *text, enroll_error *err)
+{
+    X509_REQ *req = NULL;
+    if (strstr(text, "-----BEGIN") != NULL) {
+        BIO *bio = BIO_new_mem_buf(text, -1);
+        req = bio ? PEM_read_bio_X509_REQ(bio, NULL, NULL, NULL) : NULL;
+        BIO_free(bio);
+    } else {
+        size_t len = 0;
+        unsigned char *der = base64_decode(text, &len);
+        const unsigned char *p = der;
+        req = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
+        if (req != NULL && p != der + len) {
+            X509_REQ_free(req);
+            req = NULL;
+        }
+        free(der);
+    }
+    if (req == NULL) {
+        ERR_clear_error();
+        enroll_error_set(err, "INVALID_CSR", "CSR",
+                         "CSR is neither PEM nor base-64 DER of a PKCS#10 request");
+        return NULL;
+    }
+    EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
+    if (pub == NULL || X509_REQ_verify(req, pub) != 1) {
+        ERR_clear_error();
+        X509_REQ_free(req);
+        enroll_error_set(err, "CSR_SIGNATURE_INVALID", "CSR",
+                         "the CSR's signature does not verify with its public key");
+        return NULL;
+    }
+    return req;
+}
+
+GENERAL_NAMES *csr_sans(const X509_REQ *req)
+{
+    STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions((X509_REQ *)req);
+    GENERAL_NAMES *names = NULL;
+    int i = X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1);
+    if (i < 0)
+        names = sk_GENERAL_NAME_new_null();
+    else
+        names = X509V3_EXT_d2i(sk_X509_EXTENSION_value(exts, i));
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return names;
+}
+
+EVP_PKEY *privkey_decode(const char *text, enroll_error *err)
+{
+    EVP_PKEY *key = NULL;
+    if (strstr(text, "-----BEGIN") != NULL) {
+        if (strstr(text, "ENCRYPTED") == NULL) {
+            BIO *bio = BIO_new_mem_buf(text, -1);
+            key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"") : NULL;
+            BIO_free(bio);
+        }
+    } else {
+        size_t len = 0;
+        unsigned char *der = base64_decode(text, &len);
+        if (der != NULL) {
+            const unsigned char *p = der;
+            PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
+            key = p8 ? EVP_PKCS82PKEY(p8) : NULL;
+            PKCS8_PRIV_KEY_INFO_free(p8);
+            OPENSSL_cleanse(der, len);
+            free(der);
+        }
+    }
+    if (key == NULL) {
+        ERR_clear_error();
+        enroll_error_set(err, "INVALID_PRIVATE_KEY", "PrivateKey",
+                         "PrivateKey is not an unencrypted PKCS#8 key (base 64 or PEM)");
+    }
+    return key;
+}
+
+int key_describe(const EVP_PKEY *key, int *type, int *bits, int *curve_nid)
+{
+    *type = EVP_PKEY_get_base_id(key);
+    *bits = EVP_PKEY_get_bits(key);
+    *curve_nid = NID_undef;
+    switch (*type) {
+    case EVP_PKEY_RSA:
+    case EVP_PKEY_ED25519:
+    case EVP_PKEY_ED448:
+        return 0;
+    case EVP_PKEY_EC: {
+        char group[64];
+        if (!EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                            NULL))
+            return -1;
+        *curve_nid = OBJ_sn2nid(group);
+        if (*curve_nid == NID_undef)
+            *curve_nid = EC_curve_nist2nid(group);
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+int spki_fingerprint(const X509_PUBKEY *spki, unsigned char out[32])
+{
+    unsigned char *der = NULL;
+    int len = i2d_X509_PUBKEY(spki, &der);
+    if (len <= 0)
+        return -1;
+    int ok = EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    return ok ? 0 : -1;
+}
