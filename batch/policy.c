@@ -23,7 +23,9 @@ static uint64_t next_random(void)
     if (s == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        s = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ 0x9e3779b97f4a7c15ULL;
+        uint64_t seed = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ 0x9e3779b97f4a7c15ULL;
+        if (atomic_compare_exchange_strong(&state, &s, seed)) /* else s holds another seed */
+            s = seed;
     }
     uint64_t x;
     do {

@@ -763,8 +763,14 @@ enroll_request *request_parse(const char *text, size_t len, long line,
         parse_csr_line(&c, r);
     else if (r->operation == OP_PFX)
         parse_pfx_line(&c, r);
-    if (r->sans != NULL)
-        parse_sans(&c, r->sans);
+    /* The line's SANs join those already there (a CSR's), each name once. */
+    GENERAL_NAMES *line_sans = sk_GENERAL_NAME_new_null();
+    if (r->sans != NULL && line_sans != NULL) {
+        parse_sans(&c, line_sans);
+        if (san_merge(r->sans, line_sans) != 0)
+            error_list_add(errors, "OUT_OF_MEMORY", NULL, "out of memory");
+    }
+    GENERAL_NAMES_free(line_sans);
     parse_enrollment(&c, r, defaults);
     parse_output(&c, r, defaults);
     parse_annotations(&c, r);

@@ -401,6 +401,10 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         json_object_set_new(line, "CertificateInformation", certificate_information(j, password));
         json_object_set_new(line, "Metadata",
                             req->metadata ? json_incref(req->metadata) : json_object());
+        if (req->owner_role_id >= 0)
+            json_object_set_new(line, "OwnerRoleId", json_integer(req->owner_role_id));
+        if (req->owner_role_name != NULL)
+            json_object_set_new(line, "OwnerRoleName", json_string(req->owner_role_name));
         json_object_set_new(line, "Files", files ? json_incref(files) : json_array());
         if (j->key_uri != NULL)
             json_object_set_new(line, "KeyUri", json_string(j->key_uri));

@@ -120,21 +120,24 @@ static void test_not_json_and_not_object(void)
 
 static void test_unknown_and_duplicate_keys(void)
 {
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"],\"Pin\":\"1234\"},\"CertificateAuthorities\":[{\"Id\":1,"
-                 "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
-                 "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
-                 "\"Template\":1}]}",
-                 "Hsm.Pin", "unknown key");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"hsm\":{},\"CertificateAuthorities\":[{\"Id\":1,"
-                 "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
-                 "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
-                 "\"Template\":1}],\"Colour\":1}",
-                 "Colour", "unknown key");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"hsm\":{},\"CertificateAuthorities\":[{\"Id\":1,"
-                 "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
-                 "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
-                 "\"Template\":1}]}",
-                 "hsm", "given twice");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"],\"Pin\":\"1234\"},\"CertificateAuthorities\":[{\"Id\":1,"
+        "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+        "\"Template\":1}]}",
+        "Hsm.Pin", "unknown key");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"hsm\":{},\"CertificateAuthorities\":[{\"Id\":1,"
+        "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+        "\"Template\":1}],\"Colour\":1}",
+        "Colour", "unknown key");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"hsm\":{},\"CertificateAuthorities\":[{\"Id\":1,"
+        "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+        "\"Template\":1}]}",
+        "hsm", "given twice");
 }
 
 static void test_hsm_section(void)
@@ -154,33 +157,41 @@ static void test_ca_and_template_entries(void)
     expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Name\":\"c\","
                  "\"Type\":\"local\"}]}",
                  "CertificateAuthorities[0].Id", "required");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"acme\"}]}",
-                 "CertificateAuthorities[0].Type", "must be");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"cfssl\"}]}",
-                 "CertificateAuthorities[0].Url", "required for a cfssl CA");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"local\"},{\"Id\":1,\"Name\":\"C\",\"Type\":\"local\"}]}",
-                 "CertificateAuthorities[1].Id", "used twice");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"local\"},{\"Id\":2,\"Name\":\"C\",\"Type\":\"local\"}]}",
-                 "CertificateAuthorities[1].Name", "used twice");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
-                 "\"CertificateAuthorities\":[2]}]}",
-                 "Templates[0].CertificateAuthorities", "no CA with Id 2");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\"}]}",
-                 "Templates[0].CertificateAuthorities", "at least one CA");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
-                 "\"CertificateAuthorities\":[1],\"ValidityDays\":0}]}",
-                 "Templates[0].ValidityDays", "between 1 and 36500");
-    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
-                 "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
-                 "\"CertificateAuthorities\":[\"1\"]}]}",
-                 "Templates[0].CertificateAuthorities[0]", "expected an integer");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"acme\"}]}",
+        "CertificateAuthorities[0].Type", "must be");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"cfssl\"}]}",
+        "CertificateAuthorities[0].Url", "required for a cfssl CA");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"local\"},{\"Id\":1,\"Name\":\"C\",\"Type\":\"local\"}]}",
+        "CertificateAuthorities[1].Id", "used twice");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"local\"},{\"Id\":2,\"Name\":\"C\",\"Type\":\"local\"}]}",
+        "CertificateAuthorities[1].Name", "used twice");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[2]}]}",
+        "Templates[0].CertificateAuthorities", "no CA with Id 2");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\"}]}",
+        "Templates[0].CertificateAuthorities", "at least one CA");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[1],\"ValidityDays\":0}]}",
+        "Templates[0].ValidityDays", "between 1 and 36500");
+    expect_error(
+        "{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\","
+        "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[\"1\"]}]}",
+        "Templates[0].CertificateAuthorities[0]", "expected an integer");
 }
 
 /* The rules of POST /EnrollmentPatterns (seed 002). */
@@ -200,8 +211,7 @@ static void expect_pattern_error(const char *patterns, const char *path, const c
 static void test_pattern_rules(void)
 {
     expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"RestrictCAs\":true}]",
-                         "EnrollmentPatterns[0].CertificateAuthorities",
-                         "RestrictCAs is true");
+                         "EnrollmentPatterns[0].CertificateAuthorities", "RestrictCAs is true");
     expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"UseADPermissions\":false}]",
                          "EnrollmentPatterns[0].AssociatedRoles", "UseADPermissions is false");
     expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"UseADPermissions\":false,"
@@ -227,6 +237,132 @@ static void test_pattern_rules(void)
                          "EnrollmentPatterns[0].Colour", "unknown key");
 }
 
+/* Pattern policy sections (Regexes, Defaults, MetadataFields, Policies, EnrollmentFields). */
+static void test_pattern_policy_sections(void)
+{
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Regexes\":[{\"SubjectPart\":"
+                         "\"O\",\"Regex\":\"(unclosed\"}]}]",
+                         "EnrollmentPatterns[0].Regexes[0].Regex", "at offset");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Regexes\":[{\"SubjectPart\":"
+                         "\"XYZ\",\"Regex\":\"a\"}]}]",
+                         "EnrollmentPatterns[0].Regexes[0].SubjectPart", "not a subject part");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Regexes\":[{\"SubjectPart\":"
+                         "\"CN\"}]}]",
+                         "EnrollmentPatterns[0].Regexes[0].Regex", "required");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Defaults\":[{\"SubjectPart\":"
+                         "\"L\"}]}]",
+                         "EnrollmentPatterns[0].Defaults[0].Value", "required");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"MetadataFields\":[{"
+                         "\"MetadataId\":9}]}]",
+                         "EnrollmentPatterns[0].MetadataFields[0].MetadataId",
+                         "no field with Id 9");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Policies\":{\"KeyInfo\":{"
+                         "\"DSA\":{}}}}]",
+                         "EnrollmentPatterns[0].Policies.KeyInfo.DSA", "unknown key");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Policies\":{\"KeyInfo\":{"
+                         "\"ECDSA\":{\"bit_lengths\":[300]}}}}]",
+                         "EnrollmentPatterns[0].Policies.KeyInfo.ECDSA.bit_lengths[0]",
+                         "not a supported key size");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Policies\":{\"KeyInfo\":{"
+                         "\"ECDSA\":{\"curves\":[\"1.2.3\"]}}}}]",
+                         "EnrollmentPatterns[0].Policies.KeyInfo.ECDSA.curves[0]",
+                         "not 1.2.840.10045.3.1.7");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Policies\":{\"KeyInfo\":{"
+                         "\"RSA\":{\"curves\":[\"P-256\"]}}}}]",
+                         "EnrollmentPatterns[0].Policies.KeyInfo.RSA.curves", "no curve");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Policies\":{"
+                         "\"CertificateOwnerRole\":5}}]",
+                         "EnrollmentPatterns[0].Policies.CertificateOwnerRole", "0 (optional)");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"Policies\":{"
+                         "\"AllowWildcards\":\"no\"}}]",
+                         "EnrollmentPatterns[0].Policies.AllowWildcards", "true or false");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"EnrollmentFields\":[{"
+                         "\"Name\":\"C\",\"DataType\":2}]}]",
+                         "EnrollmentPatterns[0].EnrollmentFields[0].Options", "needs its options");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"EnrollmentFields\":[{"
+                         "\"Name\":\"C\",\"DataType\":3}]}]",
+                         "EnrollmentPatterns[0].EnrollmentFields[0].DataType", "1 (string)");
+    expect_pattern_error("[{\"Id\":1,\"Name\":\"P\",\"Template\":1,\"EnrollmentFields\":[{"
+                         "\"Name\":\"C\"},{\"Name\":\"c\"}]}]",
+                         "EnrollmentPatterns[0].EnrollmentFields[1].Name", "defined twice");
+}
+
+/* Global MetadataFields, pattern overrides, Roles, Settings. */
+static void test_metadata_roles_and_settings(void)
+{
+    char text[4096];
+    static const char tail[] =
+        "\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"a\","
+        "\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"T\","
+        "\"CertificateAuthorities\":[1]}]";
+    snprintf(text, sizeof text,
+             "{%s,\"MetadataFields\":[{\"Id\":1,\"Name\":\"M\",\"DataType\":9}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\",\"Template\":1}]}",
+             tail);
+    expect_error(text, "MetadataFields[0].DataType", "1 string");
+    snprintf(text, sizeof text,
+             "{%s,\"MetadataFields\":[{\"Id\":1,\"Name\":\"M\",\"DataType\":5}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\",\"Template\":1}]}",
+             tail);
+    expect_error(text, "MetadataFields[0].Options", "needs its options");
+    snprintf(text, sizeof text,
+             "{%s,\"MetadataFields\":[{\"Id\":1,\"Name\":\"M\",\"DataType\":2,"
+             "\"Validation\":\"^1\"}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\","
+             "\"Template\":1}]}",
+             tail);
+    expect_error(text, "MetadataFields[0].Validation", "string fields only");
+    snprintf(text, sizeof text,
+             "{%s,\"MetadataFields\":[{\"Id\":1,\"Name\":\"Mail\",\"DataType\":1,"
+             "\"Validation\":\"@example\\\\.com$\"}],\"EnrollmentPatterns\":[{\"Id\":1,"
+             "\"Name\":\"P\",\"Template\":1,\"MetadataFields\":[{\"MetadataId\":1,"
+             "\"DefaultValue\":\"a@example.org\",\"Enrollment\":3}]}]}",
+             tail);
+    error_list errors = {0};
+    config *cfg = load(text, &errors);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_TRUE(
+        has_error(&errors, "EnrollmentPatterns[0].MetadataFields[0].Enrollment", "0 (optional)"));
+    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[0].MetadataFields[0].DefaultValue",
+                             "does not match"));
+    error_list_free(&errors);
+    snprintf(text, sizeof text,
+             "{%s,\"Roles\":[{\"Id\":3,\"Name\":\"Ops\"}],\"EnrollmentPatterns\":[{\"Id\":1,"
+             "\"Name\":\"P\",\"Template\":1,\"UseADPermissions\":false,"
+             "\"AssociatedRoles\":[\"Ops\",\"Devs\"],\"Policies\":{"
+             "\"DefaultCertificateOwnerRoleName\":\"Nobody\"}}]}",
+             tail);
+    errors = (error_list){0};
+    cfg = load(text, &errors);
+    CU_ASSERT_PTR_NULL(cfg);
+    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[0].AssociatedRoles", "\"Devs\""));
+    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[0].Policies", "\"Nobody\""));
+    error_list_free(&errors);
+    snprintf(text, sizeof text,
+             "{%s,\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"P\",\"Template\":1}],"
+             "\"Settings\":{\"CommonNameRegex\":\"[\"}}",
+             tail);
+    expect_error(text, "Settings.CommonNameRegex", "not a valid regular expression");
+    /* A valid policy document compiles. */
+    errors = (error_list){0};
+    cfg = config_load_file(HSMENROLL_SOURCE_DIR "/tests/data/policy-config.json", &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    const config_pattern *web = config_find_pattern(cfg, 1);
+    CU_ASSERT_EQUAL(web->policy.regex_count, 1);
+    CU_ASSERT_EQUAL(web->policy.default_count, 2);
+    CU_ASSERT_TRUE(web->policy.keys.restricted);
+    CU_ASSERT_TRUE(web->policy.keys.ecc);
+    CU_ASSERT_FALSE(web->policy.keys.rsa);
+    CU_ASSERT_EQUAL(web->policy.keys.curve_count, 3);
+    CU_ASSERT_TRUE(web->policy.rfc_enforcement);
+    CU_ASSERT_EQUAL(web->policy.default_owner_id, 3);
+    /* Every global field, with the pattern's overrides on Email-Contact (4). */
+    CU_ASSERT_EQUAL(web->policy.metadata_count, 6);
+    for (size_t i = 0; i < web->policy.metadata_count; i++)
+        if (web->policy.metadata[i].id == 4)
+            CU_ASSERT_EQUAL(web->policy.metadata[i].enrollment, FIELD_REQUIRED);
+    config_free(cfg);
+}
+
 static void test_every_error_is_reported(void)
 {
     error_list errors = {0};
@@ -237,7 +373,8 @@ static void test_every_error_is_reported(void)
     config *cfg = load(text, &errors);
     CU_ASSERT_PTR_NULL(cfg);
     CU_ASSERT_TRUE(errors.count >= 3);
-    CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[0].CertificateAuthorities", "RestrictCAs"));
+    CU_ASSERT_TRUE(
+        has_error(&errors, "EnrollmentPatterns[0].CertificateAuthorities", "RestrictCAs"));
     CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[1].Template", "no template"));
     CU_ASSERT_TRUE(has_error(&errors, "EnrollmentPatterns[1].AssociatedRoles", "UseADPermissions"));
     error_list_free(&errors);
@@ -311,6 +448,8 @@ int main(void)
         TEST_CASE(test_hsm_section),
         TEST_CASE(test_ca_and_template_entries),
         TEST_CASE(test_pattern_rules),
+        TEST_CASE(test_pattern_policy_sections),
+        TEST_CASE(test_metadata_roles_and_settings),
         TEST_CASE(test_every_error_is_reported),
         TEST_CASE(test_default_pattern_choice),
         TEST_CASE(test_settings),
