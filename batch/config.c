@@ -44,6 +44,8 @@ static const char *const ca_keys[] = {"Id",
                                       "InsecureSkipTlsVerify",
                                       "ClientCertificate",
                                       "ClientKey",
+                                      "RemoteName",
+                                      "RetryDelayMs",
                                       "Description",
                                       NULL};
 static const char *const template_keys[] = {

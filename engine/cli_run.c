@@ -58,17 +58,21 @@ static int parse_int(const char *s, long long min, long long max, long long *out
 static void print_summary(run *r, double seconds)
 {
     long issued = atomic_load(&r->stats.issued), failed = atomic_load(&r->stats.failed);
-    log_info("%ld request%s: %ld issued, %ld failed in %.2f s (%.1f certificates/s); results in "
-             "%s/results.ndjson",
-             issued + failed, issued + failed == 1 ? "" : "s", issued, failed, seconds,
+    long pending = atomic_load(&r->stats.pending);
+    char pending_text[48] = "";
+    if (pending > 0)
+        snprintf(pending_text, sizeof pending_text, ", %ld pending", pending);
+    long total = issued + failed + pending;
+    log_info("%ld request%s: %ld issued%s, %ld failed in %.2f s (%.1f certificates/s); results "
+             "in %s/results.ndjson",
+             total, total == 1 ? "" : "s", issued, pending_text, failed, seconds,
              seconds > 0 ? issued / seconds : 0.0, r->out.path);
     static const char *names[STAGE_COUNT] = {"parse", "keygen", "csr", "submit", "bundle", "write"};
     char line[256];
     int n = 0;
     for (int s = 0; s < STAGE_COUNT; s++)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "", names[s],
-                      atomic_load(&r->stats.stage_ns[s]) / 1e6 /
-                          (issued + failed ? issued + failed : 1));
+                      atomic_load(&r->stats.stage_ns[s]) / 1e6 / (total ? total : 1));
     log_debug("mean time per request by stage: %s", line);
 }
 

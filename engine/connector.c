@@ -3,11 +3,17 @@
 
 #include <stdlib.h>
 
+#include "http_loop.h"
+
 const ca_connector_ops *connector_ops_for(ca_type type)
 {
     switch (type) {
     case CA_TYPE_LOCAL:
         return &connector_local;
+    case CA_TYPE_KEYFACTOR:
+        return &connector_keyfactor;
+    case CA_TYPE_CFSSL:
+        return &connector_cfssl;
     default:
         return NULL;
     }
@@ -47,6 +53,9 @@ int connectors_open(run *r, enroll_error *err)
 
 void connectors_close(run *r)
 {
+    /* Every job is done by now, so the loop has nothing left in flight. */
+    http_loop_stop(r->http);
+    r->http = NULL;
     if (r->connectors == NULL)
         return;
     for (size_t i = 0; i < r->cfg->ca_count; i++) {

@@ -37,5 +37,7 @@ int connectors_open(run *r, enroll_error *err);
 void connectors_close(run *r);
 
 extern const ca_connector_ops connector_local;
+extern const ca_connector_ops connector_keyfactor;
+extern const ca_connector_ops connector_cfssl;
 
 #endif

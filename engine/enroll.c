@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "certinfo.h"
 #include "connector.h"
 #include "formats/bundle.h"
 #include "formats/dn.h"
@@ -209,6 +210,49 @@ static int bio_write_file(run *r, BIO *bio, const char *id, const char *ext, mod
     return 0;
 }
 
+/* The password protecting an exported key: the request's, or a generated one (then also
+ * returned in *generated, for the result line). NULL with j->err on failure. */
+static char *choose_password(run *r, job *j, char **generated)
+{
+    char *password;
+    if (j->req->password != NULL) {
+        password = strdup(j->req->password);
+    } else {
+        long long n = r->cfg->settings.password_length;
+        password = secret_random((size_t)(n > 16 ? n : 16));
+        *generated = password ? strdup(password) : NULL;
+    }
+    if (password == NULL)
+        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+    return password;
+}
+
+/* A request the CA has not issued yet: an exported key is kept as <Id>.p8 (encrypted PKCS#8,
+ * 0600) to be paired with the certificate when it comes; a token key stays in the token. */
+static int keep_pending_key(worker *w, job *j, json_t *files, char **password_out)
+{
+    run *r = w->run;
+    if (j->req->storage != STORAGE_EXPORT || j->wrapped_key == NULL)
+        return 0;
+    EVP_PKEY *key = unwrap_key(r, j);
+    char *password = key ? choose_password(r, j, password_out) : NULL;
+    BIO *bio = password ? BIO_new(BIO_s_mem()) : NULL;
+    int rc = -1;
+    if (bio != NULL &&
+        pkcs8_der_write(bio, key, password, (int)r->cfg->settings.pkcs12_iterations, &j->err) ==
+            0 &&
+        bio_write_file(r, bio, j->req->id, "p8", 0600, files, &j->err) == 0)
+        rc = 0;
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+    secret_free(password);
+    if (rc != 0) {
+        secret_free(*password_out);
+        *password_out = NULL;
+    }
+    return rc;
+}
+
 /* Bundles and writes the outputs; fills files and *password_out (generated password). */
 static int deliver(worker *w, job *j, json_t *files, char **password_out)
 {
@@ -233,17 +277,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
                              "the issued certificate does not match the generated key");
             goto done;
         }
-        if (req->password != NULL) {
-            password = strdup(req->password);
-        } else {
-            long long n = r->cfg->settings.password_length;
-            password = secret_random((size_t)(n > 16 ? n : 16));
-            *password_out = password ? strdup(password) : NULL;
-        }
-        if (password == NULL) {
-            enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        if ((password = choose_password(r, j, password_out)) == NULL)
             goto done;
-        }
     }
     certs = chain_arrange(j->cert, j->chain, req->include_chain, req->chain_order);
     if (certs == NULL) {
@@ -309,30 +344,6 @@ done:
     return rc;
 }
 
-static char *hex_upper(const unsigned char *in, size_t n)
-{
-    static const char digits[] = "0123456789ABCDEF";
-    char *out = malloc(2 * n + 1);
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-    return out;
-}
-
-static json_t *iso_time(const ASN1_TIME *t)
-{
-    struct tm tm;
-    char buf[32];
-    if (t == NULL || !ASN1_TIME_to_tm(t, &tm))
-        return json_null();
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
-
 static const char *disposition_message(const job *j)
 {
     if (j->req->operation == OP_CSR)
@@ -344,28 +355,18 @@ static const char *disposition_message(const job *j)
 
 static json_t *certificate_information(job *j, const char *password)
 {
-    X509 *cert = j->cert;
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    char *serial = bn ? BN_bn2hex(bn) : NULL;
-    BN_free(bn);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    X509_digest(cert, EVP_sha1(), md, &md_len);
-    char *thumb = hex_upper(md, md_len);
-    char *issuer = dn_format(X509_get_issuer_name(cert));
-    char *subject = dn_format(X509_get_subject_name(cert));
-    json_t *info = json_pack(
-        "{s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:s, s:s, s:o, s:o}", "SerialNumber", serial,
-        "IssuerDN", issuer, "SubjectDN", subject, "Thumbprint", thumb, "KeyfactorID",
-        (json_int_t)j->keyfactor_id, "KeyfactorRequestId", (json_int_t)j->request_id,
-        "RequestDisposition", "ISSUED", "DispositionMessage", disposition_message(j), "NotBefore",
-        iso_time(X509_get0_notBefore(cert)), "NotAfter", iso_time(X509_get0_notAfter(cert)));
-    if (info != NULL && password != NULL)
+    json_t *info = certinfo_describe(j->cert);
+    if (info == NULL)
+        return json_object();
+    json_object_set_new(info, "RequestDisposition", json_string("ISSUED"));
+    json_object_set_new(info, "DispositionMessage", json_string(disposition_message(j)));
+    /* A CFSSL CA has no such numbers. */
+    if (j->keyfactor_id > 0)
+        json_object_set_new(info, "KeyfactorID", json_integer(j->keyfactor_id));
+    if (j->request_id > 0)
+        json_object_set_new(info, "KeyfactorRequestId", json_integer(j->request_id));
+    if (password != NULL)
         json_object_set_new(info, "Password", json_string(password));
-    OPENSSL_free(serial);
-    free(thumb);
-    free(issuer);
-    free(subject);
     return info;
 }
 
@@ -392,12 +393,27 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
         j->have_pair = false;
     }
-    json_t *line = result_new(req->id, req->line, j->failed ? "failed" : "issued");
+    json_t *line = result_new(req->id, req->line,
+                              j->failed    ? "failed"
+                              : j->pending ? "pending"
+                                           : "issued");
     if (j->policy.ca != NULL)
         json_object_set_new(line, "CertificateAuthority", json_string(j->policy.ca->name));
     if (j->policy.template_ != NULL)
         json_object_set_new(line, "Template", json_string(j->policy.template_->name));
-    if (!j->failed) {
+    if (!j->failed && j->pending) {
+        json_t *info = json_pack("{s:s, s:s}", "RequestDisposition", j->disposition,
+                                 "DispositionMessage", j->disposition_message);
+        if (j->request_id > 0)
+            json_object_set_new(info, "KeyfactorRequestId", json_integer(j->request_id));
+        if (password != NULL)
+            json_object_set_new(info, "Password", json_string(password));
+        json_object_set_new(line, "CertificateInformation", info);
+        json_object_set_new(line, "Files", files ? json_incref(files) : json_array());
+        if (j->key_uri != NULL)
+            json_object_set_new(line, "KeyUri", json_string(j->key_uri));
+        atomic_fetch_add(&r->stats.pending, 1);
+    } else if (!j->failed) {
         json_object_set_new(line, "CertificateInformation", certificate_information(j, password));
         json_object_set_new(line, "Metadata",
                             req->metadata ? json_incref(req->metadata) : json_object());
@@ -426,7 +442,9 @@ void enroll_answered(worker *w, job *j)
 {
     json_t *files = json_array();
     char *password = NULL;
-    if (!j->failed && deliver(w, j, files, &password) != 0)
+    if (!j->failed && j->pending && keep_pending_key(w, j, files, &password) != 0)
+        j->failed = true;
+    else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
         j->failed = true;
     finish(w->run, w->sessions, j, files, password);
     json_decref(files);

@@ -1,5 +1,6 @@
 /* hsmenroll: bulk certificate enrollment with HSM-protected keys. Entry point and dispatch to
  * the subcommands. */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@ static const char usage[] =
     "                         PFX/PEM/DER bundles and results.ndjson in the output directory\n"
     "  validate BATCH|-       check every line against the configuration and its patterns'\n"
     "                         policy, with no HSM and no CA\n"
+    "  serve                  the Keyfactor Command API subset (enrollment, patterns) over\n"
+    "                         HTTP(S), signed by the embedded CA\n"
     "  ca init|show           the embedded CA (root + issuing CA, keys in the HSM)\n"
     "  token init|list        PKCS#11 tokens and the keys hsmenroll made in them\n"
     "  version                print the version\n"
@@ -33,6 +36,7 @@ static const char usage[] =
 int main(int argc, char **argv)
 {
     secret_protect_process();
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     if (argc < 2) {
         fputs(usage, stderr);
         return EXIT_NOTHING_DONE;
@@ -44,6 +48,8 @@ int main(int argc, char **argv)
         return cli_validate(argc - 1, argv + 1);
     if (strcmp(cmd, "ca") == 0)
         return cli_ca(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return cli_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return cli_token(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -107,9 +107,8 @@ static void *worker_main(void *arg)
     worker *w = arg;
     job *j;
     while ((j = queue_take(&w->run->queue)) != NULL) {
-        bool answered = j->csr != NULL && (j->cert != NULL || j->failed);
         bool finished = true;
-        if (answered)
+        if (j->answered)
             enroll_answered(w, j);
         else
             finished = enroll_job(w, j);

@@ -45,6 +45,7 @@ typedef struct run_stats {
     _Atomic long lines; /* request lines read (not blank) */
     _Atomic long issued;
     _Atomic long failed;
+    _Atomic long pending; /* taken by the CA, not issued yet (approval, validation) */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
 } run_stats;
 
@@ -70,6 +71,7 @@ typedef struct run {
     request_defaults defaults;
     run_stats stats;
     job_queue queue;
+    struct http_loop *http; /* the network connectors' event loop; NULL when none is used */
     struct timespec started;
     long total_lines; /* for the progress ETA; -1 when unknown */
 } run;
@@ -104,7 +106,12 @@ typedef struct job {
     long long keyfactor_id, request_id;
     enroll_error err;
     bool failed;
+    bool answered; /* the CA has answered a SUBMIT_PENDING submission (or it failed) */
+    bool pending;  /* the CA took the request but has not issued yet (approval, validation) */
+    char disposition[40];          /* the CA's RequestDisposition when pending */
+    char disposition_message[200]; /* and its DispositionMessage */
     uint64_t started_ns;
+    uint64_t submitted_ns; /* when the job went to its CA */
     struct job *next;
 } job;
 
