@@ -67,6 +67,13 @@ static int write_all(int fd, const unsigned char *p, size_t len)
     return 0;
 }
 
+/* DISK_FULL when the file system is full (the run stops and can resume once there is room),
+ * WRITE_FAILED otherwise. Reads errno. */
+static const char *write_error_code(void)
+{
+    return errno == ENOSPC || errno == EDQUOT ? "DISK_FULL" : "WRITE_FAILED";
+}
+
 int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,
                         mode_t mode, enroll_error *err)
 {
@@ -75,7 +82,7 @@ int output_write_atomic(const output_dir *dir, const char *name, const void *dat
     snprintf(tmp, sizeof tmp, ".%s.%ld.%lu.tmp", name, (long)getpid(), counter++);
     int fd = openat(dir->fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0) {
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot create %s/%s: %s", dir->path, name,
+        enroll_error_set(err, write_error_code(), NULL, "cannot create %s/%s: %s", dir->path, name,
                          strerror(errno));
         return -1;
     }
@@ -88,12 +95,13 @@ int output_write_atomic(const output_dir *dir, const char *name, const void *dat
         saved = errno;
     if (saved != 0) {
         unlinkat(dir->fd, tmp, 0);
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot write %s/%s: %s", dir->path, name,
+        errno = saved;
+        enroll_error_set(err, write_error_code(), NULL, "cannot write %s/%s: %s", dir->path, name,
                          strerror(saved));
         return -1;
     }
     if (dir->sync && fsync(dir->fd) != 0) {
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot sync directory %s: %s", dir->path,
+        enroll_error_set(err, write_error_code(), NULL, "cannot sync directory %s: %s", dir->path,
                          strerror(errno));
         return -1;
     }

@@ -16,7 +16,8 @@ typedef struct results_writer {
     long issued, failed, other;
 } results_writer;
 
-/* Creates (truncating) name in dir. 0, or -1 with err. */
+/* Creates (truncating) name in dir. 0, or -1 with err. (A resumed run rewrites it whole from its
+ * journal, then goes on writing.) */
 int results_open(results_writer *w, const output_dir *dir, const char *name, enroll_error *err);
 /* Writes one line and counts it by its Status; takes no reference. 0, or -1 (write error). */
 int results_write(results_writer *w, json_t *line);

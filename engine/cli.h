@@ -3,7 +3,7 @@
 #ifndef HSMENROLL_ENGINE_CLI_H
 #define HSMENROLL_ENGINE_CLI_H
 
-enum { EXIT_ALL_DONE = 0, EXIT_SOME_FAILED = 1, EXIT_NOTHING_DONE = 2 };
+enum { EXIT_ALL_DONE = 0, EXIT_SOME_FAILED = 1, EXIT_NOTHING_DONE = 2, EXIT_STOPPED = 3 };
 
 int cli_run(int argc, char **argv);
 int cli_ca(int argc, char **argv);

@@ -2,6 +2,7 @@
  * the summary and the exit code. Nothing is written to OUTDIR before the HSM login succeeded. */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "connector.h"
 #include "log.h"
 #include "pipeline.h"
+#include "recovery.h"
 #include "setup.h"
 
 static const char run_usage[] =
@@ -35,6 +37,12 @@ static const char run_usage[] =
     "      --pattern ID        enrollment pattern for such lines\n"
     "      --progress WHEN     auto (on a terminal), always or never\n"
     "      --force             start over in an OUTDIR that already holds results.ndjson\n"
+    "      --resume            continue the interrupted run of OUTDIR from its journal: what\n"
+    "                          was done is skipped, what was issued is delivered, the rest is\n"
+    "                          done, nothing twice\n"
+    "      --retry-failed      with --resume: also try again the requests that failed\n"
+    "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
+    "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
     "  -q, --quiet             errors only\n"
     "  -v, --verbose           more detail (twice: debug, including each failed line)\n"
     "  -h, --help              this text\n"
@@ -42,7 +50,39 @@ static const char run_usage[] =
     "PIN: $HSMENROLL_PIN (or the variable the configuration names in Hsm.PinEnv), else the PIN\n"
     "file (Hsm.PinFile; for the embedded default HOME/pin, generated on first use).\n"
     "Exit status: 0 every request issued, 1 some requests failed (the others were issued),\n"
-    "2 nothing done (usage, configuration, HSM module or login, output directory).\n";
+    "2 nothing done (usage, configuration, HSM module or login, output directory), 3 stopped\n"
+    "early (SIGINT/SIGTERM, full disk): run again with --resume to finish.\n"
+    "SIGINT or SIGTERM: no new lines are taken, the requests in progress are finished; a\n"
+    "second signal stops at once (still resumable).\n";
+
+/* SIGINT/SIGTERM: the first asks the reader to take no new lines (the requests in progress are
+ * finished and journaled); the second ends the process at once, which the journal survives. */
+static run *volatile stop_target;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    run *r = stop_target;
+    if (r == NULL || atomic_exchange(&r->stop, 1) != 0) {
+        static const char msg[] = "hsmenroll: stopped at once; run again with --resume\n";
+        (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+        _exit(EXIT_STOPPED);
+    }
+    static const char msg[] = "hsmenroll: stopping: finishing the requests in progress (again "
+                              "to stop at once)\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+static void install_stop_signals(run *r)
+{
+    stop_target = r;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static int parse_int(const char *s, long long min, long long max, long long *out)
 {
@@ -59,9 +99,17 @@ static void print_summary(run *r, double seconds)
 {
     long issued = atomic_load(&r->stats.issued), failed = atomic_load(&r->stats.failed);
     long pending = atomic_load(&r->stats.pending);
-    char pending_text[48] = "";
+    char pending_text[160] = "";
+    int used = 0;
     if (pending > 0)
-        snprintf(pending_text, sizeof pending_text, ", %ld pending", pending);
+        used += snprintf(pending_text, sizeof pending_text, ", %ld pending", pending);
+    long skipped = atomic_load(&r->stats.skipped), abandoned = atomic_load(&r->stats.abandoned);
+    if (skipped > 0)
+        used += snprintf(pending_text + used, sizeof pending_text - (size_t)used,
+                         ", %ld done before", skipped);
+    if (abandoned > 0)
+        snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld left for --resume",
+                 abandoned);
     long total = issued + failed + pending;
     log_info("%ld request%s: %ld issued%s, %ld failed in %.2f s (%.1f certificates/s); results "
              "in %s/results.ndjson",
@@ -85,7 +133,9 @@ int cli_run(int argc, char **argv)
         {"template", required_argument, NULL, 'T'}, {"pattern", required_argument, NULL, 'P'},
         {"progress", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
         {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},           {"resume", no_argument, NULL, 'R'},
+        {"retry-failed", no_argument, NULL, 'F'},   {"journal", required_argument, NULL, 'J'},
+        {"no-journal", no_argument, NULL, 'N'},     {NULL, 0, NULL, 0},
     };
     run r;
     memset(&r, 0, sizeof r);
@@ -148,6 +198,18 @@ int cli_run(int argc, char **argv)
         case 'f':
             r.opt.force = true;
             break;
+        case 'R':
+            r.opt.resume = true;
+            break;
+        case 'F':
+            r.opt.retry_failed = true;
+            break;
+        case 'J':
+            r.opt.journal_path = optarg;
+            break;
+        case 'N':
+            r.opt.no_journal = true;
+            break;
         }
     }
     if (optind != argc - 1) {
@@ -157,9 +219,16 @@ int cli_run(int argc, char **argv)
     }
     r.opt.batch_path = argv[optind];
     cli_set_verbosity(common.quiet, common.verbose);
+    install_stop_signals(&r); /* from here on a signal leaves the run resumable */
     if (r.opt.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r.opt.workers = n > 0 ? (int)n : 1;
+    }
+    if ((r.opt.retry_failed && !r.opt.resume) || (r.opt.resume && r.opt.force) ||
+        (r.opt.no_journal && (r.opt.resume || r.opt.journal_path))) {
+        fprintf(stderr, "hsmenroll run: --retry-failed needs --resume; --resume excludes --force; "
+                        "--no-journal excludes --resume and --journal\n");
+        return EXIT_NOTHING_DONE;
     }
     if (strcmp(r.opt.batch_path, "-") != 0 && access(r.opt.batch_path, R_OK) != 0) {
         log_error("cannot read batch %s: %s", r.opt.batch_path, strerror(errno));
@@ -180,20 +249,38 @@ int cli_run(int argc, char **argv)
     r.defaults.template_name = r.opt.default_template;
     r.defaults.pattern_id = r.opt.default_pattern;
     r.defaults.password_length = s.cfg->settings.password_length;
-    if (hsm_context_prepare_export(&s.hsm, &err) != 0 || connectors_open(&r, &err) != 0)
-        goto done;
     if (output_dir_open(&r.out, r.opt.out_dir, true, &err) != 0)
         goto done;
-    if (!r.opt.force && faccessat(r.out.fd, "results.ndjson", F_OK, 0) == 0) {
+    char journal_path[4096];
+    if (r.opt.journal_path != NULL)
+        snprintf(journal_path, sizeof journal_path, "%s", r.opt.journal_path);
+    else
+        snprintf(journal_path, sizeof journal_path, "%s/journal.ndjson", r.opt.out_dir);
+    if (r.opt.resume && access(journal_path, F_OK) != 0) {
+        /* Interrupted before its journal existed: nothing was sent anywhere, start it. */
+        log_info("no journal at %s yet: starting the run", journal_path);
+        r.opt.resume = false;
+        r.opt.force = true;
+    }
+    if (!r.opt.force && !r.opt.resume && faccessat(r.out.fd, "results.ndjson", F_OK, 0) == 0) {
         enroll_error_set(&err, "OUTPUT_DIR", NULL,
-                         "%s already holds the results of a run: choose another -o, or --force "
-                         "to start over",
+                         "%s already holds the results of a run: --resume to finish it, another "
+                         "-o, or --force to start over",
                          r.opt.out_dir);
         goto done;
     }
     if (results_open(&r.results, &r.out, "results.ndjson", &err) != 0)
         goto done;
     results_open_ok = true;
+    if (r.opt.resume) {
+        if (recovery_resume(&r, journal_path, r.opt.retry_failed, &err) != 0)
+            goto done;
+    } else if (hsm_context_prepare_export(&s.hsm, &err) != 0 ||
+               (!r.opt.no_journal && recovery_start(&r, journal_path, &err) != 0)) {
+        goto done;
+    }
+    if (connectors_open(&r, &err) != 0)
+        goto done;
     log_debug("%d workers, %zu key token(s), module %s", r.opt.workers, s.hsm.key_token_count,
               hsm_module_path(s.hsm.module));
     clock_gettime(CLOCK_MONOTONIC, &r.started);
@@ -201,7 +288,16 @@ int cli_run(int argc, char **argv)
     if (pipeline_run(&r, &err) != 0)
         goto done;
     double seconds = (run_clock_ns() - t0) / 1e9;
-    exit_code = atomic_load(&r.stats.failed) > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
+    connectors_close(&r); /* every job is done */
+    if (recovery_close(&r) != 0) {
+        log_error("the journal could not be written whole");
+        atomic_store(&r.stop, 1);
+    }
+    exit_code = atomic_load(&r.stats.failed) + atomic_load(&r.stats.earlier_failed) > 0
+                    ? EXIT_SOME_FAILED
+                    : EXIT_ALL_DONE;
+    if (atomic_load(&r.stop))
+        exit_code = EXIT_STOPPED;
     if (results_close(&r.results) != 0) {
         log_error("cannot write %s/results.ndjson", r.out.path);
         exit_code = EXIT_NOTHING_DONE;
@@ -214,6 +310,8 @@ done:
     if (results_open_ok)
         results_close(&r.results);
     connectors_close(&r);
+    recovery_close(&r);
+    stop_target = NULL;
     output_dir_close(&r.out);
     setup_free(&s);
     return exit_code;

@@ -10,10 +10,12 @@
 #include "hsm_signer.h"
 #include "log.h"
 #include "setup.h"
+#include "token_gc.h"
 
 static const char token_usage[] =
     "usage: hsmenroll token init [options]\n"
     "       hsmenroll token list [options]\n"
+    "       hsmenroll token gc --journal FILE [--journal FILE ...] [--delete] [options]\n"
     "\n"
     "init: initializes the tokens the configuration uses (Hsm.Tokens and the local CAs' tokens)\n"
     "      that do not exist yet, or the one named by --label, in a free slot of the module.\n"
@@ -22,13 +24,18 @@ static const char token_usage[] =
     "      random PIN (mode 0600). PINs are never taken from arguments.\n"
     "list: the module's tokens; with --keys, the private keys in the configuration's tokens\n"
     "      (label, type, storage, RFC 7512 URI), which needs the user PIN.\n"
+    "gc:   the private keys in the key tokens that none of the given run journals records as\n"
+    "      made for a request (delivered or in progress): orphans, left by a crash or by a run\n"
+    "      whose journal is gone. Listed; removed with --delete.\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   configuration (default: the embedded default)\n"
     "      --home DIR      engine home of the embedded default\n"
     "      --label LABEL   init: only this token\n"
     "      --keys          list: the keys too\n"
-    "      --json          list: print JSON\n"
+    "      --json          list, gc: print JSON\n"
+    "      --journal FILE  gc: a run's journal (OUTDIR/journal.ndjson); repeatable\n"
+    "      --delete        gc: destroy the orphans\n"
     "  -q, --quiet / -v, --verbose\n"
     "  -h, --help\n";
 
@@ -156,6 +163,8 @@ int cli_token(int argc, char **argv)
         {"label", required_argument, NULL, 'L'},
         {"keys", no_argument, NULL, 'k'},
         {"json", no_argument, NULL, 'j'},
+        {"journal", required_argument, NULL, 'J'},
+        {"delete", no_argument, NULL, 'D'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -163,7 +172,9 @@ int cli_token(int argc, char **argv)
     };
     const char *label = NULL;
     cli_common common = {0};
-    bool with_keys = false, as_json = false;
+    bool with_keys = false, as_json = false, delete = false;
+    const char *journals[64];
+    size_t journal_count = 0;
     int c, exit_code;
     optind = 1;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
@@ -182,9 +193,19 @@ int cli_token(int argc, char **argv)
         case 'j':
             as_json = true;
             break;
+        case 'J':
+            if (journal_count == sizeof journals / sizeof journals[0]) {
+                fprintf(stderr, "hsmenroll token gc: at most 64 journals\n");
+                return EXIT_NOTHING_DONE;
+            }
+            journals[journal_count++] = optarg;
+            break;
+        case 'D':
+            delete = true;
+            break;
         }
     }
-    static const char *const words[] = {"init", "list", NULL};
+    static const char *const words[] = {"init", "list", "gc", NULL};
     int operand = cli_operand(argc, argv, token_usage, words);
     if (operand < 0)
         return EXIT_NOTHING_DONE;
@@ -196,6 +217,19 @@ int cli_token(int argc, char **argv)
     int rc = EXIT_NOTHING_DONE;
     if (setup_config(&s, common.config_path, common.home, &err) != 0)
         goto done;
+    if (operand == 2) {
+        if (journal_count == 0) {
+            enroll_error_set(&err, "USAGE", NULL,
+                             "token gc needs at least one --journal: without one every key would "
+                             "look orphaned");
+            goto done;
+        }
+        if (setup_module(&s, false, &err) != 0 || setup_login(&s, &err) != 0)
+            goto done;
+        long orphans = token_gc(&s, journals, journal_count, delete, as_json, &err);
+        rc = orphans < 0 ? EXIT_NOTHING_DONE : orphans > 0 && !delete ? EXIT_SOME_FAILED : 0;
+        goto done;
+    }
     if (!init) {
         if (setup_module(&s, false, &err) == 0 || s.module != NULL) {
             enroll_error_clear(&err);

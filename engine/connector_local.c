@@ -5,6 +5,7 @@
 
 #include "connector.h"
 #include "localca.h"
+#include "recovery.h"
 
 typedef struct local_state {
     local_ca ca;
@@ -48,6 +49,7 @@ static submit_status local_submit(ca_connector *conn, worker *w, job *j)
         .validity_days = (int)j->policy.template_->validity_days,
         .request_id = j->req->id,
         .sans = j->req->sans,
+        .run_id = recovery_run_id(w->run),
     };
     local_ca_issued issued;
     if (local_ca_issue_cert(&st->ca, &w->sessions[st->token], j->csr, &params, &issued, &j->err) !=

@@ -15,6 +15,7 @@
 #include "formats/pubkey.h"
 #include "hsm_signer.h"
 #include "key_import.h"
+#include "recovery.h"
 #include "log.h"
 #include "secret.h"
 
@@ -115,10 +116,46 @@ static int take_csr(worker *w, job *j)
     if (rc != 0)
         return -1;
     j->have_pair = true;
+    memcpy(j->key_id, j->pair.id, sizeof j->key_id);
     j->key_uri =
         hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
     add_stage(w->run, STAGE_KEYGEN, t0);
     return 0;
+}
+
+static bool session_lost(CK_RV rv)
+{
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED;
+}
+
+/* A worker's session on token t is gone (the module closed it, a network HSM dropped the
+ * connection): a new one replaces it. The token's login, held by the run, still stands. */
+static int reopen_session(worker *w, size_t t)
+{
+    hsm_error herr;
+    hsm_session_close(&w->sessions[t]);
+    if (hsm_session_open(&w->run->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
+        log_warning("worker %d: cannot reopen its session on token \"%s\": %s", w->index,
+                    w->run->hsm->tokens[t].desc.label, herr.message);
+        return -1;
+    }
+    log_info("worker %d: session on token \"%s\" lost and reopened", w->index,
+             w->run->hsm->tokens[t].desc.label);
+    return 0;
+}
+
+/* Test hook: HSMENROLL_FAULT_SESSION_LOSS=N closes a worker's session under it before every
+ * Nth key generation, as a module losing sessions would. */
+static void inject_session_loss(hsm_session *s)
+{
+    static long every = -1;
+    static _Atomic long count;
+    if (every < 0) {
+        const char *v = getenv("HSMENROLL_FAULT_SESSION_LOSS");
+        every = v ? atol(v) : 0;
+    }
+    if (every > 0 && atomic_fetch_add(&count, 1) % every == every - 1)
+        s->f->C_CloseSession(s->handle);
 }
 
 static int generate(worker *w, job *j)
@@ -136,7 +173,12 @@ static int generate(worker *w, job *j)
                           ? HSM_STORAGE_READABLE
                           : HSM_STORAGE_WRAPPABLE;
         uint64_t t0 = run_clock_ns();
-        if (hsm_generate_keypair(s, &spec, storage, req->id, &j->pair, &herr) != 0) {
+        const unsigned char *id = r->journal != NULL ? j->key_id : NULL;
+        inject_session_loss(s);
+        int made = hsm_generate_keypair_with_id(s, &spec, storage, req->id, id, &j->pair, &herr);
+        if (made != 0 && session_lost(herr.rv) && reopen_session(w, j->token) == 0)
+            made = hsm_generate_keypair_with_id(s, &spec, storage, req->id, id, &j->pair, &herr);
+        if (made != 0) {
             hsm_error_to_enroll(&herr, "HSM_KEYGEN_FAILED", &j->err);
             return -1;
         }
@@ -385,6 +427,32 @@ static void free_job(job *j)
     free(j);
 }
 
+/* A token key taken up from the journal: no handles are held, so it is found by its CKA_ID. */
+static void destroy_restored_key(hsm_session *s, job *j)
+{
+    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+    for (size_t c = 0; c < 2; c++) {
+        CK_OBJECT_HANDLE found[4];
+        hsm_error herr;
+        int n = hsm_find_objects(s, classes[c], j->key_id, sizeof j->key_id, NULL, found, 4, &herr);
+        for (int i = 0; i < n; i++)
+            hsm_destroy_object(s, found[i], &herr);
+    }
+}
+
+/* The run stops here for this job (full disk, failed journal): it is left as the journal has it,
+ * token key included, for --resume. */
+static void abandon(run *r, hsm_session *sessions, job *j)
+{
+    if (atomic_exchange(&r->stop, 1) == 0)
+        log_error("%s: %s: stopping; run again with --resume once this is fixed", j->req->id,
+                  j->err.message);
+    atomic_fetch_add(&r->stats.abandoned, 1);
+    if (j->have_pair && j->req->storage == STORAGE_EXPORT && sessions != NULL)
+        hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
+    free_job(j);
+}
+
 static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *password)
 {
     const enroll_request *req = j->req;
@@ -392,6 +460,8 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         /* A failed request leaves no key behind, token storage included. */
         hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
         j->have_pair = false;
+    } else if (j->failed && j->restored && req->storage == STORAGE_TOKEN && sessions != NULL) {
+        destroy_restored_key(&sessions[j->token], j);
     }
     json_t *line = result_new(req->id, req->line,
                               j->failed    ? "failed"
@@ -430,6 +500,15 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         atomic_fetch_add(&r->stats.failed, 1);
         log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
     }
+    if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)
+        /* The interrupted run had sent it: that CA may have issued a certificate nobody got. */
+        json_object_set_new(line, "EarlierSubmission",
+                            json_pack("{s:s, s:s}", "CertificateAuthority", j->policy.ca->name,
+                                      "Note",
+                                      "submitted before the interruption with no answer "
+                                      "recorded: the CA may hold a second certificate for this "
+                                      "request"));
+    recovery_done(r, req->id, req->line, line, false);
     if (results_write(&r->results, line) != 0)
         log_error("cannot write %s/results.ndjson", r->out.path);
     /* The line may hold a generated password: wipe the serialized copy's source too. */
@@ -442,24 +521,50 @@ void enroll_answered(worker *w, job *j)
 {
     json_t *files = json_array();
     char *password = NULL;
+    if (!j->failed && !j->pending)
+        recovery_issued(w->run, j);
     if (!j->failed && j->pending && keep_pending_key(w, j, files, &password) != 0)
         j->failed = true;
     else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
         j->failed = true;
+    if (j->failed && strcmp(j->err.code, "DISK_FULL") == 0 && w->run->journal != NULL) {
+        json_decref(files);
+        secret_free(password);
+        abandon(w->run, w->sessions, j);
+        return;
+    }
     finish(w->run, w->sessions, j, files, password);
     json_decref(files);
 }
 
 bool enroll_job(worker *w, job *j)
 {
-    j->token = w->key_token;
-    if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
-        j->failed = true;
-        finish(w->run, w->sessions, j, NULL, NULL);
+    run *r = w->run;
+    if (!j->restored) {
+        j->token = w->key_token;
+        if (j->req->storage == STORAGE_TOKEN && j->req->operation != OP_CSR)
+            recovery_clear_leftover(r, w, j);
+        if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
+            j->failed = true;
+            finish(r, w->sessions, j, NULL, NULL);
+            return true;
+        }
+        /* Write-ahead: the key can be found again before any CA sees its CSR. */
+        if (recovery_key_made(r, j) != 0) {
+            abandon(r, w->sessions, j);
+            return true;
+        }
+    }
+    if (j->answered) { /* issued before the interruption: deliver */
+        enroll_answered(w, j);
         return true;
     }
-    size_t ca_index = (size_t)(j->policy.ca - w->run->cfg->cas);
-    ca_connector *conn = w->run->connectors[ca_index];
+    size_t ca_index = (size_t)(j->policy.ca - r->cfg->cas);
+    ca_connector *conn = r->connectors[ca_index];
+    if (j->policy.ca->type != CA_TYPE_LOCAL && recovery_submitting(r, j) != 0) {
+        abandon(r, w->sessions, j);
+        return true;
+    }
     uint64_t t0 = run_clock_ns();
     submit_status status = conn->ops->submit(conn, w, j);
     if (status == SUBMIT_PENDING)

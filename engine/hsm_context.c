@@ -81,6 +81,11 @@ void hsm_context_login_session(hsm_context *ctx, size_t token_index, hsm_session
 
 int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
 {
+    return hsm_context_prepare_export_with(ctx, NULL, err);
+}
+
+int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, enroll_error *err)
+{
     if (ctx->kek != NULL)
         return 0;
     ctx->kek = OPENSSL_secure_malloc(32);
@@ -93,7 +98,9 @@ int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
         return -1;
     }
     mlock(ctx->kek, 32);
-    if (RAND_priv_bytes(ctx->kek, 32) != 1) {
+    if (kek != NULL)
+        memcpy(ctx->kek, kek, 32);
+    else if (RAND_priv_bytes(ctx->kek, 32) != 1) {
         enroll_error_set(err, "HSM_EXPORT_FAILED", NULL, "no randomness for the wrapping key");
         return -1;
     }

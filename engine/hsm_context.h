@@ -34,6 +34,9 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err);
 /* Creates the wrapping key (random, mlock'ed) and imports it into each key token. */
 int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err);
+/* The same with a given key (32 bytes, copied): a resumed run keeps the wrapping key of the run
+ * it continues, so the keys its journal holds wrapped can still be read. */
+int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, enroll_error *err);
 /* Index of the token labelled label, or -1. */
 int hsm_context_token_index(const hsm_context *ctx, const char *label);
 /* A session struct over a token's login session (not to be closed). */

@@ -274,16 +274,76 @@ static X509 *read_cert(const char *home, const char *name, enroll_error *err)
     return cert;
 }
 
-static long long count_lines(FILE *f)
+/* The string value of "key":"..." in a log line (no escapes in these values), copied to out. */
+static bool log_field(const char *line, const char *key, char *out, size_t size)
+{
+    char pattern[64];
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    const char *at = strstr(line, pattern);
+    if (at == NULL)
+        return false;
+    at += strlen(pattern);
+    const char *end = strchr(at, '"');
+    if (end == NULL || (size_t)(end - at) >= size)
+        return false;
+    memcpy(out, at, (size_t)(end - at));
+    out[end - at] = '\0';
+    return true;
+}
+
+static void request_key(const char *run_id, const char *request_id, char *out, size_t size)
+{
+    snprintf(out, size, "%s\x1f%s", run_id, request_id);
+}
+
+/* Counts the issuances and indexes those of journaled runs. */
+static long long scan_log(local_ca *ca)
 {
     long long n = 0;
-    char buf[65536];
-    size_t got;
-    rewind(f);
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < got; i++)
-            n += buf[i] == '\n';
+    char *line = NULL, run[64], request[256], key[400];
+    size_t cap = 0;
+    rewind(ca->log);
+    while (getline(&line, &cap, ca->log) > 0) {
+        n++;
+        if (log_field(line, "RunId", run, sizeof run) &&
+            log_field(line, "RequestId", request, sizeof request)) {
+            request_key(run, request, key, sizeof key);
+            idset_insert(&ca->issued_requests, key);
+        }
+    }
+    free(line);
+    fseeko(ca->log, 0, SEEK_END); /* reading, then appending: reposition between */
     return n;
+}
+
+/* The certificate issued earlier to (run_id, request_id), from the log; NULL if none. */
+static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_id,
+                         long long *keyfactor_id)
+{
+    char *line = NULL, run[64], request[256];
+    size_t cap = 0;
+    X509 *found = NULL;
+    rewind(ca->log);
+    while (found == NULL && getline(&line, &cap, ca->log) > 0) {
+        if (!log_field(line, "RunId", run, sizeof run) || strcmp(run, run_id) != 0 ||
+            !log_field(line, "RequestId", request, sizeof request) ||
+            strcmp(request, request_id) != 0)
+            continue;
+        json_t *entry = json_loads(line, 0, NULL);
+        const char *b64 = json_string_value(json_object_get(entry, "Certificate"));
+        size_t len = b64 ? strlen(b64) : 0;
+        unsigned char *der = len ? malloc(len) : NULL;
+        int n = der ? EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len) : -1;
+        const unsigned char *p = der;
+        if (n > 0)
+            found = d2i_X509(NULL, &p, n);
+        *keyfactor_id = json_integer_value(json_object_get(entry, "KeyfactorID"));
+        free(der);
+        json_decref(entry);
+    }
+    free(line);
+    fseeko(ca->log, 0, SEEK_END);
+    return found;
 }
 
 int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err)
@@ -364,7 +424,8 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
                          strerror(errno));
         return -1;
     }
-    ca->issued_count = count_lines(ca->log);
+    idset_init(&ca->issued_requests);
+    ca->issued_count = scan_log(ca);
     return 0;
 }
 
@@ -375,6 +436,7 @@ void local_ca_close(local_ca *ca)
         fsync(fileno(ca->log));
         fclose(ca->log);
     }
+    idset_free(&ca->issued_requests);
     X509_EXTENSION_free(ca->ext_basic);
     X509_EXTENSION_free(ca->ext_eku);
     X509_EXTENSION_free(ca->ext_aki);
@@ -450,6 +512,28 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                          "the request's signature does not verify (no proof of possession)");
         return -1;
     }
+    if (params->run_id != NULL && params->request_id != NULL) {
+        /* Asked again for a request it has issued (a run resumed after a crash): the same
+         * certificate, never a second one. */
+        char key[400];
+        request_key(params->run_id, params->request_id, key, sizeof key);
+        pthread_mutex_lock(&ca->lock);
+        X509 *earlier = NULL;
+        if (idset_contains(&ca->issued_requests, key))
+            earlier = find_issued(ca, params->run_id, params->request_id, &out->keyfactor_id);
+        pthread_mutex_unlock(&ca->lock);
+        if (earlier != NULL) {
+            if (EVP_PKEY_eq(X509_get0_pubkey(earlier), pub) == 1) {
+                out->cert = earlier;
+                return 0;
+            }
+            X509_free(earlier);
+            enroll_error_set(err, "CA_DUPLICATE_REQUEST", NULL,
+                             "request %s of run %s was issued before for another key",
+                             params->request_id, params->run_id);
+            return -1;
+        }
+    }
     X509 *cert = X509_new();
     long days = params->validity_days > 0 ? params->validity_days : 365;
     int ok = cert != NULL && X509_set_version(cert, X509_VERSION_3) && set_random_serial(cert) &&
@@ -490,16 +574,32 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char *cert_b64 = NULL;
+    if (params->run_id != NULL) {
+        unsigned char *der = NULL;
+        int der_len = i2d_X509(out->cert, &der);
+        cert_b64 = der_len > 0 ? malloc(4 * ((size_t)der_len + 2) / 3 + 4) : NULL;
+        if (cert_b64 != NULL)
+            EVP_EncodeBlock((unsigned char *)cert_b64, der, der_len);
+        OPENSSL_free(der);
+    }
     pthread_mutex_lock(&ca->lock);
     out->keyfactor_id = ++ca->issued_count;
-    json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s, s:s, s:s}", "KeyfactorID",
-                             (json_int_t)out->keyfactor_id, "RequestId", params->request_id,
-                             "Serial", serial_hex, "Subject", subject, "NotAfter", not_after,
-                             "Issued", now, KEY_HISTORY_FIELD, fingerprint_hex);
+    json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?}", "KeyfactorID",
+                             (json_int_t)out->keyfactor_id, "RunId", params->run_id, "RequestId",
+                             params->request_id, "Serial", serial_hex, "Subject", subject,
+                             "NotAfter", not_after, "Issued", now, KEY_HISTORY_FIELD,
+                             fingerprint_hex, "Certificate", cert_b64);
+    if (params->run_id != NULL && params->request_id != NULL) {
+        char key[400];
+        request_key(params->run_id, params->request_id, key, sizeof key);
+        idset_insert(&ca->issued_requests, key);
+    }
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     int logged = text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
     pthread_mutex_unlock(&ca->lock);
     free(text);
+    free(cert_b64);
     json_decref(line);
     free(subject);
     OPENSSL_free(serial_hex);

@@ -11,6 +11,7 @@
 
 #include <openssl/x509v3.h>
 
+#include "batch/idset.h"
 #include "formats/error.h"
 #include "formats/sign.h"
 #include "hsm/hsm.h"
@@ -38,6 +39,7 @@ typedef struct local_ca {
     pthread_mutex_t lock;
     FILE *log;              /* issued.ndjson, appended */
     long long issued_count; /* lines in issued.ndjson */
+    idset issued_requests;  /* hashes of "RunId<US>RequestId" of journaled runs' issuances */
 } local_ca;
 
 /* True when home holds a CA (ca.json). */
@@ -57,6 +59,8 @@ typedef struct local_ca_issue {
     int validity_days;
     const char *request_id;    /* the batch Id, for the issuance log */
     const GENERAL_NAMES *sans; /* the subjectAltName to certify; NULL: the request's own */
+    const char *run_id; /* the journaled run asking, or NULL: then (run_id, request_id) is issued
+                           once, and asked again gives the same certificate back */
 } local_ca_issue;
 
 typedef struct local_ca_issued {

@@ -10,6 +10,7 @@
 #include "enroll.h"
 #include "log.h"
 #include "progress.h"
+#include "recovery.h"
 
 uint64_t run_clock_ns(void)
 {
@@ -120,8 +121,13 @@ static void *worker_main(void *arg)
 
 static void report_line_failure(run *r, const char *id, long line, const error_list *errors)
 {
+    if (recovery_line_done(r, line)) {
+        atomic_fetch_add(&r->stats.skipped, 1);
+        return; /* reported by the interrupted run */
+    }
     json_t *result = result_new(id, line, "failed");
     result_set_errors(result, errors->items, errors->count);
+    recovery_done(r, id, line, result, true);
     if (results_write(&r->results, result) != 0)
         log_error("cannot write %s/results.ndjson", r->out.path);
     json_decref(result);
@@ -199,7 +205,8 @@ int pipeline_run(run *r, enroll_error *err)
     ndjson_status st;
     long admitted = 0;
     error_list errors = {0};
-    while (rc == 0 && (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
+    while (rc == 0 && !atomic_load(&r->stop) &&
+           (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
             enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld",
                              r->opt.batch_path, line);
@@ -233,6 +240,12 @@ int pipeline_run(run *r, enroll_error *err)
         }
         j->req = req;
         j->policy = decision;
+        if (r->journal != NULL && recovery_lookup(r, j) == RECOVERY_DONE) {
+            atomic_fetch_add(&r->stats.skipped, 1);
+            request_free(req);
+            free(j);
+            continue;
+        }
         j->started_ns = run_clock_ns();
         queue_admit(&r->queue, j);
         admitted++;

@@ -27,7 +27,11 @@ typedef struct run_options {
     const char *default_template;
     long long default_pattern; /* -1: none */
     progress_mode progress;
-    bool force; /* start over in an OUTDIR that holds results */
+    bool force;               /* start over in an OUTDIR that holds results */
+    bool resume;              /* continue the run journaled in OUTDIR (or journal_path) */
+    bool retry_failed;        /* with resume: requests that failed are tried again */
+    bool no_journal;          /* no journal (benchmarks of its cost); the run cannot be resumed */
+    const char *journal_path; /* default OUTDIR/journal.ndjson */
 } run_options;
 
 /* Time spent per stage, summed over jobs (nanoseconds), for the summary and `bench`. */
@@ -45,7 +49,10 @@ typedef struct run_stats {
     _Atomic long lines; /* request lines read (not blank) */
     _Atomic long issued;
     _Atomic long failed;
-    _Atomic long pending; /* taken by the CA, not issued yet (approval, validation) */
+    _Atomic long pending;        /* taken by the CA, not issued yet (approval, validation) */
+    _Atomic long skipped;        /* resumed run: finished before */
+    _Atomic long earlier_failed; /* resumed run: failed before and not retried */
+    _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
 } run_stats;
 
@@ -71,7 +78,9 @@ typedef struct run {
     request_defaults defaults;
     run_stats stats;
     job_queue queue;
-    struct http_loop *http; /* the network connectors' event loop; NULL when none is used */
+    struct http_loop *http;      /* the network connectors' event loop; NULL when none is used */
+    struct run_journal *journal; /* NULL: no journal */
+    _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
     long total_lines; /* for the progress ETA; -1 when unknown */
 } run;
@@ -111,7 +120,11 @@ typedef struct job {
     char disposition[40];          /* the CA's RequestDisposition when pending */
     char disposition_message[200]; /* and its DispositionMessage */
     uint64_t started_ns;
-    uint64_t submitted_ns; /* when the job went to its CA */
+    uint64_t submitted_ns;    /* when the job went to its CA */
+    unsigned char key_id[16]; /* CKA_ID of its key when journaled (recovery_key_id) */
+    bool restored;            /* taken up from the journal of an interrupted run */
+    bool restored_issued;     /* ... with its certificate already issued */
+    bool earlier_submission;  /* the interrupted run had sent it to a network CA already */
     struct job *next;
 } job;
 

@@ -131,6 +131,11 @@ typedef struct hsm_keypair {
  * the function and CKR named. 0, or -1 with err. */
 int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key_storage storage,
                          const char *label, hsm_keypair *out, hsm_error *err);
+/* The same with a CKA_ID chosen by the caller (HSM_KEY_ID_LEN bytes), e.g. derived from the
+ * request so that a key made just before a crash can be found again; id NULL: random. */
+int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
+                                 hsm_key_storage storage, const char *label,
+                                 const unsigned char *id, hsm_keypair *out, hsm_error *err);
 /* Destroys both objects in the token (C_DestroyObject); handles already gone are fine. */
 int hsm_destroy_keypair(hsm_session *session, hsm_keypair *pair, hsm_error *err);
 /* Frees the public parts read at generation (not the objects). */
@@ -173,6 +178,17 @@ int hsm_import_wrapping_key(hsm_session *session, const unsigned char kek[32],
 int hsm_wrap_private_key(hsm_session *session, CK_OBJECT_HANDLE wrapping_key,
                          CK_OBJECT_HANDLE private_key, unsigned char **out, size_t *out_len,
                          hsm_error *err);
+/* The token's persistent AES-256 key labelled label (private, sensitive, never extractable,
+ * encrypt/decrypt only), made by C_GenerateKey when there is none. It protects what must survive
+ * a crash outside the HSM (the journal's copy of a run's wrapping key). 0 or -1. */
+int hsm_storage_key(hsm_session *session, const char *label, CK_OBJECT_HANDLE *out, hsm_error *err);
+/* AES-256-CBC with PKCS#7 padding under key (CKM_AES_CBC_PAD): *out is the 16-byte IV followed
+ * by the ciphertext (malloc'd). decrypt takes that form back; *out is malloc'd, the caller wipes
+ * it. 0 or -1. */
+int hsm_aes_encrypt(hsm_session *session, CK_OBJECT_HANDLE key, const unsigned char *in,
+                    size_t in_len, unsigned char **out, size_t *out_len, hsm_error *err);
+int hsm_aes_decrypt(hsm_session *session, CK_OBJECT_HANDLE key, const unsigned char *in,
+                    size_t in_len, unsigned char **out, size_t *out_len, hsm_error *err);
 /* Reads CKA_VALUE of a non-sensitive private key (HSM_STORAGE_READABLE). *out is malloc'd; the
  * caller wipes and frees it. */
 int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key, unsigned char **out,

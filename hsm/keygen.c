@@ -122,6 +122,13 @@ static void backoff(int attempt)
 int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key_storage storage,
                          const char *label, hsm_keypair *out, hsm_error *err)
 {
+    return hsm_generate_keypair_with_id(session, spec, storage, label, NULL, out, err);
+}
+
+int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
+                                 hsm_key_storage storage, const char *label,
+                                 const unsigned char *id, hsm_keypair *out, hsm_error *err)
+{
     memset(out, 0, sizeof *out);
     out->spec = *spec;
     out->storage = storage;
@@ -131,7 +138,9 @@ int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key
         hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "hsm_generate_keypair: no session or label");
         return -1;
     }
-    if (getrandom(out->id, sizeof out->id, 0) != (ssize_t)sizeof out->id) {
+    if (id != NULL)
+        memcpy(out->id, id, sizeof out->id);
+    else if (getrandom(out->id, sizeof out->id, 0) != (ssize_t)sizeof out->id) {
         hsm_error_set(err, "", CKR_FUNCTION_FAILED, "getrandom failed: %s", strerror(errno));
         return -1;
     }

@@ -1,0 +1,257 @@
+/* The run journal (see journal.h): buffered appends, group commit, and a reader that trusts only
+ * lines whose CRC-32 (zlib) matches. */
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define FLUSH_AT (256u * 1024u) /* write (not sync) the buffer once it holds this much */
+
+struct journal {
+    int fd;
+    pthread_mutex_t lock;
+    pthread_cond_t synced_cond;
+    char *buf;
+    size_t len, cap;
+    uint64_t appended; /* last sequence number handed out */
+    uint64_t written;  /* records up to here are in the file (not necessarily on disk) */
+    uint64_t synced;   /* records up to here are on disk */
+    bool syncing;
+    bool failed;
+    enroll_error err;
+};
+
+static journal *journal_new(int fd)
+{
+    journal *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return NULL;
+    j->fd = fd;
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->synced_cond, NULL);
+    return j;
+}
+
+journal *journal_create(const char *path, enroll_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot create the journal %s: %s", path,
+                         strerror(errno));
+        return NULL;
+    }
+    journal *j = journal_new(fd);
+    if (j == NULL) {
+        close(fd);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+    }
+    return j;
+}
+
+journal *journal_reopen(const char *path, off_t good_end, enroll_error *err)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, good_end) != 0 || fdatasync(fd) != 0) {
+        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot reopen the journal %s: %s", path,
+                         strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    journal *j = journal_new(fd);
+    if (j == NULL) {
+        close(fd);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+    }
+    return j;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Marks the journal failed (under the lock). */
+static void fail_locked(journal *j, const char *what)
+{
+    if (!j->failed)
+        enroll_error_set(&j->err,
+                         errno == ENOSPC || errno == EDQUOT ? "DISK_FULL" : "JOURNAL_FAILED", NULL,
+                         "cannot %s the journal: %s", what, strerror(errno));
+    j->failed = true;
+    pthread_cond_broadcast(&j->synced_cond);
+}
+
+uint64_t journal_append(journal *j, const char *type, json_t *record)
+{
+    json_object_set_new(record, "T", json_string(type));
+    char *text = json_dumps(record, JSON_COMPACT);
+    json_object_del(record, "T");
+    if (text == NULL)
+        return 0;
+    size_t tlen = strlen(text);
+    uLong crc = crc32(0L, (const Bytef *)text, (uInt)tlen);
+    pthread_mutex_lock(&j->lock);
+    uint64_t seq = 0;
+    if (!j->failed) {
+        size_t need = j->len + tlen + 10;
+        if (need > j->cap) {
+            size_t cap = need * 2;
+            char *grown = realloc(j->buf, cap);
+            if (grown == NULL) {
+                pthread_mutex_unlock(&j->lock);
+                free(text);
+                return 0;
+            }
+            j->buf = grown;
+            j->cap = cap;
+        }
+        j->len += (size_t)snprintf(j->buf + j->len, 10, "%08lx ", crc & 0xffffffffUL);
+        memcpy(j->buf + j->len, text, tlen);
+        j->len += tlen;
+        j->buf[j->len++] = '\n';
+        seq = ++j->appended;
+        /* A large buffer is written out by the appender, unless a sync is taking it anyway. */
+        if (j->len >= FLUSH_AT && !j->syncing) {
+            if (write_all(j->fd, j->buf, j->len) != 0)
+                fail_locked(j, "write");
+            j->len = 0;
+            j->written = j->appended;
+        }
+    }
+    pthread_mutex_unlock(&j->lock);
+    free(text);
+    return seq;
+}
+
+int journal_sync(journal *j, uint64_t seq)
+{
+    pthread_mutex_lock(&j->lock);
+    while (!j->failed && j->synced < seq) {
+        if (j->syncing) {
+            pthread_cond_wait(&j->synced_cond, &j->lock);
+            continue;
+        }
+        /* This thread syncs for everyone: take the buffer, write and fsync without the lock. */
+        j->syncing = true;
+        char *buf = j->buf;
+        size_t len = j->len;
+        uint64_t target = j->appended;
+        j->buf = NULL;
+        j->len = j->cap = 0;
+        pthread_mutex_unlock(&j->lock);
+        int rc = len > 0 ? write_all(j->fd, buf, len) : 0;
+        const char *what = "write";
+        if (rc == 0) {
+            rc = fdatasync(j->fd);
+            what = "sync";
+        }
+        free(buf);
+        pthread_mutex_lock(&j->lock);
+        j->syncing = false;
+        if (rc != 0)
+            fail_locked(j, what);
+        else
+            j->synced = j->written = target;
+        pthread_cond_broadcast(&j->synced_cond);
+    }
+    int rc = j->failed ? -1 : 0;
+    pthread_mutex_unlock(&j->lock);
+    return rc;
+}
+
+const enroll_error *journal_failed(journal *j)
+{
+    pthread_mutex_lock(&j->lock);
+    const enroll_error *e = j->failed ? &j->err : NULL;
+    pthread_mutex_unlock(&j->lock);
+    return e;
+}
+
+int journal_close(journal *j)
+{
+    if (j == NULL)
+        return 0;
+    pthread_mutex_lock(&j->lock);
+    uint64_t last = j->appended;
+    pthread_mutex_unlock(&j->lock);
+    int rc = journal_sync(j, last);
+    if (close(j->fd) != 0)
+        rc = -1;
+    free(j->buf);
+    pthread_mutex_destroy(&j->lock);
+    pthread_cond_destroy(&j->synced_cond);
+    free(j);
+    return rc;
+}
+
+int journal_read(const char *path, int (*visit)(void *ctx, const char *type, json_t *record),
+                 void *ctx, off_t *good_end, off_t *torn, enroll_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        enroll_error_set(err, "JOURNAL_UNREADABLE", NULL, "cannot read the journal %s: %s", path,
+                         strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    off_t good = 0;
+    int rc = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        /* A good line: 8 hex digits, a space, JSON, a newline, and the CRC of the JSON. */
+        if (n < 11 || line[n - 1] != '\n' || line[8] != ' ')
+            break;
+        char *end;
+        unsigned long want = strtoul(line, &end, 16);
+        if (end != line + 8)
+            break;
+        const char *text = line + 9;
+        size_t tlen = (size_t)n - 10;
+        if ((crc32(0L, (const Bytef *)text, (uInt)tlen) & 0xffffffffUL) != want)
+            break;
+        json_t *record = json_loadb(text, tlen, 0, NULL);
+        const char *type = json_string_value(json_object_get(record, "T"));
+        if (type == NULL) {
+            json_decref(record);
+            break;
+        }
+        int v = visit(ctx, type, record);
+        json_decref(record);
+        if (v != 0) {
+            rc = -1;
+            if (err->code[0] == '\0')
+                enroll_error_set(err, "JOURNAL_UNREADABLE", NULL, "the journal %s is not usable",
+                                 path);
+            break;
+        }
+        good += n;
+    }
+    free(line);
+    if (fseeko(f, 0, SEEK_END) == 0) {
+        off_t size = ftello(f);
+        *torn = size > good ? size - good : 0;
+    } else {
+        *torn = 0;
+    }
+    fclose(f);
+    *good_end = good;
+    return rc;
+}

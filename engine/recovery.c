@@ -1,0 +1,651 @@
+/* A run's journal, written (key made, submitted, issued, done) and read back by --resume (see
+ * recovery.h). Records: H header, K key made (with the CSR, and the key wrapped for export keys),
+ * S submitted to a network CA, I issued (certificate and chain), D done (the result line). */
+#include "recovery.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batch/idset.h"
+#include "batch/journal.h"
+#include "hsm_signer.h"
+#include "log.h"
+
+#define STORAGE_KEY_LABEL "hsmenroll-journal-storage-key"
+
+typedef struct run_journal {
+    journal *j;
+    char run_id[33];
+    json_t *open;     /* Id -> {"K": record, "I": record, "S": true}: started, not done */
+    idset done_ids;   /* requests done */
+    idset done_lines; /* "L<line>": lines that failed their checks, reported */
+    idset token_keys; /* hex CKA_IDs of the key tokens' private keys (resumed runs) */
+    bool resumed;
+} run_journal;
+
+static char *b64_encode(const unsigned char *data, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (out != NULL)
+        EVP_EncodeBlock((unsigned char *)out, data, (int)len);
+    return out;
+}
+
+/* Decodes base 64 (no newlines) into a malloc'd buffer. */
+static unsigned char *b64_decode(const char *text, size_t *len)
+{
+    size_t n = text ? strlen(text) : 0;
+    if (n == 0 || n % 4 != 0)
+        return NULL;
+    unsigned char *out = malloc(n);
+    int got = out ? EVP_DecodeBlock(out, (const unsigned char *)text, (int)n) : -1;
+    if (got < 0) {
+        free(out);
+        return NULL;
+    }
+    size_t pad = (text[n - 1] == '=') + (text[n - 2] == '=');
+    *len = (size_t)got - pad;
+    return out;
+}
+
+static json_t *der_json(int (*i2d)(const void *, unsigned char **), const void *obj)
+{
+    unsigned char *der = NULL;
+    int len = i2d(obj, &der);
+    char *b64 = len > 0 ? b64_encode(der, (size_t)len) : NULL;
+    OPENSSL_free(der);
+    json_t *out = b64 ? json_string(b64) : json_null();
+    free(b64);
+    return out;
+}
+
+static int i2d_x509(const void *x, unsigned char **out)
+{
+    return i2d_X509((X509 *)x, out);
+}
+
+static int i2d_req(const void *x, unsigned char **out)
+{
+    return i2d_X509_REQ((X509_REQ *)x, out);
+}
+
+static void hex_of(const unsigned char *in, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", in[i]);
+}
+
+static int hex_to(const char *hex, unsigned char *out, size_t n)
+{
+    if (hex == NULL || strlen(hex) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+void recovery_key_id(const run *r, const char *request_id, unsigned char out[16])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, r->journal->run_id, strlen(r->journal->run_id));
+    SHA256_Update(&ctx, "\x1f", 1);
+    SHA256_Update(&ctx, request_id, strlen(request_id));
+    SHA256_Final(md, &ctx);
+    memcpy(out, md, 16);
+}
+
+static run_journal *journal_state_new(void)
+{
+    run_journal *rj = calloc(1, sizeof *rj);
+    if (rj == NULL)
+        return NULL;
+    rj->open = json_object();
+    idset_init(&rj->done_ids);
+    idset_init(&rj->done_lines);
+    idset_init(&rj->token_keys);
+    return rj;
+}
+
+static void journal_state_free(run_journal *rj)
+{
+    if (rj == NULL)
+        return;
+    json_decref(rj->open);
+    idset_free(&rj->done_ids);
+    idset_free(&rj->done_lines);
+    idset_free(&rj->token_keys);
+    free(rj);
+}
+
+static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_error *err)
+{
+    hsm_context_login_session(r->hsm, 0, s);
+    hsm_error herr;
+    if (hsm_storage_key(s, STORAGE_KEY_LABEL, key, &herr) != 0) {
+        hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+        return -1;
+    }
+    return 0;
+}
+
+int recovery_start(run *r, const char *path, enroll_error *err)
+{
+    run_journal *rj = journal_state_new();
+    unsigned char id[16];
+    if (rj == NULL || RAND_bytes(id, sizeof id) != 1) {
+        journal_state_free(rj);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    hex_of(id, sizeof id, rj->run_id);
+    /* The run's wrapping key, encrypted by a key that never leaves the token. */
+    hsm_session s;
+    CK_OBJECT_HANDLE key;
+    unsigned char *enc = NULL;
+    size_t enc_len = 0;
+    hsm_error herr;
+    if (storage_key(r, &s, &key, err) != 0 ||
+        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
+        if (err->code[0] == '\0')
+            hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+        journal_state_free(rj);
+        return -1;
+    }
+    char *kek_b64 = b64_encode(enc, enc_len);
+    free(enc);
+    unlink(path); /* --force: the old run's journal goes with its results */
+    rj->j = journal_create(path, err);
+    if (rj->j == NULL) {
+        free(kek_b64);
+        journal_state_free(rj);
+        return -1;
+    }
+    char now[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *header =
+        json_pack("{s:s, s:s?, s:s, s:s, s:s}", "RunId", rj->run_id, "Kek", kek_b64, "KeyToken",
+                  r->hsm->tokens[0].desc.label, "Batch", r->opt.batch_path, "Created", now);
+    uint64_t seq = journal_append(rj->j, "H", header);
+    json_decref(header);
+    free(kek_b64);
+    if (seq == 0 || journal_sync(rj->j, seq) != 0) {
+        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal %s", path);
+        journal_close(rj->j);
+        journal_state_free(rj);
+        return -1;
+    }
+    r->journal = rj;
+    return 0;
+}
+
+/* ---- resume ---- */
+
+typedef struct resume_ctx {
+    run *r;
+    run_journal *rj;
+    char *kek_b64;
+    bool retry_failed;
+    idset *failed; /* retry_failed: the requests to forget */
+    long done, failed_count;
+} resume_ctx;
+
+static const char *record_id(const json_t *rec)
+{
+    return json_string_value(json_object_get(rec, "Id"));
+}
+
+static bool is_failed_request(const json_t *rec)
+{
+    json_t *result = json_object_get(rec, "Result");
+    const char *status = json_string_value(json_object_get(result, "Status"));
+    return status != NULL && strcmp(status, "failed") == 0 &&
+           !json_is_true(json_object_get(rec, "LineOnly"));
+}
+
+static int collect_failed(void *ctx, const char *type, json_t *rec)
+{
+    resume_ctx *rc = ctx;
+    if (strcmp(type, "D") == 0 && is_failed_request(rec) && record_id(rec) != NULL)
+        idset_insert(rc->failed, record_id(rec));
+    return 0;
+}
+
+static int visit(void *ctx, const char *type, json_t *rec)
+{
+    resume_ctx *rc = ctx;
+    run_journal *rj = rc->rj;
+    const char *id = record_id(rec);
+    if (strcmp(type, "H") == 0) {
+        const char *run_id = json_string_value(json_object_get(rec, "RunId"));
+        const char *kek = json_string_value(json_object_get(rec, "Kek"));
+        if (run_id == NULL || strlen(run_id) != 32 || kek == NULL)
+            return -1;
+        snprintf(rj->run_id, sizeof rj->run_id, "%s", run_id);
+        free(rc->kek_b64);
+        rc->kek_b64 = strdup(kek);
+        return 0;
+    }
+    if (rj->run_id[0] == '\0')
+        return -1; /* records before any header */
+    if (rc->failed != NULL && id != NULL && idset_contains(rc->failed, id))
+        return 0; /* retried from the start */
+    if (strcmp(type, "D") == 0) {
+        json_t *result = json_object_get(rec, "Result");
+        if (json_is_true(json_object_get(rec, "LineOnly"))) {
+            char key[32];
+            snprintf(key, sizeof key, "L%lld", json_integer_value(json_object_get(rec, "Line")));
+            idset_insert(&rj->done_lines, key);
+        } else if (id != NULL) {
+            json_object_del(rj->open, id);
+            idset_insert(&rj->done_ids, id);
+        }
+        if (is_failed_request(rec))
+            rc->failed_count++;
+        rc->done++;
+        if (json_is_object(result) && results_write(&rc->r->results, result) != 0)
+            return -1;
+        return 0;
+    }
+    if (id == NULL)
+        return 0;
+    json_t *state = json_object_get(rj->open, id);
+    if (state == NULL) {
+        state = json_object();
+        json_object_set_new(rj->open, id, state);
+    }
+    if (strcmp(type, "S") == 0)
+        json_object_set_new(state, "S", json_true());
+    else
+        json_object_set(state, type, rec);
+    return 0;
+}
+
+/* The CKA_IDs of every private key in the key tokens, so that leftovers of a crash are found
+ * without a search per request. Key objects with neither CKA_ID nor CKA_LABEL, which no
+ * operation of the engine makes, are what a module left half-created when the process died
+ * inside C_GenerateKeyPair: they are removed. */
+static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
+{
+    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+    long torn = 0;
+    for (size_t t = 0; t < r->hsm->key_token_count; t++) {
+        for (size_t c = 0; c < 2; c++) {
+            hsm_session s;
+            hsm_context_login_session(r->hsm, t, &s);
+            size_t max = 4096;
+            CK_OBJECT_HANDLE *handles = NULL;
+            int n;
+            hsm_error herr;
+            for (;;) {
+                CK_OBJECT_HANDLE *grown = realloc(handles, max * sizeof *handles);
+                if (grown == NULL) {
+                    free(handles);
+                    enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                    return -1;
+                }
+                handles = grown;
+                n = hsm_find_objects(&s, classes[c], NULL, 0, NULL, handles, max, &herr);
+                if (n < 0 || (size_t)n < max)
+                    break;
+                max *= 2;
+            }
+            for (int i = 0; i < n; i++) {
+                unsigned char *id = NULL, *label = NULL;
+                size_t len = 0, label_len = 0;
+                hsm_get_attribute(&s, handles[i], CKA_ID, &id, &len, &herr);
+                hsm_get_attribute(&s, handles[i], CKA_LABEL, &label, &label_len, &herr);
+                if (len == 0 && label_len == 0) {
+                    hsm_destroy_object(&s, handles[i], &herr);
+                    torn++;
+                } else if (classes[c] == CKO_PRIVATE_KEY && len == 16) {
+                    char hex[33];
+                    hex_of(id, 16, hex);
+                    idset_insert(&rj->token_keys, hex);
+                }
+                free(id);
+                free(label);
+            }
+            free(handles);
+        }
+    }
+    if (torn > 0)
+        log_warning("removed %ld half-created key object%s (no CKA_ID, no label) left in the "
+                    "token by the interruption",
+                    torn, torn == 1 ? "" : "s");
+    return 0;
+}
+
+/* --retry-failed: the journal is rewritten without the failed requests' records, so that they
+ * start afresh and the journal keeps one result per request. */
+static int forget_failed(const char *path, idset *failed, enroll_error *err);
+
+int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *err)
+{
+    run_journal *rj = journal_state_new();
+    if (rj == NULL) {
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    rj->resumed = true;
+    resume_ctx rc = {.r = r, .rj = rj, .retry_failed = retry_failed};
+    off_t good = 0, torn = 0;
+    idset failed;
+    idset_init(&failed);
+    int rc_read = 0;
+    if (retry_failed) {
+        rc.failed = &failed;
+        rc_read = journal_read(path, collect_failed, &rc, &good, &torn, err);
+        if (rc_read == 0 && failed.count > 0)
+            rc_read = forget_failed(path, &failed, err);
+    }
+    if (rc_read == 0)
+        rc_read = journal_read(path, visit, &rc, &good, &torn, err);
+    idset_free(&failed);
+    if (rc_read != 0 || rj->run_id[0] == '\0' || rc.kek_b64 == NULL) {
+        if (err->code[0] == '\0' || rc_read == 0)
+            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+                             "%s is not the journal of a run (no header)", path);
+        free(rc.kek_b64);
+        journal_state_free(rj);
+        return -1;
+    }
+    if (torn > 0)
+        log_warning("the journal %s ends with %lld bytes of a torn or corrupt record: cut back to "
+                    "the last good record",
+                    path, (long long)torn);
+    /* The wrapping key of the interrupted run, decrypted by the token's storage key. */
+    hsm_session s;
+    CK_OBJECT_HANDLE key;
+    size_t enc_len = 0, kek_len = 0;
+    unsigned char *enc = b64_decode(rc.kek_b64, &enc_len), *kek = NULL;
+    free(rc.kek_b64);
+    hsm_error herr;
+    int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
+             hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 && kek_len == 32;
+    free(enc);
+    if (!ok) {
+        if (err->code[0] == '\0')
+            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+                             "the journal's wrapping key cannot be decrypted with this token's "
+                             "storage key (another token, or the key was deleted)");
+        if (kek != NULL)
+            OPENSSL_cleanse(kek, kek_len);
+        free(kek);
+        journal_state_free(rj);
+        return -1;
+    }
+    int prepared = hsm_context_prepare_export_with(r->hsm, kek, err);
+    OPENSSL_cleanse(kek, kek_len);
+    free(kek);
+    if (prepared != 0 || index_token_keys(r, rj, err) != 0 ||
+        (rj->j = journal_reopen(path, good, err)) == NULL) {
+        journal_state_free(rj);
+        return -1;
+    }
+    atomic_store(&r->stats.earlier_failed, rc.failed_count);
+    log_info("resuming run %s: %ld request%s done before, %zu to take up again", rj->run_id,
+             rc.done, rc.done == 1 ? "" : "s", json_object_size(rj->open));
+    r->journal = rj;
+    return 0;
+}
+
+typedef struct copy_ctx {
+    journal *out;
+    idset *failed;
+} copy_ctx;
+
+static int copy_record(void *ctx, const char *type, json_t *rec)
+{
+    copy_ctx *cc = ctx;
+    const char *id = record_id(rec);
+    if (id != NULL && strcmp(type, "H") != 0 && idset_contains(cc->failed, id))
+        return 0;
+    char kind[8]; /* type points into rec, whose "T" journal_append replaces */
+    snprintf(kind, sizeof kind, "%s", type);
+    return journal_append(cc->out, kind, rec) ? 0 : -1;
+}
+
+static int forget_failed(const char *path, idset *failed, enroll_error *err)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.retry", path);
+    unlink(tmp);
+    copy_ctx cc = {.failed = failed};
+    if ((cc.out = journal_create(tmp, err)) == NULL)
+        return -1;
+    off_t good, torn;
+    int rc = journal_read(path, copy_record, &cc, &good, &torn, err);
+    if (journal_close(cc.out) != 0 || rc != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        if (err->code[0] == '\0')
+            enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot rewrite the journal %s", path);
+        return -1;
+    }
+    log_info("%zu failed request%s will be tried again", failed->count,
+             failed->count == 1 ? "" : "s");
+    return 0;
+}
+
+const char *recovery_run_id(const run *r)
+{
+    return r->journal != NULL ? r->journal->run_id : NULL;
+}
+
+int recovery_close(run *r)
+{
+    run_journal *rj = r->journal;
+    if (rj == NULL)
+        return 0;
+    int rc = journal_close(rj->j);
+    journal_state_free(rj);
+    r->journal = NULL;
+    return rc;
+}
+
+/* ---- during the run ---- */
+
+bool recovery_line_done(run *r, long line)
+{
+    if (r->journal == NULL || !r->journal->resumed)
+        return false;
+    char key[32];
+    snprintf(key, sizeof key, "L%ld", line);
+    return idset_contains(&r->journal->done_lines, key);
+}
+
+static int restore(run *r, job *j, json_t *state)
+{
+    json_t *k = json_object_get(state, "K"), *issued = json_object_get(state, "I");
+    if (k == NULL)
+        return -1; /* submitted or issued records without the key's: not usable */
+    long long token = json_integer_value(json_object_get(k, "Token"));
+    if (token < 0 || (size_t)token >= r->hsm->key_token_count ||
+        hex_to(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
+        return -1;
+    j->token = (size_t)token;
+    size_t len;
+    unsigned char *der = b64_decode(json_string_value(json_object_get(k, "Csr")), &len);
+    const unsigned char *p = der;
+    j->csr = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
+    free(der);
+    if (j->csr == NULL)
+        return -1;
+    const char *uri = json_string_value(json_object_get(k, "KeyUri"));
+    j->key_uri = uri ? strdup(uri) : NULL;
+    const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
+    if (wrapped != NULL) {
+        j->wrapped_key = b64_decode(wrapped, &j->wrapped_len);
+        j->export_kind = (key_export_kind)json_integer_value(json_object_get(k, "Export"));
+        if (j->wrapped_key == NULL)
+            return -1;
+    }
+    j->earlier_submission = json_is_true(json_object_get(state, "S"));
+    if (issued != NULL) {
+        der = b64_decode(json_string_value(json_object_get(issued, "Cert")), &len);
+        p = der;
+        j->cert = der ? d2i_X509(NULL, &p, (long)len) : NULL;
+        free(der);
+        if (j->cert == NULL)
+            return -1;
+        j->chain = sk_X509_new_null();
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(issued, "Chain"), i, c)
+        {
+            der = b64_decode(json_string_value(c), &len);
+            p = der;
+            X509 *x = der ? d2i_X509(NULL, &p, (long)len) : NULL;
+            free(der);
+            if (x != NULL)
+                sk_X509_push(j->chain, x);
+        }
+        j->keyfactor_id = json_integer_value(json_object_get(issued, "KeyfactorID"));
+        j->request_id = json_integer_value(json_object_get(issued, "RequestId"));
+        j->answered = j->restored_issued = true;
+    }
+    j->restored = true;
+    return 0;
+}
+
+recovery_state recovery_lookup(run *r, job *j)
+{
+    run_journal *rj = r->journal;
+    const char *id = j->req->id;
+    recovery_key_id(r, id, j->key_id);
+    if (!rj->resumed)
+        return RECOVERY_NEW;
+    if (idset_contains(&rj->done_ids, id))
+        return RECOVERY_DONE;
+    json_t *state = json_object_get(rj->open, id);
+    if (state == NULL)
+        return RECOVERY_NEW;
+    json_incref(state);
+    json_object_del(rj->open, id);
+    int rc = restore(r, j, state);
+    json_decref(state);
+    if (rc != 0) {
+        /* Unusable: start over (the CA gives back what it issued for this request, if any). */
+        log_warning("%s: the journal's record of it is incomplete: starting it again", id);
+        X509_REQ_free(j->csr);
+        j->csr = NULL;
+        X509_free(j->cert);
+        j->cert = NULL;
+        sk_X509_pop_free(j->chain, X509_free);
+        j->chain = NULL;
+        free(j->wrapped_key);
+        j->wrapped_key = NULL;
+        free(j->key_uri);
+        j->key_uri = NULL;
+        j->answered = j->restored = false;
+        recovery_key_id(r, id, j->key_id);
+        return RECOVERY_NEW;
+    }
+    return RECOVERY_OPEN;
+}
+
+void recovery_clear_leftover(run *r, worker *w, job *j)
+{
+    run_journal *rj = r->journal;
+    if (rj == NULL || !rj->resumed)
+        return;
+    char hex[33];
+    hex_of(j->key_id, 16, hex);
+    if (!idset_contains(&rj->token_keys, hex))
+        return;
+    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+    for (size_t t = 0; t < r->hsm->key_token_count; t++)
+        for (size_t c = 0; c < 2; c++) {
+            CK_OBJECT_HANDLE found[4];
+            hsm_error herr;
+            int n =
+                hsm_find_objects(&w->sessions[t], classes[c], j->key_id, 16, NULL, found, 4, &herr);
+            for (int i = 0; i < n; i++)
+                hsm_destroy_object(&w->sessions[t], found[i], &herr);
+        }
+    log_debug("%s: removed a key left in the token by the interrupted run", j->req->id);
+}
+
+static int append_synced(run *r, job *j, const char *type, json_t *rec)
+{
+    journal *jn = r->journal->j;
+    uint64_t seq = journal_append(jn, type, rec);
+    json_decref(rec);
+    if (seq != 0 && journal_sync(jn, seq) == 0)
+        return 0;
+    const enroll_error *e = journal_failed(jn);
+    if (e != NULL)
+        j->err = *e;
+    else
+        enroll_error_set(&j->err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+    return -1;
+}
+
+int recovery_key_made(run *r, job *j)
+{
+    if (r->journal == NULL)
+        return 0;
+    char hex[33];
+    hex_of(j->key_id, 16, hex);
+    json_t *rec = json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
+                            (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex,
+                            "Storage", j->req->storage == STORAGE_TOKEN ? "token" : "export", "Csr",
+                            der_json(i2d_req, j->csr));
+    if (j->key_uri != NULL)
+        json_object_set_new(rec, "KeyUri", json_string(j->key_uri));
+    if (j->wrapped_key != NULL) {
+        char *b64 = b64_encode(j->wrapped_key, j->wrapped_len);
+        json_object_set_new(rec, "Wrapped", json_string(b64 ? b64 : ""));
+        json_object_set_new(rec, "Export", json_integer(j->export_kind));
+        free(b64);
+    }
+    return append_synced(r, j, "K", rec);
+}
+
+int recovery_submitting(run *r, job *j)
+{
+    if (r->journal == NULL)
+        return 0;
+    return append_synced(r, j, "S",
+                         json_pack("{s:s, s:s}", "Id", j->req->id, "Ca", j->policy.ca->name));
+}
+
+void recovery_issued(run *r, job *j)
+{
+    if (r->journal == NULL || j->restored_issued)
+        return;
+    json_t *chain = json_array();
+    for (int i = 0; j->chain != NULL && i < sk_X509_num(j->chain); i++)
+        json_array_append_new(chain, der_json(i2d_x509, sk_X509_value(j->chain, i)));
+    json_t *rec = json_pack("{s:s, s:o, s:o, s:I, s:I}", "Id", j->req->id, "Cert",
+                            der_json(i2d_x509, j->cert), "Chain", chain, "KeyfactorID",
+                            (json_int_t)j->keyfactor_id, "RequestId", (json_int_t)j->request_id);
+    journal_append(r->journal->j, "I", rec);
+    json_decref(rec);
+}
+
+void recovery_done(run *r, const char *id, long line, json_t *result, bool line_only)
+{
+    if (r->journal == NULL)
+        return;
+    json_t *rec =
+        json_pack("{s:s?, s:I, s:O}", "Id", id, "Line", (json_int_t)line, "Result", result);
+    if (line_only)
+        json_object_set_new(rec, "LineOnly", json_true());
+    journal_append(r->journal->j, "D", rec);
+    json_decref(rec);
+}

@@ -1,0 +1,99 @@
+/* `token gc`: one pass over each key token's private keys, checked against the CKA_IDs the given
+ * journals record (K records: keys made or imported for a request). What no journal knows is an
+ * orphan: left by a crash before it was journaled, or by a run whose journal is gone. */
+#include "token_gc.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch/idset.h"
+#include "batch/journal.h"
+#include "hsm_signer.h"
+#include "log.h"
+
+static int collect_key_ids(void *ctx, const char *type, json_t *record)
+{
+    const char *hex = json_string_value(json_object_get(record, "KeyId"));
+    if (strcmp(type, "K") == 0 && hex != NULL)
+        idset_insert(ctx, hex);
+    return 0;
+}
+
+long token_gc(engine_setup *s, const char *const *journals, size_t count, bool delete, bool as_json,
+              enroll_error *err)
+{
+    idset known;
+    idset_init(&known);
+    for (size_t i = 0; i < count; i++) {
+        off_t good, torn;
+        if (journal_read(journals[i], collect_key_ids, &known, &good, &torn, err) != 0) {
+            idset_free(&known);
+            return -1;
+        }
+    }
+    long orphans = 0;
+    json_t *list = json_array();
+    for (size_t t = 0; t < s->hsm.key_token_count; t++) {
+        hsm_session session;
+        hsm_context_login_session(&s->hsm, t, &session);
+        size_t max = 1 << 20;
+        CK_OBJECT_HANDLE *handles = malloc(max * sizeof *handles);
+        hsm_error herr;
+        int n = handles ? hsm_find_objects(&session, CKO_PRIVATE_KEY, NULL, 0, NULL, handles, max,
+                                           &herr)
+                        : -1;
+        for (int i = 0; i < n; i++) {
+            unsigned char *id = NULL, *label = NULL;
+            size_t id_len = 0, label_len = 0;
+            hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);
+            hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
+            char hex[2 * 64 + 1] = "";
+            for (size_t k = 0; id != NULL && k < id_len && k < 64; k++)
+                sprintf(hex + 2 * k, "%02x", id[k]);
+            if (!idset_contains(&known, hex)) {
+                orphans++;
+                char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
+                                           CKO_PRIVATE_KEY);
+                json_array_append_new(list, json_pack("{s:s, s:s?, s:b}", "Label",
+                                                      label ? (char *)label : "", "Uri", uri,
+                                                      "Deleted", delete));
+                free(uri);
+                if (delete) {
+                    CK_OBJECT_HANDLE pub[4];
+                    int np =
+                        hsm_find_objects(&session, CKO_PUBLIC_KEY, id, id_len, NULL, pub, 4, &herr);
+                    for (int p = 0; p < np; p++)
+                        hsm_destroy_object(&session, pub[p], &herr);
+                    hsm_destroy_object(&session, handles[i], &herr);
+                }
+            }
+            free(id);
+            free(label);
+        }
+        free(handles);
+        if (n < 0) {
+            hsm_error_to_enroll(&herr, "HSM_ERROR", err);
+            json_decref(list);
+            idset_free(&known);
+            return -1;
+        }
+    }
+    if (as_json) {
+        json_dumpf(list, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else {
+        size_t i;
+        json_t *k;
+        json_array_foreach(list, i, k) printf("%s  %s  %s\n", delete ? "deleted" : "orphan ",
+                                              json_string_value(json_object_get(k, "Label")),
+                                              json_string_value(json_object_get(k, "Uri")));
+    }
+    log_info("%ld orphan key%s%s (%zu keys known to %zu journal%s)", orphans,
+             orphans == 1 ? "" : "s", delete &&orphans ? ", deleted" : "", known.count, count,
+             count == 1 ? "" : "s");
+    json_decref(list);
+    idset_free(&known);
+    return orphans;
+}
