@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "formats/base64.h"
 #include "formats/san.h"
 #include "log.h"
 #include "pipeline.h"
@@ -61,16 +62,6 @@ static long entry_number(const config_ca *cfg, const char *key, long fallback, l
         return fallback;
     }
     return (long)json_integer_value(v);
-}
-
-static char *base64_of(const char *text)
-{
-    size_t len = strlen(text);
-    size_t out_len = 4 * ((len + 2) / 3) + 1;
-    char *out = malloc(out_len);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)text, (int)len);
-    return out;
 }
 
 /* The Authorization header value from the entry's Auth object: Basic (User or UserEnv/UserFile,
@@ -136,7 +127,7 @@ static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
     char *encoded = NULL;
     if (pair != NULL) {
         snprintf(pair, n, "%s:%s", user, password);
-        encoded = base64_of(pair);
+        encoded = base64_encode((const unsigned char *)pair, strlen(pair));
         OPENSSL_cleanse(pair, n);
         free(pair);
     }
@@ -326,16 +317,9 @@ STACK_OF(X509) * net_parse_certificates(const char *text)
             sk_X509_push(certs, cert);
         BIO_free(bio);
     } else {
-        size_t len = strlen(text);
-        unsigned char *der = malloc(len);
-        int n = der ? EVP_DecodeBlock(der, (const unsigned char *)text, (int)len) : -1;
-        if (n > 0) {
-            const unsigned char *p = der;
-            X509 *cert = d2i_X509(NULL, &p, n);
-            if (cert != NULL)
-                sk_X509_push(certs, cert);
-        }
-        free(der);
+        X509 *cert = x509_from_base64(text);
+        if (cert != NULL)
+            sk_X509_push(certs, cert);
     }
     ERR_clear_error();
     if (sk_X509_num(certs) == 0) {

@@ -427,19 +427,6 @@ static void free_job(job *j)
     free(j);
 }
 
-/* A token key taken up from the journal: no handles are held, so it is found by its CKA_ID. */
-static void destroy_restored_key(hsm_session *s, job *j)
-{
-    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
-    for (size_t c = 0; c < 2; c++) {
-        CK_OBJECT_HANDLE found[4];
-        hsm_error herr;
-        int n = hsm_find_objects(s, classes[c], j->key_id, sizeof j->key_id, NULL, found, 4, &herr);
-        for (int i = 0; i < n; i++)
-            hsm_destroy_object(s, found[i], &herr);
-    }
-}
-
 /* The run stops here for this job (full disk, failed journal): it is left as the journal has it,
  * token key included, for --resume. */
 static void abandon(run *r, hsm_session *sessions, job *j)
@@ -461,7 +448,8 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
         j->have_pair = false;
     } else if (j->failed && j->restored && req->storage == STORAGE_TOKEN && sessions != NULL) {
-        destroy_restored_key(&sessions[j->token], j);
+        /* Taken up from the journal: no handles are held, it is found by its CKA_ID. */
+        hsm_destroy_keypair_by_id(&sessions[j->token], j->key_id, sizeof j->key_id);
     }
     json_t *line = result_new(req->id, req->line,
                               j->failed    ? "failed"

@@ -15,6 +15,7 @@
 
 #include "batch/keyhistory.h"
 #include "batch/output.h"
+#include "formats/base64.h"
 #include "formats/csr.h"
 #include "formats/dn.h"
 #include "hsm_signer.h"
@@ -330,15 +331,8 @@ static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_i
             strcmp(request, request_id) != 0)
             continue;
         json_t *entry = json_loads(line, 0, NULL);
-        const char *b64 = json_string_value(json_object_get(entry, "Certificate"));
-        size_t len = b64 ? strlen(b64) : 0;
-        unsigned char *der = len ? malloc(len) : NULL;
-        int n = der ? EVP_DecodeBlock(der, (const unsigned char *)b64, (int)len) : -1;
-        const unsigned char *p = der;
-        if (n > 0)
-            found = d2i_X509(NULL, &p, n);
+        found = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
         *keyfactor_id = json_integer_value(json_object_get(entry, "KeyfactorID"));
-        free(der);
         json_decref(entry);
     }
     free(line);
@@ -574,15 +568,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char *cert_b64 = NULL;
-    if (params->run_id != NULL) {
-        unsigned char *der = NULL;
-        int der_len = i2d_X509(out->cert, &der);
-        cert_b64 = der_len > 0 ? malloc(4 * ((size_t)der_len + 2) / 3 + 4) : NULL;
-        if (cert_b64 != NULL)
-            EVP_EncodeBlock((unsigned char *)cert_b64, der, der_len);
-        OPENSSL_free(der);
-    }
+    char *cert_b64 = params->run_id != NULL ? x509_to_base64(out->cert) : NULL;
     pthread_mutex_lock(&ca->lock);
     out->keyfactor_id = ++ca->issued_count;
     json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?}", "KeyfactorID",

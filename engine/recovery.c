@@ -14,6 +14,7 @@
 
 #include "batch/idset.h"
 #include "batch/journal.h"
+#include "formats/base64.h"
 #include "hsm_signer.h"
 #include "log.h"
 
@@ -29,36 +30,12 @@ typedef struct run_journal {
     bool resumed;
 } run_journal;
 
-static char *b64_encode(const unsigned char *data, size_t len)
-{
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, data, (int)len);
-    return out;
-}
-
-/* Decodes base 64 (no newlines) into a malloc'd buffer. */
-static unsigned char *b64_decode(const char *text, size_t *len)
-{
-    size_t n = text ? strlen(text) : 0;
-    if (n == 0 || n % 4 != 0)
-        return NULL;
-    unsigned char *out = malloc(n);
-    int got = out ? EVP_DecodeBlock(out, (const unsigned char *)text, (int)n) : -1;
-    if (got < 0) {
-        free(out);
-        return NULL;
-    }
-    size_t pad = (text[n - 1] == '=') + (text[n - 2] == '=');
-    *len = (size_t)got - pad;
-    return out;
-}
-
+/* An object's DER (i2d) as a base-64 JSON string. */
 static json_t *der_json(int (*i2d)(const void *, unsigned char **), const void *obj)
 {
     unsigned char *der = NULL;
     int len = i2d(obj, &der);
-    char *b64 = len > 0 ? b64_encode(der, (size_t)len) : NULL;
+    char *b64 = len > 0 ? base64_encode(der, (size_t)len) : NULL;
     OPENSSL_free(der);
     json_t *out = b64 ? json_string(b64) : json_null();
     free(b64);
@@ -163,7 +140,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
         journal_state_free(rj);
         return -1;
     }
-    char *kek_b64 = b64_encode(enc, enc_len);
+    char *kek_b64 = base64_encode(enc, enc_len);
     free(enc);
     unlink(path); /* --force: the old run's journal goes with its results */
     rj->j = journal_create(path, err);
@@ -372,7 +349,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     hsm_session s;
     CK_OBJECT_HANDLE key;
     size_t enc_len = 0, kek_len = 0;
-    unsigned char *enc = b64_decode(rc.kek_b64, &enc_len), *kek = NULL;
+    unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
     free(rc.kek_b64);
     hsm_error herr;
     int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
@@ -479,7 +456,7 @@ static int restore(run *r, job *j, json_t *state)
         return -1;
     j->token = (size_t)token;
     size_t len;
-    unsigned char *der = b64_decode(json_string_value(json_object_get(k, "Csr")), &len);
+    unsigned char *der = base64_decode(json_string_value(json_object_get(k, "Csr")), &len);
     const unsigned char *p = der;
     j->csr = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
     free(der);
@@ -489,17 +466,14 @@ static int restore(run *r, job *j, json_t *state)
     j->key_uri = uri ? strdup(uri) : NULL;
     const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
     if (wrapped != NULL) {
-        j->wrapped_key = b64_decode(wrapped, &j->wrapped_len);
+        j->wrapped_key = base64_decode(wrapped, &j->wrapped_len);
         j->export_kind = (key_export_kind)json_integer_value(json_object_get(k, "Export"));
         if (j->wrapped_key == NULL)
             return -1;
     }
     j->earlier_submission = json_is_true(json_object_get(state, "S"));
     if (issued != NULL) {
-        der = b64_decode(json_string_value(json_object_get(issued, "Cert")), &len);
-        p = der;
-        j->cert = der ? d2i_X509(NULL, &p, (long)len) : NULL;
-        free(der);
+        j->cert = x509_from_base64(json_string_value(json_object_get(issued, "Cert")));
         if (j->cert == NULL)
             return -1;
         j->chain = sk_X509_new_null();
@@ -507,10 +481,7 @@ static int restore(run *r, job *j, json_t *state)
         json_t *c;
         json_array_foreach(json_object_get(issued, "Chain"), i, c)
         {
-            der = b64_decode(json_string_value(c), &len);
-            p = der;
-            X509 *x = der ? d2i_X509(NULL, &p, (long)len) : NULL;
-            free(der);
+            X509 *x = x509_from_base64(json_string_value(c));
             if (x != NULL)
                 sk_X509_push(j->chain, x);
         }
@@ -567,16 +538,8 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     hex_of(j->key_id, 16, hex);
     if (!idset_contains(&rj->token_keys, hex))
         return;
-    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
     for (size_t t = 0; t < r->hsm->key_token_count; t++)
-        for (size_t c = 0; c < 2; c++) {
-            CK_OBJECT_HANDLE found[4];
-            hsm_error herr;
-            int n =
-                hsm_find_objects(&w->sessions[t], classes[c], j->key_id, 16, NULL, found, 4, &herr);
-            for (int i = 0; i < n; i++)
-                hsm_destroy_object(&w->sessions[t], found[i], &herr);
-        }
+        hsm_destroy_keypair_by_id(&w->sessions[t], j->key_id, sizeof j->key_id);
     log_debug("%s: removed a key left in the token by the interrupted run", j->req->id);
 }
 
@@ -608,7 +571,7 @@ int recovery_key_made(run *r, job *j)
     if (j->key_uri != NULL)
         json_object_set_new(rec, "KeyUri", json_string(j->key_uri));
     if (j->wrapped_key != NULL) {
-        char *b64 = b64_encode(j->wrapped_key, j->wrapped_len);
+        char *b64 = base64_encode(j->wrapped_key, j->wrapped_len);
         json_object_set_new(rec, "Wrapped", json_string(b64 ? b64 : ""));
         json_object_set_new(rec, "Export", json_integer(j->export_kind));
         free(b64);

@@ -9,6 +9,7 @@
 
 #include "batch/jsonpath.h"
 #include "certinfo.h"
+#include "formats/base64.h"
 #include "formats/bundle.h"
 #include "serve_internal.h"
 
@@ -90,17 +91,10 @@ static json_t *certificate_strings(STACK_OF(X509) * certs, bool der, bool subjec
         if (bio == NULL)
             break;
         if (der) {
-            unsigned char *buf = NULL;
-            int len = i2d_X509(cert, &buf);
-            if (len > 0) {
-                char *b64 = malloc(4 * ((size_t)len + 2) / 3 + 4);
-                if (b64 != NULL) {
-                    EVP_EncodeBlock((unsigned char *)b64, buf, len);
-                    json_array_append_new(out, json_string(b64));
-                }
-                free(b64);
-            }
-            OPENSSL_free(buf);
+            char *b64 = x509_to_base64(cert);
+            if (b64 != NULL)
+                json_array_append_new(out, json_string(b64));
+            free(b64);
         } else {
             STACK_OF(X509) *one = sk_X509_new_null();
             sk_X509_push(one, cert);

@@ -61,12 +61,10 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
                                                       "Deleted", delete));
                 free(uri);
                 if (delete) {
-                    CK_OBJECT_HANDLE pub[4];
-                    int np =
-                        hsm_find_objects(&session, CKO_PUBLIC_KEY, id, id_len, NULL, pub, 4, &herr);
-                    for (int p = 0; p < np; p++)
-                        hsm_destroy_object(&session, pub[p], &herr);
-                    hsm_destroy_object(&session, handles[i], &herr);
+                    if (id_len > 0)
+                        hsm_destroy_keypair_by_id(&session, id, id_len);
+                    else /* no CKA_ID to find its public half by */
+                        hsm_destroy_object(&session, handles[i], &herr);
                 }
             }
             free(id);

@@ -9,38 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Base 64 (whitespace ignored) to bytes; NULL when not base 64. */
-static unsigned char *base64_decode(const char *text, size_t *out_len)
-{
-    size_t n = strlen(text);
-    char *clean = malloc(n + 1);
-    if (clean == NULL)
-        return NULL;
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isspace((unsigned char)text[i]))
-            clean[m++] = text[i];
-    clean[m] = '\0';
-    unsigned char *out = NULL;
-    if (m > 0 && m % 4 == 0) {
-        out = malloc(m / 4 * 3 + 1);
-        int len = out ? EVP_DecodeBlock(out, (unsigned char *)clean, (int)m) : -1;
-        if (len < 0) {
-            free(out);
-            out = NULL;
-        } else {
-            /* EVP_DecodeBlock counts padding as zero bytes. */
-            if (m >= 1 && clean[m - 1] == '=')
-                len--;
-            if (m >= 2 && clean[m - 2] == '=')
-                len--;
-            *out_len = (size_t)len;
-        }
-    }
-    OPENSSL_cleanse(clean, m);
-    free(clean);
-    return out;
-}
+#include "base64.h"
 
 X509_REQ *csr_decode(const char *text, enroll_error *err)
 {

@@ -210,6 +210,9 @@ int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYP
 int hsm_get_ulong(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type,
                   CK_ULONG *out, hsm_error *err);
 int hsm_destroy_object(hsm_session *session, CK_OBJECT_HANDLE object, hsm_error *err);
+/* Destroys the private and public key objects with this CKA_ID (a key pair whose handles are not
+ * held: taken up after a crash, or an orphan). Returns how many were destroyed. */
+int hsm_destroy_keypair_by_id(hsm_session *session, const unsigned char *id, size_t id_len);
 
 /* ---- names (hsm/uri.c) ---- */
 

@@ -75,3 +75,17 @@ int hsm_destroy_object(hsm_session *session, CK_OBJECT_HANDLE object, hsm_error 
     }
     return 0;
 }
+
+int hsm_destroy_keypair_by_id(hsm_session *session, const unsigned char *id, size_t id_len)
+{
+    static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+    int destroyed = 0;
+    for (size_t c = 0; c < 2; c++) {
+        CK_OBJECT_HANDLE found[4];
+        hsm_error err;
+        int n = hsm_find_objects(session, classes[c], id, id_len, NULL, found, 4, &err);
+        for (int i = 0; i < n; i++)
+            destroyed += hsm_destroy_object(session, found[i], &err) == 0;
+    }
+    return destroyed;
+}
