@@ -25,8 +25,8 @@ static const char *const top_keys[] = {"Hsm",
                                        "Roles",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
-static const char *const hsm_keys[] = {"Module",  "Tokens",   "Token",     "PinEnv",
-                                       "PinFile", "SoPinEnv", "SoPinFile", NULL};
+static const char *const hsm_keys[] = {"Module",   "Tokens",    "Token",        "PinEnv", "PinFile",
+                                       "SoPinEnv", "SoPinFile", "RestartEvery", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -123,6 +123,7 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     config_hsm *h = &cfg->hsm;
     h->pin_env = "HSMENROLL_PIN";
     h->so_pin_env = "HSMENROLL_SO_PIN";
+    h->restart_every = -1;
     if (hsm == NULL) {
         CFG_ERR(errors, "CONFIG_MISSING", "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
         return;
@@ -137,6 +138,10 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     json_opt_string(hsm, "PinFile", "Hsm", &h->pin_file, errors);
     json_opt_string(hsm, "SoPinEnv", "Hsm", &h->so_pin_env, errors);
     json_opt_string(hsm, "SoPinFile", "Hsm", &h->so_pin_file, errors);
+    json_opt_int(hsm, "RestartEvery", "Hsm", &h->restart_every, errors);
+    if (json_get_ci(hsm, "RestartEvery") != NULL && h->restart_every < 0)
+        CFG_ERR(errors, "CONFIG_VALUE", "Hsm.RestartEvery",
+                "Hsm.RestartEvery: expected 0 (never) or a number of export keys");
     h->pin_file = resolve_path(cfg, h->pin_file);
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;

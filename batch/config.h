@@ -63,6 +63,8 @@ typedef struct config_hsm {
     const char *pin_env;  /* environment variable holding the user PIN (default HSMENROLL_PIN) */
     const char *pin_file; /* file holding the user PIN (used when the variable is unset) */
     const char *so_pin_env, *so_pin_file; /* for `token init` */
+    long long restart_every; /* restart the module after this many session (export) key pairs:
+                                0 never, -1 the default (20,000 on SoftHSM, never elsewhere) */
 } config_hsm;
 
 typedef struct config_settings {

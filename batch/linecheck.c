@@ -6,7 +6,7 @@
 #include <string.h>
 
 void line_checker_init(line_checker *lc, const config *cfg, const request_defaults *defaults,
-                       const char *default_ca)
+                       const char *default_ca, const char *run_id)
 {
     memset(lc, 0, sizeof *lc);
     lc->cfg = cfg;
@@ -19,7 +19,7 @@ void line_checker_init(line_checker *lc, const config *cfg, const request_defaul
             continue;
         char path[4096];
         snprintf(path, sizeof path, "%s/issued.ndjson", cfg->cas[i].home);
-        key_history_load_log(&lc->history, path);
+        key_history_load_log(&lc->history, path, run_id);
     }
 }
 
@@ -55,7 +55,7 @@ void line_check_in_order(line_checker *lc, const enroll_request *req,
     if (req->operation != OP_CSR || req->csr == NULL)
         return;
     bool reuse_allowed = decision->pattern != NULL && decision->pattern->policy.allow_key_reuse;
-    if (!reuse_allowed && key_history_seen(&lc->history, req->key_fingerprint))
+    if (!reuse_allowed && key_history_reused(&lc->history, req->key_fingerprint, req->id))
         error_list_add(errors, "POLICY_KEY_REUSE", "CSR",
                        "the CSR's public key was already certified, and this pattern does not "
                        "allow key reuse");

@@ -19,9 +19,10 @@ typedef struct line_checker {
 } line_checker;
 
 /* Prepares a checker; loads the issuance logs of the configuration's local CAs into the key
- * history (for AllowKeyReuse). */
+ * history (for AllowKeyReuse). run_id names the run being resumed (its own issuances are not
+ * reuse by the requests they were for), NULL for none. */
 void line_checker_init(line_checker *lc, const config *cfg, const request_defaults *defaults,
-                       const char *default_ca);
+                       const char *default_ca, const char *run_id);
 void line_checker_free(line_checker *lc);
 
 /* The part that depends on this line only: parsing and policy. Thread-safe. Returns the request

@@ -2,9 +2,9 @@
 # What the journal costs, and whether memory stays flat, measured in one run on this machine:
 #   - the same batch (P-256, export, PEM, embedded CA) with the journal and with --no-journal,
 #     OUTDIR on tmpfs and on disk (/var/tmp), taking turns, best of two each;
-#   - peak RSS of a journaled run at COUNT and 10 x COUNT lines (flat means the batch size does
-#     not show), and of --resume over the finished 10 x COUNT run (it reads the whole journal).
-#   bench/journal.sh [COUNT]     (default 3000)
+#   - peak RSS of a journaled run at COUNT and BIG lines (flat means the batch size does not
+#     show), and of --resume over the finished BIG run (it reads the whole journal).
+#   bench/journal.sh [COUNT [BIG]]     (defaults 3000 and 10 x COUNT)
 # The SoftHSM store is on tmpfs in every case; nothing is kept.
 set -euo pipefail
 count=${1:-3000}
@@ -47,7 +47,7 @@ for where in "$work" "$disk"; do
 done
 rm -rf "$work/out" "$disk/out"
 
-big=$((count * 10))
+big=${2:-$((count * 10))}
 batch "$work/big.ndjson" "$big"
 small_rss=$(rss "$bin" run "$work/b.ndjson" -o "$work/out-small" --progress never -q)
 big_rss=$(rss "$bin" run "$work/big.ndjson" -o "$work/out-big" --progress never -q)

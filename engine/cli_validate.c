@@ -102,7 +102,7 @@ int cli_validate(int argc, char **argv)
     }
     defaults.password_length = s.cfg->settings.password_length;
     line_checker checker;
-    line_checker_init(&checker, s.cfg, &defaults, default_ca);
+    line_checker_init(&checker, s.cfg, &defaults, default_ca, NULL);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     validate_counts counts = {0};
     struct timespec t0, t1;

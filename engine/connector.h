@@ -19,6 +19,8 @@ typedef struct ca_connector_ops {
     const char *type; /* "local", "keyfactor", "cfssl" */
     int (*open)(ca_connector *conn, run *r, enroll_error *err);
     submit_status (*submit)(ca_connector *conn, worker *w, job *j);
+    /* The HSM module was restarted (every handle is new); NULL when the connector keeps none. */
+    int (*hsm_restarted)(ca_connector *conn, run *r, enroll_error *err);
     void (*close)(ca_connector *conn);
 } ca_connector_ops;
 

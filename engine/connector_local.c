@@ -69,6 +69,14 @@ static submit_status local_submit(ca_connector *conn, worker *w, job *j)
     return SUBMIT_DONE;
 }
 
+static int local_hsm_restarted(ca_connector *conn, run *r, enroll_error *err)
+{
+    local_state *st = conn->state;
+    hsm_session s;
+    hsm_context_login_session(r->hsm, st->token, &s);
+    return local_ca_find_key(&st->ca, &s, err);
+}
+
 static void local_close(ca_connector *conn)
 {
     local_state *st = conn->state;
@@ -81,5 +89,6 @@ const ca_connector_ops connector_local = {
     .type = "local",
     .open = local_open,
     .submit = local_submit,
+    .hsm_restarted = local_hsm_restarted,
     .close = local_close,
 };

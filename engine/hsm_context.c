@@ -53,9 +53,19 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         }
         ctx->token_count++;
     }
-    secret_free(pin);
     free(labels);
     ctx->module = module;
+    long long every = cfg->hsm.restart_every;
+    if (every < 0)
+        every = hsm_module_is_softhsm(module) ? HSM_CONTEXT_SOFTHSM_RESTART_EVERY : 0;
+    if (rc == 0 && every > 0) {
+        /* Kept (locked in memory, wiped at close) to log in again after a module restart. */
+        ctx->pin = pin;
+        mlock(pin, strlen(pin) + 1);
+        ctx->restart_every = (long)every;
+    } else {
+        secret_free(pin);
+    }
     if (rc != 0) {
         ctx->module = NULL; /* the caller still owns it */
         hsm_context_close(ctx);
@@ -116,8 +126,52 @@ int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, 
     return 0;
 }
 
+int hsm_context_restart(hsm_context *ctx, enroll_error *err)
+{
+    if (ctx->pin == NULL) {
+        enroll_error_set(err, "HSM_RESTART", NULL, "the module cannot be restarted");
+        return -1;
+    }
+    for (size_t i = 0; i < ctx->token_count; i++)
+        hsm_token_close(&ctx->tokens[i]);
+    hsm_error herr;
+    if (hsm_module_restart(ctx->module, &herr) != 0) {
+        hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+        ctx->token_count = 0;
+        return -1;
+    }
+    for (size_t i = 0; i < ctx->token_count; i++) {
+        char label[sizeof ctx->tokens[i].desc.label];
+        memcpy(label, ctx->tokens[i].desc.label, sizeof label);
+        if (hsm_token_open(ctx->module, label, ctx->pin, &ctx->tokens[i], &herr) != 0) {
+            hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+            for (size_t k = 0; k < i; k++)
+                hsm_token_close(&ctx->tokens[k]);
+            ctx->token_count = 0;
+            return -1;
+        }
+    }
+    for (size_t i = 0; ctx->kek != NULL && i < ctx->key_token_count; i++) {
+        hsm_session s;
+        hsm_context_login_session(ctx, i, &s);
+        if (hsm_import_wrapping_key(&s, ctx->kek, &ctx->kek_handles[i], &herr) != 0) {
+            hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+            return -1;
+        }
+    }
+    ctx->restarts++;
+    return 0;
+}
+
 void hsm_context_close(hsm_context *ctx)
 {
+    if (ctx->pin != NULL) {
+        size_t len = strlen(ctx->pin) + 1;
+        OPENSSL_cleanse(ctx->pin, len);
+        munlock(ctx->pin, len);
+        free(ctx->pin);
+        ctx->pin = NULL;
+    }
     if (ctx->kek != NULL) {
         OPENSSL_cleanse(ctx->kek, 32);
         munlock(ctx->kek, 32);

@@ -25,7 +25,15 @@ typedef struct hsm_context {
     unsigned char *kek;            /* the run's AES-256 wrapping key, in locked memory; or NULL */
     CK_OBJECT_HANDLE *kek_handles; /* its object in each key token */
     _Atomic int export_methods[KEYALG_ED448 + 1];
+    char *pin;          /* kept, locked, only when the module is restarted during a run */
+    long restart_every; /* restart the module after this many session key pairs; 0: never */
+    long restarts;
 } hsm_context;
+
+/* SoftHSM 2.6 frees a destroyed session object only at C_Finalize (upstream #562/#563): about
+ * 420 bytes per export key. A run restarts it after this many, which bounds that memory (~8 MiB)
+ * at a cost of one drain of the pipeline and one login per 20,000 keys. */
+#define HSM_CONTEXT_SOFTHSM_RESTART_EVERY 20000
 
 /* Logs into every token of cfg->hsm.tokens plus extra_tokens (duplicates are opened once) with
  * the PIN of cfg->hsm. Takes ownership of module on success. Codes: PIN_UNAVAILABLE,
@@ -41,6 +49,10 @@ int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, 
 int hsm_context_token_index(const hsm_context *ctx, const char *label);
 /* A session struct over a token's login session (not to be closed). */
 void hsm_context_login_session(hsm_context *ctx, size_t token_index, hsm_session *out);
+/* Restarts the module (hsm_module_restart) with every token logged in again and the wrapping key
+ * imported again (new handles). Every other session and handle of the process is gone: the caller
+ * has closed its sessions and reopens them after. Code HSM_RESTART. */
+int hsm_context_restart(hsm_context *ctx, enroll_error *err);
 void hsm_context_close(hsm_context *ctx);
 
 #endif

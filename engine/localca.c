@@ -297,17 +297,24 @@ static void request_key(const char *run_id, const char *request_id, char *out, s
     snprintf(out, size, "%s\x1f%s", run_id, request_id);
 }
 
-/* Counts the issuances and indexes those of journaled runs. */
-static long long scan_log(local_ca *ca)
+/* Counts the issuances; with run_id, indexes that run's (and forgets any other run's index). */
+static long long scan_log(local_ca *ca, const char *run_id)
 {
     long long n = 0;
     char *line = NULL, run[64], request[256], key[400];
     size_t cap = 0;
+    if (run_id != NULL) {
+        idset_free(&ca->issued_requests);
+        free(ca->indexed_run);
+        idset_init(&ca->issued_requests);
+        free(ca->indexed_run);
+        ca->indexed_run = strdup(run_id);
+    }
     rewind(ca->log);
     while (getline(&line, &cap, ca->log) > 0) {
         n++;
-        if (log_field(line, "RunId", run, sizeof run) &&
-            log_field(line, "RequestId", request, sizeof request)) {
+        if (run_id != NULL && log_field(line, "RunId", run, sizeof run) &&
+            strcmp(run, run_id) == 0 && log_field(line, "RequestId", request, sizeof request)) {
             request_key(run, request, key, sizeof key);
             idset_insert(&ca->issued_requests, key);
         }
@@ -340,6 +347,26 @@ static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_i
     return found;
 }
 
+int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
+{
+    hsm_error herr;
+    CK_OBJECT_HANDLE found[2];
+    int n = hsm_find_objects(session, CKO_PRIVATE_KEY, ca->issuing_key_id,
+                             sizeof ca->issuing_key_id, NULL, found, 2, &herr);
+    if (n != 1) {
+        if (n < 0)
+            hsm_error_to_enroll(&herr, "CA_UNAVAILABLE", err);
+        else
+            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+                             "the issuing CA key %s is %s in token \"%s\"",
+                             ca->issuing_key_uri ? ca->issuing_key_uri : "(no URI)",
+                             n == 0 ? "missing" : "not unique", session->token->desc.label);
+        return -1;
+    }
+    ca->issuing_key = found[0];
+    return 0;
+}
+
 int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err)
 {
     memset(ca, 0, sizeof *ca);
@@ -354,14 +381,15 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
                          "no embedded CA in %s (run `hsmenroll ca init`)", home);
         return -1;
     }
-    unsigned char id[HSM_KEY_ID_LEN];
+    unsigned char *id = ca->issuing_key_id;
     const char *token = json_string_value(json_object_get(state, "Token"));
     const char *uri = json_string_value(json_object_get(state, "IssuingKeyUri"));
     const char *root_uri = json_string_value(json_object_get(state, "RootKeyUri"));
     ca->token_label = strdup(token ? token : "");
     ca->issuing_key_uri = uri ? strdup(uri) : NULL;
     ca->root_key_uri = root_uri ? strdup(root_uri) : NULL;
-    int bad_id = unhex(json_string_value(json_object_get(state, "IssuingKeyId")), id, sizeof id);
+    int bad_id = unhex(json_string_value(json_object_get(state, "IssuingKeyId")), id,
+                       sizeof ca->issuing_key_id);
     json_decref(state);
     if (bad_id) {
         enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s/ca.json has no valid IssuingKeyId", home);
@@ -384,20 +412,8 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->issuing_pub = X509_get_pubkey(ca->issuing);
     ca->alg = ca->issuing_pub ? sig_alg_for_key(ca->issuing_pub) : SIG_NONE;
 
-    hsm_error herr;
-    CK_OBJECT_HANDLE found[2];
-    int n = hsm_find_objects(session, CKO_PRIVATE_KEY, id, sizeof id, NULL, found, 2, &herr);
-    if (n != 1) {
-        if (n < 0)
-            hsm_error_to_enroll(&herr, "CA_UNAVAILABLE", err);
-        else
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
-                             "the issuing CA key %s is %s in token \"%s\"",
-                             ca->issuing_key_uri ? ca->issuing_key_uri : "(no URI)",
-                             n == 0 ? "missing" : "not unique", session->token->desc.label);
+    if (local_ca_find_key(ca, session, err) != 0)
         return -1;
-    }
-    ca->issuing_key = found[0];
 
     /* Extensions every issued certificate carries, made once. */
     X509V3_CTX ctx;
@@ -419,7 +435,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
         return -1;
     }
     idset_init(&ca->issued_requests);
-    ca->issued_count = scan_log(ca);
+    ca->issued_count = scan_log(ca, NULL);
     return 0;
 }
 
@@ -513,6 +529,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
         request_key(params->run_id, params->request_id, key, sizeof key);
         pthread_mutex_lock(&ca->lock);
         X509 *earlier = NULL;
+        if (ca->indexed_run == NULL || strcmp(ca->indexed_run, params->run_id) != 0)
+            scan_log(ca, params->run_id); /* once per run asking */
         if (idset_contains(&ca->issued_requests, key))
             earlier = find_issued(ca, params->run_id, params->request_id, &out->keyfactor_id);
         pthread_mutex_unlock(&ca->lock);
@@ -576,11 +594,9 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                              params->request_id, "Serial", serial_hex, "Subject", subject,
                              "NotAfter", not_after, "Issued", now, KEY_HISTORY_FIELD,
                              fingerprint_hex, "Certificate", cert_b64);
-    if (params->run_id != NULL && params->request_id != NULL) {
-        char key[400];
-        request_key(params->run_id, params->request_id, key, sizeof key);
-        idset_insert(&ca->issued_requests, key);
-    }
+    /* Not indexed: within one process a run asks once per request (its Ids are unique); only a
+     * resumed run asks again, and its next process finds this line in the log. So the index
+     * holds what a run issued before it was interrupted, not the whole batch. */
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     int logged = text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
     pthread_mutex_unlock(&ca->lock);

@@ -33,13 +33,15 @@ typedef struct local_ca {
     EVP_PKEY *issuing_pub;
     sig_alg alg;
     CK_OBJECT_HANDLE issuing_key;
+    unsigned char issuing_key_id[HSM_KEY_ID_LEN];
     char *token_label;
     char *issuing_key_uri, *root_key_uri;
     X509_EXTENSION *ext_basic, *ext_eku, *ext_aki;
     pthread_mutex_t lock;
     FILE *log;              /* issued.ndjson, appended */
     long long issued_count; /* lines in issued.ndjson */
-    idset issued_requests;  /* hashes of "RunId<US>RequestId" of journaled runs' issuances */
+    idset issued_requests;  /* hashes of "RunId<US>RequestId" of indexed_run's earlier issuances */
+    char *indexed_run;      /* the run those are of (read from the log when it first asks) */
 } local_ca;
 
 /* True when home holds a CA (ca.json). */
@@ -54,6 +56,8 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
 /* Loads the CA of home; finds its issuing key in session's token once (by CKA_ID). */
 int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err);
 void local_ca_close(local_ca *ca);
+/* Finds the issuing key in session's token again (by CKA_ID): after a module restart. */
+int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err);
 
 typedef struct local_ca_issue {
     int validity_days;

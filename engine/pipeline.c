@@ -7,6 +7,7 @@
 
 #include "batch/linecheck.h"
 #include "batch/ndjson.h"
+#include "connector.h"
 #include "enroll.h"
 #include "log.h"
 #include "progress.h"
@@ -164,6 +165,37 @@ static void close_worker_sessions(run *r, worker *w)
     w->sessions = NULL;
 }
 
+/* Waits until every admitted job has finished: the workers wait in queue_take, and no job holds
+ * a session or an object handle. Only the reader admits, so nothing starts meanwhile. */
+static void queue_wait_idle(job_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->in_flight > 0)
+        pthread_cond_wait(&q->room, &q->lock);
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Restarts the HSM module between two jobs (hsm_context_restart): drains the pipeline, closes
+ * every worker's sessions, restarts, lets the connectors find their keys again, reopens. */
+static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
+{
+    queue_wait_idle(&r->queue);
+    uint64_t t0 = run_clock_ns();
+    for (int i = 0; i < nworkers; i++)
+        close_worker_sessions(r, &workers[i]);
+    int rc = hsm_context_restart(r->hsm, err);
+    for (size_t c = 0; rc == 0 && c < r->cfg->ca_count; c++) {
+        ca_connector *conn = r->connectors[c];
+        if (conn != NULL && conn->ops->hsm_restarted != NULL)
+            rc = conn->ops->hsm_restarted(conn, r, err);
+    }
+    for (int i = 0; rc == 0 && i < nworkers; i++)
+        rc = open_worker_sessions(r, &workers[i], err);
+    log_debug("HSM module restarted (%ld so far) in %.1f ms%s", r->hsm->restarts,
+              (double)(run_clock_ns() - t0) / 1e6, rc == 0 ? "" : ": failed");
+    return rc;
+}
+
 int pipeline_run(run *r, enroll_error *err)
 {
     ndjson_reader reader;
@@ -198,12 +230,12 @@ int pipeline_run(run *r, enroll_error *err)
     progress *prog = rc == 0 ? progress_start(r) : NULL;
 
     line_checker checker;
-    line_checker_init(&checker, r->cfg, &r->defaults, r->opt.default_ca);
+    line_checker_init(&checker, r->cfg, &r->defaults, r->opt.default_ca, recovery_run_id(r));
     const char *text;
     size_t len;
     long line;
     ndjson_status st;
-    long admitted = 0;
+    long admitted = 0, session_keys = 0;
     error_list errors = {0};
     while (rc == 0 && !atomic_load(&r->stop) &&
            (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
@@ -246,9 +278,17 @@ int pipeline_run(run *r, enroll_error *err)
             free(j);
             continue;
         }
+        bool session_key = req->operation != OP_CSR && req->storage != STORAGE_TOKEN;
         j->started_ns = run_clock_ns();
         queue_admit(&r->queue, j);
         admitted++;
+        if (session_key && r->hsm->restart_every > 0 && ++session_keys >= r->hsm->restart_every) {
+            session_keys = 0;
+            if (restart_hsm(r, workers, nworkers, err) != 0) {
+                rc = -1;
+                break;
+            }
+        }
     }
     error_list_free(&errors);
     queue_close(&r->queue);

@@ -564,10 +564,13 @@ int recovery_key_made(run *r, job *j)
         return 0;
     char hex[33];
     hex_of(j->key_id, 16, hex);
-    json_t *rec = json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
-                            (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex,
-                            "Storage", j->req->storage == STORAGE_TOKEN ? "token" : "export", "Csr",
-                            der_json(i2d_req, j->csr));
+    json_t *rec =
+        json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
+                  (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex, "Storage",
+                  j->req->operation == OP_CSR        ? "none"
+                  : j->req->storage == STORAGE_TOKEN ? "token"
+                                                     : "export",
+                  "Csr", der_json(i2d_req, j->csr));
     if (j->key_uri != NULL)
         json_object_set_new(rec, "KeyUri", json_string(j->key_uri));
     if (j->wrapped_key != NULL) {

@@ -39,7 +39,7 @@ serve_config *serve_config_new(config *cfg)
     sc->cfg = cfg;
     request_defaults defaults = {.pattern_id = -1,
                                  .password_length = cfg->settings.password_length};
-    line_checker_init(&sc->checker, cfg, &defaults, NULL);
+    line_checker_init(&sc->checker, cfg, &defaults, NULL, NULL);
     pthread_mutex_init(&sc->order_lock, NULL);
     return sc;
 }

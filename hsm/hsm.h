@@ -28,6 +28,12 @@ typedef struct hsm_module hsm_module;
 hsm_module *hsm_module_load(const char *path, hsm_error *err);
 /* C_Finalize (when this load initialized it) and dlclose. NULL is accepted. */
 void hsm_module_unload(hsm_module *module);
+/* C_Finalize then C_Initialize: every session, login and session object of the process is gone
+ * (tokens must be reopened). For modules that only free memory there (SoftHSM 2.6 keeps every
+ * destroyed session object until C_Finalize, upstream #562/#563). 0, or -1 with err. */
+int hsm_module_restart(hsm_module *module, hsm_error *err);
+/* True when the module reports SoftHSM as its manufacturer. */
+bool hsm_module_is_softhsm(const hsm_module *module);
 CK_FUNCTION_LIST *hsm_module_functions(const hsm_module *module);
 const char *hsm_module_path(const hsm_module *module);
 const char *hsm_default_module_path(void);

@@ -89,6 +89,40 @@ hsm_module *hsm_module_load(const char *path, hsm_error *err)
     return m;
 }
 
+int hsm_module_restart(hsm_module *module, hsm_error *err)
+{
+    if (module == NULL || !module->initialized_here) {
+        hsm_error_set(err, "C_Finalize", CKR_OK,
+                      "the module was initialized by someone else in this process: it is not "
+                      "restarted");
+        return -1;
+    }
+    CK_RV rv = module->f->C_Finalize(NULL);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_Finalize", rv, "C_Finalize failed on %s: %s", module->path,
+                      ckr_name(rv));
+        return -1;
+    }
+    CK_C_INITIALIZE_ARGS args;
+    memset(&args, 0, sizeof args);
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = module->f->C_Initialize(&args);
+    if (rv != CKR_OK) {
+        module->initialized_here = false;
+        hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s", module->path,
+                      ckr_name(rv));
+        return -1;
+    }
+    return 0;
+}
+
+bool hsm_module_is_softhsm(const hsm_module *module)
+{
+    CK_INFO info;
+    return module != NULL && module->f->C_GetInfo(&info) == CKR_OK &&
+           memcmp(info.manufacturerID, "SoftHSM", 7) == 0;
+}
+
 void hsm_module_unload(hsm_module *module)
 {
     if (module == NULL)

@@ -107,7 +107,7 @@ static void check_line(json_t *line, checked *out)
 {
     line_checker lc;
     request_defaults d = {.pattern_id = -1, .password_length = 12};
-    line_checker_init(&lc, cfg, &d, NULL);
+    line_checker_init(&lc, cfg, &d, NULL, NULL);
     check_with(&lc, line, out);
     line_checker_free(&lc);
 }
@@ -558,7 +558,7 @@ static void test_key_reuse(void)
     char *ed = make_csr(ed25519, "CN=dev-1", NULL);
     checked c;
     /* Pattern 1: AllowKeyReuse false. The second request with the same key is refused. */
-    line_checker_init(&lc, cfg, &d, NULL);
+    line_checker_init(&lc, cfg, &d, NULL, NULL);
     check_with(&lc, csr_line("r1", 1, ec, NULL), &c);
     CU_ASSERT_TRUE(valid(&c));
     release(&c);
@@ -583,7 +583,7 @@ static void test_key_reuse(void)
     key_history_hex(fp, hex);
     X509_REQ_free(req);
     snprintf(log_path, sizeof log_path, "%s/issued.ndjson", dir);
-    char log_line[256];
+    char log_line[320];
     snprintf(log_line, sizeof log_line, "{\"KeyfactorID\":1,\"%s\":\"%s\"}\n", KEY_HISTORY_FIELD,
              hex);
     CU_ASSERT_EQUAL(test_write_file(log_path, log_line), 0);
@@ -598,7 +598,30 @@ static void test_key_reuse(void)
     config *other = config_load_json(doc, "/", "reuse.json", &errors);
     json_decref(doc);
     CU_ASSERT_PTR_NOT_NULL_FATAL(other);
-    line_checker_init(&lc, other, &d, NULL);
+    line_checker_init(&lc, other, &d, NULL, NULL);
+    check_with(&lc, csr_line("r5", 1, ec, NULL), &c);
+    CU_ASSERT_TRUE(codes_are(&c, "POLICY_KEY_REUSE", NULL));
+    release(&c);
+    line_checker_free(&lc);
+
+    /* A resumed run: the key its request r5 had certified before the crash is r5's own, not
+     * reuse; any other request of the run (or any request of another run) with it is reuse. */
+    snprintf(log_line, sizeof log_line,
+             "{\"KeyfactorID\":1,\"RunId\":\"run-a\",\"RequestId\":\"r5\",\"%s\":\"%s\"}\n",
+             KEY_HISTORY_FIELD, hex);
+    CU_ASSERT_EQUAL(test_write_file(log_path, log_line), 0);
+    line_checker_init(&lc, other, &d, NULL, "run-a");
+    check_with(&lc, csr_line("r6", 1, ec, NULL), &c);
+    CU_ASSERT_TRUE(codes_are(&c, "POLICY_KEY_REUSE", NULL));
+    release(&c);
+    check_with(&lc, csr_line("r5", 1, ec, NULL), &c);
+    CU_ASSERT_TRUE(valid(&c));
+    release(&c);
+    check_with(&lc, csr_line("r7", 1, ec, NULL), &c); /* r5 has it now, in this batch too */
+    CU_ASSERT_TRUE(codes_are(&c, "POLICY_KEY_REUSE", NULL));
+    release(&c);
+    line_checker_free(&lc);
+    line_checker_init(&lc, other, &d, NULL, "run-b");
     check_with(&lc, csr_line("r5", 1, ec, NULL), &c);
     CU_ASSERT_TRUE(codes_are(&c, "POLICY_KEY_REUSE", NULL));
     release(&c);
