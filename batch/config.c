@@ -2,6 +2,7 @@
  * (template -> CAs, pattern -> template and CAs), the seed's pattern rules, JSON-path errors. */
 #include "config.h"
 
+#include <ctype.h>
 #include <libgen.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -116,6 +117,79 @@ static long long *read_ids(const json_t *arr, const char *path, size_t *count, e
             ids[(*count)++] = json_integer_value(v);
     }
     return ids;
+}
+
+static const char *const store_keys[] = {"Id", "Token", "AgentGuid", "Name", NULL};
+
+bool config_is_guid(const char *s)
+{
+    if (s == NULL || strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+    }
+    return true;
+}
+
+/* Stores: certificate stores, each a PKCS#11 token, named by a GUID as Keyfactor names them. */
+static void load_stores(config *cfg, const json_t *stores, error_list *errors)
+{
+    if (stores == NULL)
+        return;
+    if (!json_is_array(stores)) {
+        CFG_ERR(errors, "CONFIG_TYPE", "Stores", "Stores: expected an array");
+        return;
+    }
+    cfg->stores =
+        calloc(json_array_size(stores) ? json_array_size(stores) : 1, sizeof *cfg->stores);
+    if (cfg->stores == NULL) {
+        CFG_ERR(errors, "CONFIG_MEMORY", "Stores", "Stores: out of memory");
+        return;
+    }
+    size_t i;
+    json_t *entry;
+    char path[256], where[300];
+    json_array_foreach(stores, i, entry)
+    {
+        json_path_index(path, sizeof path, "Stores", i);
+        if (!json_is_object(entry)) {
+            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+            continue;
+        }
+        json_check_keys(entry, path, store_keys, errors);
+        config_store *s = &cfg->stores[cfg->store_count];
+        json_opt_string(entry, "Id", path, &s->id, errors);
+        json_opt_string(entry, "Token", path, &s->token, errors);
+        json_opt_string(entry, "AgentGuid", path, &s->agent_guid, errors);
+        json_opt_string(entry, "Name", path, &s->name, errors);
+        if (!config_is_guid(s->id))
+            CFG_ERR(errors, s->id ? "CONFIG_VALUE" : "CONFIG_MISSING",
+                    json_path_key(where, sizeof where, path, "Id"),
+                    "%s: required, a GUID (8-4-4-4-12 hexadecimal digits)", where);
+        if (!config_is_guid(s->agent_guid))
+            CFG_ERR(errors, s->agent_guid ? "CONFIG_VALUE" : "CONFIG_MISSING",
+                    json_path_key(where, sizeof where, path, "AgentGuid"),
+                    "%s: required, the GUID of this engine as the store's orchestrator", where);
+        if (s->token == NULL || *s->token == '\0' || strlen(s->token) > 32)
+            CFG_ERR(errors, s->token ? "CONFIG_VALUE" : "CONFIG_MISSING",
+                    json_path_key(where, sizeof where, path, "Token"),
+                    "%s: required, the label (1 to 32 bytes) of the store's PKCS#11 token", where);
+        for (size_t k = 0; k < cfg->store_count && s->id != NULL; k++)
+            if (cfg->stores[k].id != NULL && strcasecmp(cfg->stores[k].id, s->id) == 0)
+                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                        "%s: store %s is listed twice", where, s->id);
+        cfg->store_count++;
+    }
+}
+
+const config_store *config_find_store(const config *cfg, const char *id)
+{
+    for (size_t i = 0; id != NULL && i < cfg->store_count; i++)
+        if (cfg->stores[i].id != NULL && strcasecmp(cfg->stores[i].id, id) == 0)
+            return &cfg->stores[i];
+    return NULL;
 }
 
 static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
@@ -550,9 +624,7 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
                          &cfg->metadata_field_count, errors);
     load_patterns(cfg, json_get_ci(doc, "EnrollmentPatterns"), errors);
     load_settings(cfg, json_get_ci(doc, "Settings"), errors);
-    json_t *stores = json_get_ci(doc, "Stores");
-    if (stores != NULL && !json_is_array(stores))
-        CFG_ERR(errors, "CONFIG_TYPE", "Stores", "Stores: expected an array");
+    load_stores(cfg, json_get_ci(doc, "Stores"), errors);
     if (errors->count > errors_before) {
         config_free(cfg);
         return NULL;
@@ -602,6 +674,7 @@ void config_free(config *cfg)
     if (cfg == NULL)
         return;
     free(cfg->hsm.tokens);
+    free(cfg->stores);
     free(cfg->cas);
     for (size_t i = 0; i < cfg->template_count; i++)
         free(cfg->templates[i].ca_ids);

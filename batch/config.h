@@ -78,6 +78,15 @@ typedef struct config_settings {
     size_t csp_count;
 } config_settings;
 
+/* A certificate store: a PKCS#11 token holding keys and certificates under aliases (CKA_LABEL),
+ * named by a GUID (KeystoreId, StoreId) and served by this engine as orchestrator AgentGuid. */
+typedef struct config_store {
+    const char *id;
+    const char *token;
+    const char *agent_guid;
+    const char *name; /* optional, for people */
+} config_store;
+
 typedef struct config {
     json_t *doc;    /* owns every string above */
     char *base_dir; /* relative paths are taken from here (the config file's directory) */
@@ -94,6 +103,8 @@ typedef struct config {
     config_role *roles;
     size_t role_count;
     config_settings settings;
+    config_store *stores;
+    size_t store_count;
     char **owned_paths; /* resolved paths, freed with the config */
     size_t owned_path_count;
 } config;
@@ -109,6 +120,10 @@ json_t *config_default_document(const char *home);
 void config_free(config *cfg);
 
 const config_ca *config_find_ca_by_id(const config *cfg, long long id);
+/* The store with this GUID (case-insensitive), or NULL. */
+const config_store *config_find_store(const config *cfg, const char *id);
+/* True for a GUID written 8-4-4-4-12 in hexadecimal digits. */
+bool config_is_guid(const char *s);
 /* By full name ("host\\logical") or by logical name, case-insensitively. */
 const config_ca *config_find_ca_by_name(const config *cfg, const char *name);
 const config_template *config_find_template_by_name(const config *cfg, const char *name);

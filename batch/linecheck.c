@@ -1,6 +1,7 @@
 /* The pre-flight check of a batch line, shared by run and validate. */
 #include "linecheck.h"
 
+#include <ctype.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@ void line_checker_init(line_checker *lc, const config *cfg, const request_defaul
     lc->defaults = *defaults;
     lc->default_ca = default_ca;
     idset_init(&lc->seen_ids);
+    idset_init(&lc->store_aliases);
     key_history_init(&lc->history);
     for (size_t i = 0; i < cfg->ca_count; i++) {
         if (cfg->cas[i].type != CA_TYPE_LOCAL || cfg->cas[i].home == NULL)
@@ -26,6 +28,7 @@ void line_checker_init(line_checker *lc, const config *cfg, const request_defaul
 void line_checker_free(line_checker *lc)
 {
     idset_free(&lc->seen_ids);
+    idset_free(&lc->store_aliases);
     key_history_free(&lc->history);
 }
 
@@ -52,6 +55,17 @@ void line_check_in_order(line_checker *lc, const enroll_request *req,
     if (req->id != NULL && idset_insert(&lc->seen_ids, req->id) == 0)
         error_list_add(errors, "DUPLICATE_ID", "Id",
                        "Id \"%.80s\" was already used earlier in the batch", req->id);
+    if (req->operation == OP_REENROLLMENT && req->store_id != NULL && req->alias != NULL) {
+        char key[REQUEST_ALIAS_MAX + 64];
+        snprintf(key, sizeof key, "%s\x1f%s", req->store_id, req->alias);
+        for (char *p = key; *p != '\x1f'; p++)
+            *p = (char)tolower((unsigned char)*p); /* GUIDs compare case-insensitively */
+        if (idset_insert(&lc->store_aliases, key) == 0)
+            error_list_add(errors, "STORE_ALIAS_BUSY", "Alias",
+                           "alias \"%.80s\" of store %s is reenrolled by an earlier line of the "
+                           "batch",
+                           req->alias, req->store_id);
+    }
     if (req->operation != OP_CSR || req->csr == NULL)
         return;
     bool reuse_allowed = decision->pattern != NULL && decision->pattern->policy.allow_key_reuse;

@@ -15,6 +15,7 @@ typedef struct line_checker {
     request_defaults defaults;
     const char *default_ca; /* run --ca: for lines that name no CA */
     idset seen_ids;
+    idset store_aliases; /* "store GUID \x1f alias" of the reenrollments so far */
     key_history history;
 } line_checker;
 
@@ -30,7 +31,8 @@ void line_checker_free(line_checker *lc);
 enroll_request *line_check_alone(const line_checker *lc, char *text, size_t len, long line,
                                  policy_decision *decision, error_list *errors);
 /* The part that depends on the lines before, called in line order: a duplicate Id, a CSR key
- * already certified (AllowKeyReuse false); a good CSR line's key joins the history. */
+ * already certified (AllowKeyReuse false), an alias another line already reenrolls; a good CSR
+ * line's key joins the history. */
 void line_check_in_order(line_checker *lc, const enroll_request *req,
                          const policy_decision *decision, error_list *errors);
 /* Both, for one line. *id gets the Id to report the line under (owned by the request, or NULL). */

@@ -431,15 +431,33 @@ static void check_settings(const config *cfg, const policy_decision *d, const en
             d->template_->name);
 }
 
+/* Reenrollment: the store must be configured, and served by this engine (its AgentGuid). */
+static void check_store(const config *cfg, const enroll_request *req, policy_decision *out,
+                        error_list *errors)
+{
+    if (req->operation != OP_REENROLLMENT || req->store_id == NULL)
+        return;
+    out->store = config_find_store(cfg, req->store_id);
+    if (out->store == NULL)
+        ADD(errors, "STORE_UNKNOWN", "KeystoreId",
+            "no certificate store %s in the configuration (Stores)", req->store_id);
+    else if (req->agent_guid != NULL && strcasecmp(req->agent_guid, out->store->agent_guid) != 0)
+        ADD(errors, "STORE_AGENT_MISMATCH", "AgentGuid",
+            "store %s is served by orchestrator %s, not %s", out->store->id, out->store->agent_guid,
+            req->agent_guid);
+}
+
 int policy_apply(const config *cfg, enroll_request *req, policy_decision *out, error_list *errors)
 {
     size_t before = errors->count;
     memset(out, 0, sizeof *out);
+    check_store(cfg, req, out, errors);
     resolve(cfg, req, out, errors);
     if (out->pattern == NULL)
         return errors->count > before ? -1 : 0;
     const pattern_policy *p = &out->pattern->policy;
-    long long wanted = req->operation == OP_CSR ? 2 : 1;
+    /* A reenrollment submits a CSR made on the store's device: a CSR enrollment. */
+    long long wanted = req->operation == OP_PFX ? 1 : 2;
     if ((out->pattern->allowed_enrollment_types & wanted) == 0)
         ADD(errors, "ENROLLMENT_TYPE_NOT_ALLOWED", "Operation",
             "enrollment pattern \"%.80s\" does not allow %s enrollment", out->pattern->name,

@@ -15,10 +15,12 @@ typedef struct policy_decision {
     const config_template *template_;
     const config_pattern *pattern;
     const config_ca *ca;
+    const config_store *store; /* Reenrollment: the store KeystoreId names */
 } policy_decision;
 
 /* Resolves and checks req against cfg, adding every violation to errors (codes: UNKNOWN_TEMPLATE,
- * UNKNOWN_PATTERN, TEMPLATE_MISMATCH, NO_DEFAULT_PATTERN, UNKNOWN_CA, CA_NOT_ALLOWED and the
+ * UNKNOWN_PATTERN, TEMPLATE_MISMATCH, NO_DEFAULT_PATTERN, UNKNOWN_CA, CA_NOT_ALLOWED,
+ * STORE_UNKNOWN, STORE_AGENT_MISMATCH and the
  * POLICY_* codes of the README). Key reuse depends on the lines before this one and is checked
  * by batch/linecheck.h. Thread-safe for distinct requests. Returns 0 when nothing was added to
  * errors. */

@@ -17,6 +17,7 @@
 #include "formats/csr.h"
 #include "formats/dn.h"
 #include "formats/san.h"
+#include "config.h"
 #include "output.h"
 
 typedef enum field_id {
@@ -436,31 +437,47 @@ static void index_fields(parse_ctx *c, json_t *obj)
     }
 }
 
+static void refuse(parse_ctx *c, const field_id *fields, size_t n, const char *op, const char *why)
+{
+    for (size_t i = 0; i < n; i++)
+        if (c->v[fields[i]] != NULL)
+            problem(c, "FIELD_NOT_ALLOWED", fields[i], "%s does not apply to Operation %s%s",
+                    field_names[fields[i]], op, why);
+}
+
+#define REFUSE(c, list, op, why) refuse(c, list, sizeof list / sizeof list[0], op, why)
+
 /* Fields that belong to another operation than r->operation are refused by name. */
 static void refuse_other_operations(parse_ctx *c, const enroll_request *r)
 {
-    static const field_id pfx_only[] = {F_KEY_STORAGE, F_KEY_TYPE,      F_KEY_LENGTH,
-                                        F_CURVE,       F_SUBJECT,       F_PASSWORD,
-                                        F_LEGACY,      F_FRIENDLY_NAME, F_CSP};
+    static const field_id key_fields[] = {F_KEY_TYPE, F_KEY_LENGTH, F_CURVE};
+    static const field_id bundle_fields[] = {F_KEY_STORAGE, F_SUBJECT,       F_PASSWORD,
+                                             F_LEGACY,      F_FRIENDLY_NAME, F_CSP};
     static const field_id csr_only[] = {F_CSR, F_PRIVATE_KEY, F_FORCE_ENROLL};
     static const field_id reenroll_only[] = {F_KEYSTORE_ID,    F_ALIAS,
                                              F_SUBJECT_NAME,   F_AGENT_GUID,
                                              F_JOB_PROPERTIES, F_CERTIFICATE_TEMPLATE};
-    const char *op = r->operation == OP_CSR ? "CSR" : "PFX";
-    for (size_t i = 0; i < sizeof reenroll_only / sizeof reenroll_only[0]; i++)
-        if (c->v[reenroll_only[i]] != NULL)
-            problem(c, "FIELD_NOT_ALLOWED", reenroll_only[i], "%s does not apply to Operation %s",
-                    field_names[reenroll_only[i]], op);
-    const field_id *other = r->operation == OP_CSR ? pfx_only : csr_only;
-    size_t n = r->operation == OP_CSR ? sizeof pfx_only / sizeof pfx_only[0]
-                                      : sizeof csr_only / sizeof csr_only[0];
-    for (size_t i = 0; i < n; i++)
-        if (c->v[other[i]] != NULL)
-            problem(c, "FIELD_NOT_ALLOWED", other[i], "%s does not apply to Operation %s%s",
-                    field_names[other[i]], op,
-                    r->operation == OP_CSR ? " (the key and subject come from the CSR)" : "");
+    static const field_id store_delivery[] = {F_STORES, F_RENEWAL_ID, F_INSTALL_INTO_STORES};
+    switch (r->operation) {
+    case OP_CSR:
+        REFUSE(c, reenroll_only, "CSR", "");
+        REFUSE(c, key_fields, "CSR", " (the key and subject come from the CSR)");
+        REFUSE(c, bundle_fields, "CSR", " (the key and subject come from the CSR)");
+        break;
+    case OP_PFX:
+        REFUSE(c, reenroll_only, "PFX", "");
+        REFUSE(c, csr_only, "PFX", "");
+        break;
+    case OP_REENROLLMENT:
+        REFUSE(c, csr_only, "Reenrollment", "");
+        REFUSE(c, store_delivery, "Reenrollment", " (the store is KeystoreId)");
+        REFUSE(c, bundle_fields, "Reenrollment",
+               " (the key is made in the store's token, the subject is SubjectName)");
+        break;
+    }
     static const field_id unsupported[] = {F_STORES, F_RENEWAL_ID, F_INSTALL_INTO_STORES};
-    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+    for (size_t i = 0;
+         r->operation != OP_REENROLLMENT && i < sizeof unsupported / sizeof unsupported[0]; i++)
         if (given(c, unsupported[i]))
             problem(c, "FIELD_NOT_SUPPORTED", unsupported[i],
                     "%s (certificate store delivery) is not available in this version",
@@ -489,14 +506,9 @@ static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
         else if (strcasecmp(s, "PFX") != 0)
             problem(c, "INVALID_FIELD", F_OPERATION, "Operation must be PFX, CSR or Reenrollment");
     }
-    if (r->operation == OP_REENROLLMENT) {
-        problem(c, "UNSUPPORTED_OPERATION", F_OPERATION,
-                "Operation \"Reenrollment\" is not available in this version of hsmenroll");
-        return;
-    }
     refuse_other_operations(c, r);
     s = NULL;
-    r->format = r->operation == OP_CSR ? FORMAT_PEM : FORMAT_PFX;
+    r->format = r->operation == OP_PFX ? FORMAT_PFX : FORMAT_PEM;
     if (want_string(c, F_FORMAT, &s) && s != NULL) {
         if (strcasecmp(s, "PFX") == 0 && r->operation == OP_PFX)
             r->format = FORMAT_PFX;
@@ -506,7 +518,13 @@ static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
             r->format = FORMAT_DER;
         else
             problem(c, "INVALID_FIELD", F_FORMAT, "Format must be %s",
-                    r->operation == OP_CSR ? "PEM or DER for a CSR enrollment" : "PFX, PEM or DER");
+                    r->operation == OP_CSR            ? "PEM or DER for a CSR enrollment"
+                    : r->operation == OP_REENROLLMENT ? "PEM or DER (the certificate copy)"
+                                                      : "PFX, PEM or DER");
+    }
+    if (r->operation == OP_REENROLLMENT) {
+        r->storage = STORAGE_TOKEN; /* in the store's token */
+        return;
     }
     if (r->operation == OP_CSR) {
         r->storage = STORAGE_TOKEN; /* nothing is exported; a PrivateKey is retained */
@@ -619,10 +637,51 @@ static void parse_pfx_line(parse_ctx *c, enroll_request *r)
     }
 }
 
+/* Seed 003: the store (KeystoreId), the alias in it, the new subject and this engine's id. */
+static void parse_reenrollment_line(parse_ctx *c, enroll_request *r)
+{
+    parse_key(c, &r->key);
+    const char *store = NULL, *alias = NULL, *subject = NULL, *agent = NULL;
+    if (want_string(c, F_KEYSTORE_ID, &store) && !config_is_guid(store))
+        problem(c, store ? "INVALID_FIELD" : "MISSING_FIELD", F_KEYSTORE_ID,
+                "KeystoreId is required: the GUID of a certificate store (configuration Stores)");
+    if (want_string(c, F_AGENT_GUID, &agent) && !config_is_guid(agent))
+        problem(c, agent ? "INVALID_FIELD" : "MISSING_FIELD", F_AGENT_GUID,
+                "AgentGuid is required: the GUID of this engine as the store's orchestrator");
+    if (want_string(c, F_ALIAS, &alias) &&
+        (alias == NULL || *alias == '\0' || strlen(alias) > REQUEST_ALIAS_MAX))
+        problem(c, alias ? "INVALID_FIELD" : "MISSING_FIELD", F_ALIAS,
+                "Alias is required: the label (1 to %d bytes) of the key and certificate in the "
+                "store",
+                REQUEST_ALIAS_MAX);
+    else if (alias != NULL)
+        r->alias = strdup(alias);
+    if (want_string(c, F_SUBJECT_NAME, &subject)) {
+        if (subject == NULL || *subject == '\0') {
+            problem(c, "MISSING_FIELD", F_SUBJECT_NAME,
+                    "SubjectName is required (X.500, e.g. CN=websrvr14.keyexample.com,O=Example)");
+        } else {
+            enroll_error e;
+            r->subject_text = strdup(subject);
+            r->subject = dn_parse(subject, "SubjectName", &e);
+            if (r->subject == NULL)
+                error_list_add(c->errors, e.code, e.field, "%s", e.message);
+        }
+    }
+    if (given(c, F_JOB_PROPERTIES) &&
+        !(json_is_object(c->v[F_JOB_PROPERTIES]) && json_object_size(c->v[F_JOB_PROPERTIES]) == 0))
+        problem(c, "FIELD_NOT_SUPPORTED", F_JOB_PROPERTIES,
+                "JobProperties: a PKCS#11 store has no per-certificate job properties");
+    r->store_id = dup_or_null(config_is_guid(store) ? store : NULL);
+    r->agent_guid = dup_or_null(config_is_guid(agent) ? agent : NULL);
+}
+
 static void parse_enrollment(parse_ctx *c, enroll_request *r, const request_defaults *defaults)
 {
     const char *tmpl = NULL, *ca = NULL;
     bool ok = want_string(c, F_TEMPLATE, &tmpl);
+    if (tmpl == NULL && r->operation == OP_REENROLLMENT) /* the seed's deprecated name */
+        ok = want_string(c, F_CERTIFICATE_TEMPLATE, &tmpl) && ok;
     ok = want_int(c, F_PATTERN_ID, &r->pattern_id) && ok;
     want_string(c, F_CA, &ca);
     if (tmpl != NULL && *tmpl == '\0')
@@ -763,6 +822,8 @@ enroll_request *request_parse(const char *text, size_t len, long line,
         parse_csr_line(&c, r);
     else if (r->operation == OP_PFX)
         parse_pfx_line(&c, r);
+    else
+        parse_reenrollment_line(&c, r);
     /* The line's SANs join those already there (a CSR's), each name once. */
     GENERAL_NAMES *line_sans = sk_GENERAL_NAME_new_null();
     if (r->sans != NULL && line_sans != NULL) {
@@ -783,6 +844,9 @@ void request_free(enroll_request *req)
     if (req == NULL)
         return;
     free(req->id);
+    free(req->store_id);
+    free(req->alias);
+    free(req->agent_guid);
     X509_NAME_free(req->subject);
     free(req->subject_text);
     GENERAL_NAMES_free(req->sans);

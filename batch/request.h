@@ -60,7 +60,13 @@ typedef struct enroll_request {
     long long owner_role_id;   /* -1 when absent */
     char *owner_role_name;
     char *timestamp; /* ISO 8601 UTC, filled in when absent */
+    /* Reenrollment (seed 003) */
+    char *store_id;   /* KeystoreId: a GUID of the configuration's Stores */
+    char *alias;      /* the key's and certificate's CKA_LABEL in the store's token */
+    char *agent_guid; /* must be the store's AgentGuid */
 } enroll_request;
+
+#define REQUEST_ALIAS_MAX 128
 
 /* Defaults for lines that name no template/pattern (run --template / --pattern), and the
  * application settings that bound what a line may ask. */

@@ -2,12 +2,15 @@
 # What the journal costs, and whether memory stays flat, measured in one run on this machine:
 #   - the same batch (P-256, export, PEM, embedded CA) with the journal and with --no-journal,
 #     OUTDIR on tmpfs and on disk (/var/tmp), taking turns, best of two each;
-#   - peak RSS of a journaled run at COUNT and BIG lines (flat means the batch size does not
-#     show), and of --resume over the finished BIG run (it reads the whole journal).
-#   bench/journal.sh [COUNT [BIG]]     (defaults 3000 and 10 x COUNT)
+#   - peak RSS and wall time of a journaled run at each SIZE (flat means the batch size does
+#     not show), and of --resume over the finished largest run (it reads the whole journal).
+#   bench/journal.sh [COUNT [SIZE...]]     (defaults: 3000, then COUNT and 10 x COUNT)
 # The SoftHSM store is on tmpfs in every case; nothing is kept.
 set -euo pipefail
 count=${1:-3000}
+shift || true
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=("$count" $((count * 10)))
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/hsmenroll
 work=$(mktemp -d /dev/shm/hsmenroll-journal.XXXXXX)
@@ -25,8 +28,9 @@ rate() { # rate BATCH OUTDIR [FLAGS] -> certificates/s
     "$bin" run "$1" -o "$2" --progress never ${3:-} 2>&1 | sed -n 's/.*(\([0-9.]*\) certificates\/s).*/\1/p'
 }
 best() { awk 'BEGIN { m = 0 } { if ($1 > m) m = $1 } END { print m }'; }
-rss() { # rss CMD... -> peak RSS in MiB
-    /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -n 1 | awk '{ printf "%.1f", $1 / 1024 }'
+rss() { # rss CMD... -> "peak RSS in MiB | wall seconds"
+    /usr/bin/time -f '%M %e' "$@" 2>&1 >/dev/null | tail -n 1 |
+        awk '{ printf "%.1f | %.0f", $1 / 1024, $2 }'
 }
 
 batch "$work/b.ndjson" "$count"
@@ -47,15 +51,13 @@ for where in "$work" "$disk"; do
 done
 rm -rf "$work/out" "$disk/out"
 
-big=${2:-$((count * 10))}
-batch "$work/big.ndjson" "$big"
-small_rss=$(rss "$bin" run "$work/b.ndjson" -o "$work/out-small" --progress never -q)
-big_rss=$(rss "$bin" run "$work/big.ndjson" -o "$work/out-big" --progress never -q)
-resume_rss=$(rss "$bin" run "$work/big.ndjson" -o "$work/out-big" --resume --progress never -q)
 echo
-echo "| run | lines | peak RSS (MiB) |"
-echo "|---|---|---|"
-echo "| journaled run | $count | $small_rss |"
-echo "| journaled run | $big | $big_rss |"
-echo "| --resume of the finished run (reads the whole journal) | $big | $resume_rss |"
-echo "journal size for $big lines: $(du -h "$work/out-big/journal.ndjson" | cut -f1)"
+echo "| run | lines | peak RSS (MiB) | wall (s) |"
+echo "|---|---|---|---|"
+for size in "${sizes[@]}"; do
+    rm -rf "$work/out-big"
+    batch "$work/big.ndjson" "$size"
+    echo "| journaled run | $size | $(rss "$bin" run "$work/big.ndjson" -o "$work/out-big" --progress never -q) |"
+done
+echo "| --resume of the finished run (reads the whole journal) | $size | $(rss "$bin" run "$work/big.ndjson" -o "$work/out-big" --resume --progress never -q) |"
+echo "journal size for $size lines: $(du -h "$work/out-big/journal.ndjson" | cut -f1)"

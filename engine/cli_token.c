@@ -9,7 +9,9 @@
 #include "cli.h"
 #include "hsm_signer.h"
 #include "log.h"
+#include "certinfo.h"
 #include "setup.h"
+#include "store.h"
 #include "token_gc.h"
 
 static const char token_usage[] =
@@ -23,7 +25,9 @@ static const char token_usage[] =
     "      (Hsm.SoPinEnv) or Hsm.SoPinFile. A PIN file that does not exist is created with a\n"
     "      random PIN (mode 0600). PINs are never taken from arguments.\n"
     "list: the module's tokens; with --keys, the private keys in the configuration's tokens\n"
-    "      (label, type, storage, RFC 7512 URI), which needs the user PIN.\n"
+    "      (label, type, storage, RFC 7512 URI), which needs the user PIN. With --aliases, the\n"
+    "      aliases of the configuration's certificate stores (Stores), or of the token --label\n"
+    "      names: subject, serial, not-after, key type and URI of each.\n"
     "gc:   the private keys in the key tokens that none of the given run journals records as\n"
     "      made for a request (delivered or in progress): orphans, left by a crash or by a run\n"
     "      whose journal is gone. Listed; removed with --delete.\n"
@@ -33,6 +37,7 @@ static const char token_usage[] =
     "      --home DIR      engine home of the embedded default\n"
     "      --label LABEL   init: only this token\n"
     "      --keys          list: the keys too\n"
+    "      --aliases       list: the certificate stores' aliases\n"
     "      --json          list, gc: print JSON\n"
     "      --journal FILE  gc: a run's journal (OUTDIR/journal.ndjson); repeatable\n"
     "      --delete        gc: destroy the orphans\n"
@@ -86,6 +91,97 @@ static json_t *list_keys(engine_setup *s, size_t t)
     }
     free(handles);
     return keys;
+}
+
+/* One alias as JSON: what its current entry holds (or its first, when none is complete). */
+static json_t *alias_json(const store_index *ix, const store_alias *a)
+{
+    const store_entry *e = store_alias_current(a);
+    bool complete = e != NULL;
+    if (e == NULL)
+        e = &a->entries[0];
+    json_t *o = json_pack("{s:s, s:b, s:s}", "Alias", a->alias, "Complete", complete, "KeyType",
+                          e->key_type == (CK_KEY_TYPE)-1 ? "none" : key_type_name(e->key_type));
+    json_t *info = e->cert != NULL ? certinfo_describe(e->cert) : NULL;
+    if (info != NULL)
+        json_object_update(o, info); /* SerialNumber, SubjectDN, NotAfter, ... */
+    json_decref(info);
+    char *uri =
+        hsm_object_uri(&ix->token, e->id, e->id_len, a->alias,
+                       e->private_key != CK_INVALID_HANDLE ? CKO_PRIVATE_KEY : CKO_CERTIFICATE);
+    json_object_set_new(o, "Uri", json_string(uri ? uri : ""));
+    free(uri);
+    if (a->entry_count > 1)
+        json_object_set_new(o, "Entries", json_integer((json_int_t)a->entry_count));
+    return o;
+}
+
+/* The aliases of every configured store, or of the token `label`. */
+static int list_aliases(engine_setup *s, const char *label, bool as_json, enroll_error *err)
+{
+    if (setup_login(s, err) != 0)
+        return -1;
+    json_t *out = json_array();
+    size_t n = label != NULL ? 1 : s->cfg->store_count;
+    if (n == 0)
+        log_info("the configuration has no Stores: name a token with --label");
+    for (size_t i = 0; i < n; i++) {
+        const config_store *store = label != NULL ? NULL : &s->cfg->stores[i];
+        const char *token = label != NULL ? label : store->token;
+        json_t *entry = json_pack("{s:s?, s:s?, s:s}", "StoreId", store ? store->id : NULL, "Name",
+                                  store ? store->name : NULL, "Token", token);
+        json_array_append_new(out, entry);
+        int t = hsm_context_token_index(&s->hsm, token);
+        store_index ix;
+        hsm_session session;
+        if (t >= 0)
+            hsm_context_login_session(&s->hsm, (size_t)t, &session);
+        if (t < 0 || store_index_build(&ix, store, &session, err) != 0) {
+            json_object_set_new(entry, "Error",
+                                json_string(t < 0 ? "the token is not present" : err->message));
+            enroll_error_clear(err);
+            continue;
+        }
+        json_t *aliases = json_array();
+        for (size_t k = 0; k < ix.alias_count; k++)
+            json_array_append_new(aliases, alias_json(&ix, &ix.aliases[k]));
+        json_object_set_new(entry, "Aliases", aliases);
+        store_index_free(&ix);
+    }
+    if (as_json) {
+        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+    } else {
+        size_t i;
+        json_t *st;
+        json_array_foreach(out, i, st)
+        {
+            const char *id = json_string_value(json_object_get(st, "StoreId"));
+            printf("%s%s (token %s)\n", id ? "store " : "token", id ? id : "",
+                   json_string_value(json_object_get(st, "Token")));
+            if (json_object_get(st, "Error") != NULL) {
+                printf("    %s\n", json_string_value(json_object_get(st, "Error")));
+                continue;
+            }
+            printf("    %-24s  %-6s  %-20s  %-32s  %s\n", "ALIAS", "KEY", "NOT AFTER", "SERIAL",
+                   "SUBJECT");
+            size_t k;
+            json_t *a;
+            json_array_foreach(json_object_get(st, "Aliases"), k, a)
+            {
+                const char *na = json_string_value(json_object_get(a, "NotAfter"));
+                const char *serial = json_string_value(json_object_get(a, "SerialNumber"));
+                const char *subject = json_string_value(json_object_get(a, "SubjectDN"));
+                printf("    %-24s  %-6s  %-20s  %-32s  %s%s\n",
+                       json_string_value(json_object_get(a, "Alias")),
+                       json_string_value(json_object_get(a, "KeyType")), na ? na : "-",
+                       serial ? serial : "-", subject ? subject : "(no certificate)",
+                       json_is_true(json_object_get(a, "Complete")) ? "" : "  [incomplete]");
+            }
+        }
+    }
+    json_decref(out);
+    return 0;
 }
 
 static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err)
@@ -158,21 +254,16 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
 int cli_token(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"home", required_argument, NULL, 'H'},
-        {"label", required_argument, NULL, 'L'},
-        {"keys", no_argument, NULL, 'k'},
-        {"json", no_argument, NULL, 'j'},
-        {"journal", required_argument, NULL, 'J'},
-        {"delete", no_argument, NULL, 'D'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},  {"home", required_argument, NULL, 'H'},
+        {"label", required_argument, NULL, 'L'},   {"keys", no_argument, NULL, 'k'},
+        {"aliases", no_argument, NULL, 'A'},       {"json", no_argument, NULL, 'j'},
+        {"journal", required_argument, NULL, 'J'}, {"delete", no_argument, NULL, 'D'},
+        {"quiet", no_argument, NULL, 'q'},         {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *label = NULL;
     cli_common common = {0};
-    bool with_keys = false, as_json = false, delete = false;
+    bool with_keys = false, as_json = false, delete = false, aliases = false;
     const char *journals[64];
     size_t journal_count = 0;
     int c, exit_code;
@@ -189,6 +280,9 @@ int cli_token(int argc, char **argv)
             break;
         case 'k':
             with_keys = true;
+            break;
+        case 'A':
+            aliases = true;
             break;
         case 'j':
             as_json = true;
@@ -228,6 +322,13 @@ int cli_token(int argc, char **argv)
             goto done;
         long orphans = token_gc(&s, journals, journal_count, delete, as_json, &err);
         rc = orphans < 0 ? EXIT_NOTHING_DONE : orphans > 0 && !delete ? EXIT_SOME_FAILED : 0;
+        goto done;
+    }
+    if (!init && aliases) {
+        if (setup_module(&s, false, &err) == 0 || s.module != NULL) {
+            enroll_error_clear(&err);
+            rc = list_aliases(&s, label, as_json, &err) == 0 ? 0 : EXIT_NOTHING_DONE;
+        }
         goto done;
     }
     if (!init) {

@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +159,12 @@ static void inject_session_loss(hsm_session *s)
         s->f->C_CloseSession(s->handle);
 }
 
+/* The CKA_LABEL of a request's key: the alias for a reenrollment, the Id otherwise. */
+static const char *key_label(const enroll_request *req)
+{
+    return req->operation == OP_REENROLLMENT ? req->alias : req->id;
+}
+
 static int generate(worker *w, job *j)
 {
     run *r = w->run;
@@ -175,9 +182,11 @@ static int generate(worker *w, job *j)
         uint64_t t0 = run_clock_ns();
         const unsigned char *id = r->journal != NULL ? j->key_id : NULL;
         inject_session_loss(s);
-        int made = hsm_generate_keypair_with_id(s, &spec, storage, req->id, id, &j->pair, &herr);
+        int made =
+            hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair, &herr);
         if (made != 0 && session_lost(herr.rv) && reopen_session(w, j->token) == 0)
-            made = hsm_generate_keypair_with_id(s, &spec, storage, req->id, id, &j->pair, &herr);
+            made = hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair,
+                                                &herr);
         if (made != 0) {
             hsm_error_to_enroll(&herr, "HSM_KEYGEN_FAILED", &j->err);
             return -1;
@@ -218,9 +227,118 @@ static int generate(worker *w, job *j)
         hsm_destroy_keypair(s, &j->pair, NULL);
         j->have_pair = false;
     } else {
-        j->key_uri =
-            hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
+        j->key_uri = hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, key_label(req),
+                                    CKO_PRIVATE_KEY);
     }
+    return 0;
+}
+
+/* Test hook for the crash tests: HSMENROLL_FAULT_KILL=<point> kills the process with SIGKILL when
+ * a reenrollment reaches that point of its swap. Read once; nothing happens without it. */
+static void fault_point(const char *point)
+{
+    static const char *wanted = (const char *)-1;
+    if (wanted == (const char *)-1)
+        wanted = getenv("HSMENROLL_FAULT_KILL");
+    if (wanted != NULL && strcmp(wanted, point) == 0)
+        raise(SIGKILL);
+}
+
+/* Reenrollment: the new key goes into the store's token, labelled with the alias next to the
+ * alias's current entry (a key without a certificate does not stand for the alias yet). */
+static int prepare_reenrollment(worker *w, job *j)
+{
+    run *r = w->run;
+    const config_store *store = j->policy.store;
+    int t = store != NULL ? hsm_context_token_index(r->hsm, store->token) : -1;
+    if (t < 0) {
+        enroll_error_set(&j->err, "STORE_UNAVAILABLE", "KeystoreId",
+                         "the token \"%s\" of store %s is not present", store ? store->token : "?",
+                         j->req->store_id);
+        return -1;
+    }
+    j->token = (size_t)t;
+    const store_index *ix = store_registry_get(&r->stores, store, &w->sessions[t], &j->err);
+    if (ix == NULL)
+        return -1;
+    if (store_alias_current(store_index_find(ix, j->req->alias)) == NULL) {
+        enroll_error_set(&j->err, "STORE_ALIAS_UNKNOWN", "Alias",
+                         "store %s has no alias \"%.80s\" with a key and a certificate", store->id,
+                         j->req->alias);
+        return -1;
+    }
+    return 0;
+}
+
+static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
+{
+    if (h == CK_INVALID_HANDLE)
+        return 0;
+    hsm_error herr;
+    /* Gone already (a store index older than a resumed job's clean-up) is fine. */
+    return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
+}
+
+static int install_certificate(hsm_session *s, job *j, const unsigned char *id)
+{
+    unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
+    int vl = i2d_X509(j->cert, &value);
+    int sl = i2d_X509_NAME(X509_get_subject_name(j->cert), &subject);
+    int il = i2d_X509_NAME(X509_get_issuer_name(j->cert), &issuer);
+    int nl = i2d_ASN1_INTEGER(X509_get0_serialNumber(j->cert), &serial);
+    int rc = -1;
+    hsm_error herr;
+    if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
+        hsm_certificate_der der = {value,      subject,    issuer,     serial,
+                                   (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
+        rc = hsm_create_certificate(s, &der, j->req->alias, id, HSM_KEY_ID_LEN, NULL, &herr);
+        if (rc != 0)
+            hsm_error_to_enroll(&herr, "STORE_INSTALL_FAILED", &j->err);
+    } else {
+        enroll_error_set(&j->err, "STORE_INSTALL_FAILED", NULL, "cannot encode the certificate");
+    }
+    OPENSSL_free(value);
+    OPENSSL_free(subject);
+    OPENSSL_free(issuer);
+    OPENSSL_free(serial);
+    return rc;
+}
+
+/* The swap, from the store's index (no search): the certificate installed next to the new key
+ * (same CKA_ID and label) unless it is there already, then every other entry of the alias
+ * retired, certificate first. Done again by a resumed run, and at every point the alias has a
+ * complete entry. */
+static int install_in_store(worker *w, job *j)
+{
+    hsm_session *s = &w->sessions[j->token];
+    const unsigned char *new_id = j->have_pair ? j->pair.id : j->key_id;
+    const store_index *ix = store_registry_get(&w->run->stores, j->policy.store, s, &j->err);
+    if (ix == NULL)
+        return -1;
+    const store_alias *a = store_index_find(ix, j->req->alias);
+    bool installed = false;
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++)
+        installed = installed || (a->entries[i].id_len == HSM_KEY_ID_LEN &&
+                                  memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) == 0 &&
+                                  a->entries[i].certificate != CK_INVALID_HANDLE);
+    if (!installed && install_certificate(s, j, new_id) != 0)
+        return -1;
+    fault_point("store-installed");
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, new_id, HSM_KEY_ID_LEN) == 0)
+            continue;
+        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
+            destroy_handle(s, e->public_key) != 0) {
+            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
+                             "the new certificate is installed under \"%.80s\", but an old key "
+                             "or certificate could not be removed",
+                             j->req->alias);
+            return -1;
+        }
+        fault_point("store-retiring");
+    }
+    fault_point("store-retired");
     return 0;
 }
 
@@ -459,6 +577,10 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         json_object_set_new(line, "CertificateAuthority", json_string(j->policy.ca->name));
     if (j->policy.template_ != NULL)
         json_object_set_new(line, "Template", json_string(j->policy.template_->name));
+    if (req->operation == OP_REENROLLMENT && j->policy.store != NULL) {
+        json_object_set_new(line, "StoreId", json_string(j->policy.store->id));
+        json_object_set_new(line, "Alias", json_string(req->alias));
+    }
     if (!j->failed && j->pending) {
         json_t *info = json_pack("{s:s, s:s}", "RequestDisposition", j->disposition,
                                  "DispositionMessage", j->disposition_message);
@@ -511,6 +633,11 @@ void enroll_answered(worker *w, job *j)
     char *password = NULL;
     if (!j->failed && !j->pending)
         recovery_issued(w->run, j);
+    if (!j->failed && !j->pending && j->req->operation == OP_REENROLLMENT) {
+        fault_point("store-issued");
+        if (install_in_store(w, j) != 0)
+            j->failed = true;
+    }
     if (!j->failed && j->pending && keep_pending_key(w, j, files, &password) != 0)
         j->failed = true;
     else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
@@ -530,6 +657,11 @@ bool enroll_job(worker *w, job *j)
     run *r = w->run;
     if (!j->restored) {
         j->token = w->key_token;
+        if (j->req->operation == OP_REENROLLMENT && prepare_reenrollment(w, j) != 0) {
+            j->failed = true;
+            finish(r, w->sessions, j, NULL, NULL);
+            return true;
+        }
         if (j->req->storage == STORAGE_TOKEN && j->req->operation != OP_CSR)
             recovery_clear_leftover(r, w, j);
         if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
@@ -537,11 +669,15 @@ bool enroll_job(worker *w, job *j)
             finish(r, w->sessions, j, NULL, NULL);
             return true;
         }
+        if (j->req->operation == OP_REENROLLMENT)
+            fault_point("store-keygen");
         /* Write-ahead: the key can be found again before any CA sees its CSR. */
         if (recovery_key_made(r, j) != 0) {
             abandon(r, w->sessions, j);
             return true;
         }
+        if (j->req->operation == OP_REENROLLMENT)
+            fault_point("store-journaled");
     }
     if (j->answered) { /* issued before the interruption: deliver */
         enroll_answered(w, j);

@@ -14,7 +14,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err)
 {
     memset(ctx, 0, sizeof *ctx);
-    size_t max = cfg->hsm.token_count + extra_count;
+    size_t max = cfg->hsm.token_count + extra_count + cfg->store_count;
     const char **labels = calloc(max ? max : 1, sizeof *labels);
     ctx->tokens = calloc(max ? max : 1, sizeof *ctx->tokens);
     if (labels == NULL || ctx->tokens == NULL) {
@@ -24,7 +24,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         return -1;
     }
     size_t n = 0;
-    for (size_t i = 0; i < max; i++) {
+    for (size_t i = 0; i < cfg->hsm.token_count + extra_count; i++) {
         const char *label =
             i < cfg->hsm.token_count ? cfg->hsm.tokens[i] : extra_tokens[i - cfg->hsm.token_count];
         bool seen = false;
@@ -52,6 +52,22 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
             break;
         }
         ctx->token_count++;
+    }
+    /* The stores' tokens, when present: an absent one fails only the requests for its store. */
+    for (size_t i = 0; rc == 0 && i < cfg->store_count; i++) {
+        const char *label = cfg->stores[i].token;
+        bool seen = false;
+        for (size_t j = 0; j < ctx->token_count; j++)
+            seen = seen || strcmp(ctx->tokens[j].desc.label, label) == 0;
+        if (seen)
+            continue;
+        hsm_error herr;
+        if (hsm_token_open(module, label, pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
+            ctx->token_count++;
+        } else if (herr.rv != CKR_TOKEN_NOT_PRESENT) {
+            hsm_error_to_enroll(&herr, "HSM_LOGIN", err);
+            rc = -1;
+        }
     }
     free(labels);
     ctx->module = module;

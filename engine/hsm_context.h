@@ -36,8 +36,10 @@ typedef struct hsm_context {
 #define HSM_CONTEXT_SOFTHSM_RESTART_EVERY 20000
 
 /* Logs into every token of cfg->hsm.tokens plus extra_tokens (duplicates are opened once) with
- * the PIN of cfg->hsm. Takes ownership of module on success. Codes: PIN_UNAVAILABLE,
- * HSM_TOKEN (absent token), HSM_LOGIN (wrong PIN: the message names the CKR). */
+ * the PIN of cfg->hsm, then into the tokens of cfg->stores that are present (an absent store
+ * token is no error: hsm_context_token_index finds no such token). Takes ownership of module on
+ * success. Codes: PIN_UNAVAILABLE, HSM_TOKEN (absent token), HSM_LOGIN (wrong PIN: the message
+ * names the CKR). */
 int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err);
 /* Creates the wrapping key (random, mlock'ed) and imports it into each key token. */

@@ -305,7 +305,6 @@ static long long scan_log(local_ca *ca, const char *run_id)
     size_t cap = 0;
     if (run_id != NULL) {
         idset_free(&ca->issued_requests);
-        free(ca->indexed_run);
         idset_init(&ca->issued_requests);
         free(ca->indexed_run);
         ca->indexed_run = strdup(run_id);
@@ -447,6 +446,7 @@ void local_ca_close(local_ca *ca)
         fclose(ca->log);
     }
     idset_free(&ca->issued_requests);
+    free(ca->indexed_run);
     X509_EXTENSION_free(ca->ext_basic);
     X509_EXTENSION_free(ca->ext_eku);
     X509_EXTENSION_free(ca->ext_aki);

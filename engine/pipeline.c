@@ -183,6 +183,7 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
     uint64_t t0 = run_clock_ns();
     for (int i = 0; i < nworkers; i++)
         close_worker_sessions(r, &workers[i]);
+    store_registry_reset(&r->stores); /* its handles die with the module's state */
     int rc = hsm_context_restart(r->hsm, err);
     for (size_t c = 0; rc == 0 && c < r->cfg->ca_count; c++) {
         ca_connector *conn = r->connectors[c];
@@ -209,6 +210,12 @@ int pipeline_run(run *r, enroll_error *err)
         return -1;
     }
     queue_init(&r->queue, (size_t)nworkers * 2 + (size_t)r->opt.inflight);
+    if (store_registry_init(&r->stores, r->cfg) != 0) {
+        free(workers);
+        ndjson_close(&reader);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
     int rc = 0;
     int started = 0;
     for (int i = 0; i < nworkers; i++) {
@@ -299,6 +306,7 @@ int pipeline_run(run *r, enroll_error *err)
         close_worker_sessions(r, &workers[i]);
     free(workers);
     line_checker_free(&checker);
+    store_registry_free(&r->stores);
     queue_destroy(&r->queue);
     ndjson_close(&reader);
     log_debug("%ld requests admitted to the workers", admitted);

@@ -451,7 +451,9 @@ static int restore(run *r, job *j, json_t *state)
     if (k == NULL)
         return -1; /* submitted or issued records without the key's: not usable */
     long long token = json_integer_value(json_object_get(k, "Token"));
-    if (token < 0 || (size_t)token >= r->hsm->key_token_count ||
+    size_t tokens =
+        j->req->operation == OP_REENROLLMENT ? r->hsm->token_count : r->hsm->key_token_count;
+    if (token < 0 || (size_t)token >= tokens ||
         hex_to(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
         return -1;
     j->token = (size_t)token;
@@ -464,6 +466,7 @@ static int restore(run *r, job *j, json_t *state)
         return -1;
     const char *uri = json_string_value(json_object_get(k, "KeyUri"));
     j->key_uri = uri ? strdup(uri) : NULL;
+
     const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
     if (wrapped != NULL) {
         j->wrapped_key = base64_decode(wrapped, &j->wrapped_len);
@@ -536,6 +539,12 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
         return;
     char hex[33];
     hex_of(j->key_id, 16, hex);
+    if (j->req->operation == OP_REENROLLMENT) {
+        /* Store tokens are not indexed at resume: look for a key made before the crash. */
+        if (hsm_destroy_keypair_by_id(&w->sessions[j->token], j->key_id, sizeof j->key_id) > 0)
+            log_debug("%s: removed a key left in the store by the interrupted run", j->req->id);
+        return;
+    }
     if (!idset_contains(&rj->token_keys, hex))
         return;
     for (size_t t = 0; t < r->hsm->key_token_count; t++)
@@ -567,12 +576,14 @@ int recovery_key_made(run *r, job *j)
     json_t *rec =
         json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
                   (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex, "Storage",
-                  j->req->operation == OP_CSR        ? "none"
-                  : j->req->storage == STORAGE_TOKEN ? "token"
-                                                     : "export",
+                  j->req->operation == OP_CSR            ? "none"
+                  : j->req->operation == OP_REENROLLMENT ? "store"
+                  : j->req->storage == STORAGE_TOKEN     ? "token"
+                                                         : "export",
                   "Csr", der_json(i2d_req, j->csr));
     if (j->key_uri != NULL)
         json_object_set_new(rec, "KeyUri", json_string(j->key_uri));
+
     if (j->wrapped_key != NULL) {
         char *b64 = base64_encode(j->wrapped_key, j->wrapped_len);
         json_object_set_new(rec, "Wrapped", json_string(b64 ? b64 : ""));

@@ -15,6 +15,7 @@
 #include "batch/request.h"
 #include "batch/results.h"
 #include "hsm_context.h"
+#include "store.h"
 
 typedef enum progress_mode { PROGRESS_AUTO = 0, PROGRESS_ALWAYS, PROGRESS_NEVER } progress_mode;
 
@@ -80,6 +81,7 @@ typedef struct run {
     job_queue queue;
     struct http_loop *http;      /* the network connectors' event loop; NULL when none is used */
     struct run_journal *journal; /* NULL: no journal */
+    store_registry stores;       /* certificate stores' alias indexes (reenrollment) */
     _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
     long total_lines; /* for the progress ETA; -1 when unknown */

@@ -227,4 +227,36 @@ int hsm_destroy_keypair_by_id(hsm_session *session, const unsigned char *id, siz
 char *hsm_object_uri(const hsm_token_desc *token, const unsigned char *id, size_t id_len,
                      const char *label, CK_OBJECT_CLASS cls);
 
+/* ---- certificate objects (hsm/certobject.c) ---- */
+
+/* The DER of a certificate and of the parts PKCS#11 indexes it by: subject (required), issuer
+ * and serial INTEGER (both, or neither). */
+typedef struct hsm_certificate_der {
+    const unsigned char *value, *subject, *issuer, *serial;
+    size_t value_len, subject_len, issuer_len, serial_len;
+} hsm_certificate_der;
+
+/* Creates a persistent, public CKO_CERTIFICATE (CKC_X_509) with this label and CKA_ID. */
+int hsm_create_certificate(hsm_session *session, const hsm_certificate_der *cert, const char *label,
+                           const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE *out,
+                           hsm_error *err);
+
+/* ---- a token's inventory (hsm/inventory.c) ---- */
+
+typedef struct hsm_object_info {
+    CK_OBJECT_HANDLE handle;
+    CK_OBJECT_CLASS cls;  /* CKO_PRIVATE_KEY, CKO_PUBLIC_KEY or CKO_CERTIFICATE */
+    CK_KEY_TYPE key_type; /* keys; (CK_KEY_TYPE)-1 when unreadable */
+    char *label;          /* CKA_LABEL, NUL-terminated; "" when none */
+    unsigned char *id;    /* CKA_ID (id_len 0 when none) */
+    size_t id_len;
+    unsigned char *value; /* certificates: the DER (CKA_VALUE); NULL otherwise */
+    size_t value_len;
+} hsm_object_info;
+
+/* Every private key, public key and certificate the session sees, in one C_FindObjects pass,
+ * with their attributes. *out is malloc'd (hsm_inventory_free). The count, or -1 with err. */
+long hsm_inventory(hsm_session *session, hsm_object_info **out, hsm_error *err);
+void hsm_inventory_free(hsm_object_info *objects, long count);
+
 #endif

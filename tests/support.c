@@ -33,6 +33,35 @@ int test_main(const char *suite, const test_case *cases, int (*setup)(void), int
     return (failed || suites_failed) ? 1 : 0;
 }
 
+int test_verified_files(const char *dir, const char *home)
+{
+    char *count = test_sh_output(NULL,
+                                 "cd '%s' && for f in *.der; do [ -e \"$f\" ] || continue; "
+                                 "openssl x509 -inform DER -in \"$f\" -out \"$f.crt\" || exit 1; "
+                                 "done; ls *.pem *.crt 2>/dev/null | xargs -r openssl verify "
+                                 "-CAfile '%s/ca/root.pem' -untrusted '%s/ca/issuing.pem' | "
+                                 "grep -c ': OK$'",
+                                 dir, home, home);
+    int n = count ? atoi(count) : -1;
+    free(count);
+    return n;
+}
+
+bool test_sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
+
+void test_children_unwind_fast(void)
+{
+    if (test_sanitized())
+        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=1", 1);
+}
+
 char *test_tmpdir(const char *prefix)
 {
     const char *base = "/dev/shm";

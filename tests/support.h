@@ -5,6 +5,7 @@
 
 #include <CUnit/CUnit.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct test_case {
@@ -23,6 +24,16 @@ typedef struct test_case {
 /* Registers the cases as one suite, runs them verbosely, returns the process exit code
  * (0 when every assertion held). setup/teardown may be NULL (CUnit suite init/cleanup). */
 int test_main(const char *suite, const test_case *cases, int (*setup)(void), int (*teardown)(void));
+
+/* True in a sanitizer build. Then child engines are told to unwind fast on malloc (ctest's slow
+ * unwinding makes each engine run many times slower); their leak checks stay on, but lsan.supp's
+ * SoftHSM EdDSA suppression needs slow unwinding, so such tests make no EdDSA keys there. */
+bool test_sanitized(void);
+void test_children_unwind_fast(void);
+
+/* How many of DIR's certificates (*.pem bundles, and *.der converted) `openssl verify` accepts
+ * against the embedded CA of engine home HOME (root + issuing CA). -1 when it cannot run. */
+int test_verified_files(const char *dir, const char *home);
 
 /* A new empty directory under /dev/shm (or $TMPDIR, /tmp), removed with its content by
  * test_rmtree. Returns a malloc'd path. */

@@ -419,6 +419,54 @@ static void test_settings(void)
     config_free(cfg);
 }
 
+static void test_stores(void)
+{
+    static const char guid[] = "6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10";
+    static const char agent[] = "0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+    char text[1024];
+    snprintf(
+        text, sizeof text,
+        "{\"Hsm\":{\"Tokens\":[\"t1\"],\"RestartEvery\":0},\"CertificateAuthorities\":[{\"Id\":1,"
+        "\"Name\":\"c\",\"Type\":\"local\"}],\"Templates\":[{\"Id\":1,\"Name\":\"W\","
+        "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"W\","
+        "\"Template\":1}],\"Stores\":[{\"Id\":\"%s\",\"Token\":\"store-1\","
+        "\"AgentGuid\":\"%s\",\"Name\":\"web servers\"}]}",
+        guid, agent);
+    error_list errors = {0};
+    config *cfg = load(text, &errors);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(cfg->store_count, 1);
+    CU_ASSERT_EQUAL(cfg->hsm.restart_every, 0);
+    /* Found case-insensitively, as GUIDs are compared. */
+    const config_store *s = config_find_store(cfg, "6B0E4A3C-0D0C-4F57-9A53-2F1A7C3C9E10");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_STRING_EQUAL(s->token, "store-1");
+    CU_ASSERT_STRING_EQUAL(s->agent_guid, agent);
+    CU_ASSERT_PTR_NULL(config_find_store(cfg, "00000000-0000-0000-0000-000000000000"));
+    config_free(cfg);
+    error_list_free(&errors);
+
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t1\"]},\"Stores\":{}}", "Stores", "expected an array");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t1\"]},\"Stores\":[{\"Id\":\"not-a-guid\","
+                 "\"Token\":\"s\",\"AgentGuid\":\"0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\"}]}",
+                 "Stores[0].Id", "GUID");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t1\"]},\"Stores\":[{\"Id\":"
+                 "\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\",\"AgentGuid\":"
+                 "\"0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\"}]}",
+                 "Stores[0].Token", "required");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t1\"]},\"Stores\":[{\"Id\":"
+                 "\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\",\"Token\":\"s\"}]}",
+                 "Stores[0].AgentGuid", "required");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t1\"]},\"Stores\":[{\"Id\":"
+                 "\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\",\"Token\":\"s\",\"AgentGuid\":"
+                 "\"0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\"},{\"Id\":"
+                 "\"6B0E4A3C-0D0C-4F57-9A53-2F1A7C3C9E10\",\"Token\":\"s2\",\"AgentGuid\":"
+                 "\"0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\"}]}",
+                 "Stores[1].Id", "listed twice");
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t1\"],\"RestartEvery\":-5}}", "Hsm.RestartEvery",
+                 "0 (never)");
+}
+
 static void test_example_configuration_loads(void)
 {
     error_list errors = {0};
@@ -453,6 +501,7 @@ int main(void)
         TEST_CASE(test_every_error_is_reported),
         TEST_CASE(test_default_pattern_choice),
         TEST_CASE(test_settings),
+        TEST_CASE(test_stores),
         TEST_CASE(test_example_configuration_loads),
         TEST_END,
     };

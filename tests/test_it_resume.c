@@ -20,13 +20,8 @@
 static char *tmp, *home;
 
 /* Under ASan the kill test is smaller (its ~40 engine runs are each several times slower) and has
- * no Ed25519 line: SoftHSM leaks in EdDSA signing, and lsan.supp matches that leak only with slow
- * unwinding, which would make every engine run slower still. The child engines unwind fast. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#else
-#define SANITIZED 0
-#endif
+ * no Ed25519 line (see test_children_unwind_fast). */
+#define SANITIZED test_sanitized()
 
 static int setup(void)
 {
@@ -35,8 +30,7 @@ static int setup(void)
         return 1;
     unsetenv("HSMENROLL_PIN");
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    if (SANITIZED)
-        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=1", 1);
+    test_children_unwind_fast();
     return test_sh("HSMENROLL_HOME='%s' '%s' ca init -q 2>/dev/null", home, HSMENROLL_BIN);
 }
 
@@ -137,21 +131,6 @@ static long count_lines_of(const char *path)
     return n;
 }
 
-/* How many of OUT's files openssl verifies against the embedded CA: the PEM bundles and the DER
- * certificates (converted first). */
-static int verified_files(const char *out)
-{
-    char *count = test_sh_output(NULL,
-                                 "cd '%s' && for f in *.der; do openssl x509 -inform DER -in $f "
-                                 "-out $f.crt || exit 1; done && openssl verify -CAfile "
-                                 "'%s/ca/root.pem' -untrusted '%s/ca/issuing.pem' *.pem *.crt | "
-                                 "grep -c ': OK$'",
-                                 out, home, home);
-    int n = count ? atoi(count) : -1;
-    free(count);
-    return n;
-}
-
 static void test_kill_and_resume_many_times(void)
 {
     const int n = SANITIZED ? 300 : 2000, target_kills = SANITIZED ? 8 : 25;
@@ -187,7 +166,7 @@ static void test_kill_and_resume_many_times(void)
     /* The CA issued exactly one certificate per request, crashes or not. */
     CU_ASSERT_EQUAL(count_lines_of(issued) - issued_before, n);
 
-    CU_ASSERT_EQUAL(verified_files(out), n);
+    CU_ASSERT_EQUAL(test_verified_files(out, home), n);
     /* No orphan: the token holds exactly the token-storage keys, all known to the journal. */
     CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' token gc --journal '%s/journal.ndjson' "
                             "2>/dev/null",
@@ -445,7 +424,7 @@ static void test_module_restarts_mid_run(void)
     char *restarts = test_sh_output(NULL, "grep -c 'HSM module restarted' '%s/run.log'", tmp);
     CU_ASSERT_EQUAL(restarts ? atoi(restarts) : 0, 6);
     free(restarts);
-    CU_ASSERT_EQUAL(verified_files(out), n);
+    CU_ASSERT_EQUAL(test_verified_files(out, home), n);
     /* The token keys made across restarts are all there (their handles changed, not them). */
     char *keys = test_sh_output(
         NULL, "HSMENROLL_HOME='%s' '%s' token list --keys --json 2>/dev/null", home, HSMENROLL_BIN);

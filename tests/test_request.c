@@ -85,7 +85,20 @@ static void test_codes_table(void)
         {"{" BASE ",\"PopulateMissingValuesFromAD\":true}", "FIELD_NOT_SUPPORTED"},
         {"{" BASE ",\"CSR\":\"MIIB\"}", "FIELD_NOT_ALLOWED"},
         {"{" BASE ",\"Alias\":\"a\"}", "FIELD_NOT_ALLOWED"},
-        {"{" BASE ",\"Operation\":\"Reenrollment\"}", "UNSUPPORTED_OPERATION"},
+        /* Reenrollment lines (seed 003): Subject is SubjectName there, the store fields required.
+         */
+        {"{" BASE ",\"Operation\":\"Reenrollment\"}",
+         "FIELD_NOT_ALLOWED MISSING_FIELD MISSING_FIELD MISSING_FIELD MISSING_FIELD"},
+        {"{\"Id\":\"e1\",\"Operation\":\"Reenrollment\",\"CertificateTemplate\":\"Default\","
+         "\"KeystoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\",\"Alias\":\"web\",\"AgentGuid\":"
+         "\"0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\",\"SubjectName\":\"CN=web,O=E\",\"KeyType\":"
+         "\"ECC\",\"Format\":\"DER\",\"JobProperties\":{}}",
+         ""},
+        {"{\"Id\":\"e1\",\"Operation\":\"Reenrollment\",\"Template\":\"Default\","
+         "\"KeystoreId\":\"not-a-guid\",\"Alias\":\"web\",\"AgentGuid\":"
+         "\"0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b\",\"SubjectName\":\"CN=web\",\"Format\":\"PFX\","
+         "\"JobProperties\":{\"NetscalerVserver\":\"v\"},\"Stores\":[],\"PrivateKey\":\"x\"}",
+         "FIELD_NOT_ALLOWED FIELD_NOT_ALLOWED INVALID_FIELD INVALID_FIELD FIELD_NOT_SUPPORTED"},
         {"{" BASE ",\"Operation\":\"Renew\"}", "INVALID_FIELD"},
         {"{\"Template\":\"Default\",\"Subject\":\"CN=x\"}", "MISSING_FIELD"},
         {"{\"Id\":\"has space\",\"Template\":\"Default\",\"Subject\":\"CN=x\"}", "INVALID_ID"},

@@ -1,0 +1,195 @@
+/* The alias index of a certificate store: the token's inventory (one pass), grouped by label and
+ * CKA_ID, sorted for lookups by alias, certificates parsed once. */
+#include "store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int by_alias(const void *a, const void *b)
+{
+    return strcmp(((const store_alias *)a)->alias, ((const store_alias *)b)->alias);
+}
+
+/* Orders the inventory by label, then by CKA_ID, so that each alias and each of its entries is
+ * one run of objects. */
+static int by_label_then_id(const void *a, const void *b)
+{
+    const hsm_object_info *x = a, *y = b;
+    int c = strcmp(x->label, y->label);
+    if (c != 0)
+        return c;
+    if (x->id_len != y->id_len)
+        return x->id_len < y->id_len ? -1 : 1;
+    return x->id_len ? memcmp(x->id, y->id, x->id_len) : 0;
+}
+
+static bool same_id(const hsm_object_info *o, const store_entry *e)
+{
+    return o->id_len == e->id_len && (o->id_len == 0 || memcmp(o->id, e->id, o->id_len) == 0);
+}
+
+static void add_object(store_entry *e, const hsm_object_info *o)
+{
+    switch (o->cls) {
+    case CKO_PRIVATE_KEY:
+        e->private_key = o->handle;
+        e->key_type = o->key_type;
+        break;
+    case CKO_PUBLIC_KEY:
+        e->public_key = o->handle;
+        if (e->key_type == (CK_KEY_TYPE)-1)
+            e->key_type = o->key_type;
+        break;
+    case CKO_CERTIFICATE:
+        e->certificate = o->handle;
+        if (e->cert == NULL && o->value != NULL) {
+            const unsigned char *p = o->value;
+            e->cert = d2i_X509(NULL, &p, (long)o->value_len);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+int store_index_build(store_index *index, const config_store *store, hsm_session *session,
+                      enroll_error *err)
+{
+    if (index == NULL || session == NULL || session->token == NULL) {
+        enroll_error_set(err, "STORE_UNAVAILABLE", NULL, "store_index_build: no session");
+        return -1;
+    }
+    memset(index, 0, sizeof *index);
+    index->store = store;
+    index->token = session->token->desc;
+    hsm_object_info *objs = NULL;
+    hsm_error herr;
+    long n = hsm_inventory(session, &objs, &herr);
+    if (n < 0) {
+        enroll_error_set(err, "STORE_UNAVAILABLE", NULL, "token \"%s\": %s",
+                         session->token->desc.label, herr.message);
+        return -1;
+    }
+    qsort(objs, (size_t)n, sizeof *objs, by_label_then_id);
+    /* At most one alias per labelled object: allocate for the worst case. */
+    index->aliases = calloc(n > 0 ? (size_t)n : 1, sizeof *index->aliases);
+    if (index->aliases == NULL) {
+        hsm_inventory_free(objs, n);
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    for (long i = 0; i < n; i++) {
+        const hsm_object_info *o = &objs[i];
+        if (o->label[0] == '\0' || o->id_len > sizeof index->aliases[0].entries[0].id)
+            continue;
+        store_alias *a = index->alias_count ? &index->aliases[index->alias_count - 1] : NULL;
+        if (a == NULL || strcmp(a->alias, o->label) != 0) {
+            a = &index->aliases[index->alias_count];
+            a->alias = strdup(o->label);
+            if (a->alias == NULL)
+                break;
+            index->alias_count++;
+        }
+        store_entry *e = a->entry_count ? &a->entries[a->entry_count - 1] : NULL;
+        if (e == NULL || !same_id(o, e)) {
+            store_entry *grown = realloc(a->entries, (a->entry_count + 1) * sizeof *grown);
+            if (grown == NULL)
+                break;
+            a->entries = grown;
+            e = &a->entries[a->entry_count++];
+            memset(e, 0, sizeof *e);
+            memcpy(e->id, o->id, o->id_len);
+            e->id_len = o->id_len;
+            e->private_key = e->public_key = e->certificate = CK_INVALID_HANDLE;
+            e->key_type = (CK_KEY_TYPE)-1;
+        }
+        add_object(e, o);
+    }
+    hsm_inventory_free(objs, n); /* the aliases came out sorted, as the inventory was */
+    return 0;
+}
+
+void store_index_free(store_index *index)
+{
+    if (index == NULL)
+        return;
+    for (size_t i = 0; i < index->alias_count; i++) {
+        for (size_t k = 0; k < index->aliases[i].entry_count; k++)
+            X509_free(index->aliases[i].entries[k].cert);
+        free(index->aliases[i].entries);
+        free(index->aliases[i].alias);
+    }
+    free(index->aliases);
+    memset(index, 0, sizeof *index);
+}
+
+const store_alias *store_index_find(const store_index *index, const char *alias)
+{
+    if (index == NULL || alias == NULL || index->alias_count == 0)
+        return NULL;
+    store_alias key = {.alias = (char *)alias};
+    return bsearch(&key, index->aliases, index->alias_count, sizeof key, by_alias);
+}
+
+const store_entry *store_alias_current(const store_alias *alias)
+{
+    const store_entry *best = NULL;
+    for (size_t i = 0; alias != NULL && i < alias->entry_count; i++) {
+        const store_entry *e = &alias->entries[i];
+        if (e->private_key == CK_INVALID_HANDLE || e->cert == NULL)
+            continue;
+        if (best == NULL ||
+            ASN1_TIME_compare(X509_get0_notBefore(e->cert), X509_get0_notBefore(best->cert)) > 0)
+            best = e;
+    }
+    return best;
+}
+
+int store_registry_init(store_registry *reg, const config *cfg)
+{
+    memset(reg, 0, sizeof *reg);
+    reg->cfg = cfg;
+    pthread_mutex_init(&reg->lock, NULL);
+    size_t n = cfg->store_count ? cfg->store_count : 1;
+    reg->indexes = calloc(n, sizeof *reg->indexes);
+    reg->built = calloc(n, sizeof *reg->built);
+    return reg->indexes != NULL && reg->built != NULL ? 0 : -1;
+}
+
+void store_registry_reset(store_registry *reg)
+{
+    for (size_t i = 0; reg->cfg != NULL && i < reg->cfg->store_count; i++)
+        if (reg->built != NULL && reg->built[i]) {
+            store_index_free(&reg->indexes[i]);
+            reg->built[i] = false;
+        }
+}
+
+void store_registry_free(store_registry *reg)
+{
+    if (reg->cfg == NULL)
+        return;
+    store_registry_reset(reg);
+    free(reg->indexes);
+    free(reg->built);
+    pthread_mutex_destroy(&reg->lock);
+    memset(reg, 0, sizeof *reg);
+}
+
+const store_index *store_registry_get(store_registry *reg, const config_store *store,
+                                      hsm_session *session, enroll_error *err)
+{
+    size_t i = (size_t)(store - reg->cfg->stores);
+    if (store == NULL || i >= reg->cfg->store_count) {
+        enroll_error_set(err, "STORE_UNAVAILABLE", NULL, "store_registry_get: not a store");
+        return NULL;
+    }
+    pthread_mutex_lock(&reg->lock);
+    const store_index *ix = NULL;
+    if (reg->built[i] || store_index_build(&reg->indexes[i], store, session, err) == 0) {
+        reg->built[i] = true;
+        ix = &reg->indexes[i];
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return ix;
+}
