@@ -47,6 +47,20 @@ enroll_request *line_check_alone(const line_checker *lc, char *text, size_t len,
     return req;
 }
 
+/* One line per alias of a store in a batch: a second one would race the first's swap. */
+static void claim_alias(line_checker *lc, const char *store_id, const char *alias,
+                        const char *field, error_list *errors)
+{
+    char key[REQUEST_ALIAS_MAX + 64];
+    snprintf(key, sizeof key, "%s\x1f%s", store_id, alias);
+    for (char *p = key; *p != '\x1f' && *p != '\0'; p++)
+        *p = (char)tolower((unsigned char)*p); /* GUIDs compare case-insensitively */
+    if (idset_insert(&lc->store_aliases, key) == 0)
+        error_list_add(errors, "STORE_ALIAS_BUSY", field,
+                       "alias \"%.80s\" of store %s is taken by an earlier line of the batch",
+                       alias, store_id);
+}
+
 void line_check_in_order(line_checker *lc, const enroll_request *req,
                          const policy_decision *decision, error_list *errors)
 {
@@ -55,17 +69,11 @@ void line_check_in_order(line_checker *lc, const enroll_request *req,
     if (req->id != NULL && idset_insert(&lc->seen_ids, req->id) == 0)
         error_list_add(errors, "DUPLICATE_ID", "Id",
                        "Id \"%.80s\" was already used earlier in the batch", req->id);
-    if (req->operation == OP_REENROLLMENT && req->store_id != NULL && req->alias != NULL) {
-        char key[REQUEST_ALIAS_MAX + 64];
-        snprintf(key, sizeof key, "%s\x1f%s", req->store_id, req->alias);
-        for (char *p = key; *p != '\x1f'; p++)
-            *p = (char)tolower((unsigned char)*p); /* GUIDs compare case-insensitively */
-        if (idset_insert(&lc->store_aliases, key) == 0)
-            error_list_add(errors, "STORE_ALIAS_BUSY", "Alias",
-                           "alias \"%.80s\" of store %s is reenrolled by an earlier line of the "
-                           "batch",
-                           req->alias, req->store_id);
-    }
+    if (req->operation == OP_REENROLLMENT && req->store_id != NULL && req->alias != NULL)
+        claim_alias(lc, req->store_id, req->alias, "Alias", errors);
+    for (size_t i = 0; i < req->store_count && req->id != NULL; i++)
+        claim_alias(lc, req->stores[i].store_id,
+                    req->stores[i].alias ? req->stores[i].alias : req->id, "Stores", errors);
     if (req->operation != OP_CSR || req->csr == NULL)
         return;
     bool reuse_allowed = decision->pattern != NULL && decision->pattern->policy.allow_key_reuse;

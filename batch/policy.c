@@ -435,6 +435,11 @@ static void check_settings(const config *cfg, const policy_decision *d, const en
 static void check_store(const config *cfg, const enroll_request *req, policy_decision *out,
                         error_list *errors)
 {
+    for (size_t i = 0; i < req->store_count; i++)
+        if (config_find_store(cfg, req->stores[i].store_id) == NULL)
+            ADD(errors, "STORE_UNKNOWN", "Stores",
+                "Stores[%zu]: no certificate store %s in the configuration (Stores)", i,
+                req->stores[i].store_id);
     if (req->operation != OP_REENROLLMENT || req->store_id == NULL)
         return;
     out->store = config_find_store(cfg, req->store_id);

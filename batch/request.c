@@ -461,6 +461,7 @@ static void refuse_other_operations(parse_ctx *c, const enroll_request *r)
     switch (r->operation) {
     case OP_CSR:
         REFUSE(c, reenroll_only, "CSR", "");
+        REFUSE(c, store_delivery, "CSR", " (store delivery is for PFX enrollments)");
         REFUSE(c, key_fields, "CSR", " (the key and subject come from the CSR)");
         REFUSE(c, bundle_fields, "CSR", " (the key and subject come from the CSR)");
         break;
@@ -475,13 +476,6 @@ static void refuse_other_operations(parse_ctx *c, const enroll_request *r)
                " (the key is made in the store's token, the subject is SubjectName)");
         break;
     }
-    static const field_id unsupported[] = {F_STORES, F_RENEWAL_ID, F_INSTALL_INTO_STORES};
-    for (size_t i = 0;
-         r->operation != OP_REENROLLMENT && i < sizeof unsupported / sizeof unsupported[0]; i++)
-        if (given(c, unsupported[i]))
-            problem(c, "FIELD_NOT_SUPPORTED", unsupported[i],
-                    "%s (certificate store delivery) is not available in this version",
-                    field_names[unsupported[i]]);
     const char *s = NULL;
     want_string(c, F_JOB_TIME, &s);
     if (s != NULL && *s != '\0')
@@ -619,8 +613,71 @@ static void parse_csr_line(parse_ctx *c, enroll_request *r)
     }
 }
 
+/* PFX v2 delivery into certificate stores: Stores [{StoreId, Alias, Overwrite}], and
+ * RenewalCertificateId with InstallIntoExistingCertificateStores (default true). */
+static void parse_store_delivery(parse_ctx *c, enroll_request *r)
+{
+    r->install_into_existing = true;
+    want_bool(c, F_INSTALL_INTO_STORES, &r->install_into_existing);
+    want_int(c, F_RENEWAL_ID, &r->renewal_id);
+    if (given(c, F_RENEWAL_ID) && r->renewal_id < 1)
+        problem(
+            c, "INVALID_FIELD", F_RENEWAL_ID,
+            "RenewalCertificateId must be the KeyfactorID (1 or more) of an issued certificate");
+    json_t *stores = c->v[F_STORES];
+    if (stores == NULL || json_is_null(stores))
+        return;
+    if (!json_is_array(stores) || json_array_size(stores) > REQUEST_STORES_MAX) {
+        problem(c, "INVALID_FIELD", F_STORES,
+                "Stores must be an array of at most %d {StoreId, Alias, Overwrite} objects",
+                REQUEST_STORES_MAX);
+        return;
+    }
+    r->stores = calloc(json_array_size(stores) + 1, sizeof *r->stores);
+    size_t i;
+    json_t *e;
+    json_array_foreach(stores, i, e)
+    {
+        const char *key;
+        json_t *v, *id = NULL, *alias = NULL, *overwrite = NULL;
+        bool unknown = !json_is_object(e);
+        json_object_foreach(e, key, v)
+        {
+            if (strcasecmp(key, "StoreId") == 0)
+                id = v;
+            else if (strcasecmp(key, "Alias") == 0)
+                alias = v;
+            else if (strcasecmp(key, "Overwrite") == 0)
+                overwrite = v;
+            else
+                unknown = true;
+        }
+        const char *alias_text = json_string_value(alias);
+        if (unknown || !config_is_guid(json_string_value(id)) ||
+            (alias != NULL && (alias_text == NULL || *alias_text == '\0' ||
+                               strlen(alias_text) > REQUEST_ALIAS_MAX)) ||
+            (overwrite != NULL && !json_is_boolean(overwrite))) {
+            error_list_add(c->errors, "INVALID_FIELD", "Stores",
+                           "Stores[%zu] must be {\"StoreId\": GUID, \"Alias\": label of 1 to %d "
+                           "bytes (default: the Id), \"Overwrite\": true|false}",
+                           i, REQUEST_ALIAS_MAX);
+            continue;
+        }
+        if (r->stores == NULL)
+            continue;
+        request_store_target *t = &r->stores[r->store_count++];
+        t->store_id = strdup(json_string_value(id));
+        t->alias = alias_text ? strdup(alias_text) : NULL; /* NULL: the request Id */
+        t->overwrite = json_is_true(overwrite);
+    }
+    if (r->store_count > 0 && r->storage == STORAGE_TOKEN)
+        problem(c, "STORE_NEEDS_KEY", F_STORES,
+                "delivery into a store installs the key as well: use KeyStorage export");
+}
+
 static void parse_pfx_line(parse_ctx *c, enroll_request *r)
 {
+    parse_store_delivery(c, r);
     parse_key(c, &r->key);
     const char *s = NULL;
     if (want_string(c, F_SUBJECT, &s)) {
@@ -812,6 +869,7 @@ enroll_request *request_parse(const char *text, size_t len, long line,
     }
     r->line = line;
     r->pattern_id = -1;
+    r->renewal_id = -1;
     r->owner_role_id = -1;
     r->sans = sk_GENERAL_NAME_new_null();
     parse_ctx c = {.errors = errors};
@@ -846,6 +904,11 @@ void request_free(enroll_request *req)
     free(req->id);
     free(req->store_id);
     free(req->alias);
+    for (size_t i = 0; i < req->store_count; i++) {
+        free(req->stores[i].store_id);
+        free(req->stores[i].alias);
+    }
+    free(req->stores);
     free(req->agent_guid);
     X509_NAME_free(req->subject);
     free(req->subject_text);

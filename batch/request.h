@@ -30,6 +30,15 @@ typedef struct request_key {
     int curve_nid; /* ECC: NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1; else NID_undef */
 } request_key;
 
+/* One entry of a PFX line's Stores: install the certificate and key there under alias. */
+typedef struct request_store_target {
+    char *store_id;
+    char *alias; /* NULL: the request Id */
+    bool overwrite;
+} request_store_target;
+
+#define REQUEST_STORES_MAX 16
+
 typedef struct enroll_request {
     char *id;
     long line;
@@ -64,6 +73,11 @@ typedef struct enroll_request {
     char *store_id;   /* KeystoreId: a GUID of the configuration's Stores */
     char *alias;      /* the key's and certificate's CKA_LABEL in the store's token */
     char *agent_guid; /* must be the store's AgentGuid */
+    /* PFX v2 delivery into certificate stores (seed 001) */
+    request_store_target *stores;
+    size_t store_count;
+    long long renewal_id;       /* RenewalCertificateId: a KeyfactorID, -1 when absent */
+    bool install_into_existing; /* InstallIntoExistingCertificateStores (default true) */
 } enroll_request;
 
 #define REQUEST_ALIAS_MAX 128

@@ -17,6 +17,7 @@
 #include "hsm_signer.h"
 #include "key_import.h"
 #include "recovery.h"
+#include "localca.h"
 #include "log.h"
 #include "secret.h"
 
@@ -270,6 +271,29 @@ static int prepare_reenrollment(worker *w, job *j)
     return 0;
 }
 
+static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h);
+
+/* Destroys every entry of the alias (as the index saw it) but the one of CKA_ID keep_id:
+ * certificate first, then the keys. */
+static int retire_others(hsm_session *s, job *j, const store_alias *a, const unsigned char *keep_id)
+{
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
+            continue;
+        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
+            destroy_handle(s, e->public_key) != 0) {
+            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
+                             "the new certificate is installed under \"%.80s\", but an old key "
+                             "or certificate could not be removed",
+                             a->alias);
+            return -1;
+        }
+        fault_point("store-retiring");
+    }
+    return 0;
+}
+
 static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
 {
     if (h == CK_INVALID_HANDLE)
@@ -279,7 +303,7 @@ static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
     return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
 }
 
-static int install_certificate(hsm_session *s, job *j, const unsigned char *id)
+static int install_certificate(hsm_session *s, job *j, const char *alias, const unsigned char *id)
 {
     unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
     int vl = i2d_X509(j->cert, &value);
@@ -291,7 +315,7 @@ static int install_certificate(hsm_session *s, job *j, const unsigned char *id)
     if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
         hsm_certificate_der der = {value,      subject,    issuer,     serial,
                                    (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
-        rc = hsm_create_certificate(s, &der, j->req->alias, id, HSM_KEY_ID_LEN, NULL, &herr);
+        rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
         if (rc != 0)
             hsm_error_to_enroll(&herr, "STORE_INSTALL_FAILED", &j->err);
     } else {
@@ -321,24 +345,124 @@ static int install_in_store(worker *w, job *j)
         installed = installed || (a->entries[i].id_len == HSM_KEY_ID_LEN &&
                                   memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) == 0 &&
                                   a->entries[i].certificate != CK_INVALID_HANDLE);
-    if (!installed && install_certificate(s, j, new_id) != 0)
+    if (!installed && install_certificate(s, j, j->req->alias, new_id) != 0)
         return -1;
     fault_point("store-installed");
-    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
-        const store_entry *e = &a->entries[i];
-        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, new_id, HSM_KEY_ID_LEN) == 0)
-            continue;
-        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
-            destroy_handle(s, e->public_key) != 0) {
-            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
-                             "the new certificate is installed under \"%.80s\", but an old key "
-                             "or certificate could not be removed",
-                             j->req->alias);
+    if (retire_others(s, j, a, new_id) != 0)
+        return -1;
+    fault_point("store-retired");
+    return 0;
+}
+
+/* PFX delivery into stores: where to, decided before any key is made. A store the line lists
+ * must be present and, unless Overwrite, not hold the alias yet. A renewal adds every alias, in
+ * every store, that holds the certificate renewed (InstallIntoExistingCertificateStores). */
+static int prepare_store_delivery(worker *w, job *j)
+{
+    run *r = w->run;
+    const enroll_request *req = j->req;
+    X509 *renewed = NULL;
+    if (req->renewal_id > 0 && req->install_into_existing) {
+        for (size_t i = 0; renewed == NULL && i < r->cfg->ca_count; i++)
+            if (r->cfg->cas[i].type == CA_TYPE_LOCAL && r->cfg->cas[i].home != NULL)
+                renewed = local_ca_log_find(r->cfg->cas[i].home, req->renewal_id);
+        if (renewed == NULL) {
+            enroll_error_set(&j->err, "RENEWAL_UNKNOWN", "RenewalCertificateId",
+                             "no certificate with KeyfactorID %lld was issued by this engine's "
+                             "embedded CAs",
+                             req->renewal_id);
             return -1;
         }
-        fault_point("store-retiring");
     }
-    fault_point("store-retired");
+    if (req->store_count == 0 && renewed == NULL)
+        return 0;
+    size_t max = req->store_count + (renewed != NULL ? REQUEST_STORES_MAX : 0);
+    j->targets = calloc(max, sizeof *j->targets);
+    if (j->targets == NULL) {
+        X509_free(renewed);
+        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < req->store_count; i++) {
+        const config_store *st = config_find_store(r->cfg, req->stores[i].store_id);
+        const char *alias = req->stores[i].alias ? req->stores[i].alias : req->id;
+        int t = st != NULL ? hsm_context_token_index(r->hsm, st->token) : -1;
+        const store_index *ix =
+            t >= 0 ? store_registry_get(&r->stores, st, &w->sessions[t], &j->err) : NULL;
+        if (t < 0) {
+            enroll_error_set(&j->err, "STORE_UNAVAILABLE", "Stores",
+                             "the token of store %s is not present", req->stores[i].store_id);
+            rc = -1;
+        } else if (ix == NULL) {
+            rc = -1;
+        } else if (!req->stores[i].overwrite && store_index_find(ix, alias) != NULL) {
+            enroll_error_set(&j->err, "STORE_ALIAS_EXISTS", "Stores",
+                             "store %s already holds alias \"%.80s\" and Overwrite is false",
+                             st->id, alias);
+            rc = -1;
+        } else {
+            store_target *t2 = &j->targets[j->target_count++];
+            t2->store = st;
+            snprintf(t2->alias, sizeof t2->alias, "%s", alias);
+            t2->overwrite = req->stores[i].overwrite;
+        }
+    }
+    for (size_t s = 0; rc == 0 && renewed != NULL && s < r->cfg->store_count; s++) {
+        const config_store *st = &r->cfg->stores[s];
+        int t = hsm_context_token_index(r->hsm, st->token);
+        const store_index *ix =
+            t >= 0 ? store_registry_get(&r->stores, st, &w->sessions[t], &j->err) : NULL;
+        for (size_t a = 0; ix != NULL && a < ix->alias_count; a++) {
+            const store_alias *al = &ix->aliases[a];
+            bool holds = false, listed = false;
+            for (size_t e = 0; e < al->entry_count; e++)
+                holds =
+                    holds || (al->entries[e].cert && X509_cmp(al->entries[e].cert, renewed) == 0);
+            for (size_t k = 0; k < j->target_count; k++)
+                listed = listed ||
+                         (j->targets[k].store == st && strcmp(j->targets[k].alias, al->alias) == 0);
+            if (holds && !listed && j->target_count < max) {
+                store_target *t2 = &j->targets[j->target_count++];
+                t2->store = st;
+                snprintf(t2->alias, sizeof t2->alias, "%s", al->alias);
+                t2->overwrite = true;
+            }
+        }
+    }
+    X509_free(renewed);
+    return rc;
+}
+
+/* Installs the key and certificate in every target store (key imported persistent and
+ * non-extractable, certificate with its CKA_ID, both under the alias), then retires the alias's
+ * other entries. Done again in full by a resumed run: the retirement removes an earlier try. */
+static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
+{
+    run *r = w->run;
+    for (size_t i = 0; i < j->target_count; i++) {
+        const store_target *tg = &j->targets[i];
+        int t = hsm_context_token_index(r->hsm, tg->store->token);
+        if (t < 0) {
+            enroll_error_set(&j->err, "STORE_UNAVAILABLE", "Stores",
+                             "the token of store %s is not present (installed in %zu of %zu)",
+                             tg->store->id, i, j->target_count);
+            return -1;
+        }
+        hsm_session *s = &w->sessions[t];
+        const store_index *ix = store_registry_get(&r->stores, tg->store, s, &j->err);
+        hsm_keypair pair;
+        if (ix == NULL || key_import(s, key, tg->alias, &pair, &j->err) != 0)
+            return -1;
+        int rc = install_certificate(s, j, tg->alias, pair.id);
+        if (rc == 0)
+            rc = retire_others(s, j, store_index_find(ix, tg->alias), pair.id);
+        else
+            hsm_destroy_keypair(s, &pair, NULL);
+        hsm_keypair_release(&pair);
+        if (rc != 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -437,6 +561,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
                              "the issued certificate does not match the generated key");
             goto done;
         }
+        if (j->target_count > 0 && deliver_to_stores(w, j, key) != 0)
+            goto done;
         if ((password = choose_password(r, j, password_out)) == NULL)
             goto done;
     }
@@ -539,6 +665,7 @@ static void free_job(job *j)
     }
     hsm_keypair_release(&j->pair);
     free(j->key_uri);
+    free(j->targets);
     X509_REQ_free(j->csr);
     X509_free(j->cert);
     sk_X509_pop_free(j->chain, X509_free);
@@ -580,6 +707,17 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
     if (req->operation == OP_REENROLLMENT && j->policy.store != NULL) {
         json_object_set_new(line, "StoreId", json_string(j->policy.store->id));
         json_object_set_new(line, "Alias", json_string(req->alias));
+    }
+    if (!j->failed && !j->pending && j->target_count > 0) { /* seed 001's SuccessfulStores */
+        json_t *stores = json_array();
+        for (size_t i = 0; i < j->target_count; i++) {
+            bool seen = false;
+            for (size_t k = 0; k < i; k++)
+                seen = seen || j->targets[k].store == j->targets[i].store;
+            if (!seen)
+                json_array_append_new(stores, json_string(j->targets[i].store->id));
+        }
+        json_object_set_new(line, "SuccessfulStores", stores);
     }
     if (!j->failed && j->pending) {
         json_t *info = json_pack("{s:s, s:s}", "RequestDisposition", j->disposition,
@@ -657,7 +795,8 @@ bool enroll_job(worker *w, job *j)
     run *r = w->run;
     if (!j->restored) {
         j->token = w->key_token;
-        if (j->req->operation == OP_REENROLLMENT && prepare_reenrollment(w, j) != 0) {
+        if ((j->req->operation == OP_REENROLLMENT && prepare_reenrollment(w, j) != 0) ||
+            (j->req->operation == OP_PFX && prepare_store_delivery(w, j) != 0)) {
             j->failed = true;
             finish(r, w->sessions, j, NULL, NULL);
             return true;

@@ -346,6 +346,32 @@ static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_i
     return found;
 }
 
+X509 *local_ca_log_find(const char *home, long long keyfactor_id)
+{
+    char *path = path_in(home, "issued.ndjson");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    free(path);
+    if (f == NULL)
+        return NULL;
+    char prefix[64];
+    int plen = snprintf(prefix, sizeof prefix, "{\"KeyfactorID\":%lld,", keyfactor_id);
+    char *line = NULL;
+    size_t cap = 0;
+    X509 *found = NULL;
+    while (found == NULL && getline(&line, &cap, f) > 0) {
+        if (strncmp(line, prefix, (size_t)plen) != 0)
+            continue; /* lines are written with KeyfactorID first */
+        json_t *entry = json_loads(line, 0, NULL);
+        found = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
+        json_decref(entry);
+        if (found == NULL)
+            break; /* issued before certificates were logged */
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
 int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
 {
     hsm_error herr;

@@ -56,6 +56,9 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
 /* Loads the CA of home; finds its issuing key in session's token once (by CKA_ID). */
 int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err);
 void local_ca_close(local_ca *ca);
+/* The certificate the CA of home issued as KeyfactorID keyfactor_id (from its issuance log), or
+ * NULL. One pass over the log. */
+X509 *local_ca_log_find(const char *home, long long keyfactor_id);
 /* Finds the issuing key in session's token again (by CKA_ID): after a module restart. */
 int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err);
 

@@ -466,6 +466,26 @@ static int restore(run *r, job *j, json_t *state)
         return -1;
     const char *uri = json_string_value(json_object_get(k, "KeyUri"));
     j->key_uri = uri ? strdup(uri) : NULL;
+    json_t *targets = json_object_get(k, "Targets");
+    if (json_array_size(targets) > 0) {
+        j->targets = calloc(json_array_size(targets), sizeof *j->targets);
+        if (j->targets == NULL)
+            return -1;
+        size_t i;
+        json_t *t;
+        json_array_foreach(targets, i, t)
+        {
+            const config_store *st =
+                config_find_store(r->cfg, json_string_value(json_object_get(t, "Store")));
+            const char *alias = json_string_value(json_object_get(t, "Alias"));
+            if (st == NULL || alias == NULL)
+                return -1; /* the configuration changed under the run */
+            store_target *tg = &j->targets[j->target_count++];
+            tg->store = st;
+            snprintf(tg->alias, sizeof tg->alias, "%s", alias);
+            tg->overwrite = json_is_true(json_object_get(t, "Overwrite"));
+        }
+    }
 
     const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
     if (wrapped != NULL) {
@@ -525,6 +545,9 @@ recovery_state recovery_lookup(run *r, job *j)
         j->wrapped_key = NULL;
         free(j->key_uri);
         j->key_uri = NULL;
+        free(j->targets);
+        j->targets = NULL;
+        j->target_count = 0;
         j->answered = j->restored = false;
         recovery_key_id(r, id, j->key_id);
         return RECOVERY_NEW;
@@ -583,6 +606,14 @@ int recovery_key_made(run *r, job *j)
                   "Csr", der_json(i2d_req, j->csr));
     if (j->key_uri != NULL)
         json_object_set_new(rec, "KeyUri", json_string(j->key_uri));
+    if (j->target_count > 0) { /* decided before the key was made: kept as decided */
+        json_t *targets = json_array();
+        for (size_t i = 0; i < j->target_count; i++)
+            json_array_append_new(
+                targets, json_pack("{s:s, s:s, s:b}", "Store", j->targets[i].store->id, "Alias",
+                                   j->targets[i].alias, "Overwrite", j->targets[i].overwrite));
+        json_object_set_new(rec, "Targets", targets);
+    }
 
     if (j->wrapped_key != NULL) {
         char *b64 = base64_encode(j->wrapped_key, j->wrapped_len);

@@ -127,6 +127,8 @@ typedef struct job {
     bool restored;            /* taken up from the journal of an interrupted run */
     bool restored_issued;     /* ... with its certificate already issued */
     bool earlier_submission;  /* the interrupted run had sent it to a network CA already */
+    store_target *targets;    /* PFX delivery into certificate stores (NULL: none) */
+    size_t target_count;
     struct job *next;
 } job;
 

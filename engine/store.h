@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "batch/config.h"
+#include "batch/request.h"
 #include "formats/error.h"
 #include "hsm/hsm.h"
 
@@ -46,6 +47,13 @@ const store_alias *store_index_find(const store_index *index, const char *alias)
 /* The entry the alias stands for now: one with a private key and a certificate; of several (a
  * replacement interrupted half-way) the one whose certificate is newest. NULL when none. */
 const store_entry *store_alias_current(const store_alias *alias);
+
+/* Where a PFX line's certificate and key are to be installed. */
+typedef struct store_target {
+    const config_store *store;
+    char alias[REQUEST_ALIAS_MAX + 1];
+    bool overwrite;
+} store_target;
 
 /* The indexes of a run's stores, each built by the first request that needs it. */
 typedef struct store_registry {

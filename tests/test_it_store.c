@@ -344,12 +344,125 @@ static void test_bad_store_lines_fail_alone(void)
     CU_ASSERT_EQUAL(aliases_valid(ALIASES, ""), ALIASES);
 }
 
+/* One PFX line: its result, and the alias's entry as token list sees it afterwards. */
+static json_t *run_one(const char *name, const char *line, int expect_exit)
+{
+    char batch[700], out[700], path[800];
+    snprintf(batch, sizeof batch, "%s/%s.ndjson", tmp, name);
+    snprintf(out, sizeof out, "%s/out-%s", tmp, name);
+    test_write_file(batch, line);
+    CU_ASSERT_EQUAL(ENGINE("run '%s' --config '%s' -o '%s' --progress never", batch, cfg, out),
+                    expect_exit);
+    snprintf(path, sizeof path, "%s/results.ndjson", out);
+    json_t *results = test_load_ndjson(path);
+    json_t *r = json_incref(json_array_get(results, 0));
+    json_decref(results);
+    return r;
+}
+
+static const char *serial_of(json_t *r)
+{
+    return json_string_value(
+        json_object_get(json_object_get(r, "CertificateInformation"), "SerialNumber"));
+}
+
+static const char *code_of(json_t *r)
+{
+    return json_string_value(json_object_get(json_object_get(r, "Error"), "Code"));
+}
+
+/* A one-line run that fails (exit 1) with this code. */
+static void expect_failed(const char *name, const char *line, const char *code)
+{
+    json_t *r = run_one(name, line, 1);
+    CU_ASSERT_STRING_EQUAL(code_of(r) ? code_of(r) : "(none)", code);
+    json_decref(r);
+}
+
+/* PFX v2 delivery: the certificate and key installed under an alias, the PFX written as well;
+ * Overwrite; renewal by KeyfactorID into every store that held the certificate. */
+static void test_pfx_delivery_and_renewal(void)
+{
+    json_t *r = run_one("pfx1",
+                        "{\"Id\":\"p1\",\"Template\":\"Default\",\"Subject\":\"CN=pfx-1.example\","
+                        "\"KeyType\":\"ECC\",\"Password\":\"pfx-password-1\",\"Stores\":[{"
+                        "\"StoreId\":\"" STORE_ID "\",\"Alias\":\"pfx-1\"}]}\n",
+                        0);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r, "Status")), "issued");
+    CU_ASSERT_STRING_EQUAL(
+        json_string_value(json_array_get(json_object_get(r, "SuccessfulStores"), 0)), STORE_ID);
+    /* The PFX holds the certificate the store holds, and the store's key is bound to it. */
+    char *pfx_serial = test_sh_output(NULL,
+                                      "openssl pkcs12 -in '%s/out-pfx1/p1.pfx' -passin "
+                                      "pass:pfx-password-1 -nokeys -clcerts 2>/dev/null | "
+                                      "openssl x509 -noout -serial | cut -d= -f2",
+                                      tmp);
+    json_t *aliases = aliases_now();
+    json_t *a = test_find_by(aliases, "Alias", "pfx-1");
+    CU_ASSERT_TRUE(json_is_true(json_object_get(a, "Complete")));
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(a, "SerialNumber")), serial_of(r));
+    CU_ASSERT_PTR_NOT_NULL(pfx_serial ? strstr(pfx_serial, serial_of(r)) : NULL);
+    free(pfx_serial);
+    json_decref(aliases);
+    json_decref(r);
+
+    /* The alias exists: refused without Overwrite (before any key is made), replaced with it. */
+    expect_failed("pfx2",
+                  "{\"Id\":\"p2\",\"Template\":\"Default\",\"Subject\":\"CN=pfx-2.example\","
+                  "\"KeyType\":\"ECC\",\"Stores\":[{\"StoreId\":\"" STORE_ID "\",\"Alias\":"
+                  "\"pfx-1\",\"Overwrite\":false}]}\n",
+                  "STORE_ALIAS_EXISTS");
+    r = run_one("pfx3",
+                "{\"Id\":\"p3\",\"Template\":\"Default\",\"Subject\":\"CN=pfx-3.example\","
+                "\"KeyType\":\"ECC\",\"Stores\":[{\"StoreId\":\"" STORE_ID "\",\"Alias\":"
+                "\"pfx-1\",\"Overwrite\":true}]}\n",
+                0);
+    char *replaced = strdup(serial_of(r) ? serial_of(r) : "");
+    long long kf_id = json_integer_value(
+        json_object_get(json_object_get(r, "CertificateInformation"), "KeyfactorID"));
+    json_decref(r);
+    aliases = aliases_now();
+    a = test_find_by(aliases, "Alias", "pfx-1");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(a, "SerialNumber")), replaced);
+    CU_ASSERT_PTR_NULL(json_object_get(a, "Entries"));
+    json_decref(aliases);
+
+    /* Renewal of that certificate: it goes wherever the renewed one is. */
+    char line[600];
+    snprintf(line, sizeof line,
+             "{\"Id\":\"p4\",\"Template\":\"Default\",\"Subject\":\"CN=pfx-3.example\","
+             "\"KeyType\":\"ECC\",\"RenewalCertificateId\":%lld}\n",
+             kf_id);
+    r = run_one("pfx4", line, 0);
+    CU_ASSERT_STRING_EQUAL(
+        json_string_value(json_array_get(json_object_get(r, "SuccessfulStores"), 0)), STORE_ID);
+    aliases = aliases_now();
+    a = test_find_by(aliases, "Alias", "pfx-1");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(a, "SerialNumber")), serial_of(r));
+    CU_ASSERT_STRING_NOT_EQUAL(serial_of(r), replaced);
+    CU_ASSERT_PTR_NULL(json_object_get(a, "Entries"));
+    json_decref(aliases);
+    json_decref(r);
+    free(replaced);
+
+    /* Unknown renewal; a store delivery whose key would stay in the HSM. */
+    expect_failed("pfx5",
+                  "{\"Id\":\"p5\",\"Template\":\"Default\",\"Subject\":\"CN=x\",\"KeyType\":"
+                  "\"ECC\",\"RenewalCertificateId\":987654321}\n",
+                  "RENEWAL_UNKNOWN");
+    expect_failed("pfx6",
+                  "{\"Id\":\"p6\",\"Template\":\"Default\",\"Subject\":\"CN=x\",\"Format\":"
+                  "\"DER\",\"Stores\":[{\"StoreId\":\"" STORE_ID "\"}]}\n",
+                  "STORE_NEEDS_KEY");
+}
+
 int main(void)
 {
     test_case cases[] = {
         TEST_CASE(test_reenroll_200_aliases),
         TEST_CASE(test_kill_at_each_step_then_resume),
         TEST_CASE(test_bad_store_lines_fail_alone),
+        TEST_CASE(test_pfx_delivery_and_renewal),
         TEST_END,
     };
     return test_main("store", cases, setup, teardown);

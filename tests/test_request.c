@@ -79,7 +79,19 @@ static void test_codes_table(void)
         {"{" BASE ",\"SANs\":{\"dns\":[\"a.example\"],\"ip4\":[\"300.1.1.1\"]}}", "INVALID_SAN"},
         {"{" BASE ",\"SANs\":{\"mail\":[\"a@b.c\"]}}", "UNKNOWN_SAN_TYPE"},
         {"{" BASE ",\"SANs\":[\"a\"]}", "INVALID_FIELD"},
-        {"{" BASE ",\"Stores\":[{\"StoreId\":\"x\"}]}", "FIELD_NOT_SUPPORTED"},
+        /* PFX v2 store delivery */
+        {"{" BASE ",\"Stores\":[{\"StoreId\":\"x\"}]}", "INVALID_FIELD"},
+        {"{" BASE ",\"Stores\":[{\"StoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\",\"Alias\":"
+         "\"a\",\"Overwrite\":true},{\"StoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e11\"}],"
+         "\"RenewalCertificateId\":12,\"InstallIntoExistingCertificateStores\":false}",
+         ""},
+        {"{" BASE ",\"Stores\":[{\"StoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\","
+         "\"Overwrite\":\"yes\"}]}",
+         "INVALID_FIELD"},
+        {"{" BASE ",\"RenewalCertificateId\":0}", "INVALID_FIELD"},
+        {"{" BASE ",\"Format\":\"DER\",\"Stores\":[{\"StoreId\":"
+         "\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\"}]}",
+         "STORE_NEEDS_KEY"},
         {"{" BASE ",\"JobTime\":\"2030-01-01T00:00:00Z\"}", "FIELD_NOT_SUPPORTED"},
         {"{" BASE ",\"JobTime\":\"\",\"PopulateMissingValuesFromAD\":false}", ""},
         {"{" BASE ",\"PopulateMissingValuesFromAD\":true}", "FIELD_NOT_SUPPORTED"},
