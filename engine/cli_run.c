@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -43,6 +44,8 @@ static const char run_usage[] =
     "      --retry-failed      with --resume: also try again the requests that failed\n"
     "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
     "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
+    "      --stats-json FILE   write the run's figures there: rate, latency percentiles and\n"
+    "                          CDF, mean time per stage, time to the first certificate, RSS\n"
     "  -q, --quiet             errors only\n"
     "  -v, --verbose           more detail (twice: debug, including each failed line)\n"
     "  -h, --help              this text\n"
@@ -124,18 +127,73 @@ static void print_summary(run *r, double seconds)
     log_debug("mean time per request by stage: %s", line);
 }
 
+/* The run's figures as one JSON object (run --stats-json, and what `bench` reads): rate,
+ * latency percentiles and CDF, mean time per stage, time to the first certificate, peak RSS. */
+static int write_stats(run *r, const char *path, double seconds, uint64_t entered)
+{
+    static const char *names[STAGE_COUNT] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
+    const latency_histogram *h = &r->stats.latency;
+    long issued = atomic_load(&r->stats.issued), failed = atomic_load(&r->stats.failed);
+    long total = issued + failed + atomic_load(&r->stats.pending);
+    json_t *stages = json_object();
+    for (int s = 0; s < STAGE_COUNT; s++)
+        json_object_set_new(
+            stages, names[s],
+            json_real(atomic_load(&r->stats.stage_ns[s]) / 1e6 / (double)(total ? total : 1)));
+    uint64_t n = atomic_load(&h->total);
+    json_t *latency = json_pack(
+        "{s:f, s:f, s:f, s:f, s:f}", "Mean", n ? atomic_load(&h->sum_ns) / 1e6 / (double)n : 0.0,
+        "P50", latency_quantile(h, 0.50) / 1e6, "P95", latency_quantile(h, 0.95) / 1e6, "P99",
+        latency_quantile(h, 0.99) / 1e6, "Max", latency_quantile(h, 1.0) / 1e6);
+    json_t *cdf = json_array();
+    uint64_t seen = 0;
+    for (int i = 0; i < LATENCY_BUCKETS && n > 0; i++) {
+        uint64_t c = atomic_load(&h->counts[i]);
+        if (c == 0)
+            continue;
+        seen += c;
+        json_array_append_new(
+            cdf, json_pack("[f, f]", latency_bucket_low(i) / 1e6, (double)seen / (double)n));
+    }
+    uint64_t first = atomic_load(&r->stats.first_issued_ns);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    json_t *doc =
+        json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i}", "Requests",
+                  (json_int_t)total, "Issued", (json_int_t)issued, "Failed", (json_int_t)failed,
+                  "Seconds", seconds, "CertificatesPerSecond", seconds > 0 ? issued / seconds : 0.0,
+                  "FirstCertificateMs", first ? json_real((first - entered) / 1e6) : json_null(),
+                  "LatencyMs", latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
+                  ru.ru_maxrss / 1024.0, "Workers", r->opt.workers);
+    int rc = doc ? json_dump_file(doc, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : -1;
+    json_decref(doc);
+    return rc;
+}
+
 int cli_run(int argc, char **argv)
 {
+    uint64_t entered = run_clock_ns();
+    const char *stats_path = NULL;
     static const struct option options[] = {
-        {"out", required_argument, NULL, 'o'},      {"config", required_argument, NULL, 'c'},
-        {"home", required_argument, NULL, 'H'},     {"workers", required_argument, NULL, 'w'},
-        {"inflight", required_argument, NULL, 'i'}, {"ca", required_argument, NULL, 'A'},
-        {"template", required_argument, NULL, 'T'}, {"pattern", required_argument, NULL, 'P'},
-        {"progress", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
-        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {"resume", no_argument, NULL, 'R'},
-        {"retry-failed", no_argument, NULL, 'F'},   {"journal", required_argument, NULL, 'J'},
-        {"no-journal", no_argument, NULL, 'N'},     {NULL, 0, NULL, 0},
+        {"out", required_argument, NULL, 'o'},
+        {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},
+        {"workers", required_argument, NULL, 'w'},
+        {"inflight", required_argument, NULL, 'i'},
+        {"ca", required_argument, NULL, 'A'},
+        {"template", required_argument, NULL, 'T'},
+        {"pattern", required_argument, NULL, 'P'},
+        {"progress", required_argument, NULL, 'p'},
+        {"force", no_argument, NULL, 'f'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"resume", no_argument, NULL, 'R'},
+        {"retry-failed", no_argument, NULL, 'F'},
+        {"journal", required_argument, NULL, 'J'},
+        {"no-journal", no_argument, NULL, 'N'},
+        {"stats-json", required_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     run r;
     memset(&r, 0, sizeof r);
@@ -209,6 +267,9 @@ int cli_run(int argc, char **argv)
             break;
         case 'N':
             r.opt.no_journal = true;
+            break;
+        case 'S':
+            stats_path = optarg;
             break;
         }
     }
@@ -304,6 +365,8 @@ int cli_run(int argc, char **argv)
     }
     results_open_ok = false;
     print_summary(&r, seconds);
+    if (stats_path != NULL && write_stats(&r, stats_path, seconds, entered) != 0)
+        log_error("cannot write %s", stats_path);
 done:
     if (err.code[0] != '\0')
         log_error("%s", err.message);

@@ -743,6 +743,9 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         if (j->key_uri != NULL)
             json_object_set_new(line, "KeyUri", json_string(j->key_uri));
         atomic_fetch_add(&r->stats.issued, 1);
+        uint64_t now = run_clock_ns(), none = 0;
+        latency_record(&r->stats.latency, now - j->started_ns);
+        atomic_compare_exchange_strong(&r->stats.first_issued_ns, &none, now);
     } else {
         result_set_error(line, &j->err);
         atomic_fetch_add(&r->stats.failed, 1);

@@ -25,6 +25,8 @@ static const char usage[] =
     "                         HTTP(S), signed by the embedded CA\n"
     "  ca init|show           the embedded CA (root + issuing CA, keys in the HSM)\n"
     "  token init|list        PKCS#11 tokens and the keys hsmenroll made in them\n"
+    "  bench                  a synthetic batch through the real pipeline: certificates/s,\n"
+    "                         latency percentiles, time per stage, per worker count\n"
     "  version                print the version\n"
     "  help [COMMAND]         this text, or a command's options\n"
     "\n"
@@ -52,6 +54,8 @@ int main(int argc, char **argv)
         return cli_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return cli_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cli_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("hsmenroll %s\n", HSMENROLL_VERSION);
         return 0;
@@ -67,6 +71,8 @@ int main(int argc, char **argv)
                 return cli_validate(2, help_argv);
             if (strcmp(argv[2], "token") == 0)
                 return cli_token(2, help_argv);
+            if (strcmp(argv[2], "bench") == 0)
+                return cli_bench(2, help_argv);
         }
         fputs(usage, stdout);
         return 0;

@@ -15,6 +15,7 @@
 #include "batch/request.h"
 #include "batch/results.h"
 #include "hsm_context.h"
+#include "latency.h"
 #include "store.h"
 
 typedef enum progress_mode { PROGRESS_AUTO = 0, PROGRESS_ALWAYS, PROGRESS_NEVER } progress_mode;
@@ -55,6 +56,8 @@ typedef struct run_stats {
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
+    latency_histogram latency;        /* admission to result, of issued requests */
+    _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */
 } run_stats;
 
 struct ca_connector;

@@ -47,6 +47,24 @@ int test_verified_files(const char *dir, const char *home)
     return n;
 }
 
+int test_engine_home(const char *prefix, char **tmp, char **home)
+{
+    *home = NULL;
+    *tmp = test_tmpdir(prefix);
+    if (*tmp == NULL || asprintf(home, "%s/home", *tmp) < 0)
+        return 1;
+    test_children_unwind_fast();
+    return test_sh("HSMENROLL_HOME='%s' '%s' ca init -q 2>/dev/null", *home, HSMENROLL_BIN);
+}
+
+void test_engine_home_free(char *tmp, char *home)
+{
+    if (tmp != NULL)
+        test_rmtree(tmp);
+    free(tmp);
+    free(home);
+}
+
 bool test_sanitized(void)
 {
 #if defined(__SANITIZE_ADDRESS__)

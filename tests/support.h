@@ -35,6 +35,12 @@ void test_children_unwind_fast(void);
  * against the embedded CA of engine home HOME (root + issuing CA). -1 when it cannot run. */
 int test_verified_files(const char *dir, const char *home);
 
+/* An engine home with its embedded default made (`ca init`) in a new temporary directory: *tmp
+ * (the directory) and *home (TMP/home), malloc'd. Child engines unwind fast under ASan. 0 on
+ * success. test_engine_home_free removes it all. */
+int test_engine_home(const char *prefix, char **tmp, char **home);
+void test_engine_home_free(char *tmp, char *home);
+
 /* A new empty directory under /dev/shm (or $TMPDIR, /tmp), removed with its content by
  * test_rmtree. Returns a malloc'd path. */
 char *test_tmpdir(const char *prefix);

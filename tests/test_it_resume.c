@@ -25,20 +25,14 @@ static char *tmp, *home;
 
 static int setup(void)
 {
-    tmp = test_tmpdir("hsmenroll-resume");
-    if (tmp == NULL || asprintf(&home, "%s/home", tmp) < 0)
-        return 1;
     unsetenv("HSMENROLL_PIN");
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
-    test_children_unwind_fast();
-    return test_sh("HSMENROLL_HOME='%s' '%s' ca init -q 2>/dev/null", home, HSMENROLL_BIN);
+    return test_engine_home("hsmenroll-resume", &tmp, &home);
 }
 
 static int teardown(void)
 {
-    test_rmtree(tmp);
-    free(tmp);
-    free(home);
+    test_engine_home_free(tmp, home);
     return 0;
 }
 

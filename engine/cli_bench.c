@@ -1,0 +1,364 @@
+/* `hsmenroll bench`: a synthetic batch (count, key type, storage, format, SANs) run through the
+ * real pipeline (`run`, in this process) once per worker count, reported as a table, a JSON record
+ * and a Markdown report: certificates/s, latency percentiles, time per stage, time to the first
+ * certificate, peak RSS. */
+#include <ftw.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "hsm/hsm.h"
+#include "log.h"
+
+static const char bench_usage[] =
+    "usage: hsmenroll bench [options]\n"
+    "\n"
+    "Generates a synthetic batch and runs it through the real pipeline (the `run` command) once\n"
+    "per worker count, then reports certificates/s, latency p50/p95/p99/max (from admission to\n"
+    "result), the mean time per stage, the time to the first certificate and the peak RSS.\n"
+    "\n"
+    "options:\n"
+    "  -n, --count N          requests per run (default 1000)\n"
+    "      --key-type T       RSA, ECC, Ed25519 or Ed448 (default ECC)\n"
+    "      --key-length L     RSA 2048/3072/4096, ECC 256/384/521 (default: the type's)\n"
+    "      --storage S        export or token (default export)\n"
+    "      --format F         PFX, PEM or DER (default PEM)\n"
+    "      --sans N           DNS SANs per request (default 1)\n"
+    "  -w, --workers LIST     worker counts to run, comma-separated (default: one per CPU)\n"
+    "      --inflight M       requests in flight to network CAs (default 64)\n"
+    "      --ca NAME          the CA to enroll with (default: the template's)\n"
+    "      --template NAME    template of the requests (default Default)\n"
+    "      --no-journal       run without the journal\n"
+    "      --out DIR          keep the batch and every run's output in DIR (default: a\n"
+    "                         temporary directory, removed)\n"
+    "      --json FILE        write the JSON record there ('-': standard output)\n"
+    "      --markdown FILE    write a Markdown report there\n"
+    "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
+
+typedef struct bench_params {
+    long count;
+    const char *key_type, *storage, *format, *ca, *template_name;
+    long key_length, sans;
+    const char *workers;
+    long inflight;
+    bool no_journal;
+} bench_params;
+
+/* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
+static int write_batch(const char *path, const bench_params *p)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    char key_length[32] = "";
+    if (p->key_length > 0)
+        snprintf(key_length, sizeof key_length, ",\"KeyLength\":%ld", p->key_length);
+    char ca[300] = "";
+    if (p->ca != NULL)
+        snprintf(ca, sizeof ca, ",\"CertificateAuthority\":\"%s\"", p->ca);
+    for (long i = 1; i <= p->count; i++) {
+        fprintf(f,
+                "{\"Id\":\"bench-%07ld\",\"Template\":\"%s\",\"Subject\":\"CN=bench-%07ld.bench."
+                "example,O=hsmenroll bench\",\"KeyType\":\"%s\"%s,\"KeyStorage\":\"%s\","
+                "\"Format\":\"%s\"%s,\"SANs\":{\"dns\":[",
+                i, p->template_name, i, p->key_type, key_length, p->storage, p->format, ca);
+        for (long s = 0; s < p->sans; s++)
+            fprintf(f, "%s\"san%ld.bench-%07ld.bench.example\"", s ? "," : "", s, i);
+        fputs("]}}\n", f);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* One run: `run BATCH -o OUT --stats-json STATS ...` in this process. Its figures, or NULL. */
+static json_t *run_once(const char *dir, const char *batch, long workers, const bench_params *p,
+                        const cli_common *common)
+{
+    char out[4096], stats[4096], w[32], inflight[32];
+    snprintf(out, sizeof out, "%s/out-w%ld", dir, workers);
+    snprintf(stats, sizeof stats, "%s/stats-w%ld.json", dir, workers);
+    snprintf(w, sizeof w, "%ld", workers);
+    snprintf(inflight, sizeof inflight, "%ld", p->inflight);
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "run";
+    argv[argc++] = (char *)batch;
+    argv[argc++] = "-o";
+    argv[argc++] = out;
+    argv[argc++] = "--force";
+    argv[argc++] = "--progress";
+    argv[argc++] = "never";
+    argv[argc++] = "-q";
+    argv[argc++] = "--workers";
+    argv[argc++] = w;
+    argv[argc++] = "--inflight";
+    argv[argc++] = inflight;
+    argv[argc++] = "--stats-json";
+    argv[argc++] = stats;
+    if (p->no_journal)
+        argv[argc++] = "--no-journal";
+    if (common->config_path != NULL) {
+        argv[argc++] = "--config";
+        argv[argc++] = (char *)common->config_path;
+    }
+    if (common->home != NULL) {
+        argv[argc++] = "--home";
+        argv[argc++] = (char *)common->home;
+    }
+    argv[argc] = NULL;
+    int rc = cli_run(argc, argv);
+    json_t *doc = json_load_file(stats, 0, NULL);
+    if (doc == NULL)
+        log_error("bench: the run with %ld workers ended with %d and no figures", workers, rc);
+    else if (rc != 0)
+        log_error("bench: the run with %ld workers ended with %d (see %s/results.ndjson)", workers,
+                  rc, out);
+    return doc;
+}
+
+static double num(json_t *o, const char *a, const char *b)
+{
+    json_t *v = json_object_get(o, a);
+    if (b != NULL)
+        v = json_object_get(v, b);
+    return json_number_value(v);
+}
+
+static void print_table(FILE *f, json_t *runs, bool markdown)
+{
+    static const char *stages[] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
+    if (markdown)
+        fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
+              "MiB | parse | keygen | csr | submit | bundle | write |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              f);
+    else
+        fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
+                "P95 MS", "P99 MS", "MAX MS", "FIRST MS", "RSS MIB",
+                "MEAN MS PER STAGE (parse keygen csr submit bundle write)");
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r)
+    {
+        double first = num(r, "FirstCertificateMs", NULL);
+        fprintf(f,
+                markdown ? "| %.0f | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f |"
+                         : "%7.0f %9.1f %8.2f %8.2f %8.2f %8.2f %10.1f %8.1f  ",
+                num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL),
+                num(r, "LatencyMs", "P50"), num(r, "LatencyMs", "P95"), num(r, "LatencyMs", "P99"),
+                num(r, "LatencyMs", "Max"), first, num(r, "PeakRssMiB", NULL));
+        for (size_t s = 0; s < sizeof stages / sizeof stages[0]; s++)
+            fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", stages[s]));
+        fputc('\n', f);
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"count", required_argument, NULL, 'n'},
+        {"key-type", required_argument, NULL, 'K'},
+        {"key-length", required_argument, NULL, 'L'},
+        {"storage", required_argument, NULL, 'S'},
+        {"format", required_argument, NULL, 'F'},
+        {"sans", required_argument, NULL, 'N'},
+        {"workers", required_argument, NULL, 'w'},
+        {"inflight", required_argument, NULL, 'i'},
+        {"ca", required_argument, NULL, 'A'},
+        {"template", required_argument, NULL, 'T'},
+        {"no-journal", no_argument, NULL, 'J'},
+        {"out", required_argument, NULL, 'o'},
+        {"json", required_argument, NULL, 'j'},
+        {"markdown", required_argument, NULL, 'm'},
+        CLI_COMMON_LONG,
+        {NULL, 0, NULL, 0},
+    };
+    bench_params p = {.count = 1000,
+                      .key_type = "ECC",
+                      .storage = "export",
+                      .format = "PEM",
+                      .template_name = "Default",
+                      .sans = 1,
+                      .inflight = 64};
+    const char *keep = NULL, *json_path = NULL, *md_path = NULL;
+    cli_common common = {0};
+    int c, exit_code;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "n:w:" CLI_COMMON_SHORT, options, NULL)) != -1) {
+        int handled = cli_common_option(c, optarg, bench_usage, &common, &exit_code);
+        if (handled < 0)
+            return exit_code;
+        if (handled)
+            continue;
+        bool bad = false;
+        switch (c) {
+        case 'n':
+            bad = parse_long(optarg, 1, 100000000, &p.count) != 0;
+            break;
+        case 'K':
+            p.key_type = optarg;
+            break;
+        case 'L':
+            bad = parse_long(optarg, 1, 16384, &p.key_length) != 0;
+            break;
+        case 'S':
+            p.storage = optarg;
+            break;
+        case 'F':
+            p.format = optarg;
+            break;
+        case 'N':
+            bad = parse_long(optarg, 0, 100, &p.sans) != 0;
+            break;
+        case 'w':
+            p.workers = optarg;
+            break;
+        case 'i':
+            bad = parse_long(optarg, 1, 100000, &p.inflight) != 0;
+            break;
+        case 'A':
+            p.ca = optarg;
+            break;
+        case 'T':
+            p.template_name = optarg;
+            break;
+        case 'J':
+            p.no_journal = true;
+            break;
+        case 'o':
+            keep = optarg;
+            break;
+        case 'j':
+            json_path = optarg;
+            break;
+        case 'm':
+            md_path = optarg;
+            break;
+        }
+        if (bad) {
+            fprintf(stderr, "hsmenroll bench: bad value \"%s\"\n\n%s", optarg, bench_usage);
+            return EXIT_NOTHING_DONE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "hsmenroll bench: unexpected operand %s\n\n%s", argv[optind], bench_usage);
+        return EXIT_NOTHING_DONE;
+    }
+    cli_set_verbosity(common.quiet, common.verbose);
+
+    long counts[16];
+    size_t runs = 0;
+    char workers_default[16];
+    snprintf(workers_default, sizeof workers_default, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+    char *list = strdup(p.workers ? p.workers : workers_default);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && runs < 16;
+         tok = strtok_r(NULL, ",", &save))
+        if (parse_long(tok, 1, 1024, &counts[runs]) == 0)
+            runs++;
+    free(list);
+    if (runs == 0) {
+        fprintf(stderr, "hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
+        return EXIT_NOTHING_DONE;
+    }
+
+    char dir[4096];
+    if (keep != NULL) {
+        snprintf(dir, sizeof dir, "%s", keep);
+        mkdir(dir, 0700);
+    } else {
+        struct stat st;
+        snprintf(dir, sizeof dir, "%s/hsmenroll-bench-XXXXXX",
+                 stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        if (mkdtemp(dir) == NULL) {
+            log_error("bench: cannot create a temporary directory");
+            return EXIT_NOTHING_DONE;
+        }
+    }
+    char batch[4200];
+    snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
+    if (write_batch(batch, &p) != 0) {
+        log_error("bench: cannot write %s", batch);
+        return EXIT_NOTHING_DONE;
+    }
+    json_t *results = json_array();
+    int rc = EXIT_ALL_DONE;
+    for (size_t i = 0; i < runs; i++) {
+        json_t *one = run_once(dir, batch, counts[i], &p, &common);
+        if (one == NULL) {
+            rc = EXIT_NOTHING_DONE;
+            break;
+        }
+        if (num(one, "Failed", NULL) > 0)
+            rc = EXIT_SOME_FAILED;
+        json_array_append_new(results, one);
+    }
+    json_t *record = json_pack(
+        "{s:{s:I, s:s, s:s?, s:s, s:s, s:I, s:s, s:b, s:s?}, s:{s:I}, s:o}", "Params", "Count",
+        (json_int_t)p.count, "KeyType", p.key_type, "KeyLength",
+        p.key_length > 0 ? NULL : "default", "Storage", p.storage, "Format", p.format, "Sans",
+        (json_int_t)p.sans, "Template", p.template_name, "Journal", !p.no_journal, "Ca", p.ca,
+        "Machine", "Cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "Runs", results);
+    if (p.key_length > 0)
+        json_object_set_new(json_object_get(record, "Params"), "KeyLength",
+                            json_integer(p.key_length));
+    if (!common.quiet && json_array_size(results) > 0) {
+        char length[32] = "";
+        if (p.key_length > 0)
+            snprintf(length, sizeof length, "-%ld", p.key_length);
+        printf("%ld requests per run: %s%s, %s storage, %s, %ld SAN%s%s\n", p.count, p.key_type,
+               length, p.storage, p.format, p.sans, p.sans == 1 ? "" : "s",
+               p.no_journal ? ", no journal" : "");
+        print_table(stdout, results, false);
+    }
+    if (json_path != NULL &&
+        (strcmp(json_path, "-") == 0
+             ? json_dumpf(record, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+             : json_dump_file(record, json_path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) != 0) {
+        log_error("bench: cannot write %s", json_path);
+        rc = EXIT_NOTHING_DONE;
+    }
+    if (md_path != NULL) {
+        FILE *f = fopen(md_path, "w");
+        if (f == NULL) {
+            log_error("bench: cannot write %s", md_path);
+            rc = EXIT_NOTHING_DONE;
+        } else {
+            fprintf(f,
+                    "# hsmenroll bench\n\n%ld requests per run: %s (key length %ld, 0 = the "
+                    "type's default), %s storage, %s, %ld DNS SAN(s), %s, on %ld CPUs.\n\n",
+                    p.count, p.key_type, p.key_length, p.storage, p.format, p.sans,
+                    p.no_journal ? "no journal" : "journaled", sysconf(_SC_NPROCESSORS_ONLN));
+            print_table(f, results, true);
+            fputs("\nLatency is from admission to the result line; stage times are means per "
+                  "request, in ms.\n",
+                  f);
+            fclose(f);
+        }
+    }
+    json_decref(record);
+    if (keep == NULL && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        log_warning("bench: cannot remove %s", dir);
+    return rc;
+}

@@ -1,0 +1,104 @@
+/* `hsmenroll bench` end to end on the embedded default: the synthetic batch goes through the real
+ * pipeline once per worker count, and the JSON record and Markdown report hold what was
+ * measured (every request issued, percentiles in order, a complete latency CDF, stage times). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/support.h"
+
+static char *tmp, *home;
+
+static int setup(void)
+{
+    return test_engine_home("hsmenroll-bench", &tmp, &home);
+}
+
+static int teardown(void)
+{
+    test_engine_home_free(tmp, home);
+    return 0;
+}
+
+static double num(json_t *o, const char *a, const char *b)
+{
+    json_t *v = json_object_get(o, a);
+    return json_number_value(b ? json_object_get(v, b) : v);
+}
+
+static void test_bench_record_and_report(void)
+{
+    CU_ASSERT_EQUAL_FATAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 40 --workers 1,2 --sans 2 "
+                                  "--out '%s/kept' --json '%s/bench.json' --markdown "
+                                  "'%s/bench.md' -q 2>'%s/bench.log'",
+                                  home, HSMENROLL_BIN, tmp, tmp, tmp, tmp),
+                          0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/bench.json", tmp);
+    json_t *rec = json_load_file(path, 0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rec);
+    CU_ASSERT_EQUAL(num(json_object_get(rec, "Params"), "Count", NULL), 40);
+    json_t *runs = json_object_get(rec, "Runs");
+    CU_ASSERT_EQUAL_FATAL(json_array_size(runs), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *r = json_array_get(runs, i);
+        CU_ASSERT_EQUAL(num(r, "Workers", NULL), (double)(i + 1));
+        CU_ASSERT_EQUAL(num(r, "Issued", NULL), 40);
+        CU_ASSERT_EQUAL(num(r, "Failed", NULL), 0);
+        CU_ASSERT_TRUE(num(r, "CertificatesPerSecond", NULL) > 0);
+        double p50 = num(r, "LatencyMs", "P50"), p95 = num(r, "LatencyMs", "P95"),
+               p99 = num(r, "LatencyMs", "P99"), max = num(r, "LatencyMs", "Max");
+        CU_ASSERT_TRUE(p50 > 0 && p50 <= p95 && p95 <= p99 && p99 <= max);
+        /* The CDF rises to 1 over increasing latencies. */
+        json_t *cdf = json_object_get(r, "LatencyCdf");
+        size_t n = json_array_size(cdf);
+        CU_ASSERT_TRUE(n > 0);
+        double last_ms = -1, last_f = 0;
+        for (size_t k = 0; k < n; k++) {
+            double ms = json_number_value(json_array_get(json_array_get(cdf, k), 0));
+            double f = json_number_value(json_array_get(json_array_get(cdf, k), 1));
+            CU_ASSERT_TRUE(ms > last_ms && f > last_f);
+            last_ms = ms;
+            last_f = f;
+        }
+        CU_ASSERT_DOUBLE_EQUAL(last_f, 1.0, 1e-9);
+        CU_ASSERT_TRUE(num(r, "StageMeanMs", "Keygen") > 0 && num(r, "StageMeanMs", "Csr") > 0);
+        CU_ASSERT_TRUE(num(r, "FirstCertificateMs", NULL) > 0);
+        CU_ASSERT_TRUE(num(r, "PeakRssMiB", NULL) > 1);
+    }
+    json_decref(rec);
+    /* The report: a header and one row per worker count. */
+    snprintf(path, sizeof path, "%s/bench.md", tmp);
+    char *md = test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(md ? strstr(md, "| workers | cert/s | p50 ms |") : NULL);
+    CU_ASSERT_EQUAL(test_count(md ? md : "", "\n| 1 |") + test_count(md ? md : "", "\n| 2 |"), 2);
+    free(md);
+    /* --out kept the batch (40 lines, 2 SANs each) and each run's verified certificates. */
+    char *lines = test_sh_output(NULL, "wc -l < '%s/kept/batch.ndjson'", tmp);
+    CU_ASSERT_EQUAL(lines ? atoi(lines) : -1, 40);
+    free(lines);
+    snprintf(path, sizeof path, "%s/kept/out-w2", tmp);
+    CU_ASSERT_EQUAL(test_verified_files(path, home), 40);
+    CU_ASSERT_EQUAL(test_sh("openssl x509 -in '%s/kept/out-w1/bench-0000007.pem' -noout -ext "
+                            "subjectAltName | grep -q san1.bench-0000007.bench.example",
+                            tmp),
+                    0);
+}
+
+static void test_bad_options(void)
+{
+    CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 0 2>/dev/null", home, HSMENROLL_BIN),
+                    2);
+    CU_ASSERT_EQUAL(
+        test_sh("HSMENROLL_HOME='%s' '%s' bench --workers x 2>/dev/null", home, HSMENROLL_BIN), 2);
+}
+
+int main(void)
+{
+    test_case cases[] = {
+        TEST_CASE(test_bench_record_and_report),
+        TEST_CASE(test_bad_options),
+        TEST_END,
+    };
+    return test_main("bench", cases, setup, teardown);
+}
