@@ -16,12 +16,20 @@ void line_checker_init(line_checker *lc, const config *cfg, const request_defaul
     idset_init(&lc->seen_ids);
     idset_init(&lc->store_aliases);
     key_history_init(&lc->history);
-    for (size_t i = 0; i < cfg->ca_count; i++) {
-        if (cfg->cas[i].type != CA_TYPE_LOCAL || cfg->cas[i].home == NULL)
+    lc->run_id = run_id;
+}
+
+/* The local CAs' issuance logs, read when the first CSR line needs them: a batch without CSR
+ * lines does not pay for a CA's whole history before its first certificate. */
+static void load_history(line_checker *lc)
+{
+    lc->history_loaded = true;
+    for (size_t i = 0; i < lc->cfg->ca_count; i++) {
+        if (lc->cfg->cas[i].type != CA_TYPE_LOCAL || lc->cfg->cas[i].home == NULL)
             continue;
         char path[4096];
-        snprintf(path, sizeof path, "%s/issued.ndjson", cfg->cas[i].home);
-        key_history_load_log(&lc->history, path, run_id);
+        snprintf(path, sizeof path, "%s/issued.ndjson", lc->cfg->cas[i].home);
+        key_history_load_log(&lc->history, path, lc->run_id);
     }
 }
 
@@ -77,6 +85,8 @@ void line_check_in_order(line_checker *lc, const enroll_request *req,
     if (req->operation != OP_CSR || req->csr == NULL)
         return;
     bool reuse_allowed = decision->pattern != NULL && decision->pattern->policy.allow_key_reuse;
+    if (!lc->history_loaded)
+        load_history(lc);
     if (!reuse_allowed && key_history_reused(&lc->history, req->key_fingerprint, req->id))
         error_list_add(errors, "POLICY_KEY_REUSE", "CSR",
                        "the CSR's public key was already certified, and this pattern does not "

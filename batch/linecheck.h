@@ -17,11 +17,13 @@ typedef struct line_checker {
     idset seen_ids;
     idset store_aliases; /* "store GUID \x1f alias" of the reenrollments so far */
     key_history history;
+    bool history_loaded; /* the history is read on the first CSR line */
+    const char *run_id;
 } line_checker;
 
-/* Prepares a checker; loads the issuance logs of the configuration's local CAs into the key
- * history (for AllowKeyReuse). run_id names the run being resumed (its own issuances are not
- * reuse by the requests they were for), NULL for none. */
+/* Prepares a checker. The issuance logs of the configuration's local CAs make the key history
+ * (for AllowKeyReuse), read when the first CSR line comes. run_id names the run being resumed (its
+ * own issuances are not reuse by the requests they were for), NULL for none. */
 void line_checker_init(line_checker *lc, const config *cfg, const request_defaults *defaults,
                        const char *default_ca, const char *run_id);
 void line_checker_free(line_checker *lc);

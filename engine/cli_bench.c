@@ -55,7 +55,7 @@ static int write_batch(const char *path, const bench_params *p)
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return -1;
-    char key_length[32] = "";
+    char key_length[64] = "";
     if (p->key_length > 0)
         snprintf(key_length, sizeof key_length, ",\"KeyLength\":%ld", p->key_length);
     char ca[300] = "";
@@ -78,7 +78,7 @@ static int write_batch(const char *path, const bench_params *p)
 static json_t *run_once(const char *dir, const char *batch, long workers, const bench_params *p,
                         const cli_common *common)
 {
-    char out[4096], stats[4096], w[32], inflight[32];
+    char out[4096 + 64], stats[4096 + 64], w[32], inflight[32];
     snprintf(out, sizeof out, "%s/out-w%ld", dir, workers);
     snprintf(stats, sizeof stats, "%s/stats-w%ld.json", dir, workers);
     snprintf(w, sizeof w, "%ld", workers);

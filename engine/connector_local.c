@@ -50,6 +50,7 @@ static submit_status local_submit(ca_connector *conn, worker *w, job *j)
         .request_id = j->req->id,
         .sans = j->req->sans,
         .run_id = recovery_run_id(w->run),
+        .resumed = recovery_resumed(w->run),
     };
     local_ca_issued issued;
     if (local_ca_issue_cert(&st->ca, &w->sessions[st->token], j->csr, &params, &issued, &j->err) !=

@@ -297,6 +297,33 @@ static void request_key(const char *run_id, const char *request_id, char *out, s
     snprintf(out, size, "%s\x1f%s", run_id, request_id);
 }
 
+/* The KeyfactorID of the log's last line (which is also the number of lines), read from the end
+ * of the file: the CA opens in constant time whatever its history. -1 when the last line is torn
+ * or not one of ours (then the lines are counted). */
+static long long last_keyfactor_id(FILE *log)
+{
+    if (fseeko(log, 0, SEEK_END) != 0)
+        return -1;
+    off_t size = ftello(log);
+    if (size == 0)
+        return 0;
+    char buf[65536];
+    off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
+    if (fseeko(log, from, SEEK_SET) != 0)
+        return -1;
+    size_t n = fread(buf, 1, (size_t)(size - from), log);
+    fseeko(log, 0, SEEK_END);
+    if (n == 0 || buf[n - 1] != '\n')
+        return -1;
+    buf[n - 1] = '\0';
+    char *start = strrchr(buf, '\n');
+    start = start ? start + 1 : (from == 0 ? buf : NULL);
+    long long id;
+    if (start == NULL || sscanf(start, "{\"KeyfactorID\":%lld,", &id) != 1 || id < 1)
+        return -1;
+    return id;
+}
+
 /* Counts the issuances; with run_id, indexes that run's (and forgets any other run's index). */
 static long long scan_log(local_ca *ca, const char *run_id)
 {
@@ -460,7 +487,9 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
         return -1;
     }
     idset_init(&ca->issued_requests);
-    ca->issued_count = scan_log(ca, NULL);
+    ca->issued_count = last_keyfactor_id(ca->log);
+    if (ca->issued_count < 0)
+        ca->issued_count = scan_log(ca, NULL);
     return 0;
 }
 
@@ -555,8 +584,16 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
         request_key(params->run_id, params->request_id, key, sizeof key);
         pthread_mutex_lock(&ca->lock);
         X509 *earlier = NULL;
-        if (ca->indexed_run == NULL || strcmp(ca->indexed_run, params->run_id) != 0)
-            scan_log(ca, params->run_id); /* once per run asking */
+        if (ca->indexed_run == NULL || strcmp(ca->indexed_run, params->run_id) != 0) {
+            if (params->resumed) {
+                scan_log(ca, params->run_id); /* once per run asking */
+            } else {                          /* a new run id: nothing of it can be in the log */
+                idset_free(&ca->issued_requests);
+                idset_init(&ca->issued_requests);
+                free(ca->indexed_run);
+                ca->indexed_run = strdup(params->run_id);
+            }
+        }
         if (idset_contains(&ca->issued_requests, key))
             earlier = find_issued(ca, params->run_id, params->request_id, &out->keyfactor_id);
         pthread_mutex_unlock(&ca->lock);

@@ -68,6 +68,7 @@ typedef struct local_ca_issue {
     const GENERAL_NAMES *sans; /* the subjectAltName to certify; NULL: the request's own */
     const char *run_id; /* the journaled run asking, or NULL: then (run_id, request_id) is issued
                            once, and asked again gives the same certificate back */
+    bool resumed;       /* that run continues an interrupted one (else its id is new) */
 } local_ca_issue;
 
 typedef struct local_ca_issued {

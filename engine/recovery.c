@@ -423,6 +423,11 @@ const char *recovery_run_id(const run *r)
     return r->journal != NULL ? r->journal->run_id : NULL;
 }
 
+bool recovery_resumed(const run *r)
+{
+    return r->journal != NULL && r->journal->resumed;
+}
+
 int recovery_close(run *r)
 {
     run_journal *rj = r->journal;

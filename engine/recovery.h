@@ -24,6 +24,8 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
 
 /* The run's id (for the embedded CA's one-issuance-per-request rule), or NULL with no journal. */
 const char *recovery_run_id(const run *r);
+/* True when the run continues an interrupted one (--resume found a journal). */
+bool recovery_resumed(const run *r);
 
 /* Syncs and closes the journal. 0, or -1 when part of it could not be written. */
 int recovery_close(run *r);
