@@ -38,6 +38,8 @@ static const char bench_usage[] =
     "                         temporary directory, removed)\n"
     "      --json FILE        write the JSON record there ('-': standard output)\n"
     "      --markdown FILE    write a Markdown report there\n"
+    "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
+    "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
     "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
 
 typedef struct bench_params {
@@ -165,6 +167,70 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+/* --plot DIR: the runs' data as gnuplot input, and three PNGs drawn by gnuplot: throughput vs
+ * workers, latency CDFs, mean time per stage. */
+static int write_plots(const char *dir, json_t *runs)
+{
+    static const char *stages[] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
+    char path[4096 + 64];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/runs.dat", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs("# workers cert/s parse keygen csr submit bundle write (ms)\n", f);
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r)
+    {
+        fprintf(f, "%.0f %.3f", num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL));
+        for (size_t s = 0; s < sizeof stages / sizeof stages[0]; s++)
+            fprintf(f, " %.4f", num(r, "StageMeanMs", stages[s]));
+        fputc('\n', f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/cdf.dat", dir);
+    if ((f = fopen(path, "w")) == NULL)
+        return -1;
+    json_array_foreach(runs, i, r) /* one block per run, separated by two blank lines */
+    {
+        fprintf(f, "# workers %.0f: latency ms, fraction\n", num(r, "Workers", NULL));
+        size_t k;
+        json_t *pt;
+        json_array_foreach(json_object_get(r, "LatencyCdf"), k, pt)
+            fprintf(f, "%.4f %.5f\n", json_number_value(json_array_get(pt, 0)),
+                    json_number_value(json_array_get(pt, 1)));
+        fputs("\n\n", f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/plots.gp", dir);
+    if ((f = fopen(path, "w")) == NULL)
+        return -1;
+    fprintf(f,
+            "set terminal png size 900,540\nset datafile commentschars '#'\nset grid\n"
+            "set key outside right\n"
+            "set output 'throughput.png'\nset title 'Throughput vs workers'\n"
+            "set xlabel 'workers'\nset ylabel 'certificates/s'\nset xtics 1\n"
+            "plot 'runs.dat' using 1:2 with linespoints title 'hsmenroll'\n"
+            "set output 'latency-cdf.png'\nset title 'Latency CDF (admission to result)'\n"
+            "set xlabel 'latency (ms)'\nset ylabel 'fraction of requests'\nset logscale x\n"
+            "set xtics auto\n"
+            "plot for [i=0:%zu] 'cdf.dat' index i using 1:2 with steps title sprintf('run "
+            "%%d', i+1)\n"
+            "unset logscale x\nset output 'stages.png'\n"
+            "set title 'Mean time per request by stage'\nset style data histograms\n"
+            "set style histogram rowstacked\nset style fill solid 0.8 border -1\n"
+            "set boxwidth 0.6\nset xlabel 'workers'\nset ylabel 'ms per request'\n"
+            "plot 'runs.dat' using 3:xtic(1) title 'parse', '' using 4 title 'keygen', "
+            "'' using 5 title 'csr', '' using 6 title 'submit', '' using 7 title 'bundle', "
+            "'' using 8 title 'write'\n",
+            json_array_size(runs) ? json_array_size(runs) - 1 : 0);
+    fclose(f);
+    char cmd[4096 + 128];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plots.gp", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
 static int parse_long(const char *s, long min, long max, long *out)
 {
     char *end;
@@ -192,6 +258,7 @@ int cli_bench(int argc, char **argv)
         {"out", required_argument, NULL, 'o'},
         {"json", required_argument, NULL, 'j'},
         {"markdown", required_argument, NULL, 'm'},
+        {"plot", required_argument, NULL, 'G'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
@@ -202,7 +269,7 @@ int cli_bench(int argc, char **argv)
                       .template_name = "Default",
                       .sans = 1,
                       .inflight = 64};
-    const char *keep = NULL, *json_path = NULL, *md_path = NULL;
+    const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
     cli_common common = {0};
     int c, exit_code;
     optind = 1;
@@ -255,6 +322,13 @@ int cli_bench(int argc, char **argv)
             break;
         case 'm':
             md_path = optarg;
+            break;
+        case 'G':
+            if (strchr(optarg, '\'') != NULL) {
+                fprintf(stderr, "hsmenroll bench: --plot: no quote in the directory name\n");
+                return EXIT_NOTHING_DONE;
+            }
+            plot_dir = optarg;
             break;
         }
         if (bad) {
@@ -356,6 +430,10 @@ int cli_bench(int argc, char **argv)
                   f);
             fclose(f);
         }
+    }
+    if (plot_dir != NULL && json_array_size(results) > 0 && write_plots(plot_dir, results) != 0) {
+        log_error("bench: the plots in %s could not be drawn (is gnuplot installed?)", plot_dir);
+        rc = EXIT_NOTHING_DONE;
     }
     json_decref(record);
     if (keep == NULL && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)

@@ -209,7 +209,9 @@ int pipeline_run(run *r, enroll_error *err)
         enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
         return -1;
     }
-    queue_init(&r->queue, (size_t)nworkers * 2 + (size_t)r->opt.inflight);
+    /* Two jobs per worker keep the workers busy; network CAs add --inflight jobs waiting on
+     * answers. More would only add latency (a job admitted waits its turn). */
+    queue_init(&r->queue, (size_t)nworkers * 2 + (r->http != NULL ? (size_t)r->opt.inflight : 0));
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
         ndjson_close(&reader);

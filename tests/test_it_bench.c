@@ -30,8 +30,8 @@ static void test_bench_record_and_report(void)
 {
     CU_ASSERT_EQUAL_FATAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 40 --workers 1,2 --sans 2 "
                                   "--out '%s/kept' --json '%s/bench.json' --markdown "
-                                  "'%s/bench.md' -q 2>'%s/bench.log'",
-                                  home, HSMENROLL_BIN, tmp, tmp, tmp, tmp),
+                                  "'%s/bench.md' --plot '%s/plots' -q 2>'%s/bench.log'",
+                                  home, HSMENROLL_BIN, tmp, tmp, tmp, tmp, tmp),
                           0);
     char path[700];
     snprintf(path, sizeof path, "%s/bench.json", tmp);
@@ -73,6 +73,13 @@ static void test_bench_record_and_report(void)
     CU_ASSERT_PTR_NOT_NULL(md ? strstr(md, "| workers | cert/s | p50 ms |") : NULL);
     CU_ASSERT_EQUAL(test_count(md ? md : "", "\n| 1 |") + test_count(md ? md : "", "\n| 2 |"), 2);
     free(md);
+    /* gnuplot drew the three plots (PNG signature), from data with one row per run. */
+    CU_ASSERT_EQUAL(test_sh("cd '%s/plots' && for p in throughput latency-cdf stages; do "
+                            "head -c 8 $p.png | od -An -tx1 | tr -d ' \\n' | grep -qx "
+                            "89504e470d0a1a0a || exit 1; done && [ $(grep -vc '^#' runs.dat) -eq "
+                            "2 ]",
+                            tmp),
+                    0);
     /* --out kept the batch (40 lines, 2 SANs each) and each run's verified certificates. */
     char *lines = test_sh_output(NULL, "wc -l < '%s/kept/batch.ndjson'", tmp);
     CU_ASSERT_EQUAL(lines ? atoi(lines) : -1, 40);
