@@ -8,12 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <openssl/crypto.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "hsm/hsm.h"
 #include "log.h"
+#include "secret.h"
+#include "setup.h"
 
 static const char bench_usage[] =
     "usage: hsmenroll bench [options]\n"
@@ -38,6 +42,9 @@ static const char bench_usage[] =
     "                         temporary directory, removed)\n"
     "      --json FILE        write the JSON record there ('-': standard output)\n"
     "      --markdown FILE    write a Markdown report there\n"
+    "      --probe            after each run, the raw PKCS#11 probe (bench/p11probe: keygen +\n"
+    "                         sign in a tight loop) on the same module, token and threads, and\n"
+    "                         the ratio engine / probe\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
     "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
@@ -135,8 +142,9 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
     static const char *stages[] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
     if (markdown)
         fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
-              "MiB | parse | keygen | csr | submit | bundle | write |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              "MiB | parse | keygen | csr | submit | bundle | write | raw probe /s | engine / "
+              "probe |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
               f);
     else
         fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
@@ -155,6 +163,12 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
                 num(r, "LatencyMs", "Max"), first, num(r, "PeakRssMiB", NULL));
         for (size_t s = 0; s < sizeof stages / sizeof stages[0]; s++)
             fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", stages[s]));
+        json_t *probe = json_object_get(r, "Probe");
+        if (probe != NULL)
+            fprintf(f, markdown ? " %.1f | %.2f |" : "   probe %.1f/s, engine/probe %.2f",
+                    num(probe, "PerSecond", NULL), num(probe, "EngineOverProbe", NULL));
+        else if (markdown)
+            fputs(" - | - |", f);
         fputc('\n', f);
     }
 }
@@ -165,6 +179,77 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     (void)flag;
     (void)ftw;
     return remove(path);
+}
+
+/* The raw PKCS#11 probe's name for the key of the batch (bench/p11probe.c), or NULL. */
+static const char *probe_key(const bench_params *p)
+{
+    if (strcasecmp(p->key_type, "ECC") == 0)
+        return p->key_length == 384 ? "p384" : p->key_length == 521 ? "p521" : "p256";
+    if (strcasecmp(p->key_type, "RSA") == 0)
+        return p->key_length == 3072 ? "rsa3072" : p->key_length == 4096 ? "rsa4096" : "rsa2048";
+    if (strcasecmp(p->key_type, "Ed25519") == 0)
+        return "ed25519";
+    if (strcasecmp(p->key_type, "Ed448") == 0)
+        return "ed448";
+    return NULL;
+}
+
+/* The reference point measured next to each run: bench/p11probe (key generation + one signature
+ * in a tight loop, straight through the module's function list) on the same module, key token and
+ * thread count; token objects when the batch keeps its keys in the token. It is found next to
+ * this executable. The PIN reaches it in its environment, never in its arguments. Keygen+sign
+ * per second, or a negative value. */
+static double probe_rate(const engine_setup *s, const bench_params *p, long threads)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 16);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash == NULL)
+        return -1;
+    strcpy(slash + 1, "p11probe");
+    const char *module = s->cfg->hsm.module ? s->cfg->hsm.module : hsm_default_module_path();
+    const char *key = probe_key(p);
+    if (access(self, X_OK) != 0 || key == NULL || strchr(self, '\'') || strchr(module, '\'') ||
+        strchr(s->cfg->hsm.tokens[0], '\'')) {
+        log_error("bench: no probe at %s (or names it cannot quote)", self);
+        return -1;
+    }
+    enroll_error err;
+    char *pin = secret_read(s->cfg->hsm.pin_env, s->cfg->hsm.pin_file, "user PIN", &err);
+    if (pin == NULL) {
+        log_error("bench: %s", err.message);
+        return -1;
+    }
+    setenv("HSMENROLL_BENCH_PROBE_PIN", pin, 1);
+    secret_free(pin);
+    char cmd[8192 + 256];
+    snprintf(cmd, sizeof cmd,
+             "'%s' --module '%s' --token '%s' --pin-env HSMENROLL_BENCH_PROBE_PIN --threads %ld "
+             "--count %ld --key %s%s",
+             self, module, s->cfg->hsm.tokens[0], threads, p->count, key,
+             strcasecmp(p->storage, "token") == 0 ? " --token-objects" : "");
+    FILE *f = popen(cmd, "r");
+    char line[1024] = "";
+    double rate = -1;
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f) != NULL) {
+            json_t *doc = json_loads(line, 0, NULL);
+            if (json_is_number(json_object_get(doc, "per_second")))
+                rate = json_number_value(json_object_get(doc, "per_second"));
+            json_decref(doc);
+        }
+        if (pclose(f) != 0)
+            rate = -1;
+    }
+    char *left = getenv("HSMENROLL_BENCH_PROBE_PIN");
+    if (left != NULL)
+        OPENSSL_cleanse(left, strlen(left));
+    unsetenv("HSMENROLL_BENCH_PROBE_PIN");
+    return rate;
 }
 
 /* --plot DIR: the runs' data as gnuplot input, and three PNGs drawn by gnuplot: throughput vs
@@ -259,6 +344,7 @@ int cli_bench(int argc, char **argv)
         {"json", required_argument, NULL, 'j'},
         {"markdown", required_argument, NULL, 'm'},
         {"plot", required_argument, NULL, 'G'},
+        {"probe", no_argument, NULL, 'B'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
@@ -270,6 +356,7 @@ int cli_bench(int argc, char **argv)
                       .sans = 1,
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
+    bool with_probe = false;
     cli_common common = {0};
     int c, exit_code;
     optind = 1;
@@ -322,6 +409,9 @@ int cli_bench(int argc, char **argv)
             break;
         case 'm':
             md_path = optarg;
+            break;
+        case 'B':
+            with_probe = true;
             break;
         case 'G':
             if (strchr(optarg, '\'') != NULL) {
@@ -386,6 +476,20 @@ int cli_bench(int argc, char **argv)
         }
         if (num(one, "Failed", NULL) > 0)
             rc = EXIT_SOME_FAILED;
+        if (with_probe) {
+            engine_setup s;
+            enroll_error err;
+            double rate = setup_config(&s, common.config_path, common.home, &err) == 0
+                              ? probe_rate(&s, &p, counts[i])
+                              : -1;
+            setup_free(&s);
+            if (rate > 0)
+                json_object_set_new(one, "Probe",
+                                    json_pack("{s:f, s:f}", "PerSecond", rate, "EngineOverProbe",
+                                              num(one, "CertificatesPerSecond", NULL) / rate));
+            else
+                rc = EXIT_NOTHING_DONE;
+        }
         json_array_append_new(results, one);
     }
     json_t *record = json_pack(

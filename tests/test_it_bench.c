@@ -92,6 +92,25 @@ static void test_bench_record_and_report(void)
                     0);
 }
 
+/* --probe: the raw PKCS#11 probe measured next to the run, on the same token and threads, and the
+ * ratio. The PIN reaches the probe from the home's PIN file, through its environment. */
+static void test_probe_reference(void)
+{
+    char *out = test_sh_output(NULL,
+                               "HSMENROLL_HOME='%s' '%s' bench -n 30 --workers 1 --probe -q "
+                               "--json - 2>'%s/probe.log'",
+                               home, HSMENROLL_BIN, tmp);
+    json_t *rec = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
+    json_t *probe = json_object_get(run, "Probe");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(probe);
+    double rate = num(probe, "PerSecond", NULL), ratio = num(probe, "EngineOverProbe", NULL);
+    CU_ASSERT_TRUE(rate > 0);
+    CU_ASSERT_DOUBLE_EQUAL(ratio, num(run, "CertificatesPerSecond", NULL) / rate, 1e-6);
+    json_decref(rec);
+}
+
 static void test_bad_options(void)
 {
     CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 0 2>/dev/null", home, HSMENROLL_BIN),
@@ -104,6 +123,7 @@ int main(void)
 {
     test_case cases[] = {
         TEST_CASE(test_bench_record_and_report),
+        TEST_CASE(test_probe_reference),
         TEST_CASE(test_bad_options),
         TEST_END,
     };
