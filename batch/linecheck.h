@@ -15,7 +15,7 @@ typedef struct line_checker {
     request_defaults defaults;
     const char *default_ca; /* run --ca: for lines that name no CA */
     idset seen_ids;
-    idset store_aliases; /* "store GUID \x1f alias" of the reenrollments so far */
+    idset store_aliases; /* "store GUID \x1f alias" taken by the lines so far */
     key_history history;
     bool history_loaded; /* the history is read on the first CSR line */
     const char *run_id;

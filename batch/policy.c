@@ -431,7 +431,8 @@ static void check_settings(const config *cfg, const policy_decision *d, const en
             d->template_->name);
 }
 
-/* Reenrollment: the store must be configured, and served by this engine (its AgentGuid). */
+/* Certificate stores: every store a line names must be configured, and a reenrollment's must be
+ * served by this engine (its AgentGuid). */
 static void check_store(const config *cfg, const enroll_request *req, policy_decision *out,
                         error_list *errors)
 {

@@ -63,13 +63,11 @@ static json_t *list_keys(engine_setup *s, size_t t)
     json_t *keys = json_array();
     hsm_session session;
     hsm_context_login_session(&s->hsm, t, &session);
-    size_t max = 1 << 20;
-    CK_OBJECT_HANDLE *handles = malloc(max * sizeof *handles);
+    static const CK_OBJECT_CLASS private_key = CKO_PRIVATE_KEY;
+    CK_OBJECT_HANDLE *handles;
     hsm_error herr;
-    int n = handles
-                ? hsm_find_objects(&session, CKO_PRIVATE_KEY, NULL, 0, NULL, handles, max, &herr)
-                : -1;
-    for (int i = 0; i < n; i++) {
+    long n = hsm_list_objects(&session, &private_key, &handles, &herr);
+    for (long i = 0; i < n; i++) {
         unsigned char *label = NULL, *id = NULL;
         size_t label_len = 0, id_len = 0;
         CK_ULONG type = 0;

@@ -402,10 +402,7 @@ static int prepare_store_delivery(worker *w, job *j)
                              st->id, alias);
             rc = -1;
         } else {
-            store_target *t2 = &j->targets[j->target_count++];
-            t2->store = st;
-            snprintf(t2->alias, sizeof t2->alias, "%s", alias);
-            t2->overwrite = req->stores[i].overwrite;
+            store_target_set(&j->targets[j->target_count++], st, alias, req->stores[i].overwrite);
         }
     }
     for (size_t s = 0; rc == 0 && renewed != NULL && s < r->cfg->store_count; s++) {
@@ -422,12 +419,8 @@ static int prepare_store_delivery(worker *w, job *j)
             for (size_t k = 0; k < j->target_count; k++)
                 listed = listed ||
                          (j->targets[k].store == st && strcmp(j->targets[k].alias, al->alias) == 0);
-            if (holds && !listed && j->target_count < max) {
-                store_target *t2 = &j->targets[j->target_count++];
-                t2->store = st;
-                snprintf(t2->alias, sizeof t2->alias, "%s", al->alias);
-                t2->overwrite = true;
-            }
+            if (holds && !listed && j->target_count < max)
+                store_target_set(&j->targets[j->target_count++], st, al->alias, true);
         }
     }
     X509_free(renewed);

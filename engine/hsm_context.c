@@ -23,10 +23,14 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
         return -1;
     }
-    size_t n = 0;
-    for (size_t i = 0; i < cfg->hsm.token_count + extra_count; i++) {
-        const char *label =
-            i < cfg->hsm.token_count ? cfg->hsm.tokens[i] : extra_tokens[i - cfg->hsm.token_count];
+    /* Key tokens, then the other tokens the run needs, then the stores' tokens (opened when
+     * present: an absent store token fails only the requests for its store). */
+    size_t n = 0, required = 0;
+    for (size_t i = 0; i < max; i++) {
+        size_t others = cfg->hsm.token_count + extra_count;
+        const char *label = i < cfg->hsm.token_count ? cfg->hsm.tokens[i]
+                            : i < others             ? extra_tokens[i - cfg->hsm.token_count]
+                                                     : cfg->stores[i - others].token;
         bool seen = false;
         for (size_t j = 0; j < n; j++)
             seen = seen || strcmp(labels[j], label) == 0;
@@ -34,6 +38,8 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
             labels[n++] = label;
         if (i + 1 == cfg->hsm.token_count)
             ctx->key_token_count = n;
+        if (i + 1 == others)
+            required = n;
     }
     char *pin = secret_read(cfg->hsm.pin_env, cfg->hsm.pin_file, "user PIN", err);
     if (pin == NULL) {
@@ -45,28 +51,13 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         hsm_error herr;
-        if (hsm_token_open(module, labels[i], pin, &ctx->tokens[i], &herr) != 0) {
+        if (hsm_token_open(module, labels[i], pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
+            ctx->token_count++;
+        } else if (i < required || herr.rv != CKR_TOKEN_NOT_PRESENT) {
             hsm_error_to_enroll(&herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? "HSM_TOKEN" : "HSM_LOGIN",
                                 err);
             rc = -1;
             break;
-        }
-        ctx->token_count++;
-    }
-    /* The stores' tokens, when present: an absent one fails only the requests for its store. */
-    for (size_t i = 0; rc == 0 && i < cfg->store_count; i++) {
-        const char *label = cfg->stores[i].token;
-        bool seen = false;
-        for (size_t j = 0; j < ctx->token_count; j++)
-            seen = seen || strcmp(ctx->tokens[j].desc.label, label) == 0;
-        if (seen)
-            continue;
-        hsm_error herr;
-        if (hsm_token_open(module, label, pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
-            ctx->token_count++;
-        } else if (herr.rv != CKR_TOKEN_NOT_PRESENT) {
-            hsm_error_to_enroll(&herr, "HSM_LOGIN", err);
-            rc = -1;
         }
     }
     free(labels);
@@ -110,6 +101,21 @@ int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
     return hsm_context_prepare_export_with(ctx, NULL, err);
 }
 
+/* The wrapping key into each key token (new session objects; their handles in kek_handles). */
+static int import_kek(hsm_context *ctx, const char *code, enroll_error *err)
+{
+    for (size_t i = 0; i < ctx->key_token_count; i++) {
+        hsm_session s;
+        hsm_error herr;
+        hsm_context_login_session(ctx, i, &s);
+        if (hsm_import_wrapping_key(&s, ctx->kek, &ctx->kek_handles[i], &herr) != 0) {
+            hsm_error_to_enroll(&herr, code, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, enroll_error *err)
 {
     if (ctx->kek != NULL)
@@ -130,16 +136,7 @@ int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, 
         enroll_error_set(err, "HSM_EXPORT_FAILED", NULL, "no randomness for the wrapping key");
         return -1;
     }
-    for (size_t i = 0; i < ctx->key_token_count; i++) {
-        hsm_session s;
-        hsm_error herr;
-        hsm_context_login_session(ctx, i, &s);
-        if (hsm_import_wrapping_key(&s, ctx->kek, &ctx->kek_handles[i], &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", err);
-            return -1;
-        }
-    }
-    return 0;
+    return import_kek(ctx, "HSM_EXPORT_FAILED", err);
 }
 
 int hsm_context_restart(hsm_context *ctx, enroll_error *err)
@@ -167,14 +164,8 @@ int hsm_context_restart(hsm_context *ctx, enroll_error *err)
             return -1;
         }
     }
-    for (size_t i = 0; ctx->kek != NULL && i < ctx->key_token_count; i++) {
-        hsm_session s;
-        hsm_context_login_session(ctx, i, &s);
-        if (hsm_import_wrapping_key(&s, ctx->kek, &ctx->kek_handles[i], &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_RESTART", err);
-            return -1;
-        }
-    }
+    if (ctx->kek != NULL && import_kek(ctx, "HSM_RESTART", err) != 0)
+        return -1;
     ctx->restarts++;
     return 0;
 }

@@ -324,18 +324,23 @@ static long long last_keyfactor_id(FILE *log)
     return id;
 }
 
+/* Starts an empty index of run_id's issuances (forgetting any other run's). */
+static void index_run(local_ca *ca, const char *run_id)
+{
+    idset_free(&ca->issued_requests);
+    idset_init(&ca->issued_requests);
+    free(ca->indexed_run);
+    ca->indexed_run = strdup(run_id);
+}
+
 /* Counts the issuances; with run_id, indexes that run's (and forgets any other run's index). */
 static long long scan_log(local_ca *ca, const char *run_id)
 {
     long long n = 0;
     char *line = NULL, run[64], request[256], key[400];
     size_t cap = 0;
-    if (run_id != NULL) {
-        idset_free(&ca->issued_requests);
-        idset_init(&ca->issued_requests);
-        free(ca->indexed_run);
-        ca->indexed_run = strdup(run_id);
-    }
+    if (run_id != NULL)
+        index_run(ca, run_id);
     rewind(ca->log);
     while (getline(&line, &cap, ca->log) > 0) {
         n++;
@@ -351,6 +356,17 @@ static long long scan_log(local_ca *ca, const char *run_id)
 }
 
 /* The certificate issued earlier to (run_id, request_id), from the log; NULL if none. */
+/* The certificate an issuance log line records (NULL when it has none) and its KeyfactorID. */
+static X509 *line_certificate(const char *line, long long *keyfactor_id)
+{
+    json_t *entry = json_loads(line, 0, NULL);
+    X509 *cert = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
+    if (keyfactor_id != NULL)
+        *keyfactor_id = json_integer_value(json_object_get(entry, "KeyfactorID"));
+    json_decref(entry);
+    return cert;
+}
+
 static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_id,
                          long long *keyfactor_id)
 {
@@ -363,10 +379,7 @@ static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_i
             !log_field(line, "RequestId", request, sizeof request) ||
             strcmp(request, request_id) != 0)
             continue;
-        json_t *entry = json_loads(line, 0, NULL);
-        found = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
-        *keyfactor_id = json_integer_value(json_object_get(entry, "KeyfactorID"));
-        json_decref(entry);
+        found = line_certificate(line, keyfactor_id);
     }
     free(line);
     fseeko(ca->log, 0, SEEK_END);
@@ -388,9 +401,7 @@ X509 *local_ca_log_find(const char *home, long long keyfactor_id)
     while (found == NULL && getline(&line, &cap, f) > 0) {
         if (strncmp(line, prefix, (size_t)plen) != 0)
             continue; /* lines are written with KeyfactorID first */
-        json_t *entry = json_loads(line, 0, NULL);
-        found = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
-        json_decref(entry);
+        found = line_certificate(line, NULL);
         if (found == NULL)
             break; /* issued before certificates were logged */
     }
@@ -585,14 +596,10 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
         pthread_mutex_lock(&ca->lock);
         X509 *earlier = NULL;
         if (ca->indexed_run == NULL || strcmp(ca->indexed_run, params->run_id) != 0) {
-            if (params->resumed) {
+            if (params->resumed)
                 scan_log(ca, params->run_id); /* once per run asking */
-            } else {                          /* a new run id: nothing of it can be in the log */
-                idset_free(&ca->issued_requests);
-                idset_init(&ca->issued_requests);
-                free(ca->indexed_run);
-                ca->indexed_run = strdup(params->run_id);
-            }
+            else
+                index_run(ca, params->run_id); /* a new run id: none of it is in the log */
         }
         if (idset_contains(&ca->issued_requests, key))
             earlier = find_issued(ca, params->run_id, params->request_id, &out->keyfactor_id);

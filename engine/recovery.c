@@ -264,24 +264,14 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
         for (size_t c = 0; c < 2; c++) {
             hsm_session s;
             hsm_context_login_session(r->hsm, t, &s);
-            size_t max = 4096;
-            CK_OBJECT_HANDLE *handles = NULL;
-            int n;
+            CK_OBJECT_HANDLE *handles;
             hsm_error herr;
-            for (;;) {
-                CK_OBJECT_HANDLE *grown = realloc(handles, max * sizeof *handles);
-                if (grown == NULL) {
-                    free(handles);
-                    enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
-                    return -1;
-                }
-                handles = grown;
-                n = hsm_find_objects(&s, classes[c], NULL, 0, NULL, handles, max, &herr);
-                if (n < 0 || (size_t)n < max)
-                    break;
-                max *= 2;
+            long n = hsm_list_objects(&s, &classes[c], &handles, &herr);
+            if (n < 0 && herr.rv == CKR_HOST_MEMORY) {
+                enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                return -1;
             }
-            for (int i = 0; i < n; i++) {
+            for (long i = 0; i < n; i++) {
                 unsigned char *id = NULL, *label = NULL;
                 size_t len = 0, label_len = 0;
                 hsm_get_attribute(&s, handles[i], CKA_ID, &id, &len, &herr);
@@ -485,10 +475,8 @@ static int restore(run *r, job *j, json_t *state)
             const char *alias = json_string_value(json_object_get(t, "Alias"));
             if (st == NULL || alias == NULL)
                 return -1; /* the configuration changed under the run */
-            store_target *tg = &j->targets[j->target_count++];
-            tg->store = st;
-            snprintf(tg->alias, sizeof tg->alias, "%s", alias);
-            tg->overwrite = json_is_true(json_object_get(t, "Overwrite"));
+            store_target_set(&j->targets[j->target_count++], st, alias,
+                             json_is_true(json_object_get(t, "Overwrite")));
         }
     }
 

@@ -2,6 +2,7 @@
  * CKA_ID, sorted for lookups by alias, certificates parsed once. */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,13 @@ const store_entry *store_alias_current(const store_alias *alias)
             best = e;
     }
     return best;
+}
+
+void store_target_set(store_target *t, const config_store *store, const char *alias, bool overwrite)
+{
+    t->store = store;
+    snprintf(t->alias, sizeof t->alias, "%s", alias);
+    t->overwrite = overwrite;
 }
 
 int store_registry_init(store_registry *reg, const config *cfg)

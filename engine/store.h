@@ -55,6 +55,9 @@ typedef struct store_target {
     bool overwrite;
 } store_target;
 
+void store_target_set(store_target *t, const config_store *store, const char *alias,
+                      bool overwrite);
+
 /* The indexes of a run's stores, each built by the first request that needs it. */
 typedef struct store_registry {
     pthread_mutex_t lock;

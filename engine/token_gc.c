@@ -38,13 +38,11 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
     for (size_t t = 0; t < s->hsm.key_token_count; t++) {
         hsm_session session;
         hsm_context_login_session(&s->hsm, t, &session);
-        size_t max = 1 << 20;
-        CK_OBJECT_HANDLE *handles = malloc(max * sizeof *handles);
+        static const CK_OBJECT_CLASS private_key = CKO_PRIVATE_KEY;
+        CK_OBJECT_HANDLE *handles;
         hsm_error herr;
-        int n = handles ? hsm_find_objects(&session, CKO_PRIVATE_KEY, NULL, 0, NULL, handles, max,
-                                           &herr)
-                        : -1;
-        for (int i = 0; i < n; i++) {
+        long n = hsm_list_objects(&session, &private_key, &handles, &herr);
+        for (long i = 0; i < n; i++) {
             unsigned char *id = NULL, *label = NULL;
             size_t id_len = 0, label_len = 0;
             hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);

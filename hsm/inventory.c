@@ -6,44 +6,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ckr.h"
-
-/* Reads one variable-length attribute (two calls: length, then value) into a malloc'd buffer with
- * a NUL after it. An attribute the object does not have gives an empty buffer. */
+/* hsm_get_attribute, with an attribute the object does not have (or will not show) read as
+ * empty: such objects are listed, not an error. */
 static int read_attribute(hsm_session *s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
                           unsigned char **out, size_t *len)
 {
-    CK_ATTRIBUTE a = {type, NULL, 0};
-    CK_RV rv = s->f->C_GetAttributeValue(s->handle, h, &a, 1);
-    if (rv == CKR_ATTRIBUTE_TYPE_INVALID || a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
-        a.ulValueLen = 0;
-    else if (rv != CKR_OK)
+    hsm_error herr;
+    if (hsm_get_attribute(s, h, type, out, len, &herr) == 0)
+        return 0;
+    if (herr.rv != CKR_ATTRIBUTE_TYPE_INVALID && herr.rv != CKR_ATTRIBUTE_SENSITIVE)
         return -1;
-    unsigned char *buf = malloc(a.ulValueLen + 1);
-    if (buf == NULL)
-        return -1;
-    if (a.ulValueLen > 0) {
-        a.pValue = buf;
-        if (s->f->C_GetAttributeValue(s->handle, h, &a, 1) != CKR_OK) {
-            free(buf);
-            return -1;
-        }
-    }
-    buf[a.ulValueLen] = '\0';
-    *out = buf;
-    *len = a.ulValueLen;
-    return 0;
+    *out = calloc(1, 1);
+    *len = 0;
+    return *out != NULL ? 0 : -1;
 }
 
+/* Fills o for the object o->handle: 0, 1 when it is no key or certificate (secret keys, data
+ * objects: not part of a store; nothing more is read), or -1 with err. */
 static int describe(hsm_session *s, hsm_object_info *o, hsm_error *err)
 {
-    CK_ATTRIBUTE cls = {CKA_CLASS, &o->cls, sizeof o->cls};
-    CK_RV rv = s->f->C_GetAttributeValue(s->handle, o->handle, &cls, 1);
-    if (rv != CKR_OK) {
-        hsm_error_set(err, "C_GetAttributeValue", rv, "C_GetAttributeValue failed: %s",
-                      ckr_name(rv));
+    if (hsm_get_ulong(s, o->handle, CKA_CLASS, &o->cls, err) != 0)
         return -1;
-    }
+    if (o->cls != CKO_PRIVATE_KEY && o->cls != CKO_PUBLIC_KEY && o->cls != CKO_CERTIFICATE)
+        return 1;
     unsigned char *label = NULL;
     size_t label_len = 0;
     if (read_attribute(s, o->handle, CKA_LABEL, &label, &label_len) != 0 ||
@@ -75,37 +60,11 @@ long hsm_inventory(hsm_session *session, hsm_object_info **out, hsm_error *err)
         hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "hsm_inventory: no session or output");
         return -1;
     }
-    *out = NULL;
-    CK_RV rv = session->f->C_FindObjectsInit(session->handle, NULL, 0);
-    if (rv != CKR_OK) {
-        hsm_error_set(err, "C_FindObjectsInit", rv, "C_FindObjectsInit failed: %s", ckr_name(rv));
+    CK_OBJECT_HANDLE *handles;
+    long listed = hsm_list_objects(session, NULL, &handles, err);
+    if (listed < 0)
         return -1;
-    }
-    size_t count = 0, cap = 0;
-    CK_OBJECT_HANDLE *handles = NULL;
-    for (;;) {
-        if (count == cap) {
-            size_t ncap = cap ? cap * 2 : 256;
-            CK_OBJECT_HANDLE *n = realloc(handles, ncap * sizeof *n);
-            if (n == NULL) {
-                rv = CKR_HOST_MEMORY;
-                break;
-            }
-            handles = n;
-            cap = ncap;
-        }
-        CK_ULONG got = 0;
-        rv = session->f->C_FindObjects(session->handle, handles + count, cap - count, &got);
-        if (rv != CKR_OK || got == 0)
-            break;
-        count += got;
-    }
-    session->f->C_FindObjectsFinal(session->handle);
-    if (rv != CKR_OK) {
-        free(handles);
-        hsm_error_set(err, "C_FindObjects", rv, "C_FindObjects failed: %s", ckr_name(rv));
-        return -1;
-    }
+    size_t count = (size_t)listed;
     hsm_object_info *objs = calloc(count ? count : 1, sizeof *objs);
     if (objs == NULL) {
         free(handles);
@@ -116,19 +75,16 @@ long hsm_inventory(hsm_session *session, hsm_object_info **out, hsm_error *err)
     for (size_t i = 0; i < count; i++) {
         hsm_object_info *o = &objs[kept];
         o->handle = handles[i];
-        if (describe(session, o, err) != 0) {
+        int rc = describe(session, o, err);
+        if (rc < 0) {
             free(handles);
             hsm_inventory_free(objs, (long)kept + 1);
             return -1;
         }
-        if (o->cls == CKO_PRIVATE_KEY || o->cls == CKO_PUBLIC_KEY || o->cls == CKO_CERTIFICATE) {
+        if (rc == 0)
             kept++;
-        } else { /* secret keys, data objects: not part of a store */
-            free(o->label);
-            free(o->id);
-            free(o->value);
+        else
             memset(o, 0, sizeof *o);
-        }
     }
     free(handles);
     *out = objs;

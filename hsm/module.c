@@ -40,6 +40,15 @@ const char *hsm_default_module_path(void)
     return HSMENROLL_DEFAULT_MODULE;
 }
 
+/* C_Initialize with the OS's locking: the engine's workers call the module from many threads. */
+static CK_RV initialize(hsm_module *m)
+{
+    CK_C_INITIALIZE_ARGS args;
+    memset(&args, 0, sizeof args);
+    args.flags = CKF_OS_LOCKING_OK;
+    return m->f->C_Initialize(&args);
+}
+
 hsm_module *hsm_module_load(const char *path, hsm_error *err)
 {
     if (path == NULL || *path == '\0')
@@ -75,10 +84,7 @@ hsm_module *hsm_module_load(const char *path, hsm_error *err)
         hsm_module_unload(m);
         return NULL;
     }
-    CK_C_INITIALIZE_ARGS args;
-    memset(&args, 0, sizeof args);
-    args.flags = CKF_OS_LOCKING_OK;
-    rv = m->f->C_Initialize(&args);
+    rv = initialize(m);
     if (rv == CKR_OK) {
         m->initialized_here = true;
     } else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
@@ -103,10 +109,7 @@ int hsm_module_restart(hsm_module *module, hsm_error *err)
                       ckr_name(rv));
         return -1;
     }
-    CK_C_INITIALIZE_ARGS args;
-    memset(&args, 0, sizeof args);
-    args.flags = CKF_OS_LOCKING_OK;
-    rv = module->f->C_Initialize(&args);
+    rv = initialize(module);
     if (rv != CKR_OK) {
         module->initialized_here = false;
         hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s", module->path,

@@ -2,6 +2,7 @@
  * garbage collection). The hot path keeps the handles C_GenerateKeyPair returns instead. */
 #include "hsm.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "ckr.h"
@@ -36,6 +37,47 @@ int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned c
         return -1;
     }
     return (int)found;
+}
+
+long hsm_list_objects(hsm_session *session, const CK_OBJECT_CLASS *cls, CK_OBJECT_HANDLE **out,
+                      hsm_error *err)
+{
+    *out = NULL;
+    CK_OBJECT_CLASS wanted = cls != NULL ? *cls : 0;
+    CK_ATTRIBUTE tmpl = {CKA_CLASS, &wanted, sizeof wanted};
+    CK_RV rv = session->f->C_FindObjectsInit(session->handle, cls != NULL ? &tmpl : NULL,
+                                             cls != NULL ? 1 : 0);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_FindObjectsInit", rv, "C_FindObjectsInit failed: %s", ckr_name(rv));
+        return -1;
+    }
+    size_t count = 0, cap = 0;
+    CK_OBJECT_HANDLE *handles = NULL;
+    for (;;) {
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            CK_OBJECT_HANDLE *grown = realloc(handles, ncap * sizeof *grown);
+            if (grown == NULL) {
+                rv = CKR_HOST_MEMORY;
+                break;
+            }
+            handles = grown;
+            cap = ncap;
+        }
+        CK_ULONG got = 0;
+        rv = session->f->C_FindObjects(session->handle, handles + count, cap - count, &got);
+        if (rv != CKR_OK || got == 0)
+            break;
+        count += got;
+    }
+    session->f->C_FindObjectsFinal(session->handle);
+    if (rv != CKR_OK) {
+        free(handles);
+        hsm_error_set(err, "C_FindObjects", rv, "C_FindObjects failed: %s", ckr_name(rv));
+        return -1;
+    }
+    *out = handles;
+    return (long)count;
 }
 
 int hsm_get_bool(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TYPE type, bool *out,
