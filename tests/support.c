@@ -162,12 +162,9 @@ int test_sh(const char *fmt, ...)
     return WEXITSTATUS(rc);
 }
 
-char *test_sh_output(int *status, const char *fmt, ...)
+/* Runs cmd (which it frees) and returns its standard output; *status as test_sh_output. */
+static char *command_output(int *status, char *cmd)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    char *cmd = vformat(fmt, ap);
-    va_end(ap);
     if (cmd == NULL)
         return NULL;
     fflush(NULL);
@@ -180,6 +177,27 @@ char *test_sh_output(int *status, const char *fmt, ...)
     if (status != NULL)
         *status = (rc != -1 && WIFEXITED(rc)) ? WEXITSTATUS(rc) : -1;
     return buf;
+}
+
+char *test_sh_output(int *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *cmd = vformat(fmt, ap);
+    va_end(ap);
+    return command_output(status, cmd);
+}
+
+json_t *test_sh_json(int *status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *cmd = vformat(fmt, ap);
+    va_end(ap);
+    char *out = command_output(status, cmd);
+    json_t *doc = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    return doc;
 }
 
 char *test_read_file(const char *path, size_t *len)

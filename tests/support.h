@@ -52,6 +52,8 @@ int test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs a shell command and returns its standard output (malloc'd, NUL-terminated); *status gets
  * the exit status when status is not NULL. */
 char *test_sh_output(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same, with the standard output parsed as one JSON document (NULL when it is not one). */
+json_t *test_sh_json(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The whole content of a file (malloc'd, NUL-terminated), NULL if unreadable. */
 char *test_read_file(const char *path, size_t *len);

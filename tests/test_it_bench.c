@@ -96,12 +96,10 @@ static void test_bench_record_and_report(void)
  * ratio. The PIN reaches the probe from the home's PIN file, through its environment. */
 static void test_probe_reference(void)
 {
-    char *out = test_sh_output(NULL,
+    json_t *rec = test_sh_json(NULL,
                                "HSMENROLL_HOME='%s' '%s' bench -n 30 --workers 1 --probe -q "
                                "--json - 2>'%s/probe.log'",
                                home, HSMENROLL_BIN, tmp);
-    json_t *rec = out ? json_loads(out, 0, NULL) : NULL;
-    free(out);
     json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
     json_t *probe = json_object_get(run, "Probe");
     CU_ASSERT_PTR_NOT_NULL_FATAL(probe);

@@ -775,10 +775,9 @@ static void test_rerun_needs_force_and_stdin_works(void)
 static void test_ca_show_and_token_list(void)
 {
     int status = -1;
-    char *out =
-        test_sh_output(&status, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);
+    json_t *doc =
+        test_sh_json(&status, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);
     CU_ASSERT_EQUAL(status, 0);
-    json_t *doc = out ? json_loads(out, 0, NULL) : NULL;
     CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
     char issued_log[700];
     snprintf(issued_log, sizeof issued_log, "%s/ca/issued.ndjson", home);
@@ -790,13 +789,11 @@ static void test_ca_show_and_token_list(void)
         strstr(json_string_value(json_object_get(doc, "IssuingKeyUri")), "token=hsmenroll-ca"));
     json_decref(issued);
     json_decref(doc);
-    free(out);
     /* A second `ca init` refuses to replace the CA. */
     CU_ASSERT_EQUAL(ENGINE("ca init"), 2);
-    out = test_sh_output(&status, "HSMENROLL_HOME='%s' '%s' token list --keys --json", home,
-                         HSMENROLL_BIN);
+    doc = test_sh_json(&status, "HSMENROLL_HOME='%s' '%s' token list --keys --json", home,
+                       HSMENROLL_BIN);
     CU_ASSERT_EQUAL(status, 0);
-    doc = out ? json_loads(out, 0, NULL) : NULL;
     CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
     json_t *fleet = test_find_by(doc, "Label", "hsmenroll");
     json_t *ca = test_find_by(doc, "Label", "hsmenroll-ca");
@@ -808,7 +805,6 @@ static void test_ca_show_and_token_list(void)
     CU_ASSERT_PTR_NOT_NULL(
         test_find_by(json_object_get(ca, "Keys"), "Label", "hsmenroll-ca-issuing"));
     json_decref(doc);
-    free(out);
 }
 
 static void test_progress_summary_and_quiet(void)

@@ -146,12 +146,10 @@ static void write_batch(const char *path, const char *prefix, int from, int to)
 /* The store as `token list --aliases --json` sees it (the array of the first store's aliases). */
 static json_t *aliases_now(void)
 {
-    char *text = test_sh_output(NULL,
-                                "HSMENROLL_HOME='%s' '%s' token list --config '%s' --aliases "
-                                "--json 2>/dev/null",
-                                home, HSMENROLL_BIN, cfg);
-    json_t *doc = text ? json_loads(text, 0, NULL) : NULL;
-    free(text);
+    json_t *doc = test_sh_json(NULL,
+                               "HSMENROLL_HOME='%s' '%s' token list --config '%s' --aliases "
+                               "--json 2>/dev/null",
+                               home, HSMENROLL_BIN, cfg);
     json_t *aliases = json_incref(json_object_get(json_array_get(doc, 0), "Aliases"));
     json_decref(doc);
     return aliases;
