@@ -13,7 +13,8 @@
 
 typedef struct probe {
     CK_FUNCTION_LIST *f;
-    CK_SLOT_ID slot;
+    CK_SLOT_ID slots[32]; /* --token A,B,...: thread i works in token i mod slot_count */
+    int slot_count;
     const char *key;
     int token_objects;
     long per_thread;
@@ -34,11 +35,17 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+typedef struct probe_thread {
+    probe *p;
+    int index;
+} probe_thread;
+
 static void *worker(void *arg)
 {
-    probe *p = arg;
+    probe *p = ((probe_thread *)arg)->p;
+    CK_SLOT_ID slot = p->slots[((probe_thread *)arg)->index % p->slot_count];
     CK_SESSION_HANDLE s;
-    if (p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) != CKR_OK)
+    if (p->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) != CKR_OK)
         return NULL;
     CK_BBOOL yes = CK_TRUE, on_token = p->token_objects ? CK_TRUE : CK_FALSE;
     CK_ULONG bits = 2048;
@@ -141,9 +148,10 @@ int main(int argc, char **argv)
             p.token_objects = 1;
             break;
         default:
-            fprintf(stderr, "usage: p11probe [--module M] [--token LABEL] [--pin-env VAR] "
-                            "[--threads N] [--count N] [--key p256|p384|p521|rsa2048|rsa3072|"
-                            "rsa4096|ed25519|ed448] [--token-objects]\n");
+            fprintf(stderr,
+                    "usage: p11probe [--module M] [--token LABEL[,LABEL...]] [--pin-env VAR] "
+                    "[--threads N] [--count N] [--key p256|p384|p521|rsa2048|rsa3072|"
+                    "rsa4096|ed25519|ed448] [--token-objects]\n");
             return 2;
         }
     }
@@ -158,38 +166,56 @@ int main(int argc, char **argv)
     CK_SLOT_ID slots[64];
     CK_ULONG n = 64;
     p.f->C_GetSlotList(CK_TRUE, slots, &n);
-    int found = 0;
-    for (CK_ULONG i = 0; i < n && !found; i++) {
-        CK_TOKEN_INFO info;
-        if (p.f->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
-            strncmp((char *)info.label, label, strlen(label)) == 0 &&
-            (strlen(label) == 32 || info.label[strlen(label)] == ' ')) {
-            p.slot = slots[i];
-            found = 1;
+    /* Each token of the comma-separated list, logged in (the same user PIN in each). */
+    CK_SESSION_HANDLE logins[32];
+    char *labels = strdup(label);
+    for (char *save = NULL, *one = strtok_r(labels, ",", &save); one && p.slot_count < 32;
+         one = strtok_r(NULL, ",", &save)) {
+        int found = 0;
+        for (CK_ULONG i = 0; i < n && !found; i++) {
+            CK_TOKEN_INFO info;
+            if (p.f->C_GetTokenInfo(slots[i], &info) == CKR_OK &&
+                strncmp((char *)info.label, one, strlen(one)) == 0 &&
+                (strlen(one) == 32 || info.label[strlen(one)] == ' ')) {
+                p.slots[p.slot_count] = slots[i];
+                found = 1;
+            }
         }
+        CK_SESSION_HANDLE *login = &logins[p.slot_count];
+        if (!found ||
+            p.f->C_OpenSession(p.slots[p.slot_count], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+                               NULL, login) ||
+            p.f->C_Login(*login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)) != CKR_OK) {
+            fprintf(stderr, "p11probe: no token \"%s\" or login failed\n", one);
+            return 2;
+        }
+        p.slot_count++;
     }
-    CK_SESSION_HANDLE login;
-    if (!found ||
-        p.f->C_OpenSession(p.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &login) ||
-        p.f->C_Login(login, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)) != CKR_OK) {
-        fprintf(stderr, "p11probe: no token \"%s\" or login failed\n", label);
+    free(labels);
+    if (p.slot_count == 0) {
+        fprintf(stderr, "p11probe: no token\n");
         return 2;
     }
     pthread_mutex_init(&p.lock, NULL);
     p.per_thread = (count + threads - 1) / threads;
     pthread_t t[256];
+    probe_thread args[256];
     double t0 = now();
-    for (int i = 0; i < threads && i < 256; i++)
-        pthread_create(&t[i], NULL, worker, &p);
+    for (int i = 0; i < threads && i < 256; i++) {
+        args[i] = (probe_thread){&p, i};
+        pthread_create(&t[i], NULL, worker, &args[i]);
+    }
     for (int i = 0; i < threads && i < 256; i++)
         pthread_join(t[i], NULL);
     double seconds = now() - t0;
     printf("{\"probe\":\"keygen+sign\",\"key\":\"%s\",\"storage\":\"%s\",\"threads\":%d,"
-           "\"done\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"per_second\":%.1f}\n",
-           p.key, p.token_objects ? "token" : "session", threads, p.done, p.failed, seconds,
-           p.done / seconds);
-    p.f->C_Logout(login);
-    p.f->C_CloseSession(login);
+           "\"tokens\":%d,\"done\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"per_second\":%.1f}\n",
+           p.key, p.token_objects ? "token" : "session", threads, p.slot_count, p.done, p.failed,
+           seconds, p.done / seconds);
+    for (int i = 0; i < p.slot_count; i++) {
+        p.f->C_Logout(logins[i]);
+        p.f->C_CloseSession(logins[i]);
+    }
     p.f->C_Finalize(NULL);
     return p.failed ? 1 : 0;
 }

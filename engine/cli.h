@@ -37,6 +37,10 @@ int cli_common_option(int c, const char *arg, const char *usage, cli_common *com
  * or -1 with usage printed to stderr. */
 int cli_operand(int argc, char **argv, const char *usage, const char *const *words);
 
+/* Appends "--config FILE" and "--home DIR" (those given) to argv at *argc, for a command run with
+ * the same configuration; argv must have room for four more entries. */
+void cli_common_to_argv(const cli_common *common, char **argv, int *argc);
+
 /* Sets the log level from -q/-v counts. */
 void cli_set_verbosity(int quiet, int verbose);
 

@@ -10,12 +10,17 @@
 #include <string.h>
 #include <strings.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench_refs.h"
 #include "cli.h"
 #include "hsm/hsm.h"
 #include "log.h"
+#include "run.h"
 #include "secret.h"
 #include "setup.h"
 
@@ -45,6 +50,15 @@ static const char bench_usage[] =
     "      --probe            after each run, the raw PKCS#11 probe (bench/p11probe: keygen +\n"
     "                         sign in a tight loop) on the same module, token and threads, and\n"
     "                         the ratio engine / probe\n"
+    "      --stock N          after each run, the stock-tool pipeline (bench/stock-pipeline.sh:\n"
+    "                         pkcs11-tool keygen, openssl req through libp11, curl, PEM) for N\n"
+    "                         requests with as many loops as workers, against `hsmenroll serve`\n"
+    "                         on this configuration's CA, and the ratio engine / stock\n"
+    "      --ca-rate LIST     CA benchmark: the batch is CSR lines with keys made beforehand\n"
+    "                         in software (no HSM work), admitted at each of these rates\n"
+    "                         (requests/s, comma-separated) to --ca with the first --workers\n"
+    "                         count and --inflight; latency counts from each request's\n"
+    "                         scheduled time (open loop: a slow CA cannot hide its stalls)\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
     "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
@@ -56,6 +70,7 @@ typedef struct bench_params {
     const char *workers;
     long inflight;
     bool no_journal;
+    double rate; /* the run's --rate, 0: none */
 } bench_params;
 
 /* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
@@ -83,13 +98,111 @@ static int write_batch(const char *path, const bench_params *p)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* --ca-rate: a key made in software (the CA benchmark measures the CA, not the HSM). */
+static EVP_PKEY *software_key(const bench_params *p)
+{
+    if (strcasecmp(p->key_type, "RSA") == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA",
+                                 (size_t)(p->key_length > 0 ? p->key_length : 2048));
+    if (strcasecmp(p->key_type, "Ed25519") == 0 || strcasecmp(p->key_type, "Ed448") == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL,
+                                 strcasecmp(p->key_type, "Ed448") ? "ED25519" : "ED448");
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC",
+                             p->key_length == 384   ? "P-384"
+                             : p->key_length == 521 ? "P-521"
+                                                    : "P-256");
+}
+
+/* --ca-rate: the CSR of line i (its own key, the subject and SANs of the synthetic batch), PEM. */
+static char *csr_pem(const bench_params *p, long i)
+{
+    EVP_PKEY *key = software_key(p);
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    GENERAL_NAMES *sans = GENERAL_NAMES_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    char cn[96];
+    snprintf(cn, sizeof cn, "bench-%07ld.bench.example", i);
+    int ok =
+        key && req && name && sans && exts &&
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (unsigned char *)cn, -1, -1, 0) &&
+        X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (unsigned char *)"hsmenroll bench", -1,
+                                   -1, 0) &&
+        X509_REQ_set_subject_name(req, name) && X509_REQ_set_pubkey(req, key);
+    for (long s = 0; ok && s < p->sans; s++) {
+        char dns[128];
+        snprintf(dns, sizeof dns, "san%ld.%s", s, cn);
+        GENERAL_NAME *gn = GENERAL_NAME_new();
+        ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+        ok = gn && ia5 && ASN1_STRING_set(ia5, dns, -1);
+        if (ok) {
+            GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+            ok = sk_GENERAL_NAME_push(sans, gn) > 0;
+        } else {
+            ASN1_IA5STRING_free(ia5);
+            GENERAL_NAME_free(gn);
+        }
+    }
+    X509_EXTENSION *ext = ok && p->sans > 0 ? X509V3_EXT_i2d(NID_subject_alt_name, 0, sans) : NULL;
+    if (ext != NULL)
+        ok = sk_X509_EXTENSION_push(exts, ext) > 0 && X509_REQ_add_extensions(req, exts);
+    bool edwards =
+        key && (EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 || EVP_PKEY_get_id(key) == EVP_PKEY_ED448);
+    ok = ok && X509_REQ_sign(req, key, edwards ? NULL : EVP_sha256()) > 0;
+    char *pem = NULL;
+    BIO *mem = ok ? BIO_new(BIO_s_mem()) : NULL;
+    if (mem != NULL && PEM_write_bio_X509_REQ(mem, req)) {
+        char *data;
+        long len = BIO_get_mem_data(mem, &data);
+        pem = strndup(data, (size_t)len);
+    }
+    BIO_free(mem);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    GENERAL_NAMES_free(sans);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+/* --ca-rate: the batch as CSR lines, one key each, made before any run starts. */
+static int write_csr_batch(const char *path, const bench_params *p)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int rc = 0;
+    for (long i = 1; i <= p->count && rc == 0; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "bench-%07ld", i);
+        char *pem = csr_pem(p, i);
+        json_t *line =
+            pem ? json_pack("{s:s, s:s, s:s, s:s, s:s}", "Id", id, "Operation", "CSR", "Template",
+                            p->template_name, "CSR", pem, "Format", p->format)
+                : NULL;
+        if (line != NULL && p->ca != NULL)
+            json_object_set_new(line, "CertificateAuthority", json_string(p->ca));
+        if (line == NULL || json_dumpf(line, f, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+            fputc('\n', f) == EOF)
+            rc = -1;
+        json_decref(line);
+        free(pem);
+    }
+    return fclose(f) == 0 ? rc : -1;
+}
+
 /* One run: `run BATCH -o OUT --stats-json STATS ...` in this process. Its figures, or NULL. */
 static json_t *run_once(const char *dir, const char *batch, long workers, const bench_params *p,
                         const cli_common *common)
 {
-    char out[4096 + 64], stats[4096 + 64], w[32], inflight[32];
-    snprintf(out, sizeof out, "%s/out-w%ld", dir, workers);
-    snprintf(stats, sizeof stats, "%s/stats-w%ld.json", dir, workers);
+    char out[4096 + 128], stats[4096 + 128], w[32], inflight[32], rate[64], tag[80];
+    if (p->rate > 0)
+        snprintf(tag, sizeof tag, "w%ld-r%g", workers, p->rate);
+    else
+        snprintf(tag, sizeof tag, "w%ld", workers);
+    snprintf(out, sizeof out, "%s/out-%s", dir, tag);
+    snprintf(stats, sizeof stats, "%s/stats-%s.json", dir, tag);
+    snprintf(rate, sizeof rate, "%.17g", p->rate);
     snprintf(w, sizeof w, "%ld", workers);
     snprintf(inflight, sizeof inflight, "%ld", p->inflight);
     char *argv[32];
@@ -110,14 +223,11 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
     argv[argc++] = stats;
     if (p->no_journal)
         argv[argc++] = "--no-journal";
-    if (common->config_path != NULL) {
-        argv[argc++] = "--config";
-        argv[argc++] = (char *)common->config_path;
+    if (p->rate > 0) {
+        argv[argc++] = "--rate";
+        argv[argc++] = rate;
     }
-    if (common->home != NULL) {
-        argv[argc++] = "--home";
-        argv[argc++] = (char *)common->home;
-    }
+    cli_common_to_argv(common, argv, &argc);
     argv[argc] = NULL;
     int rc = cli_run(argc, argv);
     json_t *doc = json_load_file(stats, 0, NULL);
@@ -139,17 +249,16 @@ static double num(json_t *o, const char *a, const char *b)
 
 static void print_table(FILE *f, json_t *runs, bool markdown)
 {
-    static const char *stages[] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
     if (markdown)
         fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
-              "MiB | parse | keygen | csr | submit | bundle | write | raw probe /s | engine / "
-              "probe |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
+              "engine / probe | stock pipeline /s | engine / stock | offered /s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
               f);
     else
         fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
                 "P95 MS", "P99 MS", "MAX MS", "FIRST MS", "RSS MIB",
-                "MEAN MS PER STAGE (parse keygen csr submit bundle write)");
+                "MEAN MS PER STAGE (parse keygen csr submit bundle write journal)");
     size_t i;
     json_t *r;
     json_array_foreach(runs, i, r)
@@ -161,14 +270,26 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
                 num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL),
                 num(r, "LatencyMs", "P50"), num(r, "LatencyMs", "P95"), num(r, "LatencyMs", "P99"),
                 num(r, "LatencyMs", "Max"), first, num(r, "PeakRssMiB", NULL));
-        for (size_t s = 0; s < sizeof stages / sizeof stages[0]; s++)
-            fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", stages[s]));
-        json_t *probe = json_object_get(r, "Probe");
-        if (probe != NULL)
-            fprintf(f, markdown ? " %.1f | %.2f |" : "   probe %.1f/s, engine/probe %.2f",
-                    num(probe, "PerSecond", NULL), num(probe, "EngineOverProbe", NULL));
-        else if (markdown)
-            fputs(" - | - |", f);
+        for (int s = 0; s < STAGE_COUNT; s++)
+            fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", run_stage_name(s)));
+        static const char *const refs[][3] = {{"Probe", "EngineOverProbe", "probe"},
+                                              {"Stock", "EngineOverStock", "stock"}};
+        for (size_t k = 0; k < 2; k++) {
+            json_t *ref = json_object_get(r, refs[k][0]);
+            if (ref != NULL && markdown)
+                fprintf(f, " %.1f | %.2f |", num(ref, "PerSecond", NULL),
+                        num(ref, refs[k][1], NULL));
+            else if (ref != NULL)
+                fprintf(f, "%s %s %.1f/s, engine/%s %.2f", k ? "," : "  ", refs[k][2],
+                        num(ref, "PerSecond", NULL), refs[k][2], num(ref, refs[k][1], NULL));
+            else if (markdown)
+                fputs(" - | - |", f);
+        }
+        json_t *offered = json_object_get(r, "OfferedPerSecond");
+        if (markdown)
+            offered ? fprintf(f, " %.1f |", json_number_value(offered)) : fputs(" - |", f);
+        else if (offered)
+            fprintf(f, "   offered %.1f/s", json_number_value(offered));
         fputc('\n', f);
     }
 }
@@ -181,96 +302,36 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
-/* The raw PKCS#11 probe's name for the key of the batch (bench/p11probe.c), or NULL. */
-static const char *probe_key(const bench_params *p)
+/* Adds {"PerSecond": rate, ratio_name: engine rate / rate} to the run one as member name; -1 when
+ * the reference could not be measured. */
+static int add_reference(json_t *one, const char *name, const char *ratio_name, double rate)
 {
-    if (strcasecmp(p->key_type, "ECC") == 0)
-        return p->key_length == 384 ? "p384" : p->key_length == 521 ? "p521" : "p256";
-    if (strcasecmp(p->key_type, "RSA") == 0)
-        return p->key_length == 3072 ? "rsa3072" : p->key_length == 4096 ? "rsa4096" : "rsa2048";
-    if (strcasecmp(p->key_type, "Ed25519") == 0)
-        return "ed25519";
-    if (strcasecmp(p->key_type, "Ed448") == 0)
-        return "ed448";
-    return NULL;
-}
-
-/* The reference point measured next to each run: bench/p11probe (key generation + one signature
- * in a tight loop, straight through the module's function list) on the same module, key token and
- * thread count; token objects when the batch keeps its keys in the token. It is found next to
- * this executable. The PIN reaches it in its environment, never in its arguments. Keygen+sign
- * per second, or a negative value. */
-static double probe_rate(const engine_setup *s, const bench_params *p, long threads)
-{
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 16);
-    if (n <= 0)
+    if (!(rate > 0))
         return -1;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash == NULL)
-        return -1;
-    strcpy(slash + 1, "p11probe");
-    const char *module = s->cfg->hsm.module ? s->cfg->hsm.module : hsm_default_module_path();
-    const char *key = probe_key(p);
-    if (access(self, X_OK) != 0 || key == NULL || strchr(self, '\'') || strchr(module, '\'') ||
-        strchr(s->cfg->hsm.tokens[0], '\'')) {
-        log_error("bench: no probe at %s (or names it cannot quote)", self);
-        return -1;
-    }
-    enroll_error err;
-    char *pin = secret_read(s->cfg->hsm.pin_env, s->cfg->hsm.pin_file, "user PIN", &err);
-    if (pin == NULL) {
-        log_error("bench: %s", err.message);
-        return -1;
-    }
-    setenv("HSMENROLL_BENCH_PROBE_PIN", pin, 1);
-    secret_free(pin);
-    char cmd[8192 + 256];
-    snprintf(cmd, sizeof cmd,
-             "'%s' --module '%s' --token '%s' --pin-env HSMENROLL_BENCH_PROBE_PIN --threads %ld "
-             "--count %ld --key %s%s",
-             self, module, s->cfg->hsm.tokens[0], threads, p->count, key,
-             strcasecmp(p->storage, "token") == 0 ? " --token-objects" : "");
-    FILE *f = popen(cmd, "r");
-    char line[1024] = "";
-    double rate = -1;
-    if (f != NULL) {
-        while (fgets(line, sizeof line, f) != NULL) {
-            json_t *doc = json_loads(line, 0, NULL);
-            if (json_is_number(json_object_get(doc, "per_second")))
-                rate = json_number_value(json_object_get(doc, "per_second"));
-            json_decref(doc);
-        }
-        if (pclose(f) != 0)
-            rate = -1;
-    }
-    char *left = getenv("HSMENROLL_BENCH_PROBE_PIN");
-    if (left != NULL)
-        OPENSSL_cleanse(left, strlen(left));
-    unsetenv("HSMENROLL_BENCH_PROBE_PIN");
-    return rate;
+    json_object_set_new(one, name,
+                        json_pack("{s:f, s:f}", "PerSecond", rate, ratio_name,
+                                  num(one, "CertificatesPerSecond", NULL) / rate));
+    return 0;
 }
 
 /* --plot DIR: the runs' data as gnuplot input, and three PNGs drawn by gnuplot: throughput vs
  * workers, latency CDFs, mean time per stage. */
 static int write_plots(const char *dir, json_t *runs)
 {
-    static const char *stages[] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
     char path[4096 + 64];
     mkdir(dir, 0755);
     snprintf(path, sizeof path, "%s/runs.dat", dir);
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return -1;
-    fputs("# workers cert/s parse keygen csr submit bundle write (ms)\n", f);
+    fputs("# workers cert/s parse keygen csr submit bundle write journal (ms)\n", f);
     size_t i;
     json_t *r;
     json_array_foreach(runs, i, r)
     {
         fprintf(f, "%.0f %.3f", num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL));
-        for (size_t s = 0; s < sizeof stages / sizeof stages[0]; s++)
-            fprintf(f, " %.4f", num(r, "StageMeanMs", stages[s]));
+        for (int s = 0; s < STAGE_COUNT; s++)
+            fprintf(f, " %.4f", num(r, "StageMeanMs", run_stage_name(s)));
         fputc('\n', f);
     }
     fclose(f);
@@ -308,7 +369,7 @@ static int write_plots(const char *dir, json_t *runs)
             "set boxwidth 0.6\nset xlabel 'workers'\nset ylabel 'ms per request'\n"
             "plot 'runs.dat' using 3:xtic(1) title 'parse', '' using 4 title 'keygen', "
             "'' using 5 title 'csr', '' using 6 title 'submit', '' using 7 title 'bundle', "
-            "'' using 8 title 'write'\n",
+            "'' using 8 title 'write', '' using 9 title 'journal'\n",
             json_array_size(runs) ? json_array_size(runs) - 1 : 0);
     fclose(f);
     char cmd[4096 + 128];
@@ -345,6 +406,8 @@ int cli_bench(int argc, char **argv)
         {"markdown", required_argument, NULL, 'm'},
         {"plot", required_argument, NULL, 'G'},
         {"probe", no_argument, NULL, 'B'},
+        {"stock", required_argument, NULL, 'P'},
+        {"ca-rate", required_argument, NULL, 'R'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
@@ -357,6 +420,8 @@ int cli_bench(int argc, char **argv)
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
     bool with_probe = false;
+    long stock_count = 0;
+    const char *ca_rates = NULL;
     cli_common common = {0};
     int c, exit_code;
     optind = 1;
@@ -413,6 +478,12 @@ int cli_bench(int argc, char **argv)
         case 'B':
             with_probe = true;
             break;
+        case 'P':
+            bad = parse_long(optarg, 1, 1000000, &stock_count) != 0;
+            break;
+        case 'R':
+            ca_rates = optarg;
+            break;
         case 'G':
             if (strchr(optarg, '\'') != NULL) {
                 fprintf(stderr, "hsmenroll bench: --plot: no quote in the directory name\n");
@@ -446,6 +517,31 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
         return EXIT_NOTHING_DONE;
     }
+    /* --ca-rate: one run per rate, all with the first worker count. */
+    double rates[16];
+    size_t nrates = 0;
+    if (ca_rates != NULL) {
+        list = strdup(ca_rates);
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            char *end;
+            double v = strtod(tok, &end);
+            if (nrates == 16 || *end != '\0' || !(v >= 0.001 && v <= 1e7)) {
+                nrates = 0;
+                break;
+            }
+            rates[nrates++] = v;
+        }
+        free(list);
+        if (nrates == 0 || with_probe || stock_count > 0) {
+            fprintf(stderr, "hsmenroll bench: --ca-rate wants up to 16 rates (requests/s), e.g. "
+                            "50,100,200, and goes without --probe and --stock\n");
+            return EXIT_NOTHING_DONE;
+        }
+        for (size_t i = 0; i < nrates; i++)
+            counts[i] = counts[0];
+        runs = nrates;
+    }
 
     char dir[4096];
     if (keep != NULL) {
@@ -462,42 +558,72 @@ int cli_bench(int argc, char **argv)
     }
     char batch[4200];
     snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
-    if (write_batch(batch, &p) != 0) {
+    if (ca_rates == NULL && write_batch(batch, &p) != 0) {
         log_error("bench: cannot write %s", batch);
         return EXIT_NOTHING_DONE;
     }
     json_t *results = json_array();
     int rc = EXIT_ALL_DONE;
-    for (size_t i = 0; i < runs; i++) {
+    engine_setup refs = {0};
+    bench_server server = {.pid = -1};
+    bool refs_ready = true;
+    if (with_probe || stock_count > 0) {
+        enroll_error err;
+        refs_ready = setup_config(&refs, common.config_path, common.home, &err) == 0;
+        if (!refs_ready)
+            log_error("bench: %s", err.message);
+        else if (stock_count > 0 && bench_server_start(&server, dir, &common) != 0)
+            refs_ready = false;
+        if (!refs_ready)
+            rc = EXIT_NOTHING_DONE;
+    }
+    for (size_t i = 0; i < runs && refs_ready; i++) {
+        p.rate = nrates > 0 ? rates[i] : 0;
+        /* A CA refuses a key it has certified before: each rate gets keys of its own, made
+         * before its run starts. */
+        if (nrates > 0 && (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
+                           write_csr_batch(batch, &p) != 0)) {
+            log_error("bench: cannot write %s", batch);
+            rc = EXIT_NOTHING_DONE;
+            break;
+        }
         json_t *one = run_once(dir, batch, counts[i], &p, &common);
         if (one == NULL) {
             rc = EXIT_NOTHING_DONE;
             break;
         }
+        if (p.rate > 0)
+            json_object_set_new(one, "OfferedPerSecond", json_real(p.rate));
         if (num(one, "Failed", NULL) > 0)
             rc = EXIT_SOME_FAILED;
-        if (with_probe) {
-            engine_setup s;
-            enroll_error err;
-            double rate = setup_config(&s, common.config_path, common.home, &err) == 0
-                              ? probe_rate(&s, &p, counts[i])
-                              : -1;
-            setup_free(&s);
-            if (rate > 0)
-                json_object_set_new(one, "Probe",
-                                    json_pack("{s:f, s:f}", "PerSecond", rate, "EngineOverProbe",
-                                              num(one, "CertificatesPerSecond", NULL) / rate));
-            else
-                rc = EXIT_NOTHING_DONE;
-        }
+        bench_ref_params ref = {.key_type = p.key_type,
+                                .key_length = p.key_length,
+                                .token_storage = strcasecmp(p.storage, "token") == 0,
+                                .sans = p.sans,
+                                .template_name = p.template_name,
+                                .threads = counts[i],
+                                .count = p.count};
+        if (with_probe &&
+            add_reference(one, "Probe", "EngineOverProbe", bench_probe_rate(&refs, &ref)) != 0)
+            rc = EXIT_NOTHING_DONE;
+        ref.count = stock_count;
+        if (stock_count > 0 && add_reference(one, "Stock", "EngineOverStock",
+                                             bench_stock_rate(&refs, &server, &ref)) != 0)
+            rc = EXIT_NOTHING_DONE;
         json_array_append_new(results, one);
     }
+    bench_server_stop(&server);
+    if (with_probe || stock_count > 0)
+        setup_free(&refs);
     json_t *record = json_pack(
         "{s:{s:I, s:s, s:s?, s:s, s:s, s:I, s:s, s:b, s:s?}, s:{s:I}, s:o}", "Params", "Count",
         (json_int_t)p.count, "KeyType", p.key_type, "KeyLength",
         p.key_length > 0 ? NULL : "default", "Storage", p.storage, "Format", p.format, "Sans",
         (json_int_t)p.sans, "Template", p.template_name, "Journal", !p.no_journal, "Ca", p.ca,
         "Machine", "Cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "Runs", results);
+    json_object_set_new(
+        json_object_get(record, "Params"), "Mode",
+        json_string(ca_rates ? "ca (CSR lines, software keys, --rate)" : "pipeline"));
     if (p.key_length > 0)
         json_object_set_new(json_object_get(record, "Params"), "KeyLength",
                             json_integer(p.key_length));
@@ -505,9 +631,15 @@ int cli_bench(int argc, char **argv)
         char length[32] = "";
         if (p.key_length > 0)
             snprintf(length, sizeof length, "-%ld", p.key_length);
-        printf("%ld requests per run: %s%s, %s storage, %s, %ld SAN%s%s\n", p.count, p.key_type,
-               length, p.storage, p.format, p.sans, p.sans == 1 ? "" : "s",
-               p.no_journal ? ", no journal" : "");
+        if (ca_rates)
+            printf("CA benchmark, %ld CSR lines per run (%s%s keys made in software), %s, %ld "
+                   "SAN%s, CA %s%s\n",
+                   p.count, p.key_type, length, p.format, p.sans, p.sans == 1 ? "" : "s",
+                   p.ca ? p.ca : "of the template", p.no_journal ? ", no journal" : "");
+        else
+            printf("%ld requests per run: %s%s, %s storage, %s, %ld SAN%s%s\n", p.count, p.key_type,
+                   length, p.storage, p.format, p.sans, p.sans == 1 ? "" : "s",
+                   p.no_journal ? ", no journal" : "");
         print_table(stdout, results, false);
     }
     if (json_path != NULL &&

@@ -50,3 +50,15 @@ void cli_set_verbosity(int quiet, int verbose)
 {
     log_set_level(quiet ? LOG_ERROR : verbose ? LOG_DEBUG : LOG_INFO);
 }
+
+void cli_common_to_argv(const cli_common *common, char **argv, int *argc)
+{
+    if (common->config_path != NULL) {
+        argv[(*argc)++] = "--config";
+        argv[(*argc)++] = (char *)common->config_path;
+    }
+    if (common->home != NULL) {
+        argv[(*argc)++] = "--home";
+        argv[(*argc)++] = (char *)common->home;
+    }
+}

@@ -44,6 +44,9 @@ static const char run_usage[] =
     "      --retry-failed      with --resume: also try again the requests that failed\n"
     "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
     "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
+    "      --rate R            admit R requests per second at most, on a fixed schedule (to\n"
+    "                          spare a CA, or to benchmark one: latency counts from each\n"
+    "                          request's scheduled time, so a stalled CA shows in it)\n"
     "      --stats-json FILE   write the run's figures there: rate, latency percentiles and\n"
     "                          CDF, mean time per stage, time to the first certificate, RSS\n"
     "  -q, --quiet             errors only\n"
@@ -118,11 +121,11 @@ static void print_summary(run *r, double seconds)
              "in %s/results.ndjson",
              total, total == 1 ? "" : "s", issued, pending_text, failed, seconds,
              seconds > 0 ? issued / seconds : 0.0, r->out.path);
-    static const char *names[STAGE_COUNT] = {"parse", "keygen", "csr", "submit", "bundle", "write"};
     char line[256];
     int n = 0;
     for (int s = 0; s < STAGE_COUNT; s++)
-        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "", names[s],
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "",
+                      run_stage_name(s),
                       atomic_load(&r->stats.stage_ns[s]) / 1e6 / (total ? total : 1));
     log_debug("mean time per request by stage: %s", line);
 }
@@ -131,14 +134,13 @@ static void print_summary(run *r, double seconds)
  * latency percentiles and CDF, mean time per stage, time to the first certificate, peak RSS. */
 static int write_stats(run *r, const char *path, double seconds, uint64_t entered)
 {
-    static const char *names[STAGE_COUNT] = {"Parse", "Keygen", "Csr", "Submit", "Bundle", "Write"};
     const latency_histogram *h = &r->stats.latency;
     long issued = atomic_load(&r->stats.issued), failed = atomic_load(&r->stats.failed);
     long total = issued + failed + atomic_load(&r->stats.pending);
     json_t *stages = json_object();
     for (int s = 0; s < STAGE_COUNT; s++)
         json_object_set_new(
-            stages, names[s],
+            stages, run_stage_name(s),
             json_real(atomic_load(&r->stats.stage_ns[s]) / 1e6 / (double)(total ? total : 1)));
     uint64_t n = atomic_load(&h->total);
     json_t *latency = json_pack(
@@ -175,25 +177,16 @@ int cli_run(int argc, char **argv)
     uint64_t entered = run_clock_ns();
     const char *stats_path = NULL;
     static const struct option options[] = {
-        {"out", required_argument, NULL, 'o'},
-        {"config", required_argument, NULL, 'c'},
-        {"home", required_argument, NULL, 'H'},
-        {"workers", required_argument, NULL, 'w'},
-        {"inflight", required_argument, NULL, 'i'},
-        {"ca", required_argument, NULL, 'A'},
-        {"template", required_argument, NULL, 'T'},
-        {"pattern", required_argument, NULL, 'P'},
-        {"progress", required_argument, NULL, 'p'},
-        {"force", no_argument, NULL, 'f'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"resume", no_argument, NULL, 'R'},
-        {"retry-failed", no_argument, NULL, 'F'},
-        {"journal", required_argument, NULL, 'J'},
-        {"no-journal", no_argument, NULL, 'N'},
-        {"stats-json", required_argument, NULL, 'S'},
-        {NULL, 0, NULL, 0},
+        {"out", required_argument, NULL, 'o'},      {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},     {"workers", required_argument, NULL, 'w'},
+        {"inflight", required_argument, NULL, 'i'}, {"ca", required_argument, NULL, 'A'},
+        {"template", required_argument, NULL, 'T'}, {"pattern", required_argument, NULL, 'P'},
+        {"progress", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
+        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},           {"resume", no_argument, NULL, 'R'},
+        {"retry-failed", no_argument, NULL, 'F'},   {"journal", required_argument, NULL, 'J'},
+        {"no-journal", no_argument, NULL, 'N'},     {"stats-json", required_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'r'},     {NULL, 0, NULL, 0},
     };
     run r;
     memset(&r, 0, sizeof r);
@@ -271,6 +264,17 @@ int cli_run(int argc, char **argv)
         case 'S':
             stats_path = optarg;
             break;
+        case 'r': {
+            char *end;
+            double rate = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(rate >= 0.001 && rate <= 1e7)) {
+                fprintf(stderr, "hsmenroll run: --rate takes requests per second, 0.001 to "
+                                "10000000\n");
+                return EXIT_NOTHING_DONE;
+            }
+            r.opt.rate = rate;
+            break;
+        }
         }
     }
     if (optind != argc - 1) {

@@ -568,12 +568,20 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     log_debug("%s: removed a key left in the token by the interrupted run", j->req->id);
 }
 
-static int append_synced(run *r, job *j, const char *type, json_t *rec)
+/* The journal's share of a request's time (STAGE_JOURNAL). */
+static void add_journal_time(run *r, uint64_t since)
+{
+    atomic_fetch_add(&r->stats.stage_ns[STAGE_JOURNAL], run_clock_ns() - since);
+}
+
+static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t since)
 {
     journal *jn = r->journal->j;
     uint64_t seq = journal_append(jn, type, rec);
     json_decref(rec);
-    if (seq != 0 && journal_sync(jn, seq) == 0)
+    bool synced = seq != 0 && journal_sync(jn, seq) == 0;
+    add_journal_time(r, since);
+    if (synced)
         return 0;
     const enroll_error *e = journal_failed(jn);
     if (e != NULL)
@@ -587,6 +595,7 @@ int recovery_key_made(run *r, job *j)
 {
     if (r->journal == NULL)
         return 0;
+    uint64_t t0 = run_clock_ns();
     char hex[33];
     hex_of(j->key_id, 16, hex);
     json_t *rec =
@@ -614,7 +623,7 @@ int recovery_key_made(run *r, job *j)
         json_object_set_new(rec, "Export", json_integer(j->export_kind));
         free(b64);
     }
-    return append_synced(r, j, "K", rec);
+    return append_synced(r, j, "K", rec, t0);
 }
 
 int recovery_submitting(run *r, job *j)
@@ -622,13 +631,15 @@ int recovery_submitting(run *r, job *j)
     if (r->journal == NULL)
         return 0;
     return append_synced(r, j, "S",
-                         json_pack("{s:s, s:s}", "Id", j->req->id, "Ca", j->policy.ca->name));
+                         json_pack("{s:s, s:s}", "Id", j->req->id, "Ca", j->policy.ca->name),
+                         run_clock_ns());
 }
 
 void recovery_issued(run *r, job *j)
 {
     if (r->journal == NULL || j->restored_issued)
         return;
+    uint64_t t0 = run_clock_ns();
     json_t *chain = json_array();
     for (int i = 0; j->chain != NULL && i < sk_X509_num(j->chain); i++)
         json_array_append_new(chain, der_json(i2d_x509, sk_X509_value(j->chain, i)));
@@ -637,16 +648,19 @@ void recovery_issued(run *r, job *j)
                             (json_int_t)j->keyfactor_id, "RequestId", (json_int_t)j->request_id);
     journal_append(r->journal->j, "I", rec);
     json_decref(rec);
+    add_journal_time(r, t0);
 }
 
 void recovery_done(run *r, const char *id, long line, json_t *result, bool line_only)
 {
     if (r->journal == NULL)
         return;
+    uint64_t t0 = run_clock_ns();
     json_t *rec =
         json_pack("{s:s?, s:I, s:O}", "Id", id, "Line", (json_int_t)line, "Result", result);
     if (line_only)
         json_object_set_new(rec, "LineOnly", json_true());
     journal_append(r->journal->j, "D", rec);
     json_decref(rec);
+    add_journal_time(r, t0);
 }

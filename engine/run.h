@@ -34,6 +34,8 @@ typedef struct run_options {
     bool retry_failed;        /* with resume: requests that failed are tried again */
     bool no_journal;          /* no journal (benchmarks of its cost); the run cannot be resumed */
     const char *journal_path; /* default OUTDIR/journal.ndjson */
+    double rate;              /* admit at most this many requests per second (0: no limit); each
+                               * request's latency counts from its scheduled admission */
 } run_options;
 
 /* Time spent per stage, summed over jobs (nanoseconds), for the summary and `bench`. */
@@ -44,6 +46,7 @@ typedef enum run_stage {
     STAGE_SUBMIT,
     STAGE_BUNDLE,
     STAGE_WRITE,
+    STAGE_JOURNAL, /* K, S, I and D records, from building the record to its sync */
     STAGE_COUNT
 } run_stage;
 
@@ -136,5 +139,8 @@ typedef struct job {
 } job;
 
 uint64_t run_clock_ns(void);
+
+/* The stage's name in `run --stats-json` and `bench`: "Parse", "Keygen", ... "Journal". */
+const char *run_stage_name(run_stage stage);
 
 #endif

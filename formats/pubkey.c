@@ -3,9 +3,11 @@
 #include "pubkey.h"
 
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,11 +137,65 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
     return key;
 }
 
+/* The EC and RSA keys of a PrivateKeyInfo through their own DER decoders: OpenSSL 3.0's
+ * EVP_PKCS82PKEY builds a provider decoder chain for every key, which costs more than the rest of
+ * an export. NULL for other algorithms (EdDSA) or a malformed key: the caller takes the general
+ * path, which reports the error. */
+static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
+{
+    const ASN1_OBJECT *alg_oid;
+    const unsigned char *p;
+    int len;
+    const X509_ALGOR *alg;
+    if (!PKCS8_pkey_get0(&alg_oid, &p, &len, &alg, p8))
+        return NULL;
+    int nid = OBJ_obj2nid(alg_oid);
+    EVP_PKEY *key = EVP_PKEY_new();
+    if (key == NULL)
+        return NULL;
+    if (nid == NID_rsaEncryption) {
+        RSA *rsa = d2i_RSAPrivateKey(NULL, &p, len);
+        if (rsa != NULL && EVP_PKEY_assign_RSA(key, rsa) == 1)
+            return key;
+        RSA_free(rsa);
+    } else if (nid == NID_X9_62_id_ecPublicKey) {
+        const void *pval;
+        int ptype;
+        X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+        EC_KEY *ec = NULL;
+        if (ptype == V_ASN1_OBJECT) { /* named curve: the only form the HSM layer makes */
+            ec = EC_KEY_new_by_curve_name(OBJ_obj2nid(pval));
+            if (ec != NULL && d2i_ECPrivateKey(&ec, &p, len) == NULL)
+                ec = NULL; /* freed by d2i on failure */
+        }
+        /* The public point, when the ECPrivateKey leaves it out. */
+        if (ec != NULL && EC_KEY_get0_public_key(ec) == NULL) {
+            EC_POINT *pt = EC_POINT_new(EC_KEY_get0_group(ec));
+            if (pt == NULL ||
+                !EC_POINT_mul(EC_KEY_get0_group(ec), pt, EC_KEY_get0_private_key(ec), NULL, NULL,
+                              NULL) ||
+                !EC_KEY_set_public_key(ec, pt)) {
+                EC_KEY_free(ec);
+                ec = NULL;
+            }
+            EC_POINT_free(pt);
+        }
+        if (ec != NULL && EVP_PKEY_assign_EC_KEY(key, ec) == 1)
+            return key;
+        EC_KEY_free(ec);
+    }
+    EVP_PKEY_free(key);
+    ERR_clear_error();
+    return NULL;
+}
+
 EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err)
 {
     const unsigned char *p = der;
     PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der_len);
-    EVP_PKEY *key = p8 ? EVP_PKCS82PKEY(p8) : NULL;
+    EVP_PKEY *key = p8 ? privkey_from_pkcs8_fast(p8) : NULL;
+    if (key == NULL && p8 != NULL)
+        key = EVP_PKCS82PKEY(p8);
     PKCS8_PRIV_KEY_INFO_free(p8);
     if (key == NULL) {
         enroll_error_set(err, "INVALID_KEY", NULL, "the private key is not valid PKCS#8");

@@ -63,6 +63,7 @@ static void test_bench_record_and_report(void)
         }
         CU_ASSERT_DOUBLE_EQUAL(last_f, 1.0, 1e-9);
         CU_ASSERT_TRUE(num(r, "StageMeanMs", "Keygen") > 0 && num(r, "StageMeanMs", "Csr") > 0);
+        CU_ASSERT_TRUE(num(r, "StageMeanMs", "Journal") > 0); /* a journaled run */
         CU_ASSERT_TRUE(num(r, "FirstCertificateMs", NULL) > 0);
         CU_ASSERT_TRUE(num(r, "PeakRssMiB", NULL) > 1);
     }
@@ -92,6 +93,18 @@ static void test_bench_record_and_report(void)
                     0);
 }
 
+/* A reference point of the record's first run (name "Probe" or "Stock"): a positive rate, and
+ * the ratio the run's rate over it. */
+static void check_reference(json_t *rec, const char *name, const char *ratio_name)
+{
+    json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
+    json_t *ref = json_object_get(run, name);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ref);
+    double rate = num(ref, "PerSecond", NULL), ratio = num(ref, ratio_name, NULL);
+    CU_ASSERT_TRUE(rate > 0);
+    CU_ASSERT_DOUBLE_EQUAL(ratio, num(run, "CertificatesPerSecond", NULL) / rate, 1e-6);
+}
+
 /* --probe: the raw PKCS#11 probe measured next to the run, on the same token and threads, and the
  * ratio. The PIN reaches the probe from the home's PIN file, through its environment. */
 static void test_probe_reference(void)
@@ -100,13 +113,36 @@ static void test_probe_reference(void)
                                "HSMENROLL_HOME='%s' '%s' bench -n 30 --workers 1 --probe -q "
                                "--json - 2>'%s/probe.log'",
                                home, HSMENROLL_BIN, tmp);
-    json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
-    json_t *probe = json_object_get(run, "Probe");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(probe);
-    double rate = num(probe, "PerSecond", NULL), ratio = num(probe, "EngineOverProbe", NULL);
-    CU_ASSERT_TRUE(rate > 0);
-    CU_ASSERT_DOUBLE_EQUAL(ratio, num(run, "CertificatesPerSecond", NULL) / rate, 1e-6);
+    check_reference(rec, "Probe", "EngineOverProbe");
     json_decref(rec);
+}
+
+static long issued_by_ca(void)
+{
+    json_t *ca = test_sh_json(NULL, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);
+    long n = ca ? (long)json_integer_value(json_object_get(ca, "Issued")) : -1;
+    json_decref(ca);
+    return n;
+}
+
+/* --stock N: the stock-tool pipeline (pkcs11-tool, openssl req through libp11's engine, curl) run
+ * against `hsmenroll serve` on the same CA, with as many loops as workers. The CA issues its
+ * requests too, the ratio is the run's rate over the pipeline's, and its scratch token is gone
+ * afterwards. */
+static void test_stock_reference(void)
+{
+    long before = issued_by_ca();
+    json_t *rec = test_sh_json(NULL,
+                               "HSMENROLL_HOME='%s' '%s' bench -n 20 --workers 2 --stock 6 -q "
+                               "--json - 2>'%s/stock.log'",
+                               home, HSMENROLL_BIN, tmp);
+    check_reference(rec, "Stock", "EngineOverStock");
+    json_decref(rec);
+    CU_ASSERT_EQUAL(issued_by_ca(), before + 20 + 6);
+    CU_ASSERT_EQUAL(test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' softhsm2-util --show-slots | "
+                            "grep -q 'Label: *stock-'",
+                            home),
+                    1);
 }
 
 static void test_bad_options(void)
@@ -122,6 +158,7 @@ int main(void)
     test_case cases[] = {
         TEST_CASE(test_bench_record_and_report),
         TEST_CASE(test_probe_reference),
+        TEST_CASE(test_stock_reference),
         TEST_CASE(test_bad_options),
         TEST_END,
     };

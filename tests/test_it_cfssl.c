@@ -86,13 +86,9 @@ static int teardown(void)
     return 0;
 }
 
-static void test_every_key_type_cfssl_signs(void)
+/* The engine's configuration with the CFSSL server as CA "cfssl01\fleet", at path. */
+static int write_config(const char *path)
 {
-    char config[600], batch[600], out[600], results[700];
-    snprintf(config, sizeof config, "%s/engine.json", tmp);
-    snprintf(batch, sizeof batch, "%s/batch.ndjson", tmp);
-    snprintf(out, sizeof out, "%s/out", tmp);
-    snprintf(results, sizeof results, "%s/results.ndjson", out);
     char text[2048];
     snprintf(text, sizeof text,
              "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"},"
@@ -101,7 +97,17 @@ static void test_every_key_type_cfssl_signs(void)
              "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[3]}],"
              "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
              home, port, tmp);
-    CU_ASSERT_EQUAL_FATAL(test_write_file(config, text), 0);
+    return test_write_file(path, text);
+}
+
+static void test_every_key_type_cfssl_signs(void)
+{
+    char config[600], batch[600], out[600], results[700];
+    snprintf(config, sizeof config, "%s/engine.json", tmp);
+    snprintf(batch, sizeof batch, "%s/batch.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    CU_ASSERT_EQUAL_FATAL(write_config(config), 0);
     static const struct {
         const char *id, *key;
         bool accepted;
@@ -166,10 +172,42 @@ static void test_every_key_type_cfssl_signs(void)
     json_decref(res);
 }
 
+/* `bench --ca-rate`: the CA benchmark drives the CFSSL server open-loop at a fixed rate with CSRs
+ * of keys made beforehand: every request is issued by CFSSL (the certificates verify against its
+ * root), no key is made in the HSM, and the schedule holds the rate down: 20 requests at 40/s
+ * take at least 19/40 s. */
+static void test_ca_benchmark_drives_cfssl(void)
+{
+    char config[600];
+    snprintf(config, sizeof config, "%s/bench.json", tmp);
+    CU_ASSERT_EQUAL_FATAL(write_config(config), 0);
+    json_t *rec = test_sh_json(NULL,
+                               "SOFTHSM2_CONF='%s/softhsm2.conf' '%s' bench --config '%s' --ca "
+                               "'cfssl01\\fleet' -n 20 --workers 1 --inflight 8 --ca-rate 40 "
+                               "--out '%s/kept' -q --json - 2>'%s/bench.log'",
+                               home, HSMENROLL_BIN, config, tmp, tmp);
+    json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(run);
+    CU_ASSERT_EQUAL(json_number_value(json_object_get(run, "Issued")), 20);
+    CU_ASSERT_EQUAL(json_number_value(json_object_get(run, "OfferedPerSecond")), 40);
+    double rate = json_number_value(json_object_get(run, "CertificatesPerSecond"));
+    CU_ASSERT_TRUE(rate > 0 && rate <= 20 / (19 / 40.0));
+    CU_ASSERT_EQUAL(json_number_value(json_object_get(json_object_get(run, "StageMeanMs"),
+                                                      "Keygen")),
+                    0);
+    json_decref(rec);
+    CU_ASSERT_EQUAL(test_sh("cd '%s/kept/out-w1-r40' && n=0 && for f in bench-*.pem; do openssl "
+                            "x509 -in $f -out $f.leaf && openssl verify -CAfile '%s/ca.pem' "
+                            "$f.leaf >/dev/null || exit 1; n=$((n+1)); done && [ $n -eq 20 ]",
+                            tmp, tmp),
+                    0);
+}
+
 int main(void)
 {
     test_case cases[] = {
         TEST_CASE(test_every_key_type_cfssl_signs),
+        TEST_CASE(test_ca_benchmark_drives_cfssl),
         TEST_END,
     };
     return test_main("cfssl", cases, setup, teardown);

@@ -823,7 +823,7 @@ static void test_progress_summary_and_quiet(void)
     free(err);
     rc = ENGINE("run '%s/one.ndjson' -o '%s/verbose' -v", tmp, tmp);
     err = stderr_text();
-    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "mean time per request by stage: parse") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "mean time per request by stage: Parse") : NULL);
     /* Neither the PIN nor the generated password is ever logged. */
     char pin_path[700];
     snprintf(pin_path, sizeof pin_path, "%s/pin", home);
