@@ -163,22 +163,12 @@ static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
         int ptype;
         X509_ALGOR_get0(NULL, &ptype, &pval, alg);
         EC_KEY *ec = NULL;
-        if (ptype == V_ASN1_OBJECT) { /* named curve: the only form the HSM layer makes */
+        /* A named curve, the only form the HSM layer makes. d2i_ECPrivateKey computes the
+         * public point when the ECPrivateKey leaves it out. */
+        if (ptype == V_ASN1_OBJECT) {
             ec = EC_KEY_new_by_curve_name(OBJ_obj2nid(pval));
             if (ec != NULL && d2i_ECPrivateKey(&ec, &p, len) == NULL)
                 ec = NULL; /* freed by d2i on failure */
-        }
-        /* The public point, when the ECPrivateKey leaves it out. */
-        if (ec != NULL && EC_KEY_get0_public_key(ec) == NULL) {
-            EC_POINT *pt = EC_POINT_new(EC_KEY_get0_group(ec));
-            if (pt == NULL ||
-                !EC_POINT_mul(EC_KEY_get0_group(ec), pt, EC_KEY_get0_private_key(ec), NULL, NULL,
-                              NULL) ||
-                !EC_KEY_set_public_key(ec, pt)) {
-                EC_KEY_free(ec);
-                ec = NULL;
-            }
-            EC_POINT_free(pt);
         }
         if (ec != NULL && EVP_PKEY_assign_EC_KEY(key, ec) == 1)
             return key;

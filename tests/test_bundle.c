@@ -3,6 +3,7 @@
  * keytool) on a root -> intermediate -> leaf chain made in memory, for each leaf key type. */
 #include "formats/bundle.h"
 #include "formats/dn.h"
+#include "formats/pubkey.h"
 #include "support.h"
 
 #include <openssl/err.h>
@@ -658,6 +659,55 @@ static void test_pem_key_errors(void)
 
 /* ---- DER and PKCS#8 ----------------------------------------------------------------------- */
 
+/* privkey_from_pkcs8: every key type's PrivateKeyInfo (EC and RSA through their own decoders,
+ * EdDSA through OpenSSL's) gives back the same key, which signs as the original; an EC key whose
+ * ECPrivateKey leaves out the public point gets it computed; garbage is INVALID_KEY. */
+static void test_privkey_from_pkcs8(void)
+{
+    for (size_t i = 0; i < N_KEY_TYPES; i++) {
+        EVP_PKEY *key = make_key(&key_types[i]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(key);
+        int with_public_len = 0;
+        for (int no_public = 0; no_public <= (strcmp(key_types[i].alg, "EC") == 0); no_public++) {
+            if (no_public) /* the ECPrivateKey without its optional publicKey field */
+                CU_ASSERT_EQUAL(EVP_PKEY_set_int_param(key, "include-public", 0), 1);
+            PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
+            unsigned char *der = NULL;
+            int len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : -1;
+            PKCS8_PRIV_KEY_INFO_free(p8);
+            CU_ASSERT_TRUE_FATAL(len > 0);
+            if (no_public)
+                CU_ASSERT_TRUE(len < with_public_len); /* the point is not in it */
+            with_public_len = len;
+            enroll_error err;
+            EVP_PKEY *back = privkey_from_pkcs8(der, (size_t)len, &err);
+            CU_ASSERT_PTR_NOT_NULL(back);
+            CU_ASSERT_EQUAL(EVP_PKEY_eq(back, key), 1);
+            /* It signs, and the original's public key verifies that signature. */
+            unsigned char sig[1024];
+            size_t sig_len = sizeof sig;
+            bool edwards = strcmp(key_types[i].alg, "EC") && strcmp(key_types[i].alg, "RSA");
+            EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+            CU_ASSERT_EQUAL(
+                EVP_DigestSignInit(ctx, NULL, edwards ? NULL : EVP_sha256(), NULL, back), 1);
+            CU_ASSERT_EQUAL(EVP_DigestSign(ctx, sig, &sig_len, (const unsigned char *)"data", 4),
+                            1);
+            EVP_MD_CTX_reset(ctx);
+            CU_ASSERT_EQUAL(
+                EVP_DigestVerifyInit(ctx, NULL, edwards ? NULL : EVP_sha256(), NULL, key), 1);
+            CU_ASSERT_EQUAL(EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)"data", 4),
+                            1);
+            EVP_MD_CTX_free(ctx);
+            EVP_PKEY_free(back);
+            /* Cut short: not a key. */
+            CU_ASSERT_PTR_NULL(privkey_from_pkcs8(der, (size_t)len / 2, &err));
+            CU_ASSERT_STRING_EQUAL(err.code, "INVALID_KEY");
+            OPENSSL_free(der);
+        }
+        EVP_PKEY_free(key);
+    }
+}
+
 static void test_der_cert_roundtrip(void)
 {
     CU_ASSERT_FATAL(fixture());
@@ -1110,6 +1160,7 @@ int main(void)
         TEST_CASE(test_pem_with_key),
         TEST_CASE(test_pem_key_third_party),
         TEST_CASE(test_pem_key_errors),
+        TEST_CASE(test_privkey_from_pkcs8),
         TEST_CASE(test_der_cert_roundtrip),
         TEST_CASE(test_pkcs8_der_roundtrip),
         TEST_CASE(test_pfx_parse_back),
