@@ -1,11 +1,14 @@
 /* The single-file outputs: the PEM bundle (subject headers, certificates, encrypted PKCS#8 key),
- * the DER certificate and the DER EncryptedPrivateKeyInfo (PBES2, PBKDF2-HMAC-SHA256, AES-256). */
+ * the DER certificate and the DER EncryptedPrivateKeyInfo (PBES2, PBKDF2-HMAC-SHA256 by nettle,
+ * AES-256-CBC). */
 #include "bundle.h"
 
 #include <limits.h>
+#include <nettle/pbkdf2.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,8 +29,49 @@ static int flush_mem(BIO *mem, BIO *out, enroll_error *err)
     return 0;
 }
 
-/* The key as EncryptedPrivateKeyInfo: PBES2 with PBKDF2-HMAC-SHA256 (random 8-byte salt) and
- * AES-256-CBC (random IV). NULL with err filled on failure. */
+/* PBES2 encryption of the PrivateKeyInfo p8inf with PBKDF2-HMAC-SHA256 (random 16-byte salt) and
+ * AES-256-CBC (random IV), as PKCS8_set0_pbe_ex does; but the key is derived by nettle, three
+ * times as fast as OpenSSL 3.0's PBKDF2 (which copies provider contexts at every iteration), and
+ * that derivation is most of an exported key's cost. NULL on failure. */
+static X509_SIG *pbes2_encrypt(const PKCS8_PRIV_KEY_INFO *p8inf, const char *password,
+                               int iterations)
+{
+    unsigned char salt[16], iv[16], dk[32];
+    unsigned char *plain = NULL, *cipher = NULL;
+    int plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8inf, &plain), len1 = 0, len2 = 0;
+    X509_SIG *p8 = NULL;
+    X509_ALGOR *pbe = NULL;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (plain_len <= 0 || ctx == NULL || RAND_bytes(salt, sizeof salt) != 1 ||
+        RAND_bytes(iv, sizeof iv) != 1 ||
+        (cipher = OPENSSL_malloc((size_t)plain_len + 16)) == NULL ||
+        (pbe = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iterations, salt, sizeof salt, iv,
+                                    NID_hmacWithSHA256, NULL)) == NULL)
+        goto done;
+    pbkdf2_hmac_sha256(strlen(password), (const uint8_t *)password, (unsigned)iterations,
+                       sizeof salt, salt, sizeof dk, dk);
+    X509_ALGOR *alg;
+    ASN1_OCTET_STRING *data;
+    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, dk, iv) != 1 ||
+        EVP_EncryptUpdate(ctx, cipher, &len1, plain, plain_len) != 1 ||
+        EVP_EncryptFinal_ex(ctx, cipher + len1, &len2) != 1 || (p8 = X509_SIG_new()) == NULL)
+        goto done;
+    X509_SIG_getm(p8, &alg, &data);
+    if (!X509_ALGOR_copy(alg, pbe) || !ASN1_OCTET_STRING_set(data, cipher, len1 + len2)) {
+        X509_SIG_free(p8);
+        p8 = NULL;
+    }
+done:
+    OPENSSL_cleanse(dk, sizeof dk);
+    if (plain != NULL)
+        OPENSSL_clear_free(plain, (size_t)plain_len);
+    OPENSSL_free(cipher);
+    X509_ALGOR_free(pbe);
+    EVP_CIPHER_CTX_free(ctx);
+    return p8;
+}
+
+/* The key as EncryptedPrivateKeyInfo (pbes2_encrypt). NULL with err filled on failure. */
 static X509_SIG *encrypt_key(EVP_PKEY *key, const char *password, int iterations, enroll_error *err)
 {
     if (key == NULL) {
@@ -48,24 +92,11 @@ static X509_SIG *encrypt_key(EVP_PKEY *key, const char *password, int iterations
 
     (void)bundle_crypto_init();
     X509_SIG *p8 = NULL;
-    X509_ALGOR *pbe = NULL;
     PKCS8_PRIV_KEY_INFO *p8inf = EVP_PKEY2PKCS8(key);
-    if (p8inf == NULL) {
+    if (p8inf == NULL)
         enroll_error_set(err, "BUNDLE_FAILED", NULL, "the private key cannot be exported");
-        goto done;
-    }
-    pbe = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iterations, NULL, 0, NULL, NID_hmacWithSHA256,
-                               NULL);
-    if (pbe == NULL) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL, "cannot set up PBES2 parameters");
-        goto done;
-    }
-    p8 = PKCS8_set0_pbe_ex(password, (int)strlen(password), p8inf, pbe, NULL, NULL);
-    if (p8 == NULL) {
+    else if ((p8 = pbes2_encrypt(p8inf, password, iterations)) == NULL)
         enroll_error_set(err, "BUNDLE_FAILED", NULL, "cannot encrypt the private key");
-        X509_ALGOR_free(pbe);
-    }
-done:
     if (p8 == NULL)
         enroll_error_add_openssl(err);
     PKCS8_PRIV_KEY_INFO_free(p8inf); /* clears the key octets */
