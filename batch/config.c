@@ -208,6 +208,10 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     }
     json_check_keys(hsm, "Hsm", hsm_keys, errors);
     json_opt_string(hsm, "Module", "Hsm", &h->module, errors);
+    /* No Module: the environment's HSMENROLL_MODULE (containers, schedulers), else the build's
+     * default. */
+    if (h->module == NULL && getenv("HSMENROLL_MODULE") != NULL && *getenv("HSMENROLL_MODULE"))
+        h->module = getenv("HSMENROLL_MODULE");
     json_opt_string(hsm, "PinEnv", "Hsm", &h->pin_env, errors);
     json_opt_string(hsm, "PinFile", "Hsm", &h->pin_file, errors);
     json_opt_string(hsm, "SoPinEnv", "Hsm", &h->so_pin_env, errors);

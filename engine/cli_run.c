@@ -44,6 +44,10 @@ static const char run_usage[] =
     "      --retry-failed      with --resume: also try again the requests that failed\n"
     "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
     "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
+    "      --shard I/N         take only shard I (0 to N-1) of the batch: the lines whose Id\n"
+    "                          hashes to I (SHA-256 mod N; lines without an Id by line\n"
+    "                          number), so N engines reading the same file share it out;\n"
+    "                          each needs its own OUTDIR (see `hsmenroll merge`)\n"
     "      --rate R            admit R requests per second at most, on a fixed schedule (to\n"
     "                          spare a CA, or to benchmark one: latency counts from each\n"
     "                          request's scheduled time, so a stalled CA shows in it)\n"
@@ -177,16 +181,27 @@ int cli_run(int argc, char **argv)
     uint64_t entered = run_clock_ns();
     const char *stats_path = NULL;
     static const struct option options[] = {
-        {"out", required_argument, NULL, 'o'},      {"config", required_argument, NULL, 'c'},
-        {"home", required_argument, NULL, 'H'},     {"workers", required_argument, NULL, 'w'},
-        {"inflight", required_argument, NULL, 'i'}, {"ca", required_argument, NULL, 'A'},
-        {"template", required_argument, NULL, 'T'}, {"pattern", required_argument, NULL, 'P'},
-        {"progress", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
-        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {"resume", no_argument, NULL, 'R'},
-        {"retry-failed", no_argument, NULL, 'F'},   {"journal", required_argument, NULL, 'J'},
-        {"no-journal", no_argument, NULL, 'N'},     {"stats-json", required_argument, NULL, 'S'},
-        {"rate", required_argument, NULL, 'r'},     {NULL, 0, NULL, 0},
+        {"out", required_argument, NULL, 'o'},
+        {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},
+        {"workers", required_argument, NULL, 'w'},
+        {"inflight", required_argument, NULL, 'i'},
+        {"ca", required_argument, NULL, 'A'},
+        {"template", required_argument, NULL, 'T'},
+        {"pattern", required_argument, NULL, 'P'},
+        {"progress", required_argument, NULL, 'p'},
+        {"force", no_argument, NULL, 'f'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"resume", no_argument, NULL, 'R'},
+        {"retry-failed", no_argument, NULL, 'F'},
+        {"journal", required_argument, NULL, 'J'},
+        {"no-journal", no_argument, NULL, 'N'},
+        {"stats-json", required_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'r'},
+        {"shard", required_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
     };
     run r;
     memset(&r, 0, sizeof r);
@@ -263,6 +278,13 @@ int cli_run(int argc, char **argv)
             break;
         case 'S':
             stats_path = optarg;
+            break;
+        case 'D':
+            if (shard_parse(optarg, &r.opt.shard) != 0) {
+                fprintf(stderr, "hsmenroll run: --shard takes I/N, 0 <= I < N <= 65536 (e.g. "
+                                "--shard 2/8)\n");
+                return EXIT_NOTHING_DONE;
+            }
             break;
         case 'r': {
             char *end;

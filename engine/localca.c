@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -501,6 +502,8 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->issued_count = last_keyfactor_id(ca->log);
     if (ca->issued_count < 0)
         ca->issued_count = scan_log(ca, NULL);
+    ca->log_end = -1; /* read again under the lock at the first issuance: another process may
+                       * have appended since */
     return 0;
 }
 
@@ -658,6 +661,15 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
     char *cert_b64 = params->run_id != NULL ? x509_to_base64(out->cert) : NULL;
     pthread_mutex_lock(&ca->lock);
+    /* Several processes may issue from one CA home (shards on one machine): the log is locked
+     * for the append, and a log that grew since this process's last line has the last
+     * KeyfactorID on its last line. */
+    int locked = flock(fileno(ca->log), LOCK_EX) == 0;
+    struct stat st;
+    if (locked && fstat(fileno(ca->log), &st) == 0 && st.st_size != ca->log_end) {
+        long long last = last_keyfactor_id(ca->log);
+        ca->issued_count = last >= 0 ? last : scan_log(ca, NULL);
+    }
     out->keyfactor_id = ++ca->issued_count;
     json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?}", "KeyfactorID",
                              (json_int_t)out->keyfactor_id, "RunId", params->run_id, "RequestId",
@@ -668,7 +680,12 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
      * resumed run asks again, and its next process finds this line in the log. So the index
      * holds what a run issued before it was interrupted, not the whole batch. */
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    int logged = text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
+    int logged =
+        locked && text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
+    if (logged && fstat(fileno(ca->log), &st) == 0)
+        ca->log_end = st.st_size;
+    if (locked)
+        flock(fileno(ca->log), LOCK_UN);
     pthread_mutex_unlock(&ca->lock);
     free(text);
     free(cert_b64);

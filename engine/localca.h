@@ -40,6 +40,7 @@ typedef struct local_ca {
     pthread_mutex_t lock;
     FILE *log;              /* issued.ndjson, appended */
     long long issued_count; /* lines in issued.ndjson */
+    off_t log_end;          /* its size after this process's last append (or open) */
     idset issued_requests;  /* hashes of "RunId<US>RequestId" of indexed_run's earlier issuances */
     char *indexed_run;      /* the run those are of (read from the log when it first asks) */
 } local_ca;

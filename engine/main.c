@@ -27,6 +27,8 @@ static const char usage[] =
     "  token init|list        PKCS#11 tokens and the keys hsmenroll made in them\n"
     "  bench                  a synthetic batch through the real pipeline: certificates/s,\n"
     "                         latency percentiles, time per stage, per worker count\n"
+    "  merge BATCH SHARD...   the results of the shards of a batch (run --shard I/N) as one\n"
+    "                         file, checked: every line exactly once\n"
     "  version                print the version\n"
     "  help [COMMAND]         this text, or a command's options\n"
     "\n"
@@ -56,6 +58,8 @@ int main(int argc, char **argv)
         return cli_token(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0)
         return cli_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "merge") == 0)
+        return cli_merge(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("hsmenroll %s\n", HSMENROLL_VERSION);
         return 0;
@@ -73,6 +77,8 @@ int main(int argc, char **argv)
                 return cli_token(2, help_argv);
             if (strcmp(argv[2], "bench") == 0)
                 return cli_bench(2, help_argv);
+            if (strcmp(argv[2], "merge") == 0)
+                return cli_merge(2, help_argv);
         }
         fputs(usage, stdout);
         return 0;

@@ -284,6 +284,10 @@ int pipeline_run(run *r, enroll_error *err)
             rc = -1;
             break;
         }
+        /* --shard: another engine's line (a line too long to read goes by its number). */
+        if (!shard_owns(&r->opt.shard, st == NDJSON_TOO_LONG ? NULL : text,
+                        st == NDJSON_TOO_LONG ? 0 : len, line))
+            continue;
         atomic_fetch_add(&r->stats.lines, 1);
         errors.count = 0;
         if (st == NDJSON_TOO_LONG) {

@@ -18,7 +18,6 @@
 #include "hsm_signer.h"
 #include "log.h"
 
-#define STORAGE_KEY_LABEL "hsmenroll-journal-storage-key"
 
 typedef struct run_journal {
     journal *j;
@@ -110,7 +109,7 @@ static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_err
 {
     hsm_context_login_session(r->hsm, 0, s);
     hsm_error herr;
-    if (hsm_storage_key(s, STORAGE_KEY_LABEL, key, &herr) != 0) {
+    if (hsm_storage_key(s, RECOVERY_STORAGE_KEY_LABEL, key, &herr) != 0) {
         hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
         return -1;
     }
@@ -157,6 +156,9 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     json_t *header =
         json_pack("{s:s, s:s?, s:s, s:s, s:s}", "RunId", rj->run_id, "Kek", kek_b64, "KeyToken",
                   r->hsm->tokens[0].desc.label, "Batch", r->opt.batch_path, "Created", now);
+    char shard[32];
+    if (shard_format(&r->opt.shard, shard, sizeof shard) != NULL)
+        json_object_set_new(header, "Shard", json_string(shard));
     uint64_t seq = journal_append(rj->j, "H", header);
     json_decref(header);
     free(kek_b64);
@@ -179,6 +181,7 @@ typedef struct resume_ctx {
     bool retry_failed;
     idset *failed; /* retry_failed: the requests to forget */
     long done, failed_count;
+    char shard[32]; /* the header's Shard, "" when the run was not sharded */
 } resume_ctx;
 
 static const char *record_id(const json_t *rec)
@@ -213,6 +216,8 @@ static int visit(void *ctx, const char *type, json_t *rec)
         if (run_id == NULL || strlen(run_id) != 32 || kek == NULL)
             return -1;
         snprintf(rj->run_id, sizeof rj->run_id, "%s", run_id);
+        const char *shard = json_string_value(json_object_get(rec, "Shard"));
+        snprintf(rc->shard, sizeof rc->shard, "%s", shard ? shard : "");
         free(rc->kek_b64);
         rc->kek_b64 = strdup(kek);
         return 0;
@@ -327,6 +332,18 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         if (err->code[0] == '\0' || rc_read == 0)
             enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
                              "%s is not the journal of a run (no header)", path);
+        free(rc.kek_b64);
+        journal_state_free(rj);
+        return -1;
+    }
+    char shard[32];
+    const char *mine = shard_format(&r->opt.shard, shard, sizeof shard);
+    if (strcmp(rc.shard, mine ? mine : "") != 0) {
+        enroll_error_set(err, "SHARD_MISMATCH", NULL,
+                         "%s is the journal of %s%s, and this run is %s%s: resume with the same "
+                         "--shard",
+                         path, rc.shard[0] ? "shard " : "an unsharded run", rc.shard,
+                         mine ? "shard " : "not sharded", mine ? mine : "");
         free(rc.kek_b64);
         journal_state_free(rj);
         return -1;

@@ -15,6 +15,10 @@
  * 0, or -1 with err. */
 int recovery_start(run *r, const char *path, enroll_error *err);
 
+/* The label of a token's journal storage key (made by `token init` with the token, or by the
+ * first run). */
+#define RECOVERY_STORAGE_KEY_LABEL "hsmenroll-journal-storage-key"
+
 /* A resumed run: reads the journal at path (a torn or corrupt tail is cut), takes its run id and
  * wrapping key (decrypted in the HSM; the export key is prepared with it), writes the result line
  * of every finished request to r->results (open, empty), keeps the unfinished ones, and indexes

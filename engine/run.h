@@ -14,6 +14,7 @@
 #include "batch/policy.h"
 #include "batch/request.h"
 #include "batch/results.h"
+#include "batch/shard.h"
 #include "hsm_context.h"
 #include "latency.h"
 #include "store.h"
@@ -34,6 +35,7 @@ typedef struct run_options {
     bool retry_failed;        /* with resume: requests that failed are tried again */
     bool no_journal;          /* no journal (benchmarks of its cost); the run cannot be resumed */
     const char *journal_path; /* default OUTDIR/journal.ndjson */
+    shard_spec shard;         /* --shard I/N: only the lines of shard I (count 0: all) */
     double rate;              /* admit at most this many requests per second (0: no limit); each
                                * request's latency counts from its scheduled admission */
 } run_options;

@@ -12,6 +12,7 @@
 #include "hsm_signer.h"
 #include "localca.h"
 #include "log.h"
+#include "recovery.h"
 #include "secret.h"
 
 char *setup_home_path(const char *option)
@@ -159,6 +160,19 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
             log_info("initialized token \"%s\" (serial %s)", label, desc.serial);
             *created = true;
             rc = 0;
+            /* Its journal storage key now: engines started together on a new token (shards on
+             * one machine) would otherwise each make one. */
+            hsm_token token;
+            hsm_session session;
+            CK_OBJECT_HANDLE key;
+            if (hsm_token_open(s->module, label, pin, &token, &herr) == 0) {
+                if (hsm_session_open(&token, &session, &herr) == 0) {
+                    if (hsm_storage_key(&session, RECOVERY_STORAGE_KEY_LABEL, &key, &herr) != 0)
+                        log_warning("token \"%s\": no storage key yet: %s", label, herr.message);
+                    hsm_session_close(&session);
+                }
+                hsm_token_close(&token);
+            }
         } else {
             hsm_error_to_enroll(&herr, "HSM_TOKEN", err);
         }

@@ -65,6 +65,14 @@ void test_engine_home_free(char *tmp, char *home)
     free(home);
 }
 
+long test_ca_issued(const char *home)
+{
+    json_t *ca = test_sh_json(NULL, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);
+    long n = ca ? (long)json_integer_value(json_object_get(ca, "Issued")) : -1;
+    json_decref(ca);
+    return n;
+}
+
 bool test_sanitized(void)
 {
 #if defined(__SANITIZE_ADDRESS__)

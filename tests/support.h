@@ -41,6 +41,9 @@ int test_verified_files(const char *dir, const char *home);
 int test_engine_home(const char *prefix, char **tmp, char **home);
 void test_engine_home_free(char *tmp, char *home);
 
+/* The number of certificates the embedded CA of engine home HOME has issued (`ca show`), or -1. */
+long test_ca_issued(const char *home);
+
 /* A new empty directory under /dev/shm (or $TMPDIR, /tmp), removed with its content by
  * test_rmtree. Returns a malloc'd path. */
 char *test_tmpdir(const char *prefix);

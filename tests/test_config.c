@@ -91,7 +91,22 @@ static void test_minimal_document_and_lookups(void)
     CU_ASSERT_PTR_EQUAL(config_default_pattern(cfg, &cfg->templates[0]), &cfg->patterns[0]);
     CU_ASSERT_EQUAL(cfg->hsm.pin_env ? 1 : 0, 1);
     CU_ASSERT_STRING_EQUAL(cfg->hsm.pin_env, "HSMENROLL_PIN");
+    CU_ASSERT_PTR_NULL(cfg->hsm.module); /* the build's default */
     config_free(cfg);
+    /* No Module: HSMENROLL_MODULE names it; a Module in the document wins. */
+    setenv("HSMENROLL_MODULE", "/opt/vendor/libpkcs11.so", 1);
+    cfg = load(base, &errors);
+    CU_ASSERT_STRING_EQUAL(cfg && cfg->hsm.module ? cfg->hsm.module : "",
+                           "/opt/vendor/libpkcs11.so");
+    config_free(cfg);
+    cfg = load("{\"Hsm\":{\"Module\":\"/usr/lib/other.so\",\"Tokens\":[\"t1\"]},"
+               "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"c\",\"Type\":\"local\"}],"
+               "\"Templates\":[{\"Id\":1,\"Name\":\"Web\",\"CertificateAuthorities\":[1]}],"
+               "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Web\",\"Template\":1}]}",
+               &errors);
+    CU_ASSERT_STRING_EQUAL(cfg && cfg->hsm.module ? cfg->hsm.module : "", "/usr/lib/other.so");
+    config_free(cfg);
+    unsetenv("HSMENROLL_MODULE");
 }
 
 static void test_keys_are_case_insensitive_and_paths_relative(void)

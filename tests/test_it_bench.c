@@ -117,28 +117,20 @@ static void test_probe_reference(void)
     json_decref(rec);
 }
 
-static long issued_by_ca(void)
-{
-    json_t *ca = test_sh_json(NULL, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);
-    long n = ca ? (long)json_integer_value(json_object_get(ca, "Issued")) : -1;
-    json_decref(ca);
-    return n;
-}
-
 /* --stock N: the stock-tool pipeline (pkcs11-tool, openssl req through libp11's engine, curl) run
  * against `hsmenroll serve` on the same CA, with as many loops as workers. The CA issues its
  * requests too, the ratio is the run's rate over the pipeline's, and its scratch token is gone
  * afterwards. */
 static void test_stock_reference(void)
 {
-    long before = issued_by_ca();
+    long before = test_ca_issued(home);
     json_t *rec = test_sh_json(NULL,
                                "HSMENROLL_HOME='%s' '%s' bench -n 20 --workers 2 --stock 6 -q "
                                "--json - 2>'%s/stock.log'",
                                home, HSMENROLL_BIN, tmp);
     check_reference(rec, "Stock", "EngineOverStock");
     json_decref(rec);
-    CU_ASSERT_EQUAL(issued_by_ca(), before + 20 + 6);
+    CU_ASSERT_EQUAL(test_ca_issued(home), before + 20 + 6);
     CU_ASSERT_EQUAL(test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' softhsm2-util --show-slots | "
                             "grep -q 'Label: *stock-'",
                             home),
