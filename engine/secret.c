@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 void secret_free(char *secret)
@@ -25,11 +27,53 @@ void secret_protect_process(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* The secret typed on the controlling terminal, echo off; NULL when there is no terminal or
+ * nothing was typed. */
+static char *prompt_tty(const char *what)
+{
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct termios saved, quiet;
+    bool echo_off = tcgetattr(fd, &saved) == 0;
+    if (echo_off) {
+        quiet = saved;
+        quiet.c_lflag &= (tcflag_t) ~(ECHO | ECHONL);
+        quiet.c_lflag |= ICANON;
+        echo_off = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+    }
+    char question[128];
+    int qlen = snprintf(question, sizeof question, "hsmenroll: %s: ", what);
+    char buf[256];
+    ssize_t n = -1;
+    if (echo_off && write(fd, question, (size_t)qlen) == qlen)
+        n = read(fd, buf, sizeof buf - 1);
+    if (echo_off) {
+        tcsetattr(fd, TCSAFLUSH, &saved);
+        (void)!write(fd, "\n", 1);
+    }
+    close(fd);
+    char *secret = NULL;
+    if (n > 0) {
+        buf[n] = '\0';
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (buf[0] != '\0')
+            secret = strdup(buf);
+    }
+    OPENSSL_cleanse(buf, sizeof buf);
+    return secret;
+}
+
 char *secret_read(const char *env_name, const char *file, const char *what, enroll_error *err)
 {
     const char *env = env_name ? getenv(env_name) : NULL;
     if (env != NULL && *env != '\0')
         return strdup(env);
+    /* Neither set nor a file: ask on the terminal, if there is one. */
+    char *typed = NULL;
+    if ((file == NULL || access(file, F_OK) != 0) && isatty(STDIN_FILENO) &&
+        (typed = prompt_tty(what)) != NULL)
+        return typed;
     if (file == NULL) {
         enroll_error_set(err, "PIN_UNAVAILABLE", NULL, "no %s: set %s", what,
                          env_name ? env_name : "the PIN variable");

@@ -9,8 +9,10 @@
 #include "formats/error.h"
 
 /* The secret from environment variable env_name when set and non-empty, else the first line of
- * file (which must not be readable by group or others). Returns malloc'd memory to release with
- * secret_free, or NULL with err (code PIN_UNAVAILABLE) naming where it looked, never the value. */
+ * file (which must not be readable by group or others), else, when the process has a controlling
+ * terminal and the file does not exist, a prompt on /dev/tty with echo off. Returns malloc'd
+ * memory to release with secret_free, or NULL with err (code PIN_UNAVAILABLE) naming where it
+ * looked, never the value. */
 char *secret_read(const char *env_name, const char *file, const char *what, enroll_error *err);
 /* A random string of len characters from [A-Za-z0-9] (RAND_priv_bytes, rejection sampling). */
 char *secret_random(size_t len);
