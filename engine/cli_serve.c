@@ -37,6 +37,10 @@ static const char serve_usage[] =
     "      --max-body BYTES      largest request body (default 1048576; 413 beyond)\n"
     "      --timeout SECONDS     idle connection timeout (default 30)\n"
     "      --max-connections N   concurrent connections (default 512)\n"
+    "      --request-timeout S   seconds a client has to send a whole request, headers and\n"
+    "                            body (default 30; slower ones get 408 and are cut off)\n"
+    "      --max-login-failures N  wrong passwords in a row from one address before it gets\n"
+    "                            429 for 1 s, doubling up to 60 s (default 10; 0: never)\n"
     "      --latency-ms MS       wait MS before each answer (tests, benchmarks)\n"
     "      --fail-rate F         answer a share F of requests with 503 or a reset (0..1)\n"
     "      --pending-rate F      answer a share F of enrollments as pending (0..1)\n"
@@ -119,6 +123,8 @@ int cli_serve(int argc, char **argv)
         {"max-body", required_argument, NULL, 'B'},
         {"timeout", required_argument, NULL, 't'},
         {"max-connections", required_argument, NULL, 'N'},
+        {"request-timeout", required_argument, NULL, 'Q'},
+        {"max-login-failures", required_argument, NULL, 'X'},
         {"latency-ms", required_argument, NULL, 'L'},
         {"fail-rate", required_argument, NULL, 'F'},
         {"pending-rate", required_argument, NULL, 'P'},
@@ -126,7 +132,7 @@ int cli_serve(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     cli_common common = {0};
-    serve_options opt = {0};
+    serve_options opt = {.request_timeout = 30, .max_login_failures = 10};
     const char *ready_file = NULL;
     int c, exit_code;
     long value;
@@ -165,6 +171,14 @@ int cli_serve(int argc, char **argv)
         case 'N':
             bad = parse_count(optarg, "--max-connections", 1, 100000, &value);
             opt.max_connections = (unsigned)value;
+            break;
+        case 'Q':
+            bad = parse_count(optarg, "--request-timeout", 1, 3600, &value);
+            opt.request_timeout = (unsigned)value;
+            break;
+        case 'X':
+            bad = parse_count(optarg, "--max-login-failures", 0, 1000000, &value);
+            opt.max_login_failures = (unsigned)value;
             break;
         case 'L':
             bad = parse_count(optarg, "--latency-ms", 0, 600000, &opt.latency_ms);

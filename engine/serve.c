@@ -142,8 +142,11 @@ static const serve_user *certificate_user(server *srv, struct MHD_Connection *co
     return user;
 }
 
-static const serve_user *authenticate(server *srv, struct MHD_Connection *conn)
+/* The caller: a client certificate's user, or HTTP Basic credentials checked against the users
+ * file; *tried is set when a password was checked (what failed-login throttling counts). */
+static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, bool *tried)
 {
+    *tried = false;
     if (srv->opt.client_ca != NULL) {
         const serve_user *user = certificate_user(srv, conn);
         if (user != NULL)
@@ -152,7 +155,10 @@ static const serve_user *authenticate(server *srv, struct MHD_Connection *conn)
     const char *header =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     char *name = NULL, *password = NULL;
-    if (header == NULL || basic_auth_parse(header, &name, &password) != 0)
+    if (header == NULL)
+        return NULL;
+    *tried = true;
+    if (basic_auth_parse(header, &name, &password) != 0)
         return NULL;
     const serve_user *user = serve_credentials_check(srv->creds, name, password);
     OPENSSL_cleanse(password, strlen(password));
@@ -205,7 +211,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
-    /* The whole request is here. */
+    /* The whole request is here: no deadline while it is answered. */
+    const union MHD_ConnectionInfo *socket_info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (socket_info != NULL)
+        serve_guard_request_read(srv->guard, socket_info->socket_context);
     api_answer answer = {.status = MHD_HTTP_OK};
     if (srv->opt.latency_ms > 0)
         sleep_ms(srv->opt.latency_ms);
@@ -234,7 +244,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .content_type =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE),
     };
-    call.caller.user = authenticate(srv, conn);
+    const union MHD_ConnectionInfo *client =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *client_addr = client ? client->client_addr : NULL;
+    long wait = serve_guard_login_wait(srv->guard, client_addr);
+    char retry_after[32];
+    bool tried = false;
+    if (wait > 0) { /* locked out: not even a password hash is computed */
+        snprintf(retry_after, sizeof retry_after, "%ld", wait);
+        api_error(&answer, MHD_HTTP_TOO_MANY_REQUESTS, "TOO_MANY_FAILED_LOGINS",
+                  "too many failed logins from this address: try again in %ld s", wait);
+        answer.retry_after = retry_after;
+        return send_answer(conn, &answer);
+    }
+    call.caller.user = authenticate(srv, conn, &tried);
+    if (tried)
+        serve_guard_login_result(srv->guard, client_addr, call.caller.user != NULL);
     if (call.caller.user == NULL) {
         api_error(&answer, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
                   "authentication required: HTTP Basic with a user of the credentials file");
@@ -250,15 +275,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    server *srv = cls;
     (void)toe;
+    const union MHD_ConnectionInfo *socket_info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (socket_info != NULL)
+        serve_guard_answered(srv->guard, socket_info->socket_context);
     call_state *cs = *con_cls;
     if (cs == NULL)
         return;
     free(cs->body);
     free(cs);
     *con_cls = NULL;
+}
+
+/* Connections opened and closed: their request deadlines. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = info ? serve_guard_opened(srv->guard, info->connect_fd) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        serve_guard_closed(srv->guard, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -423,12 +466,18 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
         {srv->client_ca_pem ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, srv->client_ca_pem},
         {MHD_OPTION_END, 0, NULL},
     };
+    srv->guard = serve_guard_new(srv->opt.request_timeout, srv->opt.max_login_failures, !tls);
+    if (srv->guard == NULL) {
+        enroll_error_set(err, "SERVE_LISTEN", NULL, "cannot start the request watchdog");
+        goto fail;
+    }
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-        srv->opt.connection_timeout, MHD_OPTION_CONNECTION_LIMIT, srv->opt.max_connections,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-        srv, MHD_OPTION_ARRAY, tls_options, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_CONNECTION_TIMEOUT, srv->opt.connection_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, srv->opt.max_connections, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_ARRAY, tls_options,
+        MHD_OPTION_END);
     if (srv->daemon == NULL) {
         enroll_error_set(err, "SERVE_LISTEN", NULL, "cannot listen on %s (address in use?)",
                          srv->opt.listen);
@@ -456,6 +505,7 @@ void server_stop(server *srv)
         return;
     if (srv->daemon != NULL)
         MHD_stop_daemon(srv->daemon);
+    serve_guard_free(srv->guard);
     if (srv->current != NULL) {
         for (size_t i = 0; i < srv->current->cfg->ca_count; i++)
             if (srv->ca_open != NULL && srv->ca_open[i])

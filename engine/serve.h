@@ -22,6 +22,8 @@ typedef struct serve_options {
     size_t max_body;                /* bytes; default 1 MiB */
     unsigned connection_timeout;    /* seconds idle before a connection is closed; default 30 */
     unsigned max_connections;       /* default 512 */
+    unsigned request_timeout;       /* seconds to send a whole request (408 after); default 30 */
+    unsigned max_login_failures;    /* wrong passwords in a row per address before 429; 10 */
 } serve_options;
 
 typedef struct server server;

@@ -11,6 +11,7 @@
 #include "certinfo.h"
 #include "formats/base64.h"
 #include "formats/bundle.h"
+#include "log.h"
 #include "serve_internal.h"
 
 #define PATTERN_MODIFY_PERMISSION "enrollment_pattern/modify"
@@ -246,8 +247,17 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
     if (rc != 0) {
-        bool theirs = strcmp(err.code, "CA_REJECTED") == 0;
-        api_error(answer, theirs ? 400 : 500, err.code, "%s", err.message);
+        /* The caller's fault is explained; the server's own is logged, and the answer names no
+         * path, handle or library message. */
+        if (strcmp(err.code, "CA_REJECTED") == 0) {
+            api_error(answer, 400, err.code, "%s", err.message);
+        } else {
+            log_error("serve: %s: %s: %s", call->path, err.code, err.message);
+            api_error(answer, 500, "INTERNAL",
+                      "the server could not issue the certificate (%s); "
+                      "see its log",
+                      err.code);
+        }
         goto done;
     }
     cert = issued.cert;

@@ -10,6 +10,7 @@
 #include "localca.h"
 #include "serve.h"
 #include "serve_auth.h"
+#include "serve_guard.h"
 
 /* The configuration in force and what is built over it; replaced whole when a pattern is added. */
 typedef struct serve_config {
@@ -41,6 +42,7 @@ struct server {
     pthread_mutex_t rng_lock;
     unsigned long long rng;
     char *tls_cert_pem, *tls_key_pem, *client_ca_pem;
+    serve_guard *guard; /* request deadlines, failed-login throttling */
 };
 
 /* The answer of one API call: a status and a JSON body (owned). */

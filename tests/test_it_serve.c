@@ -457,6 +457,67 @@ static void test_serve_bad_input(void)
     free(csr);
 }
 
+/* The limits against abuse, on a server restarted with a 2 s request deadline and a lockout after
+ * 3 wrong passwords: a client that trickles its headers (slowloris) gets 408 and is cut off in
+ * time while a normal client is served; oversized headers get an error status and no crash; wrong
+ * passwords from 127.0.0.1 lead to 429 with Retry-After (the right password too, until the
+ * lockout ends), while 127.0.0.2 is not locked out; a success clears the count. */
+static void test_serve_limits(void)
+{
+    CU_ASSERT_EQUAL_FATAL(stop_server(), 0);
+    CU_ASSERT_EQUAL_FATAL(start_server("--request-timeout 2 --max-login-failures 3"), 0);
+    const char *port = strrchr(url, ':') + 1;
+    /* Slowloris: a header line every 0.5 s, for up to 8 s; the server answers 408 and closes
+     * after about 2 s. */
+    char *slow = test_sh_output(
+        NULL,
+        "start=$(date +%%s%%N); (printf 'POST /KeyfactorAPI/Enrollment/CSR HTTP/1.1\\r\\nHost: "
+        "x\\r\\n'; for i in $(seq 16); do printf 'X-Slow-%%d: y\\r\\n' $i; sleep 0.5; done) | "
+        "curl -s telnet://127.0.0.1:%.*s 2>/dev/null | head -1; end=$(date +%%s%%N); echo "
+        "\"ms=$(( (end - start) / 1000000 ))\"",
+        (int)strcspn(port, "/"), port);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(slow);
+    CU_ASSERT_PTR_NOT_NULL(strstr(slow, "HTTP/1.1 408"));
+    const char *ms = strstr(slow, "ms=");
+    CU_ASSERT_TRUE(ms != NULL && atoi(ms + 3) < 6000);
+    free(slow);
+    CU_ASSERT_TRUE(
+        api_is("200", "\"Template\"", "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    /* 100 KB of headers: refused (431, or the connection closed: curl reports 000), and the
+     * server still serves. */
+    char *big = test_sh_output(NULL,
+                               "curl -s -o /dev/null -w '%%{http_code}' -u fleet:fleet-secret -H "
+                               "\"X-Big: $(head -c 100000 /dev/zero | tr '\\0' a)\" "
+                               "'%s/EnrollmentPatterns'",
+                               url);
+    CU_ASSERT_TRUE(big != NULL && strcmp(big, "200") != 0);
+    free(big);
+    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    /* Failed-login throttling: 3 wrong passwords, then 429 even for the right one. */
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:wrong-%d '%s/EnrollmentPatterns'", i, url));
+    CU_ASSERT_TRUE(api_is("429", "TOO_MANY_FAILED_LOGINS",
+                          "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    char *headers = test_sh_output(NULL,
+                                   "curl -s -D - -o /dev/null -u fleet:fleet-secret "
+                                   "'%s/EnrollmentPatterns'",
+                                   url);
+    CU_ASSERT_PTR_NOT_NULL(headers ? strcasestr(headers, "Retry-After: 1") : NULL);
+    free(headers);
+    /* Another address is not locked out. */
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL, "--interface 127.0.0.2 -u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    /* After the lockout (1 s), the right password works and clears the count: two more wrong
+     * ones are 401, not 429. */
+    usleep(1500000);
+    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:again-%d '%s/EnrollmentPatterns'", i, url));
+    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    CU_ASSERT_EQUAL(start_server(""), 0);
+}
+
 static void test_serials_unique_across_restarts(void)
 {
     char config[600], batch[600], out[600], results[700];
@@ -576,6 +637,7 @@ int main(void)
         TEST_CASE(test_wrong_password_and_missing_role),
         TEST_CASE(test_injected_faults_and_pending),
         TEST_CASE(test_serve_bad_input),
+        TEST_CASE(test_serve_limits),
         TEST_CASE(test_serials_unique_across_restarts),
         TEST_CASE(test_tls_trust_bundle),
         TEST_END,
