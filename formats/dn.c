@@ -459,11 +459,15 @@ static int format_entry(strbuf *b, const X509_NAME_ENTRY *e)
     if (kw != NULL) {
         sb_str(b, kw);
     } else {
-        char oid[128];
-        int n = OBJ_obj2txt(oid, sizeof oid, obj, 1);
-        if (n <= 0 || (size_t)n >= sizeof oid)
+        /* As long as the parser took it: dotted OIDs have no length limit. */
+        int n = OBJ_obj2txt(NULL, 0, obj, 1);
+        char *oid = n > 0 ? malloc((size_t)n + 1) : NULL;
+        if (oid == NULL || OBJ_obj2txt(oid, n + 1, obj, 1) != n) {
+            free(oid);
             return -1;
+        }
         sb_str(b, oid);
+        free(oid);
     }
     sb_str(b, "=");
 
