@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "oid.h"
 #include "utf8.h"
 
 #define DN_CODE "INVALID_SUBJECT"
@@ -459,13 +460,9 @@ static int format_entry(strbuf *b, const X509_NAME_ENTRY *e)
     if (kw != NULL) {
         sb_str(b, kw);
     } else {
-        /* As long as the parser took it: dotted OIDs have no length limit. */
-        int n = OBJ_obj2txt(NULL, 0, obj, 1);
-        char *oid = n > 0 ? malloc((size_t)n + 1) : NULL;
-        if (oid == NULL || OBJ_obj2txt(oid, n + 1, obj, 1) != n) {
-            free(oid);
+        char *oid = oid_dotted_text(obj); /* as long as the parser took it */
+        if (oid == NULL)
             return -1;
-        }
         sb_str(b, oid);
         free(oid);
     }
