@@ -108,7 +108,8 @@ ndjson_status ndjson_next(ndjson_reader *r, const char **text, size_t *len, long
                 return NDJSON_ERROR;
             if (r->start == r->end)
                 return NDJSON_EOF;
-            nl = r->buf + r->end; /* last line without a newline */
+            begin = r->buf + r->start; /* fill moved the line to the front */
+            nl = r->buf + r->end;      /* last line without a newline */
             r->buf[r->end] = '\n';
             r->end++;
         }

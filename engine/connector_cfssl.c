@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "connector_net.h"
+#include "connector_answer.h"
 #include "formats/san.h"
 
 typedef struct cfssl_state {
@@ -21,7 +21,7 @@ static int cfssl_open(ca_connector *conn, run *r, enroll_error *err)
     return 0;
 }
 
-static void cfssl_answer(net_ca *nc, job *j, const http_request *req)
+void cfssl_answer(net_ca *nc, job *j, const http_request *req)
 {
     json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
     json_t *result = json_object_get(doc, "result");

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "connector_net.h"
+#include "connector_answer.h"
 
 typedef struct keyfactor_state {
     net_ca nc;               /* first: net_connector_close */
@@ -32,7 +32,7 @@ static void copy_string(char *dst, size_t size, const json_t *value)
     snprintf(dst, size, "%s", s ? s : "");
 }
 
-static void keyfactor_answer(net_ca *nc, job *j, const http_request *req)
+void keyfactor_answer(net_ca *nc, job *j, const http_request *req)
 {
     json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
     json_t *info = net_get(doc, "CertificateInformation");

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "oid.h"
 #include "utf8.h"
 
 #define DN_CODE "INVALID_SUBJECT"
@@ -459,11 +460,11 @@ static int format_entry(strbuf *b, const X509_NAME_ENTRY *e)
     if (kw != NULL) {
         sb_str(b, kw);
     } else {
-        char oid[128];
-        int n = OBJ_obj2txt(oid, sizeof oid, obj, 1);
-        if (n <= 0 || (size_t)n >= sizeof oid)
+        char *oid = oid_dotted_text(obj); /* as long as the parser took it */
+        if (oid == NULL)
             return -1;
         sb_str(b, oid);
+        free(oid);
     }
     sb_str(b, "=");
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "oid.h"
 #include "utf8.h"
 
 #define SAN_CODE "INVALID_SAN"
@@ -482,10 +483,11 @@ char *san_entry_text(const GENERAL_NAME *name)
         return prefixed_str("ms_ntprincipalname:", on->value->value.utf8string);
     }
     case GEN_RID: {
-        int n = OBJ_obj2txt(text, sizeof text, name->d.registeredID, 1);
-        if (n <= 0 || (size_t)n >= sizeof text)
-            return NULL;
-        return prefixed("registeredid:", (const unsigned char *)text, n);
+        char *oid = oid_dotted_text(name->d.registeredID); /* as long as san_add took it */
+        char *out = oid ? prefixed("registeredid:", (const unsigned char *)oid, (int)strlen(oid))
+                        : NULL;
+        free(oid);
+        return out;
     }
     default:
         return NULL;

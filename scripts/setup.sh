@@ -1,12 +1,14 @@
 #!/bin/sh
 # One-time set-up on a Debian machine, safe to run again: installs the Debian packages hsmenroll
 # builds with and its tests use (only those missing; sudo when not root), then builds ./build.
+# clang and libclang-rt-dev (only recommended by clang: the libFuzzer and sanitizer runtimes) are
+# for scripts/fuzz.sh.
 set -eu
 cd "$(dirname "$0")/.."
 
-PACKAGES="build-essential cmake pkg-config clang openssl libssl-dev softhsm2 libp11-kit-dev
-libp11-dev libjansson-dev libcurl4-openssl-dev libcunit1-dev libmicrohttpd-dev libgnutls28-dev
-libpcre2-dev zlib1g-dev nettle-dev curl jq libengine-pkcs11-openssl parallel
+PACKAGES="build-essential cmake pkg-config clang libclang-rt-dev openssl libssl-dev softhsm2
+libp11-kit-dev libp11-dev libjansson-dev libcurl4-openssl-dev libcunit1-dev libmicrohttpd-dev
+libgnutls28-dev libpcre2-dev zlib1g-dev nettle-dev curl jq libengine-pkcs11-openssl parallel
 opensc gnutls-bin default-jre-headless golang-cfssl gnuplot-nox time valgrind"
 
 missing=""
