@@ -19,6 +19,9 @@ typedef struct probe {
     int token_objects;
     long per_thread;
     long done, failed;
+    CK_OBJECT_HANDLE *kept; /* --token-objects: the key pairs made, destroyed after the timing */
+    int *kept_slot;         /* index in slots[] of each */
+    long kept_count;
     pthread_mutex_t lock;
 } probe;
 
@@ -101,6 +104,13 @@ static void *worker(void *arg)
         if (!p->token_objects) {
             p->f->C_DestroyObject(s, hpriv);
             p->f->C_DestroyObject(s, hpub);
+        } else { /* kept, as the engine keeps a token key, until the timing is over */
+            pthread_mutex_lock(&p->lock);
+            int slot_index = ((probe_thread *)arg)->index % p->slot_count;
+            p->kept_slot[p->kept_count] = p->kept_slot[p->kept_count + 1] = slot_index;
+            p->kept[p->kept_count++] = hpriv;
+            p->kept[p->kept_count++] = hpub;
+            pthread_mutex_unlock(&p->lock);
         }
     }
     p->f->C_CloseSession(s);
@@ -198,6 +208,10 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&p.lock, NULL);
     p.per_thread = (count + threads - 1) / threads;
+    if (p.token_objects &&
+        ((p.kept = calloc((size_t)(p.per_thread * threads * 2), sizeof *p.kept)) == NULL ||
+         (p.kept_slot = calloc((size_t)(p.per_thread * threads * 2), sizeof *p.kept_slot)) == NULL))
+        return 2;
     pthread_t t[256];
     probe_thread args[256];
     double t0 = now();
@@ -212,6 +226,12 @@ int main(int argc, char **argv)
            "\"tokens\":%d,\"done\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"per_second\":%.1f}\n",
            p.key, p.token_objects ? "token" : "session", threads, p.slot_count, p.done, p.failed,
            seconds, p.done / seconds);
+    /* The token keys go, untimed: the probe leaves the tokens as it found them. Handles are
+     * valid in any session of this process. */
+    for (long k = 0; k < p.kept_count; k++)
+        p.f->C_DestroyObject(logins[p.kept_slot[k]], p.kept[k]);
+    free(p.kept);
+    free(p.kept_slot);
     for (int i = 0; i < p.slot_count; i++) {
         p.f->C_Logout(logins[i]);
         p.f->C_CloseSession(logins[i]);

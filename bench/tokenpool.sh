@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The token pool: token-storage keys spread over several SoftHSM tokens (Hsm.Tokens), since one
-# SoftHSM token serialises its object store. For 1 and 2 tokens, with 2 workers, `hsmenroll
-# bench --storage token --probe` runs the batch and, right after, the raw PKCS#11 probe with the
-# same threads on the same tokens (thread i in token i mod n, as the workers).
-#   bench/tokenpool.sh [COUNT] [WORKERS]     COUNT requests per run (default 1000), WORKERS (2)
+# SoftHSM token serialises its object store. For 1 and 2 tokens (new, empty ones each time),
+# `hsmenroll bench --storage token --probe` runs the batch with each worker count and, right
+# after, the raw PKCS#11 probe with as many threads on the same tokens (thread i in token i mod
+# n, as the workers; the probe keeps its keys until its timing ends, as the engine keeps them).
+#   bench/tokenpool.sh [COUNT] [WORKERS]   COUNT requests per run (default 1000), WORKERS a
+#                                          comma-separated list (default 2,4)
 # The token store is on tmpfs (/dev/shm), removed afterwards. Needs ./build.
 set -euo pipefail
 count=${1:-1000}
-workers=${2:-2}
+workers=${2:-2,4}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/build/hsmenroll
 work=$(mktemp -d /dev/shm/hsmenroll-pool.XXXXXX)
@@ -29,16 +31,18 @@ JSON
     "$bin" token init --config "$file" -q
 }
 
-config "$work/one.json" hsmenroll
-config "$work/two.json" hsmenroll hsmenroll-2
 echo "| tokens | workers | requests | engine cert/s | raw probe token keygen+sign/s | engine / probe |"
 echo "|---|---|---|---|---|---|"
-for cfg in one two; do
-    "$bin" bench --config "$work/$cfg.json" --storage token --format DER -n "$count" \
-        --workers "$workers" --probe -q --json "$work/$cfg.out.json"
-    jq -r --arg t "$([ $cfg = one ] && echo 1 || echo 2)" '.Runs[0] |
-        "| \($t) | \(.Workers) | \(.Issued) | \(.CertificatesPerSecond * 10 | round / 10) | \(.Probe.PerSecond * 10 | round / 10) | \(.Probe.EngineOverProbe * 100 | round / 100) |"' \
-        "$work/$cfg.out.json"
+for tokens in 1 2; do
+    for w in ${workers//,/ }; do
+        labels=""
+        for t in $(seq "$tokens"); do labels="$labels pool-$tokens-$w-$t"; done
+        # shellcheck disable=SC2086 # one label per word
+        config "$work/t$tokens-w$w.json" $labels
+        "$bin" bench --config "$work/t$tokens-w$w.json" --storage token --format DER -n "$count" \
+            --workers "$w" --probe -q --json "$work/t$tokens-w$w.out.json"
+        jq -r --arg t "$tokens" '.Runs[0] |
+            "| \($t) | \(.Workers) | \(.Issued) | \(.CertificatesPerSecond * 10 | round / 10) | \(.Probe.PerSecond * 10 | round / 10) | \(.Probe.EngineOverProbe * 100 | round / 100) |"' \
+            "$work/t$tokens-w$w.out.json"
+    done
 done
-jq -rs '"\ntwo tokens / one token: engine \(.[1].Runs[0].CertificatesPerSecond / .[0].Runs[0].CertificatesPerSecond * 100 | round / 100)x, probe \(.[1].Runs[0].Probe.PerSecond / .[0].Runs[0].Probe.PerSecond * 100 | round / 100)x"' \
-    "$work/one.out.json" "$work/two.out.json"
