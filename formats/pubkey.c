@@ -2,9 +2,11 @@
  * wrapped, as CKA_EC_POINT comes), EdDSA points; private keys from PKCS#8, AES-KWP or raw seeds. */
 #include "pubkey.h"
 
+#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
+#include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
@@ -137,10 +139,30 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
     return key;
 }
 
-/* The EC and RSA keys of a PrivateKeyInfo through their own DER decoders: OpenSSL 3.0's
- * EVP_PKCS82PKEY builds a provider decoder chain for every key, which costs more than the rest of
- * an export. NULL for other algorithms (EdDSA) or a malformed key: the caller takes the general
- * path, which reports the error. */
+/* A provider key of type ("EC", "RSA") from the parameters in bld (taken), through the key
+ * manager's import: no decoder chain. NULL on failure. */
+static EVP_PKEY *keypair_from_params(const char *type, OSSL_PARAM_BLD *bld)
+{
+    EVP_PKEY *key = NULL;
+    OSSL_PARAM *params = bld ? OSSL_PARAM_BLD_to_param(bld) : NULL;
+    EVP_PKEY_CTX *ctx = params ? EVP_PKEY_CTX_new_from_name(NULL, type, NULL) : NULL;
+    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+        EVP_PKEY_fromdata(ctx, &key, EVP_PKEY_KEYPAIR, params) <= 0)
+        key = NULL;
+    EVP_PKEY_CTX_free(ctx);
+    for (OSSL_PARAM *q = params; q != NULL && q->key != NULL; q++) /* private parts */
+        OPENSSL_cleanse(q->data, q->data_size);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    return key;
+}
+
+/* The EC and RSA keys of a PrivateKeyInfo read by their own DER decoders, then imported as
+ * provider keys: OpenSSL 3.0's EVP_PKCS82PKEY builds a provider decoder chain for every key,
+ * which costs more than the rest of an export. (The keys are not left as legacy RSA/EC_KEY keys:
+ * EVP_PKEY_get_bn_param cannot read a legacy key's private parts, which key_import needs.) NULL
+ * for other algorithms (EdDSA) or a malformed key: the caller takes the general path, which
+ * reports the error. */
 static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
 {
     const ASN1_OBJECT *alg_oid;
@@ -150,33 +172,59 @@ static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
     if (!PKCS8_pkey_get0(&alg_oid, &p, &len, &alg, p8))
         return NULL;
     int nid = OBJ_obj2nid(alg_oid);
-    EVP_PKEY *key = EVP_PKEY_new();
-    if (key == NULL)
+    EVP_PKEY *key = NULL;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL)
         return NULL;
     if (nid == NID_rsaEncryption) {
         RSA *rsa = d2i_RSAPrivateKey(NULL, &p, len);
-        if (rsa != NULL && EVP_PKEY_assign_RSA(key, rsa) == 1)
-            return key;
-        RSA_free(rsa);
+        const BIGNUM *n, *e, *d, *f1, *f2, *e1, *e2, *c;
+        if (rsa != NULL) {
+            RSA_get0_key(rsa, &n, &e, &d);
+            RSA_get0_factors(rsa, &f1, &f2);
+            RSA_get0_crt_params(rsa, &e1, &e2, &c);
+            if (n && e && d && f1 && f2 && e1 && e2 && c &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_D, d) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_FACTOR1, f1) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_FACTOR2, f2) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_EXPONENT1, e1) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_EXPONENT2, e2) &&
+                OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, c)) {
+                key = keypair_from_params("RSA", bld);
+                bld = NULL;
+            }
+        }
+        RSA_free(rsa); /* clears the private parts */
     } else if (nid == NID_X9_62_id_ecPublicKey) {
         const void *pval;
         int ptype;
         X509_ALGOR_get0(NULL, &ptype, &pval, alg);
-        EC_KEY *ec = NULL;
         /* A named curve, the only form the HSM layer makes. d2i_ECPrivateKey computes the
          * public point when the ECPrivateKey leaves it out. */
-        if (ptype == V_ASN1_OBJECT) {
-            ec = EC_KEY_new_by_curve_name(OBJ_obj2nid(pval));
-            if (ec != NULL && d2i_ECPrivateKey(&ec, &p, len) == NULL)
-                ec = NULL; /* freed by d2i on failure */
+        int curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(pval) : NID_undef;
+        EC_KEY *ec = curve != NID_undef ? EC_KEY_new_by_curve_name(curve) : NULL;
+        if (ec != NULL && d2i_ECPrivateKey(&ec, &p, len) == NULL)
+            ec = NULL; /* freed by d2i on failure */
+        unsigned char point[160];
+        size_t point_len =
+            ec ? EC_POINT_point2oct(EC_KEY_get0_group(ec), EC_KEY_get0_public_key(ec),
+                                    POINT_CONVERSION_UNCOMPRESSED, point, sizeof point, NULL)
+               : 0;
+        if (ec != NULL && point_len > 0 && EC_KEY_get0_private_key(ec) != NULL &&
+            OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, OBJ_nid2sn(curve),
+                                            0) &&
+            OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, point_len) &&
+            OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, EC_KEY_get0_private_key(ec))) {
+            key = keypair_from_params("EC", bld);
+            bld = NULL;
         }
-        if (ec != NULL && EVP_PKEY_assign_EC_KEY(key, ec) == 1)
-            return key;
-        EC_KEY_free(ec);
+        EC_KEY_free(ec); /* clears the scalar */
     }
-    EVP_PKEY_free(key);
+    OSSL_PARAM_BLD_free(bld);
     ERR_clear_error();
-    return NULL;
+    return key;
 }
 
 EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err)

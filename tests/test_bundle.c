@@ -683,6 +683,14 @@ static void test_privkey_from_pkcs8(void)
             EVP_PKEY *back = privkey_from_pkcs8(der, (size_t)len, &err);
             CU_ASSERT_PTR_NOT_NULL(back);
             CU_ASSERT_EQUAL(EVP_PKEY_eq(back, key), 1);
+            /* Its private parts can be read by name, as key_import (store delivery) does. */
+            if (!strcmp(key_types[i].alg, "EC") || !strcmp(key_types[i].alg, "RSA")) {
+                BIGNUM *part = NULL;
+                CU_ASSERT_EQUAL(EVP_PKEY_get_bn_param(
+                                    back, strcmp(key_types[i].alg, "EC") ? "d" : "priv", &part),
+                                1);
+                BN_clear_free(part);
+            }
             /* It signs, and the original's public key verifies that signature. */
             unsigned char sig[1024];
             size_t sig_len = sizeof sig;
