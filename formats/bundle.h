@@ -55,6 +55,13 @@ int pem_bundle_write(BIO *out, STACK_OF(X509) * certs, const pem_bundle_options 
 /* The certificate alone, DER. 0, or -1 with err (BUNDLE_FAILED). */
 int der_cert_write(BIO *out, X509 *cert, enroll_error *err);
 
+/* The key as an EncryptedPrivateKeyInfo: PBES2 with PBKDF2-HMAC-SHA256 (derived by nettle, random
+ * 16-byte salt) and AES-256-CBC (random IV). It is the PEM bundle's key, DER's key file, and the
+ * shrouded key bag of a modern PKCS#12. iterations 0: 2048. NULL with err (BUNDLE_FAILED) on
+ * failure, or for a NULL or empty password or a key without its private part. */
+X509_SIG *bundle_encrypt_key(EVP_PKEY *key, const char *password, int iterations,
+                             enroll_error *err);
+
 /* The key as DER EncryptedPrivateKeyInfo (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC), the same
  * structure as the PEM bundle's key. pbkdf2_iterations 0: 2048; negative, a NULL or empty
  * password, or a key without its private part: -1 with BUNDLE_FAILED, nothing written. */

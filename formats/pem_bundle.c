@@ -71,8 +71,8 @@ done:
     return p8;
 }
 
-/* The key as EncryptedPrivateKeyInfo (pbes2_encrypt). NULL with err filled on failure. */
-static X509_SIG *encrypt_key(EVP_PKEY *key, const char *password, int iterations, enroll_error *err)
+X509_SIG *bundle_encrypt_key(EVP_PKEY *key, const char *password, int iterations,
+                             enroll_error *err)
 {
     if (key == NULL) {
         enroll_error_set(err, "BUNDLE_FAILED", NULL, "no private key to write");
@@ -150,7 +150,7 @@ int pem_bundle_write(BIO *out, STACK_OF(X509) * certs, const pem_bundle_options 
         }
     }
     if (opt->key != NULL) {
-        if ((p8 = encrypt_key(opt->key, opt->password, opt->pbkdf2_iterations, err)) == NULL)
+        if ((p8 = bundle_encrypt_key(opt->key, opt->password, opt->pbkdf2_iterations, err)) == NULL)
             goto done;
         if (!PEM_write_bio_PKCS8(mem, p8)) {
             enroll_error_set(err, "BUNDLE_FAILED", NULL, "cannot write the private key");
@@ -186,7 +186,7 @@ int pkcs8_der_write(BIO *out, EVP_PKEY *key, const char *password, int pbkdf2_it
         enroll_error_set(err, "BUNDLE_FAILED", NULL, "no output");
         return -1;
     }
-    X509_SIG *p8 = encrypt_key(key, password, pbkdf2_iterations, err);
+    X509_SIG *p8 = bundle_encrypt_key(key, password, pbkdf2_iterations, err);
     if (p8 == NULL)
         return -1;
     int rc = 0;
