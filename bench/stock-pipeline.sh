@@ -16,8 +16,9 @@
 #   STOCK_WORK      where the temporary directory goes (default $TMPDIR, else /tmp)
 #   SOFTHSM2_CONF   as for the module
 # pkcs11-tool (OpenSC 0.23) takes a PIN only from a terminal or its argument list, so the keys go
-# to a scratch token made for this run with throwaway PINs, never to the operator's token; it is
-# deleted at the end. Prints one JSON line: {"count","workers","seconds","per_second","failed"}.
+# to scratch tokens made for this run with throwaway PINs, never to the operator's token; they are
+# deleted at the end. Each loop has its own token, as each engine worker has its own session:
+# SoftHSM 2.6.1 processes writing objects into one token at once can fail each other. Prints one JSON line: {"count","workers","seconds","per_second","failed"}.
 set -euo pipefail
 : "${STOCK_MODULE:?}" "${STOCK_URL:?}" "${STOCK_USER:?}" "${STOCK_PASSWORD:?}"
 count=${STOCK_COUNT:-50}
@@ -33,22 +34,26 @@ work=$(mktemp -d "${STOCK_WORK:-${TMPDIR:-/tmp}}/hsmenroll-stock.XXXXXX")
 chmod 700 "$work"
 out=${STOCK_OUT:-$work/out}
 mkdir -p "$out"
-token=stock-$$-$RANDOM
+token_prefix=stock-$$-$RANDOM
 pin=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 so_pin=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 cleanup() {
-    softhsm2-util --delete-token --token "$token" >/dev/null 2>&1 || true
+    for ((w = 0; w < workers; w++)); do
+        softhsm2-util --delete-token --token "$token_prefix-w$(printf %03d "$w")" >/dev/null 2>&1 || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
 (umask 077
  printf %s "$pin" > "$work/pin"
  printf 'user = "%s:%s"\n' "$STOCK_USER" "$STOCK_PASSWORD" > "$work/curl.conf")
-softhsm2-util --module "$STOCK_MODULE" --init-token --free --label "$token" \
-    --so-pin "$so_pin" --pin "$pin" >/dev/null
+for ((w = 0; w < workers; w++)); do
+    softhsm2-util --module "$STOCK_MODULE" --init-token --free --label "$token_prefix-w$(printf %03d "$w")" \
+        --so-pin "$so_pin" --pin "$pin" >/dev/null
+done
 
-enroll_one() { # enroll_one N: keygen, CSR, submit, PEM; returns non-zero on failure
-    local n=$1 id cn
+enroll_one() { # enroll_one N TOKEN: keygen, CSR, submit, PEM; returns non-zero on failure
+    local n=$1 token=$2 id cn
     id=$(printf '%08x' "$n")
     cn=$(printf 'stock-%07d.bench.example' "$n")
     pkcs11-tool --module "$STOCK_MODULE" --token-label "$token" --login --pin "$pin" \
@@ -73,7 +78,9 @@ enroll_one() { # enroll_one N: keygen, CSR, submit, PEM; returns non-zero on fai
 
 loop() { # loop W: requests W+1, W+1+workers, ... ; prints the number that failed
     local failed=0 n
-    for ((n = $1 + 1; n <= count; n += workers)); do enroll_one "$n" || failed=$((failed + 1)); done
+    for ((n = $1 + 1; n <= count; n += workers)); do
+        enroll_one "$n" "$token_prefix-w$(printf %03d "$1")" || failed=$((failed + 1))
+    done
     echo "$failed" > "$work/failed-$1"
 }
 
