@@ -3,7 +3,6 @@
  * merged file in batch order, read back from the shards' files by offset. */
 #include "merge.h"
 
-#include <openssl/sha.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,14 +21,11 @@ typedef struct line_slot {
     bool request;     /* a request line (not blank) */
 } line_slot;
 
+/* The Id's hash in a slot (shard_id_hash); 0 is kept for "no Id". */
 static uint64_t hash_id(const char *id)
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)id, strlen(id), md);
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | md[i];
-    return v ? v : 1; /* 0 means "no Id" */
+    uint64_t v = shard_id_hash(id, strlen(id));
+    return v ? v : 1;
 }
 
 static void list_add(json_t *report, const char *name, json_t *entry)

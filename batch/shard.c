@@ -35,16 +35,21 @@ const char *shard_format(const shard_spec *spec, char *buf, size_t size)
     return buf;
 }
 
+uint64_t shard_id_hash(const char *id, size_t len)
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)id, len, md);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | md[i];
+    return v;
+}
+
 unsigned shard_of_id(const char *id, size_t len, unsigned count)
 {
     if (count <= 1 || id == NULL)
         return 0;
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)id, len, md);
-    unsigned long long v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | md[i];
-    return (unsigned)(v % count);
+    return (unsigned)(shard_id_hash(id, len) % count);
 }
 
 char *shard_line_id(const char *text, size_t len)

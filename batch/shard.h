@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct shard_spec {
     unsigned index, count; /* 0 <= index < count; count 0 or 1: no sharding */
@@ -17,6 +18,9 @@ int shard_parse(const char *text, shard_spec *out);
 
 /* "I/N" in buf, or NULL when spec is not sharded (count 0 or 1). */
 const char *shard_format(const shard_spec *spec, char *buf, size_t size);
+
+/* The first 8 bytes of SHA-256(id), big-endian: what the shard of an Id is computed from. */
+uint64_t shard_id_hash(const char *id, size_t len);
 
 /* The shard of an Id (its bytes), for count shards (count >= 1). */
 unsigned shard_of_id(const char *id, size_t len, unsigned count);

@@ -356,7 +356,14 @@ static long long scan_log(local_ca *ca, const char *run_id)
     return n;
 }
 
-/* The certificate issued earlier to (run_id, request_id), from the log; NULL if none. */
+/* The number of issuances in the log: the last line's KeyfactorID, or the lines counted when
+ * that line is torn. */
+static long long logged_count(local_ca *ca)
+{
+    long long last = last_keyfactor_id(ca->log);
+    return last >= 0 ? last : scan_log(ca, NULL);
+}
+
 /* The certificate an issuance log line records (NULL when it has none) and its KeyfactorID. */
 static X509 *line_certificate(const char *line, long long *keyfactor_id)
 {
@@ -368,6 +375,7 @@ static X509 *line_certificate(const char *line, long long *keyfactor_id)
     return cert;
 }
 
+/* The certificate issued earlier to (run_id, request_id), from the log; NULL if none. */
 static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_id,
                          long long *keyfactor_id)
 {
@@ -499,9 +507,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
         return -1;
     }
     idset_init(&ca->issued_requests);
-    ca->issued_count = last_keyfactor_id(ca->log);
-    if (ca->issued_count < 0)
-        ca->issued_count = scan_log(ca, NULL);
+    ca->issued_count = logged_count(ca);
     ca->log_end = -1; /* read again under the lock at the first issuance: another process may
                        * have appended since */
     return 0;
@@ -667,8 +673,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     int locked = flock(fileno(ca->log), LOCK_EX) == 0;
     struct stat st;
     if (locked && fstat(fileno(ca->log), &st) == 0 && st.st_size != ca->log_end) {
-        long long last = last_keyfactor_id(ca->log);
-        ca->issued_count = last >= 0 ? last : scan_log(ca, NULL);
+        ca->issued_count = logged_count(ca);
     }
     out->keyfactor_id = ++ca->issued_count;
     json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?}", "KeyfactorID",
