@@ -1,6 +1,6 @@
 /* Per-request stages: generate (keygen, export wrap, CSR), submit, deliver (bundle, files), and
  * finish (result line, cleanup: no export key and no key of a failed request stays in a token). */
-#include "enroll.h"
+#include "engine/enroll.h"
 
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
@@ -9,17 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "certinfo.h"
-#include "connector.h"
+#include "batch/certinfo.h"
+#include "ca/connector.h"
 #include "formats/bundle.h"
 #include "formats/dn.h"
 #include "formats/pubkey.h"
-#include "hsm_signer.h"
-#include "key_import.h"
-#include "recovery.h"
-#include "localca.h"
-#include "log.h"
-#include "secret.h"
+#include "ca/hsm_signer.h"
+#include "engine/key_import.h"
+#include "engine/recovery.h"
+#include "ca/local_ca.h"
+#include "batch/log.h"
+#include "batch/secret.h"
 
 hsm_key_spec enroll_hsm_spec(const request_key *key)
 {
@@ -786,6 +786,38 @@ void enroll_answered(worker *w, job *j)
     json_decref(files);
 }
 
+/* The submit stage hands the CA's answer to the job: certificate and chain (taken), the CA's ids,
+ * or the failure or the pending disposition. */
+static void take_answer(job *j)
+{
+    ca_answer *a = &j->sub.answer;
+    j->cert = a->cert;
+    j->chain = a->chain;
+    a->cert = NULL;
+    a->chain = NULL;
+    j->keyfactor_id = a->keyfactor_id;
+    j->request_id = a->request_id;
+    if (a->failed) {
+        j->failed = true;
+        j->err = a->err;
+    } else if (a->pending) {
+        j->pending = true;
+        memcpy(j->disposition, a->disposition, sizeof j->disposition);
+        memcpy(j->disposition_message, a->disposition_message, sizeof j->disposition_message);
+    }
+}
+
+/* A network CA answered (on its event loop's thread): the job goes back to the workers. */
+static void on_ca_answer(ca_submission *sub, void *user)
+{
+    run *r = user;
+    job *j = (job *)((char *)sub - offsetof(job, sub));
+    take_answer(j);
+    j->answered = true;
+    add_stage(r, STAGE_SUBMIT, j->submitted_ns);
+    queue_requeue(&r->queue, j);
+}
+
 bool enroll_job(worker *w, job *j)
 {
     run *r = w->run;
@@ -818,17 +850,25 @@ bool enroll_job(worker *w, job *j)
         enroll_answered(w, j);
         return true;
     }
-    size_t ca_index = (size_t)(j->policy.ca - r->cfg->cas);
-    ca_connector *conn = r->connectors[ca_index];
     if (j->policy.ca->type != CA_TYPE_LOCAL && recovery_submitting(r, j) != 0) {
         abandon(r, w->sessions, j);
         return true;
     }
-    uint64_t t0 = run_clock_ns();
-    submit_status status = conn->ops->submit(conn, w, j);
-    if (status == SUBMIT_PENDING)
+    j->sub = (ca_submission){
+        .req = j->req,
+        .template_ = j->policy.template_,
+        .csr = j->csr,
+        .run_id = recovery_run_id(r),
+        .resumed = recovery_resumed(r),
+        .sessions = w->sessions,
+        .done = on_ca_answer,
+        .user = r,
+    };
+    j->submitted_ns = run_clock_ns();
+    if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
         return false;
-    add_stage(w->run, STAGE_SUBMIT, t0);
+    take_answer(j);
+    add_stage(w->run, STAGE_SUBMIT, j->submitted_ns);
     enroll_answered(w, j);
     return true;
 }

@@ -3,7 +3,7 @@
 #ifndef HSMENROLL_ENGINE_ENROLL_H
 #define HSMENROLL_ENGINE_ENROLL_H
 
-#include "run.h"
+#include "engine/run_state.h"
 
 /* Takes a freshly admitted job through every stage it can reach now; finishes it (result line
  * written, job freed) and returns true, or returns false when its CA answers later. */

@@ -1,5 +1,5 @@
 /* Opening the tokens of a run, the wrapping key, and teardown. */
-#include "hsm_context.h"
+#include "engine/hsm_context.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "hsm_signer.h"
-#include "secret.h"
+#include "ca/hsm_signer.h"
+#include "batch/secret.h"
 
 int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err)

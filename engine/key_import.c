@@ -1,5 +1,5 @@
 /* EVP_PKEY -> PKCS#11 key material (big-endian parts, wiped after use) -> hsm_import_keypair. */
-#include "key_import.h"
+#include "engine/key_import.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "formats/csr.h"
-#include "hsm_signer.h"
+#include "ca/hsm_signer.h"
 
 typedef struct part {
     unsigned char *data;

@@ -1,5 +1,7 @@
 /* The log-linear latency histogram (see latency.h). */
-#include "latency.h"
+#include "engine/latency.h"
+
+#include <time.h>
 
 /* Bucket of v: values below 16 ns have their own buckets; above, the power of two (its top bit)
  * picks a group of 16 and the next four bits the bucket within it. */
@@ -47,4 +49,11 @@ uint64_t latency_quantile(const latency_histogram *h, double q)
         }
     }
     return max;
+}
+
+uint64_t run_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

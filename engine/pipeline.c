@@ -1,5 +1,5 @@
 /* Reader loop, bounded job queue, worker threads, per-line validation failures. */
-#include "pipeline.h"
+#include "engine/pipeline.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,18 +7,12 @@
 
 #include "batch/linecheck.h"
 #include "batch/ndjson.h"
-#include "connector.h"
-#include "enroll.h"
-#include "log.h"
-#include "progress.h"
-#include "recovery.h"
-
-uint64_t run_clock_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+#include "ca/connector.h"
+#include "engine/enroll.h"
+#include "batch/log.h"
+#include "engine/progress.h"
+#include "engine/queue.h"
+#include "engine/recovery.h"
 
 /* --rate: waits for the scheduled time of the k-th admitted request and returns it (not the time
  * it woke up), so that latency counts from the schedule: a request held back by a slow CA or a
@@ -47,90 +41,6 @@ const char *run_stage_name(run_stage stage)
     static const char *const names[STAGE_COUNT] = {"Parse",  "Keygen", "Csr",    "Submit",
                                                    "Bundle", "Write",  "Journal"};
     return stage >= 0 && stage < STAGE_COUNT ? names[stage] : "?";
-}
-
-static void queue_init(job_queue *q, size_t capacity)
-{
-    memset(q, 0, sizeof *q);
-    pthread_mutex_init(&q->lock, NULL);
-    pthread_cond_init(&q->ready, NULL);
-    pthread_cond_init(&q->room, NULL);
-    q->capacity = capacity;
-}
-
-static void queue_destroy(job_queue *q)
-{
-    pthread_mutex_destroy(&q->lock);
-    pthread_cond_destroy(&q->ready);
-    pthread_cond_destroy(&q->room);
-}
-
-static void push_locked(job_queue *q, job *j)
-{
-    j->next = NULL;
-    if (q->tail)
-        q->tail->next = j;
-    else
-        q->head = j;
-    q->tail = j;
-    pthread_cond_signal(&q->ready);
-}
-
-/* Admits a new job, waiting while capacity jobs are in flight. */
-static void queue_admit(job_queue *q, job *j)
-{
-    pthread_mutex_lock(&q->lock);
-    while (q->in_flight >= q->capacity)
-        pthread_cond_wait(&q->room, &q->lock);
-    q->in_flight++;
-    push_locked(q, j);
-    pthread_mutex_unlock(&q->lock);
-}
-
-void pipeline_requeue(run *r, job *j)
-{
-    pthread_mutex_lock(&r->queue.lock);
-    /* Answered jobs go first: they hold memory and are closest to done. */
-    j->next = r->queue.head;
-    r->queue.head = j;
-    if (r->queue.tail == NULL)
-        r->queue.tail = j;
-    pthread_cond_signal(&r->queue.ready);
-    pthread_mutex_unlock(&r->queue.lock);
-}
-
-/* The next job, or NULL when the queue is closed and every admitted job has finished. */
-static job *queue_take(job_queue *q)
-{
-    pthread_mutex_lock(&q->lock);
-    while (q->head == NULL && !(q->closed && q->in_flight == 0))
-        pthread_cond_wait(&q->ready, &q->lock);
-    job *j = q->head;
-    if (j != NULL) {
-        q->head = j->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-    }
-    pthread_mutex_unlock(&q->lock);
-    return j;
-}
-
-static void queue_job_done(job_queue *q)
-{
-    pthread_mutex_lock(&q->lock);
-    q->in_flight--;
-    pthread_cond_signal(&q->room);
-    if (q->closed && q->in_flight == 0)
-        pthread_cond_broadcast(&q->ready);
-    pthread_mutex_unlock(&q->lock);
-}
-
-static void queue_close(job_queue *q)
-{
-    pthread_mutex_lock(&q->lock);
-    q->closed = true;
-    pthread_cond_broadcast(&q->ready);
-    pthread_mutex_unlock(&q->lock);
 }
 
 static void *worker_main(void *arg)
@@ -194,16 +104,6 @@ static void close_worker_sessions(run *r, worker *w)
     w->sessions = NULL;
 }
 
-/* Waits until every admitted job has finished: the workers wait in queue_take, and no job holds
- * a session or an object handle. Only the reader admits, so nothing starts meanwhile. */
-static void queue_wait_idle(job_queue *q)
-{
-    pthread_mutex_lock(&q->lock);
-    while (q->in_flight > 0)
-        pthread_cond_wait(&q->room, &q->lock);
-    pthread_mutex_unlock(&q->lock);
-}
-
 /* Restarts the HSM module between two jobs (hsm_context_restart): drains the pipeline, closes
  * every worker's sessions, restarts, lets the connectors find their keys again, reopens. */
 static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
@@ -214,11 +114,8 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
         close_worker_sessions(r, &workers[i]);
     store_registry_reset(&r->stores); /* its handles die with the module's state */
     int rc = hsm_context_restart(r->hsm, err);
-    for (size_t c = 0; rc == 0 && c < r->cfg->ca_count; c++) {
-        ca_connector *conn = r->connectors[c];
-        if (conn != NULL && conn->ops->hsm_restarted != NULL)
-            rc = conn->ops->hsm_restarted(conn, r, err);
-    }
+    if (rc == 0)
+        rc = connectors_hsm_restarted(&r->ca, err);
     for (int i = 0; rc == 0 && i < nworkers; i++)
         rc = open_worker_sessions(r, &workers[i], err);
     log_debug("HSM module restarted (%ld so far) in %.1f ms%s", r->hsm->restarts,
@@ -240,7 +137,8 @@ int pipeline_run(run *r, enroll_error *err)
     }
     /* Two jobs per worker keep the workers busy; network CAs add --inflight jobs waiting on
      * answers. More would only add latency (a job admitted waits its turn). */
-    queue_init(&r->queue, (size_t)nworkers * 2 + (r->http != NULL ? (size_t)r->opt.inflight : 0));
+    queue_init(&r->queue,
+               (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
         ndjson_close(&reader);

@@ -4,14 +4,11 @@
 #ifndef HSMENROLL_ENGINE_PIPELINE_H
 #define HSMENROLL_ENGINE_PIPELINE_H
 
-#include "run.h"
+#include "engine/run_state.h"
 
 /* Runs the whole batch. r must be set up (config, HSM context with the export key, connectors,
  * output directory, results writer). Returns 0 when the batch was read to the end, -1 on a read
  * error of the batch itself (err filled). */
 int pipeline_run(run *r, enroll_error *err);
-
-/* Puts a job whose CA answered back on the queue (for SUBMIT_PENDING connectors). */
-void pipeline_requeue(run *r, job *j);
 
 #endif

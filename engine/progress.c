@@ -1,5 +1,5 @@
 /* Progress display thread. The batch size for the ETA is counted here, off the reader's path. */
-#include "progress.h"
+#include "engine/progress.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "batch/log.h"
 
 struct progress {
     run *run;

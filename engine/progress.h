@@ -3,7 +3,7 @@
 #ifndef HSMENROLL_ENGINE_PROGRESS_H
 #define HSMENROLL_ENGINE_PROGRESS_H
 
-#include "run.h"
+#include "engine/run_state.h"
 
 typedef struct progress progress;
 

@@ -1,7 +1,7 @@
 /* A run's journal, written (key made, submitted, issued, done) and read back by --resume (see
  * recovery.h). Records: H header, K key made (with the CSR, and the key wrapped for export keys),
  * S submitted to a network CA, I issued (certificate and chain), D done (the result line). */
-#include "recovery.h"
+#include "engine/recovery.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -15,9 +15,8 @@
 #include "batch/idset.h"
 #include "batch/journal.h"
 #include "formats/base64.h"
-#include "hsm_signer.h"
-#include "log.h"
-
+#include "ca/hsm_signer.h"
+#include "batch/log.h"
 
 typedef struct run_journal {
     journal *j;

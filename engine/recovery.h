@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "run.h"
+#include "engine/run_state.h"
 
 /* A new run: creates the journal at path with its header (a random run id, and the run's
  * wrapping key encrypted by the key token's storage key). Call after the export key exists.

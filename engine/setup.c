@@ -1,5 +1,5 @@
 /* Subcommand set-up: configuration, engine home, SoftHSM2 configuration, tokens, login, CAs. */
-#include "setup.h"
+#include "engine/setup.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "hsm_signer.h"
-#include "localca.h"
-#include "log.h"
-#include "recovery.h"
-#include "secret.h"
+#include "ca/hsm_signer.h"
+#include "ca/local_ca.h"
+#include "batch/log.h"
+#include "engine/recovery.h"
+#include "batch/secret.h"
 
 char *setup_home_path(const char *option)
 {

@@ -8,7 +8,7 @@
 
 #include "batch/config.h"
 #include "formats/error.h"
-#include "hsm_context.h"
+#include "engine/hsm_context.h"
 
 typedef struct engine_setup {
     char *home;    /* absolute engine home (embedded default), or NULL with --config */

@@ -1,6 +1,6 @@
 /* The alias index of a certificate store: the token's inventory (one pass), grouped by label and
  * CKA_ID, sorted for lookups by alias, certificates parsed once. */
-#include "store.h"
+#include "engine/store.h"
 
 #include <stdio.h>
 #include <stdlib.h>

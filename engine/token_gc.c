@@ -1,7 +1,7 @@
 /* `token gc`: one pass over each key token's private keys, checked against the CKA_IDs the given
  * journals record (K records: keys made or imported for a request). What no journal knows is an
  * orphan: left by a crash before it was journaled, or by a run whose journal is gone. */
-#include "token_gc.h"
+#include "engine/token_gc.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -10,8 +10,8 @@
 
 #include "batch/idset.h"
 #include "batch/journal.h"
-#include "hsm_signer.h"
-#include "log.h"
+#include "ca/hsm_signer.h"
+#include "batch/log.h"
 
 static int collect_key_ids(void *ctx, const char *type, json_t *record)
 {

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "setup.h"
+#include "engine/setup.h"
 
 /* Lists (and with delete, destroys) the private keys (and their public halves) in the key tokens
  * whose CKA_ID no journal of journals records as made by a request, delivered or in progress.

@@ -1,6 +1,6 @@
 /* Parallel batch validation: a reader thread, checker threads, and the calling thread writing the
  * results in order. Memory is bounded by the chunks in flight. */
-#include "validate.h"
+#include "engine/validate.h"
 
 #include <pthread.h>
 #include <stdbool.h>

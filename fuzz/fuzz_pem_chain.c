@@ -4,7 +4,7 @@
 #include <openssl/err.h>
 #include <stdlib.h>
 
-#include "engine/certinfo.h"
+#include "batch/certinfo.h"
 #include "support.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -9,7 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "engine/serve_internal.h"
+#include "serve/internal.h"
 #include "support.h"
 
 /* "fleet" may use every pattern of fuzz_config() and add patterns; "reader" may do neither. */

@@ -10,30 +10,28 @@
 
 /* A P-256 request for CN=fuzz.example (dNSName fuzz.example, iPAddress 10.0.0.1); the seeds of
  * fuzz/corpus/keyfactor and fuzz/corpus/cfssl hold a certificate of its key, issued by CA_PEM. */
-static const char CSR_PEM[] =
-    "-----BEGIN CERTIFICATE REQUEST-----\n"
-    "MIIBLDCB0gIBADBAMRUwEwYDVQQDDAxmdXp6LmV4YW1wbGUxGjAYBgNVBAoMEUtl\n"
-    "eSBFeGFtcGxlLCBJbmMuMQswCQYDVQQGEwJVUzBZMBMGByqGSM49AgEGCCqGSM49\n"
-    "AwEHA0IABGlbbwZeoQ97OIZzxWuJnCOMD+/cWx4HfwJBz0q+kZ6Wj7+6+lePh/o8\n"
-    "8j+Tzzw4yMhUnX1FmXFjqQBKX93QC8ygMDAuBgkqhkiG9w0BCQ4xITAfMB0GA1Ud\n"
-    "EQQWMBSCDGZ1enouZXhhbXBsZYcECgAAATAKBggqhkjOPQQDAgNJADBGAiEAsGVN\n"
-    "2ghMv+rmKAhXYw9kWTYD11l7U2O998RUKJkfkWACIQCzjsePHRBqmn5btxjwpqKj\n"
-    "qGs/TrHgfm/2+QEN7Dw+Kw==\n"
-    "-----END CERTIFICATE REQUEST-----\n";
+static const char CSR_PEM[] = "-----BEGIN CERTIFICATE REQUEST-----\n"
+                              "MIIBLDCB0gIBADBAMRUwEwYDVQQDDAxmdXp6LmV4YW1wbGUxGjAYBgNVBAoMEUtl\n"
+                              "eSBFeGFtcGxlLCBJbmMuMQswCQYDVQQGEwJVUzBZMBMGByqGSM49AgEGCCqGSM49\n"
+                              "AwEHA0IABGlbbwZeoQ97OIZzxWuJnCOMD+/cWx4HfwJBz0q+kZ6Wj7+6+lePh/o8\n"
+                              "8j+Tzzw4yMhUnX1FmXFjqQBKX93QC8ygMDAuBgkqhkiG9w0BCQ4xITAfMB0GA1Ud\n"
+                              "EQQWMBSCDGZ1enouZXhhbXBsZYcECgAAATAKBggqhkjOPQQDAgNJADBGAiEAsGVN\n"
+                              "2ghMv+rmKAhXYw9kWTYD11l7U2O998RUKJkfkWACIQCzjsePHRBqmn5btxjwpqKj\n"
+                              "qGs/TrHgfm/2+QEN7Dw+Kw==\n"
+                              "-----END CERTIFICATE REQUEST-----\n";
 
 /* The CA's ChainFile: "Fuzz CA". */
-static const char CA_PEM[] =
-    "-----BEGIN CERTIFICATE-----\n"
-    "MIIBojCCAUegAwIBAgIUX9IzZMQMuPF42R/f6BNpHppOaQQwCgYIKoZIzj0EAwIw\n"
-    "JjEQMA4GA1UEAwwHRnV6eiBDQTESMBAGA1UECgwJaHNtZW5yb2xsMB4XDTI2MTEy\n"
-    "NDIyNTQyM1oXDTM2MTEyMTIyNTQyM1owJjEQMA4GA1UEAwwHRnV6eiBDQTESMBAG\n"
-    "A1UECgwJaHNtZW5yb2xsMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE3gZOqkeX\n"
-    "gS/EVi4HMQZSaNuuwdhY6DdxI+fEFI0uTjKHgcnAhrdM4RWHvKfYetoznBPC05nr\n"
-    "LMCNJxJbsJbroKNTMFEwHQYDVR0OBBYEFJ7y0sWVTS3idGV1Kz43UTHAL9wiMB8G\n"
-    "A1UdIwQYMBaAFJ7y0sWVTS3idGV1Kz43UTHAL9wiMA8GA1UdEwEB/wQFMAMBAf8w\n"
-    "CgYIKoZIzj0EAwIDSQAwRgIhAK5X9oZrDuisCNYnq5vNBDzLf6GznMZ1Ap8A2sRn\n"
-    "MnkZAiEAyZGc+ztmrXSVsZ5dVqCcLXAE3fECgWYWUmIov2W/A08=\n"
-    "-----END CERTIFICATE-----\n";
+static const char CA_PEM[] = "-----BEGIN CERTIFICATE-----\n"
+                             "MIIBojCCAUegAwIBAgIUX9IzZMQMuPF42R/f6BNpHppOaQQwCgYIKoZIzj0EAwIw\n"
+                             "JjEQMA4GA1UEAwwHRnV6eiBDQTESMBAGA1UECgwJaHNtZW5yb2xsMB4XDTI2MTEy\n"
+                             "NDIyNTQyM1oXDTM2MTEyMTIyNTQyM1owJjEQMA4GA1UEAwwHRnV6eiBDQTESMBAG\n"
+                             "A1UECgwJaHNtZW5yb2xsMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE3gZOqkeX\n"
+                             "gS/EVi4HMQZSaNuuwdhY6DdxI+fEFI0uTjKHgcnAhrdM4RWHvKfYetoznBPC05nr\n"
+                             "LMCNJxJbsJbroKNTMFEwHQYDVR0OBBYEFJ7y0sWVTS3idGV1Kz43UTHAL9wiMB8G\n"
+                             "A1UdIwQYMBaAFJ7y0sWVTS3idGV1Kz43UTHAL9wiMA8GA1UdEwEB/wQFMAMBAf8w\n"
+                             "CgYIKoZIzj0EAwIDSQAwRgIhAK5X9oZrDuisCNYnq5vNBDzLf6GznMZ1Ap8A2sRn\n"
+                             "MnkZAiEAyZGc+ztmrXSVsZ5dVqCcLXAE3fECgWYWUmIov2W/A08=\n"
+                             "-----END CERTIFICATE-----\n";
 
 static void *must(void *p)
 {
@@ -115,14 +113,13 @@ void fuzz_ca_answer(net_answer_fn answer, const uint8_t *data, size_t size)
         chain = must(net_parse_certificates(CA_PEM));
     }
     net_ca nc = {.cfg = &ca, .chain = chain};
-    job j = {.csr = csr, .keyfactor_id = -1, .request_id = -1};
-    http_request req = {.status = 200, .response = fuzz_cstring(data, size),
-                        .response_len = size, .attempts = 1};
-    answer(&nc, &j, &req);
-    X509_free(j.cert);
-    sk_X509_pop_free(j.chain, X509_free);
+    ca_submission sub = {.csr = csr};
+    http_request req = {
+        .status = 200, .response = fuzz_cstring(data, size), .response_len = size, .attempts = 1};
+    answer(&nc, &sub, &req);
+    ca_answer_clear(&sub.answer);
     req.status = 400;
-    http_request_error(&req, ca.name, &j.err);
+    http_request_error(&req, ca.name, &sub.answer.err);
     free(req.response);
     ERR_clear_error();
 }

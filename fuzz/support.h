@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "batch/config.h"
-#include "engine/connector_answer.h"
+#include "ca/answer.h"
 
 /* Defined by each fuzz/fuzz_<name>.c; called by libFuzzer, or by replay_main.c per file. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

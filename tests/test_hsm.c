@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/hsm_signer.h"
+#include "ca/hsm_signer.h"
 #include "formats/pubkey.h"
 #include "formats/sign.h"
 #include "hsm/hsm.h"

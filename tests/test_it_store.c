@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "engine/hsm_signer.h"
+#include "ca/hsm_signer.h"
 #include "hsm/hsm.h"
 #include "tests/support.h"
 

@@ -9,7 +9,7 @@
 
 #include <openssl/evp.h>
 
-#include "engine/serve_auth.h"
+#include "serve/auth.h"
 #include "tests/support.h"
 
 /* A hash made by Python's hashlib.pbkdf2_hmac('sha256', b'correct horse battery staple',

@@ -1,0 +1,74 @@
+/* The network connectors' one event loop: a thread driving a libcurl multi handle, with at most
+ * `inflight` transfers at a time, shared connections (HTTP/2 multiplexed where offered), bounded
+ * retries with exponential backoff and jitter on 5xx, 429, resets and timeouts, and Retry-After. */
+#ifndef HSMENROLL_CA_HTTP_LOOP_H
+#define HSMENROLL_CA_HTTP_LOOP_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "formats/error.h"
+
+typedef struct http_loop http_loop;
+typedef struct http_request http_request;
+
+/* Called on the loop thread when a request is over (answered, or failed after its last try). The
+ * callback owns req from then on (http_request_free). */
+typedef void (*http_done_fn)(http_request *req, void *user);
+
+/* How a connection to one CA is made; shared by that CA's requests. Strings are borrowed. */
+typedef struct http_endpoint {
+    const char *trust_bundle; /* CA file for TLS verification; NULL: the system store */
+    bool insecure;            /* no TLS verification (a loud warning is logged by the caller) */
+    const char *client_cert, *client_key; /* mutual TLS, PEM files; NULL: none */
+    const char *authorization;            /* whole Authorization header value, or NULL */
+    long timeout_ms;                      /* per attempt */
+    int retries;                          /* further attempts after the first */
+    long retry_delay_ms;                  /* base of the exponential backoff */
+} http_endpoint;
+
+struct http_request {
+    /* Set by the caller. */
+    const http_endpoint *endpoint;
+    char *url;
+    char *body; /* POST body (malloc'd, owned) */
+    size_t body_len;
+    struct curl_slist *headers; /* owned */
+    http_done_fn done;
+    void *user;
+    /* Set by the loop. */
+    long status;      /* HTTP status of the last attempt; 0 when none arrived */
+    CURLcode curl_rc; /* transport result of the last attempt */
+    char curl_message[CURL_ERROR_SIZE];
+    char *response; /* the last answer's body, NUL-terminated (malloc'd) */
+    size_t response_len;
+    int attempts;
+    /* Private to the loop. */
+    CURL *easy;
+    long retry_after_ms; /* from the last answer's Retry-After; -1 none */
+    unsigned long long due_ns;
+    struct http_request *next;
+};
+
+/* Starts the loop thread. inflight: most transfers at a time (>= 1). NULL with err on failure. */
+http_loop *http_loop_start(int inflight, enroll_error *err);
+/* Queues a request (any thread). Its done callback runs later on the loop thread. */
+void http_loop_submit(http_loop *loop, http_request *req);
+/* Waits until every submitted request is done, then stops the thread and frees the loop. */
+void http_loop_stop(http_loop *loop);
+
+/* A new request for endpoint: POST url with body (copied) and the given headers (each "Name:
+ * value"; NULL-terminated list), plus Content-Type: application/json and Authorization. */
+http_request *http_request_new(const http_endpoint *endpoint, const char *url, const char *body,
+                               const char *const *headers);
+void http_request_free(http_request *req);
+
+/* Describes why a finished request failed ("HTTP 503 after 5 attempts: <body excerpt>" or the
+ * transport error) into err with code; the status decides the code for 401/403/4xx. */
+void http_request_error(const http_request *req, const char *ca_name, enroll_error *err);
+
+/* True when the answer was a 2xx. */
+bool http_request_ok(const http_request *req);
+
+#endif

@@ -1,0 +1,87 @@
+/* The embedded CA: a root and an issuing CA whose keys are non-extractable keys in the HSM, their
+ * certificates and state in a directory (root.pem, issuing.pem, chain.pem, ca.json, issued.ndjson).
+ * Issues end-entity certificates from PKCS#10 requests after checking proof of possession. */
+#ifndef HSMENROLL_CA_LOCAL_CA_H
+#define HSMENROLL_CA_LOCAL_CA_H
+
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <openssl/x509v3.h>
+
+#include "batch/idset.h"
+#include "formats/error.h"
+#include "formats/sign.h"
+#include "hsm/hsm.h"
+
+typedef struct local_ca_options {
+    hsm_key_spec root_key;    /* default ECC P-384 */
+    hsm_key_spec issuing_key; /* default ECC P-256: cheap signatures for bulk issuance */
+    int root_days;            /* default 7300 */
+    int issuing_days;         /* default 3650 */
+    const char *name;         /* CN stem, default "hsmenroll" */
+} local_ca_options;
+
+void local_ca_default_options(local_ca_options *opt);
+
+typedef struct local_ca {
+    char *home;
+    X509 *root, *issuing;
+    STACK_OF(X509) * chain; /* issuing CA, then root */
+    EVP_PKEY *issuing_pub;
+    sig_alg alg;
+    CK_OBJECT_HANDLE issuing_key;
+    unsigned char issuing_key_id[HSM_KEY_ID_LEN];
+    char *token_label;
+    char *issuing_key_uri, *root_key_uri;
+    X509_EXTENSION *ext_basic, *ext_eku, *ext_aki;
+    pthread_mutex_t lock;
+    FILE *log;              /* issued.ndjson, appended */
+    long long issued_count; /* lines in issued.ndjson */
+    off_t log_end;          /* its size after this process's last append (or open) */
+    idset issued_requests;  /* hashes of "RunId<US>RequestId" of indexed_run's earlier issuances */
+    char *indexed_run;      /* the run those are of (read from the log when it first asks) */
+} local_ca;
+
+/* True when home holds a CA (ca.json). */
+bool local_ca_exists(const char *home);
+
+/* Creates a new CA in home: key pairs generated in the token of `session` (persistent,
+ * sensitive, non-extractable), a self-signed root and an issuing CA signed by it. Fails with
+ * CA_EXISTS when home already holds one. */
+int local_ca_create(const char *home, hsm_session *session, const local_ca_options *opt,
+                    enroll_error *err);
+
+/* Loads the CA of home; finds its issuing key in session's token once (by CKA_ID). */
+int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err);
+void local_ca_close(local_ca *ca);
+/* The certificate the CA of home issued as KeyfactorID keyfactor_id (from its issuance log), or
+ * NULL. One pass over the log. */
+X509 *local_ca_log_find(const char *home, long long keyfactor_id);
+/* Finds the issuing key in session's token again (by CKA_ID): after a module restart. */
+int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err);
+
+typedef struct local_ca_issue {
+    int validity_days;
+    const char *request_id;    /* the batch Id, for the issuance log */
+    const GENERAL_NAMES *sans; /* the subjectAltName to certify; NULL: the request's own */
+    const char *run_id; /* the journaled run asking, or NULL: then (run_id, request_id) is issued
+                           once, and asked again gives the same certificate back */
+    bool resumed;       /* that run continues an interrupted one (else its id is new) */
+} local_ca_issue;
+
+typedef struct local_ca_issued {
+    X509 *cert;
+    long long keyfactor_id;
+} local_ca_issued;
+
+/* Checks the request's signature, builds and signs (in the HSM, through session, which must be
+ * on the CA's token) a certificate: random 128-bit serial, subject and subjectAltName from the
+ * request (or params->sans), key usage for the key type, EKU serverAuth + clientAuth, SKI/AKI.
+ * The issuance log line records the key's SHA-256 fingerprint (for AllowKeyReuse). Thread-safe. */
+int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
+                        const local_ca_issue *params, local_ca_issued *out, enroll_error *err);
+
+#endif

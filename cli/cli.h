@@ -1,0 +1,48 @@
+/* Subcommands of the hsmenroll command line, each parsing its own options (getopt_long) and
+ * returning the process exit code: 0 all done, 1 some requests failed, 2 nothing done. */
+#ifndef HSMENROLL_CLI_CLI_H
+#define HSMENROLL_CLI_CLI_H
+
+#include "engine/run.h" /* the exit statuses */
+
+int cli_run(int argc, char **argv);
+int cli_ca(int argc, char **argv);
+int cli_token(int argc, char **argv);
+int cli_validate(int argc, char **argv);
+int cli_serve(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+int cli_merge(int argc, char **argv);
+
+/* The options every subcommand takes: -c/--config, --home, -q, -v, -h. */
+typedef struct cli_common {
+    const char *config_path;
+    const char *home;
+    int quiet, verbose;
+} cli_common;
+
+#define CLI_COMMON_SHORT "c:qvh"
+#define CLI_COMMON_LONG                                                                            \
+    {"config", required_argument, NULL, 'c'}, {"home", required_argument, NULL, 'H'},              \
+        {"quiet", no_argument, NULL, 'q'}, {"verbose", no_argument, NULL, 'v'},                    \
+    {                                                                                              \
+        "help", no_argument, NULL, 'h'                                                             \
+    }
+
+/* Handles getopt_long's answer c when it is a common option (or an unknown one): returns 1 when
+ * handled, 0 when c is the command's own, -1 when the command must end now with *exit_code
+ * (after --help, or a bad option: usage printed). */
+int cli_common_option(int c, const char *arg, const char *usage, cli_common *common,
+                      int *exit_code);
+
+/* The one operand after the options, which must be one of words (NULL-terminated): its index,
+ * or -1 with usage printed to stderr. */
+int cli_operand(int argc, char **argv, const char *usage, const char *const *words);
+
+/* Appends "--config FILE" and "--home DIR" (those given) to argv at *argc, for a command run with
+ * the same configuration; argv must have room for four more entries. */
+void cli_common_to_argv(const cli_common *common, char **argv, int *argc);
+
+/* Sets the log level from -q/-v counts. */
+void cli_set_verbosity(int quiet, int verbose);
+
+#endif

@@ -1,0 +1,678 @@
+/* `hsmenroll bench`: a synthetic batch (count, key type, storage, format, SANs) run through the
+ * real pipeline (`run`, in this process) once per worker count, reported as a table, a JSON record
+ * and a Markdown report: certificates/s, latency percentiles, time per stage, time to the first
+ * certificate, peak RSS. */
+#include <ftw.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/bench_refs.h"
+#include "cli/cli.h"
+#include "hsm/hsm.h"
+#include "batch/log.h"
+#include "engine/run_state.h"
+#include "batch/secret.h"
+#include "engine/setup.h"
+
+static const char bench_usage[] =
+    "usage: hsmenroll bench [options]\n"
+    "\n"
+    "Generates a synthetic batch and runs it through the real pipeline (the `run` command) once\n"
+    "per worker count, then reports certificates/s, latency p50/p95/p99/max (from admission to\n"
+    "result), the mean time per stage, the time to the first certificate and the peak RSS.\n"
+    "\n"
+    "options:\n"
+    "  -n, --count N          requests per run (default 1000)\n"
+    "      --key-type T       RSA, ECC, Ed25519 or Ed448 (default ECC)\n"
+    "      --key-length L     RSA 2048/3072/4096, ECC 256/384/521 (default: the type's)\n"
+    "      --storage S        export or token (default export)\n"
+    "      --format F         PFX, PEM or DER (default PEM)\n"
+    "      --sans N           DNS SANs per request (default 1)\n"
+    "  -w, --workers LIST     worker counts to run, comma-separated (default: one per CPU)\n"
+    "      --inflight M       requests in flight to network CAs (default 64)\n"
+    "      --ca NAME          the CA to enroll with (default: the template's)\n"
+    "      --template NAME    template of the requests (default Default)\n"
+    "      --no-journal       run without the journal\n"
+    "      --out DIR          keep the batch and every run's output in DIR (default: a\n"
+    "                         temporary directory, removed)\n"
+    "      --json FILE        write the JSON record there ('-': standard output)\n"
+    "      --markdown FILE    write a Markdown report there\n"
+    "      --probe            after each run, the raw PKCS#11 probe (bench/p11probe: keygen +\n"
+    "                         sign in a tight loop) on the same module, token and threads, and\n"
+    "                         the ratio engine / probe\n"
+    "      --stock N          after each run, the stock-tool pipeline (bench/stock-pipeline.sh:\n"
+    "                         pkcs11-tool keygen, openssl req through libp11, curl, PEM) for N\n"
+    "                         requests with as many loops as workers, against `hsmenroll serve`\n"
+    "                         on this configuration's CA, and the ratio engine / stock\n"
+    "      --ca-rate LIST     CA benchmark: the batch is CSR lines with keys made beforehand\n"
+    "                         in software (no HSM work), admitted at each of these rates\n"
+    "                         (requests/s, comma-separated) to --ca with the first --workers\n"
+    "                         count and --inflight; latency counts from each request's\n"
+    "                         scheduled time (open loop: a slow CA cannot hide its stalls)\n"
+    "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
+    "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
+    "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
+
+typedef struct bench_params {
+    long count;
+    const char *key_type, *storage, *format, *ca, *template_name;
+    long key_length, sans;
+    const char *workers;
+    long inflight;
+    bool no_journal;
+    double rate; /* the run's --rate, 0: none */
+} bench_params;
+
+/* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
+static int write_batch(const char *path, const bench_params *p)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    char key_length[64] = "";
+    if (p->key_length > 0)
+        snprintf(key_length, sizeof key_length, ",\"KeyLength\":%ld", p->key_length);
+    char ca[300] = "";
+    if (p->ca != NULL)
+        snprintf(ca, sizeof ca, ",\"CertificateAuthority\":\"%s\"", p->ca);
+    for (long i = 1; i <= p->count; i++) {
+        fprintf(f,
+                "{\"Id\":\"bench-%07ld\",\"Template\":\"%s\",\"Subject\":\"CN=bench-%07ld.bench."
+                "example,O=hsmenroll bench\",\"KeyType\":\"%s\"%s,\"KeyStorage\":\"%s\","
+                "\"Format\":\"%s\"%s,\"SANs\":{\"dns\":[",
+                i, p->template_name, i, p->key_type, key_length, p->storage, p->format, ca);
+        for (long s = 0; s < p->sans; s++)
+            fprintf(f, "%s\"san%ld.bench-%07ld.bench.example\"", s ? "," : "", s, i);
+        fputs("]}}\n", f);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* --ca-rate: a key made in software (the CA benchmark measures the CA, not the HSM). */
+static EVP_PKEY *software_key(const bench_params *p)
+{
+    if (strcasecmp(p->key_type, "RSA") == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA",
+                                 (size_t)(p->key_length > 0 ? p->key_length : 2048));
+    if (strcasecmp(p->key_type, "Ed25519") == 0 || strcasecmp(p->key_type, "Ed448") == 0)
+        return EVP_PKEY_Q_keygen(NULL, NULL,
+                                 strcasecmp(p->key_type, "Ed448") ? "ED25519" : "ED448");
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC",
+                             p->key_length == 384   ? "P-384"
+                             : p->key_length == 521 ? "P-521"
+                                                    : "P-256");
+}
+
+/* --ca-rate: the CSR of line i (its own key, the subject and SANs of the synthetic batch), PEM. */
+static char *csr_pem(const bench_params *p, long i)
+{
+    EVP_PKEY *key = software_key(p);
+    X509_REQ *req = X509_REQ_new();
+    X509_NAME *name = X509_NAME_new();
+    GENERAL_NAMES *sans = GENERAL_NAMES_new();
+    STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+    char cn[96];
+    snprintf(cn, sizeof cn, "bench-%07ld.bench.example", i);
+    int ok =
+        key && req && name && sans && exts &&
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (unsigned char *)cn, -1, -1, 0) &&
+        X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (unsigned char *)"hsmenroll bench", -1,
+                                   -1, 0) &&
+        X509_REQ_set_subject_name(req, name) && X509_REQ_set_pubkey(req, key);
+    for (long s = 0; ok && s < p->sans; s++) {
+        char dns[128];
+        snprintf(dns, sizeof dns, "san%ld.%s", s, cn);
+        GENERAL_NAME *gn = GENERAL_NAME_new();
+        ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+        ok = gn && ia5 && ASN1_STRING_set(ia5, dns, -1);
+        if (ok) {
+            GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+            ok = sk_GENERAL_NAME_push(sans, gn) > 0;
+        } else {
+            ASN1_IA5STRING_free(ia5);
+            GENERAL_NAME_free(gn);
+        }
+    }
+    X509_EXTENSION *ext = ok && p->sans > 0 ? X509V3_EXT_i2d(NID_subject_alt_name, 0, sans) : NULL;
+    if (ext != NULL)
+        ok = sk_X509_EXTENSION_push(exts, ext) > 0 && X509_REQ_add_extensions(req, exts);
+    bool edwards =
+        key && (EVP_PKEY_get_id(key) == EVP_PKEY_ED25519 || EVP_PKEY_get_id(key) == EVP_PKEY_ED448);
+    ok = ok && X509_REQ_sign(req, key, edwards ? NULL : EVP_sha256()) > 0;
+    char *pem = NULL;
+    BIO *mem = ok ? BIO_new(BIO_s_mem()) : NULL;
+    if (mem != NULL && PEM_write_bio_X509_REQ(mem, req)) {
+        char *data;
+        long len = BIO_get_mem_data(mem, &data);
+        pem = strndup(data, (size_t)len);
+    }
+    BIO_free(mem);
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    GENERAL_NAMES_free(sans);
+    X509_NAME_free(name);
+    X509_REQ_free(req);
+    EVP_PKEY_free(key);
+    return pem;
+}
+
+/* --ca-rate: the batch as CSR lines, one key each, made before any run starts. */
+static int write_csr_batch(const char *path, const bench_params *p)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    int rc = 0;
+    for (long i = 1; i <= p->count && rc == 0; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "bench-%07ld", i);
+        char *pem = csr_pem(p, i);
+        json_t *line =
+            pem ? json_pack("{s:s, s:s, s:s, s:s, s:s}", "Id", id, "Operation", "CSR", "Template",
+                            p->template_name, "CSR", pem, "Format", p->format)
+                : NULL;
+        if (line != NULL && p->ca != NULL)
+            json_object_set_new(line, "CertificateAuthority", json_string(p->ca));
+        if (line == NULL || json_dumpf(line, f, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+            fputc('\n', f) == EOF)
+            rc = -1;
+        json_decref(line);
+        free(pem);
+    }
+    return fclose(f) == 0 ? rc : -1;
+}
+
+/* One run: `run BATCH -o OUT --stats-json STATS ...` in this process. Its figures, or NULL. */
+static json_t *run_once(const char *dir, const char *batch, long workers, const bench_params *p,
+                        const cli_common *common)
+{
+    char out[4096 + 128], stats[4096 + 128], w[32], inflight[32], rate[64], tag[80];
+    if (p->rate > 0)
+        snprintf(tag, sizeof tag, "w%ld-r%g", workers, p->rate);
+    else
+        snprintf(tag, sizeof tag, "w%ld", workers);
+    snprintf(out, sizeof out, "%s/out-%s", dir, tag);
+    snprintf(stats, sizeof stats, "%s/stats-%s.json", dir, tag);
+    snprintf(rate, sizeof rate, "%.17g", p->rate);
+    snprintf(w, sizeof w, "%ld", workers);
+    snprintf(inflight, sizeof inflight, "%ld", p->inflight);
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "run";
+    argv[argc++] = (char *)batch;
+    argv[argc++] = "-o";
+    argv[argc++] = out;
+    argv[argc++] = "--force";
+    argv[argc++] = "--progress";
+    argv[argc++] = "never";
+    argv[argc++] = "-q";
+    argv[argc++] = "--workers";
+    argv[argc++] = w;
+    argv[argc++] = "--inflight";
+    argv[argc++] = inflight;
+    argv[argc++] = "--stats-json";
+    argv[argc++] = stats;
+    if (p->no_journal)
+        argv[argc++] = "--no-journal";
+    if (p->rate > 0) {
+        argv[argc++] = "--rate";
+        argv[argc++] = rate;
+    }
+    cli_common_to_argv(common, argv, &argc);
+    argv[argc] = NULL;
+    int rc = cli_run(argc, argv);
+    json_t *doc = json_load_file(stats, 0, NULL);
+    if (doc == NULL)
+        log_error("bench: the run with %ld workers ended with %d and no figures", workers, rc);
+    else if (rc != 0)
+        log_error("bench: the run with %ld workers ended with %d (see %s/results.ndjson)", workers,
+                  rc, out);
+    return doc;
+}
+
+static double num(json_t *o, const char *a, const char *b)
+{
+    json_t *v = json_object_get(o, a);
+    if (b != NULL)
+        v = json_object_get(v, b);
+    return json_number_value(v);
+}
+
+static void print_table(FILE *f, json_t *runs, bool markdown)
+{
+    if (markdown)
+        fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
+              "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
+              "engine / probe | stock pipeline /s | engine / stock | offered /s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              f);
+    else
+        fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
+                "P95 MS", "P99 MS", "MAX MS", "FIRST MS", "RSS MIB",
+                "MEAN MS PER STAGE (parse keygen csr submit bundle write journal)");
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r)
+    {
+        double first = num(r, "FirstCertificateMs", NULL);
+        fprintf(f,
+                markdown ? "| %.0f | %.1f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f |"
+                         : "%7.0f %9.1f %8.2f %8.2f %8.2f %8.2f %10.1f %8.1f  ",
+                num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL),
+                num(r, "LatencyMs", "P50"), num(r, "LatencyMs", "P95"), num(r, "LatencyMs", "P99"),
+                num(r, "LatencyMs", "Max"), first, num(r, "PeakRssMiB", NULL));
+        for (int s = 0; s < STAGE_COUNT; s++)
+            fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", run_stage_name(s)));
+        static const char *const refs[][3] = {{"Probe", "EngineOverProbe", "probe"},
+                                              {"Stock", "EngineOverStock", "stock"}};
+        for (size_t k = 0; k < 2; k++) {
+            json_t *ref = json_object_get(r, refs[k][0]);
+            if (ref != NULL && markdown)
+                fprintf(f, " %.1f | %.2f |", num(ref, "PerSecond", NULL),
+                        num(ref, refs[k][1], NULL));
+            else if (ref != NULL)
+                fprintf(f, "%s %s %.1f/s, engine/%s %.2f", k ? "," : "  ", refs[k][2],
+                        num(ref, "PerSecond", NULL), refs[k][2], num(ref, refs[k][1], NULL));
+            else if (markdown)
+                fputs(" - | - |", f);
+        }
+        json_t *offered = json_object_get(r, "OfferedPerSecond");
+        if (markdown)
+            offered ? fprintf(f, " %.1f |", json_number_value(offered)) : fputs(" - |", f);
+        else if (offered)
+            fprintf(f, "   offered %.1f/s", json_number_value(offered));
+        fputc('\n', f);
+    }
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Adds {"PerSecond": rate, ratio_name: engine rate / rate} to the run one as member name; -1 when
+ * the reference could not be measured. */
+static int add_reference(json_t *one, const char *name, const char *ratio_name, double rate)
+{
+    if (!(rate > 0))
+        return -1;
+    json_object_set_new(one, name,
+                        json_pack("{s:f, s:f}", "PerSecond", rate, ratio_name,
+                                  num(one, "CertificatesPerSecond", NULL) / rate));
+    return 0;
+}
+
+/* --plot DIR: the runs' data as gnuplot input, and three PNGs drawn by gnuplot: throughput vs
+ * workers, latency CDFs, mean time per stage. */
+static int write_plots(const char *dir, json_t *runs)
+{
+    char path[4096 + 64];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/runs.dat", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return -1;
+    fputs("# workers cert/s parse keygen csr submit bundle write journal (ms)\n", f);
+    size_t i;
+    json_t *r;
+    json_array_foreach(runs, i, r)
+    {
+        fprintf(f, "%.0f %.3f", num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL));
+        for (int s = 0; s < STAGE_COUNT; s++)
+            fprintf(f, " %.4f", num(r, "StageMeanMs", run_stage_name(s)));
+        fputc('\n', f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/cdf.dat", dir);
+    if ((f = fopen(path, "w")) == NULL)
+        return -1;
+    json_array_foreach(runs, i, r) /* one block per run, separated by two blank lines */
+    {
+        fprintf(f, "# workers %.0f: latency ms, fraction\n", num(r, "Workers", NULL));
+        size_t k;
+        json_t *pt;
+        json_array_foreach(json_object_get(r, "LatencyCdf"), k, pt)
+            fprintf(f, "%.4f %.5f\n", json_number_value(json_array_get(pt, 0)),
+                    json_number_value(json_array_get(pt, 1)));
+        fputs("\n\n", f);
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/plots.gp", dir);
+    if ((f = fopen(path, "w")) == NULL)
+        return -1;
+    fprintf(f,
+            "set terminal png size 900,540\nset datafile commentschars '#'\nset grid\n"
+            "set key outside right\n"
+            "set output 'throughput.png'\nset title 'Throughput vs workers'\n"
+            "set xlabel 'workers'\nset ylabel 'certificates/s'\nset xtics 1\n"
+            "plot 'runs.dat' using 1:2 with linespoints title 'hsmenroll'\n"
+            "set output 'latency-cdf.png'\nset title 'Latency CDF (admission to result)'\n"
+            "set xlabel 'latency (ms)'\nset ylabel 'fraction of requests'\nset logscale x\n"
+            "set xtics auto\n"
+            "plot for [i=0:%zu] 'cdf.dat' index i using 1:2 with steps title sprintf('run "
+            "%%d', i+1)\n"
+            "unset logscale x\nset output 'stages.png'\n"
+            "set title 'Mean time per request by stage'\nset style data histograms\n"
+            "set style histogram rowstacked\nset style fill solid 0.8 border -1\n"
+            "set boxwidth 0.6\nset xlabel 'workers'\nset ylabel 'ms per request'\n"
+            "plot 'runs.dat' using 3:xtic(1) title 'parse', '' using 4 title 'keygen', "
+            "'' using 5 title 'csr', '' using 6 title 'submit', '' using 7 title 'bundle', "
+            "'' using 8 title 'write', '' using 9 title 'journal'\n",
+            json_array_size(runs) ? json_array_size(runs) - 1 : 0);
+    fclose(f);
+    char cmd[4096 + 128];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plots.gp", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"count", required_argument, NULL, 'n'},
+        {"key-type", required_argument, NULL, 'K'},
+        {"key-length", required_argument, NULL, 'L'},
+        {"storage", required_argument, NULL, 'S'},
+        {"format", required_argument, NULL, 'F'},
+        {"sans", required_argument, NULL, 'N'},
+        {"workers", required_argument, NULL, 'w'},
+        {"inflight", required_argument, NULL, 'i'},
+        {"ca", required_argument, NULL, 'A'},
+        {"template", required_argument, NULL, 'T'},
+        {"no-journal", no_argument, NULL, 'J'},
+        {"out", required_argument, NULL, 'o'},
+        {"json", required_argument, NULL, 'j'},
+        {"markdown", required_argument, NULL, 'm'},
+        {"plot", required_argument, NULL, 'G'},
+        {"probe", no_argument, NULL, 'B'},
+        {"stock", required_argument, NULL, 'P'},
+        {"ca-rate", required_argument, NULL, 'R'},
+        CLI_COMMON_LONG,
+        {NULL, 0, NULL, 0},
+    };
+    bench_params p = {.count = 1000,
+                      .key_type = "ECC",
+                      .storage = "export",
+                      .format = "PEM",
+                      .template_name = "Default",
+                      .sans = 1,
+                      .inflight = 64};
+    const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
+    bool with_probe = false;
+    long stock_count = 0;
+    const char *ca_rates = NULL;
+    cli_common common = {0};
+    int c, exit_code;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "n:w:" CLI_COMMON_SHORT, options, NULL)) != -1) {
+        int handled = cli_common_option(c, optarg, bench_usage, &common, &exit_code);
+        if (handled < 0)
+            return exit_code;
+        if (handled)
+            continue;
+        bool bad = false;
+        switch (c) {
+        case 'n':
+            bad = parse_long(optarg, 1, 100000000, &p.count) != 0;
+            break;
+        case 'K':
+            p.key_type = optarg;
+            break;
+        case 'L':
+            bad = parse_long(optarg, 1, 16384, &p.key_length) != 0;
+            break;
+        case 'S':
+            p.storage = optarg;
+            break;
+        case 'F':
+            p.format = optarg;
+            break;
+        case 'N':
+            bad = parse_long(optarg, 0, 100, &p.sans) != 0;
+            break;
+        case 'w':
+            p.workers = optarg;
+            break;
+        case 'i':
+            bad = parse_long(optarg, 1, 100000, &p.inflight) != 0;
+            break;
+        case 'A':
+            p.ca = optarg;
+            break;
+        case 'T':
+            p.template_name = optarg;
+            break;
+        case 'J':
+            p.no_journal = true;
+            break;
+        case 'o':
+            keep = optarg;
+            break;
+        case 'j':
+            json_path = optarg;
+            break;
+        case 'm':
+            md_path = optarg;
+            break;
+        case 'B':
+            with_probe = true;
+            break;
+        case 'P':
+            bad = parse_long(optarg, 1, 1000000, &stock_count) != 0;
+            break;
+        case 'R':
+            ca_rates = optarg;
+            break;
+        case 'G':
+            if (strchr(optarg, '\'') != NULL) {
+                fprintf(stderr, "hsmenroll bench: --plot: no quote in the directory name\n");
+                return EXIT_NOTHING_DONE;
+            }
+            plot_dir = optarg;
+            break;
+        }
+        if (bad) {
+            fprintf(stderr, "hsmenroll bench: bad value \"%s\"\n\n%s", optarg, bench_usage);
+            return EXIT_NOTHING_DONE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "hsmenroll bench: unexpected operand %s\n\n%s", argv[optind], bench_usage);
+        return EXIT_NOTHING_DONE;
+    }
+    cli_set_verbosity(common.quiet, common.verbose);
+
+    long counts[16];
+    size_t runs = 0;
+    char workers_default[16];
+    snprintf(workers_default, sizeof workers_default, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+    char *list = strdup(p.workers ? p.workers : workers_default);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok && runs < 16;
+         tok = strtok_r(NULL, ",", &save))
+        if (parse_long(tok, 1, 1024, &counts[runs]) == 0)
+            runs++;
+    free(list);
+    if (runs == 0) {
+        fprintf(stderr, "hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
+        return EXIT_NOTHING_DONE;
+    }
+    /* --ca-rate: one run per rate, all with the first worker count. */
+    double rates[16];
+    size_t nrates = 0;
+    if (ca_rates != NULL) {
+        list = strdup(ca_rates);
+        for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            char *end;
+            double v = strtod(tok, &end);
+            if (nrates == 16 || *end != '\0' || !(v >= 0.001 && v <= 1e7)) {
+                nrates = 0;
+                break;
+            }
+            rates[nrates++] = v;
+        }
+        free(list);
+        if (nrates == 0 || with_probe || stock_count > 0) {
+            fprintf(stderr, "hsmenroll bench: --ca-rate wants up to 16 rates (requests/s), e.g. "
+                            "50,100,200, and goes without --probe and --stock\n");
+            return EXIT_NOTHING_DONE;
+        }
+        for (size_t i = 0; i < nrates; i++)
+            counts[i] = counts[0];
+        runs = nrates;
+    }
+
+    char dir[4096];
+    if (keep != NULL) {
+        snprintf(dir, sizeof dir, "%s", keep);
+        mkdir(dir, 0700);
+    } else {
+        struct stat st;
+        snprintf(dir, sizeof dir, "%s/hsmenroll-bench-XXXXXX",
+                 stat("/dev/shm", &st) == 0 && access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        if (mkdtemp(dir) == NULL) {
+            log_error("bench: cannot create a temporary directory");
+            return EXIT_NOTHING_DONE;
+        }
+    }
+    char batch[4200];
+    snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
+    if (ca_rates == NULL && write_batch(batch, &p) != 0) {
+        log_error("bench: cannot write %s", batch);
+        return EXIT_NOTHING_DONE;
+    }
+    json_t *results = json_array();
+    int rc = EXIT_ALL_DONE;
+    engine_setup refs = {0};
+    bench_server server = {.pid = -1};
+    bool refs_ready = true;
+    if (with_probe || stock_count > 0) {
+        enroll_error err;
+        refs_ready = setup_config(&refs, common.config_path, common.home, &err) == 0;
+        if (!refs_ready)
+            log_error("bench: %s", err.message);
+        else if (stock_count > 0 && bench_server_start(&server, dir, &common) != 0)
+            refs_ready = false;
+        if (!refs_ready)
+            rc = EXIT_NOTHING_DONE;
+    }
+    for (size_t i = 0; i < runs && refs_ready; i++) {
+        p.rate = nrates > 0 ? rates[i] : 0;
+        /* A CA refuses a key it has certified before: each rate gets keys of its own, made
+         * before its run starts. */
+        if (nrates > 0 && (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
+                           write_csr_batch(batch, &p) != 0)) {
+            log_error("bench: cannot write %s", batch);
+            rc = EXIT_NOTHING_DONE;
+            break;
+        }
+        json_t *one = run_once(dir, batch, counts[i], &p, &common);
+        if (one == NULL) {
+            rc = EXIT_NOTHING_DONE;
+            break;
+        }
+        if (p.rate > 0)
+            json_object_set_new(one, "OfferedPerSecond", json_real(p.rate));
+        if (num(one, "Failed", NULL) > 0)
+            rc = EXIT_SOME_FAILED;
+        bench_ref_params ref = {.key_type = p.key_type,
+                                .key_length = p.key_length,
+                                .token_storage = strcasecmp(p.storage, "token") == 0,
+                                .sans = p.sans,
+                                .template_name = p.template_name,
+                                .threads = counts[i],
+                                .count = p.count};
+        if (with_probe &&
+            add_reference(one, "Probe", "EngineOverProbe", bench_probe_rate(&refs, &ref)) != 0)
+            rc = EXIT_NOTHING_DONE;
+        ref.count = stock_count;
+        if (stock_count > 0 && add_reference(one, "Stock", "EngineOverStock",
+                                             bench_stock_rate(&refs, &server, &ref)) != 0)
+            rc = EXIT_NOTHING_DONE;
+        json_array_append_new(results, one);
+    }
+    bench_server_stop(&server);
+    if (with_probe || stock_count > 0)
+        setup_free(&refs);
+    json_t *record = json_pack(
+        "{s:{s:I, s:s, s:s?, s:s, s:s, s:I, s:s, s:b, s:s?}, s:{s:I}, s:o}", "Params", "Count",
+        (json_int_t)p.count, "KeyType", p.key_type, "KeyLength",
+        p.key_length > 0 ? NULL : "default", "Storage", p.storage, "Format", p.format, "Sans",
+        (json_int_t)p.sans, "Template", p.template_name, "Journal", !p.no_journal, "Ca", p.ca,
+        "Machine", "Cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "Runs", results);
+    json_object_set_new(
+        json_object_get(record, "Params"), "Mode",
+        json_string(ca_rates ? "ca (CSR lines, software keys, --rate)" : "pipeline"));
+    if (p.key_length > 0)
+        json_object_set_new(json_object_get(record, "Params"), "KeyLength",
+                            json_integer(p.key_length));
+    if (!common.quiet && json_array_size(results) > 0) {
+        char length[32] = "";
+        if (p.key_length > 0)
+            snprintf(length, sizeof length, "-%ld", p.key_length);
+        if (ca_rates)
+            printf("CA benchmark, %ld CSR lines per run (%s%s keys made in software), %s, %ld "
+                   "SAN%s, CA %s%s\n",
+                   p.count, p.key_type, length, p.format, p.sans, p.sans == 1 ? "" : "s",
+                   p.ca ? p.ca : "of the template", p.no_journal ? ", no journal" : "");
+        else
+            printf("%ld requests per run: %s%s, %s storage, %s, %ld SAN%s%s\n", p.count, p.key_type,
+                   length, p.storage, p.format, p.sans, p.sans == 1 ? "" : "s",
+                   p.no_journal ? ", no journal" : "");
+        print_table(stdout, results, false);
+    }
+    if (json_path != NULL &&
+        (strcmp(json_path, "-") == 0
+             ? json_dumpf(record, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+             : json_dump_file(record, json_path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) != 0) {
+        log_error("bench: cannot write %s", json_path);
+        rc = EXIT_NOTHING_DONE;
+    }
+    if (md_path != NULL) {
+        FILE *f = fopen(md_path, "w");
+        if (f == NULL) {
+            log_error("bench: cannot write %s", md_path);
+            rc = EXIT_NOTHING_DONE;
+        } else {
+            fprintf(f,
+                    "# hsmenroll bench\n\n%ld requests per run: %s (key length %ld, 0 = the "
+                    "type's default), %s storage, %s, %ld DNS SAN(s), %s, on %ld CPUs.\n\n",
+                    p.count, p.key_type, p.key_length, p.storage, p.format, p.sans,
+                    p.no_journal ? "no journal" : "journaled", sysconf(_SC_NPROCESSORS_ONLN));
+            print_table(f, results, true);
+            fputs("\nLatency is from admission to the result line; stage times are means per "
+                  "request, in ms.\n",
+                  f);
+            fclose(f);
+        }
+    }
+    if (plot_dir != NULL && json_array_size(results) > 0 && write_plots(plot_dir, results) != 0) {
+        log_error("bench: the plots in %s could not be drawn (is gnuplot installed?)", plot_dir);
+        rc = EXIT_NOTHING_DONE;
+    }
+    json_decref(record);
+    if (keep == NULL && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        log_warning("bench: cannot remove %s", dir);
+    return rc;
+}

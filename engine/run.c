@@ -1,0 +1,207 @@
+/* The run API (engine/run.h): set-up of one run in the order that keeps a failed start harmless
+ * (nothing is written to OUTDIR before the HSM login succeeded), the pipeline, the summary and
+ * the figures. */
+#include "engine/run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "batch/log.h"
+#include "ca/connector.h"
+#include "engine/pipeline.h"
+#include "engine/recovery.h"
+#include "engine/run_state.h"
+#include "engine/setup.h"
+
+int run_open(run **out, const run_options *opt, enroll_error *err)
+{
+    run *r = calloc(1, sizeof *r);
+    *out = r;
+    if (r == NULL) {
+        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        return -1;
+    }
+    r->entered_ns = run_clock_ns();
+    r->out.fd = -1;
+    r->opt = *opt;
+    if (r->opt.inflight <= 0)
+        r->opt.inflight = 64;
+    if (r->opt.out_dir == NULL)
+        r->opt.out_dir = "out";
+    if (r->opt.workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        r->opt.workers = n > 0 ? (int)n : 1;
+    }
+    if ((r->opt.retry_failed && !r->opt.resume) || (r->opt.resume && r->opt.force) ||
+        (r->opt.no_journal && (r->opt.resume || r->opt.journal_path))) {
+        enroll_error_set(err, "USAGE", NULL,
+                         "--retry-failed needs --resume; --resume excludes --force; "
+                         "--no-journal excludes --resume and --journal");
+        return -1;
+    }
+    if (strcmp(r->opt.batch_path, "-") != 0 && access(r->opt.batch_path, R_OK) != 0) {
+        enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read batch %s: %s",
+                         r->opt.batch_path, strerror(errno));
+        return -1;
+    }
+    engine_setup *s = &r->setup;
+    r->setup_done = true;
+    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
+        setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
+        setup_local_cas(s, s->embedded, err) != 0)
+        return -1;
+    r->cfg = s->cfg;
+    r->hsm = &s->hsm;
+    r->defaults.template_name = r->opt.default_template;
+    r->defaults.pattern_id = r->opt.default_pattern;
+    r->defaults.password_length = s->cfg->settings.password_length;
+    if (output_dir_open(&r->out, r->opt.out_dir, true, err) != 0)
+        return -1;
+    if (r->opt.journal_path != NULL)
+        snprintf(r->journal_path, sizeof r->journal_path, "%s", r->opt.journal_path);
+    else
+        snprintf(r->journal_path, sizeof r->journal_path, "%s/journal.ndjson", r->opt.out_dir);
+    if (r->opt.resume && access(r->journal_path, F_OK) != 0) {
+        /* Interrupted before its journal existed: nothing was sent anywhere, start it. */
+        log_info("no journal at %s yet: starting the run", r->journal_path);
+        r->opt.resume = false;
+        r->opt.force = true;
+    }
+    if (!r->opt.force && !r->opt.resume && faccessat(r->out.fd, "results.ndjson", F_OK, 0) == 0) {
+        enroll_error_set(err, "OUTPUT_DIR", NULL,
+                         "%s already holds the results of a run: --resume to finish it, another "
+                         "-o, or --force to start over",
+                         r->opt.out_dir);
+        return -1;
+    }
+    if (results_open(&r->results, &r->out, "results.ndjson", err) != 0)
+        return -1;
+    r->results_open = true;
+    if (r->opt.resume) {
+        if (recovery_resume(r, r->journal_path, r->opt.retry_failed, err) != 0)
+            return -1;
+    } else if (hsm_context_prepare_export(&s->hsm, err) != 0 ||
+               (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0)) {
+        return -1;
+    }
+    r->ca.cfg = r->cfg;
+    r->ca.tokens = r->hsm->tokens;
+    r->ca.token_count = r->hsm->token_count;
+    r->ca.inflight = r->opt.inflight;
+    if (connectors_open(&r->ca, err) != 0)
+        return -1;
+    log_debug("%d workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
+              hsm_module_path(s->hsm.module));
+    return 0;
+}
+
+int run_execute(run *r, enroll_error *err)
+{
+    clock_gettime(CLOCK_MONOTONIC, &r->started);
+    uint64_t t0 = run_clock_ns();
+    int rc = pipeline_run(r, err);
+    r->seconds = (run_clock_ns() - t0) / 1e9;
+    return rc;
+}
+
+bool run_stop(run *r)
+{
+    return atomic_exchange(&r->stop, 1) != 0;
+}
+
+int run_finish(run *r)
+{
+    connectors_close(&r->ca); /* every job is done */
+    if (recovery_close(r) != 0) {
+        log_error("the journal could not be written whole");
+        atomic_store(&r->stop, 1);
+    }
+    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) > 0
+                        ? EXIT_SOME_FAILED
+                        : EXIT_ALL_DONE;
+    if (atomic_load(&r->stop))
+        exit_code = EXIT_STOPPED;
+    if (r->results_open) {
+        r->results_open = false;
+        if (results_close(&r->results) != 0) {
+            log_error("cannot write %s/results.ndjson", r->out.path);
+            exit_code = EXIT_NOTHING_DONE;
+        }
+    }
+    return exit_code;
+}
+
+void run_get_summary(run *r, run_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    out->issued = atomic_load(&r->stats.issued);
+    out->failed = atomic_load(&r->stats.failed);
+    out->pending = atomic_load(&r->stats.pending);
+    out->skipped = atomic_load(&r->stats.skipped);
+    out->earlier_failed = atomic_load(&r->stats.earlier_failed);
+    out->abandoned = atomic_load(&r->stats.abandoned);
+    out->seconds = r->seconds;
+    long total = out->issued + out->failed + out->pending;
+    for (int s = 0; s < STAGE_COUNT; s++)
+        out->stage_mean_ms[s] =
+            atomic_load(&r->stats.stage_ns[s]) / 1e6 / (double)(total ? total : 1);
+    out->exit_code = out->failed + out->earlier_failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
+    if (atomic_load(&r->stop))
+        out->exit_code = EXIT_STOPPED;
+    out->out_dir = r->out.path;
+}
+
+json_t *run_stats_json(run *r)
+{
+    run_summary sum;
+    run_get_summary(r, &sum);
+    const latency_histogram *h = &r->stats.latency;
+    long total = sum.issued + sum.failed + sum.pending;
+    json_t *stages = json_object();
+    for (int s = 0; s < STAGE_COUNT; s++)
+        json_object_set_new(stages, run_stage_name(s), json_real(sum.stage_mean_ms[s]));
+    uint64_t n = atomic_load(&h->total);
+    json_t *latency = json_pack(
+        "{s:f, s:f, s:f, s:f, s:f}", "Mean", n ? atomic_load(&h->sum_ns) / 1e6 / (double)n : 0.0,
+        "P50", latency_quantile(h, 0.50) / 1e6, "P95", latency_quantile(h, 0.95) / 1e6, "P99",
+        latency_quantile(h, 0.99) / 1e6, "Max", latency_quantile(h, 1.0) / 1e6);
+    json_t *cdf = json_array();
+    uint64_t seen = 0;
+    for (int i = 0; i < LATENCY_BUCKETS && n > 0; i++) {
+        uint64_t c = atomic_load(&h->counts[i]);
+        if (c == 0)
+            continue;
+        seen += c;
+        json_array_append_new(
+            cdf, json_pack("[f, f]", latency_bucket_low(i) / 1e6, (double)seen / (double)n));
+    }
+    uint64_t first = atomic_load(&r->stats.first_issued_ns);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double seconds = sum.seconds;
+    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i}", "Requests",
+                     (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed",
+                     (json_int_t)sum.failed, "Seconds", seconds, "CertificatesPerSecond",
+                     seconds > 0 ? sum.issued / seconds : 0.0, "FirstCertificateMs",
+                     first ? json_real((first - r->entered_ns) / 1e6) : json_null(), "LatencyMs",
+                     latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
+                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers);
+}
+
+void run_close(run *r)
+{
+    if (r == NULL)
+        return;
+    if (r->results_open)
+        results_close(&r->results);
+    connectors_close(&r->ca);
+    recovery_close(r);
+    output_dir_close(&r->out);
+    if (r->setup_done)
+        setup_free(&r->setup);
+    free(r);
+}

@@ -1,0 +1,714 @@
+/* The users of `hsmenroll serve`: loading and validating the credentials file, checking a name
+ * and password (PBKDF2-HMAC-SHA256, constant-time compare, per-user cache of a fast digest) and
+ * parsing HTTP Basic Authorization headers. Every password-derived buffer is wiped. */
+#include "serve/auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CREDENTIALS_CODE     "SERVE_CREDENTIALS"
+#define HASH_PREFIX          "pbkdf2-sha256$"
+#define HASH_FORMAT          "pbkdf2-sha256$ITER$SALT$HASH"
+#define HASH_BYTES           32
+#define SALT_MIN_BYTES       8
+#define SALT_MAX_BYTES       64
+#define NEW_SALT_BYTES       16
+#define ITERATIONS_MIN       1000u
+#define ITERATIONS_MAX       10000000u
+#define CREDENTIALS_MAX_SIZE (4u * 1024 * 1024)
+
+struct serve_user {
+    char *name;
+    char **roles;
+    size_t role_count;
+    char **permissions;
+    size_t permission_count;
+    unsigned iterations;
+    unsigned char salt[SALT_MAX_BYTES];
+    size_t salt_len;
+    unsigned char hash[HASH_BYTES];
+    /* SHA-256(salt || password) of the last password that passed PBKDF2; guarded by
+     * serve_credentials.cache_lock. */
+    bool cache_valid;
+    unsigned char cache_digest[HASH_BYTES];
+};
+
+struct serve_credentials {
+    serve_user *users;
+    size_t user_count;
+    pthread_mutex_t cache_lock;
+    /* What an unknown name is checked against, so that it costs one PBKDF2 too. */
+    unsigned dummy_iterations;
+    unsigned char dummy_salt[NEW_SALT_BYTES];
+    unsigned char dummy_hash[HASH_BYTES];
+};
+
+/* ---- base64 (standard alphabet, padded, canonical) ---- */
+
+/* The value (0..63) of a base64 character, or -1; no branch or table depends on c. */
+static int base64_char_value(unsigned char c)
+{
+    int ch = c, value = -1;
+    value += (((0x40 - ch) & (ch - 0x5b)) >> 8) & (ch - 64); /* A-Z */
+    value += (((0x60 - ch) & (ch - 0x7b)) >> 8) & (ch - 70); /* a-z */
+    value += (((0x2f - ch) & (ch - 0x3a)) >> 8) & (ch + 5);  /* 0-9 */
+    value += (((0x2a - ch) & (ch - 0x2c)) >> 8) & 63;        /* + */
+    value += (((0x2e - ch) & (ch - 0x30)) >> 8) & 64;        /* / */
+    return value;
+}
+
+/* Decodes len characters of padded base64. Returns a malloc'd buffer of *out_len bytes followed
+ * by a NUL (to be wiped and freed by the caller), or NULL when the text is empty, not a multiple
+ * of 4 long, holds a character outside the alphabet, misplaced padding or non-zero unused bits. */
+static unsigned char *base64_decode(const char *in, size_t len, size_t *out_len)
+{
+    if (len == 0 || len % 4 != 0)
+        return NULL;
+    size_t pad = 0;
+    if (in[len - 1] == '=')
+        pad = in[len - 2] == '=' ? 2 : 1;
+    size_t capacity = len / 4 * 3;
+    unsigned char *out = malloc(capacity + 1);
+    if (out == NULL)
+        return NULL;
+    int bad = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        bool last = i + 4 == len;
+        int v0 = base64_char_value((unsigned char)in[i]);
+        int v1 = base64_char_value((unsigned char)in[i + 1]);
+        int v2 = last && pad == 2 ? 0 : base64_char_value((unsigned char)in[i + 2]);
+        int v3 = last && pad >= 1 ? 0 : base64_char_value((unsigned char)in[i + 3]);
+        bad |= v0 | v1 | v2 | v3;
+        unsigned group = ((unsigned)(v0 & 63) << 18) | ((unsigned)(v1 & 63) << 12) |
+                         ((unsigned)(v2 & 63) << 6) | (unsigned)(v3 & 63);
+        out[o++] = (unsigned char)(group >> 16);
+        if (!(last && pad == 2))
+            out[o++] = (unsigned char)(group >> 8);
+        if (!(last && pad >= 1))
+            out[o++] = (unsigned char)group;
+        if (last && pad == 2 && (v1 & 15) != 0)
+            bad = -1;
+        if (last && pad == 1 && (v2 & 3) != 0)
+            bad = -1;
+    }
+    if (bad < 0) {
+        OPENSSL_cleanse(out, capacity + 1);
+        free(out);
+        return NULL;
+    }
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+/* ---- errors ---- */
+
+/* Fills err with code SERVE_CREDENTIALS, field json_path, and "FILE: JSON_PATH: text". */
+static void credentials_error(enroll_error *err, const char *file, const char *json_path,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void credentials_error(enroll_error *err, const char *file, const char *json_path,
+                              const char *fmt, ...)
+{
+    char text[sizeof err->message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    bool has_path = json_path != NULL && *json_path != '\0';
+    enroll_error_set(err, CREDENTIALS_CODE, json_path, "%s: %s%s%s", file,
+                     has_path ? json_path : "", has_path ? ": " : "", text);
+}
+
+/* Copies at most 40 bytes of src into dst (64 bytes) for a message, control characters replaced
+ * by '?', "..." appended when cut. */
+static void printable_copy(char dst[64], const char *src)
+{
+    size_t n = 0;
+    for (; src[n] != '\0' && n < 40; n++) {
+        unsigned char c = (unsigned char)src[n];
+        dst[n] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    strcpy(dst + n, src[n] != '\0' ? "..." : "");
+}
+
+/* The text of a JSON syntax error without the " near '...'" part and any other quoted piece of
+ * the file, which could be a password or a hash. */
+static void json_error_text(char dst[160], const char *text)
+{
+    snprintf(dst, 160, "%s", text);
+    char *cut = strstr(dst, " near");
+    if (cut != NULL)
+        *cut = '\0';
+    cut = strchr(dst, '\'');
+    if (cut != NULL)
+        *cut = '\0';
+    size_t n = strlen(dst);
+    while (n > 0 && (dst[n - 1] == ' ' || dst[n - 1] == ':'))
+        dst[--n] = '\0';
+}
+
+/* ---- loading ---- */
+
+/* Sets slots[i] to the member of obj whose key is names[i] in any case. Refuses unknown keys and
+ * a key given twice. json_path is the object's path ("" for the document). 0 or -1. */
+static int take_members(json_t *obj, const char *const *names, json_t **slots, size_t count,
+                        const char *file, const char *json_path, enroll_error *err)
+{
+    const char *key;
+    json_t *value;
+    for (size_t i = 0; i < count; i++)
+        slots[i] = NULL;
+    json_object_foreach(obj, key, value)
+    {
+        size_t i = 0;
+        while (i < count && strcasecmp(key, names[i]) != 0)
+            i++;
+        char shown[64], member_path[128];
+        printable_copy(shown, key);
+        snprintf(member_path, sizeof member_path, "%s%s%s", json_path, *json_path ? "." : "",
+                 i < count ? names[i] : shown);
+        if (i == count) {
+            credentials_error(err, file, member_path, "unknown key");
+            return -1;
+        }
+        if (slots[i] != NULL) {
+            credentials_error(err, file, member_path,
+                              "given twice (key names are case-insensitive)");
+            return -1;
+        }
+        slots[i] = value;
+    }
+    return 0;
+}
+
+/* Reads the whole file behind fd (at most CREDENTIALS_MAX_SIZE bytes). Returns a malloc'd
+ * buffer to wipe and free, or NULL with err filled. */
+static char *read_credentials_file(int fd, const struct stat *st, const char *file, size_t *len,
+                                   enroll_error *err)
+{
+    if ((unsigned long long)st->st_size > CREDENTIALS_MAX_SIZE) {
+        credentials_error(err, file, NULL, "larger than %u bytes", CREDENTIALS_MAX_SIZE);
+        return NULL;
+    }
+    size_t capacity = (size_t)st->st_size + 1;
+    char *buf = malloc(capacity);
+    if (buf == NULL) {
+        credentials_error(err, file, NULL, "out of memory");
+        return NULL;
+    }
+    size_t used = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + used, capacity - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            credentials_error(err, file, NULL, "cannot be read (%s)", strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            *len = used;
+            return buf;
+        }
+        used += (size_t)n;
+        if (used == capacity) {
+            credentials_error(err, file, NULL, "grew while it was read");
+            break;
+        }
+    }
+    OPENSSL_cleanse(buf, capacity);
+    free(buf);
+    return NULL;
+}
+
+/* Parses "pbkdf2-sha256$ITER$SALT$HASH" into user. Returns NULL, or why it is not one (a text
+ * that never quotes the hash). */
+static const char *parse_password_hash(const char *text, serve_user *user)
+{
+    if (strncmp(text, HASH_PREFIX, strlen(HASH_PREFIX)) != 0)
+        return "it does not start with " HASH_PREFIX;
+    const char *iter = text + strlen(HASH_PREFIX);
+    const char *salt = strchr(iter, '$');
+    const char *hash = salt ? strchr(salt + 1, '$') : NULL;
+    if (hash == NULL || strchr(hash + 1, '$') != NULL)
+        return "it does not have four $-separated parts";
+    size_t iter_len = (size_t)(salt - iter);
+    unsigned long iterations = 0;
+    bool digits = iter_len >= 1 && iter_len <= 8 && iter[0] != '0';
+    for (size_t i = 0; digits && i < iter_len; i++) {
+        digits = iter[i] >= '0' && iter[i] <= '9';
+        iterations = iterations * 10 + (unsigned long)(iter[i] - '0');
+    }
+    if (!digits || iterations < ITERATIONS_MIN || iterations > ITERATIONS_MAX)
+        return "ITER is not a number from 1000 to 10000000";
+    salt++;
+    size_t salt_len = 0;
+    unsigned char *salt_bytes = base64_decode(salt, (size_t)(hash - salt), &salt_len);
+    bool salt_ok = salt_bytes != NULL && salt_len >= SALT_MIN_BYTES && salt_len <= SALT_MAX_BYTES;
+    if (salt_ok) {
+        memcpy(user->salt, salt_bytes, salt_len);
+        user->salt_len = salt_len;
+    }
+    if (salt_bytes != NULL) {
+        OPENSSL_cleanse(salt_bytes, salt_len);
+        free(salt_bytes);
+    }
+    if (!salt_ok)
+        return "SALT is not padded base64 of 8 to 64 bytes";
+    hash++;
+    size_t hash_len = 0;
+    unsigned char *hash_bytes = base64_decode(hash, strlen(hash), &hash_len);
+    bool hash_ok = hash_bytes != NULL && hash_len == HASH_BYTES;
+    if (hash_ok)
+        memcpy(user->hash, hash_bytes, HASH_BYTES);
+    if (hash_bytes != NULL) {
+        OPENSSL_cleanse(hash_bytes, hash_len);
+        free(hash_bytes);
+    }
+    if (!hash_ok)
+        return "HASH is not padded base64 of 32 bytes";
+    user->iterations = (unsigned)iterations;
+    return NULL;
+}
+
+/* Copies an optional array of non-empty strings (Roles, Permissions). 0 or -1. */
+static int load_string_list(json_t *array, const char *file, const char *json_path, char ***items,
+                            size_t *count, enroll_error *err)
+{
+    *items = NULL;
+    *count = 0;
+    if (array == NULL)
+        return 0;
+    if (!json_is_array(array)) {
+        credentials_error(err, file, json_path, "not an array of strings");
+        return -1;
+    }
+    size_t n = json_array_size(array);
+    if (n == 0)
+        return 0;
+    *items = calloc(n, sizeof **items);
+    if (*items == NULL) {
+        credentials_error(err, file, json_path, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get(array, i);
+        char item_path[128];
+        snprintf(item_path, sizeof item_path, "%s[%zu]", json_path, i);
+        if (!json_is_string(item)) {
+            credentials_error(err, file, item_path, "not a string");
+            return -1;
+        }
+        if (json_string_length(item) == 0) {
+            credentials_error(err, file, item_path, "empty");
+            return -1;
+        }
+        (*items)[i] = strdup(json_string_value(item));
+        if ((*items)[i] == NULL) {
+            credentials_error(err, file, item_path, "out of memory");
+            return -1;
+        }
+        (*count)++;
+    }
+    return 0;
+}
+
+/* Checks a user name: a non-empty string without colon or control character. NULL or why not. */
+static const char *check_user_name(json_t *name)
+{
+    if (!json_is_string(name))
+        return "not a string";
+    const char *text = json_string_value(name);
+    size_t len = json_string_length(name);
+    if (len == 0)
+        return "empty";
+    if (strlen(text) != len)
+        return "holds a NUL character";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f)
+            return "holds a control character";
+        if (c == ':')
+            return "holds a colon, which HTTP Basic authentication cannot carry";
+    }
+    return NULL;
+}
+
+/* Loads Users[index] into creds->users[index]. 0 or -1. */
+static int load_user(serve_credentials *creds, size_t index, json_t *entry, const char *file,
+                     enroll_error *err)
+{
+    char user_path[64], member_path[96];
+    snprintf(user_path, sizeof user_path, "Users[%zu]", index);
+    if (!json_is_object(entry)) {
+        credentials_error(err, file, user_path, "not an object");
+        return -1;
+    }
+    static const char *const names[] = {"Name", "Password", "Roles", "Permissions"};
+    json_t *members[4];
+    if (take_members(entry, names, members, 4, file, user_path, err) != 0)
+        return -1;
+    serve_user *user = &creds->users[index];
+
+    snprintf(member_path, sizeof member_path, "%s.Name", user_path);
+    const char *why = members[0] ? check_user_name(members[0]) : "missing";
+    if (why != NULL) {
+        credentials_error(err, file, member_path, "%s", why);
+        return -1;
+    }
+    const char *name = json_string_value(members[0]);
+    for (size_t j = 0; j < index; j++) {
+        if (strcasecmp(creds->users[j].name, name) == 0) {
+            credentials_error(err, file, member_path,
+                              "user \"%s\" is already Users[%zu] (names are compared "
+                              "case-insensitively)",
+                              name, j);
+            return -1;
+        }
+    }
+    user->name = strdup(name);
+    if (user->name == NULL) {
+        credentials_error(err, file, member_path, "out of memory");
+        return -1;
+    }
+
+    snprintf(member_path, sizeof member_path, "%s.Password", user_path);
+    if (members[1] == NULL) {
+        credentials_error(err, file, member_path, "missing");
+        return -1;
+    }
+    if (!json_is_string(members[1])) {
+        credentials_error(err, file, member_path, "not a string");
+        return -1;
+    }
+    why = parse_password_hash(json_string_value(members[1]), user);
+    if (why != NULL) {
+        credentials_error(err, file, member_path, "not a " HASH_FORMAT " hash: %s", why);
+        return -1;
+    }
+
+    snprintf(member_path, sizeof member_path, "%s.Roles", user_path);
+    if (load_string_list(members[2], file, member_path, &user->roles, &user->role_count, err))
+        return -1;
+    snprintf(member_path, sizeof member_path, "%s.Permissions", user_path);
+    if (load_string_list(members[3], file, member_path, &user->permissions, &user->permission_count,
+                         err))
+        return -1;
+    return 0;
+}
+
+/* Builds the credentials from the parsed document. NULL with err filled on error. */
+static serve_credentials *credentials_from_json(json_t *doc, const char *file, enroll_error *err)
+{
+    if (!json_is_object(doc)) {
+        credentials_error(err, file, NULL, "not a JSON object");
+        return NULL;
+    }
+    static const char *const names[] = {"Users"};
+    json_t *users;
+    if (take_members(doc, names, &users, 1, file, "", err) != 0)
+        return NULL;
+    if (users == NULL) {
+        credentials_error(err, file, "Users", "missing");
+        return NULL;
+    }
+    if (!json_is_array(users)) {
+        credentials_error(err, file, "Users", "not an array");
+        return NULL;
+    }
+    if (json_array_size(users) == 0) {
+        credentials_error(err, file, "Users", "empty: nobody could log in");
+        return NULL;
+    }
+    serve_credentials *creds = calloc(1, sizeof *creds);
+    if (creds == NULL || pthread_mutex_init(&creds->cache_lock, NULL) != 0) {
+        free(creds);
+        credentials_error(err, file, NULL, "out of memory");
+        return NULL;
+    }
+    creds->users = calloc(json_array_size(users), sizeof *creds->users);
+    if (creds->users == NULL) {
+        serve_credentials_free(creds);
+        credentials_error(err, file, NULL, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < json_array_size(users); i++) {
+        creds->user_count = i + 1; /* so that free releases what a failing entry holds */
+        if (load_user(creds, i, json_array_get(users, i), file, err) != 0) {
+            serve_credentials_free(creds);
+            return NULL;
+        }
+        if (creds->users[i].iterations > creds->dummy_iterations)
+            creds->dummy_iterations = creds->users[i].iterations;
+    }
+    if (RAND_bytes(creds->dummy_salt, sizeof creds->dummy_salt) != 1 ||
+        RAND_bytes(creds->dummy_hash, sizeof creds->dummy_hash) != 1) {
+        serve_credentials_free(creds);
+        credentials_error(err, file, NULL, "no random bytes for the dummy hash");
+        return NULL;
+    }
+    return creds;
+}
+
+serve_credentials *serve_credentials_load(const char *path, enroll_error *err)
+{
+    if (path == NULL) {
+        enroll_error_set(err, CREDENTIALS_CODE, NULL, "no credentials file given");
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        credentials_error(err, path, NULL, "cannot be read (%s)", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        credentials_error(err, path, NULL, "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    if ((st.st_mode & 007) != 0) {
+        credentials_error(err, path, NULL,
+                          "holds password hashes but is accessible by others (mode %04o): "
+                          "chmod o-rwx it",
+                          (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return NULL;
+    }
+    size_t len = 0;
+    char *text = read_credentials_file(fd, &st, path, &len, err);
+    close(fd);
+    if (text == NULL)
+        return NULL;
+    json_error_t jerr;
+    json_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    OPENSSL_cleanse(text, len);
+    free(text);
+    if (doc == NULL) {
+        char reason[160];
+        json_error_text(reason, jerr.text);
+        credentials_error(err, path, NULL, "not valid JSON at line %d column %d (%s)", jerr.line,
+                          jerr.column, reason);
+        return NULL;
+    }
+    serve_credentials *creds = credentials_from_json(doc, path, err);
+    json_decref(doc);
+    return creds;
+}
+
+/* Frees an array of count strings. */
+static void free_string_list(char **items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(items[i]);
+    free(items);
+}
+
+void serve_credentials_free(serve_credentials *creds)
+{
+    if (creds == NULL)
+        return;
+    for (size_t i = 0; creds->users != NULL && i < creds->user_count; i++) {
+        serve_user *user = &creds->users[i];
+        free(user->name);
+        free_string_list(user->roles, user->role_count);
+        free_string_list(user->permissions, user->permission_count);
+        OPENSSL_cleanse(user, sizeof *user);
+    }
+    free(creds->users);
+    pthread_mutex_destroy(&creds->cache_lock);
+    OPENSSL_cleanse(creds, sizeof *creds);
+    free(creds);
+}
+
+/* ---- checking ---- */
+
+/* PBKDF2-HMAC-SHA256 of password into out (32 bytes). 0 or -1. */
+static int derive_key(const char *password, size_t password_len, const unsigned char *salt,
+                      size_t salt_len, unsigned iterations, unsigned char out[HASH_BYTES])
+{
+    if (password_len > INT_MAX)
+        return -1;
+    return PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len, (int)iterations,
+                             EVP_sha256(), HASH_BYTES, out) == 1
+               ? 0
+               : -1;
+}
+
+/* SHA-256(salt || password) into out, the key of the per-user cache. 0 or -1. */
+static int cache_digest(const serve_user *user, const char *password, size_t password_len,
+                        unsigned char out[HASH_BYTES])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int out_len = 0;
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, user->salt, user->salt_len) == 1 &&
+             EVP_DigestUpdate(ctx, password, password_len) == 1 &&
+             EVP_DigestFinal_ex(ctx, out, &out_len) == 1 && out_len == HASH_BYTES;
+    EVP_MD_CTX_free(ctx); /* wipes the digest state */
+    return ok ? 0 : -1;
+}
+
+const serve_user *serve_credentials_find(const serve_credentials *creds, const char *name)
+{
+    if (creds == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < creds->user_count; i++)
+        if (strcmp(creds->users[i].name, name) == 0)
+            return &creds->users[i];
+    return NULL;
+}
+
+const serve_user *serve_credentials_check(serve_credentials *creds, const char *name,
+                                          const char *password)
+{
+    if (creds == NULL || name == NULL || password == NULL)
+        return NULL;
+    serve_user *user = NULL;
+    for (size_t i = 0; i < creds->user_count; i++) /* no early exit */
+        if (strcmp(creds->users[i].name, name) == 0)
+            user = &creds->users[i];
+    size_t password_len = strlen(password);
+    unsigned char derived[HASH_BYTES];
+
+    if (user == NULL) {
+        if (derive_key(password, password_len, creds->dummy_salt, sizeof creds->dummy_salt,
+                       creds->dummy_iterations, derived) == 0)
+            (void)CRYPTO_memcmp(derived, creds->dummy_hash, HASH_BYTES);
+        OPENSSL_cleanse(derived, sizeof derived);
+        return NULL;
+    }
+
+    unsigned char digest[HASH_BYTES], cached[HASH_BYTES];
+    bool have_digest = cache_digest(user, password, password_len, digest) == 0;
+    pthread_mutex_lock(&creds->cache_lock);
+    bool cache_valid = user->cache_valid;
+    memcpy(cached, user->cache_digest, sizeof cached);
+    pthread_mutex_unlock(&creds->cache_lock);
+    bool match = have_digest && cache_valid && CRYPTO_memcmp(digest, cached, HASH_BYTES) == 0;
+
+    if (!match) {
+        match = derive_key(password, password_len, user->salt, user->salt_len, user->iterations,
+                           derived) == 0 &&
+                CRYPTO_memcmp(derived, user->hash, HASH_BYTES) == 0;
+        if (match && have_digest) {
+            pthread_mutex_lock(&creds->cache_lock);
+            memcpy(user->cache_digest, digest, sizeof digest);
+            user->cache_valid = true;
+            pthread_mutex_unlock(&creds->cache_lock);
+        }
+    }
+    OPENSSL_cleanse(derived, sizeof derived);
+    OPENSSL_cleanse(digest, sizeof digest);
+    OPENSSL_cleanse(cached, sizeof cached);
+    return match ? user : NULL;
+}
+
+const char *serve_user_name(const serve_user *user)
+{
+    return user ? user->name : NULL;
+}
+
+/* Whether items holds wanted, compared case-insensitively. */
+static bool list_contains(char *const *items, size_t count, const char *wanted)
+{
+    if (wanted == NULL)
+        return false;
+    for (size_t i = 0; i < count; i++)
+        if (strcasecmp(items[i], wanted) == 0)
+            return true;
+    return false;
+}
+
+bool serve_user_has_role(const serve_user *user, const char *role)
+{
+    return user != NULL && list_contains(user->roles, user->role_count, role);
+}
+
+bool serve_user_has_permission(const serve_user *user, const char *permission)
+{
+    return user != NULL && list_contains(user->permissions, user->permission_count, permission);
+}
+
+/* ---- hashing ---- */
+
+char *serve_password_hash(const char *password, unsigned iterations)
+{
+    if (password == NULL || iterations < ITERATIONS_MIN || iterations > ITERATIONS_MAX)
+        return NULL;
+    unsigned char salt[NEW_SALT_BYTES], derived[HASH_BYTES];
+    char salt64[4 * ((NEW_SALT_BYTES + 2) / 3) + 1], hash64[4 * ((HASH_BYTES + 2) / 3) + 1];
+    char *result = NULL;
+    if (RAND_bytes(salt, sizeof salt) == 1 &&
+        derive_key(password, strlen(password), salt, sizeof salt, iterations, derived) == 0) {
+        EVP_EncodeBlock((unsigned char *)salt64, salt, sizeof salt);
+        EVP_EncodeBlock((unsigned char *)hash64, derived, sizeof derived);
+        size_t size = strlen(HASH_PREFIX) + 8 + 1 + strlen(salt64) + 1 + strlen(hash64) + 1;
+        result = malloc(size);
+        if (result != NULL)
+            snprintf(result, size, HASH_PREFIX "%u$%s$%s", iterations, salt64, hash64);
+    }
+    OPENSSL_cleanse(derived, sizeof derived);
+    OPENSSL_cleanse(hash64, sizeof hash64);
+    return result;
+}
+
+/* ---- HTTP Basic ---- */
+
+int basic_auth_parse(const char *header_value, char **user, char **password)
+{
+    if (user != NULL)
+        *user = NULL;
+    if (password != NULL)
+        *password = NULL;
+    if (header_value == NULL || user == NULL || password == NULL)
+        return -1;
+    const char *p = header_value;
+    p += strspn(p, " \t");
+    if (strncasecmp(p, "Basic", 5) != 0 || (p[5] != ' ' && p[5] != '\t'))
+        return -1;
+    p += 5;
+    p += strspn(p, " \t");
+    size_t token_len = strcspn(p, " \t");
+    if (p[token_len + strspn(p + token_len, " \t")] != '\0')
+        return -1;
+    size_t decoded_len = 0;
+    unsigned char *decoded = base64_decode(p, token_len, &decoded_len);
+    if (decoded == NULL)
+        return -1;
+    int rc = -1;
+    const unsigned char *colon = memchr(decoded, ':', decoded_len);
+    if (colon != NULL && memchr(decoded, '\0', decoded_len) == NULL) {
+        size_t user_len = (size_t)(colon - decoded);
+        *user = strndup((const char *)decoded, user_len);
+        *password = strndup((const char *)colon + 1, decoded_len - user_len - 1);
+        if (*user != NULL && *password != NULL) {
+            rc = 0;
+        } else {
+            free(*user);
+            if (*password != NULL)
+                OPENSSL_cleanse(*password, strlen(*password));
+            free(*password);
+            *user = NULL;
+            *password = NULL;
+        }
+    }
+    OPENSSL_cleanse(decoded, decoded_len + 1);
+    free(decoded);
+    return rc;
+}
