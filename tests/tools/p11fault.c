@@ -255,13 +255,14 @@ typedef struct open_session {
 } open_session;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static config *cfg;                 /* under lock */
-static CK_FUNCTION_LIST_PTR real;   /* set by C_Initialize */
-static void *real_lib;              /* kept loaded for the life of the process */
-static char real_lib_path[512];     /* what real_lib is */
-static atomic_ulong calls[F_COUNT]; /* per function, process-wide */
-static int log_fd = -1;             /* under lock for (re)opening; writes are single write()s */
-static open_session *sessions;      /* under lock */
+static config *cfg;                        /* under lock */
+static CK_FUNCTION_LIST_PTR real;          /* set by C_Initialize */
+static void *real_lib;                     /* kept loaded for the life of the process */
+static char real_lib_path[512];            /* what real_lib is */
+static CK_FUNCTION_LIST_PTR real_lib_list; /* its function list */
+static atomic_ulong calls[F_COUNT];        /* per function, process-wide */
+static int log_fd = -1;        /* under lock for (re)opening; writes are single write()s */
+static open_session *sessions; /* under lock */
 static size_t n_sessions, cap_sessions;
 static char cfg_path[512];
 static bool reload;
@@ -961,8 +962,10 @@ static CK_RV w_C_CloseAllSessions(CK_SLOT_ID slot)
 
 static CK_RV load_module(const char *path)
 {
-    if (real_lib != NULL && strcmp(path, real_lib_path) == 0)
+    if (real_lib != NULL && strcmp(path, real_lib_path) == 0) {
+        real = real_lib_list;
         return CKR_OK;
+    }
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) {
         fprintf(stderr, "p11fault: cannot load %s: %s\n", path, dlerror());
@@ -975,10 +978,20 @@ static CK_RV load_module(const char *path)
         dlclose(lib);
         return CKR_GENERAL_ERROR;
     }
+    /* Every slot is forwarded to: a module with an empty one is not wrapped. */
+    for (int i = 0; i < F_COUNT; i++) {
+        void (*fp)(void);
+        memcpy(&fp, (const char *)list + functions[i].offset, sizeof fp);
+        if (fp == NULL) {
+            fprintf(stderr, "p11fault: %s has no %s\n", path, functions[i].name);
+            dlclose(lib);
+            return CKR_GENERAL_ERROR;
+        }
+    }
     /* A module loaded before stays loaded (its atexit handlers, sanitizer stacks). */
     real_lib = lib;
     snprintf(real_lib_path, sizeof real_lib_path, "%s", path);
-    real = list;
+    real = real_lib_list = list;
     return CKR_OK;
 }
 
