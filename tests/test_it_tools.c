@@ -322,6 +322,40 @@ static void test_reload(void)
     unsetenv("P11FAULT_RELOAD");
 }
 
+static void *random_calls(void *arg)
+{
+    CK_SESSION_HANDLE s = *(CK_SESSION_HANDLE *)arg;
+    long failed = 0;
+    CK_BYTE buf[4];
+    for (int i = 0; i < 50; i++)
+        failed += p11->C_GenerateRandom(s, buf, sizeof buf) == CKR_DEVICE_ERROR;
+    return (void *)failed;
+}
+
+/* Counting is process-wide and exact under concurrent calls. */
+static void test_threads(void)
+{
+    CU_ASSERT_EQUAL_FATAL(start("fail C_GenerateRandom CKR_DEVICE_ERROR every 10\n"), CKR_OK);
+    pthread_t t[4];
+    CK_SESSION_HANDLE s[4];
+    for (int i = 0; i < 4; i++) {
+        s[i] = open_session(false);
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, random_calls, &s[i]), 0);
+    }
+    long failed = 0;
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        failed += (long)r;
+    }
+    CU_ASSERT_EQUAL(failed, 20);
+    char *log = read_log();
+    CU_ASSERT_EQUAL(test_count(log, "C_GenerateRandom CKR_DEVICE_ERROR "), 20);
+    CU_ASSERT_PTR_NOT_NULL(strstr(log, "C_GenerateRandom CKR_DEVICE_ERROR 200\n"));
+    free(log);
+    stop();
+}
+
 static void test_bad_line(void)
 {
     CU_ASSERT_EQUAL(start("fail C_Sign CKR_NO_SUCH_THING at 1\n"), CKR_GENERAL_ERROR);
@@ -539,12 +573,18 @@ static void test_dropproxy(void)
 
 int main(void)
 {
-    static const test_case cases[] = {
-        TEST_CASE(test_fail_at),        TEST_CASE(test_fail_every_count),
-        TEST_CASE(test_session_loss),   TEST_CASE(test_failover),
-        TEST_CASE(test_hide_mechanism), TEST_CASE(test_latency),
-        TEST_CASE(test_session_limit),  TEST_CASE(test_reload),
-        TEST_CASE(test_bad_line),       TEST_CASE(test_pkcs11_tool),
-        TEST_CASE(test_dropproxy),      TEST_END};
+    static const test_case cases[] = {TEST_CASE(test_fail_at),
+                                      TEST_CASE(test_fail_every_count),
+                                      TEST_CASE(test_session_loss),
+                                      TEST_CASE(test_failover),
+                                      TEST_CASE(test_hide_mechanism),
+                                      TEST_CASE(test_latency),
+                                      TEST_CASE(test_session_limit),
+                                      TEST_CASE(test_reload),
+                                      TEST_CASE(test_threads),
+                                      TEST_CASE(test_bad_line),
+                                      TEST_CASE(test_pkcs11_tool),
+                                      TEST_CASE(test_dropproxy),
+                                      TEST_END};
     return test_main("tools", cases, setup, teardown);
 }

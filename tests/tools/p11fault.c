@@ -1042,10 +1042,12 @@ static CK_RV w_C_Initialize(CK_VOID_PTR args)
             memset(&own, 0, sizeof own);
         if (args == NULL)
             own.flags = CKF_OS_LOCKING_OK;
-        own.pReserved = c->init_args;
+        /* Outlives the configuration (a reload frees it); a module may keep the pointer. */
+        static char kept[sizeof c->init_args];
+        memcpy(kept, c->init_args, sizeof kept);
+        own.pReserved = kept;
         args = &own;
     }
-    /* Before the real C_Initialize: NSS softokn keeps the pReserved string's pointer. */
     pthread_mutex_lock(&lock);
     config_free(cfg);
     cfg = c;
