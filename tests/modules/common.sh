@@ -38,7 +38,7 @@ stop_pids() { # stop_pids DIR : TERM every DIR/*.pid, wait up to 5 s, then KILL
 TOKEN=hsmenroll-test
 TOKEN_CA=hsmenroll-test-ca
 PIN=1234
-SO_PIN=87654321
+SO_PIN=12345678
 
 softhsm_init() { # softhsm_init DIR : a SoftHSM store under DIR/softhsm with both tokens
     need_pkg softhsm2
@@ -56,3 +56,31 @@ EOC
         die "softhsm2-util --init-token $TOKEN_CA failed"
 }
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+
+P11KIT_PROXY=/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so
+P11KIT_CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
+
+# p11-kit-proxy.so reads no user configuration when run as root (p11-kit skips ~/.config/pkcs11
+# for root), so a module the proxy must load with settings of ours is registered system-wide, in
+# /etc/pkcs11/modules/NAME.module; the scripts' stop removes that file again. Debian registers
+# softhsm2, opensc, p11-kit-trust (not in the proxy) and tpm2_pkcs11 in /usr/share/p11-kit/modules;
+# tpm2_pkcs11 without a TPM only logs errors and is skipped (critical: no): the env files set
+# TSS2_LOG and TPM2_PKCS11_LOG_LEVEL to keep it quiet.
+P11KIT_QUIET="export TSS2_LOG='all+NONE'
+export TPM2_PKCS11_LOG_LEVEL=0"
+
+# p11kit_register NAME MODULE [INIT_RESERVED]
+p11kit_register() {
+    [ "$(id -u)" -eq 0 ] || die "registering a p11-kit module for the proxy needs root"
+    mkdir -p /etc/pkcs11/modules
+    {
+        printf '# written by hsmenroll tests/modules; removed by their stop\n'
+        printf 'module: %s\ncritical: yes\n' "$2"
+        [ -z "${3:-}" ] || printf 'x-init-reserved: %s\n' "$3"
+    } >"/etc/pkcs11/modules/$1.module"
+}
+p11kit_unregister() { # p11kit_unregister NAME DIR : only a file that this DIR's start wrote
+    f="/etc/pkcs11/modules/$1.module"
+    [ -f "$f" ] && grep -q "$2" "$f" && rm -f "$f"
+    return 0
+}

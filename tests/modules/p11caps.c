@@ -204,6 +204,7 @@ static CK_OBJECT_CLASS c_pub = CKO_PUBLIC_KEY, c_priv = CKO_PRIVATE_KEY, c_sec =
                        c_cert = CKO_CERTIFICATE;
 static CK_KEY_TYPE k_aes = CKK_AES;
 static CK_ULONG n_destroy;
+static CK_BYTE idseq; /* a distinct CKA_ID per key pair (NSS merges objects by CKA_ID) */
 static CK_OBJECT_HANDLE destroy[64];
 static void later(CK_OBJECT_HANDLE h)
 {
@@ -217,7 +218,7 @@ static CK_RV rsa_gen(CK_ULONG bits, CK_BBOOL token, CK_BBOOL extractable, CK_OBJ
 {
     CK_MECHANISM m = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
     CK_BYTE e[] = {1, 0, 1};
-    CK_BYTE id[] = {0x68, 0x65, 0x72, (CK_BYTE)bits};
+    CK_BYTE id[] = {0x68, 0x65, 0x72, (CK_BYTE)(bits >> 8), ++idseq};
     char label[] = "p11caps";
     CK_ATTRIBUTE pt[] = {A(CKA_CLASS, c_pub), A(CKA_TOKEN, token), A(CKA_VERIFY, T),
                          A(CKA_MODULUS_BITS, bits), {CKA_PUBLIC_EXPONENT, e, sizeof e},
@@ -246,7 +247,7 @@ static CK_RV ec_gen(CK_MECHANISM_TYPE mt, const CK_BYTE *params, size_t plen, CK
                     CK_OBJECT_HANDLE *priv, double *ms)
 {
     CK_MECHANISM m = {mt, NULL, 0};
-    CK_BYTE id[] = {0x68, 0x65, 0x63, (CK_BYTE)plen};
+    CK_BYTE id[] = {0x68, 0x65, 0x63, (CK_BYTE)plen, ++idseq};
     char label[] = "p11caps";
     CK_ATTRIBUTE pt[] = {A(CKA_CLASS, c_pub), A(CKA_TOKEN, token), A(CKA_VERIFY, T),
                          {CKA_EC_PARAMS, (void *)params, plen}, {CKA_ID, id, sizeof id},
@@ -397,7 +398,7 @@ static CK_RV cert_create(const char *path, const char *label, CK_OBJECT_HANDLE *
     struct certparts cp;
     if (!d || cert_parts(d, n, &cp) != 0) { free(d); return CKR_ARGUMENTS_BAD; }
     CK_CERTIFICATE_TYPE ct = CKC_X_509;
-    CK_BYTE id[] = {0xce, 0x47, (CK_BYTE)n};
+    CK_BYTE id[] = {0xce, 0x47, (CK_BYTE)n, ++idseq};
     CK_ATTRIBUTE t[] = {A(CKA_CLASS, c_cert), A(CKA_CERTIFICATE_TYPE, ct), A(CKA_TOKEN, T),
                         {CKA_LABEL, (void *)label, strlen(label)}, {CKA_VALUE, d, n},
                         {CKA_SUBJECT, (void *)cp.subject, cp.subl},
