@@ -211,6 +211,16 @@ static void later(CK_OBJECT_HANDLE h)
     if (h != CK_INVALID_HANDLE && n_destroy < 64) destroy[n_destroy++] = h;
 }
 
+/* Destroy a key pair at once (a TPM without a resource manager holds only ~3 loaded objects). */
+static void drop(CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv)
+{
+    for (CK_ULONG i = 0; i < n_destroy; i++)
+        if (destroy[i] == pub || destroy[i] == priv) {
+            f->C_DestroyObject(ses, destroy[i]);
+            destroy[i--] = destroy[--n_destroy];
+        }
+}
+
 #define A(t, v) {t, (void *)&(v), sizeof(v)}
 
 static CK_RV rsa_gen(CK_ULONG bits, CK_BBOOL token, CK_BBOOL extractable, CK_OBJECT_HANDLE *pub,
@@ -430,9 +440,11 @@ static void run_tests(CK_SLOT_ID slot, const char *pin, const char *c1, const ch
         rv = rsa_gen(bits[i], T, F, &pub, &priv, &ms);
         res(name, rv, ms, NULL);
         if (rv == CKR_OK && i == 0) rsa = priv;
+        else if (rv == CKR_OK) drop(pub, priv);
     }
     rv = rsa_gen(2048, F, F, &pub, &priv, &ms);
     res("rsa2048_keygen_session", rv, ms, NULL);
+    if (rv == CKR_OK) drop(pub, priv);
     if (rsa != CK_INVALID_HANDLE) res("sign_CKM_RSA_PKCS", sign_with(rsa, CKM_RSA_PKCS, 51), -1, NULL);
 
     struct { const char *n; const CK_BYTE *p; size_t l; CK_MECHANISM_TYPE m; } curves[] = {
@@ -449,20 +461,27 @@ static void run_tests(CK_SLOT_ID slot, const char *pin, const char *c1, const ch
         rv = ec_gen(curves[i].m, curves[i].p, curves[i].l, T, F, 0, &pub, &priv, &ms);
         res(curves[i].n, rv, ms, NULL);
         if (rv == CKR_OK && i == 0) ec = priv;
-        if (rv == CKR_OK && (i == 3 || i == 4) && ed == CK_INVALID_HANDLE) ed = priv;
+        else if (rv == CKR_OK && (i == 3 || i == 4) && ed == CK_INVALID_HANDLE) ed = priv;
+        else if (rv == CKR_OK) drop(pub, priv);
     }
     rv = ec_gen(CKM_EC_KEY_PAIR_GEN, p256, sizeof p256, F, F, 0, &pub, &priv, &ms);
     res("ec_p256_keygen_session", rv, ms, NULL);
+    if (rv == CKR_OK) drop(pub, priv);
     rv = ec_gen(CKM_EC_KEY_PAIR_GEN, p256, sizeof p256, T, F, 1, &pub, &priv, &ms);
     res("ec_p256_keygen_with_DECRYPT_false_ENCRYPT_false", rv, ms, NULL);
+    if (rv == CKR_OK) drop(pub, priv);
     if (ec != CK_INVALID_HANDLE) res("sign_CKM_ECDSA", sign_with(ec, CKM_ECDSA, 32), -1, NULL);
     if (ed != CK_INVALID_HANDLE) res("sign_CKM_EDDSA", sign_with(ed, CKM_EDDSA, 64), -1, NULL);
 
     CK_OBJECT_HANDLE aes = CK_INVALID_HANDLE, aesi = CK_INVALID_HANDLE, h;
     res("aes256_keygen_token", aes_gen(T, &aes), -1, NULL);
-    res("aes256_keygen_session", aes_gen(F, &h), -1, NULL);
+    rv = aes_gen(F, &h);
+    res("aes256_keygen_session", rv, -1, NULL);
+    if (rv == CKR_OK) drop(h, h);
     res("aes256_import_session_WRAP_ENCRYPT", aes_import(F, &aesi), -1, NULL);
-    res("aes256_import_token_WRAP_ENCRYPT", aes_import(T, &h), -1, NULL);
+    rv = aes_import(T, &h);
+    res("aes256_import_token_WRAP_ENCRYPT", rv, -1, NULL);
+    if (rv == CKR_OK) drop(h, h);
     CK_OBJECT_HANDLE wk = aes != CK_INVALID_HANDLE ? aes : aesi;
     if (wk != CK_INVALID_HANDLE) {
         res("encrypt_CKM_AES_CBC_PAD", encrypt_with(wk, CKM_AES_CBC_PAD), -1, NULL);
