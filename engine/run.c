@@ -84,9 +84,8 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     if (r->opt.resume) {
         if (recovery_resume(r, r->journal_path, r->opt.retry_failed, err) != 0)
             return -1;
-    } else if (hsm_context_prepare_export(&s->hsm, err) != 0 ||
-               (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0)) {
-        return -1;
+    } else if (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0) {
+        return -1; /* the wrapping key is made by the first export request, if any */
     }
     r->ca.cfg = r->cfg;
     r->ca.tokens = r->hsm->tokens;
