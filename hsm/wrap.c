@@ -60,15 +60,25 @@ int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
     CK_ULONG len = 0;
     CK_RV rv = session->f->C_WrapKey(session->handle, &mech, wrapping_key, private_key, NULL, &len);
     unsigned char *buf = NULL;
-    if (rv == CKR_OK) {
-        buf = malloc(head + (len ? len : 1));
+    /* The size query is an estimate on some modules (NSS answers before padding): room for a
+     * block more, and one more try with the size a too-small buffer is told. */
+    for (int attempt = 0; rv == CKR_OK && attempt < 2; attempt++) {
+        CK_ULONG cap = len + 32;
+        free(buf);
+        buf = malloc(head + cap);
         if (buf == NULL) {
             hsm_error_set(err, "", CKR_HOST_MEMORY, "out of memory");
             return -1;
         }
         memcpy(buf, iv, head);
+        len = cap;
         rv = session->f->C_WrapKey(session->handle, &mech, wrapping_key, private_key, buf + head,
                                    &len);
+        if (rv != CKR_BUFFER_TOO_SMALL)
+            break;
+        rv = CKR_OK;
+        if (len <= cap)
+            len = cap * 2;
     }
     if (rv != CKR_OK) {
         free(buf);
