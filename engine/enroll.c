@@ -344,8 +344,11 @@ static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
     return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
 }
 
-static int install_certificate(hsm_session *s, job *j, const char *alias, const unsigned char *id)
+/* CKR of the last refused install (0 when it was not the token that refused). */
+static int install_certificate(hsm_session *s, job *j, const char *alias, const unsigned char *id,
+                               CK_RV *refused)
 {
+    *refused = 0;
     unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
     int vl = i2d_X509(j->cert, &value);
     int sl = i2d_X509_NAME(X509_get_subject_name(j->cert), &subject);
@@ -357,8 +360,10 @@ static int install_certificate(hsm_session *s, job *j, const char *alias, const 
         hsm_certificate_der der = {value,      subject,    issuer,     serial,
                                    (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
         rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
-        if (rc != 0)
+        if (rc != 0) {
+            *refused = herr.rv;
             hsm_error_to_enroll(&herr, "STORE_INSTALL_FAILED", &j->err);
+        }
     } else {
         enroll_error_set(&j->err, "STORE_INSTALL_FAILED", NULL, "cannot encode the certificate");
     }
@@ -369,10 +374,60 @@ static int install_certificate(hsm_session *s, job *j, const char *alias, const 
     return rc;
 }
 
+/* Destroys the certificates of the alias's other entries (their keys stay until the swap ends). */
+static int retire_other_certificates(hsm_session *s, job *j, const store_alias *a,
+                                     const unsigned char *keep_id)
+{
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
+            continue;
+        if (destroy_handle(s, e->certificate) != 0) {
+            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
+                             "the token refused a second certificate under \"%.80s\", and the "
+                             "old certificate could not be removed to make room",
+                             a->alias);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The certificate installed under alias next to key new_id; on a token that keeps one subject
+ * per label (NSS: a nickname belongs to one subject), which refuses it with
+ * CKR_ATTRIBUTE_VALUE_INVALID while the alias has another certificate, the alias's other
+ * certificates are destroyed first and the install tried again. */
+static int install_making_room(hsm_session *s, job *j, const char *alias, const store_alias *a,
+                               const unsigned char *new_id)
+{
+    CK_RV refused = 0;
+    if (install_certificate(s, j, alias, new_id, &refused) == 0)
+        return 0;
+    bool others = false;
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++)
+        others = others || (a->entries[i].certificate != CK_INVALID_HANDLE &&
+                            (a->entries[i].id_len != HSM_KEY_ID_LEN ||
+                             memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) != 0));
+    if (refused != CKR_ATTRIBUTE_VALUE_INVALID || !others)
+        return -1;
+    log_debug("line %ld (%s): token \"%s\" keeps one subject per label: the old certificate of "
+              "\"%.80s\" goes before the new one is installed",
+              j->req->line, j->req->id, s->token->desc.label, alias);
+    enroll_error_clear(&j->err);
+    if (retire_other_certificates(s, j, a, new_id) != 0)
+        return -1;
+    fault_point("store-old-certificate-retired");
+    return install_certificate(s, j, alias, new_id, &refused);
+}
+
 /* The swap, from the store's index (no search): the certificate installed next to the new key
  * (same CKA_ID and label) unless it is there already, then every other entry of the alias
  * retired, certificate first. Done again by a resumed run, and at every point the alias has a
- * complete entry. */
+ * complete entry, except on a token that keeps one subject per label (NSS: a nickname belongs
+ * to one subject): when it refuses the new certificate with CKR_ATTRIBUTE_VALUE_INVALID while
+ * the alias has another certificate, the old certificates are destroyed first and the install
+ * tried again. The journal holds the new certificate (I record) and the new key stays, so a
+ * crash between the two is completed by --resume. */
 static int install_in_store(worker *w, job *j)
 {
     hsm_session *s = &w->sessions[j->token];
@@ -386,7 +441,7 @@ static int install_in_store(worker *w, job *j)
         installed = installed || (a->entries[i].id_len == HSM_KEY_ID_LEN &&
                                   memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) == 0 &&
                                   a->entries[i].certificate != CK_INVALID_HANDLE);
-    if (!installed && install_certificate(s, j, j->req->alias, new_id) != 0)
+    if (!installed && install_making_room(s, j, j->req->alias, a, new_id) != 0)
         return -1;
     fault_point("store-installed");
     if (retire_others(s, j, a, new_id) != 0)
@@ -488,9 +543,10 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         hsm_keypair pair;
         if (ix == NULL || key_import(s, key, tg->alias, &pair, &j->err) != 0)
             return -1;
-        int rc = install_certificate(s, j, tg->alias, pair.id);
+        const store_alias *al = store_index_find(ix, tg->alias);
+        int rc = install_making_room(s, j, tg->alias, al, pair.id);
         if (rc == 0)
-            rc = retire_others(s, j, store_index_find(ix, tg->alias), pair.id);
+            rc = retire_others(s, j, al, pair.id);
         else
             hsm_destroy_keypair(s, &pair, NULL);
         hsm_keypair_release(&pair);
@@ -810,6 +866,8 @@ void enroll_answered(worker *w, job *j)
 {
     json_t *files = json_array();
     char *password = NULL;
+    if (!j->failed && !j->pending)
+        fault_answered();
     if (!j->failed && !j->pending)
         recovery_issued(w->run, j);
     if (!j->failed && !j->pending && j->req->operation == OP_REENROLLMENT) {
