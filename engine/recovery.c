@@ -104,17 +104,6 @@ static void journal_state_free(run_journal *rj)
     free(rj);
 }
 
-static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_error *err)
-{
-    hsm_context_login_session(r->hsm, 0, s);
-    hsm_error herr;
-    if (hsm_storage_key(s, RECOVERY_STORAGE_KEY_LABEL, key, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
-        return -1;
-    }
-    return 0;
-}
-
 int recovery_start(run *r, const char *path, enroll_error *err)
 {
     run_journal *rj = journal_state_new();
@@ -162,22 +151,31 @@ int recovery_note_kek(void *arg, enroll_error *err)
     /* The run's wrapping key, encrypted by a key that never leaves the token, on disk before any
      * key wrapped under it is journaled. */
     hsm_session s;
-    CK_OBJECT_HANDLE key;
     unsigned char *enc = NULL;
     size_t enc_len = 0;
     hsm_error herr;
-    if (storage_key(r, &s, &key, err) != 0 ||
-        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
-        if (err->code[0] == '\0')
-            hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
-        snprintf(err->message + strlen(err->message), sizeof err->message - strlen(err->message),
-                 "; the journal cannot keep the wrapping key (run with --no-journal to export "
-                 "without crash recovery)");
+    hsm_seal_scheme scheme = HSM_SEAL_NONE;
+    char tried[300];
+    hsm_context_login_session(r->hsm, 0, &s);
+    /* The first of AES-CBC-PAD, AES-GCM, RSA-OAEP that the key token offers and that survives a
+     * round trip (SECURITY.md). */
+    if (hsm_seal_best(&s, r->hsm->caps != NULL ? &r->hsm->caps[0] : NULL,
+                      RECOVERY_STORAGE_KEY_LABEL, r->hsm->kek, 32, &enc, &enc_len, &scheme, tried,
+                      sizeof tried, &herr) != 0) {
+        enroll_error_set(err, "JOURNAL_FAILED", NULL,
+                         "the journal cannot keep the wrapping key: token \"%s\" seals by "
+                         "none of AES-CBC-PAD, AES-GCM, RSA-OAEP (%s); --no-journal exports "
+                         "without crash recovery",
+                         s.token->desc.label, tried);
         return -1;
     }
+    if (scheme != HSM_SEAL_AES_CBC_PAD)
+        log_info("the journal keeps the run's wrapping key sealed by %s in token \"%s\"",
+                 hsm_seal_name(scheme), s.token->desc.label);
     char *kek_b64 = base64_encode(enc, enc_len);
     free(enc);
-    json_t *rec = json_pack("{s:s}", "Kek", kek_b64 ? kek_b64 : "");
+    json_t *rec =
+        json_pack("{s:s, s:s}", "Kek", kek_b64 ? kek_b64 : "", "Seal", hsm_seal_name(scheme));
     free(kek_b64);
     uint64_t seq = journal_append(r->journal->j, "W", rec);
     json_decref(rec);
@@ -194,6 +192,7 @@ typedef struct resume_ctx {
     run *r;
     run_journal *rj;
     char *kek_b64;
+    hsm_seal_scheme seal; /* how kek_b64 is sealed */
     bool retry_failed;
     idset *failed; /* retry_failed: the requests to forget */
     long done, failed_count;
@@ -236,6 +235,7 @@ static int visit(void *ctx, const char *type, json_t *rec)
         snprintf(rc->shard, sizeof rc->shard, "%s", shard ? shard : "");
         free(rc->kek_b64);
         rc->kek_b64 = kek ? strdup(kek) : NULL; /* older journals: in the header */
+        rc->seal = HSM_SEAL_AES_CBC_PAD;
         return 0;
     }
     if (rj->run_id[0] == '\0')
@@ -246,6 +246,9 @@ static int visit(void *ctx, const char *type, json_t *rec)
             return -1;
         free(rc->kek_b64);
         rc->kek_b64 = strdup(kek);
+        /* Absent in older journals: AES-CBC-PAD. */
+        const char *seal = json_string_value(json_object_get(rec, "Seal"));
+        rc->seal = seal ? hsm_seal_from_name(seal) : HSM_SEAL_AES_CBC_PAD;
         return 0;
     }
     if (rc->failed != NULL && id != NULL && idset_contains(rc->failed, id))
@@ -381,20 +384,22 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     int prepared = 0;
     if (rc.kek_b64 != NULL) {
         hsm_session s;
-        CK_OBJECT_HANDLE key;
         size_t enc_len = 0, kek_len = 0;
         unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
         free(rc.kek_b64);
         hsm_error herr;
-        int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
-                 hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 &&
+        hsm_context_login_session(r->hsm, 0, &s);
+        int ok = enc != NULL && rc.seal != HSM_SEAL_NONE &&
+                 hsm_unseal(&s, RECOVERY_STORAGE_KEY_LABEL, rc.seal, enc, enc_len, &kek, &kek_len,
+                            &herr) == 0 &&
                  kek_len == 32;
         free(enc);
         if (!ok) {
             if (err->code[0] == '\0')
                 enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
-                                 "the journal's wrapping key cannot be decrypted with this "
-                                 "token's storage key (another token, or the key was deleted)");
+                                 "the journal's wrapping key cannot be unsealed (%s) with this "
+                                 "token's storage key (another token, or the key was deleted)",
+                                 hsm_seal_name(rc.seal));
             if (kek != NULL)
                 OPENSSL_cleanse(kek, kek_len);
             free(kek);

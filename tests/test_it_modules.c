@@ -228,6 +228,24 @@ static void run_module(int e)
         test_sh("cat %s/start.log >&2", dir);
         goto stop;
     }
+    /* Where the module has no EC, ECC CA keys are refused before any key is made, with what the
+     * token can make. */
+    if (!envs[e].ec) {
+        CU_ASSERT_EQUAL(ENGINE(dir, "%s ca init --config cfg.json --key-type ECC 2>ca-ecc.log", dir,
+                               dir, HSMENROLL_BIN),
+                        2);
+        CU_ASSERT_EQUAL(test_sh("grep -q 'cannot be made in token.*no CKM_EC_KEY_PAIR_GEN.*it can "
+                                "make RSA-2048, RSA-3072, RSA-4096 (--key-type' %s/ca-ecc.log",
+                                dir),
+                        0);
+        char *none = test_sh_output(NULL,
+                                    ". %s/env/env && cd %s && %s token list --keys --config "
+                                    "cfg.json --json 2>/dev/null | grep -c '\"Label\"' || true",
+                                    dir, dir, HSMENROLL_BIN);
+        /* one "Label" per token, none for a key */
+        CU_ASSERT_EQUAL(none ? atol(none) : -1, 1);
+        free(none);
+    }
     /* ca init with the default keys: ECC, or RSA where the module has no EC, said so. */
     CU_ASSERT_EQUAL(
         ENGINE(dir, "%s ca init --config cfg.json >/dev/null 2>ca.log", dir, dir, HSMENROLL_BIN),
@@ -390,17 +408,88 @@ static void test_tpm2(void)
     run_module(TPM2);
 }
 
+/* The journal's copy of the wrapping key on a module without AES-CBC-PAD: SoftHSM behind p11fault
+ * with mechanisms hidden. Each step: four export lines killed after the second certificate and
+ * resumed, the W record naming the scheme, every line issued once; with none of the schemes
+ * left, export is refused before any key is made, and --no-journal exports. */
+static void test_journal_seal(void)
+{
+    if (!have_packages(SOFTHSM))
+        return;
+    char *dir = test_tmpdir("hsmenroll-modules");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    CU_ASSERT_EQUAL_FATAL(start(SOFTHSM, dir, false), 0);
+    CU_ASSERT_EQUAL(ENGINE(dir, "%s ca init --config cfg.json -q", dir, dir, HSMENROLL_BIN), 0);
+    CU_ASSERT_EQUAL(test_sh("cd %s && for i in 1 2 3 4; do echo \"{\\\"Id\\\":\\\"e-$i\\\","
+                            "\\\"Template\\\":\\\"Default\\\",\\\"Subject\\\":\\\"CN=e-$i\\\","
+                            "\\\"KeyType\\\":\\\"ECC\\\",\\\"KeyStorage\\\":\\\"export\\\"}\"; "
+                            "done >seal.ndjson",
+                            dir),
+                    0);
+    static const struct {
+        const char *hide, *seal;
+    } steps[] = {
+        {"CKM_AES_CBC_PAD", "AES-GCM"},
+        {"CKM_AES_CBC_PAD CKM_AES_GCM", "RSA-OAEP-SHA1"}, /* SoftHSM: OAEP with SHA-1 only */
+        {"CKM_AES_CBC_PAD CKM_AES_GCM CKM_RSA_PKCS_OAEP", NULL},
+    };
+    long delivered = 0, lines = 0;
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        test_sh(". %s/env/env && printf 'module %%s\\nhide-mechanism %s\\n' \"$HSMENROLL_MODULE\" "
+                ">%s/fault.conf && rm -rf %s/seal-out",
+                dir, steps[i].hide, dir, dir);
+#define FAULTY(dir)                                                                                \
+    ". %s/env/env && cd %s && P11FAULT_CONFIG=%s/fault.conf HSMENROLL_MODULE=" HSMENROLL_P11FAULT  \
+    " "
+        int status = test_sh(FAULTY(dir) "HSMENROLL_FAULT_KILL_AFTER=2 %s run --config cfg.json "
+                                         "-o seal-out seal.ndjson 2>seal.log",
+                             dir, dir, dir, HSMENROLL_BIN);
+        if (steps[i].seal == NULL) {
+            CU_ASSERT_EQUAL(status, 1);
+            CU_ASSERT_EQUAL(
+                test_sh("grep -c HSM_CANNOT_EXPORT %s/seal-out/results.ndjson | grep "
+                        "-qx 4 && grep -q 'seals by none of AES-CBC-PAD, AES-GCM, "
+                        "RSA-OAEP (none offered); --no-journal' %s/seal-out/results.ndjson",
+                        dir, dir),
+                0);
+            test_sh("rm -rf %s/seal-out", dir);
+            CU_ASSERT_EQUAL(test_sh(FAULTY(dir) "%s run --config cfg.json -o seal-out "
+                                                "--no-journal seal.ndjson 2>>seal.log",
+                                    dir, dir, dir, HSMENROLL_BIN),
+                            0);
+        } else {
+            CU_ASSERT_EQUAL(status, 128 + 9);
+            CU_ASSERT_EQUAL(
+                test_sh("grep -q '\"Seal\":\"%s\"' %s/seal-out/journal.ndjson", steps[i].seal, dir),
+                0);
+            CU_ASSERT_EQUAL(test_sh(FAULTY(dir) "%s run --config cfg.json -o seal-out --resume "
+                                                "seal.ndjson 2>>seal.log",
+                                    dir, dir, dir, HSMENROLL_BIN),
+                            0);
+        }
+        long issued = issued_in(dir, "seal-out", &lines);
+        CU_ASSERT_EQUAL(issued, 4);
+        CU_ASSERT_EQUAL(lines, 4);
+        if (issued != 4)
+            test_sh("cat %s/seal.log >&2", dir);
+        delivered += issued;
+    }
+    char *count = test_sh_output(NULL, "grep -c . %s/ca/issued.ndjson || true", dir);
+    CU_ASSERT_EQUAL(count ? atol(count) : -1, delivered);
+    free(count);
+    test_sh("sh %s/tests/modules/softhsm.sh stop %s/env >/dev/null 2>&1", SRC, dir);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     self = argv[0];
     if (argc == 3 && strcmp(argv[1], "populate") == 0)
         return populate(argv[2]);
-    static const test_case cases[] = {TEST_CASE(test_softhsm),
-                                      TEST_CASE(test_p11kit_proxy),
-                                      TEST_CASE(test_p11kit_remote),
-                                      TEST_CASE(test_nss),
-                                      TEST_CASE(test_opencryptoki),
-                                      TEST_CASE(test_tpm2),
-                                      TEST_END};
+    static const test_case cases[] = {TEST_CASE(test_softhsm),       TEST_CASE(test_p11kit_proxy),
+                                      TEST_CASE(test_p11kit_remote), TEST_CASE(test_nss),
+                                      TEST_CASE(test_opencryptoki),  TEST_CASE(test_tpm2),
+                                      TEST_CASE(test_journal_seal),  TEST_END};
     return test_main("it_modules", cases, NULL, NULL);
 }
