@@ -76,8 +76,12 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
               errors->items[0].message, errors->count > 1 ? " (and more)" : "");
 }
 
-static int open_worker_sessions(run *r, worker *w, enroll_error *err)
+static void close_worker_sessions(run *r, worker *w);
+
+/* rv: the CKR of a refused C_OpenSession (CKR_SESSION_COUNT: the token has no room for more). */
+static int open_worker_sessions(run *r, worker *w, enroll_error *err, CK_RV *rv)
 {
+    *rv = CKR_OK;
     w->sessions = calloc(r->hsm->token_count, sizeof *w->sessions);
     if (w->sessions == NULL) {
         enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
@@ -87,6 +91,7 @@ static int open_worker_sessions(run *r, worker *w, enroll_error *err)
         hsm_error herr;
         if (hsm_session_open(&r->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
             enroll_error_set(err, "HSM_SESSION", NULL, "%s", herr.message);
+            *rv = herr.rv;
             return -1;
         }
     }
@@ -116,11 +121,37 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
     int rc = hsm_context_restart(r->hsm, err);
     if (rc == 0)
         rc = connectors_hsm_restarted(&r->ca, err);
+    CK_RV rv;
     for (int i = 0; rc == 0 && i < nworkers; i++)
-        rc = open_worker_sessions(r, &workers[i], err);
+        rc = open_worker_sessions(r, &workers[i], err, &rv);
     log_debug("HSM module restarted (%ld so far) in %.1f ms%s", r->hsm->restarts,
               (double)(run_clock_ns() - t0) / 1e6, rc == 0 ? "" : ": failed");
     return rc;
+}
+
+/* The sessions a run opens on each token: its login session and one per worker. Workers are
+ * bounded by Hsm.MaxSessions and by the key tokens' stated ulMaxSessionCount, less the login
+ * session. */
+static int bounded_workers(run *r, int wanted)
+{
+    long long limit = r->cfg->hsm.max_sessions;
+    const char *why = NULL; /* the token that states the limit; NULL: Hsm.MaxSessions */
+    for (size_t t = 0; r->hsm->caps != NULL && t < r->hsm->key_token_count; t++) {
+        CK_ULONG m = r->hsm->caps[t].max_sessions;
+        if (m != CK_EFFECTIVELY_INFINITE && m != CK_UNAVAILABLE_INFORMATION &&
+            (limit <= 0 || (long long)m < limit)) {
+            limit = (long long)m;
+            why = r->hsm->tokens[t].desc.label;
+        }
+    }
+    if (limit <= 0 || wanted < limit)
+        return wanted;
+    int n = limit > 1 ? (int)(limit - 1) : 1;
+    log_info("%d worker%s instead of %d: %s%s%s allows %lld sessions per token, one of them the "
+             "login session",
+             n, n == 1 ? "" : "s", wanted, why ? "token \"" : "Hsm.MaxSessions", why ? why : "",
+             why ? "\"" : "", limit);
+    return n;
 }
 
 int pipeline_run(run *r, enroll_error *err)
@@ -128,7 +159,7 @@ int pipeline_run(run *r, enroll_error *err)
     ndjson_reader reader;
     if (ndjson_open(&reader, r->opt.batch_path, 0, err) != 0)
         return -1;
-    int nworkers = r->opt.workers;
+    int nworkers = bounded_workers(r, r->opt.workers);
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
         ndjson_close(&reader);
@@ -150,7 +181,18 @@ int pipeline_run(run *r, enroll_error *err)
     for (int i = 0; i < nworkers; i++) {
         workers[i].run = r;
         workers[i].index = i;
-        if (open_worker_sessions(r, &workers[i], err) != 0) {
+        CK_RV rv;
+        if (open_worker_sessions(r, &workers[i], err, &rv) != 0) {
+            close_worker_sessions(r, &workers[i]);
+            if (rv == CKR_SESSION_COUNT && i > 0) {
+                /* The token has no room for more sessions: fewer workers, not a failure. */
+                log_info("%d worker%s instead of %d: the token refused more sessions "
+                         "(CKR_SESSION_COUNT)",
+                         i, i == 1 ? "" : "s", nworkers);
+                enroll_error_clear(err);
+                nworkers = i;
+                break;
+            }
             rc = -1;
             break;
         }

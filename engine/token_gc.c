@@ -12,6 +12,20 @@
 #include "batch/journal.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
+#include "engine/recovery.h"
+
+/* Keys the engine keeps for itself, never orphans: the journal's RSA storage key pair (the
+ * sealing of a module without AES-CBC-PAD and AES-GCM) and an embedded CA's keys on a module
+ * with a single token. */
+static bool engine_owned(const unsigned char *label, size_t len)
+{
+    static const char *const own[] = {RECOVERY_STORAGE_KEY_LABEL "-rsa", "hsmenroll-ca-root",
+                                      "hsmenroll-ca-issuing"};
+    for (size_t i = 0; label != NULL && i < sizeof own / sizeof own[0]; i++)
+        if (len == strlen(own[i]) && memcmp(label, own[i], len) == 0)
+            return true;
+    return false;
+}
 
 static int collect_key_ids(void *ctx, const char *type, json_t *record)
 {
@@ -50,7 +64,7 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
             char hex[2 * 64 + 1] = "";
             for (size_t k = 0; id != NULL && k < id_len && k < 64; k++)
                 sprintf(hex + 2 * k, "%02x", id[k]);
-            if (!idset_contains(&known, hex)) {
+            if (!idset_contains(&known, hex) && !engine_owned(label, label_len)) {
                 orphans++;
                 char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
                                            CKO_PRIVATE_KEY);

@@ -482,14 +482,60 @@ static void test_journal_seal(void)
     free(dir);
 }
 
+/* A bound on sessions: Hsm.MaxSessions on a token that allows that many (SoftHSM behind p11fault's
+ * session-limit, which logs every refusal), and a token that answers CKR_SESSION_COUNT: fewer
+ * workers, every line issued. */
+static void test_session_bound(void)
+{
+    if (!have_packages(SOFTHSM))
+        return;
+    char *dir = test_tmpdir("hsmenroll-modules");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    CU_ASSERT_EQUAL_FATAL(start(SOFTHSM, dir, false), 0);
+    CU_ASSERT_EQUAL(ENGINE(dir, "%s ca init --config cfg.json -q", dir, dir, HSMENROLL_BIN), 0);
+    CU_ASSERT_EQUAL(
+        test_sh("cd %s && python3 -c 'import json; c=json.load(open(\"cfg.json\")); "
+                "c[\"Hsm\"][\"MaxSessions\"]=3; json.dump(c,open(\"cfg3.json\","
+                "\"w\"))' && . env/env && printf 'module %%s\\nsession-limit 4\\n' "
+                "\"$HSMENROLL_MODULE\" >fault.conf && printf 'module %%s\\nlog %%s/refused.log\\n"
+                "session-limit 3\\n' \"$HSMENROLL_MODULE\" \"$PWD\" >fault3.conf",
+                dir),
+        0);
+    long lines = 0;
+    CU_ASSERT_EQUAL(ENGINE(dir,
+                           "%s run --config cfg3.json --workers 8 -o out-max kill.ndjson "
+                           "2>max.log",
+                           dir, dir, HSMENROLL_BIN),
+                    0);
+    CU_ASSERT_EQUAL(issued_in(dir, "out-max", &lines), KILL_LINES);
+    CU_ASSERT_EQUAL(test_sh("grep -q '2 workers instead of 8: Hsm.MaxSessions allows 3 sessions' "
+                            "%s/max.log",
+                            dir),
+                    0);
+    CU_ASSERT_EQUAL(ENGINE(dir,
+                           "P11FAULT_CONFIG=%s/fault.conf HSMENROLL_MODULE=" HSMENROLL_P11FAULT
+                           " %s run --config cfg.json --workers 8 -o out-limit kill.ndjson "
+                           "2>limit.log",
+                           dir, dir, dir, HSMENROLL_BIN),
+                    0);
+    CU_ASSERT_EQUAL(issued_in(dir, "out-limit", &lines), KILL_LINES);
+    CU_ASSERT_EQUAL(test_sh("grep -q '3 workers instead of 8: the token refused more sessions' "
+                            "%s/limit.log",
+                            dir),
+                    0);
+    test_sh("sh %s/tests/modules/softhsm.sh stop %s/env >/dev/null 2>&1", SRC, dir);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     self = argv[0];
     if (argc == 3 && strcmp(argv[1], "populate") == 0)
         return populate(argv[2]);
-    static const test_case cases[] = {TEST_CASE(test_softhsm),       TEST_CASE(test_p11kit_proxy),
-                                      TEST_CASE(test_p11kit_remote), TEST_CASE(test_nss),
-                                      TEST_CASE(test_opencryptoki),  TEST_CASE(test_tpm2),
-                                      TEST_CASE(test_journal_seal),  TEST_END};
+    static const test_case cases[] = {
+        TEST_CASE(test_softhsm),      TEST_CASE(test_p11kit_proxy),  TEST_CASE(test_p11kit_remote),
+        TEST_CASE(test_nss),          TEST_CASE(test_opencryptoki),  TEST_CASE(test_tpm2),
+        TEST_CASE(test_journal_seal), TEST_CASE(test_session_bound), TEST_END};
     return test_main("it_modules", cases, NULL, NULL);
 }
