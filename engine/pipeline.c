@@ -1,6 +1,7 @@
 /* Reader loop, bounded job queue, worker threads, per-line validation failures. */
 #include "engine/pipeline.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -138,8 +139,8 @@ static int bounded_workers(run *r, int wanted)
     const char *why = NULL; /* the token that states the limit; NULL: Hsm.MaxSessions */
     for (size_t t = 0; r->hsm->caps != NULL && t < r->hsm->key_token_count; t++) {
         CK_ULONG m = r->hsm->caps[t].max_sessions;
-        if (m != CK_EFFECTIVELY_INFINITE && m != CK_UNAVAILABLE_INFORMATION &&
-            (limit <= 0 || (long long)m < limit)) {
+        /* 0 (CK_EFFECTIVELY_INFINITE), ~0 (unavailable), openCryptoki's ~0 - 1: no limit */
+        if (m != CK_EFFECTIVELY_INFINITE && m <= INT_MAX && (limit <= 0 || (long long)m < limit)) {
             limit = (long long)m;
             why = r->hsm->tokens[t].desc.label;
         }

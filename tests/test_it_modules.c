@@ -228,6 +228,21 @@ static void run_module(int e)
         test_sh("cat %s/start.log >&2", dir);
         goto stop;
     }
+    /* token list --caps says what the matrix finds: per key type, generate (token) and export. */
+    char *caps = test_sh_output(
+        NULL,
+        ". %s/env/env && cd %s && %s token list --caps --config cfg.json --json 2>/dev/null | "
+        "python3 -c 'import json,os,sys; t=[t for t in json.load(sys.stdin) if t[\"Label\"]=="
+        "os.environ[\"HSMENROLL_TEST_TOKEN\"]][0]; k={x[\"KeyType\"]:x for x in "
+        "t[\"Capabilities\"][\"KeyTypes\"]}; sys.stdout.write(\"\".join(\"%%d%%d\" %% (k[n][\"Token\"], "
+        "k[n][\"Export\"]) for n in (\"RSA-2048\",\"ECC-P256\",\"Ed25519\")))'",
+        dir, dir, HSMENROLL_BIN);
+    char want_caps[8];
+    bool eddsa_here = cells[4].want[e][0] == '\0';
+    snprintf(want_caps, sizeof want_caps, "1%d%d%d%d%d", envs[e].export_keys, envs[e].ec,
+             envs[e].ec && envs[e].export_keys, eddsa_here, eddsa_here && envs[e].export_keys);
+    CU_ASSERT_STRING_EQUAL(caps ? caps : "", want_caps);
+    free(caps);
     /* Where the module has no EC, ECC CA keys are refused before any key is made, with what the
      * token can make. */
     if (!envs[e].ec) {
@@ -366,6 +381,12 @@ static void run_module(int e)
         "k.get(\"Label\",\"\").startswith(\"hsmenroll-ca-\")))'",
         dir, dir, HSMENROLL_BIN);
     CU_ASSERT_EQUAL(keys ? atol(keys) : -1, token_keys);
+    /* token gc knows every one of them from the three journals (the CA's keys are the engine's). */
+    CU_ASSERT_EQUAL(ENGINE(dir,
+                           "%s token gc --config cfg.json --journal out/journal.ndjson --journal "
+                           "out-kill/journal.ndjson --journal out-store/journal.ndjson 2>gc.log",
+                           dir, dir, HSMENROLL_BIN),
+                    0);
     if (keys == NULL || atol(keys) != token_keys)
         test_sh(". %s/env/env && cd %s && %s token list --keys --config cfg.json >&2", dir, dir,
                 HSMENROLL_BIN);
