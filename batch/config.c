@@ -218,7 +218,7 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     json_opt_string(hsm, "SoPinEnv", "Hsm", &h->so_pin_env, errors);
     json_opt_string(hsm, "SoPinFile", "Hsm", &h->so_pin_file, errors);
     json_opt_int(hsm, "RestartEvery", "Hsm", &h->restart_every, errors);
-    if (json_get_ci(hsm, "RestartEvery") != NULL && h->restart_every < 0)
+    if (jobj_get(hsm, "RestartEvery") != NULL && h->restart_every < 0)
         CFG_ERR(errors, "CONFIG_VALUE", "Hsm.RestartEvery",
                 "Hsm.RestartEvery: expected 0 (never) or a number of export keys");
     json_opt_string(hsm, "InitArgs", "Hsm", &h->init_args, errors);
@@ -239,7 +239,7 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;
     json_opt_string(hsm, "Token", "Hsm", &single, errors);
-    json_t *tokens = json_get_ci(hsm, "Tokens");
+    json_t *tokens = jobj_get(hsm, "Tokens");
     if (tokens != NULL && single != NULL) {
         CFG_ERR(errors, "CONFIG_CONFLICT", "Hsm.Token",
                 "Hsm.Token: give Token or Tokens, not both");
@@ -292,7 +292,7 @@ static bool entry_begin(const json_t *entry, const char *path, const char *const
     *id = -1;
     json_opt_int(entry, "Id", path, id, errors);
     json_opt_string(entry, "Name", path, name, errors);
-    if (json_get_ci(entry, "Id") == NULL)
+    if (jobj_get(entry, "Id") == NULL)
         CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
                 "%s: required", where);
     if (*name == NULL || **name == '\0') {
@@ -407,7 +407,7 @@ static void load_templates(config *cfg, const json_t *templates, error_list *err
                     "%s: must be between 1 and 36500", where);
         json_path_key(where, sizeof where, path, "CertificateAuthorities");
         t->ca_ids =
-            read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &t->ca_count, errors);
+            read_ids(jobj_get(entry, "CertificateAuthorities"), where, &t->ca_count, errors);
         if (t->ca_count == 0)
             CFG_ERR(errors, "CONFIG_MISSING", where,
                     "%s: a template needs at least one CA to enroll against", where);
@@ -459,7 +459,7 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
         for (size_t t = 0; t < cfg->template_count; t++)
             if (cfg->templates[t].id == p->template_id)
                 p->template_ = &cfg->templates[t];
-        if (json_get_ci(entry, "Template") == NULL)
+        if (jobj_get(entry, "Template") == NULL)
             CFG_ERR(errors, "CONFIG_MISSING", where, "%s: required (a template Id)", where);
         else if (p->template_ == NULL)
             CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no template with Id %lld", where,
@@ -470,7 +470,7 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
                     "%s: a sum of 1 (PFX), 2 (CSR) and 4 (CSR generation)", where);
         json_path_key(where, sizeof where, path, "CertificateAuthorities");
         p->ca_ids =
-            read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &p->ca_count, errors);
+            read_ids(jobj_get(entry, "CertificateAuthorities"), where, &p->ca_count, errors);
         for (size_t k = 0; k < p->ca_count; k++) {
             if (config_find_ca_by_id(cfg, p->ca_ids[k]) == NULL)
                 CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
@@ -504,7 +504,7 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
                             json_path_key(at, sizeof at, path, "AssociatedRoles"),
                             "%s: no role named \"%s\" in Roles", at, pp->roles[r]);
         }
-        json_t *roles = json_get_ci(entry, "AssociatedRoles");
+        json_t *roles = jobj_get(entry, "AssociatedRoles");
         json_path_key(where, sizeof where, path, "AssociatedRoles");
         if (roles != NULL && !json_is_array(roles))
             CFG_ERR(errors, "CONFIG_TYPE", where, "%s: expected an array of role names", where);
@@ -569,7 +569,7 @@ static void load_settings(config *cfg, const json_t *settings, error_list *error
     json_opt_string(settings, "CommonNameRegex", "Settings", &s->common_name_regex, errors);
     json_opt_int(settings, "Pkcs12Iterations", "Settings", &s->pkcs12_iterations, errors);
     json_opt_bool(settings, "AllowCSPs", "Settings", &s->allow_csps, errors);
-    json_t *csps = json_get_ci(settings, "CSPs");
+    json_t *csps = jobj_get(settings, "CSPs");
     if (json_is_array(csps)) {
         s->csps = calloc(json_array_size(csps) + 1, sizeof *s->csps);
         size_t i;
@@ -635,15 +635,15 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
         return NULL;
     }
     json_check_keys(doc, "", top_keys, errors);
-    load_hsm(cfg, json_get_ci(doc, "Hsm"), errors);
-    load_cas(cfg, json_get_ci(doc, "CertificateAuthorities"), errors);
-    load_templates(cfg, json_get_ci(doc, "Templates"), errors);
-    load_roles(cfg, json_get_ci(doc, "Roles"), errors);
-    metadata_fields_load(json_get_ci(doc, "MetadataFields"), &cfg->metadata_fields,
+    load_hsm(cfg, jobj_get(doc, "Hsm"), errors);
+    load_cas(cfg, jobj_get(doc, "CertificateAuthorities"), errors);
+    load_templates(cfg, jobj_get(doc, "Templates"), errors);
+    load_roles(cfg, jobj_get(doc, "Roles"), errors);
+    metadata_fields_load(jobj_get(doc, "MetadataFields"), &cfg->metadata_fields,
                          &cfg->metadata_field_count, errors);
-    load_patterns(cfg, json_get_ci(doc, "EnrollmentPatterns"), errors);
-    load_settings(cfg, json_get_ci(doc, "Settings"), errors);
-    load_stores(cfg, json_get_ci(doc, "Stores"), errors);
+    load_patterns(cfg, jobj_get(doc, "EnrollmentPatterns"), errors);
+    load_settings(cfg, jobj_get(doc, "Settings"), errors);
+    load_stores(cfg, jobj_get(doc, "Stores"), errors);
     if (errors->count > errors_before) {
         config_free(cfg);
         return NULL;

@@ -199,7 +199,7 @@ static void read_metadata_settings(metadata_rule *rule, const json_t *entry, con
             regex_free(rule->validation);
             rule->validation = compile_at(validation, rule->case_sensitive, where, errors);
         }
-    } else if (is_override && json_get_ci(entry, "Validation") != NULL && rule->validation) {
+    } else if (is_override && jobj_get(entry, "Validation") != NULL && rule->validation) {
         regex_free(rule->validation); /* "" clears the global expression */
         rule->validation = NULL;
     } else if (rule->validation != NULL && rule->case_sensitive != was_case_sensitive) {
@@ -210,7 +210,7 @@ static void read_metadata_settings(metadata_rule *rule, const json_t *entry, con
         regex_free(rule->validation);
         rule->validation = again;
     }
-    json_t *options = json_get_ci(entry, "Options");
+    json_t *options = jobj_get(entry, "Options");
     if (options != NULL && !json_is_null(options) &&
         !(json_is_string(options) && json_string_length(options) == 0)) {
         json_path_key(where, sizeof where, path, "Options");
@@ -279,7 +279,7 @@ int metadata_fields_load(const json_t *fields, metadata_rule **out, size_t *coun
         json_opt_int(entry, "Id", path, &rule->id, errors);
         json_opt_string(entry, "Name", path, &rule->name, errors);
         json_opt_int(entry, "DataType", path, &type, errors);
-        if (json_get_ci(entry, "Id") == NULL)
+        if (jobj_get(entry, "Id") == NULL)
             ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
                 "%s: required", where);
         if (rule->name == NULL || *rule->name == '\0') {
@@ -364,7 +364,7 @@ static void load_metadata_overrides(pattern_policy *out, const json_t *list, con
             if (out->metadata[g].id == id)
                 rule = &out->metadata[g];
         json_path_key(where, sizeof where, item, "MetadataId");
-        if (json_get_ci(entry, "MetadataId") == NULL) {
+        if (jobj_get(entry, "MetadataId") == NULL) {
             ERR(errors, "CONFIG_MISSING", where, "%s: required", where);
             continue;
         }
@@ -533,8 +533,8 @@ static void load_key_info(key_policy *keys, const json_t *info, const char *path
             continue;
         }
         json_check_keys(entry, item, key_entry_keys, errors);
-        json_t *bits = json_get_ci(entry, "bit_lengths");
-        json_t *curves = json_get_ci(entry, "curves");
+        json_t *bits = jobj_get(entry, "bit_lengths");
+        json_t *curves = jobj_get(entry, "curves");
         if (strcasecmp(key, "RSA") == 0) {
             keys->rsa = true;
             read_int_list(bits, json_path_key(where, sizeof where, item, "bit_lengths"),
@@ -599,7 +599,7 @@ static void load_policies(pattern_policy *out, const json_t *policies, const cha
     out->owner = (owner_rule)owner;
     if (out->default_owner_name != NULL && *out->default_owner_name == '\0')
         out->default_owner_name = NULL;
-    load_key_info(&out->keys, json_get_ci(policies, "KeyInfo"),
+    load_key_info(&out->keys, jobj_get(policies, "KeyInfo"),
                   json_path_key(where, sizeof where, path, "KeyInfo"), errors);
 }
 
@@ -640,7 +640,7 @@ static void load_enrollment_fields(pattern_policy *out, const json_t *list, cons
             continue;
         }
         json_path_key(where, sizeof where, item, "Options");
-        f.options = read_options(json_get_ci(entry, "Options"), where, &f.option_count, errors);
+        f.options = read_options(jobj_get(entry, "Options"), where, &f.option_count, errors);
         if (type == 2 && f.option_count == 0)
             ERR(errors, "CONFIG_RULE", where, "%s: a multiple-choice field needs its options",
                 where);
@@ -660,18 +660,18 @@ int pattern_policy_load(pattern_policy *out, const json_t *pattern, const char *
     out->allow_wildcards = true;
     out->default_owner_id = -1;
     char where[256];
-    load_regexes(out, json_get_ci(pattern, "Regexes"),
+    load_regexes(out, jobj_get(pattern, "Regexes"),
                  json_path_key(where, sizeof where, path, "Regexes"), errors);
-    load_defaults(out, json_get_ci(pattern, "Defaults"),
+    load_defaults(out, jobj_get(pattern, "Defaults"),
                   json_path_key(where, sizeof where, path, "Defaults"), errors);
-    load_policies(out, json_get_ci(pattern, "Policies"),
+    load_policies(out, jobj_get(pattern, "Policies"),
                   json_path_key(where, sizeof where, path, "Policies"), errors);
-    load_metadata_overrides(out, json_get_ci(pattern, "MetadataFields"),
+    load_metadata_overrides(out, jobj_get(pattern, "MetadataFields"),
                             json_path_key(where, sizeof where, path, "MetadataFields"), global,
                             global_count, errors);
-    load_enrollment_fields(out, json_get_ci(pattern, "EnrollmentFields"),
+    load_enrollment_fields(out, jobj_get(pattern, "EnrollmentFields"),
                            json_path_key(where, sizeof where, path, "EnrollmentFields"), errors);
-    json_t *roles = json_get_ci(pattern, "AssociatedRoles");
+    json_t *roles = jobj_get(pattern, "AssociatedRoles");
     if (json_is_array(roles)) {
         out->roles = calloc(json_array_size(roles) + 1, sizeof *out->roles);
         size_t i;

@@ -350,12 +350,7 @@ static void check_metadata(const config *cfg, const pattern_policy *p, enroll_re
     }
     for (size_t i = 0; i < p->metadata_count; i++) {
         const metadata_rule *rule = &p->metadata[i];
-        bool present = false;
-        json_object_foreach(req->metadata, key, value)
-        {
-            present = present || strcasecmp(key, rule->name) == 0;
-        }
-        if (present)
+        if (jobj_get(req->metadata, rule->name) != NULL)
             continue;
         if (rule->default_value != NULL) {
             if (req->metadata == NULL)
@@ -397,12 +392,7 @@ static void check_enrollment_fields(const pattern_policy *p, const enroll_reques
         }
     }
     for (size_t i = 0; i < p->field_count; i++) {
-        bool present = false;
-        json_object_foreach(req->additional_fields, key, value)
-        {
-            present = present || strcasecmp(key, p->fields[i].name) == 0;
-        }
-        if (!present) {
+        if (jobj_get(req->additional_fields, p->fields[i].name) == NULL) {
             snprintf(field, sizeof field, "AdditionalEnrollmentFields.%.100s", p->fields[i].name);
             ADD(errors, "POLICY_ENROLLMENT_FIELD_REQUIRED", field,
                 "enrollment field \"%.80s\" is mandatory for this pattern", p->fields[i].name);

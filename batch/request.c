@@ -63,7 +63,8 @@ typedef enum field_id {
     F_COUNT
 } field_id;
 
-static const char *const field_names[F_COUNT] = {
+static const char *const field_names[F_COUNT + 1] = {
+    /* NULL-terminated */
     "Id",
     "Operation",
     "Format",
@@ -411,30 +412,23 @@ static char *now_timestamp(void)
     return strdup(buf);
 }
 
-/* Collects the members into c->v[] by field; unknown and twice-given fields are problems. */
+/* Collects the members into c->v[] by field; unknown and twice-given fields are problems (in
+ * the line's order), and of two casings the first is kept. */
 static void index_fields(parse_ctx *c, json_t *obj)
 {
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        int f = -1;
-        for (int i = 0; i < F_COUNT; i++) {
-            if (strcasecmp(key, field_names[i]) == 0) {
-                f = i;
-                break;
-            }
-        }
-        if (f < 0) {
-            error_list_add(c->errors, "UNKNOWN_FIELD", key,
-                           "\"%.60s\" is not a request field (see the README for the list)", key);
-        } else if (c->v[f] != NULL) {
-            problem(c, "DUPLICATE_FIELD", (field_id)f,
-                    "%s is given twice (field names are case-insensitive)", field_names[f]);
-        } else {
-            c->v[f] = value;
-        }
+    jobj_key_check check = {0};
+    while (jobj_check_keys(obj, field_names, &check)) {
+        if (check.known_index < 0)
+            error_list_add(c->errors, "UNKNOWN_FIELD", check.key,
+                           "\"%.60s\" is not a request field (see the README for the list)",
+                           check.key);
+        else
+            problem(c, "DUPLICATE_FIELD", (field_id)check.known_index,
+                    "%s is given twice (field names are case-insensitive)",
+                    field_names[check.known_index]);
     }
+    for (int f = 0; f < F_COUNT; f++)
+        c->v[f] = jobj_get(obj, field_names[f]);
 }
 
 static void refuse(parse_ctx *c, const field_id *fields, size_t n, const char *op, const char *why)
@@ -638,20 +632,12 @@ static void parse_store_delivery(parse_ctx *c, enroll_request *r)
     json_t *e;
     json_array_foreach(stores, i, e)
     {
-        const char *key;
-        json_t *v, *id = NULL, *alias = NULL, *overwrite = NULL;
-        bool unknown = !json_is_object(e);
-        json_object_foreach(e, key, v)
-        {
-            if (strcasecmp(key, "StoreId") == 0)
-                id = v;
-            else if (strcasecmp(key, "Alias") == 0)
-                alias = v;
-            else if (strcasecmp(key, "Overwrite") == 0)
-                overwrite = v;
-            else
-                unknown = true;
-        }
+        static const char *const store_keys[] = {"StoreId", "Alias", "Overwrite", NULL};
+        jobj_key_check check = {0};
+        /* An unknown key, or one given twice under two casings, makes the entry unusable. */
+        bool unknown = !json_is_object(e) || jobj_check_keys(e, store_keys, &check);
+        json_t *id = jobj_get(e, "StoreId"), *alias = jobj_get(e, "Alias"),
+               *overwrite = jobj_get(e, "Overwrite");
         const char *alias_text = json_string_value(alias);
         if (unknown || !config_is_guid(json_string_value(id)) ||
             (alias != NULL && (alias_text == NULL || *alias_text == '\0' ||
@@ -818,14 +804,7 @@ static void parse_annotations(parse_ctx *c, enroll_request *r)
 /* The Id, read first so that every other problem is reported under it. */
 static void parse_id(parse_ctx *c, json_t *obj, enroll_request *r)
 {
-    json_t *id = NULL;
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        if (strcasecmp(key, "Id") == 0 && id == NULL)
-            id = value;
-    }
+    json_t *id = jobj_get(obj, "Id");
     char buf[32];
     const char *text = NULL;
     if (json_is_string(id))

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ca/answer.h"
+#include "batch/jsonobj.h"
 #include "formats/san.h"
 
 typedef struct cfssl_state {
@@ -16,8 +17,8 @@ static int cfssl_open(ca_connector *conn, ca_env *env, enroll_error *err)
     cfssl_state *st = net_connector_open(conn, env, sizeof *st, err);
     if (st == NULL)
         return -1;
-    st->profile = json_string_value(net_get(conn->cfg->raw, "Profile"));
-    st->label = json_string_value(net_get(conn->cfg->raw, "Label"));
+    st->profile = json_string_value(jobj_get(conn->cfg->raw, "Profile"));
+    st->label = json_string_value(jobj_get(conn->cfg->raw, "Label"));
     return 0;
 }
 

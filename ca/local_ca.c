@@ -19,6 +19,7 @@
 #include "formats/base64.h"
 #include "formats/csr.h"
 #include "formats/dn.h"
+#include "formats/hex.h"
 #include "ca/hsm_signer.h"
 
 static const char *const ROOT_LABEL = "hsmenroll-ca-root";
@@ -48,29 +49,6 @@ bool local_ca_exists(const char *home)
     bool exists = p != NULL && access(p, F_OK) == 0;
     free(p);
     return exists;
-}
-
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int unhex(const char *in, unsigned char *out, size_t n)
-{
-    if (in == NULL || strlen(in) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(in + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 /* A positive, non-zero 128-bit serial from the CSPRNG (RFC 5280 section 4.1.2.2). */
@@ -193,7 +171,7 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
     unsigned char tag[2];
     char tag_hex[5], root_dn[160], issuing_dn[160];
     RAND_bytes(tag, sizeof tag);
-    hex(tag, sizeof tag, tag_hex);
+    hex_encode(tag, sizeof tag, tag_hex, sizeof tag_hex, false);
     snprintf(root_dn, sizeof root_dn, "CN=%s Root CA %s,O=%s embedded CA", opt->name, tag_hex,
              opt->name);
     snprintf(issuing_dn, sizeof issuing_dn, "CN=%s Issuing CA %s,O=%s embedded CA", opt->name,
@@ -226,8 +204,8 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
         goto done;
 
     char root_id[2 * HSM_KEY_ID_LEN + 1], issuing_id[2 * HSM_KEY_ID_LEN + 1];
-    hex(root_pair.id, HSM_KEY_ID_LEN, root_id);
-    hex(issuing_pair.id, HSM_KEY_ID_LEN, issuing_id);
+    hex_encode(root_pair.id, HSM_KEY_ID_LEN, root_id, sizeof root_id, false);
+    hex_encode(issuing_pair.id, HSM_KEY_ID_LEN, issuing_id, sizeof issuing_id, false);
     uri_root = hsm_object_uri(&session->token->desc, root_pair.id, HSM_KEY_ID_LEN, ROOT_LABEL,
                               CKO_PRIVATE_KEY);
     uri_issuing = hsm_object_uri(&session->token->desc, issuing_pair.id, HSM_KEY_ID_LEN,
@@ -460,8 +438,8 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->token_label = strdup(token ? token : "");
     ca->issuing_key_uri = uri ? strdup(uri) : NULL;
     ca->root_key_uri = root_uri ? strdup(root_uri) : NULL;
-    int bad_id = unhex(json_string_value(json_object_get(state, "IssuingKeyId")), id,
-                       sizeof ca->issuing_key_id);
+    int bad_id = hex_decode(json_string_value(json_object_get(state, "IssuingKeyId")), id,
+                            sizeof ca->issuing_key_id);
     json_decref(state);
     if (bad_id) {
         enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s/ca.json has no valid IssuingKeyId", home);

@@ -12,26 +12,13 @@
 
 #include "formats/base64.h"
 #include "formats/san.h"
+#include "batch/jsonobj.h"
 #include "batch/log.h"
 #include "batch/secret.h"
 
-json_t *net_get(const json_t *obj, const char *key)
-{
-    const char *k;
-    json_t *value;
-    if (!json_is_object(obj))
-        return NULL;
-    json_object_foreach((json_t *)obj, k, value)
-    {
-        if (strcasecmp(k, key) == 0)
-            return value;
-    }
-    return NULL;
-}
-
 static const char *entry_string(const config_ca *cfg, const char *key)
 {
-    return json_string_value(net_get(cfg->raw, key));
+    return json_string_value(jobj_get(cfg->raw, key));
 }
 
 /* A path of the configuration, taken from the configuration file's directory when relative. */
@@ -51,7 +38,7 @@ static char *config_path(const config *cfg, const char *path)
 static long entry_number(const config_ca *cfg, const char *key, long fallback, long min, long max,
                          const char *where, enroll_error *err, int *bad)
 {
-    json_t *v = net_get(cfg->raw, key);
+    json_t *v = jobj_get(cfg->raw, key);
     if (v == NULL)
         return fallback;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
@@ -68,30 +55,41 @@ static long entry_number(const config_ca *cfg, const char *key, long fallback, l
  * itself. */
 static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
 {
-    json_t *auth = net_get(nc->cfg->raw, "Auth");
+    json_t *auth = jobj_get(nc->cfg->raw, "Auth");
     if (auth == NULL)
         return 0;
     static const char *const keys[] = {"Type",     "User",        "UserEnv",
                                        "UserFile", "PasswordEnv", "PasswordFile",
                                        "TokenEnv", "TokenFile",   NULL};
+    /* The first key that is unknown or not a string, in the object's order; of two casings of
+     * a key, the first is taken. */
+    jobj_key_check unknown = {0};
+    while (jobj_check_keys(auth, keys, &unknown) && unknown.known_index >= 0)
+        ;
+    bool has_unknown = unknown.key != NULL && unknown.known_index < 0;
     const char *k;
     json_t *v;
+    size_t position = 0;
     json_object_foreach(auth, k, v)
     {
-        bool known = false;
-        for (size_t i = 0; keys[i] != NULL && !known; i++)
-            known = strcasecmp(k, keys[i]) == 0;
-        if (!known || !json_is_string(v)) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.Auth.%s: %s", where, k,
-                             known ? "must be a string" : "unknown key");
+        if (has_unknown && position == unknown.position)
+            break;
+        if (!json_is_string(v)) {
+            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.Auth.%s: must be a string", where, k);
             return -1;
         }
+        position++;
     }
-    const char *type = json_string_value(net_get(auth, "Type"));
+    if (has_unknown) {
+        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.Auth.%s: unknown key", where,
+                         unknown.key);
+        return -1;
+    }
+    const char *type = json_string_value(jobj_get(auth, "Type"));
     char *(*read)(const char *, const char *, const char *, enroll_error *) = secret_read;
     if (type != NULL && strcasecmp(type, "Bearer") == 0) {
-        char *token = read(json_string_value(net_get(auth, "TokenEnv")),
-                           json_string_value(net_get(auth, "TokenFile")), "bearer token", err);
+        char *token = read(json_string_value(jobj_get(auth, "TokenEnv")),
+                           json_string_value(jobj_get(auth, "TokenFile")), "bearer token", err);
         if (token == NULL)
             return -1;
         size_t n = strlen(token) + 8;
@@ -107,16 +105,16 @@ static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
         return -1;
     }
     char *user = NULL;
-    const char *plain_user = json_string_value(net_get(auth, "User"));
+    const char *plain_user = json_string_value(jobj_get(auth, "User"));
     if (plain_user != NULL)
         user = strdup(plain_user);
     else
-        user = read(json_string_value(net_get(auth, "UserEnv")),
-                    json_string_value(net_get(auth, "UserFile")), "user name", err);
+        user = read(json_string_value(jobj_get(auth, "UserEnv")),
+                    json_string_value(jobj_get(auth, "UserFile")), "user name", err);
     if (user == NULL)
         return -1;
-    char *password = read(json_string_value(net_get(auth, "PasswordEnv")),
-                          json_string_value(net_get(auth, "PasswordFile")), "password", err);
+    char *password = read(json_string_value(jobj_get(auth, "PasswordEnv")),
+                          json_string_value(jobj_get(auth, "PasswordFile")), "password", err);
     if (password == NULL) {
         secret_free(user);
         return -1;
@@ -192,7 +190,7 @@ int net_ca_open(net_ca *nc, const config_ca *cfg, ca_env *env, enroll_error *err
     nc->endpoint.trust_bundle = nc->trust_bundle;
     nc->endpoint.client_cert = nc->client_cert;
     nc->endpoint.client_key = nc->client_key;
-    nc->endpoint.insecure = json_is_true(net_get(cfg->raw, "InsecureSkipTlsVerify"));
+    nc->endpoint.insecure = json_is_true(jobj_get(cfg->raw, "InsecureSkipTlsVerify"));
     if (nc->endpoint.insecure)
         log_warning("CA \"%s\": TLS VERIFICATION IS OFF (InsecureSkipTlsVerify): anyone on the "
                     "path can impersonate this CA and read the requests",

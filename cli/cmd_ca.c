@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "formats/dn.h"
+#include "formats/hex.h"
 #include "ca/local_ca.h"
 #include "batch/log.h"
 #include "engine/setup.h"
@@ -75,8 +76,7 @@ static json_t *describe_cert(const char *path)
     unsigned int n = 0;
     X509_digest(cert, EVP_sha256(), md, &n);
     char fp[EVP_MAX_MD_SIZE * 2 + 1];
-    for (unsigned i = 0; i < n; i++)
-        snprintf(fp + 2 * i, 3, "%02X", md[i]);
+    hex_encode(md, n, fp, sizeof fp, true);
     char nb[32] = "?", na[32] = "?";
     struct tm tm;
     if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm))

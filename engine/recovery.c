@@ -15,6 +15,7 @@
 #include "batch/idset.h"
 #include "batch/journal.h"
 #include "formats/base64.h"
+#include "formats/hex.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
 
@@ -48,25 +49,6 @@ static int i2d_x509(const void *x, unsigned char **out)
 static int i2d_req(const void *x, unsigned char **out)
 {
     return i2d_X509_REQ((X509_REQ *)x, out);
-}
-
-static void hex_of(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", in[i]);
-}
-
-static int hex_to(const char *hex, unsigned char *out, size_t n)
-{
-    if (hex == NULL || strlen(hex) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16])
@@ -124,7 +106,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
         enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
         return -1;
     }
-    hex_of(id, sizeof id, rj->run_id);
+    hex_encode(id, sizeof id, rj->run_id, sizeof rj->run_id, false);
     unlink(path); /* --force: the old run's journal goes with its results */
     rj->j = journal_create(path, err);
     if (rj->j == NULL) {
@@ -310,7 +292,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
                     torn++;
                 } else if (classes[c] == CKO_PRIVATE_KEY && len == 16) {
                     char hex[33];
-                    hex_of(id, 16, hex);
+                    hex_encode(id, 16, hex, sizeof hex, false);
                     idset_insert(&rj->token_keys, hex);
                 }
                 free(id);
@@ -383,7 +365,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         hsm_session s;
         CK_OBJECT_HANDLE key;
         size_t enc_len = 0, kek_len = 0;
-        unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
+        unsigned char *enc = base64_decode(rc.kek_b64, strlen(rc.kek_b64), BASE64_SKIP_SPACE, &enc_len), *kek = NULL;
         free(rc.kek_b64);
         hsm_error herr;
         int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
@@ -495,11 +477,13 @@ static int restore(run *r, job *j, json_t *state)
     size_t tokens =
         j->req->operation == OP_REENROLLMENT ? r->hsm->token_count : r->hsm->key_token_count;
     if (token < 0 || (size_t)token >= tokens ||
-        hex_to(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
+        hex_decode(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
         return -1;
     j->token = (size_t)token;
     size_t len;
-    unsigned char *der = base64_decode(json_string_value(json_object_get(k, "Csr")), &len);
+    const char *csr_b64 = json_string_value(json_object_get(k, "Csr"));
+    unsigned char *der =
+        base64_decode(csr_b64, csr_b64 ? strlen(csr_b64) : 0, BASE64_SKIP_SPACE, &len);
     const unsigned char *p = der;
     j->csr = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
     free(der);
@@ -528,7 +512,8 @@ static int restore(run *r, job *j, json_t *state)
 
     const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
     if (wrapped != NULL) {
-        j->wrapped_key = base64_decode(wrapped, &j->wrapped_len);
+        j->wrapped_key =
+            base64_decode(wrapped, strlen(wrapped), BASE64_SKIP_SPACE, &j->wrapped_len);
         j->export_kind = (key_export_kind)json_integer_value(json_object_get(k, "Export"));
         if (j->wrapped_key == NULL)
             return -1;
@@ -600,7 +585,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     if (rj == NULL || !rj->resumed)
         return;
     char hex[33];
-    hex_of(j->key_id, 16, hex);
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
     if (j->req->operation == OP_REENROLLMENT) {
         /* Store tokens are not indexed at resume: look for a key made before the crash. */
         if (hsm_destroy_keypair_by_id(&w->sessions[j->token], j->key_id, sizeof j->key_id) > 0)
@@ -643,7 +628,7 @@ int recovery_key_made(run *r, job *j)
         return 0;
     uint64_t t0 = run_clock_ns();
     char hex[33];
-    hex_of(j->key_id, 16, hex);
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
     json_t *rec =
         json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
                   (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex, "Storage",

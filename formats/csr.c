@@ -20,7 +20,7 @@ X509_REQ *csr_decode(const char *text, enroll_error *err)
         BIO_free(bio);
     } else {
         size_t len = 0;
-        unsigned char *der = base64_decode(text, &len);
+        unsigned char *der = base64_decode(text, strlen(text), BASE64_SKIP_SPACE, &len);
         const unsigned char *p = der;
         req = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
         if (req != NULL && p != der + len) {
@@ -70,7 +70,7 @@ EVP_PKEY *privkey_decode(const char *text, enroll_error *err)
         }
     } else {
         size_t len = 0;
-        unsigned char *der = base64_decode(text, &len);
+        unsigned char *der = base64_decode(text, strlen(text), BASE64_SKIP_SPACE, &len);
         if (der != NULL) {
             const unsigned char *p = der;
             PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);

@@ -16,7 +16,7 @@
 
 #define PATTERN_MODIFY_PERMISSION "enrollment_pattern/modify"
 
-/* The body fields of POST /Enrollment/CSR (seed 000). */
+/* The body fields of POST /Enrollment/CSR (seed 000), but PrivateKey (refused by name). */
 static const char *const csr_body_keys[] = {"CSR",
                                             "CertificateAuthority",
                                             "IncludeChain",
@@ -29,7 +29,6 @@ static const char *const csr_body_keys[] = {"CSR",
                                             "Template",
                                             "EnrollmentPatternId",
                                             "Timestamp",
-                                            "PrivateKey",
                                             NULL};
 
 serve_config *serve_config_new(config *cfg)
@@ -53,14 +52,6 @@ void serve_config_free(serve_config *sc)
     pthread_mutex_destroy(&sc->order_lock);
     config_free(sc->cfg);
     free(sc);
-}
-
-static bool key_listed(const char *key, const char *const *keys)
-{
-    for (size_t i = 0; keys[i] != NULL; i++)
-        if (strcasecmp(key, keys[i]) == 0)
-            return true;
-    return false;
 }
 
 static void answer_errors(api_answer *answer, unsigned status, const error_list *errors)
@@ -139,22 +130,20 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
         api_error(answer, 400, "INVALID_JSON", "the body must be a JSON object");
         return NULL;
     }
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value)
-    {
-        if (!key_listed(key, csr_body_keys)) {
-            api_error(answer, 400, "UNKNOWN_FIELD", "%.80s: not a field of POST /Enrollment/CSR",
-                      key);
-            json_decref(body);
-            return NULL;
-        }
-        if (strcasecmp(key, "PrivateKey") == 0) {
+    /* PrivateKey is not in the list: it is refused where it stands, like an unknown field. Two
+     * casings of a field go on to the request's own check (DUPLICATE_FIELD). */
+    jobj_key_check check = {0};
+    while (jobj_check_keys(body, csr_body_keys, &check)) {
+        if (check.known_index >= 0)
+            continue;
+        if (strcasecmp(check.key, "PrivateKey") == 0)
             api_error(answer, 400, "FIELD_NOT_SUPPORTED",
                       "PrivateKey: this server does not retain private keys");
-            json_decref(body);
-            return NULL;
-        }
+        else
+            api_error(answer, 400, "UNKNOWN_FIELD", "%.80s: not a field of POST /Enrollment/CSR",
+                      check.key);
+        json_decref(body);
+        return NULL;
     }
     char id[40];
     snprintf(id, sizeof id, "api-%lld", atomic_fetch_add(&srv->next_id, 1));
@@ -287,19 +276,8 @@ static json_t *pattern_json(const config *cfg, const config_pattern *p)
     json_t *out = json_deep_copy(p->raw);
     const char *drop[] = {
         "Template", "TemplateDefault", "AssociatedRoles", "CertificateAuthorities", "Id", NULL};
-    for (size_t i = 0; drop[i] != NULL; i++) {
-        json_t *v;
-        while ((v = json_get_ci(out, drop[i])) != NULL) {
-            const char *key;
-            json_t *value;
-            void *tmp;
-            json_object_foreach_safe(out, tmp, key, value)
-            {
-                if (strcasecmp(key, drop[i]) == 0)
-                    json_object_del(out, key);
-            }
-        }
-    }
+    for (size_t i = 0; drop[i] != NULL; i++)
+        jobj_del(out, drop[i]);
     json_object_set_new(out, "Id", json_integer(p->id));
     json_object_set_new(
         out, "Template",
@@ -366,23 +344,13 @@ static void add_pattern(server *srv, const api_call *call, api_answer *answer)
     }
     const config *old = srv->current->cfg;
     json_t *doc = json_deep_copy(old->doc);
-    json_t *patterns = json_get_ci(doc, "EnrollmentPatterns");
+    json_t *patterns = jobj_get(doc, "EnrollmentPatterns");
     long long id = 0;
     for (size_t i = 0; i < old->pattern_count; i++)
         if (old->patterns[i].id > id)
             id = old->patterns[i].id;
     id++;
-    json_t *v;
-    while ((v = json_get_ci(body, "Id")) != NULL) {
-        const char *key;
-        json_t *value;
-        void *tmp;
-        json_object_foreach_safe(body, tmp, key, value)
-        {
-            if (strcasecmp(key, "Id") == 0)
-                json_object_del(body, key);
-        }
-    }
+    jobj_del(body, "Id");
     json_object_set_new(body, "Id", json_integer(id));
     char prefix[64];
     int n = snprintf(prefix, sizeof prefix, "EnrollmentPatterns[%zu]", json_array_size(patterns));
