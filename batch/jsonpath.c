@@ -7,7 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
-void error_list_add(error_list *list, const char *code, const char *path, const char *fmt, ...)
+void error_list_add(error_list *list, hse_code code, const char *path, const char *fmt, ...)
 {
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 8;
@@ -81,7 +81,7 @@ void json_check_keys(const json_t *obj, const char *path, const char *const *kno
         }
         json_path_key(where, sizeof where, path, k);
         if (!found) {
-            error_list_add(errors, "CONFIG_UNKNOWN_KEY", where, "%s: unknown key", where);
+            error_list_add(errors, HSE_CONFIG_UNKNOWN_KEY, where, "%s: unknown key", where);
             continue;
         }
         /* The same key twice with different casing is ambiguous. */
@@ -90,7 +90,7 @@ void json_check_keys(const json_t *obj, const char *path, const char *const *kno
         json_object_foreach((json_t *)obj, k2, v2)
         {
             if (k2 != k && strcmp(k2, k) < 0 && strcasecmp(k2, k) == 0)
-                error_list_add(errors, "CONFIG_DUPLICATE_KEY", where,
+                error_list_add(errors, HSE_CONFIG_DUPLICATE_KEY, where,
                                "%s: given twice (as \"%s\" and \"%s\")", where, k2, k);
         }
     }
@@ -100,7 +100,7 @@ static bool wrong_type(const char *path, const char *key, const char *type, erro
 {
     char where[256];
     json_path_key(where, sizeof where, path, key);
-    error_list_add(errors, "CONFIG_TYPE", where, "%s: expected %s", where, type);
+    error_list_add(errors, HSE_CONFIG_TYPE, where, "%s: expected %s", where, type);
     return false;
 }
 

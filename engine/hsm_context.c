@@ -20,7 +20,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
     if (labels == NULL || ctx->tokens == NULL) {
         free(labels);
         free(ctx->tokens);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     /* Key tokens, then the other tokens the run needs, then the stores' tokens (opened when
@@ -54,8 +54,8 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         if (hsm_token_open(module, labels[i], pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
             ctx->token_count++;
         } else if (i < required || herr.rv != CKR_TOKEN_NOT_PRESENT) {
-            hsm_error_to_enroll(&herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? "HSM_TOKEN" : "HSM_LOGIN",
-                                err);
+            hsm_error_to_enroll(
+                &herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? HSE_HSM_TOKEN : HSE_HSM_LOGIN, err);
             rc = -1;
             break;
         }
@@ -102,7 +102,7 @@ int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
 }
 
 /* The wrapping key into each key token (new session objects; their handles in kek_handles). */
-static int import_kek(hsm_context *ctx, const char *code, enroll_error *err)
+static int import_kek(hsm_context *ctx, hse_code code, enroll_error *err)
 {
     for (size_t i = 0; i < ctx->key_token_count; i++) {
         hsm_session s;
@@ -126,30 +126,30 @@ int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, 
     ctx->kek_handles =
         calloc(ctx->key_token_count ? ctx->key_token_count : 1, sizeof *ctx->kek_handles);
     if (ctx->kek == NULL || ctx->kek_handles == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     mlock(ctx->kek, 32);
     if (kek != NULL)
         memcpy(ctx->kek, kek, 32);
     else if (RAND_priv_bytes(ctx->kek, 32) != 1) {
-        enroll_error_set(err, "HSM_EXPORT_FAILED", NULL, "no randomness for the wrapping key");
+        enroll_error_set(err, HSE_HSM_EXPORT_FAILED, NULL, "no randomness for the wrapping key");
         return -1;
     }
-    return import_kek(ctx, "HSM_EXPORT_FAILED", err);
+    return import_kek(ctx, HSE_HSM_EXPORT_FAILED, err);
 }
 
 int hsm_context_restart(hsm_context *ctx, enroll_error *err)
 {
     if (ctx->pin == NULL) {
-        enroll_error_set(err, "HSM_RESTART", NULL, "the module cannot be restarted");
+        enroll_error_set(err, HSE_HSM_RESTART, NULL, "the module cannot be restarted");
         return -1;
     }
     for (size_t i = 0; i < ctx->token_count; i++)
         hsm_token_close(&ctx->tokens[i]);
     hsm_error herr;
     if (hsm_module_restart(ctx->module, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
         ctx->token_count = 0;
         return -1;
     }
@@ -157,14 +157,14 @@ int hsm_context_restart(hsm_context *ctx, enroll_error *err)
         char label[sizeof ctx->tokens[i].desc.label];
         memcpy(label, ctx->tokens[i].desc.label, sizeof label);
         if (hsm_token_open(ctx->module, label, ctx->pin, &ctx->tokens[i], &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
             for (size_t k = 0; k < i; k++)
                 hsm_token_close(&ctx->tokens[k]);
             ctx->token_count = 0;
             return -1;
         }
     }
-    if (ctx->kek != NULL && import_kek(ctx, "HSM_RESTART", err) != 0)
+    if (ctx->kek != NULL && import_kek(ctx, HSE_HSM_RESTART, err) != 0)
         return -1;
     ctx->restarts++;
     return 0;

@@ -109,7 +109,7 @@ static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_err
     hsm_context_login_session(r->hsm, 0, s);
     hsm_error herr;
     if (hsm_storage_key(s, RECOVERY_STORAGE_KEY_LABEL, key, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
         return -1;
     }
     return 0;
@@ -121,7 +121,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     unsigned char id[16];
     if (rj == NULL || RAND_bytes(id, sizeof id) != 1) {
         journal_state_free(rj);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     hex_of(id, sizeof id, rj->run_id);
@@ -134,7 +134,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     if (storage_key(r, &s, &key, err) != 0 ||
         hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
         if (err->code[0] == '\0')
-            hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+            hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
         journal_state_free(rj);
         return -1;
     }
@@ -162,7 +162,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     json_decref(header);
     free(kek_b64);
     if (seq == 0 || journal_sync(rj->j, seq) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal %s", path);
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal %s", path);
         journal_close(rj->j);
         journal_state_free(rj);
         return -1;
@@ -272,7 +272,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
             hsm_error herr;
             long n = hsm_list_objects(&s, &classes[c], &handles, &herr);
             if (n < 0 && herr.rv == CKR_HOST_MEMORY) {
-                enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
                 return -1;
             }
             for (long i = 0; i < n; i++) {
@@ -309,7 +309,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
 {
     run_journal *rj = journal_state_new();
     if (rj == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     rj->resumed = true;
@@ -329,7 +329,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     idset_free(&failed);
     if (rc_read != 0 || rj->run_id[0] == '\0' || rc.kek_b64 == NULL) {
         if (err->code[0] == '\0' || rc_read == 0)
-            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+            enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "%s is not the journal of a run (no header)", path);
         free(rc.kek_b64);
         journal_state_free(rj);
@@ -338,7 +338,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     char shard[32];
     const char *mine = shard_format(&r->opt.shard, shard, sizeof shard);
     if (strcmp(rc.shard, mine ? mine : "") != 0) {
-        enroll_error_set(err, "SHARD_MISMATCH", NULL,
+        enroll_error_set(err, HSE_SHARD_MISMATCH, NULL,
                          "%s is the journal of %s%s, and this run is %s%s: resume with the same "
                          "--shard",
                          path, rc.shard[0] ? "shard " : "an unsharded run", rc.shard,
@@ -363,7 +363,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     free(enc);
     if (!ok) {
         if (err->code[0] == '\0')
-            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+            enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "the journal's wrapping key cannot be decrypted with this token's "
                              "storage key (another token, or the key was deleted)");
         if (kek != NULL)
@@ -416,7 +416,7 @@ static int forget_failed(const char *path, idset *failed, enroll_error *err)
     if (journal_close(cc.out) != 0 || rc != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         if (err->code[0] == '\0')
-            enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot rewrite the journal %s", path);
+            enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot rewrite the journal %s", path);
         return -1;
     }
     log_info("%zu failed request%s will be tried again", failed->count,
@@ -603,7 +603,7 @@ static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t
     if (e != NULL)
         j->err = *e;
     else
-        enroll_error_set(&j->err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+        enroll_error_set(&j->err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
     return -1;
 }
 
