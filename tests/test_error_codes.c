@@ -158,7 +158,8 @@ static size_t skip_literal(const char *s, size_t i)
     return s[i] ? i + 1 : i;
 }
 
-/* Counts calls in text whose code argument holds an upper-case string literal, and names them. */
+/* Counts the upper-case string literals in the code argument of calls in text, and names them
+ * (unless path is NULL). */
 static int scan_text(const char *path, const char *s)
 {
     int found = 0;
@@ -202,14 +203,14 @@ static int scan_text(const char *path, const char *s)
                 while (k < end - 1 && ((s[k] >= 'A' && s[k] <= 'Z') || s[k] == '_' ||
                                        (s[k] >= '0' && s[k] <= '9')))
                     k++;
-                if (k == end - 1 && end - j > 3) {
+                if (k == end - 1 && end - j > 3 && path != NULL) {
                     int line = 1;
                     for (size_t m = 0; m < j; m++)
                         line += s[m] == '\n';
                     fprintf(stderr, "%s:%d: a code as a string literal: %.*s\n", path, line,
                             (int)(end - j), s + j);
-                    found++;
                 }
+                found += k == end - 1 && end - j > 3;
                 j = end;
                 continue;
             }
@@ -263,12 +264,9 @@ static int scan_dir(const char *dir)
 static void test_no_literal_codes(void)
 {
     /* the scanner itself finds one */
-    CU_ASSERT_EQUAL(scan_text("(sample)", "x; enroll_error_set(err, \"DISK_FULL\", NULL, \"m\");"),
-                    1);
-    CU_ASSERT_EQUAL(
-        scan_text("(sample)", "error_list_add(l, c ? \"A_B\" : \"C_D\", \"F\", \"m\");"), 2);
-    CU_ASSERT_EQUAL(
-        scan_text("(sample)", "enroll_error_set(err, HSE_DISK_FULL, \"FIELD\", \"m\");"), 0);
+    CU_ASSERT_EQUAL(scan_text(NULL, "x; enroll_error_set(err, \"DISK_FULL\", NULL, \"m\");"), 1);
+    CU_ASSERT_EQUAL(scan_text(NULL, "error_list_add(l, c ? \"A_B\" : \"C_D\", \"F\", \"m\");"), 2);
+    CU_ASSERT_EQUAL(scan_text(NULL, "enroll_error_set(err, HSE_DISK_FULL, \"FIELD\", \"m\");"), 0);
     static const char *const dirs[] = {"formats", "batch", "ca",    "engine", "serve",
                                        "cli",     "fuzz",  "tests", "bench",  NULL};
     int found = 0;
