@@ -26,8 +26,9 @@ static const char *const top_keys[] = {"Hsm",
                                        "Roles",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
-static const char *const hsm_keys[] = {"Module",   "Tokens",    "Token",        "PinEnv", "PinFile",
-                                       "SoPinEnv", "SoPinFile", "RestartEvery", NULL};
+static const char *const hsm_keys[] = {"Module",   "Tokens",   "Token",       "PinEnv",
+                                       "PinFile",  "SoPinEnv", "SoPinFile",   "RestartEvery",
+                                       "InitArgs", "Profile",  "MaxSessions", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -221,6 +222,20 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     if (json_get_ci(hsm, "RestartEvery") != NULL && h->restart_every < 0)
         CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.RestartEvery",
                 "Hsm.RestartEvery: expected 0 (never) or a number of export keys");
+    json_opt_string(hsm, "InitArgs", "Hsm", &h->init_args, errors);
+    if (h->init_args == NULL && getenv("HSMENROLL_MODULE_INIT_ARGS") != NULL &&
+        *getenv("HSMENROLL_MODULE_INIT_ARGS"))
+        h->init_args = getenv("HSMENROLL_MODULE_INIT_ARGS");
+    json_opt_string(hsm, "Profile", "Hsm", &h->profile, errors);
+    if (h->profile != NULL && strcasecmp(h->profile, "auto") != 0 &&
+        strcasecmp(h->profile, "softhsm") != 0 && strcasecmp(h->profile, "standard") != 0)
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.Profile",
+                "Hsm.Profile: expected \"auto\", \"softhsm\" or \"standard\"");
+    json_opt_int(hsm, "MaxSessions", "Hsm", &h->max_sessions, errors);
+    if (h->max_sessions < 0)
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.MaxSessions",
+                "Hsm.MaxSessions: expected a number of sessions per token (0: as the token "
+                "states)");
     h->pin_file = resolve_path(cfg, h->pin_file);
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;

@@ -339,7 +339,7 @@ int cli_token(int argc, char **argv)
     if (label != NULL) {
         hsm_error herr;
         bool created = false;
-        s.module = hsm_module_load(s.cfg->hsm.module, &herr);
+        s.module = hsm_module_load_args(s.cfg->hsm.module, s.cfg->hsm.init_args, &herr);
         if (s.module == NULL) {
             hsm_error_to_enroll(&herr, HSE_HSM_MODULE, &err);
             goto done;

@@ -5,7 +5,6 @@
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
 #include <openssl/x509v3.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +14,7 @@
 #include "formats/dn.h"
 #include "formats/pubkey.h"
 #include "ca/hsm_signer.h"
+#include "engine/fault_hooks.h"
 #include "engine/key_import.h"
 #include "engine/recovery.h"
 #include "ca/local_ca.h"
@@ -63,13 +63,17 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
     hsm_error herr;
     const request_key *key = &j->req->key;
     if (j->pair.storage == HSM_STORAGE_WRAPPABLE) {
-        int rc = hsm_wrap_private_key(s, r->hsm->kek_handles[j->token], j->pair.private_key,
-                                      &j->wrapped_key, &j->wrapped_len, &herr);
+        int rc =
+            hsm_wrap_private_key_with(s, r->hsm->wrap_mechanism, r->hsm->kek_handles[j->token],
+                                      j->pair.private_key, &j->wrapped_key, &j->wrapped_len, &herr);
         if (rc == 0) {
             int unknown = EXPORT_UNKNOWN;
             atomic_compare_exchange_strong(&r->hsm->export_methods[key->algorithm], &unknown,
                                            EXPORT_WRAP);
-            j->export_kind = KEY_EXPORT_PKCS8;
+            j->export_kind = r->hsm->wrap_scheme == HSM_WRAP_RFC3394_PKCS7
+                                 ? KEY_EXPORT_PKCS8_KW_PKCS7
+                             : r->hsm->wrap_scheme == HSM_WRAP_CBC_PAD ? KEY_EXPORT_PKCS8_CBC_PAD
+                                                                       : KEY_EXPORT_PKCS8;
             return 0;
         }
         if ((herr.rv == CKR_KEY_NOT_WRAPPABLE || herr.rv == CKR_KEY_UNEXTRACTABLE) &&
@@ -84,6 +88,15 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
             return 1;
         }
         hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
+        if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_UNKNOWN) {
+            /* Never wrapped one of this type: the module cannot. The key is destroyed before
+             * any CA sees it, and later requests for this type are refused before keygen. */
+            atomic_store(&r->hsm->export_methods[key->algorithm], EXPORT_NONE);
+            snprintf(j->err.message, sizeof j->err.message,
+                     "this module cannot export %s keys (%.200s): use KeyStorage token",
+                     key_algorithm_name(key->algorithm), herr.message);
+            enroll_error_set_code(&j->err, HSE_HSM_CANNOT_EXPORT);
+        }
         return -1;
     }
     unsigned char *raw = NULL;
@@ -146,24 +159,57 @@ static int reopen_session(worker *w, size_t t)
     return 0;
 }
 
-/* Test hook: HSMENROLL_FAULT_SESSION_LOSS=N closes a worker's session under it before every
- * Nth key generation, as a module losing sessions would. */
-static void inject_session_loss(hsm_session *s)
-{
-    static long every = -1;
-    static _Atomic long count;
-    if (every < 0) {
-        const char *v = getenv("HSMENROLL_FAULT_SESSION_LOSS");
-        every = v ? atol(v) : 0;
-    }
-    if (every > 0 && atomic_fetch_add(&count, 1) % every == every - 1)
-        s->f->C_CloseSession(s->handle);
-}
-
 /* The CKA_LABEL of a request's key: the alias for a reenrollment, the Id otherwise. */
 static const char *key_label(const enroll_request *req)
 {
     return req->operation == OP_REENROLLMENT ? req->alias : req->id;
+}
+
+static EVP_PKEY *unwrap_key(run *r, job *j);
+
+/* Refuses, before any key is made, what the key token cannot do: generate this key type, or
+ * (export keys) let it out. The wrapping key is made here by the first export request. */
+static int check_capabilities(run *r, job *j, const hsm_key_spec *spec, bool export_key)
+{
+    char why[300];
+    if (!hsm_context_can_generate(r->hsm, j->token, spec, why, sizeof why)) {
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_GENERATE, "KeyType", "%s", why);
+        return -1;
+    }
+    if (!export_key)
+        return 0;
+    const request_key *key = &j->req->key;
+    if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_NONE) {
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage",
+                         "this module cannot export %s keys: use KeyStorage token",
+                         key_algorithm_name(key->algorithm));
+        return -1;
+    }
+    if (!hsm_context_can_export(r->hsm, why, sizeof why)) {
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage", "%s", why);
+        return -1;
+    }
+    return hsm_context_export_ready(r->hsm, recovery_note_kek, r, &j->err);
+}
+
+/* The export round trip, proven before the CSR goes anywhere: the wrapped key unwraps in process
+ * to the private half of the public key the token gave. */
+static int prove_export(run *r, job *j, EVP_PKEY *pub)
+{
+    EVP_PKEY *priv = unwrap_key(r, j);
+    int same = priv != NULL ? EVP_PKEY_eq(priv, pub) : 0;
+    EVP_PKEY_free(priv);
+    if (same == 1)
+        return 0;
+    const request_key *key = &j->req->key;
+    atomic_store(&r->hsm->export_methods[key->algorithm], EXPORT_NONE);
+    char detail[200];
+    snprintf(detail, sizeof detail, "%.150s", priv == NULL ? j->err.message : "another key");
+    enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage",
+                     "this module cannot export %s keys: what it wrapped does not unwrap to the "
+                     "generated key (%s): use KeyStorage token",
+                     key_algorithm_name(key->algorithm), detail);
+    return -1;
 }
 
 static int generate(worker *w, job *j)
@@ -174,6 +220,8 @@ static int generate(worker *w, job *j)
     hsm_key_spec spec = enroll_hsm_spec(&req->key);
     bool export_key = req->storage == STORAGE_EXPORT;
     hsm_error herr;
+    if (check_capabilities(r, j, &spec, export_key) != 0)
+        return -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         hsm_key_storage storage = HSM_STORAGE_TOKEN;
         if (export_key)
@@ -182,7 +230,7 @@ static int generate(worker *w, job *j)
                           : HSM_STORAGE_WRAPPABLE;
         uint64_t t0 = run_clock_ns();
         const unsigned char *id = r->journal != NULL ? j->key_id : NULL;
-        inject_session_loss(s);
+        fault_session_loss(s);
         int made =
             hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair, &herr);
         if (made != 0 && session_lost(herr.rv) && reopen_session(w, j->token) == 0)
@@ -215,6 +263,10 @@ static int generate(worker *w, job *j)
     EVP_PKEY *pub = hsm_keypair_public(&j->pair, &j->err);
     if (pub == NULL)
         return -1;
+    if (export_key && prove_export(r, j, pub) != 0) {
+        EVP_PKEY_free(pub);
+        return -1; /* the key pair goes at cleanup: no CSR was made */
+    }
     signer sg;
     hsm_signer_ctx ctx;
     hsm_signer_init(&sg, &ctx, s, j->pair.private_key, sig_alg_for_key(pub));
@@ -232,17 +284,6 @@ static int generate(worker *w, job *j)
                                     CKO_PRIVATE_KEY);
     }
     return 0;
-}
-
-/* Test hook for the crash tests: HSMENROLL_FAULT_KILL=<point> kills the process with SIGKILL when
- * a reenrollment reaches that point of its swap. Read once; nothing happens without it. */
-static void fault_point(const char *point)
-{
-    static const char *wanted = (const char *)-1;
-    if (wanted == (const char *)-1)
-        wanted = getenv("HSMENROLL_FAULT_KILL");
-    if (wanted != NULL && strcmp(wanted, point) == 0)
-        raise(SIGKILL);
 }
 
 /* Reenrollment: the new key goes into the store's token, labelled with the alias next to the
@@ -463,6 +504,10 @@ static EVP_PKEY *unwrap_key(run *r, job *j)
 {
     if (j->export_kind == KEY_EXPORT_PKCS8)
         return privkey_unwrap_pkcs8(r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
+    if (j->export_kind == KEY_EXPORT_PKCS8_KW_PKCS7 || j->export_kind == KEY_EXPORT_PKCS8_CBC_PAD)
+        return privkey_unwrap_scheme(
+            j->export_kind == KEY_EXPORT_PKCS8_CBC_PAD ? KEYWRAP_CBC_PAD : KEYWRAP_RFC3394_PKCS7,
+            r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
     unsigned char *raw;
     size_t len;
     if (kwp_unwrap(r->hsm->kek, j->wrapped_key, j->wrapped_len, &raw, &len, &j->err) != 0)

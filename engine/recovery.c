@@ -125,25 +125,9 @@ int recovery_start(run *r, const char *path, enroll_error *err)
         return -1;
     }
     hex_of(id, sizeof id, rj->run_id);
-    /* The run's wrapping key, encrypted by a key that never leaves the token. */
-    hsm_session s;
-    CK_OBJECT_HANDLE key;
-    unsigned char *enc = NULL;
-    size_t enc_len = 0;
-    hsm_error herr;
-    if (storage_key(r, &s, &key, err) != 0 ||
-        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
-        if (err->code[0] == '\0')
-            hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
-        journal_state_free(rj);
-        return -1;
-    }
-    char *kek_b64 = base64_encode(enc, enc_len);
-    free(enc);
     unlink(path); /* --force: the old run's journal goes with its results */
     rj->j = journal_create(path, err);
     if (rj->j == NULL) {
-        free(kek_b64);
         journal_state_free(rj);
         return -1;
     }
@@ -153,14 +137,13 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *header =
-        json_pack("{s:s, s:s?, s:s, s:s, s:s}", "RunId", rj->run_id, "Kek", kek_b64, "KeyToken",
+        json_pack("{s:s, s:s, s:s, s:s}", "RunId", rj->run_id, "KeyToken",
                   r->hsm->tokens[0].desc.label, "Batch", r->opt.batch_path, "Created", now);
     char shard[32];
     if (shard_format(&r->opt.shard, shard, sizeof shard) != NULL)
         json_object_set_new(header, "Shard", json_string(shard));
     uint64_t seq = journal_append(rj->j, "H", header);
     json_decref(header);
-    free(kek_b64);
     if (seq == 0 || journal_sync(rj->j, seq) != 0) {
         enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal %s", path);
         journal_close(rj->j);
@@ -168,6 +151,40 @@ int recovery_start(run *r, const char *path, enroll_error *err)
         return -1;
     }
     r->journal = rj;
+    return 0;
+}
+
+int recovery_note_kek(void *arg, enroll_error *err)
+{
+    run *r = arg;
+    if (r->journal == NULL)
+        return 0;
+    /* The run's wrapping key, encrypted by a key that never leaves the token, on disk before any
+     * key wrapped under it is journaled. */
+    hsm_session s;
+    CK_OBJECT_HANDLE key;
+    unsigned char *enc = NULL;
+    size_t enc_len = 0;
+    hsm_error herr;
+    if (storage_key(r, &s, &key, err) != 0 ||
+        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
+        if (err->code[0] == '\0')
+            hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
+        snprintf(err->message + strlen(err->message), sizeof err->message - strlen(err->message),
+                 "; the journal cannot keep the wrapping key (run with --no-journal to export "
+                 "without crash recovery)");
+        return -1;
+    }
+    char *kek_b64 = base64_encode(enc, enc_len);
+    free(enc);
+    json_t *rec = json_pack("{s:s}", "Kek", kek_b64 ? kek_b64 : "");
+    free(kek_b64);
+    uint64_t seq = journal_append(r->journal->j, "W", rec);
+    json_decref(rec);
+    if (seq == 0 || journal_sync(r->journal->j, seq) != 0) {
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
+        return -1;
+    }
     return 0;
 }
 
@@ -212,17 +229,25 @@ static int visit(void *ctx, const char *type, json_t *rec)
     if (strcmp(type, "H") == 0) {
         const char *run_id = json_string_value(json_object_get(rec, "RunId"));
         const char *kek = json_string_value(json_object_get(rec, "Kek"));
-        if (run_id == NULL || strlen(run_id) != 32 || kek == NULL)
+        if (run_id == NULL || strlen(run_id) != 32)
             return -1;
         snprintf(rj->run_id, sizeof rj->run_id, "%s", run_id);
         const char *shard = json_string_value(json_object_get(rec, "Shard"));
         snprintf(rc->shard, sizeof rc->shard, "%s", shard ? shard : "");
         free(rc->kek_b64);
-        rc->kek_b64 = strdup(kek);
+        rc->kek_b64 = kek ? strdup(kek) : NULL; /* older journals: in the header */
         return 0;
     }
     if (rj->run_id[0] == '\0')
-        return -1; /* records before any header */
+        return -1;                /* records before any header */
+    if (strcmp(type, "W") == 0) { /* the wrapping key, made by the first export request */
+        const char *kek = json_string_value(json_object_get(rec, "Kek"));
+        if (kek == NULL)
+            return -1;
+        free(rc->kek_b64);
+        rc->kek_b64 = strdup(kek);
+        return 0;
+    }
     if (rc->failed != NULL && id != NULL && idset_contains(rc->failed, id))
         return 0; /* retried from the start */
     if (strcmp(type, "D") == 0) {
@@ -327,7 +352,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     if (rc_read == 0)
         rc_read = journal_read(path, visit, &rc, &good, &torn, err);
     idset_free(&failed);
-    if (rc_read != 0 || rj->run_id[0] == '\0' || rc.kek_b64 == NULL) {
+    if (rc_read != 0 || rj->run_id[0] == '\0') {
         if (err->code[0] == '\0' || rc_read == 0)
             enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "%s is not the journal of a run (no header)", path);
@@ -351,30 +376,35 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         log_warning("the journal %s ends with %lld bytes of a torn or corrupt record: cut back to "
                     "the last good record",
                     path, (long long)torn);
-    /* The wrapping key of the interrupted run, decrypted by the token's storage key. */
-    hsm_session s;
-    CK_OBJECT_HANDLE key;
-    size_t enc_len = 0, kek_len = 0;
-    unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
-    free(rc.kek_b64);
-    hsm_error herr;
-    int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
-             hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 && kek_len == 32;
-    free(enc);
-    if (!ok) {
-        if (err->code[0] == '\0')
-            enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
-                             "the journal's wrapping key cannot be decrypted with this token's "
-                             "storage key (another token, or the key was deleted)");
-        if (kek != NULL)
-            OPENSSL_cleanse(kek, kek_len);
+    /* The wrapping key of the interrupted run (when it made one), decrypted by the token's
+     * storage key. */
+    int prepared = 0;
+    if (rc.kek_b64 != NULL) {
+        hsm_session s;
+        CK_OBJECT_HANDLE key;
+        size_t enc_len = 0, kek_len = 0;
+        unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
+        free(rc.kek_b64);
+        hsm_error herr;
+        int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
+                 hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 &&
+                 kek_len == 32;
+        free(enc);
+        if (!ok) {
+            if (err->code[0] == '\0')
+                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
+                                 "the journal's wrapping key cannot be decrypted with this "
+                                 "token's storage key (another token, or the key was deleted)");
+            if (kek != NULL)
+                OPENSSL_cleanse(kek, kek_len);
+            free(kek);
+            journal_state_free(rj);
+            return -1;
+        }
+        prepared = hsm_context_prepare_export_with(r->hsm, kek, err);
+        OPENSSL_cleanse(kek, kek_len);
         free(kek);
-        journal_state_free(rj);
-        return -1;
     }
-    int prepared = hsm_context_prepare_export_with(r->hsm, kek, err);
-    OPENSSL_cleanse(kek, kek_len);
-    free(kek);
     if (prepared != 0 || index_token_keys(r, rj, err) != 0 ||
         (rj->j = journal_reopen(path, good, err)) == NULL) {
         journal_state_free(rj);

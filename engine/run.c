@@ -12,6 +12,7 @@
 
 #include "batch/log.h"
 #include "ca/connector.h"
+#include "engine/fault_hooks.h"
 #include "engine/pipeline.h"
 #include "engine/recovery.h"
 #include "engine/run_state.h"
@@ -27,6 +28,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     }
     r->entered_ns = run_clock_ns();
     r->out.fd = -1;
+    fault_hooks_load();
     r->opt = *opt;
     if (r->opt.inflight <= 0)
         r->opt.inflight = 64;
@@ -84,9 +86,8 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     if (r->opt.resume) {
         if (recovery_resume(r, r->journal_path, r->opt.retry_failed, err) != 0)
             return -1;
-    } else if (hsm_context_prepare_export(&s->hsm, err) != 0 ||
-               (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0)) {
-        return -1;
+    } else if (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0) {
+        return -1; /* the wrapping key is made by the first export request, if any */
     }
     r->ca.cfg = r->cfg;
     r->ca.tokens = r->hsm->tokens;

@@ -152,8 +152,18 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
         return -1;
     }
     const config_hsm *h = &s->cfg->hsm;
-    char *pin = get_pin(h->pin_env, h->pin_file, "user PIN", true, 16, err);
-    char *so_pin = pin ? get_pin(h->so_pin_env, h->so_pin_file, "SO PIN", true, 24, err) : NULL;
+    /* Generated PINs fit the token's PIN length range (openCryptoki: 4 to 8). */
+    size_t user_len = 16, so_len = 24;
+    CK_SLOT_ID slot;
+    hsm_caps caps;
+    if (hsm_module_free_slot(s->module, &slot, &herr) == 0 &&
+        hsm_caps_probe(s->module, slot, &caps, &herr) == 0) {
+        user_len = hsm_caps_pin_length(&caps, user_len);
+        so_len = hsm_caps_pin_length(&caps, so_len);
+        hsm_caps_free(&caps);
+    }
+    char *pin = get_pin(h->pin_env, h->pin_file, "user PIN", true, user_len, err);
+    char *so_pin = pin ? get_pin(h->so_pin_env, h->so_pin_file, "SO PIN", true, so_len, err) : NULL;
     int rc = -1;
     if (pin != NULL && so_pin != NULL) {
         if (hsm_module_init_token(s->module, label, so_pin, pin, &desc, &herr) == 0) {
@@ -200,7 +210,7 @@ static size_t ca_tokens(const config *cfg, const char **out, size_t max)
 int setup_module(engine_setup *s, bool create_missing, enroll_error *err)
 {
     hsm_error herr;
-    s->module = hsm_module_load(s->cfg->hsm.module, &herr);
+    s->module = hsm_module_load_args(s->cfg->hsm.module, s->cfg->hsm.init_args, &herr);
     if (s->module == NULL) {
         hsm_error_to_enroll(&herr, HSE_HSM_MODULE, err);
         return -1;

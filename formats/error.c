@@ -19,6 +19,14 @@ void enroll_error_set(enroll_error *err, hse_code code, const char *field, const
     va_end(ap);
 }
 
+void enroll_error_set_code(enroll_error *err, hse_code code)
+{
+    if (err == NULL)
+        return;
+    err->code_id = code;
+    snprintf(err->code, sizeof err->code, "%s", code != HSE_NONE ? hse_code_name(code) : "ERROR");
+}
+
 void enroll_error_clear(enroll_error *err)
 {
     if (err != NULL)

@@ -20,6 +20,9 @@ typedef struct enroll_error {
 void enroll_error_set(enroll_error *err, hse_code code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Changes only the code of err (if not NULL), keeping its field and message. */
+void enroll_error_set_code(enroll_error *err, hse_code code);
+
 /* Clears err to the empty state (code ""). */
 void enroll_error_clear(enroll_error *err);
 

@@ -9,6 +9,7 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -290,6 +291,89 @@ EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char 
     unsigned char *plain;
     size_t len;
     if (kwp_unwrap(kek, wrapped, wrapped_len, &plain, &len, err) != 0)
+        return NULL;
+    EVP_PKEY *key = privkey_from_pkcs8(plain, len, err);
+    OPENSSL_cleanse(plain, len);
+    free(plain);
+    return key;
+}
+
+/* One OpenSSL cipher pass (decrypt) over in; padding as the cipher defines it. */
+static int cipher_open(const EVP_CIPHER *cipher, const unsigned char kek[32],
+                       const unsigned char *iv, bool pad, const unsigned char *in, size_t in_len,
+                       unsigned char **out, size_t *out_len)
+{
+    size_t cap = in_len + 32;
+    unsigned char *buf = malloc(cap);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len1 = 0, len2 = 0, ok = 0;
+    if (buf != NULL && ctx != NULL) {
+        EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+        ok = EVP_DecryptInit_ex(ctx, cipher, NULL, kek, iv) == 1 &&
+             EVP_CIPHER_CTX_set_padding(ctx, pad ? 1 : 0) == 1 &&
+             EVP_DecryptUpdate(ctx, buf, &len1, in, (int)in_len) == 1 &&
+             EVP_DecryptFinal_ex(ctx, buf + len1, &len2) == 1;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        if (buf != NULL) {
+            OPENSSL_cleanse(buf, cap);
+            free(buf);
+        }
+        return -1;
+    }
+    *out = buf;
+    *out_len = (size_t)(len1 + len2);
+    return 0;
+}
+
+int key_unwrap(key_wrap_scheme scheme, const unsigned char kek[32], const unsigned char *in,
+               size_t in_len, unsigned char **out, size_t *out_len, enroll_error *err)
+{
+    int rc = -1;
+    const char *what = "AES-KWP";
+    *out = NULL;
+    if (scheme == KEYWRAP_RFC5649)
+        return kwp_unwrap(kek, in, in_len, out, out_len, err);
+    if (scheme == KEYWRAP_RFC3394_PKCS7) {
+        what = "AES key wrap over PKCS#7 padding";
+        rc = in_len >= 24 && in_len % 8 == 0
+                 ? cipher_open(EVP_aes_256_wrap(), kek, NULL, false, in, in_len, out, out_len)
+                 : -1;
+        if (rc == 0) {
+            /* PKCS#7 padding to the AES block: 1 to 16 bytes, each the count. */
+            unsigned pad = *out_len > 0 ? (*out)[*out_len - 1] : 0;
+            bool good = pad >= 1 && pad <= 16 && pad <= *out_len;
+            for (unsigned i = 1; good && i <= pad; i++)
+                good = (*out)[*out_len - i] == pad;
+            if (good) {
+                *out_len -= pad;
+            } else {
+                OPENSSL_cleanse(*out, *out_len);
+                free(*out);
+                *out = NULL;
+                rc = -1;
+            }
+        }
+    } else if (scheme == KEYWRAP_CBC_PAD) {
+        what = "AES-CBC-PAD";
+        rc = in_len > 16
+                 ? cipher_open(EVP_aes_256_cbc(), kek, in, true, in + 16, in_len - 16, out, out_len)
+                 : -1;
+    }
+    if (rc != 0) {
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot unwrap the exported key (%s)", what);
+        enroll_error_add_openssl(err);
+    }
+    return rc;
+}
+
+EVP_PKEY *privkey_unwrap_scheme(key_wrap_scheme scheme, const unsigned char kek[32],
+                                const unsigned char *wrapped, size_t wrapped_len, enroll_error *err)
+{
+    unsigned char *plain;
+    size_t len;
+    if (key_unwrap(scheme, kek, wrapped, wrapped_len, &plain, &len, err) != 0)
         return NULL;
     EVP_PKEY *key = privkey_from_pkcs8(plain, len, err);
     OPENSSL_cleanse(plain, len);
