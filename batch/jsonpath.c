@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void error_list_add(error_list *list, const char *code, const char *path, const char *fmt, ...)
+void error_list_add(error_list *list, hse_code code, const char *path, const char *fmt, ...)
 {
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 8;
@@ -54,7 +54,7 @@ void json_check_keys(const json_t *obj, const char *path, const char *const *kno
     while (jobj_check_keys(obj, known, &check)) {
         if (check.known_index < 0) {
             json_path_key(where, sizeof where, path, check.key);
-            error_list_add(errors, "CONFIG_UNKNOWN_KEY", where, "%s: unknown key", where);
+            error_list_add(errors, HSE_CONFIG_UNKNOWN_KEY, where, "%s: unknown key", where);
             continue;
         }
         /* The same key twice with different casing is ambiguous. */
@@ -62,7 +62,7 @@ void json_check_keys(const json_t *obj, const char *path, const char *const *kno
         const char *lower = first_is_lower ? check.first : check.key;
         const char *upper = first_is_lower ? check.key : check.first;
         json_path_key(where, sizeof where, path, upper);
-        error_list_add(errors, "CONFIG_DUPLICATE_KEY", where,
+        error_list_add(errors, HSE_CONFIG_DUPLICATE_KEY, where,
                        "%s: given twice (as \"%s\" and \"%s\")", where, lower, upper);
     }
 }
@@ -71,7 +71,7 @@ static bool wrong_type(const char *path, const char *key, const char *type, erro
 {
     char where[256];
     json_path_key(where, sizeof where, path, key);
-    error_list_add(errors, "CONFIG_TYPE", where, "%s: expected %s", where, type);
+    error_list_add(errors, HSE_CONFIG_TYPE, where, "%s: expected %s", where, type);
     return false;
 }
 

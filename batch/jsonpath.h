@@ -16,7 +16,7 @@ typedef struct error_list {
     size_t count, cap;
 } error_list;
 
-void error_list_add(error_list *list, const char *code, const char *path, const char *fmt, ...)
+void error_list_add(error_list *list, hse_code code, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void error_list_free(error_list *list);
 

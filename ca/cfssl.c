@@ -30,7 +30,7 @@ void cfssl_answer(net_ca *nc, ca_submission *sub, const http_request *req)
     if (!json_is_true(json_object_get(doc, "success")) || pem == NULL) {
         const char *why = json_string_value(
             json_object_get(json_array_get(json_object_get(doc, "errors"), 0), "message"));
-        enroll_error_set(&sub->answer.err, "CA_BAD_ANSWER", NULL, "CA \"%s\": %s", nc->cfg->name,
+        enroll_error_set(&sub->answer.err, HSE_CA_BAD_ANSWER, NULL, "CA \"%s\": %s", nc->cfg->name,
                          why ? why : "the answer holds no certificate");
         sub->answer.failed = true;
     } else {
@@ -49,7 +49,7 @@ static json_t *hosts_of(const GENERAL_NAMES *sans, enroll_error *err)
         char *colon = text ? strchr(text, ':') : NULL;
         if (colon == NULL || strncmp(text, "ms_ntprincipalname:", 19) == 0 ||
             strncmp(text, "registeredid:", 13) == 0) {
-            enroll_error_set(err, "CA_UNSUPPORTED", "SANs",
+            enroll_error_set(err, HSE_CA_UNSUPPORTED, "SANs",
                              "a cfssl CA certifies only dns, ip4, ip6, rfc822 and uri SANs");
             free(text);
             json_decref(hosts);

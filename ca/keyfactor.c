@@ -39,7 +39,7 @@ void keyfactor_answer(net_ca *nc, ca_submission *sub, const http_request *req)
     json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
     json_t *info = jobj_get(doc, "CertificateInformation");
     if (!json_is_object(info)) {
-        enroll_error_set(&a->err, "CA_BAD_ANSWER", NULL,
+        enroll_error_set(&a->err, HSE_CA_BAD_ANSWER, NULL,
                          "CA \"%s\": the answer has no CertificateInformation object",
                          nc->cfg->name);
         a->failed = true;

@@ -97,7 +97,7 @@ static X509 *make_ca_cert(const char *subject_text, X509 *issuer, EVP_PKEY *pub,
         !add_conf_ext(cert, issuer, NID_subject_key_identifier, "hash") ||
         (issuer != NULL &&
          !add_conf_ext(cert, issuer, NID_authority_key_identifier, "keyid:always"))) {
-        enroll_error_set(err, "CA_INIT_FAILED", NULL, "cannot build the CA certificate %s",
+        enroll_error_set(err, HSE_CA_INIT_FAILED, NULL, "cannot build the CA certificate %s",
                          subject_text);
         enroll_error_add_openssl(err);
         goto done;
@@ -139,11 +139,11 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
                     enroll_error *err)
 {
     if (local_ca_exists(home)) {
-        enroll_error_set(err, "CA_EXISTS", NULL, "%s already holds a CA (ca.json)", home);
+        enroll_error_set(err, HSE_CA_EXISTS, NULL, "%s already holds a CA (ca.json)", home);
         return -1;
     }
     if (mkdir(home, 0700) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "CA_INIT_FAILED", NULL, "cannot create %s: %s", home,
+        enroll_error_set(err, HSE_CA_INIT_FAILED, NULL, "cannot create %s: %s", home,
                          strerror(errno));
         return -1;
     }
@@ -160,7 +160,7 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
                              &herr) != 0 ||
         hsm_generate_keypair(session, &opt->issuing_key, HSM_STORAGE_TOKEN, ISSUING_LABEL,
                              &issuing_pair, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "CA_INIT_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_CA_INIT_FAILED, err);
         goto done;
     }
     root_pub = hsm_keypair_public(&root_pair, err);
@@ -246,7 +246,7 @@ static X509 *read_cert(const char *home, const char *name, enroll_error *err)
     FILE *f = p ? fopen(p, "r") : NULL;
     X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
     if (cert == NULL)
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot read the CA certificate %s",
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot read the CA certificate %s",
                          p ? p : name);
     if (f != NULL)
         fclose(f);
@@ -405,9 +405,9 @@ int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
                              sizeof ca->issuing_key_id, NULL, found, 2, &herr);
     if (n != 1) {
         if (n < 0)
-            hsm_error_to_enroll(&herr, "CA_UNAVAILABLE", err);
+            hsm_error_to_enroll(&herr, HSE_CA_UNAVAILABLE, err);
         else
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                              "the issuing CA key %s is %s in token \"%s\"",
                              ca->issuing_key_uri ? ca->issuing_key_uri : "(no URI)",
                              n == 0 ? "missing" : "not unique", session->token->desc.label);
@@ -427,7 +427,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     json_t *state = p ? json_load_file(p, 0, &jerr) : NULL;
     free(p);
     if (state == NULL) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "no embedded CA in %s (run `hsmenroll ca init`)", home);
         return -1;
     }
@@ -442,11 +442,12 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
                             sizeof ca->issuing_key_id);
     json_decref(state);
     if (bad_id) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s/ca.json has no valid IssuingKeyId", home);
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s/ca.json has no valid IssuingKeyId",
+                         home);
         return -1;
     }
     if (token != NULL && strcmp(ca->token_label, session->token->desc.label) != 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "the embedded CA's keys are in token \"%s\", not \"%s\"", ca->token_label,
                          session->token->desc.label);
         return -1;
@@ -472,7 +473,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->ext_eku = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "serverAuth,clientAuth");
     ca->ext_aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
     if (ca->ext_basic == NULL || ca->ext_eku == NULL || ca->ext_aki == NULL) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot prepare the CA's extensions");
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot prepare the CA's extensions");
         enroll_error_add_openssl(err);
         return -1;
     }
@@ -480,7 +481,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->log = p ? fopen(p, "a+e") : NULL;
     free(p);
     if (ca->log == NULL) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot open %s/issued.ndjson: %s", home,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot open %s/issued.ndjson: %s", home,
                          strerror(errno));
         return -1;
     }
@@ -571,7 +572,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
     if (pub == NULL || X509_REQ_verify(csr, pub) != 1) {
         ERR_clear_error();
-        enroll_error_set(err, "CA_REJECTED", NULL,
+        enroll_error_set(err, HSE_CA_REJECTED, NULL,
                          "the request's signature does not verify (no proof of possession)");
         return -1;
     }
@@ -597,7 +598,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                 return 0;
             }
             X509_free(earlier);
-            enroll_error_set(err, "CA_DUPLICATE_REQUEST", NULL,
+            enroll_error_set(err, HSE_CA_DUPLICATE_REQUEST, NULL,
                              "request %s of run %s was issued before for another key",
                              params->request_id, params->run_id);
             return -1;
@@ -617,7 +618,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
          X509_add_ext(cert, ca->ext_eku, -1) && add_subject_key_id(cert, pub) &&
          X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans);
     if (!ok) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot build the certificate");
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot build the certificate");
         enroll_error_add_openssl(err);
         X509_free(cert);
         return -1;
@@ -677,7 +678,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     OPENSSL_free(serial_hex);
     BN_free(serial);
     if (!logged) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL,
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL,
                          "cannot record the issuance in %s/issued.ndjson", ca->home);
         X509_free(out->cert);
         out->cert = NULL;

@@ -42,7 +42,7 @@ static long entry_number(const config_ca *cfg, const char *key, long fallback, l
     if (v == NULL)
         return fallback;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.%s: must be a number from %ld to %ld",
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.%s: must be a number from %ld to %ld",
                          where, key, min, max);
         *bad = 1;
         return fallback;
@@ -75,13 +75,13 @@ static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
         if (has_unknown && position == unknown.position)
             break;
         if (!json_is_string(v)) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.Auth.%s: must be a string", where, k);
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.Auth.%s: must be a string", where, k);
             return -1;
         }
         position++;
     }
     if (has_unknown) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.Auth.%s: unknown key", where,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.Auth.%s: unknown key", where,
                          unknown.key);
         return -1;
     }
@@ -100,7 +100,7 @@ static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
         return nc->authorization ? 0 : -1;
     }
     if (type == NULL || strcasecmp(type, "Basic") != 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "%s.Auth.Type: must be \"Basic\" or \"Bearer\"", where);
         return -1;
     }
@@ -155,7 +155,7 @@ static int read_chain_file(net_ca *nc, const char *where, enroll_error *err)
         BIO_free(bio);
     }
     if (nc->chain == NULL || sk_X509_num(nc->chain) == 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.ChainFile: no certificate in %s", where,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.ChainFile: no certificate in %s", where,
                          path);
         free(path);
         return -1;
@@ -247,7 +247,7 @@ void *net_connector_open(ca_connector *conn, ca_env *env, size_t state_size, enr
 {
     net_ca *nc = calloc(1, state_size);
     if (nc == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
     if (net_ca_open(nc, conn->cfg, env, err) != 0) {
@@ -284,7 +284,7 @@ submit_status net_ca_submit(net_ca *nc, ca_submission *sub, const char *path, js
     free(text);
     if (req == NULL) {
         free(call);
-        enroll_error_set(&sub->answer.err, "OUT_OF_MEMORY", NULL,
+        enroll_error_set(&sub->answer.err, HSE_OUT_OF_MEMORY, NULL,
                          "cannot prepare the request to CA \"%s\"", nc->cfg->name);
         sub->answer.failed = true;
         return SUBMIT_DONE;
@@ -331,7 +331,7 @@ int net_take_certificates(net_ca *nc, ca_submission *sub, STACK_OF(X509) * certs
             leaf = i;
     if (leaf < 0) {
         sk_X509_pop_free(certs, X509_free);
-        enroll_error_set(&sub->answer.err, "CA_BAD_ANSWER", NULL,
+        enroll_error_set(&sub->answer.err, HSE_CA_BAD_ANSWER, NULL,
                          "CA \"%s\": the answer holds no certificate for the request's key",
                          nc->cfg->name);
         sub->answer.failed = true;

@@ -91,7 +91,7 @@ static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_err
     hsm_context_login_session(r->hsm, 0, s);
     hsm_error herr;
     if (hsm_storage_key(s, RECOVERY_STORAGE_KEY_LABEL, key, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
         return -1;
     }
     return 0;
@@ -103,7 +103,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     unsigned char id[16];
     if (rj == NULL || RAND_bytes(id, sizeof id) != 1) {
         journal_state_free(rj);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     hex_encode(id, sizeof id, rj->run_id, sizeof rj->run_id, false);
@@ -127,7 +127,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     uint64_t seq = journal_append(rj->j, "H", header);
     json_decref(header);
     if (seq == 0 || journal_sync(rj->j, seq) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal %s", path);
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal %s", path);
         journal_close(rj->j);
         journal_state_free(rj);
         return -1;
@@ -151,7 +151,7 @@ int recovery_note_kek(void *arg, enroll_error *err)
     if (storage_key(r, &s, &key, err) != 0 ||
         hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
         if (err->code[0] == '\0')
-            hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+            hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
         snprintf(err->message + strlen(err->message), sizeof err->message - strlen(err->message),
                  "; the journal cannot keep the wrapping key (run with --no-journal to export "
                  "without crash recovery)");
@@ -164,7 +164,7 @@ int recovery_note_kek(void *arg, enroll_error *err)
     uint64_t seq = journal_append(r->journal->j, "W", rec);
     json_decref(rec);
     if (seq == 0 || journal_sync(r->journal->j, seq) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
         return -1;
     }
     return 0;
@@ -279,7 +279,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
             hsm_error herr;
             long n = hsm_list_objects(&s, &classes[c], &handles, &herr);
             if (n < 0 && herr.rv == CKR_HOST_MEMORY) {
-                enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
                 return -1;
             }
             for (long i = 0; i < n; i++) {
@@ -316,7 +316,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
 {
     run_journal *rj = journal_state_new();
     if (rj == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     rj->resumed = true;
@@ -336,7 +336,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     idset_free(&failed);
     if (rc_read != 0 || rj->run_id[0] == '\0') {
         if (err->code[0] == '\0' || rc_read == 0)
-            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+            enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "%s is not the journal of a run (no header)", path);
         free(rc.kek_b64);
         journal_state_free(rj);
@@ -345,7 +345,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     char shard[32];
     const char *mine = shard_format(&r->opt.shard, shard, sizeof shard);
     if (strcmp(rc.shard, mine ? mine : "") != 0) {
-        enroll_error_set(err, "SHARD_MISMATCH", NULL,
+        enroll_error_set(err, HSE_SHARD_MISMATCH, NULL,
                          "%s is the journal of %s%s, and this run is %s%s: resume with the same "
                          "--shard",
                          path, rc.shard[0] ? "shard " : "an unsharded run", rc.shard,
@@ -374,7 +374,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         free(enc);
         if (!ok) {
             if (err->code[0] == '\0')
-                enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                                  "the journal's wrapping key cannot be decrypted with this "
                                  "token's storage key (another token, or the key was deleted)");
             if (kek != NULL)
@@ -428,7 +428,7 @@ static int forget_failed(const char *path, idset *failed, enroll_error *err)
     if (journal_close(cc.out) != 0 || rc != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         if (err->code[0] == '\0')
-            enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot rewrite the journal %s", path);
+            enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot rewrite the journal %s", path);
         return -1;
     }
     log_info("%zu failed request%s will be tried again", failed->count,
@@ -618,7 +618,7 @@ static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t
     if (e != NULL)
         j->err = *e;
     else
-        enroll_error_set(&j->err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+        enroll_error_set(&j->err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
     return -1;
 }
 

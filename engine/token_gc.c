@@ -71,7 +71,7 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
         }
         free(handles);
         if (n < 0) {
-            hsm_error_to_enroll(&herr, "HSM_ERROR", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_ERROR, err);
             json_decref(list);
             idset_free(&known);
             return -1;

@@ -22,7 +22,7 @@
 #include "batch/jsonobj.h"
 #include "formats/base64.h"
 
-#define CREDENTIALS_CODE     "SERVE_CREDENTIALS"
+#define CREDENTIALS_CODE     HSE_SERVE_CREDENTIALS
 #define HASH_PREFIX          "pbkdf2-sha256$"
 #define HASH_FORMAT          "pbkdf2-sha256$ITER$SALT$HASH"
 #define HASH_BYTES           32
