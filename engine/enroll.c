@@ -87,7 +87,7 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
                          key_algorithm_name(key->algorithm));
             return 1;
         }
-        hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", &j->err);
+        hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
         if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_UNKNOWN) {
             /* Never wrapped one of this type: the module cannot. The key is destroyed before
              * any CA sees it, and later requests for this type are refused before keygen. */
@@ -95,14 +95,14 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
             snprintf(j->err.message, sizeof j->err.message,
                      "this module cannot export %s keys (%.200s): use KeyStorage token",
                      key_algorithm_name(key->algorithm), herr.message);
-            snprintf(j->err.code, sizeof j->err.code, "HSM_CANNOT_EXPORT");
+            enroll_error_set_code(&j->err, HSE_HSM_CANNOT_EXPORT);
         }
         return -1;
     }
     unsigned char *raw = NULL;
     size_t raw_len = 0;
     if (hsm_read_private_value(s, j->pair.private_key, &raw, &raw_len, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", &j->err);
+        hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
         return -1;
     }
     int rc = kwp_wrap(r->hsm->kek, raw, raw_len, &j->wrapped_key, &j->wrapped_len, &j->err);
@@ -173,20 +173,20 @@ static int check_capabilities(run *r, job *j, const hsm_key_spec *spec, bool exp
 {
     char why[300];
     if (!hsm_context_can_generate(r->hsm, j->token, spec, why, sizeof why)) {
-        enroll_error_set(&j->err, "HSM_CANNOT_GENERATE", "KeyType", "%s", why);
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_GENERATE, "KeyType", "%s", why);
         return -1;
     }
     if (!export_key)
         return 0;
     const request_key *key = &j->req->key;
     if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_NONE) {
-        enroll_error_set(&j->err, "HSM_CANNOT_EXPORT", "KeyStorage",
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage",
                          "this module cannot export %s keys: use KeyStorage token",
                          key_algorithm_name(key->algorithm));
         return -1;
     }
     if (!hsm_context_can_export(r->hsm, why, sizeof why)) {
-        enroll_error_set(&j->err, "HSM_CANNOT_EXPORT", "KeyStorage", "%s", why);
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage", "%s", why);
         return -1;
     }
     return hsm_context_export_ready(r->hsm, recovery_note_kek, r, &j->err);
@@ -205,7 +205,7 @@ static int prove_export(run *r, job *j, EVP_PKEY *pub)
     atomic_store(&r->hsm->export_methods[key->algorithm], EXPORT_NONE);
     char detail[200];
     snprintf(detail, sizeof detail, "%.150s", priv == NULL ? j->err.message : "another key");
-    enroll_error_set(&j->err, "HSM_CANNOT_EXPORT", "KeyStorage",
+    enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage",
                      "this module cannot export %s keys: what it wrapped does not unwrap to the "
                      "generated key (%s): use KeyStorage token",
                      key_algorithm_name(key->algorithm), detail);
@@ -237,7 +237,7 @@ static int generate(worker *w, job *j)
             made = hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair,
                                                 &herr);
         if (made != 0) {
-            hsm_error_to_enroll(&herr, "HSM_KEYGEN_FAILED", &j->err);
+            hsm_error_to_enroll(&herr, HSE_HSM_KEYGEN_FAILED, &j->err);
             return -1;
         }
         j->have_pair = true;
@@ -254,7 +254,7 @@ static int generate(worker *w, job *j)
         j->have_pair = false;
     }
     if (!j->have_pair) {
-        enroll_error_set(&j->err, "HSM_EXPORT_FAILED", NULL,
+        enroll_error_set(&j->err, HSE_HSM_EXPORT_FAILED, NULL,
                          "the module lets this key type out neither wrapped nor read");
         return -1;
     }
@@ -294,7 +294,7 @@ static int prepare_reenrollment(worker *w, job *j)
     const config_store *store = j->policy.store;
     int t = store != NULL ? hsm_context_token_index(r->hsm, store->token) : -1;
     if (t < 0) {
-        enroll_error_set(&j->err, "STORE_UNAVAILABLE", "KeystoreId",
+        enroll_error_set(&j->err, HSE_STORE_UNAVAILABLE, "KeystoreId",
                          "the token \"%s\" of store %s is not present", store ? store->token : "?",
                          j->req->store_id);
         return -1;
@@ -304,7 +304,7 @@ static int prepare_reenrollment(worker *w, job *j)
     if (ix == NULL)
         return -1;
     if (store_alias_current(store_index_find(ix, j->req->alias)) == NULL) {
-        enroll_error_set(&j->err, "STORE_ALIAS_UNKNOWN", "Alias",
+        enroll_error_set(&j->err, HSE_STORE_ALIAS_UNKNOWN, "Alias",
                          "store %s has no alias \"%.80s\" with a key and a certificate", store->id,
                          j->req->alias);
         return -1;
@@ -324,7 +324,7 @@ static int retire_others(hsm_session *s, job *j, const store_alias *a, const uns
             continue;
         if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
             destroy_handle(s, e->public_key) != 0) {
-            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
+            enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, "Alias",
                              "the new certificate is installed under \"%.80s\", but an old key "
                              "or certificate could not be removed",
                              a->alias);
@@ -362,10 +362,10 @@ static int install_certificate(hsm_session *s, job *j, const char *alias, const 
         rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
         if (rc != 0) {
             *refused = herr.rv;
-            hsm_error_to_enroll(&herr, "STORE_INSTALL_FAILED", &j->err);
+            hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, &j->err);
         }
     } else {
-        enroll_error_set(&j->err, "STORE_INSTALL_FAILED", NULL, "cannot encode the certificate");
+        enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
     }
     OPENSSL_free(value);
     OPENSSL_free(subject);
@@ -383,7 +383,7 @@ static int retire_other_certificates(hsm_session *s, job *j, const store_alias *
         if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
             continue;
         if (destroy_handle(s, e->certificate) != 0) {
-            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
+            enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, "Alias",
                              "the token refused a second certificate under \"%.80s\", and the "
                              "old certificate could not be removed to make room",
                              a->alias);
@@ -463,7 +463,7 @@ static int prepare_store_delivery(worker *w, job *j)
             if (r->cfg->cas[i].type == CA_TYPE_LOCAL && r->cfg->cas[i].home != NULL)
                 renewed = local_ca_log_find(r->cfg->cas[i].home, req->renewal_id);
         if (renewed == NULL) {
-            enroll_error_set(&j->err, "RENEWAL_UNKNOWN", "RenewalCertificateId",
+            enroll_error_set(&j->err, HSE_RENEWAL_UNKNOWN, "RenewalCertificateId",
                              "no certificate with KeyfactorID %lld was issued by this engine's "
                              "embedded CAs",
                              req->renewal_id);
@@ -476,7 +476,7 @@ static int prepare_store_delivery(worker *w, job *j)
     j->targets = calloc(max, sizeof *j->targets);
     if (j->targets == NULL) {
         X509_free(renewed);
-        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     int rc = 0;
@@ -487,13 +487,13 @@ static int prepare_store_delivery(worker *w, job *j)
         const store_index *ix =
             t >= 0 ? store_registry_get(&r->stores, st, &w->sessions[t], &j->err) : NULL;
         if (t < 0) {
-            enroll_error_set(&j->err, "STORE_UNAVAILABLE", "Stores",
+            enroll_error_set(&j->err, HSE_STORE_UNAVAILABLE, "Stores",
                              "the token of store %s is not present", req->stores[i].store_id);
             rc = -1;
         } else if (ix == NULL) {
             rc = -1;
         } else if (!req->stores[i].overwrite && store_index_find(ix, alias) != NULL) {
-            enroll_error_set(&j->err, "STORE_ALIAS_EXISTS", "Stores",
+            enroll_error_set(&j->err, HSE_STORE_ALIAS_EXISTS, "Stores",
                              "store %s already holds alias \"%.80s\" and Overwrite is false",
                              st->id, alias);
             rc = -1;
@@ -533,7 +533,7 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         const store_target *tg = &j->targets[i];
         int t = hsm_context_token_index(r->hsm, tg->store->token);
         if (t < 0) {
-            enroll_error_set(&j->err, "STORE_UNAVAILABLE", "Stores",
+            enroll_error_set(&j->err, HSE_STORE_UNAVAILABLE, "Stores",
                              "the token of store %s is not present (installed in %zu of %zu)",
                              tg->store->id, i, j->target_count);
             return -1;
@@ -601,7 +601,7 @@ static char *choose_password(run *r, job *j, char **generated)
         *generated = password ? strdup(password) : NULL;
     }
     if (password == NULL)
-        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
     return password;
 }
 
@@ -644,14 +644,14 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     uint64_t t0 = run_clock_ns();
 
     if (bio == NULL) {
-        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         goto done;
     }
     if (req->storage == STORAGE_EXPORT) {
         if ((key = unwrap_key(r, j)) == NULL)
             goto done;
         if (X509_check_private_key(j->cert, key) != 1) {
-            enroll_error_set(&j->err, "KEY_MISMATCH", NULL,
+            enroll_error_set(&j->err, HSE_KEY_MISMATCH, NULL,
                              "the issued certificate does not match the generated key");
             goto done;
         }
@@ -662,7 +662,7 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     }
     certs = chain_arrange(j->cert, j->chain, req->include_chain, req->chain_order);
     if (certs == NULL) {
-        enroll_error_set(&j->err, "BUNDLE_FAILED", NULL, "cannot order the certificate chain");
+        enroll_error_set(&j->err, HSE_BUNDLE_FAILED, NULL, "cannot order the certificate chain");
         goto done;
     }
     int iterations = (int)r->cfg->settings.pkcs12_iterations;
@@ -879,7 +879,7 @@ void enroll_answered(worker *w, job *j)
         j->failed = true;
     else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
         j->failed = true;
-    if (j->failed && strcmp(j->err.code, "DISK_FULL") == 0 && w->run->journal != NULL) {
+    if (j->failed && j->err.code_id == HSE_DISK_FULL && w->run->journal != NULL) {
         json_decref(files);
         secret_free(password);
         abandon(w->run, w->sessions, j);

@@ -43,13 +43,13 @@ static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
 {
     ctx->caps = calloc(ctx->key_token_count ? ctx->key_token_count : 1, sizeof *ctx->caps);
     if (ctx->caps == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     for (size_t t = 0; t < ctx->key_token_count; t++) {
         hsm_error herr;
         if (hsm_caps_probe(ctx->module, ctx->tokens[t].desc.slot, &ctx->caps[t], &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_TOKEN", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_TOKEN, err);
             return -1;
         }
     }
@@ -86,7 +86,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
     if (labels == NULL || ctx->tokens == NULL) {
         free(labels);
         free(ctx->tokens);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     /* Key tokens, then the other tokens the run needs, then the stores' tokens (opened when
@@ -120,8 +120,8 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         if (hsm_token_open(module, labels[i], pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
             ctx->token_count++;
         } else if (i < required || herr.rv != CKR_TOKEN_NOT_PRESENT) {
-            hsm_error_to_enroll(&herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? "HSM_TOKEN" : "HSM_LOGIN",
-                                err);
+            hsm_error_to_enroll(
+                &herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? HSE_HSM_TOKEN : HSE_HSM_LOGIN, err);
             rc = -1;
             break;
         }
@@ -174,7 +174,7 @@ int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
 }
 
 /* The wrapping key into each key token (new session objects; their handles in kek_handles). */
-static int import_kek(hsm_context *ctx, const char *code, enroll_error *err)
+static int import_kek(hsm_context *ctx, hse_code code, enroll_error *err)
 {
     for (size_t i = 0; i < ctx->key_token_count; i++) {
         hsm_session s;
@@ -225,7 +225,7 @@ int hsm_context_export_ready(hsm_context *ctx, int (*on_made)(void *arg, enroll_
         }
     }
     if (ctx->kek == NULL) {
-        enroll_error_set(err, "HSM_CANNOT_EXPORT", "KeyStorage", "%s",
+        enroll_error_set(err, HSE_HSM_CANNOT_EXPORT, "KeyStorage", "%s",
                          ctx->export_reason[0] ? ctx->export_reason
                                                : "this module cannot export keys");
         rc = -1;
@@ -245,17 +245,17 @@ int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, 
     ctx->kek_handles =
         calloc(ctx->key_token_count ? ctx->key_token_count : 1, sizeof *ctx->kek_handles);
     if (ctx->kek == NULL || ctx->kek_handles == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     mlock(ctx->kek, 32);
     if (kek != NULL)
         memcpy(ctx->kek, kek, 32);
     else if (RAND_priv_bytes(ctx->kek, 32) != 1) {
-        enroll_error_set(err, "HSM_EXPORT_FAILED", NULL, "no randomness for the wrapping key");
+        enroll_error_set(err, HSE_HSM_EXPORT_FAILED, NULL, "no randomness for the wrapping key");
         return -1;
     }
-    return import_kek(ctx, "HSM_EXPORT_FAILED", err);
+    return import_kek(ctx, HSE_HSM_EXPORT_FAILED, err);
 }
 
 static void wipe_kek(hsm_context *ctx)
@@ -288,14 +288,14 @@ void hsm_context_drop_export(hsm_context *ctx)
 int hsm_context_restart(hsm_context *ctx, enroll_error *err)
 {
     if (ctx->pin == NULL) {
-        enroll_error_set(err, "HSM_RESTART", NULL, "the module cannot be restarted");
+        enroll_error_set(err, HSE_HSM_RESTART, NULL, "the module cannot be restarted");
         return -1;
     }
     for (size_t i = 0; i < ctx->token_count; i++)
         hsm_token_close(&ctx->tokens[i]);
     hsm_error herr;
     if (hsm_module_restart(ctx->module, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
         ctx->token_count = 0;
         return -1;
     }
@@ -303,14 +303,14 @@ int hsm_context_restart(hsm_context *ctx, enroll_error *err)
         char label[sizeof ctx->tokens[i].desc.label];
         memcpy(label, ctx->tokens[i].desc.label, sizeof label);
         if (hsm_token_open(ctx->module, label, ctx->pin, &ctx->tokens[i], &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
             for (size_t k = 0; k < i; k++)
                 hsm_token_close(&ctx->tokens[k]);
             ctx->token_count = 0;
             return -1;
         }
     }
-    if (ctx->kek != NULL && import_kek(ctx, "HSM_RESTART", err) != 0)
+    if (ctx->kek != NULL && import_kek(ctx, HSE_HSM_RESTART, err) != 0)
         return -1;
     ctx->restarts++;
     return 0;

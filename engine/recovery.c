@@ -15,6 +15,7 @@
 #include "batch/idset.h"
 #include "batch/journal.h"
 #include "formats/base64.h"
+#include "formats/hex.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
 
@@ -48,25 +49,6 @@ static int i2d_x509(const void *x, unsigned char **out)
 static int i2d_req(const void *x, unsigned char **out)
 {
     return i2d_X509_REQ((X509_REQ *)x, out);
-}
-
-static void hex_of(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", in[i]);
-}
-
-static int hex_to(const char *hex, unsigned char *out, size_t n)
-{
-    if (hex == NULL || strlen(hex) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16])
@@ -110,10 +92,10 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     unsigned char id[16];
     if (rj == NULL || RAND_bytes(id, sizeof id) != 1) {
         journal_state_free(rj);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
-    hex_of(id, sizeof id, rj->run_id);
+    hex_encode(id, sizeof id, rj->run_id, sizeof rj->run_id, false);
     unlink(path); /* --force: the old run's journal goes with its results */
     rj->j = journal_create(path, err);
     if (rj->j == NULL) {
@@ -134,7 +116,7 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     uint64_t seq = journal_append(rj->j, "H", header);
     json_decref(header);
     if (seq == 0 || journal_sync(rj->j, seq) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal %s", path);
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal %s", path);
         journal_close(rj->j);
         journal_state_free(rj);
         return -1;
@@ -162,7 +144,7 @@ int recovery_note_kek(void *arg, enroll_error *err)
     if (hsm_seal_best(&s, r->hsm->caps != NULL ? &r->hsm->caps[0] : NULL,
                       RECOVERY_STORAGE_KEY_LABEL, r->hsm->kek, 32, &enc, &enc_len, &scheme, tried,
                       sizeof tried, &herr) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL,
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL,
                          "the journal cannot keep the wrapping key: token \"%s\" seals by "
                          "none of AES-CBC-PAD, AES-GCM, RSA-OAEP (%s); --no-journal exports "
                          "without crash recovery",
@@ -180,7 +162,7 @@ int recovery_note_kek(void *arg, enroll_error *err)
     uint64_t seq = journal_append(r->journal->j, "W", rec);
     json_decref(rec);
     if (seq == 0 || journal_sync(r->journal->j, seq) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
         return -1;
     }
     return 0;
@@ -300,7 +282,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
             hsm_error herr;
             long n = hsm_list_objects(&s, &classes[c], &handles, &herr);
             if (n < 0 && herr.rv == CKR_HOST_MEMORY) {
-                enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
                 return -1;
             }
             for (long i = 0; i < n; i++) {
@@ -313,7 +295,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
                     torn++;
                 } else if (classes[c] == CKO_PRIVATE_KEY && len == 16) {
                     char hex[33];
-                    hex_of(id, 16, hex);
+                    hex_encode(id, 16, hex, sizeof hex, false);
                     idset_insert(&rj->token_keys, hex);
                 }
                 free(id);
@@ -337,7 +319,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
 {
     run_journal *rj = journal_state_new();
     if (rj == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     rj->resumed = true;
@@ -357,7 +339,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     idset_free(&failed);
     if (rc_read != 0 || rj->run_id[0] == '\0') {
         if (err->code[0] == '\0' || rc_read == 0)
-            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+            enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "%s is not the journal of a run (no header)", path);
         free(rc.kek_b64);
         journal_state_free(rj);
@@ -366,7 +348,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     char shard[32];
     const char *mine = shard_format(&r->opt.shard, shard, sizeof shard);
     if (strcmp(rc.shard, mine ? mine : "") != 0) {
-        enroll_error_set(err, "SHARD_MISMATCH", NULL,
+        enroll_error_set(err, HSE_SHARD_MISMATCH, NULL,
                          "%s is the journal of %s%s, and this run is %s%s: resume with the same "
                          "--shard",
                          path, rc.shard[0] ? "shard " : "an unsharded run", rc.shard,
@@ -385,7 +367,9 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     if (rc.kek_b64 != NULL) {
         hsm_session s;
         size_t enc_len = 0, kek_len = 0;
-        unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
+        unsigned char *enc = base64_decode(rc.kek_b64, strlen(rc.kek_b64), BASE64_SKIP_SPACE,
+                                           &enc_len),
+                      *kek = NULL;
         free(rc.kek_b64);
         hsm_error herr;
         hsm_context_login_session(r->hsm, 0, &s);
@@ -396,7 +380,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         free(enc);
         if (!ok) {
             if (err->code[0] == '\0')
-                enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                                  "the journal's wrapping key cannot be unsealed (%s) with this "
                                  "token's storage key (another token, or the key was deleted)",
                                  hsm_seal_name(rc.seal));
@@ -451,7 +435,7 @@ static int forget_failed(const char *path, idset *failed, enroll_error *err)
     if (journal_close(cc.out) != 0 || rc != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         if (err->code[0] == '\0')
-            enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot rewrite the journal %s", path);
+            enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot rewrite the journal %s", path);
         return -1;
     }
     log_info("%zu failed request%s will be tried again", failed->count,
@@ -500,11 +484,13 @@ static int restore(run *r, job *j, json_t *state)
     size_t tokens =
         j->req->operation == OP_REENROLLMENT ? r->hsm->token_count : r->hsm->key_token_count;
     if (token < 0 || (size_t)token >= tokens ||
-        hex_to(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
+        hex_decode(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
         return -1;
     j->token = (size_t)token;
     size_t len;
-    unsigned char *der = base64_decode(json_string_value(json_object_get(k, "Csr")), &len);
+    const char *csr_b64 = json_string_value(json_object_get(k, "Csr"));
+    unsigned char *der =
+        base64_decode(csr_b64, csr_b64 ? strlen(csr_b64) : 0, BASE64_SKIP_SPACE, &len);
     const unsigned char *p = der;
     j->csr = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
     free(der);
@@ -533,7 +519,8 @@ static int restore(run *r, job *j, json_t *state)
 
     const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
     if (wrapped != NULL) {
-        j->wrapped_key = base64_decode(wrapped, &j->wrapped_len);
+        j->wrapped_key =
+            base64_decode(wrapped, strlen(wrapped), BASE64_SKIP_SPACE, &j->wrapped_len);
         j->export_kind = (key_export_kind)json_integer_value(json_object_get(k, "Export"));
         if (j->wrapped_key == NULL)
             return -1;
@@ -605,7 +592,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     if (rj == NULL || !rj->resumed)
         return;
     char hex[33];
-    hex_of(j->key_id, 16, hex);
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
     if (j->req->operation == OP_REENROLLMENT) {
         /* Store tokens are not indexed at resume: look for a key made before the crash. */
         if (hsm_destroy_keypair_by_id(&w->sessions[j->token], j->key_id, sizeof j->key_id) > 0)
@@ -638,7 +625,7 @@ static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t
     if (e != NULL)
         j->err = *e;
     else
-        enroll_error_set(&j->err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+        enroll_error_set(&j->err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
     return -1;
 }
 
@@ -648,7 +635,7 @@ int recovery_key_made(run *r, job *j)
         return 0;
     uint64_t t0 = run_clock_ns();
     char hex[33];
-    hex_of(j->key_id, 16, hex);
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
     json_t *rec =
         json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
                   (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex, "Storage",

@@ -36,7 +36,7 @@ char *setup_home_path(const char *option)
 static int make_dir(const char *path, mode_t mode, enroll_error *err)
 {
     if (mkdir(path, mode) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "HOME_UNAVAILABLE", NULL, "cannot create %s: %s", path,
+        enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot create %s: %s", path,
                          strerror(errno));
         return -1;
     }
@@ -54,7 +54,7 @@ static int prepare_home(const char *home, enroll_error *err)
     if (access(conf, F_OK) != 0) {
         FILE *f = fopen(conf, "wx");
         if (f == NULL) {
-            enroll_error_set(err, "HOME_UNAVAILABLE", NULL, "cannot create %s: %s", conf,
+            enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot create %s: %s", conf,
                              strerror(errno));
             return -1;
         }
@@ -89,7 +89,7 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
         for (size_t i = 0; i < errors.count; i++)
             log_error("%s: %s", config_path ? config_path : "(embedded default)",
                       errors.items[i].message);
-        enroll_error_set(err, "CONFIG_INVALID", NULL, "%s: %zu error%s in the configuration",
+        enroll_error_set(err, HSE_CONFIG_INVALID, NULL, "%s: %zu error%s in the configuration",
                          config_path ? config_path : "(embedded default)", errors.count,
                          errors.count == 1 ? "" : "s");
         error_list_free(&errors);
@@ -146,7 +146,7 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
     if (hsm_module_find_token(s->module, label, &desc, &herr) == 0)
         return 0;
     if (!create_missing) {
-        enroll_error_set(err, "HSM_TOKEN", NULL,
+        enroll_error_set(err, HSE_HSM_TOKEN, NULL,
                          "no token labelled \"%s\" in %s (create it with `hsmenroll token init`)",
                          label, hsm_module_path(s->module));
         return -1;
@@ -184,7 +184,7 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
                 hsm_token_close(&token);
             }
         } else {
-            hsm_error_to_enroll(&herr, "HSM_TOKEN", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_TOKEN, err);
         }
     }
     secret_free(pin);
@@ -212,7 +212,7 @@ int setup_module(engine_setup *s, bool create_missing, enroll_error *err)
     hsm_error herr;
     s->module = hsm_module_load_args(s->cfg->hsm.module, s->cfg->hsm.init_args, &herr);
     if (s->module == NULL) {
-        hsm_error_to_enroll(&herr, "HSM_MODULE", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_MODULE, err);
         return -1;
     }
     for (size_t i = 0; i < s->cfg->hsm.token_count; i++)
@@ -244,12 +244,12 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
         if (ca->type != CA_TYPE_LOCAL || local_ca_exists(ca->home))
             continue;
         if (ca->home == NULL) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\" has no Home directory",
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "CA \"%s\" has no Home directory",
                              ca->name);
             return -1;
         }
         if (!create_missing) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                              "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca "
                              "init`)",
                              ca->name, ca->home);
@@ -257,7 +257,7 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
         }
         int t = hsm_context_token_index(&s->hsm, ca->token);
         if (t < 0) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\": token \"%s\" is not open",
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "CA \"%s\": token \"%s\" is not open",
                              ca->name, ca->token);
             return -1;
         }

@@ -66,7 +66,7 @@ EVP_PKEY *pubkey_from_rsa(const unsigned char *modulus, size_t modulus_len,
             rsa = NULL;
     }
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build RSA public key");
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build RSA public key");
         enroll_error_add_openssl(err);
     }
     RSA_free(rsa);
@@ -90,7 +90,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
         field = 66;
         break;
     default:
-        enroll_error_set(err, "INVALID_KEY", NULL, "unsupported curve %d", curve_nid);
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "unsupported curve %d", curve_nid);
         return NULL;
     }
     unsigned char *owned;
@@ -98,7 +98,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
     const unsigned char *raw = unwrap_point(point, point_len, 1 + 2 * field, &raw_len, &owned);
     if (raw == NULL || raw[0] != 0x04) {
         free(owned);
-        enroll_error_set(err, "INVALID_KEY", NULL,
+        enroll_error_set(err, HSE_INVALID_KEY, NULL,
                          "EC point of %zu bytes is not an uncompressed "
                          "point on curve %s",
                          point_len, OBJ_nid2sn(curve_nid));
@@ -111,7 +111,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
         (key = legacy_key(EVP_PKEY_EC, ec)) != NULL)
         ec = NULL;
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build EC public key");
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build EC public key");
         enroll_error_add_openssl(err);
     }
     EC_KEY_free(ec);
@@ -127,14 +127,14 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
     size_t raw_len;
     const unsigned char *raw = want ? unwrap_point(point, point_len, want, &raw_len, &owned) : NULL;
     if (raw == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "EdDSA point of %zu bytes is not a %s key",
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "EdDSA point of %zu bytes is not a %s key",
                          point_len, want ? OBJ_nid2sn(nid) : "known EdDSA");
         return NULL;
     }
     EVP_PKEY *key = EVP_PKEY_new_raw_public_key(nid, NULL, raw, raw_len);
     free(owned);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s public key", OBJ_nid2sn(nid));
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build %s public key", OBJ_nid2sn(nid));
         enroll_error_add_openssl(err);
     }
     return key;
@@ -237,7 +237,7 @@ EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_er
         key = EVP_PKCS82PKEY(p8);
     PKCS8_PRIV_KEY_INFO_free(p8);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "the private key is not valid PKCS#8");
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "the private key is not valid PKCS#8");
         enroll_error_add_openssl(err);
     }
     return key;
@@ -263,7 +263,7 @@ static int kwp(int encrypt, const unsigned char kek[32], const unsigned char *in
             OPENSSL_cleanse(buf, cap);
             free(buf);
         }
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot %s the exported key (AES-KWP)",
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot %s the exported key (AES-KWP)",
                          encrypt ? "wrap" : "unwrap");
         enroll_error_add_openssl(err);
         return -1;
@@ -362,7 +362,7 @@ int key_unwrap(key_wrap_scheme scheme, const unsigned char kek[32], const unsign
                  : -1;
     }
     if (rc != 0) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot unwrap the exported key (%s)", what);
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot unwrap the exported key (%s)", what);
         enroll_error_add_openssl(err);
     }
     return rc;
@@ -386,7 +386,8 @@ EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_l
 {
     EVP_PKEY *key = EVP_PKEY_new_raw_private_key(nid, NULL, raw, raw_len);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s private key", OBJ_nid2sn(nid));
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build %s private key",
+                         OBJ_nid2sn(nid));
         enroll_error_add_openssl(err);
     }
     return key;
