@@ -28,7 +28,10 @@ int hsm_caps_probe(hsm_module *module, CK_SLOT_ID slot, hsm_caps *out, hsm_error
     CK_ULONG n = 0;
     rv = f->C_GetMechanismList(slot, NULL, &n);
     if (rv == CKR_OK && n > 0) {
-        out->mechanisms = calloc(n, sizeof *out->mechanisms);
+        /* One spare element: p11-kit's RPC client (0.24.1), purging the mechanisms it cannot
+         * carry, memmoves the list's tail one element too far, reading just past the caller's
+         * array (ASan saw it). */
+        out->mechanisms = calloc(n + 1, sizeof *out->mechanisms);
         out->infos = calloc(n, sizeof *out->infos);
         if (out->mechanisms == NULL || out->infos == NULL) {
             hsm_caps_free(out);
