@@ -20,7 +20,7 @@
 #include "cli/cli.h"
 #include "hsm/hsm.h"
 #include "batch/log.h"
-#include "engine/run_state.h"
+#include "engine/run.h"
 #include "batch/secret.h"
 #include "engine/setup.h"
 
@@ -191,48 +191,49 @@ static int write_csr_batch(const char *path, const bench_params *p)
     return fclose(f) == 0 ? rc : -1;
 }
 
-/* One run: `run BATCH -o OUT --stats-json STATS ...` in this process. Its figures, or NULL. */
+/* One run of the batch through the run API, in this process (as `run BATCH -o OUT --force
+ * --progress never -q` would do it). Its figures (run_stats_json), or NULL. */
 static json_t *run_once(const char *dir, const char *batch, long workers, const bench_params *p,
                         const cli_common *common)
 {
-    char out[4096 + 128], stats[4096 + 128], w[32], inflight[32], rate[64], tag[80];
+    char out[4096 + 128], stats[4096 + 128], tag[80];
     if (p->rate > 0)
         snprintf(tag, sizeof tag, "w%ld-r%g", workers, p->rate);
     else
         snprintf(tag, sizeof tag, "w%ld", workers);
     snprintf(out, sizeof out, "%s/out-%s", dir, tag);
     snprintf(stats, sizeof stats, "%s/stats-%s.json", dir, tag);
-    snprintf(rate, sizeof rate, "%.17g", p->rate);
-    snprintf(w, sizeof w, "%ld", workers);
-    snprintf(inflight, sizeof inflight, "%ld", p->inflight);
-    char *argv[32];
-    int argc = 0;
-    argv[argc++] = "run";
-    argv[argc++] = (char *)batch;
-    argv[argc++] = "-o";
-    argv[argc++] = out;
-    argv[argc++] = "--force";
-    argv[argc++] = "--progress";
-    argv[argc++] = "never";
-    argv[argc++] = "-q";
-    argv[argc++] = "--workers";
-    argv[argc++] = w;
-    argv[argc++] = "--inflight";
-    argv[argc++] = inflight;
-    argv[argc++] = "--stats-json";
-    argv[argc++] = stats;
-    if (p->no_journal)
-        argv[argc++] = "--no-journal";
-    if (p->rate > 0) {
-        argv[argc++] = "--rate";
-        argv[argc++] = rate;
+    run_options opt = {
+        .batch_path = batch,
+        .config_path = common->config_path,
+        .home = common->home,
+        .out_dir = out,
+        .workers = (int)workers,
+        .inflight = (int)p->inflight,
+        .default_pattern = -1,
+        .progress = PROGRESS_NEVER,
+        .force = true,
+        .no_journal = p->no_journal,
+        .rate = p->rate,
+    };
+    log_level level = log_get_level();
+    log_set_level(LOG_ERROR);
+    run *r = NULL;
+    enroll_error err;
+    enroll_error_clear(&err);
+    json_t *doc = NULL;
+    int rc = EXIT_NOTHING_DONE;
+    if (run_open(&r, &opt, &err) == 0 && run_execute(r, &err) == 0) {
+        rc = run_finish(r);
+        doc = run_stats_json(r);
+        if (doc != NULL && json_dump_file(doc, stats, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+            log_error("cannot write %s", stats);
     }
-    cli_common_to_argv(common, argv, &argc);
-    argv[argc] = NULL;
-    int rc = cli_run(argc, argv);
-    json_t *doc = json_load_file(stats, 0, NULL);
+    run_close(r);
+    log_set_level(level);
     if (doc == NULL)
-        log_error("bench: the run with %ld workers ended with %d and no figures", workers, rc);
+        log_error("bench: the run with %ld workers ended with %d and no figures%s%s", workers, rc,
+                  err.code[0] ? ": " : "", err.message);
     else if (rc != 0)
         log_error("bench: the run with %ld workers ended with %d (see %s/results.ndjson)", workers,
                   rc, out);

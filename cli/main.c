@@ -1,88 +1,138 @@
-/* hsmenroll: bulk certificate enrollment with HSM-protected keys. Entry point and dispatch to
- * the subcommands. */
+/* hsmenroll: bulk certificate enrollment with HSM-protected keys. The entry point and the one
+ * command table: each subcommand's name, its operands, a line of help and its function (one file
+ * each, cli/cmd_*.c), as git's builtin table and p11-kit's commands[] do it. */
 #include <curl/curl.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/cli.h"
 #include "batch/secret.h"
+#include "cli/cli.h"
 
 #ifndef HSMENROLL_VERSION
 #define HSMENROLL_VERSION "0"
 #endif
 
-static const char usage[] =
-    "usage: hsmenroll <command> [options]\n"
-    "\n"
-    "Bulk certificate enrollment with keys generated inside an HSM (PKCS#11).\n"
-    "\n"
-    "commands:\n"
-    "  run BATCH.ndjson|-     enroll every request line of a batch: key in the HSM, CSR, CA,\n"
-    "                         PFX/PEM/DER bundles and results.ndjson in the output directory\n"
-    "  validate BATCH|-       check every line against the configuration and its patterns'\n"
-    "                         policy, with no HSM and no CA\n"
-    "  serve                  the Keyfactor Command API subset (enrollment, patterns) over\n"
-    "                         HTTP(S), signed by the embedded CA\n"
-    "  ca init|show           the embedded CA (root + issuing CA, keys in the HSM)\n"
-    "  token init|list        PKCS#11 tokens and the keys hsmenroll made in them\n"
-    "  bench                  a synthetic batch through the real pipeline: certificates/s,\n"
-    "                         latency percentiles, time per stage, per worker count\n"
-    "  merge BATCH SHARD...   the results of the shards of a batch (run --shard I/N) as one\n"
-    "                         file, checked: every line exactly once\n"
-    "  version                print the version\n"
-    "  help [COMMAND]         this text, or a command's options\n"
-    "\n"
-    "With no --config, everything runs on the embedded default under ./.hsmenroll (or\n"
-    "$HSMENROLL_HOME): a SoftHSM2 token, an embedded two-level CA and a Default template,\n"
-    "created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
-    "Run `hsmenroll COMMAND --help` for a command's options.\n";
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;
+    const char *operands; /* shown after the name in the overview */
+    const char *summary;  /* one line (two at most) of help */
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+static const cli_command commands[] = {
+    {"run", "BATCH.ndjson|-",
+     "enroll every request line of a batch: key in the HSM, CSR, CA,\n"
+     "PFX/PEM/DER bundles and results.ndjson in the output directory",
+     cli_run},
+    {"validate", "BATCH|-",
+     "check every line against the configuration and its patterns'\n"
+     "policy, with no HSM and no CA",
+     cli_validate},
+    {"serve", "",
+     "the Keyfactor Command API subset (enrollment, patterns) over\n"
+     "HTTP(S), signed by the embedded CA",
+     cli_serve},
+    {"ca", "init|show", "the embedded CA (root + issuing CA, keys in the HSM)", cli_ca},
+    {"token", "init|list|gc", "PKCS#11 tokens and the keys hsmenroll made in them", cli_token},
+    {"bench", "",
+     "a synthetic batch through the real pipeline: certificates/s,\n"
+     "latency percentiles, time per stage, per worker count",
+     cli_bench},
+    {"merge", "BATCH SHARD...",
+     "the results of the shards of a batch (run --shard I/N) as one\n"
+     "file, checked: every line exactly once",
+     cli_merge},
+    {"version", "", "print the version", cmd_version},
+    {"help", "[COMMAND]", "this text, or a command's options", cmd_help},
+};
+#define COMMAND_COUNT (sizeof commands / sizeof commands[0])
+
+static const cli_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < COMMAND_COUNT; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_usage(FILE *out)
+{
+    fputs("usage: hsmenroll <command> [options]\n"
+          "\n"
+          "Bulk certificate enrollment with keys generated inside an HSM (PKCS#11).\n"
+          "\n"
+          "commands:\n",
+          out);
+    for (size_t i = 0; i < COMMAND_COUNT; i++) {
+        const cli_command *c = &commands[i];
+        char head[64];
+        snprintf(head, sizeof head, "%s%s%s", c->name, c->operands[0] ? " " : "", c->operands);
+        fprintf(out, "  %-21s  ", head);
+        for (const char *p = c->summary; *p; p++) {
+            fputc(*p, out);
+            if (*p == '\n')
+                fprintf(out, "%25s", "");
+        }
+        fputc('\n', out);
+    }
+    fputs(
+        "\n"
+        "With no --config, everything runs on the embedded default under ./.hsmenroll (or\n"
+        "$HSMENROLL_HOME): a SoftHSM2 token, an embedded two-level CA and a Default template,\n"
+        "created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
+        "Run `hsmenroll COMMAND --help` for a command's options.\n",
+        out);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("hsmenroll %s\n", HSMENROLL_VERSION);
+    return 0;
+}
+
+/* `help` alone: the overview; `help COMMAND`: that command's own --help. */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_usage(stdout);
+        return 0;
+    }
+    const cli_command *c = find_command(argv[1]);
+    if (c == NULL) {
+        fprintf(stderr, "hsmenroll help: no command \"%s\" (see hsmenroll help)\n", argv[1]);
+        return EXIT_NOTHING_DONE;
+    }
+    if (c->run == cmd_help || c->run == cmd_version) {
+        print_usage(stdout);
+        return 0;
+    }
+    char *help_argv[] = {(char *)c->name, "--help", NULL};
+    return c->run(2, help_argv);
+}
 
 int main(int argc, char **argv)
 {
     secret_protect_process();
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     if (argc < 2) {
-        fputs(usage, stderr);
+        print_usage(stderr);
         return EXIT_NOTHING_DONE;
     }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0)
-        return cli_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "validate") == 0)
-        return cli_validate(argc - 1, argv + 1);
-    if (strcmp(cmd, "ca") == 0)
-        return cli_ca(argc - 1, argv + 1);
-    if (strcmp(cmd, "serve") == 0)
-        return cli_serve(argc - 1, argv + 1);
-    if (strcmp(cmd, "token") == 0)
-        return cli_token(argc - 1, argv + 1);
-    if (strcmp(cmd, "bench") == 0)
-        return cli_bench(argc - 1, argv + 1);
-    if (strcmp(cmd, "merge") == 0)
-        return cli_merge(argc - 1, argv + 1);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("hsmenroll %s\n", HSMENROLL_VERSION);
-        return 0;
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0)
+        name = "version";
+    else if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        name = "help";
+    const cli_command *c = find_command(name);
+    if (c == NULL) {
+        fprintf(stderr, "hsmenroll: unknown command \"%s\"\n\n", name);
+        print_usage(stderr);
+        return EXIT_NOTHING_DONE;
     }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        if (argc > 2) {
-            char *help_argv[] = {argv[2], "--help", NULL};
-            if (strcmp(argv[2], "run") == 0)
-                return cli_run(2, help_argv);
-            if (strcmp(argv[2], "ca") == 0)
-                return cli_ca(2, help_argv);
-            if (strcmp(argv[2], "validate") == 0)
-                return cli_validate(2, help_argv);
-            if (strcmp(argv[2], "token") == 0)
-                return cli_token(2, help_argv);
-            if (strcmp(argv[2], "bench") == 0)
-                return cli_bench(2, help_argv);
-            if (strcmp(argv[2], "merge") == 0)
-                return cli_merge(2, help_argv);
-        }
-        fputs(usage, stdout);
-        return 0;
-    }
-    fprintf(stderr, "hsmenroll: unknown command \"%s\"\n\n%s", cmd, usage);
-    return EXIT_NOTHING_DONE;
+    return c->run(argc - 1, argv + 1);
 }

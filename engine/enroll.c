@@ -5,7 +5,6 @@
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
 #include <openssl/x509v3.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +14,7 @@
 #include "formats/dn.h"
 #include "formats/pubkey.h"
 #include "ca/hsm_signer.h"
+#include "engine/fault_hooks.h"
 #include "engine/key_import.h"
 #include "engine/recovery.h"
 #include "ca/local_ca.h"
@@ -146,20 +146,6 @@ static int reopen_session(worker *w, size_t t)
     return 0;
 }
 
-/* Test hook: HSMENROLL_FAULT_SESSION_LOSS=N closes a worker's session under it before every
- * Nth key generation, as a module losing sessions would. */
-static void inject_session_loss(hsm_session *s)
-{
-    static long every = -1;
-    static _Atomic long count;
-    if (every < 0) {
-        const char *v = getenv("HSMENROLL_FAULT_SESSION_LOSS");
-        every = v ? atol(v) : 0;
-    }
-    if (every > 0 && atomic_fetch_add(&count, 1) % every == every - 1)
-        s->f->C_CloseSession(s->handle);
-}
-
 /* The CKA_LABEL of a request's key: the alias for a reenrollment, the Id otherwise. */
 static const char *key_label(const enroll_request *req)
 {
@@ -182,7 +168,7 @@ static int generate(worker *w, job *j)
                           : HSM_STORAGE_WRAPPABLE;
         uint64_t t0 = run_clock_ns();
         const unsigned char *id = r->journal != NULL ? j->key_id : NULL;
-        inject_session_loss(s);
+        fault_session_loss(s);
         int made =
             hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair, &herr);
         if (made != 0 && session_lost(herr.rv) && reopen_session(w, j->token) == 0)
@@ -232,17 +218,6 @@ static int generate(worker *w, job *j)
                                     CKO_PRIVATE_KEY);
     }
     return 0;
-}
-
-/* Test hook for the crash tests: HSMENROLL_FAULT_KILL=<point> kills the process with SIGKILL when
- * a reenrollment reaches that point of its swap. Read once; nothing happens without it. */
-static void fault_point(const char *point)
-{
-    static const char *wanted = (const char *)-1;
-    if (wanted == (const char *)-1)
-        wanted = getenv("HSMENROLL_FAULT_KILL");
-    if (wanted != NULL && strcmp(wanted, point) == 0)
-        raise(SIGKILL);
 }
 
 /* Reenrollment: the new key goes into the store's token, labelled with the alias next to the

@@ -12,6 +12,7 @@
 
 #include "batch/log.h"
 #include "ca/connector.h"
+#include "engine/fault_hooks.h"
 #include "engine/pipeline.h"
 #include "engine/recovery.h"
 #include "engine/run_state.h"
@@ -27,6 +28,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     }
     r->entered_ns = run_clock_ns();
     r->out.fd = -1;
+    fault_hooks_load();
     r->opt = *opt;
     if (r->opt.inflight <= 0)
         r->opt.inflight = 64;

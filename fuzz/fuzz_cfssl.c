@@ -1,5 +1,5 @@
 /* Fuzz target: a CFSSL server's answer to /api/v1/cfssl/sign as the cfssl connector reads it
- * (engine/connector_answer.h cfssl_answer), and as a refusal's body. */
+ * (ca/answer.h cfssl_answer), and as a refusal's body. */
 #include "support.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

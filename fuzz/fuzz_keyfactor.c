@@ -1,5 +1,5 @@
 /* Fuzz target: a Keyfactor server's answer to POST /Enrollment/CSR as the keyfactor connector
- * reads it (engine/connector_answer.h keyfactor_answer), and as a refusal's body. */
+ * reads it (ca/answer.h keyfactor_answer), and as a refusal's body. */
 #include "support.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,4 +1,4 @@
-/* Fuzz target: certificates a CA sends back as text (engine/connector_net.h
+/* Fuzz target: certificates a CA sends back as text (ca/net.h
  * net_parse_certificates: PEM blocks among other text, or one base-64 DER certificate), each then
  * described as results and `serve` describe certificates (certinfo_describe). */
 #include <openssl/err.h>

@@ -1,4 +1,4 @@
-/* Fuzz target: `serve`'s handling of an API call (engine/serve_internal.h api_dispatch) as the
+/* Fuzz target: `serve`'s handling of an API call (serve/internal.h api_dispatch) as the
  * HTTP plumbing hands it over, up to where an HSM would be needed: the input is
  * "METHOD PATH\n", header lines ("Name: value"), an empty line, then the body. No CA is served,
  * so a good enrollment ends as CA_NOT_SERVED; patterns are added to a fresh configuration. */

@@ -1,4 +1,4 @@
-/* Fuzz target: the Authorization header of a `serve` request (engine/serve_auth.h
+/* Fuzz target: the Authorization header of a `serve` request (serve/auth.h
  * basic_auth_parse: "Basic <base64(user:password)>"). */
 #include <openssl/crypto.h>
 #include <stdio.h>

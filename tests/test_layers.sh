@@ -36,6 +36,14 @@ for layer in formats hsm batch ca engine serve cli; do
     done
 done
 
+# engine/run_state.h (struct run, job, worker) is the run core's own: other layers use engine/run.h.
+for f in "$src"/cli/*.[ch] "$src"/serve/*.[ch]; do
+    if grep -q '#include "engine/run_state.h"' "$f"; then
+        echo "layering: ${f#"$src"/} includes engine/run_state.h, private to engine/ (use engine/run.h)"
+        fail=1
+    fi
+done
+
 if [ -n "$build" ]; then
     for layer in formats hsm batch ca engine serve cli; do
         lib=$(find "$build" -name "libhse_$layer.a" | head -n 1)

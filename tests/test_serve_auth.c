@@ -1,4 +1,4 @@
-/* The credentials of `hsmenroll serve` (engine/serve_auth): hashing, loading and refusing
+/* The credentials of `hsmenroll serve` (serve/auth): hashing, loading and refusing
  * credentials files, checking passwords (cache, unknown users, threads), HTTP Basic parsing. */
 #include <pthread.h>
 #include <stdio.h>
