@@ -176,14 +176,14 @@ issuance_log *issuance_log_open(const char *home, bool append, enroll_error *err
         if (ca != NULL)
             free(ca->home);
         free(ca);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
     ca->log = fopen(p, append ? "a+e" : "re");
     free(p);
     if (ca->log == NULL) {
         int e = errno;
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot open %s/issued.ndjson: %s", home,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot open %s/issued.ndjson: %s", home,
                          strerror(errno));
         free(ca->home);
         free(ca);
@@ -324,7 +324,7 @@ int issuance_log_append(issuance_log *ca, X509 *cert, const char *run_id, const 
     OPENSSL_free(serial_hex);
     BN_free(serial);
     if (!logged) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL,
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL,
                          "cannot record the issuance in %s/issued.ndjson", ca->home);
         return -1;
     }

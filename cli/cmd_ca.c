@@ -166,7 +166,7 @@ int cli_ca(int argc, char **argv)
         }
     }
     if (chosen == NULL) {
-        enroll_error_set(&err, "CA_UNAVAILABLE", NULL, "%s has no local CA%s%s", s.cfg->source,
+        enroll_error_set(&err, HSE_CA_UNAVAILABLE, NULL, "%s has no local CA%s%s", s.cfg->source,
                          ca_name ? " named " : "", ca_name ? ca_name : "");
         goto done;
     }
@@ -178,7 +178,7 @@ int cli_ca(int argc, char **argv)
         const config_ca *ca = &s.cfg->cas[i];
         if (ca->type == CA_TYPE_LOCAL && (ca_name == NULL || ca == chosen) &&
             local_ca_exists(ca->home)) {
-            enroll_error_set(&err, "CA_EXISTS", NULL,
+            enroll_error_set(&err, HSE_CA_EXISTS, NULL,
                              "CA \"%s\" already exists in %s; move that directory away to make "
                              "a new one",
                              ca->name, ca->home);

@@ -301,7 +301,7 @@ static void test_missing_log(void)
     errno = 0;
     CU_ASSERT_PTR_NULL(issuance_log_open(home, false, &err));
     CU_ASSERT_EQUAL(errno, ENOENT);
-    CU_ASSERT_STRING_EQUAL(err.code, "CA_UNAVAILABLE");
+    CU_ASSERT_EQUAL(err.code_id, HSE_CA_UNAVAILABLE);
     test_rmtree(home);
     free(home);
 }
