@@ -100,14 +100,14 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
     }
     if (found == NULL) {
         if (path_known)
-            api_error(answer, 405, "METHOD_NOT_ALLOWED", "%.200s does not take %.10s", call->path,
+            api_error(answer, HSE_METHOD_NOT_ALLOWED, "%.200s does not take %.10s", call->path,
                       call->method);
         else
-            api_error(answer, 404, "NOT_FOUND", "no such resource: %.200s", call->path);
+            api_error(answer, HSE_NOT_FOUND, "no such resource: %.200s", call->path);
         return;
     }
     if (found->requested_with && call->requested_with == NULL) {
-        api_error(answer, 400, "MISSING_HEADER",
+        api_error(answer, HSE_MISSING_HEADER,
                   "the x-keyfactor-requested-with header is required (APIClient)");
         return;
     }
@@ -115,7 +115,7 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
         char *end;
         double v = strtod(call->api_version, &end);
         if (*end != '\0' || (v != 1.0 && v != 2.0)) {
-            api_error(answer, 400, "INVALID_HEADER",
+            api_error(answer, HSE_INVALID_HEADER,
                       "x-keyfactor-api-version: %.20s is not a version of this API (1 or 2)",
                       call->api_version);
             return;
@@ -123,7 +123,7 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
     }
     if (found->permission != NULL &&
         !serve_user_has_permission(call->caller.user, found->permission)) {
-        api_error(answer, 403, "FORBIDDEN", "user \"%s\" lacks the permission %s",
+        api_error(answer, HSE_FORBIDDEN, "user \"%s\" lacks the permission %s",
                   serve_user_name(call->caller.user), found->permission);
         return;
     }

@@ -1,6 +1,6 @@
 /* GET /Certificates (QueryString over the embedded CAs' issuance logs), GET /Certificates/{id}
  * and POST /Certificates/Download (P7B, PEM or DER, with the chain as asked). Certificates are
- * read from each embedded CA's issued.ndjson, the log local_ca appends one line per issuance. */
+ * read from each embedded CA's issuance log (ca/issuance_log.h). */
 #include <openssl/pkcs7.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -9,7 +9,8 @@
 #include <strings.h>
 
 #include "batch/certinfo.h"
-#include "batch/jsonpath.h"
+#include "ca/issuance_log.h"
+#include "batch/jsonobj.h"
 #include "formats/base64.h"
 #include "formats/bundle.h"
 #include "formats/dn.h"
@@ -36,7 +37,36 @@ static void issued_free(issued_list *l)
     free(l->items);
 }
 
-/* Every certificate the server's embedded CAs issued, oldest first (each CA home read once). */
+/* read_issued's walk of one CA's log. */
+typedef struct issued_walk {
+    issued_list *out;
+    const config_ca *ca;
+    size_t ca_index;
+} issued_walk;
+
+static bool take_issued(long long keyfactor_id, const char *issued, X509 *cert, void *user)
+{
+    issued_walk *w = user;
+    issued_list *out = w->out;
+    if (out->count == out->cap) {
+        size_t n = out->cap ? out->cap * 2 : 64;
+        issued_cert *grown = realloc(out->items, n * sizeof *grown);
+        if (grown == NULL)
+            return false;
+        out->items = grown, out->cap = n;
+    }
+    issued_cert *ic = &out->items[out->count++];
+    X509_up_ref(cert);
+    ic->cert = cert;
+    ic->id = keyfactor_id;
+    ic->ca = w->ca;
+    ic->ca_index = w->ca_index;
+    snprintf(ic->issued, sizeof ic->issued, "%s", issued);
+    return true;
+}
+
+/* Every certificate the server's embedded CAs issued, oldest first (each CA home read once),
+ * from their issuance logs. */
 static void read_issued(server *srv, issued_list *out)
 {
     const config *cfg = srv->current->cfg;
@@ -45,44 +75,17 @@ static void read_issued(server *srv, issued_list *out)
             continue;
         bool seen = false;
         for (size_t k = 0; k < c && !seen; k++)
-            seen = srv->ca_open[k] && strcmp(srv->cas[k].home, srv->cas[c].home) == 0;
+            seen = srv->ca_open[k] &&
+                   strcmp(local_ca_home(srv->cas[k]), local_ca_home(srv->cas[c])) == 0;
         if (seen)
             continue;
-        char path[4200];
-        snprintf(path, sizeof path, "%s/issued.ndjson", srv->cas[c].home);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        char *line = NULL;
-        size_t cap = 0;
-        while (getline(&line, &cap, f) > 0) {
-            json_t *doc = json_loads(line, 0, NULL);
-            X509 *cert = x509_from_base64(json_string_value(json_object_get(doc, "Certificate")));
-            if (cert != NULL && out->count == out->cap) {
-                size_t n = out->cap ? out->cap * 2 : 64;
-                issued_cert *grown = realloc(out->items, n * sizeof *grown);
-                if (grown == NULL) {
-                    X509_free(cert);
-                    cert = NULL;
-                } else {
-                    out->items = grown, out->cap = n;
-                }
-            }
-            if (cert != NULL) {
-                issued_cert *ic = &out->items[out->count++];
-                ic->cert = cert;
-                ic->id = json_integer_value(json_object_get(doc, "KeyfactorID"));
-                ic->ca = &cfg->cas[c];
-                ic->ca_index = c;
-                snprintf(ic->issued, sizeof ic->issued, "%s",
-                         json_string_value(json_object_get(doc, "Issued"))
-                             ? json_string_value(json_object_get(doc, "Issued"))
-                             : "");
-            }
-            json_decref(doc);
-        }
-        free(line);
-        fclose(f);
+        enroll_error err;
+        issuance_log *log = issuance_log_open(local_ca_home(srv->cas[c]), false, &err);
+        if (log == NULL)
+            continue; /* nothing issued yet */
+        issued_walk w = {.out = out, .ca = &cfg->cas[c], .ca_index = c};
+        issuance_log_each(log, take_issued, &w);
+        issuance_log_close(log);
     }
 }
 
@@ -230,7 +233,7 @@ void api_get_certificate(server *srv, const api_call *call, api_answer *answer, 
     read_issued(srv, &all);
     const issued_cert *ic = find_issued(&all, id);
     if (ic == NULL) {
-        api_error(answer, 404, "UNKNOWN_CERTIFICATE", "no certificate has Id %lld", id);
+        api_error(answer, HSE_NOT_FOUND, "no certificate has Id %lld", id);
     } else {
         json_t *view;
         answer->body = certificate_json(ic, &view);
@@ -242,12 +245,12 @@ void api_get_certificate(server *srv, const api_call *call, api_answer *answer, 
 /* The certificate a download body names: CertID, or Thumbprint, or SerialNumber with IssuerDN. */
 static const issued_cert *download_target(const issued_list *all, const json_t *body)
 {
-    json_t *id = json_get_ci(body, "CertID");
+    json_t *id = jobj_get(body, "CertID");
     if (json_is_integer(id))
         return find_issued(all, json_integer_value(id));
-    const char *thumb = json_string_value(json_get_ci(body, "Thumbprint"));
-    const char *serial = json_string_value(json_get_ci(body, "SerialNumber"));
-    const char *issuer = json_string_value(json_get_ci(body, "IssuerDN"));
+    const char *thumb = json_string_value(jobj_get(body, "Thumbprint"));
+    const char *serial = json_string_value(jobj_get(body, "SerialNumber"));
+    const char *issuer = json_string_value(jobj_get(body, "IssuerDN"));
     for (size_t i = 0; i < all->count; i++) {
         json_t *info = certinfo_describe(all->items[i].cert);
         bool hit =
@@ -289,18 +292,18 @@ void api_download_certificate(server *srv, const api_call *call, api_answer *ans
     bool p7b = strcasecmp(format, "P7B") == 0, pem = strcasecmp(format, "PEM") == 0,
          der = strcasecmp(format, "DER") == 0;
     if (!p7b && !pem && !der) {
-        api_error(answer, 400, "INVALID_HEADER", "x-certificateformat: must be P7B, PEM or DER");
+        api_error(answer, HSE_INVALID_HEADER, "x-certificateformat: must be P7B, PEM or DER");
         return;
     }
     json_t *body = api_body_object(call, answer);
     if (body == NULL)
         return;
-    json_t *chain_flag = json_get_ci(body, "IncludeChain");
-    const char *order_text = json_string_value(json_get_ci(body, "ChainOrder"));
-    json_t *header_flag = json_get_ci(body, "IncludeSubjectHeader");
+    json_t *chain_flag = jobj_get(body, "IncludeChain");
+    const char *order_text = json_string_value(jobj_get(body, "ChainOrder"));
+    json_t *header_flag = jobj_get(body, "IncludeSubjectHeader");
     if (order_text != NULL && strcasecmp(order_text, "EndEntityFirst") != 0 &&
         strcasecmp(order_text, "RootFirst") != 0) {
-        api_error(answer, 400, "INVALID_FIELD", "ChainOrder: EndEntityFirst or RootFirst");
+        api_error(answer, HSE_INVALID_FIELD, "ChainOrder: EndEntityFirst or RootFirst");
         json_decref(body);
         return;
     }
@@ -311,12 +314,12 @@ void api_download_certificate(server *srv, const api_call *call, api_answer *ans
     read_issued(srv, &all);
     const issued_cert *ic = download_target(&all, body);
     if (ic == NULL) {
-        api_error(answer, 404, "UNKNOWN_CERTIFICATE",
+        api_error(answer, HSE_NOT_FOUND,
                   "no certificate matches CertID, Thumbprint or SerialNumber and IssuerDN");
         goto done;
     }
-    STACK_OF(X509) *certs =
-        chain_arrange(ic->cert, srv->cas[ic->ca_index].chain, json_is_true(chain_flag), order);
+    STACK_OF(X509) *certs = chain_arrange(ic->cert, local_ca_chain(srv->cas[ic->ca_index]),
+                                          json_is_true(chain_flag), order);
     BIO *bio = BIO_new(BIO_s_mem());
     int rc = -1;
     enroll_error err;
@@ -337,7 +340,7 @@ void api_download_certificate(server *srv, const api_call *call, api_answer *ans
         answer->body = json_pack("{s:s?}", "Content", b64);
         free(b64);
     } else {
-        api_error(answer, 500, "INTERNAL", "the certificate could not be encoded");
+        api_error(answer, HSE_INTERNAL, "the certificate could not be encoded");
     }
     BIO_free(bio);
     sk_X509_pop_free(certs, X509_free);

@@ -69,20 +69,20 @@ json_t *api_body_object(const api_call *call, api_answer *answer)
     size_t len = 0;
     char *text = body_repaired(call->body, call->body_len, &len);
     if (text == NULL) {
-        api_error(answer, 500, "INTERNAL", "out of memory");
+        api_error(answer, HSE_INTERNAL, "out of memory");
         return NULL;
     }
     json_error_t jerr;
     json_t *body = json_loadb(text, len, JSON_DISABLE_EOF_CHECK, &jerr);
     free(text);
     if (body == NULL) {
-        api_error(answer, 400, "INVALID_JSON", "the body is not JSON: line %d, column %d: %s",
+        api_error(answer, HSE_INVALID_JSON, "the body is not JSON: line %d, column %d: %s",
                   jerr.line, jerr.column, jerr.text);
         return NULL;
     }
     if (!json_is_object(body)) {
         json_decref(body);
-        api_error(answer, 400, "INVALID_JSON", "the body must be a JSON object");
+        api_error(answer, HSE_INVALID_JSON, "the body must be a JSON object");
         return NULL;
     }
     return body;
@@ -108,9 +108,9 @@ const char *api_query_param(const api_call *call, const char *name)
     return v;
 }
 
-void api_answer_errors(api_answer *answer, unsigned status, const error_list *errors)
+void api_answer_errors(api_answer *answer, const error_list *errors)
 {
-    api_error(answer, status, errors->items[0].code, "%s", errors->items[0].message);
+    api_error(answer, errors->items[0].code_id, "%s", errors->items[0].message);
     if (errors->items[0].field[0] != '\0')
         json_object_set_new(answer->body, "Field", json_string(errors->items[0].field));
     if (errors->count > 1) {
@@ -155,9 +155,9 @@ json_t *api_filter(const api_call *call, json_t *items, json_t *views, const cha
     long long limit = int_param(call, "ReturnLimit", 0), page = int_param(call, "PageReturned", 1);
     if (q == NULL || limit < 0 || page < 0) {
         if (q == NULL)
-            api_error(answer, 400, "INVALID_QUERY", "QueryString: %s", error);
+            api_error(answer, HSE_INVALID_QUERY, "QueryString: %s", error);
         else
-            api_error(answer, 400, "INVALID_QUERY",
+            api_error(answer, HSE_INVALID_QUERY,
                       "ReturnLimit and PageReturned take non-negative integers");
         query_free(q);
         json_decref(items);

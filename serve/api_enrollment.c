@@ -9,7 +9,7 @@
 #include <strings.h>
 
 #include "batch/certinfo.h"
-#include "batch/jsonpath.h"
+#include "batch/jsonobj.h"
 #include "batch/log.h"
 #include "formats/base64.h"
 #include "formats/bundle.h"
@@ -79,7 +79,7 @@ static json_t *certificate_strings(STACK_OF(X509) * certs, bool der, bool subjec
  * booleans written out. Other values are left for the policy to refuse. */
 static void metadata_as_strings(json_t *body)
 {
-    json_t *md = json_get_ci(body, "Metadata");
+    json_t *md = jobj_get(body, "Metadata");
     if (!json_is_object(md))
         return;
     const char *key;
@@ -102,19 +102,6 @@ static void metadata_as_strings(json_t *body)
     }
 }
 
-/* Deletes the members named name (any case) of obj. */
-static void drop_member(json_t *obj, const char *name)
-{
-    const char *key;
-    json_t *value;
-    void *tmp;
-    json_object_foreach_safe(obj, tmp, key, value)
-    {
-        if (strcasecmp(key, name) == 0)
-            json_object_del(obj, key);
-    }
-}
-
 /* The body of POST /Enrollment/CSR as a request line of the batch vocabulary. */
 static char *line_from_body(server *srv, const api_call *call, const char *format,
                             api_answer *answer)
@@ -127,13 +114,12 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
     json_object_foreach(body, key, value)
     {
         if (!key_listed(key, csr_body_keys)) {
-            api_error(answer, 400, "UNKNOWN_FIELD", "%.80s: not a field of POST /Enrollment/CSR",
-                      key);
+            api_error(answer, HSE_UNKNOWN_FIELD, "%.80s: not a field of POST /Enrollment/CSR", key);
             json_decref(body);
             return NULL;
         }
         if (strcasecmp(key, "PrivateKey") == 0 && !json_is_null(value)) {
-            api_error(answer, 400, "FIELD_NOT_SUPPORTED",
+            api_error(answer, HSE_FIELD_NOT_SUPPORTED,
                       "PrivateKey: this server does not retain private keys");
             json_decref(body);
             return NULL;
@@ -141,17 +127,17 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
     }
     /* What a Keyfactor server takes and a CSR request line has no use for: the file extension
      * of a download, an explicit null, an empty CA name (a client that names only a pattern). */
-    drop_member(body, "FileExtension");
-    drop_member(body, "PrivateKey");
-    json_t *renewal = json_get_ci(body, "RenewalCertificateId");
+    jobj_del(body, "FileExtension");
+    jobj_del(body, "PrivateKey");
+    json_t *renewal = jobj_get(body, "RenewalCertificateId");
     if (renewal != NULL && json_is_null(renewal))
-        drop_member(body, "RenewalCertificateId");
-    json_t *ca = json_get_ci(body, "CertificateAuthority");
+        jobj_del(body, "RenewalCertificateId");
+    json_t *ca = jobj_get(body, "CertificateAuthority");
     if (ca != NULL && (json_is_null(ca) || (json_is_string(ca) && json_string_length(ca) == 0)))
-        drop_member(body, "CertificateAuthority");
-    json_t *md = json_get_ci(body, "Metadata");
+        jobj_del(body, "CertificateAuthority");
+    json_t *md = jobj_get(body, "Metadata");
     if (md != NULL && json_is_null(md))
-        drop_member(body, "Metadata");
+        jobj_del(body, "Metadata");
     metadata_as_strings(body);
     char id[40];
     snprintf(id, sizeof id, "api-%lld", atomic_fetch_add(&srv->next_id, 1));
@@ -161,7 +147,7 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (text == NULL)
-        api_error(answer, 500, "INTERNAL", "out of memory");
+        api_error(answer, HSE_INTERNAL, "out of memory");
     return text;
 }
 
@@ -187,13 +173,13 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
 {
     (void)unused;
     if (call->certificate_format == NULL) {
-        api_error(answer, 400, "MISSING_HEADER",
+        api_error(answer, HSE_MISSING_HEADER,
                   "the x-certificateformat header is required (PEM or DER)");
         return;
     }
     bool der = strcasecmp(call->certificate_format, "DER") == 0;
     if (!der && strcasecmp(call->certificate_format, "PEM") != 0) {
-        api_error(answer, 400, "INVALID_HEADER", "x-certificateformat: must be PEM or DER");
+        api_error(answer, HSE_INVALID_HEADER, "x-certificateformat: must be PEM or DER");
         return;
     }
     char *text = line_from_body(srv, call, der ? "DER" : "PEM", answer);
@@ -213,19 +199,19 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
     X509 *cert = NULL;
     if (req == NULL || errors.count > 0) {
         if (errors.count == 0)
-            error_list_add(&errors, "INVALID_JSON", NULL, "the body is not a request");
-        api_answer_errors(answer, 400, &errors);
+            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
+        api_answer_errors(answer, &errors);
         goto done;
     }
     if (!api_caller_may_use(call, decision.pattern)) {
-        api_error(answer, 403, "FORBIDDEN",
+        api_error(answer, HSE_FORBIDDEN,
                   "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
                   serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
         goto done;
     }
     size_t ca = (size_t)(decision.ca - sc->cfg->cas);
     if (!srv->ca_open[ca]) {
-        api_error(answer, 400, "CA_NOT_SERVED", "CA \"%s\" is not an embedded CA of this server",
+        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
                   decision.ca->name);
         goto done;
     }
@@ -243,17 +229,17 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
                                  .request_id = req->id,
                                  .sans = req->sans,
                                  .run_id = srv->run_id};
-        rc = local_ca_issue_cert(&srv->cas[ca], &session, req->csr, &params, &issued, &err);
+        rc = local_ca_issue_cert(srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
     if (rc != 0) {
         /* The caller's fault is explained; the server's own is logged, and the answer names no
          * path, handle or library message. */
-        if (strcmp(err.code, "CA_REJECTED") == 0) {
-            api_error(answer, 400, err.code, "%s", err.message);
+        if (err.code_id == HSE_CA_REJECTED) {
+            api_error(answer, err.code_id, "%s", err.message);
         } else {
             log_error("serve: %s: %s: %s", call->path, err.code, err.message);
-            api_error(answer, 500, "INTERNAL",
+            api_error(answer, HSE_INTERNAL,
                       "the server could not issue the certificate (%s); "
                       "see its log",
                       err.code);
@@ -261,8 +247,8 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
         goto done;
     }
     cert = issued.cert;
-    STACK_OF(X509) *certs =
-        chain_arrange(cert, srv->cas[ca].chain, req->include_chain, CHAIN_END_ENTITY_FIRST);
+    STACK_OF(X509) *certs = chain_arrange(cert, local_ca_chain(srv->cas[ca]), req->include_chain,
+                                          CHAIN_END_ENTITY_FIRST);
     /* The members of the schema's CertificateInformation, no more. */
     json_t *described = certinfo_describe(cert);
     json_t *info = json_object();
@@ -291,14 +277,14 @@ done:
 void api_enroll_pfx(server *srv, const api_call *call, api_answer *answer, long long unused)
 {
     (void)srv, (void)call, (void)unused;
-    api_error(answer, 501, "NOT_IMPLEMENTED",
+    api_error(answer, HSE_NOT_IMPLEMENTED,
               "POST /Enrollment/PFX is not served yet: use `hsmenroll run` with a PFX line");
 }
 
 void api_store_reenrollment(server *srv, const api_call *call, api_answer *answer, long long unused)
 {
     (void)srv, (void)call, (void)unused;
-    api_error(answer, 501, "NOT_IMPLEMENTED",
+    api_error(answer, HSE_NOT_IMPLEMENTED,
               "POST /CertificateStores/Reenrollment is not served yet: use `hsmenroll run` with "
               "a Reenrollment line");
 }

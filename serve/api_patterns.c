@@ -6,20 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "batch/jsonpath.h"
+#include "batch/jsonobj.h"
 #include "serve/internal.h"
-
-static void drop_member(json_t *obj, const char *name)
-{
-    const char *key;
-    json_t *value;
-    void *tmp;
-    json_object_foreach_safe(obj, tmp, key, value)
-    {
-        if (strcasecmp(key, name) == 0)
-            json_object_del(obj, key);
-    }
-}
 
 /* "host\logical": the host part (NULL when there is none). */
 static json_t *ca_host(const config_ca *ca)
@@ -39,7 +27,7 @@ static json_t *key_algorithms_v25(const json_t *key_info)
     {
         if (json_is_null(entry))
             continue;
-        json_t *bits = json_get_ci(entry, "bit_lengths"), *curves = json_get_ci(entry, "curves");
+        json_t *bits = jobj_get(entry, "bit_lengths"), *curves = jobj_get(entry, "curves");
         json_array_append_new(out, json_pack("{s:s, s:O?, s:O?}", "name", name, "bit_lengths",
                                              json_is_array(bits) ? bits : NULL, "curves",
                                              json_is_array(curves) ? curves : NULL));
@@ -55,11 +43,11 @@ static json_t *key_info_v24(const json_t *algorithms)
     json_t *a;
     json_array_foreach((json_t *)algorithms, i, a)
     {
-        const char *name = json_string_value(json_get_ci(a, "name"));
+        const char *name = json_string_value(jobj_get(a, "name"));
         if (name == NULL)
             continue;
         json_t *entry = json_object();
-        json_t *bits = json_get_ci(a, "bit_lengths"), *curves = json_get_ci(a, "curves");
+        json_t *bits = jobj_get(a, "bit_lengths"), *curves = jobj_get(a, "curves");
         if (json_is_array(bits))
             json_object_set(entry, "bit_lengths", bits);
         if (json_is_array(curves))
@@ -72,13 +60,13 @@ static json_t *key_info_v24(const json_t *algorithms)
 static json_t *policies_v25(const json_t *raw)
 {
     json_t *out = json_is_object(raw) ? json_deep_copy(raw) : json_object();
-    json_t *key_info = json_get_ci(out, "KeyInfo");
+    json_t *key_info = jobj_get(out, "KeyInfo");
     json_t *algorithms = json_is_object(key_info) ? key_algorithms_v25(key_info) : json_null();
-    drop_member(out, "KeyInfo");
+    jobj_del(out, "KeyInfo");
     json_object_set_new(out, "PrimaryKeyAlgorithms", algorithms);
-    if (json_get_ci(out, "DefaultCertificateOwnerOverride") == NULL)
+    if (jobj_get(out, "DefaultCertificateOwnerOverride") == NULL)
         json_object_set_new(out, "DefaultCertificateOwnerOverride", json_false());
-    if (json_get_ci(out, "CertificateOwnerRole") == NULL)
+    if (jobj_get(out, "CertificateOwnerRole") == NULL)
         json_object_set_new(out, "CertificateOwnerRole", json_integer(0));
     return out;
 }
@@ -92,7 +80,7 @@ static json_t *pattern_json(const config *cfg, const config_pattern *p)
     json_object_set_new(out, "Id", json_integer(p->id));
     json_object_set_new(out, "Name", json_string(p->name));
     for (size_t i = 0; copied[i] != NULL; i++) {
-        json_t *v = json_get_ci(p->raw, copied[i]);
+        json_t *v = jobj_get(p->raw, copied[i]);
         json_object_set_new(out, copied[i], v ? json_deep_copy(v) : json_null());
     }
     json_object_set_new(out, "Template",
@@ -123,7 +111,7 @@ static json_t *pattern_json(const config *cfg, const config_pattern *p)
     json_object_set_new(out, "CertificateAuthorities", cas);
     json_object_set_new(out, "AllowedEnrollmentTypes", json_integer(p->allowed_enrollment_types));
     json_object_set_new(out, "RestrictCAs", json_boolean(p->restrict_cas));
-    json_object_set_new(out, "Policies", policies_v25(json_get_ci(p->raw, "Policies")));
+    json_object_set_new(out, "Policies", policies_v25(jobj_get(p->raw, "Policies")));
     return out;
 }
 
@@ -139,7 +127,7 @@ void api_list_patterns(server *srv, const api_call *call, api_answer *answer, lo
     for (size_t i = 0; i < cfg->pattern_count; i++) {
         const config_pattern *p = &cfg->patterns[i];
         json_array_append_new(list, pattern_json(cfg, p));
-        json_t *desc = json_get_ci(p->raw, "Description");
+        json_t *desc = jobj_get(p->raw, "Description");
         json_array_append_new(
             views, json_pack("{s:I, s:s, s:O?, s:s, s:I}", "Id", (json_int_t)p->id, "Name", p->name,
                              "Description", json_is_string(desc) ? desc : NULL, "Template",
@@ -156,7 +144,7 @@ void api_get_pattern(server *srv, const api_call *call, api_answer *answer, long
     const config *cfg = srv->current->cfg;
     const config_pattern *p = config_find_pattern(cfg, id);
     if (p == NULL) {
-        api_error(answer, 404, "UNKNOWN_PATTERN", "no enrollment pattern has Id %lld", id);
+        api_error(answer, HSE_NOT_FOUND, "no enrollment pattern has Id %lld", id);
         return;
     }
     answer->body = pattern_json(cfg, p);
@@ -178,16 +166,16 @@ static void strip_path_prefix(char *text, const char *prefix, size_t n)
  * enforce), explicit nulls left out. */
 static void pattern_body_v24(json_t *body)
 {
-    json_t *policies = json_get_ci(body, "Policies");
+    json_t *policies = jobj_get(body, "Policies");
     if (json_is_object(policies)) {
-        json_t *algorithms = json_get_ci(policies, "PrimaryKeyAlgorithms");
+        json_t *algorithms = jobj_get(policies, "PrimaryKeyAlgorithms");
         if (json_is_array(algorithms) && json_array_size(algorithms) > 0)
             json_object_set_new(policies, "KeyInfo", key_info_v24(algorithms));
-        drop_member(policies, "PrimaryKeyAlgorithms");
-        json_t *alt = json_get_ci(policies, "AlternativeKeyAlgorithms");
+        jobj_del(policies, "PrimaryKeyAlgorithms");
+        json_t *alt = jobj_get(policies, "AlternativeKeyAlgorithms");
         if (alt != NULL && (json_is_null(alt) || json_array_size(alt) == 0))
-            drop_member(policies, "AlternativeKeyAlgorithms");
-        drop_member(policies, "DefaultCertificateOwnerOverride");
+            jobj_del(policies, "AlternativeKeyAlgorithms");
+        jobj_del(policies, "DefaultCertificateOwnerOverride");
     }
     const char *key;
     json_t *value;
@@ -208,13 +196,13 @@ void api_add_pattern(server *srv, const api_call *call, api_answer *answer, long
     pattern_body_v24(body);
     const config *old = srv->current->cfg;
     json_t *doc = json_deep_copy(old->doc);
-    json_t *patterns = json_get_ci(doc, "EnrollmentPatterns");
+    json_t *patterns = jobj_get(doc, "EnrollmentPatterns");
     long long id = 0;
     for (size_t i = 0; i < old->pattern_count; i++)
         if (old->patterns[i].id > id)
             id = old->patterns[i].id;
     id++;
-    drop_member(body, "Id");
+    jobj_del(body, "Id");
     json_object_set_new(body, "Id", json_integer(id));
     char prefix[64];
     int n = snprintf(prefix, sizeof prefix, "EnrollmentPatterns[%zu]", json_array_size(patterns));
@@ -229,15 +217,15 @@ void api_add_pattern(server *srv, const api_call *call, api_answer *answer, long
             strip_path_prefix(errors.items[i].message, prefix, (size_t)n);
         }
         if (errors.count == 0)
-            error_list_add(&errors, "CONFIG_RULE", NULL, "the pattern is not valid");
-        api_answer_errors(answer, 400, &errors);
+            error_list_add(&errors, HSE_CONFIG_RULE, NULL, "the pattern is not valid");
+        api_answer_errors(answer, &errors);
         error_list_free(&errors);
         return;
     }
     serve_config *sc = serve_config_new(cfg);
     if (sc == NULL) {
         config_free(cfg);
-        api_error(answer, 500, "INTERNAL", "out of memory");
+        api_error(answer, HSE_INTERNAL, "out of memory");
         return;
     }
     serve_config_free(srv->current);

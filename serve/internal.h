@@ -33,7 +33,7 @@ struct server {
     char url[128];
     pthread_rwlock_t config_lock; /* read: an API call; write: a pattern added */
     serve_config *current;
-    local_ca *cas; /* one per configuration CA; opened for the local ones */
+    local_ca **cas; /* one per configuration CA; opened for the local ones */
     bool *ca_open;
     size_t *ca_token;          /* the HSM context token index of each local CA */
     session_pool *pools;       /* one per HSM context token */
@@ -100,9 +100,9 @@ json_t *api_body_object(const api_call *call, api_answer *answer);
 const char *api_query_value(const api_call *call, const char *name);
 /* The same, also under the prefixes pq. and sq. that older clients use (pq.queryString). */
 const char *api_query_param(const api_call *call, const char *name);
-/* Several errors of a request as one answer: the first as ErrorCode/Message/Field, all in Errors.
- */
-void api_answer_errors(api_answer *answer, unsigned status, const error_list *errors);
+/* Several errors of a request as one answer: the first as ErrorCode/Message/Field (its code's
+ * status), all in Errors. */
+void api_answer_errors(api_answer *answer, const error_list *errors);
 /* The caller holds one of the pattern's AssociatedRoles (or it uses AD permissions). */
 bool api_caller_may_use(const api_call *call, const config_pattern *pattern);
 /* The filtered list: items (taken) that match the query parameter QueryString, at most
@@ -110,9 +110,9 @@ bool api_caller_may_use(const api_call *call, const config_pattern *pattern);
 json_t *api_filter(const api_call *call, json_t *items, json_t *views, const char *const *fields,
                    api_answer *answer);
 
-/* {"ErrorCode": code, "Message": message} with status. */
-void api_error(api_answer *answer, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* {"ErrorCode": code, "Message": message} with the code's HTTP status (formats/error_codes.def). */
+void api_error(api_answer *answer, hse_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* A new serve_config over cfg (taken). NULL on failure. */
 serve_config *serve_config_new(config *cfg);
