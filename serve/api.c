@@ -233,7 +233,9 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
     if (rc == 0) {
         local_ca_issue params = {.validity_days = (int)decision.template_->validity_days,
                                  .request_id = req->id,
-                                 .sans = req->sans};
+                                 .sans = req->sans,
+                                 .crl_url = decision.ca->crl_url,
+                                 .ocsp_url = decision.ca->ocsp_url};
         rc = local_ca_issue_cert(&srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
