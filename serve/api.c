@@ -412,5 +412,12 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
         }
         return;
     }
+    if (strcasecmp(call->path, "/Certificates/Revoke") == 0) { /* serve/revocation.c */
+        if (post)
+            api_revoke(srv, call, answer);
+        else
+            api_error(answer, HSE_METHOD_NOT_ALLOWED, "/Certificates/Revoke takes POST");
+        return;
+    }
     api_error(answer, HSE_NOT_FOUND, "no such resource: %.200s", call->path);
 }
