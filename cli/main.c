@@ -49,10 +49,6 @@ static const cli_command commands[] = {
      "revoke the certificates of results files (all, or --id/--serial)\n"
      "at their CA; journaled, --resume after a stop",
      cli_revoke},
-    {"renew", "RESULTS... --within DAYS",
-     "a new run of the certificates (and store aliases) that expire\n"
-     "within DAYS: same subject, SANs, key type and format, new keys",
-     cli_renew},
     {"version", "", "print the version", cmd_version},
     {"help", "[COMMAND]", "this text, or a command's options", cmd_help},
 };

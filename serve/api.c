@@ -236,7 +236,7 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
                                  .sans = req->sans,
                                  .crl_url = decision.ca->crl_url,
                                  .ocsp_url = decision.ca->ocsp_url};
-        rc = local_ca_issue_cert(&srv->cas[ca], &session, req->csr, &params, &issued, &err);
+        rc = local_ca_issue_cert(srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
     if (rc != 0) {
@@ -254,8 +254,8 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
         goto done;
     }
     cert = issued.cert;
-    STACK_OF(X509) *certs =
-        chain_arrange(cert, srv->cas[ca].chain, req->include_chain, CHAIN_END_ENTITY_FIRST);
+    STACK_OF(X509) *certs = chain_arrange(cert, local_ca_chain(srv->cas[ca]), req->include_chain,
+                                          CHAIN_END_ENTITY_FIRST);
     json_t *info = certinfo_describe(cert);
     json_object_set_new(info, "KeyfactorID", json_integer(issued.keyfactor_id));
     json_object_set_new(info, "KeyfactorRequestId", json_integer(issued.keyfactor_id));

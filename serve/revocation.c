@@ -115,7 +115,7 @@ static int borrow_signer(server *srv, revocation_ca *rc, hsm_session *session, s
 {
     if (session_pool_get(srv, srv->ca_token[rc->index], session, err) != 0)
         return -1;
-    local_ca_signer(&srv->cas[rc->index], session, s, ctx);
+    local_ca_signer(srv->cas[rc->index], session, s, ctx);
     return 0;
 }
 
@@ -133,7 +133,7 @@ static unsigned char *current_crl(server *srv, revocation_ca *rc, size_t *len, e
         hsm_signer_ctx ctx;
         if (borrow_signer(srv, rc, &session, &s, &ctx, err) == 0) {
             long long size = revocation_size(rc->list);
-            X509_CRL *crl = crl_make(rc->home, srv->cas[rc->index].issuing, &s, rc->list,
+            X509_CRL *crl = crl_make(rc->home, local_ca_issuing(srv->cas[rc->index]), &s, rc->list,
                                      rc->valid_seconds, err);
             session_pool_put(srv, srv->ca_token[rc->index], &session);
             unsigned char *der = NULL;
@@ -180,7 +180,7 @@ static enum MHD_Result answer_ocsp(server *srv, struct MHD_Connection *conn,
     serve_revocation *sr = srv->revocation;
     revocation_ca *rc = &sr->cas[0];
     for (size_t i = 0; i < sr->count; i++) {
-        if (ocsp_request_for(req, req_len, srv->cas[sr->cas[i].index].issuing)) {
+        if (ocsp_request_for(req, req_len, local_ca_issuing(srv->cas[sr->cas[i].index]))) {
             rc = &sr->cas[i];
             break;
         }
@@ -189,8 +189,9 @@ static enum MHD_Result answer_ocsp(server *srv, struct MHD_Connection *conn,
     enroll_error err;
     enroll_error_clear(&err);
     lookup_ctx lctx = {rc};
-    ocsp_ca oca = {
-        .issuer = srv->cas[rc->index].issuing, .lookup = lookup_serial, .lookup_ctx = &lctx};
+    ocsp_ca oca = {.issuer = local_ca_issuing(srv->cas[rc->index]),
+                   .lookup = lookup_serial,
+                   .lookup_ctx = &lctx};
     hsm_signer_ctx sctx;
     hsm_session session;
     size_t len = 0;
