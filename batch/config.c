@@ -49,6 +49,9 @@ static const char *const ca_keys[] = {"Id",
                                       "RemoteName",
                                       "RetryDelayMs",
                                       "Description",
+                                      "CrlUrl",
+                                      "OcspUrl",
+                                      "CrlDays",
                                       NULL};
 static const char *const template_keys[] = {
     "Id", "Name", "Description", "CertificateAuthorities", "ValidityDays", "KeyRetention", NULL};
@@ -179,7 +182,8 @@ static void load_stores(config *cfg, const json_t *stores, error_list *errors)
                     "%s: required, the label (1 to 32 bytes) of the store's PKCS#11 token", where);
         for (size_t k = 0; k < cfg->store_count && s->id != NULL; k++)
             if (cfg->stores[k].id != NULL && strcasecmp(cfg->stores[k].id, s->id) == 0)
-                CFG_ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Id"),
+                CFG_ERR(errors, HSE_CONFIG_DUPLICATE,
+                        json_path_key(where, sizeof where, path, "Id"),
                         "%s: store %s is listed twice", where, s->id);
         cfg->store_count++;
     }
@@ -260,8 +264,8 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         {
             json_path_index(where, sizeof where, "Hsm.Tokens", i);
             if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 32) {
-                CFG_ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected a token label of 1 to 32 bytes",
-                        where);
+                CFG_ERR(errors, HSE_CONFIG_TYPE, where,
+                        "%s: expected a token label of 1 to 32 bytes", where);
                 continue;
             }
             for (size_t j = 0; j < h->token_count; j++)
@@ -365,6 +369,20 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
         json_opt_string(entry, "Url", path, &ca->url, errors);
         json_opt_string(entry, "Home", path, &ca->home, errors);
         json_opt_string(entry, "Token", path, &ca->token, errors);
+        json_opt_string(entry, "CrlUrl", path, &ca->crl_url, errors);
+        json_opt_string(entry, "OcspUrl", path, &ca->ocsp_url, errors);
+        ca->crl_days = 7;
+        json_opt_int(entry, "CrlDays", path, &ca->crl_days, errors);
+        if (ca->crl_days < 1 || ca->crl_days > 366)
+            CFG_ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, path, "CrlDays"),
+                    "%s: must be between 1 and 366", where);
+        const char *urls[] = {ca->crl_url, ca->ocsp_url};
+        for (int u = 0; u < 2; u++)
+            if (urls[u] != NULL && strncmp(urls[u], "http://", 7) != 0 &&
+                strncmp(urls[u], "https://", 8) != 0)
+                CFG_ERR(errors, HSE_CONFIG_VALUE,
+                        json_path_key(where, sizeof where, path, u ? "OcspUrl" : "CrlUrl"),
+                        "%s: must be an http:// or https:// URL", where);
         ca->home = resolve_path(cfg, ca->home);
         const char *bs = strrchr(ca->name, '\\');
         ca->logical = bs ? bs + 1 : ca->name;

@@ -12,7 +12,7 @@
 
 typedef enum lock_kind { LOCK_NONE = 0, LOCK_READ, LOCK_WRITE } lock_kind;
 
-static api_handler status_endpoints, status_healthcheck;
+static api_handler status_endpoints, status_healthcheck, certificates_revoke;
 
 typedef struct route {
     const char *method;
@@ -40,6 +40,7 @@ static const route routes[] = {
     {"GET", "/Certificates", api_list_certificates, true, NULL, LOCK_READ},
     {"GET", "/Certificates/{id}", api_get_certificate, true, NULL, LOCK_READ},
     {"POST", "/Certificates/Download", api_download_certificate, true, NULL, LOCK_READ},
+    {"POST", "/Certificates/Revoke", certificates_revoke, false, NULL, LOCK_NONE},
 };
 #define ROUTE_COUNT (sizeof routes / sizeof routes[0])
 
@@ -83,6 +84,13 @@ static void status_healthcheck(server *srv, const api_call *call, api_answer *an
     (void)srv, (void)call, (void)id;
     answer->status = 204;
     answer->no_body = true;
+}
+
+/* serve/revocation.c (it takes the locks it needs itself). */
+static void certificates_revoke(server *srv, const api_call *call, api_answer *answer, long long id)
+{
+    (void)id;
+    api_revoke(srv, call, answer);
 }
 
 void api_dispatch(server *srv, const api_call *call, api_answer *answer)

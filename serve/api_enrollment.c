@@ -228,7 +228,9 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
         local_ca_issue params = {.validity_days = (int)decision.template_->validity_days,
                                  .request_id = req->id,
                                  .sans = req->sans,
-                                 .run_id = srv->run_id};
+                                 .run_id = srv->run_id,
+                                 .crl_url = decision.ca->crl_url,
+                                 .ocsp_url = decision.ca->ocsp_url};
         rc = local_ca_issue_cert(srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
