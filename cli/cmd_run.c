@@ -260,6 +260,25 @@ int cli_run(int argc, char **argv)
                         "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }
+    char results_path[4096], journal_path[4096];
+    snprintf(results_path, sizeof results_path, "%s/results.ndjson", opt.out_dir);
+    snprintf(journal_path, sizeof journal_path, "%s/journal.ndjson", opt.out_dir);
+    const char *outputs[][2] = {
+        {results_path, "results file"},
+        {opt.journal_path ? opt.journal_path : journal_path, "journal"},
+        {stats_path, "--stats-json file"},
+    };
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (cli_refuse_overlap("run", opt.batch_path, "the batch", outputs[i][0], outputs[i][1]) !=
+                0 ||
+            cli_refuse_overlap("run", opt.config_path, "the configuration", outputs[i][0],
+                               outputs[i][1]) != 0)
+            return EXIT_NOTHING_DONE;
+    if (stats_path != NULL && (cli_refuse_overlap("run", stats_path, "the --stats-json file",
+                                                  results_path, "results file") != 0 ||
+                               cli_refuse_overlap("run", stats_path, "the --stats-json file",
+                                                  outputs[1][0], "journal") != 0))
+        return EXIT_NOTHING_DONE;
     if (strcmp(opt.batch_path, "-") != 0 && access(opt.batch_path, R_OK) != 0) {
         log_error("cannot read batch %s: %s", opt.batch_path, strerror(errno));
         return EXIT_NOTHING_DONE;

@@ -125,13 +125,10 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
 
 int pipeline_run(run *r, enroll_error *err)
 {
-    ndjson_reader reader;
-    if (ndjson_open(&reader, r->opt.batch_path, 0, err) != 0)
-        return -1;
+    ndjson_reader *reader = &r->reader; /* opened by run_open */
     int nworkers = r->opt.workers;
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
-        ndjson_close(&reader);
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
@@ -141,7 +138,6 @@ int pipeline_run(run *r, enroll_error *err)
                (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
-        ndjson_close(&reader);
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
@@ -175,7 +171,7 @@ int pipeline_run(run *r, enroll_error *err)
     uint64_t schedule_start = 0; /* --rate: request k is admitted at schedule_start + k/rate */
     error_list errors = {0};
     while (rc == 0 && !atomic_load(&r->stop) &&
-           (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
+           (st = ndjson_next(reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
             enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot read %s after line %ld",
                              r->opt.batch_path, line);
@@ -190,7 +186,7 @@ int pipeline_run(run *r, enroll_error *err)
         errors.count = 0;
         if (st == NDJSON_TOO_LONG) {
             error_list_add(&errors, HSE_LINE_TOO_LONG, NULL, "the line is longer than %zu bytes",
-                           reader.max_line);
+                           reader->max_line);
             report_line_failure(r, NULL, line, &errors);
             continue;
         }
@@ -243,7 +239,6 @@ int pipeline_run(run *r, enroll_error *err)
     line_checker_free(&checker);
     store_registry_free(&r->stores);
     queue_destroy(&r->queue);
-    ndjson_close(&reader);
     log_debug("%ld requests admitted to the workers", admitted);
     return rc;
 }

@@ -50,6 +50,13 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
                          r->opt.batch_path, strerror(errno));
         return -1;
     }
+    /* The batch's shape before anything is made: a JSON array or CSV is one mistake, not one
+     * error per line, and a corrected rerun must not find an OUTDIR in its way. */
+    if (ndjson_open(&r->reader, r->opt.batch_path, 0, err) != 0)
+        return -1;
+    r->reader_open = true;
+    if (ndjson_check_shape(&r->reader, r->opt.batch_path, err) != 0)
+        return -1;
     engine_setup *s = &r->setup;
     r->setup_done = true;
     if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
@@ -202,6 +209,8 @@ void run_close(run *r)
     connectors_close(&r->ca);
     recovery_close(r);
     output_dir_close(&r->out);
+    if (r->reader_open)
+        ndjson_close(&r->reader);
     if (r->setup_done)
         setup_free(&r->setup);
     free(r);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "batch/config.h"
+#include "batch/ndjson.h"
 #include "batch/output.h"
 #include "batch/policy.h"
 #include "batch/request.h"
@@ -44,6 +45,9 @@ struct run {
     engine_setup setup; /* configuration, module, tokens: set up by run_open */
     bool setup_done;
     bool results_open;
+    ndjson_reader reader; /* the batch, opened and its shape checked by run_open; read by
+                           * pipeline_run (the reader thread) */
+    bool reader_open;
     char journal_path[4096];
     uint64_t entered_ns; /* run_open was called (for FirstCertificateMs) */
     double seconds;      /* run_execute's pipeline time */
