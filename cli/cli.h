@@ -50,6 +50,13 @@ void cli_common_to_argv(const cli_common *common, char **argv, int *argc);
 int cli_refuse_overlap(const char *command, const char *input, const char *input_what,
                        const char *output, const char *output_what);
 
+/* The program as it was started (argv[0] of main), for commands the user is told to run. */
+extern const char *cli_program;
+
+/* Appends word to buf (of size size, NUL-terminated), after a space when buf is not empty,
+ * in single quotes when the shell would split or expand it. */
+void cli_append_word(char *buf, size_t size, const char *word);
+
 /* Sets the log level from -q/-v counts. */
 void cli_set_verbosity(int quiet, int verbose);
 

@@ -101,6 +101,51 @@ static int parse_int(const char *s, long long min, long long max, long long *out
     return 0;
 }
 
+/* The command that finishes a stopped run: the same batch, output, configuration, home,
+ * journal, shard and defaults, with --resume. */
+static void resume_command(const run_options *opt, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    cli_append_word(buf, size, cli_program);
+    cli_append_word(buf, size, "run");
+    cli_append_word(buf, size, opt->batch_path);
+    const char *pairs[][2] = {
+        {"-o", opt->out_dir},      {"--config", opt->config_path},
+        {"--home", opt->home},     {"--journal", opt->journal_path},
+        {"--ca", opt->default_ca}, {"--template", opt->default_template},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (pairs[i][1] != NULL) {
+            cli_append_word(buf, size, pairs[i][0]);
+            cli_append_word(buf, size, pairs[i][1]);
+        }
+    char number[48];
+    if (opt->default_pattern >= 0) {
+        snprintf(number, sizeof number, "%lld", opt->default_pattern);
+        cli_append_word(buf, size, "--pattern");
+        cli_append_word(buf, size, number);
+    }
+    if (shard_format(&opt->shard, number, sizeof number) != NULL) {
+        cli_append_word(buf, size, "--shard");
+        cli_append_word(buf, size, number);
+    }
+    cli_append_word(buf, size, "--resume");
+}
+
+static void print_stopped(const run_options *opt, const run_summary *sum)
+{
+    char command[8192];
+    resume_command(opt, command, sizeof command);
+    char not_started[64] = "the rest of the batch";
+    if (sum->not_started >= 0)
+        snprintf(not_started, sizeof not_started, "%ld request%s", sum->not_started,
+                 sum->not_started == 1 ? "" : "s");
+    log_warning("stopped before the end: %s not started%s%s; finish the run with: %s", not_started,
+                sum->abandoned > 0 ? ", some left half-done" : "",
+                strcmp(opt->batch_path, "-") == 0 ? " (give the same standard input again)" : "",
+                command);
+}
+
 static void print_summary(const run_summary *sum)
 {
     char pending_text[160] = "";
@@ -297,6 +342,8 @@ int cli_run(int argc, char **argv)
     run_summary sum;
     run_get_summary(r, &sum);
     print_summary(&sum);
+    if (exit_code == EXIT_STOPPED)
+        print_stopped(&opt, &sum);
     if (stats_path != NULL) {
         json_t *doc = run_stats_json(r);
         if (doc == NULL ||

@@ -96,3 +96,33 @@ int cli_refuse_overlap(const char *command, const char *input, const char *input
             command, input_what, input, output_what);
     return -1;
 }
+
+const char *cli_program = "hsmenroll";
+
+void cli_append_word(char *buf, size_t size, const char *word)
+{
+    size_t n = strlen(buf);
+    bool plain = *word != '\0';
+    for (const char *p = word; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,@%+-",
+                       *p) != NULL;
+    if (n > 0 && n + 1 < size)
+        buf[n++] = ' ', buf[n] = '\0';
+    if (plain) {
+        snprintf(buf + n, size - n, "%s", word);
+        return;
+    }
+    if (n + 1 < size)
+        buf[n++] = '\'', buf[n] = '\0';
+    for (const char *p = word; *p && n + 5 < size; p++) {
+        if (*p == '\'') {
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else {
+            buf[n++] = *p;
+        }
+    }
+    if (n + 1 < size)
+        buf[n++] = '\'';
+    buf[n] = '\0';
+}

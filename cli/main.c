@@ -118,6 +118,8 @@ static int cmd_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
     secret_protect_process();
+    if (argc > 0 && argv[0] != NULL && strchr(argv[0], '/') != NULL)
+        cli_program = argv[0]; /* as typed: ./build/hsmenroll, /usr/local/bin/hsmenroll */
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     if (argc < 2) {
         print_usage(stderr);

@@ -229,6 +229,15 @@ int pipeline_run(run *r, enroll_error *err)
         }
     }
     error_list_free(&errors);
+    /* Stopped (a signal, a full disk): how many of the run's lines were not started, for the
+     * summary; standard input is not read further (it may never end). */
+    if (rc == 0 && atomic_load(&r->stop) && strcmp(r->opt.batch_path, "-") != 0) {
+        long rest = 0;
+        while ((st = ndjson_next(reader, &text, &len, &line)) != NDJSON_EOF && st != NDJSON_ERROR)
+            rest += shard_owns(&r->opt.shard, st == NDJSON_TOO_LONG ? NULL : text,
+                               st == NDJSON_TOO_LONG ? 0 : len, line);
+        r->stats.not_started = st == NDJSON_ERROR ? -1 : rest;
+    }
     queue_close(&r->queue);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);

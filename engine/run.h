@@ -76,6 +76,7 @@ typedef struct run_summary {
     long skipped;        /* resumed run: finished before */
     long earlier_failed; /* resumed run: failed before and not retried */
     long abandoned;      /* stopped mid-way: left for --resume */
+    long not_started;    /* stopped: lines of the batch (the shard) not started; -1 unknown */
     double seconds;      /* run_execute's time */
     double stage_mean_ms[STAGE_COUNT];
     int exit_code; /* EXIT_ALL_DONE, EXIT_SOME_FAILED or EXIT_STOPPED (EXIT_NOTHING_DONE when the

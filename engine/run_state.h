@@ -33,6 +33,7 @@ typedef struct run_stats {
     _Atomic long skipped;        /* resumed run: finished before */
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
+    long not_started; /* stopped: lines of the run not read (-1 unknown); set by pipeline_run */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
     latency_histogram latency;        /* admission to result, of issued requests */
     _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */
