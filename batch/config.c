@@ -1,6 +1,7 @@
 /* Configuration loading and validation: typed views over the JSON document, cross references
  * (template -> CAs, pattern -> template and CAs), the seed's pattern rules, JSON-path errors. */
 #include "config.h"
+#include "batch/suggest.h"
 
 #include <ctype.h>
 #include <libgen.h>
@@ -179,7 +180,8 @@ static void load_stores(config *cfg, const json_t *stores, error_list *errors)
                     "%s: required, the label (1 to 32 bytes) of the store's PKCS#11 token", where);
         for (size_t k = 0; k < cfg->store_count && s->id != NULL; k++)
             if (cfg->stores[k].id != NULL && strcasecmp(cfg->stores[k].id, s->id) == 0)
-                CFG_ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Id"),
+                CFG_ERR(errors, HSE_CONFIG_DUPLICATE,
+                        json_path_key(where, sizeof where, path, "Id"),
                         "%s: store %s is listed twice", where, s->id);
         cfg->store_count++;
     }
@@ -260,8 +262,8 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         {
             json_path_index(where, sizeof where, "Hsm.Tokens", i);
             if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 32) {
-                CFG_ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected a token label of 1 to 32 bytes",
-                        where);
+                CFG_ERR(errors, HSE_CONFIG_TYPE, where,
+                        "%s: expected a token label of 1 to 32 bytes", where);
                 continue;
             }
             for (size_t j = 0; j < h->token_count; j++)
@@ -738,6 +740,33 @@ const config_ca *config_find_ca_by_name(const config *cfg, const char *name)
             return ca;
     }
     return NULL;
+}
+
+void config_template_hint(const config *cfg, const char *name, char *buf, size_t size)
+{
+    const char *names[64] = {NULL};
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->template_count && n < 64; i++)
+        names[n++] = cfg->templates[i].name;
+    const char *near = suggest_closest(name, names, n);
+    char list[512];
+    suggest_list(list, sizeof list, names, n, 12);
+    if (near != NULL)
+        snprintf(buf, size, "did you mean \"%s\"? (templates: %s)", near, list);
+    else
+        snprintf(buf, size, "templates: %s", n ? list : "none");
+}
+
+void config_pattern_hint(const config *cfg, char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "patterns:");
+    for (size_t i = 0; i < cfg->pattern_count && i < 12 && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s %lld (%s)", i ? "," : "",
+                                 cfg->patterns[i].id, cfg->patterns[i].name);
+    if (cfg->pattern_count == 0 && used < size)
+        snprintf(buf + used, size - used, " none");
+    else if (cfg->pattern_count > 12 && used < size)
+        snprintf(buf + used, size - used, ", ...");
 }
 
 const config_template *config_find_template_by_name(const config *cfg, const char *name)

@@ -146,6 +146,23 @@ static void print_stopped(const run_options *opt, const run_summary *sum)
                 command);
 }
 
+/* The failures by code, with the first line of each, so that a failed request is never only a
+ * number; every line's own error is in results.ndjson (and shown with -vv). */
+static void print_failures(run *r, const run_summary *sum)
+{
+    run_failure_code codes[8];
+    size_t n = run_get_failures(r, codes, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
+        log_warning("%ld failed with %s, first line %ld%s%s: %s", codes[i].count, codes[i].code,
+                    codes[i].first_line, codes[i].first_id[0] ? " " : "", codes[i].first_id,
+                    codes[i].first_message);
+    if (n > 8)
+        log_warning("and %zu more codes", n - 8);
+    if (n > 0)
+        log_warning("every failed line's error is in %s/results.ndjson (-v lists them here)",
+                    sum->out_dir);
+}
+
 static void print_summary(const run_summary *sum)
 {
     char pending_text[160] = "";
@@ -342,6 +359,7 @@ int cli_run(int argc, char **argv)
     run_summary sum;
     run_get_summary(r, &sum);
     print_summary(&sum);
+    print_failures(r, &sum);
     if (exit_code == EXIT_STOPPED)
         print_stopped(&opt, &sum);
     if (stats_path != NULL) {

@@ -92,6 +92,7 @@ int cli_validate(int argc, char **argv)
     FILE *out = stdout;
     int rc = EXIT_NOTHING_DONE;
     if (setup_config_readonly(&s, common.config_path, common.home, &err) != 0 ||
+        setup_check_defaults(s.cfg, defaults.template_name, defaults.pattern_id, &err) != 0 ||
         ndjson_open(&reader, batch, 0, &err) != 0 || ndjson_check_shape(&reader, batch, &err) != 0)
         goto done;
     if (output != NULL) {

@@ -72,6 +72,7 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
         log_error("cannot write %s/results.ndjson", r->out.path);
     json_decref(result);
     atomic_fetch_add(&r->stats.failed, 1);
+    run_note_failure(r, errors->items[0].code, line, id, errors->items[0].message);
     log_debug("line %ld%s%s: %s: %s%s", line, id ? " " : "", id ? id : "", errors->items[0].code,
               errors->items[0].message, errors->count > 1 ? " (and more)" : "");
 }

@@ -87,6 +87,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     }
     r->entered_ns = run_clock_ns();
     r->stats.not_started = -1;
+    pthread_mutex_init(&r->failures_lock, NULL);
     r->out.fd = -1;
     fault_hooks_load();
     r->opt = *opt;
@@ -120,6 +121,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     engine_setup *s = &r->setup;
     r->setup_done = true;
     if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
+        setup_check_defaults(s->cfg, r->opt.default_template, r->opt.default_pattern, err) != 0 ||
         setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
         setup_local_cas(s, s->embedded, err) != 0)
         return -1;
@@ -269,5 +271,6 @@ void run_close(run *r)
         ndjson_close(&r->reader);
     if (r->setup_done)
         setup_free(&r->setup);
+    pthread_mutex_destroy(&r->failures_lock);
     free(r);
 }

@@ -85,6 +85,17 @@ typedef struct run_summary {
 } run_summary;
 void run_get_summary(run *r, run_summary *out);
 
+/* The failures of a run by code, for the summary: how many, and the first (lowest line) of each. */
+typedef struct run_failure_code {
+    char code[40];
+    long count;
+    long first_line;
+    char first_id[80];
+    char first_message[320];
+} run_failure_code;
+/* Copies up to max codes (most frequent first) into out; returns how many there are in all. */
+size_t run_get_failures(run *r, run_failure_code *out, size_t max);
+
 /* The run's figures as one JSON object (run --stats-json, and what `bench` reads): rate,
  * latency percentiles and CDF, mean time per stage, time to the first certificate, peak RSS. */
 json_t *run_stats_json(run *r);

@@ -41,6 +41,8 @@ typedef struct run_stats {
 
 struct job;
 
+enum { RUN_FAILURE_KINDS = 32 };
+
 struct run {
     run_options opt;
     engine_setup setup; /* configuration, module, tokens: set up by run_open */
@@ -65,7 +67,14 @@ struct run {
     _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
     long total_lines; /* for the progress ETA; -1 when unknown */
+    /* Failures by code (run_note_failure, from the reader and the workers, under the lock). */
+    pthread_mutex_t failures_lock;
+    run_failure_code failures[RUN_FAILURE_KINDS];
+    size_t failure_kinds;
 };
+
+/* Counts a failed request under its code for the summary (any thread). */
+void run_note_failure(run *r, const char *code, long line, const char *id, const char *message);
 
 typedef struct worker {
     run *run;

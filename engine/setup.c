@@ -282,3 +282,23 @@ void setup_free(engine_setup *s)
     free(s->home);
     memset(s, 0, sizeof *s);
 }
+
+int setup_check_defaults(const config *cfg, const char *template_name, long long pattern_id,
+                         enroll_error *err)
+{
+    char hint[700];
+    if (template_name != NULL && config_find_template_by_name(cfg, template_name) == NULL) {
+        config_template_hint(cfg, template_name, hint, sizeof hint);
+        enroll_error_set(err, HSE_USAGE, NULL, "--template %.80s: no such template in %s; %s",
+                         template_name, cfg->source, hint);
+        return -1;
+    }
+    if (pattern_id >= 0 && config_find_pattern(cfg, pattern_id) == NULL) {
+        config_pattern_hint(cfg, hint, sizeof hint);
+        enroll_error_set(err, HSE_USAGE, NULL,
+                         "--pattern %lld: no such enrollment pattern in %s; %s", pattern_id,
+                         cfg->source, hint);
+        return -1;
+    }
+    return 0;
+}

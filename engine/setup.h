@@ -50,4 +50,9 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err);
 
 void setup_free(engine_setup *s);
 
+/* --template NAME and --pattern ID (NULL / -1: not given) name what cfg has: 0, or -1 with err
+ * USAGE saying what it has and the nearest name. */
+int setup_check_defaults(const config *cfg, const char *template_name, long long pattern_id,
+                         enroll_error *err);
+
 #endif
