@@ -80,9 +80,9 @@ static void print_usage(FILE *out)
     }
     fputs(
         "\n"
-        "With no --config, everything runs on the embedded default under ./.hsmenroll (or\n"
-        "$HSMENROLL_HOME): a SoftHSM2 token, an embedded two-level CA and a Default template,\n"
-        "created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
+        "With no --config, everything runs on the embedded default in its home, --home DIR,\n"
+        "$HSMENROLL_HOME or ${XDG_DATA_HOME:-~/.local/share}/hsmenroll: SoftHSM2 tokens, an\n"
+        "embedded two-level CA and a Default template, created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
         "Run `hsmenroll COMMAND --help` for a command's options.\n",
         out);
 }

@@ -19,7 +19,9 @@ typedef struct engine_setup {
     bool hsm_open;
 } engine_setup;
 
-/* The engine home: option, else $HSMENROLL_HOME, else ./.hsmenroll; made absolute. */
+/* The engine home: option, else $HSMENROLL_HOME, else the per-user default
+ * ${XDG_DATA_HOME:-$HOME/.local/share}/hsmenroll (whatever the working directory); made
+ * absolute. */
 char *setup_home_path(const char *option);
 
 /* Loads --config (config_path not NULL) or the embedded default of home_option; for the

@@ -298,6 +298,60 @@ static void test_failures_visible_with_did_you_mean(void)
     free(err);
 }
 
+/* Items 4 and 5: the default home is per user (HOME, XDG_DATA_HOME), the same from any working
+ * directory, nothing made in the working directory; a home copied elsewhere (the README's tmpfs
+ * recipe) uses its own tokens once the original is gone, with the same CA. */
+static void test_home_per_user_and_movable(void)
+{
+    CU_ASSERT_EQUAL_FATAL(test_sh("mkdir -p '%s/user' '%s/wd1' '%s/wd2'", tmp, tmp, tmp), 0);
+    CU_ASSERT_EQUAL(test_sh("cd '%s/wd1' && env -u HSMENROLL_HOME -u XDG_DATA_HOME HOME='%s/user' "
+                            "'%s' ca init -q",
+                            tmp, tmp, HSMENROLL_BIN),
+                    0);
+    char *a = test_sh_output(NULL,
+                             "cd '%s/wd2' && env -u HSMENROLL_HOME -u XDG_DATA_HOME HOME='%s/user' "
+                             "'%s' ca show --json",
+                             tmp, tmp, HSMENROLL_BIN);
+    char root[600];
+    snprintf(root, sizeof root, "%s/user/.local/share/hsmenroll/ca/root.pem", tmp);
+    CU_ASSERT_EQUAL(access(root, F_OK), 0);
+    CU_ASSERT_EQUAL(
+        test_sh("test ! -e '%s/wd1/.hsmenroll' && test ! -e '%s/wd2/.hsmenroll'", tmp, tmp), 0);
+    CU_ASSERT_PTR_NOT_NULL(a ? strstr(a, "\"Issued\"") : NULL);
+    free(a);
+    /* XDG_DATA_HOME wins over HOME. */
+    CU_ASSERT_EQUAL(test_sh("cd '%s/wd2' && env -u HSMENROLL_HOME XDG_DATA_HOME='%s/xdg' "
+                            "HOME='%s/user' '%s' token list -q >/dev/null && test -f "
+                            "'%s/xdg/hsmenroll/softhsm2.conf'",
+                            tmp, tmp, tmp, HSMENROLL_BIN, tmp),
+                    0);
+
+    /* The tmpfs recipe: run, copy the home, remove the original, run on the copy. */
+    write_batch("h.ndjson", "h", 3);
+    CU_ASSERT_EQUAL_FATAL(test_sh("cd '%s' && HSMENROLL_HOME='%s/fast' '%s' run h.ndjson -o "
+                                  "out-h1 -q",
+                                  tmp, tmp, HSMENROLL_BIN),
+                          0);
+    CU_ASSERT_EQUAL(test_sh("cp -a '%s/fast' '%s/disk' && rm -rf '%s/fast'", tmp, tmp, tmp), 0);
+    CU_ASSERT_EQUAL(test_sh("cd '%s' && HSMENROLL_HOME='%s/disk' '%s' run h.ndjson -o out-h2 "
+                            "2>err.log",
+                            tmp, tmp, HSMENROLL_BIN),
+                    0);
+    char *err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "the home moved"));
+    CU_ASSERT_PTR_NULL(strstr(err, "initialized token")); /* its own tokens, not new ones */
+    free(err);
+    CU_ASSERT_EQUAL(
+        test_sh("grep -q 'tokendir = %s/disk/tokens' '%s/disk/softhsm2.conf'", tmp, tmp), 0);
+    CU_ASSERT_EQUAL(test_sh("cd '%s' && openssl verify -CAfile disk/ca/root.pem -untrusted "
+                            "disk/ca/issuing.pem out-h1/h-1.pem out-h2/h-1.pem >/dev/null",
+                            tmp),
+                    0);
+    char disk[600];
+    snprintf(disk, sizeof disk, "%s/disk", tmp);
+    CU_ASSERT_EQUAL(test_ca_issued(disk), 6);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -306,6 +360,7 @@ int main(void)
         TEST_CASE(test_earlier_outputs_refused_then_moved_aside),
         TEST_CASE(test_stop_says_what_is_left_and_how_to_finish),
         TEST_CASE(test_failures_visible_with_did_you_mean),
+        TEST_CASE(test_home_per_user_and_movable),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);
