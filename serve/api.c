@@ -234,7 +234,7 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
         local_ca_issue params = {.validity_days = (int)decision.template_->validity_days,
                                  .request_id = req->id,
                                  .sans = req->sans};
-        rc = local_ca_issue_cert(&srv->cas[ca], &session, req->csr, &params, &issued, &err);
+        rc = local_ca_issue_cert(srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
     if (rc != 0) {
@@ -252,8 +252,8 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
         goto done;
     }
     cert = issued.cert;
-    STACK_OF(X509) *certs =
-        chain_arrange(cert, srv->cas[ca].chain, req->include_chain, CHAIN_END_ENTITY_FIRST);
+    STACK_OF(X509) *certs = chain_arrange(cert, local_ca_chain(srv->cas[ca]), req->include_chain,
+                                          CHAIN_END_ENTITY_FIRST);
     json_t *info = certinfo_describe(cert);
     json_object_set_new(info, "KeyfactorID", json_integer(issued.keyfactor_id));
     json_object_set_new(info, "KeyfactorRequestId", json_integer(issued.keyfactor_id));

@@ -33,7 +33,7 @@ struct server {
     char url[128];
     pthread_rwlock_t config_lock; /* read: an API call; write: a pattern added */
     serve_config *current;
-    local_ca *cas; /* one per configuration CA; opened for the local ones */
+    local_ca **cas; /* one per configuration CA; opened for the local ones */
     bool *ca_open;
     size_t *ca_token;               /* the HSM context token index of each local CA */
     session_pool *pools;            /* one per HSM context token */

@@ -333,7 +333,7 @@ static int open_cas(server *srv, enroll_error *err)
         }
         hsm_session s;
         hsm_context_login_session(hsm, (size_t)t, &s);
-        if (local_ca_open(&srv->cas[i], ca->home, &s, err) != 0)
+        if ((srv->cas[i] = local_ca_open(ca->home, &s, err)) == NULL)
             return -1;
         srv->ca_open[i] = true;
         srv->ca_token[i] = (size_t)t;
@@ -447,7 +447,7 @@ void server_stop(server *srv)
     if (srv->current != NULL) {
         for (size_t i = 0; i < srv->current->cfg->ca_count; i++)
             if (srv->ca_open != NULL && srv->ca_open[i])
-                local_ca_close(&srv->cas[i]);
+                local_ca_close(srv->cas[i]);
         serve_config_free(srv->current);
     }
     if (srv->pools != NULL) {
