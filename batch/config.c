@@ -1,6 +1,8 @@
 /* Configuration loading and validation: typed views over the JSON document, cross references
  * (template -> CAs, pattern -> template and CAs), the seed's pattern rules, JSON-path errors. */
 #include "config.h"
+
+#include <errno.h>
 #include "batch/suggest.h"
 
 #include <ctype.h>
@@ -656,9 +658,16 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
 config *config_load_file(const char *path, error_list *errors)
 {
     json_error_t jerr;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) { /* not jansson's "line -1, column -1: unable to open" */
+        error_list_add(errors, HSE_CONFIG_JSON, "", "cannot open the configuration: %s",
+                       strerror(errno));
+        return NULL;
+    }
+    json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
     if (doc == NULL) {
-        error_list_add(errors, HSE_CONFIG_JSON, "", "%s: line %d, column %d: %s", path, jerr.line,
+        error_list_add(errors, HSE_CONFIG_JSON, "", "line %d, column %d: %s", jerr.line,
                        jerr.column, jerr.text);
         return NULL;
     }

@@ -352,6 +352,27 @@ static void test_home_per_user_and_movable(void)
     CU_ASSERT_EQUAL(test_ca_issued(disk), 6);
 }
 
+/* Item 15 (part): a wrong PIN says where the PIN came from; a missing configuration is one plain
+ * sentence (no "line -1, column -1"). */
+static void test_messages_say_where(void)
+{
+    write_batch("p.ndjson", "p", 1);
+    CU_ASSERT_EQUAL(test_sh("cd '%s' && HSMENROLL_PIN=wrong-pin HSMENROLL_HOME='%s' '%s' run "
+                            "p.ndjson -o out-pin 2>err.log </dev/null",
+                            tmp, home, HSMENROLL_BIN),
+                    2);
+    char *err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "(the PIN came from $HSMENROLL_PIN)"));
+    CU_ASSERT_PTR_NULL(strstr(err, "wrong-pin"));
+    free(err);
+    CU_ASSERT_EQUAL(
+        test_sh(ENGINE "run p.ndjson -o out-nocfg --config nope.json 2>err.log", ENGINE_ARGS), 2);
+    err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nope.json: cannot open the configuration: No such file"));
+    CU_ASSERT_PTR_NULL(strstr(err, "line -1"));
+    free(err);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -361,6 +382,7 @@ int main(void)
         TEST_CASE(test_stop_says_what_is_left_and_how_to_finish),
         TEST_CASE(test_failures_visible_with_did_you_mean),
         TEST_CASE(test_home_per_user_and_movable),
+        TEST_CASE(test_messages_say_where),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);
