@@ -660,8 +660,7 @@ config *config_load_file(const char *path, error_list *errors)
     json_error_t jerr;
     FILE *f = fopen(path, "re");
     if (f == NULL) { /* not jansson's "line -1, column -1: unable to open" */
-        error_list_add(errors, HSE_CONFIG_JSON, "", "cannot open the configuration: %s",
-                       strerror(errno));
+        error_list_add(errors, HSE_CONFIG_JSON, "", "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);

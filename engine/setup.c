@@ -142,8 +142,11 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
     }
     if (s->cfg == NULL) {
         for (size_t i = 0; i < errors.count; i++)
-            log_error("%s: %s", config_path ? config_path : "(embedded default)",
-                      errors.items[i].message);
+            if (config_path != NULL && strstr(errors.items[i].message, config_path) != NULL)
+                log_error("%s", errors.items[i].message); /* names the file already */
+            else
+                log_error("%s: %s", config_path ? config_path : "(embedded default)",
+                          errors.items[i].message);
         enroll_error_set(err, HSE_CONFIG_INVALID, NULL, "%s: %zu error%s in the configuration",
                          config_path ? config_path : "(embedded default)", errors.count,
                          errors.count == 1 ? "" : "s");

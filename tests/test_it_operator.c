@@ -368,8 +368,9 @@ static void test_messages_say_where(void)
     CU_ASSERT_EQUAL(
         test_sh(ENGINE "run p.ndjson -o out-nocfg --config nope.json 2>err.log", ENGINE_ARGS), 2);
     err = err_log();
-    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nope.json: cannot open the configuration: No such file"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "error: cannot open nope.json: No such file"));
     CU_ASSERT_PTR_NULL(strstr(err, "line -1"));
+    CU_ASSERT_PTR_NULL(strstr(err, "nope.json: nope.json"));
     free(err);
 }
 
