@@ -52,6 +52,9 @@ static const char *const ca_keys[] = {"Id",
                                       "RemoteName",
                                       "RetryDelayMs",
                                       "Description",
+                                      "CrlUrl",
+                                      "OcspUrl",
+                                      "CrlDays",
                                       NULL};
 static const char *const template_keys[] = {
     "Id", "Name", "Description", "CertificateAuthorities", "ValidityDays", "KeyRetention", NULL};
@@ -369,6 +372,20 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
         json_opt_string(entry, "Url", path, &ca->url, errors);
         json_opt_string(entry, "Home", path, &ca->home, errors);
         json_opt_string(entry, "Token", path, &ca->token, errors);
+        json_opt_string(entry, "CrlUrl", path, &ca->crl_url, errors);
+        json_opt_string(entry, "OcspUrl", path, &ca->ocsp_url, errors);
+        ca->crl_days = 7;
+        json_opt_int(entry, "CrlDays", path, &ca->crl_days, errors);
+        if (ca->crl_days < 1 || ca->crl_days > 366)
+            CFG_ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, path, "CrlDays"),
+                    "%s: must be between 1 and 366", where);
+        const char *urls[] = {ca->crl_url, ca->ocsp_url};
+        for (int u = 0; u < 2; u++)
+            if (urls[u] != NULL && strncmp(urls[u], "http://", 7) != 0 &&
+                strncmp(urls[u], "https://", 8) != 0)
+                CFG_ERR(errors, HSE_CONFIG_VALUE,
+                        json_path_key(where, sizeof where, path, u ? "OcspUrl" : "CrlUrl"),
+                        "%s: must be an http:// or https:// URL", where);
         ca->home = resolve_path(cfg, ca->home);
         const char *bs = strrchr(ca->name, '\\');
         ca->logical = bs ? bs + 1 : ca->name;

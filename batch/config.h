@@ -20,10 +20,13 @@ typedef struct config_ca {
     const char *name;    /* "host\\logical" or "logical" */
     const char *logical; /* the part after the last backslash (the whole name if none) */
     ca_type type;
-    const char *url;   /* keyfactor, cfssl */
-    const char *home;  /* local: directory of the CA's certificates and state */
-    const char *token; /* local: label of the token holding the CA keys */
-    const json_t *raw; /* the whole entry, for connector-specific keys */
+    const char *url;      /* keyfactor, cfssl */
+    const char *home;     /* local: directory of the CA's certificates and state */
+    const char *token;    /* local: label of the token holding the CA keys */
+    const char *crl_url;  /* local: CrlUrl, the CRL distribution point of issued certificates */
+    const char *ocsp_url; /* local: OcspUrl, the OCSP access location of issued certificates */
+    long long crl_days;   /* local: CrlDays, a CRL's and an OCSP answer's validity (default 7) */
+    const json_t *raw;    /* the whole entry, for connector-specific keys */
 } config_ca;
 
 typedef struct config_template {

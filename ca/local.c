@@ -69,6 +69,8 @@ static submit_status local_submit(ca_connector *conn, ca_submission *sub)
         .sans = sub->req->sans,
         .run_id = sub->run_id,
         .resumed = sub->resumed,
+        .crl_url = conn->cfg->crl_url,
+        .ocsp_url = conn->cfg->ocsp_url,
     };
     local_ca_issued issued;
     if (local_ca_issue_cert(st->ca, &sub->sessions[st->token], sub->csr, &params, &issued,

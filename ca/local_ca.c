@@ -527,6 +527,34 @@ static int copy_sans(X509 *cert, X509_REQ *csr, const GENERAL_NAMES *sans)
     return ok;
 }
 
+/* crlDistributionPoints and authorityInfoAccess (OCSP) when the CA has CrlUrl / OcspUrl. */
+static int add_revocation_pointers(X509 *cert, const local_ca_issue *params)
+{
+    char value[1100];
+    if (params->crl_url != NULL) {
+        snprintf(value, sizeof value, "URI:%.1000s", params->crl_url);
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_crl_distribution_points, value);
+        int ok = ext != NULL && X509_add_ext(cert, ext, -1);
+        X509_EXTENSION_free(ext);
+        if (!ok)
+            return 0;
+    }
+    if (params->ocsp_url != NULL) {
+        snprintf(value, sizeof value, "OCSP;URI:%.1000s", params->ocsp_url);
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_info_access, value);
+        int ok = ext != NULL && X509_add_ext(cert, ext, -1);
+        X509_EXTENSION_free(ext);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+void local_ca_signer(local_ca *ca, hsm_session *session, signer *s, hsm_signer_ctx *ctx)
+{
+    hsm_signer_init(s, ctx, session, ca->issuing_key, ca->alg);
+}
+
 int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                         const local_ca_issue *params, local_ca_issued *out, enroll_error *err)
 {
@@ -567,7 +595,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
         ok = X509_set1_notAfter(cert, X509_get0_notAfter(ca->issuing));
     ok = ok && X509_add_ext(cert, ca->ext_basic, -1) && add_key_usage(cert, pub) &&
          X509_add_ext(cert, ca->ext_eku, -1) && add_subject_key_id(cert, pub) &&
-         X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans);
+         X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans) &&
+         add_revocation_pointers(cert, params);
     if (!ok) {
         enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot build the certificate");
         enroll_error_add_openssl(err);

@@ -12,6 +12,7 @@
 
 #include "formats/error.h"
 #include "hsm/hsm.h"
+#include "ca/hsm_signer.h"
 
 typedef struct local_ca_options {
     hsm_key_spec root_key;    /* default ECC P-384 */
@@ -68,9 +69,11 @@ typedef struct local_ca_issue {
     int validity_days;
     const char *request_id;    /* the batch Id, for the issuance log */
     const GENERAL_NAMES *sans; /* the subjectAltName to certify; NULL: the request's own */
-    const char *run_id; /* the journaled run asking, or NULL: then (run_id, request_id) is issued
-                           once, and asked again gives the same certificate back */
-    bool resumed;       /* that run continues an interrupted one (else its id is new) */
+    const char *run_id;   /* the journaled run asking, or NULL: then (run_id, request_id) is issued
+                             once, and asked again gives the same certificate back */
+    bool resumed;         /* that run continues an interrupted one (else its id is new) */
+    const char *crl_url;  /* a CRL distribution point for the certificate, or NULL */
+    const char *ocsp_url; /* an OCSP access location (authorityInfoAccess), or NULL */
 } local_ca_issue;
 
 typedef struct local_ca_issued {
@@ -84,5 +87,9 @@ typedef struct local_ca_issued {
  * The issuance log line records the key's SHA-256 fingerprint (for AllowKeyReuse). Thread-safe. */
 int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                         const local_ca_issue *params, local_ca_issued *out, enroll_error *err);
+
+/* A signer over the CA's issuing key through session (on the CA's token): for its CRLs and
+ * OCSP answers (ca/crl.h, ca/ocsp.h). ctx must live as long as s is used. */
+void local_ca_signer(local_ca *ca, hsm_session *session, signer *s, hsm_signer_ctx *ctx);
 
 #endif

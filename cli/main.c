@@ -45,6 +45,10 @@ static const cli_command commands[] = {
      "the results of the shards of a batch (run --shard I/N) as one\n"
      "file, checked: every line exactly once",
      cli_merge},
+    {"revoke", "RESULTS...",
+     "revoke the certificates of results files (all, or --id/--serial)\n"
+     "at their CA; journaled, --resume after a stop",
+     cli_revoke},
     {"version", "", "print the version", cmd_version},
     {"help", "[COMMAND]", "this text, or a command's options", cmd_help},
 };

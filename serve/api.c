@@ -233,7 +233,9 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
     if (rc == 0) {
         local_ca_issue params = {.validity_days = (int)decision.template_->validity_days,
                                  .request_id = req->id,
-                                 .sans = req->sans};
+                                 .sans = req->sans,
+                                 .crl_url = decision.ca->crl_url,
+                                 .ocsp_url = decision.ca->ocsp_url};
         rc = local_ca_issue_cert(srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
@@ -408,6 +410,13 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
         } else {
             api_error(answer, HSE_METHOD_NOT_ALLOWED, "/EnrollmentPatterns takes GET and POST");
         }
+        return;
+    }
+    if (strcasecmp(call->path, "/Certificates/Revoke") == 0) { /* serve/revocation.c */
+        if (post)
+            api_revoke(srv, call, answer);
+        else
+            api_error(answer, HSE_METHOD_NOT_ALLOWED, "/Certificates/Revoke takes POST");
         return;
     }
     api_error(answer, HSE_NOT_FOUND, "no such resource: %.200s", call->path);

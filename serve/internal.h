@@ -42,7 +42,8 @@ struct server {
     pthread_mutex_t rng_lock;
     unsigned long long rng;
     char *tls_cert_pem, *tls_key_pem, *client_ca_pem;
-    serve_guard *guard; /* request deadlines, failed-login throttling */
+    serve_guard *guard;                  /* request deadlines, failed-login throttling */
+    struct serve_revocation *revocation; /* serve/revocation.c: CRLs, OCSP, revocations */
 };
 
 /* The answer of one API call: a status and a JSON body (owned). */
@@ -84,6 +85,17 @@ void serve_config_free(serve_config *sc);
 /* A session on token index t of the server's HSM context, from the pool. */
 int session_pool_get(server *srv, size_t t, hsm_session *out, enroll_error *err);
 void session_pool_put(server *srv, size_t t, hsm_session *s);
+
+/* serve/revocation.c: the local CAs' revocation state (opened after the CAs), the public
+ * /crl and /ocsp paths answered without authentication, POST /Certificates/Revoke. */
+typedef struct serve_revocation serve_revocation;
+serve_revocation *serve_revocation_open(server *srv, enroll_error *err);
+void serve_revocation_close(serve_revocation *sr);
+bool serve_public_path(const char *url);
+struct MHD_Connection;
+enum MHD_Result serve_public_answer(server *srv, struct MHD_Connection *conn, const char *method,
+                                    const char *url, const char *body, size_t body_len);
+void api_revoke(server *srv, const api_call *call, api_answer *answer);
 
 /* A uniform random number in [0, 1) (not for secrets). */
 double serve_random(server *srv);

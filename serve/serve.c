@@ -165,6 +165,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         answer.retry_after = "0";
         return send_answer(conn, &answer);
     }
+    if (serve_public_path(url)) { /* the CRL and OCSP: no authentication (serve/revocation.c) */
+        if (cs->too_large) {
+            api_error(&answer, HSE_BODY_TOO_LARGE, "the request body is larger than %zu bytes",
+                      srv->opt.max_body);
+            return send_answer(conn, &answer);
+        }
+        return serve_public_answer(srv, conn, method, url, cs->body ? cs->body : "", cs->len);
+    }
     if (strncmp(url, API_PREFIX, sizeof API_PREFIX - 1) != 0 ||
         (url[sizeof API_PREFIX - 1] != '/' && url[sizeof API_PREFIX - 1] != '\0')) {
         api_error(&answer, HSE_NOT_FOUND, "no such resource: %.200s", url);
@@ -376,7 +384,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
         goto fail;
     }
     s->cfg = NULL; /* the server owns it now, and may replace it */
-    if (open_cas(srv, err) != 0)
+    if (open_cas(srv, err) != 0 || (srv->revocation = serve_revocation_open(srv, err)) == NULL)
         goto fail;
 
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
@@ -444,6 +452,7 @@ void server_stop(server *srv)
     if (srv->daemon != NULL)
         MHD_stop_daemon(srv->daemon);
     serve_guard_free(srv->guard);
+    serve_revocation_close(srv->revocation);
     if (srv->current != NULL) {
         for (size_t i = 0; i < srv->current->cfg->ca_count; i++)
             if (srv->ca_open != NULL && srv->ca_open[i])
