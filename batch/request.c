@@ -19,6 +19,7 @@
 #include "formats/san.h"
 #include "config.h"
 #include "output.h"
+#include "batch/suggest.h"
 
 typedef enum field_id {
     F_ID,
@@ -438,17 +439,50 @@ static char *now_timestamp(void)
     return strdup(buf);
 }
 
+/* The field an unknown name most likely meant: a common other name for it (other APIs' words),
+ * else the nearest by spelling. */
+static const char *field_suggestion(const char *key)
+{
+    static const char *const aliases[][2] = {
+        {"KeySize", "KeyLength"},
+        {"KeyBits", "KeyLength"},
+        {"Bits", "KeyLength"},
+        {"Algorithm", "KeyType"},
+        {"KeyAlgorithm", "KeyType"},
+        {"CommonName", "Subject"},
+        {"CN", "Subject"},
+        {"SubjectDN", "Subject"},
+        {"SAN", "SANs"},
+        {"SubjectAltNames", "SANs"},
+        {"Storage", "KeyStorage"},
+        {"CA", "CertificateAuthority"},
+        {"OutputFormat", "Format"},
+        {"Pattern", "EnrollmentPatternId"},
+    };
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcasecmp(key, aliases[i][0]) == 0)
+            return aliases[i][1];
+    return suggest_closest(key, field_names, SUGGEST_NULL_TERMINATED);
+}
+
 /* Collects the members into c->v[] by field; unknown and twice-given fields are problems (in
  * the line's order), and of two casings the first is kept. */
 static void index_fields(parse_ctx *c, json_t *obj)
 {
     jobj_key_check check = {0};
     while (jobj_check_keys(obj, field_names, &check)) {
-        if (check.known_index < 0)
-            error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
-                           "\"%.60s\" is not a request field (see the README for the list)",
-                           check.key);
-        else
+        if (check.known_index < 0) {
+            const char *near = field_suggestion(check.key);
+            if (near != NULL)
+                error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
+                               "\"%.60s\" is not a request field; did you mean \"%s\"?", check.key,
+                               near);
+            else
+                error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
+                               "\"%.60s\" is not a request field (the fields are listed in the "
+                               "README, \"Request lines\")",
+                               check.key);
+        } else
             problem(c, HSE_DUPLICATE_FIELD, (field_id)check.known_index,
                     "%s is given twice (field names are case-insensitive)",
                     field_names[check.known_index]);
