@@ -395,6 +395,30 @@ static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_i
     return found;
 }
 
+int local_ca_log_callers(const char *home,
+                         void (*fn)(void *ctx, const char *caller, const char *csr_sha256,
+                                    long long keyfactor_id),
+                         void *ctx)
+{
+    char *path = path_in(home, "issued.ndjson");
+    FILE *f = path ? fopen(path, "r") : NULL;
+    free(path);
+    if (f == NULL)
+        return -1;
+    char *line = NULL, caller[256], hash[80];
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        long long id;
+        if (sscanf(line, "{\"KeyfactorID\":%lld,", &id) == 1 &&
+            log_field(line, "Caller", caller, sizeof caller) &&
+            log_field(line, "CsrSha256", hash, sizeof hash))
+            fn(ctx, caller, hash, id);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
 X509 *local_ca_log_find(const char *home, long long keyfactor_id)
 {
     char *path = path_in(home, "issued.ndjson");
@@ -665,7 +689,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char *cert_b64 = params->run_id != NULL ? x509_to_base64(out->cert) : NULL;
+    char *cert_b64 =
+        params->run_id != NULL || params->caller != NULL ? x509_to_base64(out->cert) : NULL;
     pthread_mutex_lock(&ca->lock);
     /* Several processes may issue from one CA home (shards on one machine): the log is locked
      * for the append, and a log that grew since this process's last line has the last
@@ -681,6 +706,10 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                              params->request_id, "Serial", serial_hex, "Subject", subject,
                              "NotAfter", not_after, "Issued", now, KEY_HISTORY_FIELD,
                              fingerprint_hex, "Certificate", cert_b64);
+    if (line != NULL && params->caller != NULL && params->csr_sha256 != NULL) {
+        json_object_set_new(line, "Caller", json_string(params->caller));
+        json_object_set_new(line, "CsrSha256", json_string(params->csr_sha256));
+    }
     /* Not indexed: within one process a run asks once per request (its Ids are unique); only a
      * resumed run asks again, and its next process finds this line in the log. So the index
      * holds what a run issued before it was interrupted, not the whole batch. */

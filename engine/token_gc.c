@@ -1,6 +1,7 @@
-/* `token gc`: one pass over each key token's private keys, checked against the CKA_IDs the given
- * journals record (K records: keys made or imported for a request). What no journal knows is an
- * orphan: left by a crash before it was journaled, or by a run whose journal is gone. */
+/* `token gc`: one pass over each key token's private and public keys, checked against the CKA_IDs
+ * the given journals record (K records: keys made or imported for a request). What no journal
+ * knows is an orphan: left by a crash before it was journaled, or by a run whose journal is gone;
+ * so is a public key whose private half is gone (a kill between the two destroys). */
 #include "engine/token_gc.h"
 
 #include <jansson.h>
@@ -38,37 +39,53 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
     for (size_t t = 0; t < s->hsm.key_token_count; t++) {
         hsm_session session;
         hsm_context_login_session(&s->hsm, t, &session);
-        static const CK_OBJECT_CLASS private_key = CKO_PRIVATE_KEY;
-        CK_OBJECT_HANDLE *handles;
+        static const CK_OBJECT_CLASS classes[] = {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY};
+        idset privates; /* hex CKA_IDs of the private keys seen */
+        idset_init(&privates);
+        long n = 0;
         hsm_error herr;
-        long n = hsm_list_objects(&session, &private_key, &handles, &herr);
-        for (long i = 0; i < n; i++) {
-            unsigned char *id = NULL, *label = NULL;
-            size_t id_len = 0, label_len = 0;
-            hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);
-            hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
-            char hex[2 * 64 + 1] = "";
-            for (size_t k = 0; id != NULL && k < id_len && k < 64; k++)
-                sprintf(hex + 2 * k, "%02x", id[k]);
-            if (!idset_contains(&known, hex)) {
-                orphans++;
-                char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
-                                           CKO_PRIVATE_KEY);
-                json_array_append_new(list, json_pack("{s:s, s:s?, s:b}", "Label",
-                                                      label ? (char *)label : "", "Uri", uri,
-                                                      "Deleted", delete));
-                free(uri);
-                if (delete) {
-                    if (id_len > 0)
-                        hsm_destroy_keypair_by_id(&session, id, id_len);
-                    else /* no CKA_ID to find its public half by */
-                        hsm_destroy_object(&session, handles[i], &herr);
+        for (size_t c = 0; c < 2 && n >= 0; c++) {
+            CK_OBJECT_HANDLE *handles = NULL;
+            n = hsm_list_objects(&session, &classes[c], &handles, &herr);
+            for (long i = 0; i < n; i++) {
+                unsigned char *id = NULL, *label = NULL;
+                size_t id_len = 0, label_len = 0;
+                hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);
+                hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
+                char hex[2 * 64 + 1] = "";
+                for (size_t k = 0; id != NULL && k < id_len && k < 64; k++)
+                    sprintf(hex + 2 * k, "%02x", id[k]);
+                bool orphan;
+                if (classes[c] == CKO_PRIVATE_KEY) {
+                    idset_insert(&privates, hex);
+                    orphan = !idset_contains(&known, hex);
+                } else {
+                    /* With its private half: listed (and deleted) with it, or kept with it. */
+                    orphan = id_len == 0 || !idset_contains(&privates, hex);
                 }
+                if (orphan) {
+                    orphans++;
+                    char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
+                                               classes[c]);
+                    json_array_append_new(
+                        list, json_pack("{s:s, s:s?, s:s, s:b}", "Label",
+                                        label ? (char *)label : "", "Uri", uri, "Class",
+                                        classes[c] == CKO_PRIVATE_KEY ? "private" : "public",
+                                        "Deleted", delete));
+                    free(uri);
+                    if (delete) {
+                        if (id_len > 0)
+                            hsm_destroy_keypair_by_id(&session, id, id_len);
+                        else /* no CKA_ID to find its other half by */
+                            hsm_destroy_object(&session, handles[i], &herr);
+                    }
+                }
+                free(id);
+                free(label);
             }
-            free(id);
-            free(label);
+            free(handles);
         }
-        free(handles);
+        idset_free(&privates);
         if (n < 0) {
             hsm_error_to_enroll(&herr, "HSM_ERROR", err);
             json_decref(list);
