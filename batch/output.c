@@ -14,13 +14,13 @@ int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error
     memset(dir, 0, sizeof *dir);
     dir->fd = -1;
     if (create && mkdir(path, 0750) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL, "cannot create output directory %s: %s", path,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot create output directory %s: %s", path,
                          strerror(errno));
         return -1;
     }
     dir->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir->fd < 0) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL, "cannot open output directory %s: %s", path,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot open output directory %s: %s", path,
                          strerror(errno));
         return -1;
     }
@@ -70,14 +70,14 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 /* DISK_FULL when the file system is full, WRITE_FAILED for any other failure to write into the
  * directory (read-only, immutable, no permission, I/O error): both stop a run, which resumes
  * once this is fixed. Reads errno. */
-static const char *write_error_code(void)
+static hse_code write_error_code(void)
 {
-    return errno == ENOSPC || errno == EDQUOT ? "DISK_FULL" : "WRITE_FAILED";
+    return errno == ENOSPC || errno == EDQUOT ? HSE_DISK_FULL : HSE_WRITE_FAILED;
 }
 
 /* The final rename failed: about this one name (a directory or another non-file in the way)
  * DELIVERY_FAILED; about the directory or the file system, as write_error_code. */
-static const char *rename_error_code(int e)
+static hse_code rename_error_code(int e)
 {
     switch (e) {
     case EISDIR:
@@ -86,7 +86,7 @@ static const char *rename_error_code(int e)
     case ENOTDIR:
     case EBUSY:
     case ENAMETOOLONG:
-        return "DELIVERY_FAILED";
+        return HSE_DELIVERY_FAILED;
     default:
         errno = e;
         return write_error_code();
