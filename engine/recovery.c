@@ -58,10 +58,15 @@ static int i2d_req(const void *x, unsigned char **out)
 
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16])
 {
+    recovery_derive_key_id(r->journal->run_id, request_id, out);
+}
+
+void recovery_derive_key_id(const char *run_id, const char *request_id, unsigned char out[16])
+{
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256_CTX ctx;
     SHA256_Init(&ctx);
-    SHA256_Update(&ctx, r->journal->run_id, strlen(r->journal->run_id));
+    SHA256_Update(&ctx, run_id, strlen(run_id));
     SHA256_Update(&ctx, "\x1f", 1);
     SHA256_Update(&ctx, request_id, strlen(request_id));
     SHA256_Final(md, &ctx);

@@ -62,6 +62,8 @@ bool recovery_line_done(run *r, long line);
 /* The CKA_ID for a request's key: derived from the run id and the request Id, so that a key
  * made just before a crash can be recognized. */
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16]);
+/* The same from a journal's run id (`token gc`). */
+void recovery_derive_key_id(const char *run_id, const char *request_id, unsigned char out[16]);
 /* In a resumed run, destroys a token key with this job's CKA_ID that a crash left behind before
  * it was journaled. */
 void recovery_clear_leftover(run *r, worker *w, job *j);

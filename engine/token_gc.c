@@ -14,12 +14,32 @@
 #include "formats/hex.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
+#include "engine/recovery.h"
 
+typedef struct known_keys {
+    idset *ids;      /* hex CKA_IDs */
+    char run_id[33]; /* the journal's, from its header */
+} known_keys;
+
+/* A K record's KeyId; and for any record of a request, the CKA_ID the run derives for its key:
+ * a salvaged journal that lost a request's K record but kept another still knows its key. */
 static int collect_key_ids(void *ctx, const char *type, json_t *record)
 {
+    known_keys *kk = ctx;
     const char *hex = json_string_value(json_object_get(record, "KeyId"));
+    const char *run_id = json_string_value(json_object_get(record, "RunId"));
+    const char *id = json_string_value(json_object_get(record, "Id"));
+    if (strcmp(type, "H") == 0 && run_id != NULL)
+        snprintf(kk->run_id, sizeof kk->run_id, "%s", run_id);
     if (strcmp(type, "K") == 0 && hex != NULL)
-        idset_insert(ctx, hex);
+        idset_insert(kk->ids, hex);
+    if (strcmp(type, "H") != 0 && id != NULL && kk->run_id[0] != '\0') {
+        unsigned char derived[16];
+        char derived_hex[33];
+        recovery_derive_key_id(kk->run_id, id, derived);
+        hex_encode(derived, sizeof derived, derived_hex, sizeof derived_hex, false);
+        idset_insert(kk->ids, derived_hex);
+    }
     return 0;
 }
 
@@ -30,7 +50,8 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
     idset_init(&known);
     for (size_t i = 0; i < count; i++) {
         off_t good, torn;
-        if (journal_read(journals[i], collect_key_ids, &known, &good, &torn, err) != 0) {
+        known_keys kk = {.ids = &known};
+        if (journal_read(journals[i], collect_key_ids, &kk, &good, &torn, err) != 0) {
             idset_free(&known);
             return -1;
         }

@@ -354,15 +354,8 @@ static void test_salvage_leaves_lost_requests_alone(void)
     CU_ASSERT_EQUAL(token_keys("lr"), 2); /* lr-003's key is still there */
     CU_ASSERT_EQUAL(test_ca_issued(home), before);
     CU_ASSERT_EQUAL(test_sh("test -f '%s/lr-003.der'", out), 0);
-    /* No journal knows lr-003's key any more: `token gc` lists it (its private key; the public
-     * half goes with it), and deleting it is the operator's call. */
-    int status;
-    char *listed = token_gc("", &status);
-    CU_ASSERT_EQUAL(status, 1);
-    CU_ASSERT_EQUAL(test_count(listed ? listed : "", "\n"), 1); /* one key listed: lr-003's */
-    CU_ASSERT_PTR_NOT_NULL(listed ? strstr(listed, "lr-003") : NULL);
-    free(listed);
-    free(token_gc("--delete", &status));
+    /* The salvaged journal knows lr-003 again (its uncertain result): `token gc` does not call
+     * its key an orphan. */
     CU_ASSERT_EQUAL(token_gc_clean(), 0);
 }
 
