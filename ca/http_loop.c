@@ -211,6 +211,31 @@ static bool transport_retryable(CURLcode rc)
     }
 }
 
+/* The transport failed before the request could have reached the server. */
+static bool never_sent(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool http_request_uncertain(const http_request *req)
+{
+    return req->maybe_received && (req->curl_rc != CURLE_OK || req->status >= 500);
+}
+
 static bool status_retryable(long status)
 {
     return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
@@ -234,6 +259,8 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
     req->status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
     req->attempts++;
+    if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc))
+        req->maybe_received = true;
     bool retry = rc == CURLE_OK ? status_retryable(req->status) : transport_retryable(rc);
     pthread_mutex_lock(&loop->lock);
     loop->active--;

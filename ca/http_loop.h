@@ -44,6 +44,7 @@ struct http_request {
     char *response; /* the last answer's body, NUL-terminated (malloc'd) */
     size_t response_len;
     int attempts;
+    bool maybe_received; /* an attempt may have reached the server and its answer been lost */
     /* Private to the loop. */
     CURL *easy;
     long retry_after_ms; /* from the last answer's Retry-After; -1 none */
@@ -67,6 +68,11 @@ void http_request_free(http_request *req);
 /* Describes why a finished request failed ("HTTP 503 after 5 attempts: <body excerpt>" or the
  * transport error) into err with code; the status decides the code for 401/403/4xx. */
 void http_request_error(const http_request *req, const char *ca_name, enroll_error *err);
+
+/* True when a failed request may nonetheless have been acted on by the server: an attempt's
+ * answer was lost after the request could have been sent, and the last attempt did not end with
+ * the server's own refusal (a 4xx). */
+bool http_request_uncertain(const http_request *req);
 
 /* True when the answer was a 2xx. */
 bool http_request_ok(const http_request *req);

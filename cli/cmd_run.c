@@ -37,7 +37,10 @@ static const char run_usage[] =
     "      --resume            continue the interrupted run of OUTDIR from its journal: what\n"
     "                          was done is skipped, what was issued is delivered, the rest is\n"
     "                          done, nothing twice\n"
-    "      --retry-failed      with --resume: also try again the requests that failed\n"
+    "      --retry-failed      with --resume: also try again the requests that failed, and\n"
+    "                          those left uncertain with a CA that answers a repeat once\n"
+    "      --salvage           with --resume: a damaged journal keeps every record it can\n"
+    "                          verify; requests whose records were lost are left alone\n"
     "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
     "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
     "      --shard I/N         take only shard I (0 to N-1) of the batch: the lines whose Id\n"
@@ -172,6 +175,9 @@ static void print_summary(const run_summary *sum)
     if (sum->skipped > 0)
         used += snprintf(pending_text + used, sizeof pending_text - (size_t)used,
                          ", %ld done before", sum->skipped);
+    if (sum->uncertain > 0)
+        used += snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld uncertain",
+                         sum->uncertain);
     if (sum->abandoned > 0)
         snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld left for --resume",
                  sum->abandoned);
@@ -208,6 +214,7 @@ int cli_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"resume", no_argument, NULL, 'R'},
         {"retry-failed", no_argument, NULL, 'F'},
+        {"salvage", no_argument, NULL, 'V'},
         {"journal", required_argument, NULL, 'J'},
         {"no-journal", no_argument, NULL, 'N'},
         {"stats-json", required_argument, NULL, 'S'},
@@ -278,6 +285,9 @@ int cli_run(int argc, char **argv)
         case 'F':
             opt.retry_failed = true;
             break;
+        case 'V':
+            opt.salvage = true;
+            break;
         case 'J':
             opt.journal_path = optarg;
             break;
@@ -316,9 +326,10 @@ int cli_run(int argc, char **argv)
     opt.config_path = common.config_path;
     opt.home = common.home;
     cli_set_verbosity(common.quiet, common.verbose);
-    if ((opt.retry_failed && !opt.resume) || (opt.resume && opt.force) ||
+    if (((opt.retry_failed || opt.salvage) && !opt.resume) || (opt.resume && opt.force) ||
         (opt.no_journal && (opt.resume || opt.journal_path))) {
-        fprintf(stderr, "hsmenroll run: --retry-failed needs --resume; --resume excludes --force; "
+        fprintf(stderr, "hsmenroll run: --retry-failed and --salvage need --resume; --resume "
+                        "excludes --force; "
                         "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }

@@ -723,10 +723,19 @@ static void abandon(run *r, hsm_session *sessions, job *j)
     free_job(j);
 }
 
+/* Issued, but its file could not be written (DELIVERY_FAILED): the certificate is journaled, the
+ * key is kept, and --resume delivers it. */
+static bool undelivered(const job *j)
+{
+    return j->failed && j->cert != NULL && j->err.code_id == HSE_DELIVERY_FAILED;
+}
+
 static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *password)
 {
     const enroll_request *req = j->req;
-    if (j->failed && j->have_pair && sessions != NULL) {
+    if (j->uncertain || undelivered(j)) {
+        /* The CA may have issued it, or did: its key stays, token storage included. */
+    } else if (j->failed && j->have_pair && sessions != NULL) {
         /* A failed request leaves no key behind, token storage included. */
         hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
         j->have_pair = false;
@@ -735,7 +744,8 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         hsm_destroy_keypair_by_id(&sessions[j->token], j->key_id, sizeof j->key_id);
     }
     json_t *line = result_new(req->id, req->line,
-                              j->failed    ? "failed"
+                              j->uncertain ? "uncertain"
+                              : j->failed  ? "failed"
                               : j->pending ? "pending"
                                            : "issued");
     if (j->policy.ca != NULL)
@@ -786,7 +796,11 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         atomic_compare_exchange_strong(&r->stats.first_issued_ns, &none, now);
     } else {
         result_set_error(line, &j->err);
-        atomic_fetch_add(&r->stats.failed, 1);
+        if (undelivered(j) && j->keyfactor_id > 0)
+            json_object_set_new(line, "KeyfactorID", json_integer(j->keyfactor_id));
+        if (j->uncertain && j->key_uri != NULL)
+            json_object_set_new(line, "KeyUri", json_string(j->key_uri));
+        atomic_fetch_add(j->uncertain ? &r->stats.uncertain : &r->stats.failed, 1);
         run_note_failure(r, j->err.code, req->line, req->id, j->err.message);
         log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
     }
@@ -822,7 +836,10 @@ void enroll_answered(worker *w, job *j)
         j->failed = true;
     else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
         j->failed = true;
-    if (j->failed && j->err.code_id == HSE_DISK_FULL && w->run->journal != NULL) {
+    /* A full or unwritable output directory stops the run; what was issued is delivered by
+     * --resume, without asking the CA again. */
+    if (j->failed && w->run->journal != NULL &&
+        (j->err.code_id == HSE_DISK_FULL || j->err.code_id == HSE_WRITE_FAILED)) {
         json_decref(files);
         secret_free(password);
         abandon(w->run, w->sessions, j);
@@ -845,6 +862,7 @@ static void take_answer(job *j)
     j->request_id = a->request_id;
     if (a->failed) {
         j->failed = true;
+        j->uncertain = a->uncertain;
         j->err = a->err;
     } else if (a->pending) {
         j->pending = true;
@@ -875,7 +893,7 @@ bool enroll_job(worker *w, job *j)
             finish(r, w->sessions, j, NULL, NULL);
             return true;
         }
-        if (j->req->storage == STORAGE_TOKEN && j->req->operation != OP_CSR)
+        if (j->req->operation != OP_CSR)
             recovery_clear_leftover(r, w, j);
         if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
             j->failed = true;
@@ -896,6 +914,18 @@ bool enroll_job(worker *w, job *j)
         enroll_answered(w, j);
         return true;
     }
+    if (j->earlier_submission && j->policy.ca->type == CA_TYPE_CFSSL) {
+        /* Sent before the interruption, no answer kept, and CFSSL cannot be asked whether it
+         * issued it: sending it again could issue a second certificate. */
+        j->failed = j->uncertain = true;
+        enroll_error_set(&j->err, HSE_CA_UNCERTAIN, NULL,
+                         "sent to CFSSL CA \"%s\" before the interruption with no answer kept; "
+                         "CFSSL cannot say whether it issued it, so it is not sent again (its key "
+                         "is kept): check the CA, then --force, or a new line",
+                         j->policy.ca->name);
+        finish(r, w->sessions, j, NULL, NULL);
+        return true;
+    }
     if (j->policy.ca->type != CA_TYPE_LOCAL && recovery_submitting(r, j) != 0) {
         abandon(r, w->sessions, j);
         return true;
@@ -906,6 +936,7 @@ bool enroll_job(worker *w, job *j)
         .csr = j->csr,
         .run_id = recovery_run_id(r),
         .resumed = recovery_resumed(r),
+        .repeat = j->earlier_submission,
         .sessions = w->sessions,
         .done = on_ca_answer,
         .user = r,

@@ -210,8 +210,12 @@ int pipeline_run(run *r, enroll_error *err)
         }
         j->req = req;
         j->policy = decision;
-        if (r->journal != NULL && recovery_lookup(r, j) == RECOVERY_DONE) {
-            atomic_fetch_add(&r->stats.skipped, 1);
+        recovery_state known = r->journal != NULL ? recovery_lookup(r, j) : RECOVERY_NEW;
+        if (known == RECOVERY_DONE || known == RECOVERY_UNKNOWN) {
+            if (known == RECOVERY_DONE)
+                atomic_fetch_add(&r->stats.skipped, 1);
+            else
+                recovery_report_unknown(r, j);
             request_free(req);
             free(j);
             continue;

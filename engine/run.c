@@ -99,10 +99,11 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r->opt.workers = n > 0 ? (int)n : 1;
     }
-    if ((r->opt.retry_failed && !r->opt.resume) || (r->opt.resume && r->opt.force) ||
+    if (((r->opt.retry_failed || r->opt.salvage) && !r->opt.resume) ||
+        (r->opt.resume && r->opt.force) ||
         (r->opt.no_journal && (r->opt.resume || r->opt.journal_path))) {
         enroll_error_set(err, HSE_USAGE, NULL,
-                         "--retry-failed needs --resume; --resume excludes --force; "
+                         "--retry-failed and --salvage need --resume; --resume excludes --force; "
                          "--no-journal excludes --resume and --journal");
         return -1;
     }
@@ -143,6 +144,9 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         r->opt.force = true;
     }
     if (!r->opt.resume && earlier_outputs(r, err) != 0)
+        return -1;
+    /* A damaged journal stops the resume before the results file is opened anew. */
+    if (r->opt.resume && recovery_preflight(r, r->journal_path, r->opt.salvage, err) != 0)
         return -1;
     if (results_open(&r->results, &r->out, "results.ndjson", err) != 0)
         return -1;
@@ -185,7 +189,9 @@ int run_finish(run *r)
         log_error("the journal could not be written whole");
         atomic_store(&r->stop, 1);
     }
-    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) > 0
+    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) +
+                                atomic_load(&r->stats.uncertain) >
+                            0
                         ? EXIT_SOME_FAILED
                         : EXIT_ALL_DONE;
     if (atomic_load(&r->stop))
@@ -215,7 +221,9 @@ void run_get_summary(run *r, run_summary *out)
     for (int s = 0; s < STAGE_COUNT; s++)
         out->stage_mean_ms[s] =
             atomic_load(&r->stats.stage_ns[s]) / 1e6 / (double)(total ? total : 1);
-    out->exit_code = out->failed + out->earlier_failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
+    out->uncertain = atomic_load(&r->stats.uncertain);
+    out->exit_code =
+        out->failed + out->earlier_failed + out->uncertain > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
     if (atomic_load(&r->stop))
         out->exit_code = EXIT_STOPPED;
     out->out_dir = r->out.path;
@@ -266,6 +274,7 @@ void run_close(run *r)
         results_close(&r->results);
     connectors_close(&r->ca);
     recovery_close(r);
+    json_decref(r->earlier_results);
     output_dir_close(&r->out);
     if (r->reader_open)
         ndjson_close(&r->reader);

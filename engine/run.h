@@ -27,6 +27,7 @@ typedef struct run_options {
     bool force;               /* start over in an OUTDIR that holds results */
     bool resume;              /* continue the run journaled in OUTDIR (or journal_path) */
     bool retry_failed;        /* with resume: requests that failed are tried again */
+    bool salvage;             /* with resume: a damaged journal keeps what it can verify */
     bool no_journal;          /* no journal (benchmarks of its cost); the run cannot be resumed */
     const char *journal_path; /* default OUTDIR/journal.ndjson */
     shard_spec shard;         /* --shard I/N: only the lines of shard I (count 0: all) */
@@ -77,6 +78,7 @@ typedef struct run_summary {
     long earlier_failed; /* resumed run: failed before and not retried */
     long abandoned;      /* stopped mid-way: left for --resume */
     long not_started;    /* stopped: lines of the batch (the shard) not started; -1 unknown */
+    long uncertain;      /* the CA may have issued them and cannot say: kept, not failed */
     double seconds;      /* run_execute's time */
     double stage_mean_ms[STAGE_COUNT];
     int exit_code; /* EXIT_ALL_DONE, EXIT_SOME_FAILED or EXIT_STOPPED (EXIT_NOTHING_DONE when the

@@ -34,6 +34,7 @@ typedef struct run_stats {
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
     long not_started; /* stopped: lines of the run not read (-1 unknown); set by pipeline_run */
+    _Atomic long uncertain;      /* the CA may have issued it; nobody knows (kept, not failed) */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
     latency_histogram latency;        /* admission to result, of issued requests */
     _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */
@@ -63,6 +64,7 @@ struct run {
     run_stats stats;
     job_queue queue;
     struct run_journal *journal; /* NULL: no journal */
+    json_t *earlier_results;     /* --salvage: the old results.ndjson lines by Id (recovery.c) */
     store_registry stores;       /* certificate stores' alias indexes (reenrollment) */
     _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
@@ -125,8 +127,9 @@ typedef struct job {
     X509 *cert;
     STACK_OF(X509) * chain;
     long long keyfactor_id, request_id;
-    bool answered; /* the CA has answered (or the journal says it had) */
-    bool pending;  /* the CA took the request but has not issued yet (approval, validation) */
+    bool answered;  /* the CA has answered (or the journal says it had) */
+    bool uncertain; /* the CA may have issued it, and cannot say (kept for --retry-failed) */
+    bool pending;   /* the CA took the request but has not issued yet (approval, validation) */
     char disposition[40];          /* the CA's RequestDisposition when pending */
     char disposition_message[200]; /* and its DispositionMessage */
     /* Any stage: the first failure ends the job (enroll.c finish). */

@@ -46,7 +46,14 @@ struct server {
     char *tls_cert_pem, *tls_key_pem, *client_ca_pem;
     serve_guard *guard;                  /* request deadlines, failed-login throttling */
     struct serve_revocation *revocation; /* serve/revocation.c: CRLs, OCSP, revocations */
+    /* Idempotent replay (api_enrollment.c): "<CA index> US <user> US <CSR SHA-256>" -> the KeyfactorID
+     * issued for it, 0 while it is being issued. Loaded from the CAs' logs at start. */
+    pthread_mutex_t replay_lock;
+    json_t *replays;
 };
+
+/* Loads the replay index from the open CAs' issuance logs (api.c). */
+void api_replays_load(server *srv);
 
 /* The answer of one API call: a status and a JSON body (owned). */
 typedef struct api_answer {

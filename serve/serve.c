@@ -375,6 +375,7 @@ static int open_cas(server *srv, enroll_error *err)
         srv->ca_open[i] = true;
         srv->ca_token[i] = (size_t)t;
     }
+    api_replays_load(srv);
     return 0;
 }
 
@@ -397,6 +398,8 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     srv->setup = s;
     pthread_rwlock_init(&srv->config_lock, NULL);
     pthread_mutex_init(&srv->rng_lock, NULL);
+    pthread_mutex_init(&srv->replay_lock, NULL);
+    srv->replays = json_object();
     if (RAND_bytes((unsigned char *)&srv->rng, sizeof srv->rng) != 1 || srv->rng == 0)
         srv->rng = 0x9e3779b97f4a7c15ull;
     unsigned char run[8] = {0};
@@ -513,5 +516,7 @@ void server_stop(server *srv)
     free(srv->client_ca_pem);
     pthread_rwlock_destroy(&srv->config_lock);
     pthread_mutex_destroy(&srv->rng_lock);
+    pthread_mutex_destroy(&srv->replay_lock);
+    json_decref(srv->replays);
     free(srv);
 }
