@@ -27,7 +27,7 @@ static const char *const top_keys[] = {"Hsm",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
 static const char *const hsm_keys[] = {"Module",   "Tokens",    "Token",        "PinEnv", "PinFile",
-                                       "SoPinEnv", "SoPinFile", "RestartEvery", NULL};
+                                       "SoPinEnv", "SoPinFile", "RestartEvery", "Concurrency", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -198,6 +198,7 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     h->pin_env = "HSMENROLL_PIN";
     h->so_pin_env = "HSMENROLL_SO_PIN";
     h->restart_every = -1;
+    h->concurrency = -1;
     if (hsm == NULL) {
         CFG_ERR(errors, "CONFIG_MISSING", "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
         return;
@@ -220,6 +221,10 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     if (json_get_ci(hsm, "RestartEvery") != NULL && h->restart_every < 0)
         CFG_ERR(errors, "CONFIG_VALUE", "Hsm.RestartEvery",
                 "Hsm.RestartEvery: expected 0 (never) or a number of export keys");
+    json_opt_int(hsm, "Concurrency", "Hsm", &h->concurrency, errors);
+    if (json_get_ci(hsm, "Concurrency") != NULL && (h->concurrency < 1 || h->concurrency > 1024))
+        CFG_ERR(errors, "CONFIG_VALUE", "Hsm.Concurrency",
+                "Hsm.Concurrency: expected a number of HSM operations in flight, 1 to 1024");
     h->pin_file = resolve_path(cfg, h->pin_file);
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;

@@ -65,6 +65,8 @@ typedef struct config_hsm {
     const char *so_pin_env, *so_pin_file; /* for `token init` */
     long long restart_every; /* restart the module after this many session (export) key pairs:
                                 0 never, -1 the default (20,000 on SoftHSM, never elsewhere) */
+    long long concurrency;   /* HSM operations in flight (threads with their own sessions);
+                                -1: the default (HSM_CONCURRENCY_DEFAULT, bounded by the token) */
 } config_hsm;
 
 typedef struct config_settings {

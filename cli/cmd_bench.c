@@ -59,6 +59,13 @@ static const char bench_usage[] =
     "                         (requests/s, comma-separated) to --ca with the first --workers\n"
     "                         count and --inflight; latency counts from each request's\n"
     "                         scheduled time (open loop: a slow CA cannot hide its stalls)\n"
+    "      --hsm-concurrency N  HSM operations in flight (run --hsm-concurrency; default\n"
+    "                         Hsm.Concurrency, else 32)\n"
+    "      --hsm-latency LIST latency sweep: one run per value, each with the configured module\n"
+    "                         wrapped in p11fault (tests/tools, next to this executable) adding\n"
+    "                         that many ms (comma-separated, decimals allowed) to every\n"
+    "                         C_GenerateKeyPair, C_Sign and C_WrapKey; the ratio of each run to\n"
+    "                         the first (list 0 first for the zero-latency reference)\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
     "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
@@ -71,6 +78,8 @@ typedef struct bench_params {
     long inflight;
     bool no_journal;
     double rate; /* the run's --rate, 0: none */
+    long hsm_concurrency;       /* run --hsm-concurrency, 0: the default */
+    const char *module;         /* the module of the runs (the latency wrapper), NULL: configured */
 } bench_params;
 
 /* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
@@ -197,7 +206,9 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
                         const cli_common *common)
 {
     char out[4096 + 128], stats[4096 + 128], tag[80];
-    if (p->rate > 0)
+    if (p->module != NULL)
+        snprintf(tag, sizeof tag, "w%ld-l%g", workers, p->rate);
+    else if (p->rate > 0)
         snprintf(tag, sizeof tag, "w%ld-r%g", workers, p->rate);
     else
         snprintf(tag, sizeof tag, "w%ld", workers);
@@ -214,7 +225,9 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
         .progress = PROGRESS_NEVER,
         .force = true,
         .no_journal = p->no_journal,
-        .rate = p->rate,
+        .rate = p->module != NULL ? 0 : p->rate,
+        .hsm_concurrency = (int)p->hsm_concurrency,
+        .module = p->module,
     };
     log_level level = log_get_level();
     log_set_level(LOG_ERROR);
@@ -253,8 +266,10 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
     if (markdown)
         fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
               "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
-              "engine / probe | stock pipeline /s | engine / stock | offered /s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              "engine / probe | stock pipeline /s | engine / stock | HSM ms/call: over first | "
+              "offered /s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+              "\n",
               f);
     else
         fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
@@ -286,6 +301,14 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             else if (markdown)
                 fputs(" - | - |", f);
         }
+        json_t *lat = json_object_get(r, "HsmLatencyMs");
+        if (markdown)
+            lat ? fprintf(f, " %g ms: %.2f |", json_number_value(lat),
+                          num(r, "OverFirstLatency", NULL))
+                : fputs(" - |", f);
+        else if (lat)
+            fprintf(f, "   HSM +%g ms/call: %.2f of the first", json_number_value(lat),
+                    num(r, "OverFirstLatency", NULL));
         json_t *offered = json_object_get(r, "OfferedPerSecond");
         if (markdown)
             offered ? fprintf(f, " %.1f |", json_number_value(offered)) : fputs(" - |", f);
@@ -293,6 +316,53 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             fprintf(f, "   offered %.1f/s", json_number_value(offered));
         fputc('\n', f);
     }
+}
+
+/* --hsm-latency: the wrapper module (libp11fault.so built with the tests, next to this
+ * executable under tests/tools, or $HSMENROLL_P11FAULT). */
+static int latency_wrapper(char *out, size_t size, const cli_common *common)
+{
+    (void)common;
+    const char *env = getenv("HSMENROLL_P11FAULT");
+    if (env != NULL && *env != '\0' && strlen(env) < size) {
+        snprintf(out, size, "%s", env);
+        return 0;
+    }
+    if (bench_sibling_path("tests/tools/libp11fault.so", out, size) == 0 ||
+        bench_sibling_path("libp11fault.so", out, size) == 0)
+        return 0;
+    log_error("bench: --hsm-latency needs libp11fault.so (built with the tests) next to this "
+              "executable, or its path in HSMENROLL_P11FAULT");
+    return -1;
+}
+
+/* The wrapper's configuration for one latency: the configured module behind it, ms added to
+ * each key generation, signature and wrap. P11FAULT_CONFIG points at it. */
+static int write_latency_conf(const char *path, double ms, const cli_common *common)
+{
+    engine_setup s = {0};
+    enroll_error err;
+    if (setup_config(&s, common->config_path, common->home, &err) != 0) {
+        log_error("bench: %s", err.message);
+        return -1;
+    }
+    const char *module = s.cfg->hsm.module ? s.cfg->hsm.module : hsm_default_module_path();
+    FILE *f = fopen(path, "w");
+    int rc = f != NULL &&
+                     fprintf(f,
+                             "module %s\nlatency C_GenerateKeyPair %g\nlatency C_Sign %g\n"
+                             "latency C_WrapKey %g\n",
+                             module, ms, ms, ms) > 0
+                 ? 0
+                 : -1;
+    if (f != NULL && fclose(f) != 0)
+        rc = -1;
+    setup_free(&s);
+    if (rc != 0 || setenv("P11FAULT_CONFIG", path, 1) != 0) {
+        log_error("bench: cannot write %s", path);
+        return -1;
+    }
+    return 0;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -409,6 +479,8 @@ int cli_bench(int argc, char **argv)
         {"probe", no_argument, NULL, 'B'},
         {"stock", required_argument, NULL, 'P'},
         {"ca-rate", required_argument, NULL, 'R'},
+        {"hsm-concurrency", required_argument, NULL, 'C'},
+        {"hsm-latency", required_argument, NULL, 'Y'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
@@ -422,7 +494,7 @@ int cli_bench(int argc, char **argv)
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
     bool with_probe = false;
     long stock_count = 0;
-    const char *ca_rates = NULL;
+    const char *ca_rates = NULL, *hsm_latencies = NULL;
     cli_common common = {0};
     int c, exit_code;
     optind = 1;
@@ -485,6 +557,12 @@ int cli_bench(int argc, char **argv)
         case 'R':
             ca_rates = optarg;
             break;
+        case 'C':
+            bad = parse_long(optarg, 1, 1024, &p.hsm_concurrency) != 0;
+            break;
+        case 'Y':
+            hsm_latencies = optarg;
+            break;
         case 'G':
             if (strchr(optarg, '\'') != NULL) {
                 fprintf(stderr, "hsmenroll bench: --plot: no quote in the directory name\n");
@@ -518,25 +596,30 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
         return EXIT_NOTHING_DONE;
     }
-    /* --ca-rate: one run per rate, all with the first worker count. */
+    /* --ca-rate: one run per rate, all with the first worker count; --hsm-latency: one run per
+     * latency, the same way. */
     double rates[16];
     size_t nrates = 0;
-    if (ca_rates != NULL) {
-        list = strdup(ca_rates);
+    if (ca_rates != NULL && hsm_latencies != NULL) {
+        fprintf(stderr, "hsmenroll bench: --ca-rate and --hsm-latency go one at a time\n");
+        return EXIT_NOTHING_DONE;
+    }
+    if (ca_rates != NULL || hsm_latencies != NULL) {
+        list = strdup(ca_rates ? ca_rates : hsm_latencies);
         for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
              tok = strtok_r(NULL, ",", &save)) {
             char *end;
             double v = strtod(tok, &end);
-            if (nrates == 16 || *end != '\0' || !(v >= 0.001 && v <= 1e7)) {
+            if (nrates == 16 || *end != '\0' || !(v >= (ca_rates ? 0.001 : 0) && v <= 1e7)) {
                 nrates = 0;
                 break;
             }
             rates[nrates++] = v;
         }
         free(list);
-        if (nrates == 0 || with_probe || stock_count > 0) {
-            fprintf(stderr, "hsmenroll bench: --ca-rate wants up to 16 rates (requests/s), e.g. "
-                            "50,100,200, and goes without --probe and --stock\n");
+        if (nrates == 0 || (ca_rates && (with_probe || stock_count > 0))) {
+            fprintf(stderr, "hsmenroll bench: --ca-rate and --hsm-latency want up to 16 numbers, "
+                            "e.g. 50,100,200; --ca-rate goes without --probe and --stock\n");
             return EXIT_NOTHING_DONE;
         }
         for (size_t i = 0; i < nrates; i++)
@@ -559,6 +642,10 @@ int cli_bench(int argc, char **argv)
     }
     char batch[4200];
     snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
+    char fault_conf[4200], wrapper[4096];
+    snprintf(fault_conf, sizeof fault_conf, "%s/p11fault.conf", dir);
+    if (hsm_latencies != NULL && latency_wrapper(wrapper, sizeof wrapper, &common) != 0)
+        return EXIT_NOTHING_DONE;
     if (ca_rates == NULL && write_batch(batch, &p) != 0) {
         log_error("bench: cannot write %s", batch);
         return EXIT_NOTHING_DONE;
@@ -580,9 +667,16 @@ int cli_bench(int argc, char **argv)
     }
     for (size_t i = 0; i < runs && refs_ready; i++) {
         p.rate = nrates > 0 ? rates[i] : 0;
+        if (hsm_latencies != NULL) {
+            if (write_latency_conf(fault_conf, rates[i], &common) != 0) {
+                rc = EXIT_NOTHING_DONE;
+                break;
+            }
+            p.module = wrapper;
+        }
         /* A CA refuses a key it has certified before: each rate gets keys of its own, made
          * before its run starts. */
-        if (nrates > 0 && (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
+        if (ca_rates != NULL && (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
                            write_csr_batch(batch, &p) != 0)) {
             log_error("bench: cannot write %s", batch);
             rc = EXIT_NOTHING_DONE;
@@ -593,8 +687,16 @@ int cli_bench(int argc, char **argv)
             rc = EXIT_NOTHING_DONE;
             break;
         }
-        if (p.rate > 0)
+        if (ca_rates != NULL)
             json_object_set_new(one, "OfferedPerSecond", json_real(p.rate));
+        if (hsm_latencies != NULL) {
+            json_object_set_new(one, "HsmLatencyMs", json_real(p.rate));
+            json_t *first = json_array_get(results, 0);
+            double zero = num(first ? first : one, "CertificatesPerSecond", NULL);
+            json_object_set_new(one, "OverFirstLatency",
+                                json_real(zero > 0 ? num(one, "CertificatesPerSecond", NULL) / zero
+                                                   : 0));
+        }
         if (num(one, "Failed", NULL) > 0)
             rc = EXIT_SOME_FAILED;
         bench_ref_params ref = {.key_type = p.key_type,
@@ -624,7 +726,9 @@ int cli_bench(int argc, char **argv)
         "Machine", "Cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "Runs", results);
     json_object_set_new(
         json_object_get(record, "Params"), "Mode",
-        json_string(ca_rates ? "ca (CSR lines, software keys, --rate)" : "pipeline"));
+        json_string(ca_rates         ? "ca (CSR lines, software keys, --rate)"
+                    : hsm_latencies ? "hsm latency sweep (p11fault)"
+                                    : "pipeline"));
     if (p.key_length > 0)
         json_object_set_new(json_object_get(record, "Params"), "KeyLength",
                             json_integer(p.key_length));

@@ -50,6 +50,19 @@ static void add_stage(run *r, run_stage stage, uint64_t since)
     atomic_fetch_add(&r->stats.stage_ns[stage], run_clock_ns() - since);
 }
 
+/* The CPU-heavy stages (unwrap, PBKDF2, bundle encoding) take a permit of the run's CPU gate: the
+ * lanes are many so that HSM calls overlap, but at most one thread per core computes. */
+static void cpu_enter(run *r)
+{
+    while (sem_wait(&r->cpu_gate) != 0)
+        ; /* EINTR */
+}
+
+static void cpu_leave(run *r)
+{
+    sem_post(&r->cpu_gate);
+}
+
 static bool is_edwards(key_algorithm a)
 {
     return a == KEYALG_ED25519 || a == KEYALG_ED448;
@@ -486,13 +499,16 @@ static int keep_pending_key(worker *w, job *j, json_t *files, char **password_ou
     run *r = w->run;
     if (j->req->storage != STORAGE_EXPORT || j->wrapped_key == NULL)
         return 0;
+    cpu_enter(r);
     EVP_PKEY *key = unwrap_key(r, j);
     char *password = key ? choose_password(r, j, password_out) : NULL;
     BIO *bio = password ? BIO_new(BIO_s_mem()) : NULL;
     int rc = -1;
-    if (bio != NULL &&
-        pkcs8_der_write(bio, key, password, (int)r->cfg->settings.pkcs12_iterations, &j->err) ==
-            0 &&
+    bool encoded =
+        bio != NULL &&
+        pkcs8_der_write(bio, key, password, (int)r->cfg->settings.pkcs12_iterations, &j->err) == 0;
+    cpu_leave(r);
+    if (encoded &&
         bio_write_file(r, bio, j->req->id, "p8", 0600, files, &j->err) == 0)
         rc = 0;
     BIO_free(bio);
@@ -516,6 +532,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     char *password = NULL;
     int rc = -1;
     uint64_t t0 = run_clock_ns();
+    cpu_enter(r);
+    bool gated = true;
 
     if (bio == NULL) {
         enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
@@ -529,8 +547,13 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
                              "the issued certificate does not match the generated key");
             goto done;
         }
-        if (j->target_count > 0 && deliver_to_stores(w, j, key) != 0)
-            goto done;
+        if (j->target_count > 0) { /* HSM calls: no CPU permit held while they wait */
+            cpu_leave(r);
+            int stored = deliver_to_stores(w, j, key);
+            cpu_enter(r);
+            if (stored != 0)
+                goto done;
+        }
         if ((password = choose_password(r, j, password_out)) == NULL)
             goto done;
     }
@@ -575,6 +598,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
         break;
     }
     add_stage(r, STAGE_BUNDLE, t0);
+    cpu_leave(r);
+    gated = false;
     t0 = run_clock_ns();
     bool secret = key != NULL;
     if (bio_write_file(r, bio, req->id, ext, secret && req->format != FORMAT_DER ? 0600 : 0644,
@@ -585,6 +610,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     add_stage(r, STAGE_WRITE, t0);
     rc = 0;
 done:
+    if (gated)
+        cpu_leave(r);
     if (bio != NULL)
         BIO_free(bio); /* memory BIOs are cleared on free by OpenSSL (BIO_s_mem + BUF_MEM) */
     BIO_free(key_bio);

@@ -76,6 +76,34 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
               errors->items[0].message, errors->count > 1 ? " (and more)" : "");
 }
 
+/* HSM operations in flight when neither --hsm-concurrency nor Hsm.Concurrency says: enough to
+ * keep a network HSM with a few milliseconds per call busy at the engine's CPU rate. */
+#define HSM_CONCURRENCY_DEFAULT 32
+
+/* How many lanes (worker threads with their own sessions) the run starts: the HSM concurrency,
+ * at least one per CPU permit, and within every token's session limit (leaving one session for
+ * the login and one for the CAs and `serve` of the same process). */
+static int lane_count(const run *r)
+{
+    long long want = r->opt.hsm_concurrency > 0   ? r->opt.hsm_concurrency
+                     : r->cfg->hsm.concurrency > 0 ? r->cfg->hsm.concurrency
+                                                   : HSM_CONCURRENCY_DEFAULT;
+    if (want < r->opt.workers)
+        want = r->opt.workers;
+    for (size_t t = 0; t < r->hsm->token_count; t++) {
+        unsigned long max = r->hsm->tokens[t].desc.max_rw_sessions;
+        long long room = max > 2 ? (long long)max - 2 : 1;
+        if (max > 0 && room < want) {
+            log_info("token \"%s\" allows %lu read/write sessions: %lld HSM operations in flight",
+                     r->hsm->tokens[t].desc.label, max, room);
+            want = room;
+        }
+    }
+    return (int)want;
+}
+
+/* 0, -1 with err, or -2 when the module refused a session for lack of them (CKR_SESSION_COUNT):
+ * the caller runs with fewer lanes. */
 static int open_worker_sessions(run *r, worker *w, enroll_error *err)
 {
     w->sessions = calloc(r->hsm->token_count, sizeof *w->sessions);
@@ -87,7 +115,7 @@ static int open_worker_sessions(run *r, worker *w, enroll_error *err)
         hsm_error herr;
         if (hsm_session_open(&r->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
             enroll_error_set(err, "HSM_SESSION", NULL, "%s", herr.message);
-            return -1;
+            return herr.rv == CKR_SESSION_COUNT ? -2 : -1;
         }
     }
     w->key_token = (size_t)w->index % r->hsm->key_token_count;
@@ -128,17 +156,13 @@ int pipeline_run(run *r, enroll_error *err)
     ndjson_reader reader;
     if (ndjson_open(&reader, r->opt.batch_path, 0, err) != 0)
         return -1;
-    int nworkers = r->opt.workers;
+    int nworkers = lane_count(r);
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
         ndjson_close(&reader);
         enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
         return -1;
     }
-    /* Two jobs per worker keep the workers busy; network CAs add --inflight jobs waiting on
-     * answers. More would only add latency (a job admitted waits its turn). */
-    queue_init(&r->queue,
-               (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
         ndjson_close(&reader);
@@ -150,11 +174,30 @@ int pipeline_run(run *r, enroll_error *err)
     for (int i = 0; i < nworkers; i++) {
         workers[i].run = r;
         workers[i].index = i;
-        if (open_worker_sessions(r, &workers[i], err) != 0) {
+        int opened = open_worker_sessions(r, &workers[i], err);
+        if (opened == -2 && i > 0) {
+            /* The module has no more sessions: fewer operations in flight, not a failure. */
+            log_info("the module refused session %d (CKR_SESSION_COUNT): %d HSM operations in "
+                     "flight",
+                     i + 1, i);
+            close_worker_sessions(r, &workers[i]);
+            enroll_error_clear(err);
+            nworkers = i;
+            break;
+        }
+        if (opened != 0) {
             rc = -1;
+            nworkers = i + 1; /* closes what this one opened, too */
             break;
         }
     }
+    r->lanes = nworkers;
+    sem_init(&r->cpu_gate, 0, (unsigned)(r->opt.workers < nworkers ? r->opt.workers : nworkers));
+    /* Two jobs per lane keep the lanes busy; network CAs add --inflight jobs waiting on
+     * answers. More would only add latency (a job admitted waits its turn). */
+    queue_init(&r->queue,
+               (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
+    log_debug("%d lanes (HSM operations in flight), %d CPU permits", nworkers, r->opt.workers);
     for (int i = 0; rc == 0 && i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             enroll_error_set(err, "THREAD", NULL, "cannot start worker threads");
@@ -243,6 +286,7 @@ int pipeline_run(run *r, enroll_error *err)
     line_checker_free(&checker);
     store_registry_free(&r->stores);
     queue_destroy(&r->queue);
+    sem_destroy(&r->cpu_gate);
     ndjson_close(&reader);
     log_debug("%ld requests admitted to the workers", admitted);
     return rc;

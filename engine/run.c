@@ -52,8 +52,11 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     }
     engine_setup *s = &r->setup;
     r->setup_done = true;
-    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
-        setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
+    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0)
+        return -1;
+    if (r->opt.module != NULL)
+        s->cfg->hsm.module = r->opt.module;
+    if (setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
         setup_local_cas(s, s->embedded, err) != 0)
         return -1;
     r->cfg = s->cfg;
@@ -96,7 +99,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     r->ca.inflight = r->opt.inflight;
     if (connectors_open(&r->ca, err) != 0)
         return -1;
-    log_debug("%d workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
+    log_debug("%d CPU workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
               hsm_module_path(s->hsm.module));
     return 0;
 }
@@ -185,13 +188,14 @@ json_t *run_stats_json(run *r)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double seconds = sum.seconds;
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i}", "Requests",
+    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "Requests",
                      (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed",
                      (json_int_t)sum.failed, "Seconds", seconds, "CertificatesPerSecond",
                      seconds > 0 ? sum.issued / seconds : 0.0, "FirstCertificateMs",
                      first ? json_real((first - r->entered_ns) / 1e6) : json_null(), "LatencyMs",
                      latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
-                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers);
+                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers,
+                     "HsmLanes", r->lanes);
 }
 
 void run_close(run *r)

@@ -6,6 +6,7 @@
 #define HSMENROLL_ENGINE_RUN_STATE_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -60,6 +61,9 @@ struct run {
     _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
     long total_lines; /* for the progress ETA; -1 when unknown */
+    /* Set by pipeline_run before the workers start, read-only afterwards. */
+    int lanes;      /* worker threads, one set of sessions each: HSM operations in flight */
+    sem_t cpu_gate; /* opt.workers permits: the CPU-heavy stages run on one thread per core */
 };
 
 typedef struct worker {
