@@ -26,8 +26,9 @@ static const char *const top_keys[] = {"Hsm",
                                        "Roles",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
-static const char *const hsm_keys[] = {"Module",   "Tokens",    "Token",        "PinEnv", "PinFile",
-                                       "SoPinEnv", "SoPinFile", "RestartEvery", "Concurrency", NULL};
+static const char *const hsm_keys[] = {"Module",      "Tokens",   "Token",     "PinEnv",
+                                       "PinFile",     "SoPinEnv", "SoPinFile", "RestartEvery",
+                                       "Concurrency", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",

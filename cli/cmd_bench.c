@@ -77,9 +77,9 @@ typedef struct bench_params {
     const char *workers;
     long inflight;
     bool no_journal;
-    double rate; /* the run's --rate, 0: none */
-    long hsm_concurrency;       /* run --hsm-concurrency, 0: the default */
-    const char *module;         /* the module of the runs (the latency wrapper), NULL: configured */
+    double rate;          /* the run's --rate, 0: none */
+    long hsm_concurrency; /* run --hsm-concurrency, 0: the default */
+    const char *module;   /* the module of the runs (the latency wrapper), NULL: configured */
 } bench_params;
 
 /* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
@@ -264,13 +264,14 @@ static double num(json_t *o, const char *a, const char *b)
 static void print_table(FILE *f, json_t *runs, bool markdown)
 {
     if (markdown)
-        fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
-              "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
-              "engine / probe | stock pipeline /s | engine / stock | HSM ms/call: over first | "
-              "offered /s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-              "\n",
-              f);
+        fputs(
+            "| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
+            "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
+            "engine / probe | stock pipeline /s | engine / stock | HSM ms/call: over first | "
+            "offered /s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "\n",
+            f);
     else
         fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
                 "P95 MS", "P99 MS", "MAX MS", "FIRST MS", "RSS MIB",
@@ -348,11 +349,10 @@ static int write_latency_conf(const char *path, double ms, const cli_common *com
     }
     const char *module = s.cfg->hsm.module ? s.cfg->hsm.module : hsm_default_module_path();
     FILE *f = fopen(path, "w");
-    int rc = f != NULL &&
-                     fprintf(f,
-                             "module %s\nlatency C_GenerateKeyPair %g\nlatency C_Sign %g\n"
-                             "latency C_WrapKey %g\n",
-                             module, ms, ms, ms) > 0
+    int rc = f != NULL && fprintf(f,
+                                  "module %s\nlatency C_GenerateKeyPair %g\nlatency C_Sign %g\n"
+                                  "latency C_WrapKey %g\n",
+                                  module, ms, ms, ms) > 0
                  ? 0
                  : -1;
     if (f != NULL && fclose(f) != 0)
@@ -676,8 +676,9 @@ int cli_bench(int argc, char **argv)
         }
         /* A CA refuses a key it has certified before: each rate gets keys of its own, made
          * before its run starts. */
-        if (ca_rates != NULL && (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
-                           write_csr_batch(batch, &p) != 0)) {
+        if (ca_rates != NULL &&
+            (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
+             write_csr_batch(batch, &p) != 0)) {
             log_error("bench: cannot write %s", batch);
             rc = EXIT_NOTHING_DONE;
             break;
@@ -693,9 +694,9 @@ int cli_bench(int argc, char **argv)
             json_object_set_new(one, "HsmLatencyMs", json_real(p.rate));
             json_t *first = json_array_get(results, 0);
             double zero = num(first ? first : one, "CertificatesPerSecond", NULL);
-            json_object_set_new(one, "OverFirstLatency",
-                                json_real(zero > 0 ? num(one, "CertificatesPerSecond", NULL) / zero
-                                                   : 0));
+            json_object_set_new(
+                one, "OverFirstLatency",
+                json_real(zero > 0 ? num(one, "CertificatesPerSecond", NULL) / zero : 0));
         }
         if (num(one, "Failed", NULL) > 0)
             rc = EXIT_SOME_FAILED;
@@ -724,11 +725,10 @@ int cli_bench(int argc, char **argv)
         p.key_length > 0 ? NULL : "default", "Storage", p.storage, "Format", p.format, "Sans",
         (json_int_t)p.sans, "Template", p.template_name, "Journal", !p.no_journal, "Ca", p.ca,
         "Machine", "Cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "Runs", results);
-    json_object_set_new(
-        json_object_get(record, "Params"), "Mode",
-        json_string(ca_rates         ? "ca (CSR lines, software keys, --rate)"
-                    : hsm_latencies ? "hsm latency sweep (p11fault)"
-                                    : "pipeline"));
+    json_object_set_new(json_object_get(record, "Params"), "Mode",
+                        json_string(ca_rates        ? "ca (CSR lines, software keys, --rate)"
+                                    : hsm_latencies ? "hsm latency sweep (p11fault)"
+                                                    : "pipeline"));
     if (p.key_length > 0)
         json_object_set_new(json_object_get(record, "Params"), "KeyLength",
                             json_integer(p.key_length));

@@ -508,8 +508,7 @@ static int keep_pending_key(worker *w, job *j, json_t *files, char **password_ou
         bio != NULL &&
         pkcs8_der_write(bio, key, password, (int)r->cfg->settings.pkcs12_iterations, &j->err) == 0;
     cpu_leave(r);
-    if (encoded &&
-        bio_write_file(r, bio, j->req->id, "p8", 0600, files, &j->err) == 0)
+    if (encoded && bio_write_file(r, bio, j->req->id, "p8", 0600, files, &j->err) == 0)
         rc = 0;
     BIO_free(bio);
     EVP_PKEY_free(key);

@@ -85,7 +85,7 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
  * the login and one for the CAs and `serve` of the same process). */
 static int lane_count(const run *r)
 {
-    long long want = r->opt.hsm_concurrency > 0   ? r->opt.hsm_concurrency
+    long long want = r->opt.hsm_concurrency > 0    ? r->opt.hsm_concurrency
                      : r->cfg->hsm.concurrency > 0 ? r->cfg->hsm.concurrency
                                                    : HSM_CONCURRENCY_DEFAULT;
     if (want < r->opt.workers)

@@ -194,8 +194,7 @@ json_t *run_stats_json(run *r)
                      seconds > 0 ? sum.issued / seconds : 0.0, "FirstCertificateMs",
                      first ? json_real((first - r->entered_ns) / 1e6) : json_null(), "LatencyMs",
                      latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
-                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers,
-                     "HsmLanes", r->lanes);
+                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", r->lanes);
 }
 
 void run_close(run *r)

@@ -18,12 +18,12 @@ typedef struct run_options {
     const char *config_path; /* --config, or NULL: the embedded default */
     const char *home;        /* --home of the embedded default, or NULL */
     const char *out_dir;
-    int workers;  /* CPU threads for the CPU-heavy stages (bundle); 0: one per CPU */
+    int workers;         /* CPU threads for the CPU-heavy stages (bundle); 0: one per CPU */
     int hsm_concurrency; /* HSM operations in flight (lanes, each with its own sessions); 0: the
                           * configuration's Hsm.Concurrency, else the default */
-    int inflight; /* requests in flight to network CAs (default 64) */
-    const char *module; /* PKCS#11 module replacing the configuration's Hsm.Module (bench's
-                         * latency wrapper), or NULL */
+    int inflight;        /* requests in flight to network CAs (default 64) */
+    const char *module;  /* PKCS#11 module replacing the configuration's Hsm.Module (bench's
+                          * latency wrapper), or NULL */
     const char *default_ca;
     const char *default_template;
     long long default_pattern; /* -1: none */

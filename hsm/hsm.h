@@ -210,7 +210,8 @@ int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned c
                      size_t id_len, const char *label, CK_OBJECT_HANDLE *out, size_t max,
                      hsm_error *err);
 /* Every object of class *cls (every object when cls is NULL) in one C_FindObjects pass, into a
- * malloc'd array *out (freed by the caller; NULL when there are none). The count, or -1 with err. */
+ * malloc'd array *out (freed by the caller; NULL when there are none). The count, or -1 with err.
+ */
 long hsm_list_objects(hsm_session *session, const CK_OBJECT_CLASS *cls, CK_OBJECT_HANDLE **out,
                       hsm_error *err);
 /* One attribute's value, malloc'd (NUL-terminated for convenience). 0 or -1. */
