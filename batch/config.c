@@ -48,6 +48,8 @@ static const char *const ca_keys[] = {"Id",
                                       "ClientKey",
                                       "RemoteName",
                                       "RetryDelayMs",
+                                      "RateLimit",
+                                      "MaxInFlight",
                                       "Description",
                                       NULL};
 static const char *const template_keys[] = {

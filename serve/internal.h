@@ -43,6 +43,10 @@ struct server {
     unsigned long long rng;
     char *tls_cert_pem, *tls_key_pem, *client_ca_pem;
     serve_guard *guard; /* request deadlines, failed-login throttling */
+    /* --rate-limit (serve.c): GCRA schedule under rate_lock, and the 429s it answered. */
+    pthread_mutex_t rate_lock;
+    unsigned long long rate_next_ns;
+    _Atomic long long rate_limited, rate_admitted;
 };
 
 /* The answer of one API call: a status and a JSON body (owned). */

@@ -106,6 +106,27 @@ static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, 
     return user;
 }
 
+/* --rate-limit: whether one more API request fits the rate now (GCRA, tolerating a burst of
+ * three); if not, *retry_after_s gets whole seconds to wait ("0": under half a second). */
+static bool rate_admit(server *srv, long *retry_after_s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long now =
+        (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+    unsigned long long interval = (unsigned long long)(1e9 / srv->opt.rate_limit);
+    pthread_mutex_lock(&srv->rate_lock);
+    bool ok = srv->rate_next_ns <= now + 2 * interval;
+    if (ok)
+        srv->rate_next_ns = (srv->rate_next_ns > now ? srv->rate_next_ns : now) + interval;
+    else
+        *retry_after_s =
+            (long)((srv->rate_next_ns - 2 * interval - now + 500000000ull) / 1000000000ull);
+    pthread_mutex_unlock(&srv->rate_lock);
+    atomic_fetch_add(ok ? &srv->rate_admitted : &srv->rate_limited, 1);
+    return ok;
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -164,6 +185,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         api_error(&answer, MHD_HTTP_SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE",
                   "injected failure (--fail-rate)");
         answer.retry_after = "0";
+        return send_answer(conn, &answer);
+    }
+    long quota_wait = 0;
+    if (srv->opt.rate_limit > 0 && !rate_admit(srv, &quota_wait)) {
+        char quota_after[32];
+        snprintf(quota_after, sizeof quota_after, "%ld", quota_wait);
+        api_error(&answer, MHD_HTTP_TOO_MANY_REQUESTS, "RATE_LIMITED",
+                  "more than %g requests per second (--rate-limit)", srv->opt.rate_limit);
+        answer.retry_after = quota_after;
         return send_answer(conn, &answer);
     }
     if (strncmp(url, API_PREFIX, sizeof API_PREFIX - 1) != 0 ||
@@ -361,6 +391,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     srv->setup = s;
     pthread_rwlock_init(&srv->config_lock, NULL);
     pthread_mutex_init(&srv->rng_lock, NULL);
+    pthread_mutex_init(&srv->rate_lock, NULL);
     if (RAND_bytes((unsigned char *)&srv->rng, sizeof srv->rng) != 1 || srv->rng == 0)
         srv->rng = 0x9e3779b97f4a7c15ull;
     atomic_init(&srv->next_id, 1);
@@ -440,6 +471,10 @@ const char *server_url(const server *srv)
 
 void server_stop(server *srv)
 {
+    if (srv != NULL && srv->opt.rate_limit > 0)
+        log_info("--rate-limit %g: %lld API requests taken, %lld answered 429", srv->opt.rate_limit,
+                 (long long)atomic_load(&srv->rate_admitted),
+                 (long long)atomic_load(&srv->rate_limited));
     if (srv == NULL)
         return;
     if (srv->daemon != NULL)
@@ -471,5 +506,6 @@ void server_stop(server *srv)
     free(srv->client_ca_pem);
     pthread_rwlock_destroy(&srv->config_lock);
     pthread_mutex_destroy(&srv->rng_lock);
+    pthread_mutex_destroy(&srv->rate_lock);
     free(srv);
 }
