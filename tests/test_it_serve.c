@@ -372,6 +372,50 @@ static bool api_is(const char *status, const char *needle, const char *fmt, ...)
     return ok;
 }
 
+/* The 429s the server answered for --rate-limit, from the last stop's line in serve.log; -1
+ * when there is none. */
+static long quota_refusals(void)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/serve.log", tmp);
+    char *log = test_read_file(path, NULL);
+    long n = -1;
+    for (const char *at = log; at != NULL && (at = strstr(at, "API requests taken, ")) != NULL;
+         at++)
+        n = strtol(at + strlen("API requests taken, "), NULL, 10);
+    free(log);
+    return n;
+}
+
+/* A CA with a quota (serve --rate-limit 20, 429 with Retry-After above it). With RateLimit 20
+ * and MaxInFlight 4 in the CA entry, every request is issued and the server refused next to none;
+ * without them every request is still issued: the 429s are waited out, not failures. */
+static void test_ca_quota(void)
+{
+    char config[600], batch[600], out[600], results[700];
+    snprintf(config, sizeof config, "%s/engine-quota.json", tmp);
+    snprintf(batch, sizeof batch, "%s/quota.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out-quota", tmp);
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    write_batch(batch, 40, "quota", 0);
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    for (int limited = 1; limited >= 0; limited--) {
+        CU_ASSERT_EQUAL_FATAL(start_server("--rate-limit 20"), 0);
+        write_engine_config(config, "fleet",
+                            limited ? ",\"RateLimit\":20,\"MaxInFlight\":4" : NULL);
+        CU_ASSERT_EQUAL(run_engine(config, batch, out, "fleet-secret"), 0);
+        json_t *res = test_load_ndjson(results);
+        CU_ASSERT_EQUAL(count_status(res, "issued"), 40);
+        json_decref(res);
+        CU_ASSERT_EQUAL(stop_server(), 0);
+        long refused = quota_refusals();
+        CU_ASSERT_TRUE(refused >= 0);
+        if (limited)
+            CU_ASSERT_TRUE(refused <= 2);
+    }
+    CU_ASSERT_EQUAL_FATAL(start_server(""), 0);
+}
+
 static void test_serve_bad_input(void)
 {
     char csr_path[700], args[4096];
@@ -636,6 +680,7 @@ int main(void)
         TEST_CASE(test_enrollment_through_the_keyfactor_connector),
         TEST_CASE(test_wrong_password_and_missing_role),
         TEST_CASE(test_injected_faults_and_pending),
+        TEST_CASE(test_ca_quota),
         TEST_CASE(test_serve_bad_input),
         TEST_CASE(test_serve_limits),
         TEST_CASE(test_serials_unique_across_restarts),
