@@ -273,6 +273,7 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
                 base = MAX_RETRY_DELAY_MS;
             delay = (long)((double)base * (0.5 + 0.5 * next_unit_random(loop)));
         }
+        atomic_fetch_add(&ep->retried, 1);
         free(req->response);
         req->response = NULL;
         req->response_len = 0;

@@ -32,10 +32,11 @@ typedef struct http_endpoint {
     double rate_limit;                    /* most request starts per second; 0: no limit */
     int max_in_flight;                    /* most transfers at a time; 0: the loop's inflight */
     /* Private to the loop (under its lock): the CA's own schedule. */
-    int active;                      /* transfers in flight to this CA */
+    _Atomic int active;              /* transfers in flight to this CA */
     unsigned long long next_ns;      /* GCRA: the theoretical start time of the next request */
     unsigned long long paused_ns;    /* a 429 pauses the CA until then */
     _Atomic unsigned long throttled; /* 429 answers seen (for the summary and metrics) */
+    _Atomic unsigned long retried;   /* attempts scheduled again (429s included) */
 } http_endpoint;
 
 struct http_request {

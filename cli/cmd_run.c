@@ -31,6 +31,7 @@ static const char run_usage[] =
     "                          sessions (default Hsm.Concurrency, else 32, within the token's\n"
     "                          session limit; at least --workers)\n"
     "      --inflight M        requests in flight to network CAs (default 64)\n"
+    "      --metrics-listen A:P  serve Prometheus metrics at http://A:P/metrics during the run\n"
     "      --ca NAME           CA for lines that name none (\"host\\\\logical\" or \"logical\")\n"
     "      --template NAME     template for lines that name neither Template nor\n"
     "                          EnrollmentPatternId\n"
@@ -140,6 +141,7 @@ int cli_run(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},
         {"inflight", required_argument, NULL, 'i'},
         {"hsm-concurrency", required_argument, NULL, 'C'},
+        {"metrics-listen", required_argument, NULL, 'm'},
         {"ca", required_argument, NULL, 'A'},
         {"template", required_argument, NULL, 'T'},
         {"pattern", required_argument, NULL, 'P'},
@@ -178,6 +180,9 @@ int cli_run(int argc, char **argv)
                 return EXIT_NOTHING_DONE;
             }
             opt.workers = (int)value;
+            break;
+        case 'm':
+            opt.metrics_listen = optarg;
             break;
         case 'C':
             if (parse_int(optarg, 1, 1024, &value) != 0) {

@@ -16,6 +16,7 @@
 #include "ca/hsm_signer.h"
 #include "engine/fault_hooks.h"
 #include "engine/key_import.h"
+#include "engine/metrics.h"
 #include "engine/recovery.h"
 #include "ca/local_ca.h"
 #include "batch/log.h"
@@ -47,7 +48,7 @@ hsm_key_spec enroll_hsm_spec(const request_key *key)
 
 static void add_stage(run *r, run_stage stage, uint64_t since)
 {
-    atomic_fetch_add(&r->stats.stage_ns[stage], run_clock_ns() - since);
+    run_metrics_stage(r, stage, run_clock_ns() - since);
 }
 
 /* The CPU-heavy stages (unwrap, PBKDF2, bundle encoding) take a permit of the run's CPU gate: the
@@ -742,6 +743,7 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         atomic_compare_exchange_strong(&r->stats.first_issued_ns, &none, now);
     } else {
         result_set_error(line, &j->err);
+        run_metrics_error(r, j->err.code);
         atomic_fetch_add(&r->stats.failed, 1);
         log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
     }
@@ -808,6 +810,14 @@ static void take_answer(job *j)
     }
 }
 
+/* The gauge of requests at the job's CA (metrics). */
+static void ca_in_flight_add(run *r, const job *j, long n)
+{
+    size_t i = (size_t)(j->policy.ca - r->cfg->cas);
+    if (i < RUN_METRICS_CAS)
+        atomic_fetch_add(&r->stats.ca_in_flight[i], n);
+}
+
 /* A network CA answered (on its event loop's thread): the job goes back to the workers. */
 static void on_ca_answer(ca_submission *sub, void *user)
 {
@@ -815,6 +825,7 @@ static void on_ca_answer(ca_submission *sub, void *user)
     job *j = (job *)((char *)sub - offsetof(job, sub));
     take_answer(j);
     j->answered = true;
+    ca_in_flight_add(r, j, -1);
     add_stage(r, STAGE_SUBMIT, j->submitted_ns);
     queue_requeue(&r->queue, j);
 }
@@ -832,7 +843,10 @@ bool enroll_job(worker *w, job *j)
         }
         if (j->req->storage == STORAGE_TOKEN && j->req->operation != OP_CSR)
             recovery_clear_leftover(r, w, j);
-        if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
+        atomic_fetch_add(&r->stats.hsm_busy, 1);
+        int made = j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j);
+        atomic_fetch_sub(&r->stats.hsm_busy, 1);
+        if (made != 0) {
             j->failed = true;
             finish(r, w->sessions, j, NULL, NULL);
             return true;
@@ -866,8 +880,10 @@ bool enroll_job(worker *w, job *j)
         .user = r,
     };
     j->submitted_ns = run_clock_ns();
+    ca_in_flight_add(r, j, 1);
     if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
         return false;
+    ca_in_flight_add(r, j, -1);
     take_answer(j);
     add_stage(w->run, STAGE_SUBMIT, j->submitted_ns);
     enroll_answered(w, j);

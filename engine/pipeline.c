@@ -9,6 +9,7 @@
 #include "batch/ndjson.h"
 #include "ca/connector.h"
 #include "engine/enroll.h"
+#include "engine/metrics.h"
 #include "batch/log.h"
 #include "engine/progress.h"
 #include "engine/queue.h"
@@ -65,6 +66,7 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
         atomic_fetch_add(&r->stats.skipped, 1);
         return; /* reported by the interrupted run */
     }
+    run_metrics_error(r, errors->items[0].code);
     json_t *result = result_new(id, line, "failed");
     result_set_errors(result, errors->items, errors->count);
     recovery_done(r, id, line, result, true);
@@ -248,7 +250,7 @@ int pipeline_run(run *r, enroll_error *err)
             if (j == NULL)
                 error_list_add(&errors, "OUT_OF_MEMORY", NULL, "out of memory");
         }
-        atomic_fetch_add(&r->stats.stage_ns[STAGE_PARSE], run_clock_ns() - t0);
+        run_metrics_stage(r, STAGE_PARSE, run_clock_ns() - t0);
         if (j == NULL) {
             report_line_failure(r, id, line, &errors);
             request_free(req);

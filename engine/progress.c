@@ -1,5 +1,6 @@
 /* Progress display thread. The batch size for the ETA is counted here, off the reader's path. */
 #include "engine/progress.h"
+#include "engine/metrics.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -59,11 +60,13 @@ static void draw(progress *p, double elapsed)
     }
     char line[200];
     if (p->total > 0)
-        snprintf(line, sizeof line, "\r\033[K%ld/%ld done, %ld failed, %.1f certificates/s%s", done,
-                 p->total, failed, rate, eta);
+        snprintf(line, sizeof line,
+                 "\r\033[K%ld/%ld done, %ld failed, %.1f certificates/s%s, bound by %s", done,
+                 p->total, failed, rate, eta, run_metrics_bottleneck(r));
     else
-        snprintf(line, sizeof line, "\r\033[K%ld done, %ld failed, %.1f certificates/s", done,
-                 failed, rate);
+        snprintf(line, sizeof line,
+                 "\r\033[K%ld done, %ld failed, %.1f certificates/s, bound by %s", done, failed,
+                 rate, run_metrics_bottleneck(r));
     (void)!write(STDERR_FILENO, line, strlen(line));
 }
 

@@ -13,6 +13,8 @@
 #include "batch/log.h"
 #include "ca/connector.h"
 #include "engine/fault_hooks.h"
+#include "engine/metrics.h"
+#include "engine/metrics_http.h"
 #include "engine/pipeline.h"
 #include "engine/recovery.h"
 #include "engine/run_state.h"
@@ -27,6 +29,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         return -1;
     }
     r->entered_ns = run_clock_ns();
+    run_metrics_init(r);
     r->out.fd = -1;
     fault_hooks_load();
     r->opt = *opt;
@@ -99,6 +102,14 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     r->ca.inflight = r->opt.inflight;
     if (connectors_open(&r->ca, err) != 0)
         return -1;
+    if (r->opt.metrics_listen != NULL) {
+        r->metrics = metrics_http_start(r->opt.metrics_listen, run_metrics_render, r, err);
+        if (r->metrics == NULL)
+            return -1;
+        log_info("metrics at http://%.*s:%u/metrics",
+                 (int)(strrchr(r->opt.metrics_listen, ':') - r->opt.metrics_listen),
+                 r->opt.metrics_listen, metrics_http_port(r->metrics));
+    }
     log_debug("%d CPU workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
               hsm_module_path(s->hsm.module));
     return 0;
@@ -201,6 +212,7 @@ void run_close(run *r)
 {
     if (r == NULL)
         return;
+    metrics_http_stop(r->metrics); /* before what it reads goes */
     if (r->results_open)
         results_close(&r->results);
     connectors_close(&r->ca);
@@ -208,5 +220,11 @@ void run_close(run *r)
     output_dir_close(&r->out);
     if (r->setup_done)
         setup_free(&r->setup);
+    run_metrics_free(r);
     free(r);
+}
+
+unsigned run_metrics_port(const run *r)
+{
+    return r != NULL ? metrics_http_port(r->metrics) : 0;
 }
