@@ -10,6 +10,13 @@
 static const double bucket_le[RUN_METRICS_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 
+const char *run_stage_name(run_stage stage)
+{
+    static const char *const names[STAGE_COUNT] = {"Parse",  "Keygen", "Csr",    "Submit",
+                                                   "Bundle", "Write",  "Journal"};
+    return stage >= 0 && stage < STAGE_COUNT ? names[stage] : "?";
+}
+
 void run_metrics_init(run *r)
 {
     pthread_mutex_init(&r->stats.codes_lock, NULL);

@@ -37,13 +37,6 @@ static uint64_t paced_admission(run *r, uint64_t *schedule_start, long k)
     return due;
 }
 
-const char *run_stage_name(run_stage stage)
-{
-    static const char *const names[STAGE_COUNT] = {"Parse",  "Keygen", "Csr",    "Submit",
-                                                   "Bundle", "Write",  "Journal"};
-    return stage >= 0 && stage < STAGE_COUNT ? names[stage] : "?";
-}
-
 static void *worker_main(void *arg)
 {
     worker *w = arg;
