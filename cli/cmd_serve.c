@@ -43,6 +43,7 @@ static const char serve_usage[] =
     "                            429 for 1 s, doubling up to 60 s (default 10; 0: never)\n"
     "      --latency-ms MS       wait MS before each answer (tests, benchmarks)\n"
     "      --fail-rate F         answer a share F of requests with 503 or a reset (0..1)\n"
+    "      --metrics-listen A:P  serve Prometheus metrics at http://A:P/metrics\n"
     "      --rate-limit R        answer 429 with Retry-After above R API requests per second\n"
     "                            (a CA's quota, for tests and benchmarks)\n"
     "      --pending-rate F      answer a share F of enrollments as pending (0..1)\n"
@@ -130,6 +131,7 @@ int cli_serve(int argc, char **argv)
         {"latency-ms", required_argument, NULL, 'L'},
         {"fail-rate", required_argument, NULL, 'F'},
         {"rate-limit", required_argument, NULL, 'Z'},
+        {"metrics-listen", required_argument, NULL, 'W'},
         {"pending-rate", required_argument, NULL, 'P'},
         {"ready-file", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
@@ -188,6 +190,9 @@ int cli_serve(int argc, char **argv)
             break;
         case 'F':
             bad = parse_rate(optarg, "--fail-rate", &opt.fail_rate);
+            break;
+        case 'W':
+            opt.metrics_listen = optarg;
             break;
         case 'Z': {
             char *end;
