@@ -50,6 +50,10 @@ static const char bench_usage[] =
     "      --probe            after each run, the raw PKCS#11 probe (bench/p11probe: keygen +\n"
     "                         sign in a tight loop) on the same module, token and threads, and\n"
     "                         the ratio engine / probe\n"
+    "      --floor            after each run, the floor probe (p11probe --floor: the mandatory\n"
+    "                         cryptography of an export P-256 request: keygen, CSR signature,\n"
+    "                         wrap, CA signature, proof-of-possession check, PBKDF2) on the same\n"
+    "                         module, token and threads, and the ratio engine / floor\n"
     "      --stock N          after each run, the stock-tool pipeline (bench/stock-pipeline.sh:\n"
     "                         pkcs11-tool keygen, openssl req through libp11, curl, PEM) for N\n"
     "                         requests with as many loops as workers, against `hsmenroll serve`\n"
@@ -264,14 +268,15 @@ static double num(json_t *o, const char *a, const char *b)
 static void print_table(FILE *f, json_t *runs, bool markdown)
 {
     if (markdown)
-        fputs(
-            "| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
-            "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
-            "engine / probe | stock pipeline /s | engine / stock | HSM ms/call: over first | "
-            "offered /s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-            "\n",
-            f);
+        fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
+              "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
+              "engine / probe | stock pipeline /s | engine / stock | floor /s | engine / floor | "
+              "HSM ms/call: over first | "
+              "offered /s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---"
+              "|---|---|"
+              "\n",
+              f);
     else
         fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
                 "P95 MS", "P99 MS", "MAX MS", "FIRST MS", "RSS MIB",
@@ -290,8 +295,9 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
         for (int s = 0; s < STAGE_COUNT; s++)
             fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", run_stage_name(s)));
         static const char *const refs[][3] = {{"Probe", "EngineOverProbe", "probe"},
-                                              {"Stock", "EngineOverStock", "stock"}};
-        for (size_t k = 0; k < 2; k++) {
+                                              {"Stock", "EngineOverStock", "stock"},
+                                              {"Floor", "EngineOverFloor", "floor"}};
+        for (size_t k = 0; k < 3; k++) {
             json_t *ref = json_object_get(r, refs[k][0]);
             if (ref != NULL && markdown)
                 fprintf(f, " %.1f | %.2f |", num(ref, "PerSecond", NULL),
@@ -395,12 +401,16 @@ static int write_plots(const char *dir, json_t *runs)
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return -1;
-    fputs("# workers cert/s parse keygen csr submit bundle write journal (ms)\n", f);
+    /* --hsm-latency: throughput against the latency per HSM call instead of the workers. */
+    bool sweep = json_object_get(json_array_get(runs, 0), "HsmLatencyMs") != NULL;
+    fprintf(f, "# %s cert/s parse keygen csr submit bundle write journal (ms)\n",
+            sweep ? "hsm-latency-ms" : "workers");
     size_t i;
     json_t *r;
     json_array_foreach(runs, i, r)
     {
-        fprintf(f, "%.0f %.3f", num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL));
+        fprintf(f, "%g %.3f", num(r, sweep ? "HsmLatencyMs" : "Workers", NULL),
+                num(r, "CertificatesPerSecond", NULL));
         for (int s = 0; s < STAGE_COUNT; s++)
             fprintf(f, " %.4f", num(r, "StageMeanMs", run_stage_name(s)));
         fputc('\n', f);
@@ -426,9 +436,9 @@ static int write_plots(const char *dir, json_t *runs)
     fprintf(f,
             "set terminal png size 900,540\nset datafile commentschars '#'\nset grid\n"
             "set key outside right\n"
-            "set output 'throughput.png'\nset title 'Throughput vs workers'\n"
-            "set xlabel 'workers'\nset ylabel 'certificates/s'\nset xtics 1\n"
-            "plot 'runs.dat' using 1:2 with linespoints title 'hsmenroll'\n"
+            "set output 'throughput.png'\nset title 'Throughput vs %s'\n"
+            "set xlabel '%s'\nset ylabel 'certificates/s'\nset yrange [0:*]\n%s"
+            "plot 'runs.dat' using 1:2 with linespoints title 'hsmenroll'\nset yrange [*:*]\n"
             "set output 'latency-cdf.png'\nset title 'Latency CDF (admission to result)'\n"
             "set xlabel 'latency (ms)'\nset ylabel 'fraction of requests'\nset logscale x\n"
             "set xtics auto\n"
@@ -437,11 +447,15 @@ static int write_plots(const char *dir, json_t *runs)
             "unset logscale x\nset output 'stages.png'\n"
             "set title 'Mean time per request by stage'\nset style data histograms\n"
             "set style histogram rowstacked\nset style fill solid 0.8 border -1\n"
-            "set boxwidth 0.6\nset xlabel 'workers'\nset ylabel 'ms per request'\n"
+            "set boxwidth 0.6\nset xlabel '%s'\nset ylabel 'ms per request'\n"
             "plot 'runs.dat' using 3:xtic(1) title 'parse', '' using 4 title 'keygen', "
             "'' using 5 title 'csr', '' using 6 title 'submit', '' using 7 title 'bundle', "
             "'' using 8 title 'write', '' using 9 title 'journal'\n",
-            json_array_size(runs) ? json_array_size(runs) - 1 : 0);
+            sweep ? "HSM latency" : "workers",
+            sweep ? "ms added to each keygen, sign and wrap" : "workers",
+            sweep ? "set xtics auto\n" : "set xtics 1\n",
+            json_array_size(runs) ? json_array_size(runs) - 1 : 0,
+            sweep ? "HSM ms per call" : "workers");
     fclose(f);
     char cmd[4096 + 128];
     snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plots.gp", dir);
@@ -477,6 +491,7 @@ int cli_bench(int argc, char **argv)
         {"markdown", required_argument, NULL, 'm'},
         {"plot", required_argument, NULL, 'G'},
         {"probe", no_argument, NULL, 'B'},
+        {"floor", no_argument, NULL, 'O'},
         {"stock", required_argument, NULL, 'P'},
         {"ca-rate", required_argument, NULL, 'R'},
         {"hsm-concurrency", required_argument, NULL, 'C'},
@@ -492,7 +507,7 @@ int cli_bench(int argc, char **argv)
                       .sans = 1,
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
-    bool with_probe = false;
+    bool with_probe = false, with_floor = false;
     long stock_count = 0;
     const char *ca_rates = NULL, *hsm_latencies = NULL;
     cli_common common = {0};
@@ -550,6 +565,9 @@ int cli_bench(int argc, char **argv)
             break;
         case 'B':
             with_probe = true;
+            break;
+        case 'O':
+            with_floor = true;
             break;
         case 'P':
             bad = parse_long(optarg, 1, 1000000, &stock_count) != 0;
@@ -655,7 +673,7 @@ int cli_bench(int argc, char **argv)
     engine_setup refs = {0};
     bench_server server = {.pid = -1};
     bool refs_ready = true;
-    if (with_probe || stock_count > 0) {
+    if (with_probe || with_floor || stock_count > 0) {
         enroll_error err;
         refs_ready = setup_config(&refs, common.config_path, common.home, &err) == 0;
         if (!refs_ready)
@@ -710,6 +728,12 @@ int cli_bench(int argc, char **argv)
         if (with_probe &&
             add_reference(one, "Probe", "EngineOverProbe", bench_probe_rate(&refs, &ref)) != 0)
             rc = EXIT_NOTHING_DONE;
+        ref.floor = true;
+        ref.iterations = refs_ready && refs.cfg ? (long)refs.cfg->settings.pkcs12_iterations : 0;
+        if (with_floor &&
+            add_reference(one, "Floor", "EngineOverFloor", bench_probe_rate(&refs, &ref)) != 0)
+            rc = EXIT_NOTHING_DONE;
+        ref.floor = false;
         ref.count = stock_count;
         if (stock_count > 0 && add_reference(one, "Stock", "EngineOverStock",
                                              bench_stock_rate(&refs, &server, &ref)) != 0)
@@ -717,7 +741,7 @@ int cli_bench(int argc, char **argv)
         json_array_append_new(results, one);
     }
     bench_server_stop(&server);
-    if (with_probe || stock_count > 0)
+    if (with_probe || with_floor || stock_count > 0)
         setup_free(&refs);
     json_t *record = json_pack(
         "{s:{s:I, s:s, s:s?, s:s, s:s, s:I, s:s, s:b, s:s?}, s:{s:I}, s:o}", "Params", "Count",
