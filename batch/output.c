@@ -14,13 +14,13 @@ int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error
     memset(dir, 0, sizeof *dir);
     dir->fd = -1;
     if (create && mkdir(path, 0750) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL, "cannot create output directory %s: %s", path,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot create output directory %s: %s", path,
                          strerror(errno));
         return -1;
     }
     dir->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir->fd < 0) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL, "cannot open output directory %s: %s", path,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot open output directory %s: %s", path,
                          strerror(errno));
         return -1;
     }
@@ -69,9 +69,9 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 
 /* DISK_FULL when the file system is full (the run stops and can resume once there is room),
  * WRITE_FAILED otherwise. Reads errno. */
-static const char *write_error_code(void)
+static hse_code write_error_code(void)
 {
-    return errno == ENOSPC || errno == EDQUOT ? "DISK_FULL" : "WRITE_FAILED";
+    return errno == ENOSPC || errno == EDQUOT ? HSE_DISK_FULL : HSE_WRITE_FAILED;
 }
 
 int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,

@@ -12,7 +12,7 @@ int results_open(results_writer *w, const output_dir *dir, const char *name, enr
     memset(w, 0, sizeof *w);
     int fd = openat(dir->fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || (w->file = fdopen(fd, "w")) == NULL) {
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot create %s/%s: %s", dir->path, name,
+        enroll_error_set(err, HSE_WRITE_FAILED, NULL, "cannot create %s/%s: %s", dir->path, name,
                          strerror(errno));
         if (fd >= 0)
             close(fd);

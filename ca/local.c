@@ -7,7 +7,7 @@
 #include "ca/local_ca.h"
 
 typedef struct local_state {
-    local_ca ca;
+    local_ca *ca;
     size_t
         token; /* index of the CA's token among the env's tokens (and the submission's sessions) */
 } local_state;
@@ -35,24 +35,23 @@ static int local_open(ca_connector *conn, ca_env *env, enroll_error *err)
     const config_ca *cfg = conn->cfg;
     int token = token_index(env, cfg->token ? cfg->token : "");
     if (token < 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "CA \"%s\": its token \"%s\" is not open in this run", cfg->name,
                          cfg->token ? cfg->token : "");
         return -1;
     }
     local_state *st = calloc(1, sizeof *st);
     if (st == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     st->token = (size_t)token;
     hsm_session s;
     login_session(env, st->token, &s);
-    if (local_ca_open(&st->ca, cfg->home, &s, err) != 0) {
+    if ((st->ca = local_ca_open(cfg->home, &s, err)) == NULL) {
         char prefix[128];
         snprintf(prefix, sizeof prefix, "CA \"%.80s\": ", cfg->name);
         enroll_error_prefix(err, prefix);
-        local_ca_close(&st->ca);
         free(st);
         return -1;
     }
@@ -72,7 +71,7 @@ static submit_status local_submit(ca_connector *conn, ca_submission *sub)
         .resumed = sub->resumed,
     };
     local_ca_issued issued;
-    if (local_ca_issue_cert(&st->ca, &sub->sessions[st->token], sub->csr, &params, &issued,
+    if (local_ca_issue_cert(st->ca, &sub->sessions[st->token], sub->csr, &params, &issued,
                             &a->err) != 0) {
         a->failed = true;
         return SUBMIT_DONE;
@@ -81,8 +80,9 @@ static submit_status local_submit(ca_connector *conn, ca_submission *sub)
     a->keyfactor_id = issued.keyfactor_id;
     a->request_id = issued.keyfactor_id;
     a->chain = sk_X509_new_null();
-    for (int i = 0; a->chain != NULL && i < sk_X509_num(st->ca.chain); i++) {
-        X509 *c = sk_X509_value(st->ca.chain, i);
+    STACK_OF(X509) *chain = local_ca_chain(st->ca);
+    for (int i = 0; a->chain != NULL && i < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
         X509_up_ref(c);
         sk_X509_push(a->chain, c);
     }
@@ -94,13 +94,13 @@ static int local_hsm_restarted(ca_connector *conn, ca_env *env, enroll_error *er
     local_state *st = conn->state;
     hsm_session s;
     login_session(env, st->token, &s);
-    return local_ca_find_key(&st->ca, &s, err);
+    return local_ca_find_key(st->ca, &s, err);
 }
 
 static void local_close(ca_connector *conn)
 {
     local_state *st = conn->state;
-    local_ca_close(&st->ca);
+    local_ca_close(st->ca);
     free(st);
     conn->state = NULL;
 }

@@ -1,16 +1,12 @@
 /* `hsmenroll ca init|show`: creating the embedded CA (keys in the HSM) and describing it. */
 #include <getopt.h>
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cli/cli.h"
-#include "formats/dn.h"
 #include "ca/local_ca.h"
 #include "batch/log.h"
 #include "engine/setup.h"
@@ -60,56 +56,6 @@ static int parse_key_spec(const char *s, hsm_key_spec *out)
     return -1;
 }
 
-static json_t *describe_cert(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    if (f != NULL)
-        fclose(f);
-    if (cert == NULL)
-        return NULL;
-    char *subject = dn_format(X509_get_subject_name(cert));
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    char *serial = bn ? BN_bn2hex(bn) : NULL;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    X509_digest(cert, EVP_sha256(), md, &n);
-    char fp[EVP_MAX_MD_SIZE * 2 + 1];
-    for (unsigned i = 0; i < n; i++)
-        snprintf(fp + 2 * i, 3, "%02X", md[i]);
-    char nb[32] = "?", na[32] = "?";
-    struct tm tm;
-    if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm))
-        strftime(nb, sizeof nb, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
-        strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    EVP_PKEY *pub = X509_get0_pubkey(cert);
-    json_t *out = json_pack(
-        "{s:s?, s:s?, s:s, s:s, s:s, s:s, s:i}", "Subject", subject, "SerialNumber", serial,
-        "NotBefore", nb, "NotAfter", na, "SHA256Fingerprint", fp, "KeyType",
-        pub ? EVP_PKEY_get0_type_name(pub) : "?", "KeyBits", pub ? EVP_PKEY_get_bits(pub) : 0);
-    free(subject);
-    OPENSSL_free(serial);
-    BN_free(bn);
-    X509_free(cert);
-    return out;
-}
-
-static long count_issued(const char *home)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/issued.ndjson", home);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    long n = 0;
-    int ch;
-    while ((ch = getc(f)) != EOF)
-        n += ch == '\n';
-    fclose(f);
-    return n;
-}
-
 static int show(const config_ca *ca, bool as_json)
 {
     if (!local_ca_exists(ca->home)) {
@@ -117,22 +63,7 @@ static int show(const config_ca *ca, bool as_json)
                   ca->home);
         return EXIT_NOTHING_DONE;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/root.pem", ca->home);
-    json_t *root = describe_cert(path);
-    snprintf(path, sizeof path, "%s/issuing.pem", ca->home);
-    json_t *issuing = describe_cert(path);
-    snprintf(path, sizeof path, "%s/ca.json", ca->home);
-    json_t *state = json_load_file(path, 0, NULL);
-    snprintf(path, sizeof path, "%s/chain.pem", ca->home);
-    const char *token = json_string_value(json_object_get(state, "Token"));
-    json_t *out =
-        json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:O*, s:O*, s:s, s:I}", "Name", ca->name, "Home",
-                  ca->home, "Token", token ? token : "?", "Root", root, "IssuingCA", issuing,
-                  "RootKeyUri", json_object_get(state, "RootKeyUri"), "IssuingKeyUri",
-                  json_object_get(state, "IssuingKeyUri"), "ChainFile", path, "Issued",
-                  (json_int_t)count_issued(ca->home));
-    json_decref(state);
+    json_t *out = local_ca_describe(ca->home, ca->name);
     if (out == NULL) {
         log_error("CA \"%s\": cannot read its files in %s", ca->name, ca->home);
         return EXIT_NOTHING_DONE;
@@ -158,7 +89,7 @@ static int show(const config_ca *ca, bool as_json)
                    json_string_value(json_object_get(c, "SHA256Fingerprint")));
         }
         printf("  key:       %s\n", json_string_value(json_object_get(out, "IssuingKeyUri")));
-        printf("  chain:     %s\n", path);
+        printf("  chain:     %s\n", json_string_value(json_object_get(out, "ChainFile")));
         printf("  issued:    %lld certificates\n",
                (long long)json_integer_value(json_object_get(out, "Issued")));
     }
@@ -235,7 +166,7 @@ int cli_ca(int argc, char **argv)
         }
     }
     if (chosen == NULL) {
-        enroll_error_set(&err, "CA_UNAVAILABLE", NULL, "%s has no local CA%s%s", s.cfg->source,
+        enroll_error_set(&err, HSE_CA_UNAVAILABLE, NULL, "%s has no local CA%s%s", s.cfg->source,
                          ca_name ? " named " : "", ca_name ? ca_name : "");
         goto done;
     }
@@ -247,7 +178,7 @@ int cli_ca(int argc, char **argv)
         const config_ca *ca = &s.cfg->cas[i];
         if (ca->type == CA_TYPE_LOCAL && (ca_name == NULL || ca == chosen) &&
             local_ca_exists(ca->home)) {
-            enroll_error_set(&err, "CA_EXISTS", NULL,
+            enroll_error_set(&err, HSE_CA_EXISTS, NULL,
                              "CA \"%s\" already exists in %s; move that directory away to make "
                              "a new one",
                              ca->name, ca->home);

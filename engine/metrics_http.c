@@ -61,7 +61,7 @@ metrics_http *metrics_http_start(const char *listen, metrics_render_fn render, v
     struct sockaddr_in sa = {.sin_family = AF_INET};
     if (colon == NULL || (size_t)(colon - listen) >= sizeof host || end == colon + 1 ||
         *end != '\0' || port < 0 || port > 65535) {
-        enroll_error_set(err, "METRICS_LISTEN", NULL,
+        enroll_error_set(err, HSE_METRICS_LISTEN, NULL,
                          "--metrics-listen: expected ADDR:PORT (an IPv4 address), got \"%.80s\"",
                          listen ? listen : "");
         return NULL;
@@ -69,14 +69,14 @@ metrics_http *metrics_http_start(const char *listen, metrics_render_fn render, v
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        enroll_error_set(err, "METRICS_LISTEN", NULL,
+        enroll_error_set(err, HSE_METRICS_LISTEN, NULL,
                          "--metrics-listen: \"%.60s\" is not an IPv4 address", host);
         return NULL;
     }
     sa.sin_port = htons((unsigned short)port);
     metrics_http *m = calloc(1, sizeof *m);
     if (m == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
     m->render = render;
@@ -87,7 +87,7 @@ metrics_http *metrics_http_start(const char *listen, metrics_render_fn render, v
                                  10u, MHD_OPTION_END);
     if (m->daemon == NULL) {
         free(m);
-        enroll_error_set(err, "METRICS_LISTEN", NULL, "--metrics-listen: cannot listen on %.80s",
+        enroll_error_set(err, HSE_METRICS_LISTEN, NULL, "--metrics-listen: cannot listen on %.80s",
                          listen);
         return NULL;
     }

@@ -85,6 +85,12 @@ static int lane_count(const run *r)
                                                    : HSM_CONCURRENCY_DEFAULT;
     if (want < r->opt.workers)
         want = r->opt.workers;
+    if (r->cfg->hsm.max_sessions > 0 && want > r->cfg->hsm.max_sessions - 1) {
+        /* Hsm.MaxSessions: the run's sessions per token, its login session included. */
+        want = r->cfg->hsm.max_sessions > 1 ? r->cfg->hsm.max_sessions - 1 : 1;
+        log_info("Hsm.MaxSessions %lld: %lld HSM operations in flight", r->cfg->hsm.max_sessions,
+                 want);
+    }
     for (size_t t = 0; t < r->hsm->token_count; t++) {
         unsigned long max = r->hsm->tokens[t].desc.max_rw_sessions;
         long long room = max > 2 ? (long long)max - 2 : 1;
@@ -103,13 +109,13 @@ static int open_worker_sessions(run *r, worker *w, enroll_error *err)
 {
     w->sessions = calloc(r->hsm->token_count, sizeof *w->sessions);
     if (w->sessions == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     for (size_t t = 0; t < r->hsm->token_count; t++) {
         hsm_error herr;
         if (hsm_session_open(&r->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
-            enroll_error_set(err, "HSM_SESSION", NULL, "%s", herr.message);
+            enroll_error_set(err, HSE_HSM_SESSION, NULL, "%s", herr.message);
             return herr.rv == CKR_SESSION_COUNT ? -2 : -1;
         }
     }
@@ -155,13 +161,13 @@ int pipeline_run(run *r, enroll_error *err)
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
         ndjson_close(&reader);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
         ndjson_close(&reader);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     int rc = 0;
@@ -195,7 +201,7 @@ int pipeline_run(run *r, enroll_error *err)
     log_debug("%d lanes (HSM operations in flight), %d CPU permits", nworkers, r->opt.workers);
     for (int i = 0; rc == 0 && i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            enroll_error_set(err, "THREAD", NULL, "cannot start worker threads");
+            enroll_error_set(err, HSE_THREAD, NULL, "cannot start worker threads");
             rc = -1;
             break;
         }
@@ -215,7 +221,7 @@ int pipeline_run(run *r, enroll_error *err)
     while (rc == 0 && !atomic_load(&r->stop) &&
            (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
-            enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld",
+            enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot read %s after line %ld",
                              r->opt.batch_path, line);
             rc = -1;
             break;
@@ -227,7 +233,7 @@ int pipeline_run(run *r, enroll_error *err)
         atomic_fetch_add(&r->stats.lines, 1);
         errors.count = 0;
         if (st == NDJSON_TOO_LONG) {
-            error_list_add(&errors, "LINE_TOO_LONG", NULL, "the line is longer than %zu bytes",
+            error_list_add(&errors, HSE_LINE_TOO_LONG, NULL, "the line is longer than %zu bytes",
                            reader.max_line);
             report_line_failure(r, NULL, line, &errors);
             continue;
@@ -241,7 +247,7 @@ int pipeline_run(run *r, enroll_error *err)
         if (req != NULL && errors.count == 0) {
             j = calloc(1, sizeof *j);
             if (j == NULL)
-                error_list_add(&errors, "OUT_OF_MEMORY", NULL, "out of memory");
+                error_list_add(&errors, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         }
         run_metrics_stage(r, STAGE_PARSE, run_clock_ns() - t0);
         if (j == NULL) {

@@ -15,7 +15,7 @@
 #include "oid.h"
 #include "utf8.h"
 
-#define SAN_CODE "INVALID_SAN"
+#define SAN_CODE HSE_INVALID_SAN
 #define UPN_OID  "1.3.6.1.4.1.311.20.2.3"
 
 static const struct {
@@ -303,7 +303,7 @@ int san_add(GENERAL_NAMES *names, san_kind kind, const char *value, const char *
             enroll_error *err)
 {
     if (san_kind_key(kind) == NULL) {
-        enroll_error_set(err, "UNKNOWN_SAN_TYPE", field, "unknown SAN type");
+        enroll_error_set(err, HSE_UNKNOWN_SAN_TYPE, field, "unknown SAN type");
         return -1;
     }
     if (names == NULL)
@@ -484,8 +484,8 @@ char *san_entry_text(const GENERAL_NAME *name)
     }
     case GEN_RID: {
         char *oid = oid_dotted_text(name->d.registeredID); /* as long as san_add took it */
-        char *out = oid ? prefixed("registeredid:", (const unsigned char *)oid, (int)strlen(oid))
-                        : NULL;
+        char *out =
+            oid ? prefixed("registeredid:", (const unsigned char *)oid, (int)strlen(oid)) : NULL;
         free(oid);
         return out;
     }
