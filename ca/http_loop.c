@@ -366,9 +366,12 @@ static bool admit(http_loop *loop, long *wait_ms)
         endpoint_started(req->endpoint, now);
         curl_multi_add_handle(loop->multi, req->easy);
     }
-    if (loop->retry_head != NULL && loop->active < loop->inflight &&
-        (wake == 0 || loop->retry_head->due_ns < wake))
-        wake = loop->retry_head->due_ns;
+    /* The next retry not due yet (those due and still here wait on their CA: wake covers them). */
+    http_request *next = loop->retry_head;
+    while (next != NULL && next->due_ns <= now)
+        next = next->next;
+    if (next != NULL && loop->active < loop->inflight && (wake == 0 || next->due_ns < wake))
+        wake = next->due_ns;
     if (wake != 0 && loop->active < loop->inflight) {
         long ms = wake > now ? (long)((wake - now + 999999ull) / 1000000ull) : 0;
         if (ms < *wait_ms)
