@@ -97,6 +97,15 @@ int connectors_hsm_restarted(ca_env *env, enroll_error *err);
 /* Submits sub to the connector of its CA (ca: an entry of env->cfg->cas). */
 submit_status connector_submit(ca_env *env, const config_ca *ca, ca_submission *sub);
 
+/* A network CA's live counters (metrics). */
+typedef struct ca_net_counters {
+    long in_flight;          /* transfers now */
+    unsigned long retries;   /* attempts scheduled again */
+    unsigned long throttled; /* 429 answers */
+} ca_net_counters;
+/* The counters of env->cfg->cas[i]; -1 when it is no network CA (or is not open). */
+int connector_net_counters(const ca_env *env, size_t i, ca_net_counters *out);
+
 /* Frees what an answer holds (cert and chain); the answer is cleared. */
 void ca_answer_clear(ca_answer *answer);
 

@@ -183,6 +183,16 @@ int net_ca_open(net_ca *nc, const config_ca *cfg, ca_env *env, enroll_error *err
     nc->endpoint.retries = (int)entry_number(cfg, "Retries", 5, 0, 100, where, err, &bad);
     nc->endpoint.retry_delay_ms =
         entry_number(cfg, "RetryDelayMs", 250, 1, 60000, where, err, &bad);
+    nc->endpoint.max_in_flight =
+        (int)entry_number(cfg, "MaxInFlight", 0, 1, 100000, where, err, &bad);
+    json_t *rate = jobj_get(cfg->raw, "RateLimit");
+    if (rate != NULL && (!json_is_number(rate) || !(json_number_value(rate) > 0) ||
+                         json_number_value(rate) > 1e6)) {
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
+                         "%s.RateLimit: must be a number of requests per second above 0", where);
+        bad = 1;
+    }
+    nc->endpoint.rate_limit = rate != NULL ? json_number_value(rate) : 0;
     if (bad)
         return -1;
     nc->trust_bundle = config_path(env->cfg, entry_string(cfg, "TrustBundle"));

@@ -25,9 +25,13 @@ static const char run_usage[] =
     "  -c, --config FILE       configuration document (default: the embedded default)\n"
     "      --home DIR          engine home of the embedded default (default $HSMENROLL_HOME,\n"
     "                          else ${XDG_DATA_HOME:-~/.local/share}/hsmenroll)\n"
-    "  -w, --workers N         worker threads, each with its own PKCS#11 session (default: one\n"
+    "  -w, --workers N         threads for the CPU-heavy stages (PBKDF2, bundles; default: one\n"
     "                          per CPU)\n"
+    "      --hsm-concurrency N HSM operations in flight: lanes with their own PKCS#11\n"
+    "                          sessions (default Hsm.Concurrency, else 32, within the token's\n"
+    "                          session limit; at least --workers)\n"
     "      --inflight M        requests in flight to network CAs (default 64)\n"
+    "      --metrics-listen A:P  serve Prometheus metrics at http://A:P/metrics during the run\n"
     "      --ca NAME           CA for lines that name none (\"host\\\\logical\" or \"logical\")\n"
     "      --template NAME     template for lines that name neither Template nor\n"
     "                          EnrollmentPatternId\n"
@@ -204,6 +208,8 @@ int cli_run(int argc, char **argv)
         {"home", required_argument, NULL, 'H'},
         {"workers", required_argument, NULL, 'w'},
         {"inflight", required_argument, NULL, 'i'},
+        {"hsm-concurrency", required_argument, NULL, 'C'},
+        {"metrics-listen", required_argument, NULL, 'm'},
         {"ca", required_argument, NULL, 'A'},
         {"template", required_argument, NULL, 'T'},
         {"pattern", required_argument, NULL, 'P'},
@@ -243,6 +249,16 @@ int cli_run(int argc, char **argv)
                 return EXIT_NOTHING_DONE;
             }
             opt.workers = (int)value;
+            break;
+        case 'm':
+            opt.metrics_listen = optarg;
+            break;
+        case 'C':
+            if (parse_int(optarg, 1, 1024, &value) != 0) {
+                fprintf(stderr, "hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
+                return EXIT_NOTHING_DONE;
+            }
+            opt.hsm_concurrency = (int)value;
             break;
         case 'i':
             if (parse_int(optarg, 1, 100000, &value) != 0) {

@@ -2,6 +2,7 @@
  * recovery.h). Records: H header, K key made (with the CSR, and the key wrapped for export keys),
  * S submitted to a network CA, I issued (certificate and chain), D done (the result line). */
 #include "engine/recovery.h"
+#include "engine/metrics.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -884,7 +885,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
 /* The journal's share of a request's time (STAGE_JOURNAL). */
 static void add_journal_time(run *r, uint64_t since)
 {
-    atomic_fetch_add(&r->stats.stage_ns[STAGE_JOURNAL], run_clock_ns() - since);
+    run_metrics_stage(r, STAGE_JOURNAL, run_clock_ns() - since);
 }
 
 static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t since)

@@ -18,8 +18,14 @@ typedef struct run_options {
     const char *config_path; /* --config, or NULL: the embedded default */
     const char *home;        /* --home of the embedded default, or NULL */
     const char *out_dir;
-    int workers;  /* 0: one per CPU */
-    int inflight; /* requests in flight to network CAs (default 64) */
+    int workers;         /* CPU threads for the CPU-heavy stages (bundle); 0: one per CPU */
+    int hsm_concurrency; /* HSM operations in flight (lanes, each with its own sessions); 0: the
+                          * configuration's Hsm.Concurrency, else the default */
+    int inflight;        /* requests in flight to network CAs (default 64) */
+    const char *metrics_listen; /* "ADDR:PORT": serve Prometheus text at /metrics while the run
+                                 * is open (port 0: any free one, see run_metrics_port) */
+    const char *module;         /* PKCS#11 module replacing the configuration's Hsm.Module (bench's
+                                 * latency wrapper), or NULL */
     const char *default_ca;
     const char *default_template;
     long long default_pattern; /* -1: none */
@@ -101,5 +107,8 @@ size_t run_get_failures(run *r, run_failure_code *out, size_t max);
 /* The run's figures as one JSON object (run --stats-json, and what `bench` reads): rate,
  * latency percentiles and CDF, mean time per stage, time to the first certificate, peak RSS. */
 json_t *run_stats_json(run *r);
+
+/* The port of the run's /metrics listener (run_options.metrics_listen), 0 when none. */
+unsigned run_metrics_port(const run *r);
 
 #endif
