@@ -2,6 +2,9 @@
  * (template -> CAs, pattern -> template and CAs), the seed's pattern rules, JSON-path errors. */
 #include "config.h"
 
+#include <errno.h>
+#include "batch/suggest.h"
+
 #include <ctype.h>
 #include <libgen.h>
 #include <stddef.h>
@@ -26,9 +29,9 @@ static const char *const top_keys[] = {"Hsm",
                                        "Roles",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
-static const char *const hsm_keys[] = {"Module",   "Tokens",   "Token",       "PinEnv",
-                                       "PinFile",  "SoPinEnv", "SoPinFile",   "RestartEvery",
-                                       "InitArgs", "Profile",  "MaxSessions", NULL};
+static const char *const hsm_keys[] = {
+    "Module",       "Tokens",   "Token",   "PinEnv",      "PinFile",     "SoPinEnv", "SoPinFile",
+    "RestartEvery", "InitArgs", "Profile", "MaxSessions", "Concurrency", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -48,7 +51,12 @@ static const char *const ca_keys[] = {"Id",
                                       "ClientKey",
                                       "RemoteName",
                                       "RetryDelayMs",
+                                      "RateLimit",
+                                      "MaxInFlight",
                                       "Description",
+                                      "CrlUrl",
+                                      "OcspUrl",
+                                      "CrlDays",
                                       NULL};
 static const char *const template_keys[] = {
     "Id", "Name", "Description", "CertificateAuthorities", "ValidityDays", "KeyRetention", NULL};
@@ -179,7 +187,8 @@ static void load_stores(config *cfg, const json_t *stores, error_list *errors)
                     "%s: required, the label (1 to 32 bytes) of the store's PKCS#11 token", where);
         for (size_t k = 0; k < cfg->store_count && s->id != NULL; k++)
             if (cfg->stores[k].id != NULL && strcasecmp(cfg->stores[k].id, s->id) == 0)
-                CFG_ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Id"),
+                CFG_ERR(errors, HSE_CONFIG_DUPLICATE,
+                        json_path_key(where, sizeof where, path, "Id"),
                         "%s: store %s is listed twice", where, s->id);
         cfg->store_count++;
     }
@@ -199,6 +208,7 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     h->pin_env = "HSMENROLL_PIN";
     h->so_pin_env = "HSMENROLL_SO_PIN";
     h->restart_every = -1;
+    h->concurrency = -1;
     if (hsm == NULL) {
         CFG_ERR(errors, HSE_CONFIG_MISSING, "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
         return;
@@ -235,6 +245,10 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.MaxSessions",
                 "Hsm.MaxSessions: expected a number of sessions per token (0: as the token "
                 "states)");
+    json_opt_int(hsm, "Concurrency", "Hsm", &h->concurrency, errors);
+    if (jobj_get(hsm, "Concurrency") != NULL && (h->concurrency < 1 || h->concurrency > 1024))
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.Concurrency",
+                "Hsm.Concurrency: expected a number of HSM operations in flight, 1 to 1024");
     h->pin_file = resolve_path(cfg, h->pin_file);
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;
@@ -260,8 +274,8 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         {
             json_path_index(where, sizeof where, "Hsm.Tokens", i);
             if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 32) {
-                CFG_ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected a token label of 1 to 32 bytes",
-                        where);
+                CFG_ERR(errors, HSE_CONFIG_TYPE, where,
+                        "%s: expected a token label of 1 to 32 bytes", where);
                 continue;
             }
             for (size_t j = 0; j < h->token_count; j++)
@@ -365,6 +379,20 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
         json_opt_string(entry, "Url", path, &ca->url, errors);
         json_opt_string(entry, "Home", path, &ca->home, errors);
         json_opt_string(entry, "Token", path, &ca->token, errors);
+        json_opt_string(entry, "CrlUrl", path, &ca->crl_url, errors);
+        json_opt_string(entry, "OcspUrl", path, &ca->ocsp_url, errors);
+        ca->crl_days = 7;
+        json_opt_int(entry, "CrlDays", path, &ca->crl_days, errors);
+        if (ca->crl_days < 1 || ca->crl_days > 366)
+            CFG_ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, path, "CrlDays"),
+                    "%s: must be between 1 and 366", where);
+        const char *urls[] = {ca->crl_url, ca->ocsp_url};
+        for (int u = 0; u < 2; u++)
+            if (urls[u] != NULL && strncmp(urls[u], "http://", 7) != 0 &&
+                strncmp(urls[u], "https://", 8) != 0)
+                CFG_ERR(errors, HSE_CONFIG_VALUE,
+                        json_path_key(where, sizeof where, path, u ? "OcspUrl" : "CrlUrl"),
+                        "%s: must be an http:// or https:// URL", where);
         ca->home = resolve_path(cfg, ca->home);
         const char *bs = strrchr(ca->name, '\\');
         ca->logical = bs ? bs + 1 : ca->name;
@@ -654,9 +682,15 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
 config *config_load_file(const char *path, error_list *errors)
 {
     json_error_t jerr;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) { /* not jansson's "line -1, column -1: unable to open" */
+        error_list_add(errors, HSE_CONFIG_JSON, "", "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
     if (doc == NULL) {
-        error_list_add(errors, HSE_CONFIG_JSON, "", "%s: line %d, column %d: %s", path, jerr.line,
+        error_list_add(errors, HSE_CONFIG_JSON, "", "line %d, column %d: %s", jerr.line,
                        jerr.column, jerr.text);
         return NULL;
     }
@@ -738,6 +772,33 @@ const config_ca *config_find_ca_by_name(const config *cfg, const char *name)
             return ca;
     }
     return NULL;
+}
+
+void config_template_hint(const config *cfg, const char *name, char *buf, size_t size)
+{
+    const char *names[64] = {NULL};
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->template_count && n < 64; i++)
+        names[n++] = cfg->templates[i].name;
+    const char *near = suggest_closest(name, names, n);
+    char list[512];
+    suggest_list(list, sizeof list, names, n, 12);
+    if (near != NULL)
+        snprintf(buf, size, "did you mean \"%s\"? (templates: %s)", near, list);
+    else
+        snprintf(buf, size, "templates: %s", n ? list : "none");
+}
+
+void config_pattern_hint(const config *cfg, char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "patterns:");
+    for (size_t i = 0; i < cfg->pattern_count && i < 12 && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s %lld (%s)", i ? "," : "",
+                                 cfg->patterns[i].id, cfg->patterns[i].name);
+    if (cfg->pattern_count == 0 && used < size)
+        snprintf(buf + used, size - used, " none");
+    else if (cfg->pattern_count > 12 && used < size)
+        snprintf(buf + used, size - used, ", ...");
 }
 
 const config_template *config_find_template_by_name(const config *cfg, const char *name)

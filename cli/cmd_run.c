@@ -23,11 +23,15 @@ static const char run_usage[] =
     "options:\n"
     "  -o, --out OUTDIR        output directory (default ./out; created if missing)\n"
     "  -c, --config FILE       configuration document (default: the embedded default)\n"
-    "      --home DIR          engine home of the embedded default (default ./.hsmenroll,\n"
-    "                          or $HSMENROLL_HOME)\n"
-    "  -w, --workers N         worker threads, each with its own PKCS#11 session (default: one\n"
+    "      --home DIR          engine home of the embedded default (default $HSMENROLL_HOME,\n"
+    "                          else ${XDG_DATA_HOME:-~/.local/share}/hsmenroll)\n"
+    "  -w, --workers N         threads for the CPU-heavy stages (PBKDF2, bundles; default: one\n"
     "                          per CPU)\n"
+    "      --hsm-concurrency N HSM operations in flight: lanes with their own PKCS#11\n"
+    "                          sessions (default Hsm.Concurrency, else 32, within the token's\n"
+    "                          session limit; at least --workers)\n"
     "      --inflight M        requests in flight to network CAs (default 64)\n"
+    "      --metrics-listen A:P  serve Prometheus metrics at http://A:P/metrics during the run\n"
     "      --ca NAME           CA for lines that name none (\"host\\\\logical\" or \"logical\")\n"
     "      --template NAME     template for lines that name neither Template nor\n"
     "                          EnrollmentPatternId\n"
@@ -37,7 +41,10 @@ static const char run_usage[] =
     "      --resume            continue the interrupted run of OUTDIR from its journal: what\n"
     "                          was done is skipped, what was issued is delivered, the rest is\n"
     "                          done, nothing twice\n"
-    "      --retry-failed      with --resume: also try again the requests that failed\n"
+    "      --retry-failed      with --resume: also try again the requests that failed, and\n"
+    "                          those left uncertain with a CA that answers a repeat once\n"
+    "      --salvage           with --resume: a damaged journal keeps every record it can\n"
+    "                          verify; requests whose records were lost are left alone\n"
     "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
     "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
     "      --shard I/N         take only shard I (0 to N-1) of the batch: the lines whose Id\n"
@@ -101,6 +108,68 @@ static int parse_int(const char *s, long long min, long long max, long long *out
     return 0;
 }
 
+/* The command that finishes a stopped run: the same batch, output, configuration, home,
+ * journal, shard and defaults, with --resume. */
+static void resume_command(const run_options *opt, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    cli_append_word(buf, size, cli_program);
+    cli_append_word(buf, size, "run");
+    cli_append_word(buf, size, opt->batch_path);
+    const char *pairs[][2] = {
+        {"-o", opt->out_dir},      {"--config", opt->config_path},
+        {"--home", opt->home},     {"--journal", opt->journal_path},
+        {"--ca", opt->default_ca}, {"--template", opt->default_template},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (pairs[i][1] != NULL) {
+            cli_append_word(buf, size, pairs[i][0]);
+            cli_append_word(buf, size, pairs[i][1]);
+        }
+    char number[48];
+    if (opt->default_pattern >= 0) {
+        snprintf(number, sizeof number, "%lld", opt->default_pattern);
+        cli_append_word(buf, size, "--pattern");
+        cli_append_word(buf, size, number);
+    }
+    if (shard_format(&opt->shard, number, sizeof number) != NULL) {
+        cli_append_word(buf, size, "--shard");
+        cli_append_word(buf, size, number);
+    }
+    cli_append_word(buf, size, "--resume");
+}
+
+static void print_stopped(const run_options *opt, const run_summary *sum)
+{
+    char command[8192];
+    resume_command(opt, command, sizeof command);
+    char not_started[64] = "the rest of the batch";
+    if (sum->not_started >= 0)
+        snprintf(not_started, sizeof not_started, "%ld request%s", sum->not_started,
+                 sum->not_started == 1 ? "" : "s");
+    log_warning("stopped before the end: %s not started%s%s; finish the run with: %s", not_started,
+                sum->abandoned > 0 ? ", some left half-done" : "",
+                strcmp(opt->batch_path, "-") == 0 ? " (give the same standard input again)" : "",
+                command);
+}
+
+/* The failures by code, with the first line of each, so that a failed request is never only a
+ * number; every line's own error is in results.ndjson (and shown with -vv). */
+static void print_failures(run *r, const run_summary *sum)
+{
+    run_failure_code codes[8];
+    size_t n = run_get_failures(r, codes, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
+        log_warning("%ld failed with %s, first line %ld%s%s: %s", codes[i].count, codes[i].code,
+                    codes[i].first_line, codes[i].first_id[0] ? " " : "", codes[i].first_id,
+                    codes[i].first_message);
+    if (n > 8)
+        log_warning("and %zu more codes", n - 8);
+    if (n > 0)
+        log_warning("every failed line's error is in %s/results.ndjson (-v lists them here)",
+                    sum->out_dir);
+}
+
 static void print_summary(const run_summary *sum)
 {
     char pending_text[160] = "";
@@ -110,6 +179,9 @@ static void print_summary(const run_summary *sum)
     if (sum->skipped > 0)
         used += snprintf(pending_text + used, sizeof pending_text - (size_t)used,
                          ", %ld done before", sum->skipped);
+    if (sum->uncertain > 0)
+        used += snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld uncertain",
+                         sum->uncertain);
     if (sum->abandoned > 0)
         snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld left for --resume",
                  sum->abandoned);
@@ -136,6 +208,8 @@ int cli_run(int argc, char **argv)
         {"home", required_argument, NULL, 'H'},
         {"workers", required_argument, NULL, 'w'},
         {"inflight", required_argument, NULL, 'i'},
+        {"hsm-concurrency", required_argument, NULL, 'C'},
+        {"metrics-listen", required_argument, NULL, 'm'},
         {"ca", required_argument, NULL, 'A'},
         {"template", required_argument, NULL, 'T'},
         {"pattern", required_argument, NULL, 'P'},
@@ -146,6 +220,7 @@ int cli_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"resume", no_argument, NULL, 'R'},
         {"retry-failed", no_argument, NULL, 'F'},
+        {"salvage", no_argument, NULL, 'V'},
         {"journal", required_argument, NULL, 'J'},
         {"no-journal", no_argument, NULL, 'N'},
         {"stats-json", required_argument, NULL, 'S'},
@@ -174,6 +249,16 @@ int cli_run(int argc, char **argv)
                 return EXIT_NOTHING_DONE;
             }
             opt.workers = (int)value;
+            break;
+        case 'm':
+            opt.metrics_listen = optarg;
+            break;
+        case 'C':
+            if (parse_int(optarg, 1, 1024, &value) != 0) {
+                fprintf(stderr, "hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
+                return EXIT_NOTHING_DONE;
+            }
+            opt.hsm_concurrency = (int)value;
             break;
         case 'i':
             if (parse_int(optarg, 1, 100000, &value) != 0) {
@@ -216,6 +301,9 @@ int cli_run(int argc, char **argv)
         case 'F':
             opt.retry_failed = true;
             break;
+        case 'V':
+            opt.salvage = true;
+            break;
         case 'J':
             opt.journal_path = optarg;
             break;
@@ -254,12 +342,32 @@ int cli_run(int argc, char **argv)
     opt.config_path = common.config_path;
     opt.home = common.home;
     cli_set_verbosity(common.quiet, common.verbose);
-    if ((opt.retry_failed && !opt.resume) || (opt.resume && opt.force) ||
+    if (((opt.retry_failed || opt.salvage) && !opt.resume) || (opt.resume && opt.force) ||
         (opt.no_journal && (opt.resume || opt.journal_path))) {
-        fprintf(stderr, "hsmenroll run: --retry-failed needs --resume; --resume excludes --force; "
+        fprintf(stderr, "hsmenroll run: --retry-failed and --salvage need --resume; --resume "
+                        "excludes --force; "
                         "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }
+    char results_path[4096], journal_path[4096];
+    snprintf(results_path, sizeof results_path, "%s/results.ndjson", opt.out_dir);
+    snprintf(journal_path, sizeof journal_path, "%s/journal.ndjson", opt.out_dir);
+    const char *outputs[][2] = {
+        {results_path, "results file"},
+        {opt.journal_path ? opt.journal_path : journal_path, "journal"},
+        {stats_path, "--stats-json file"},
+    };
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (cli_refuse_overlap("run", opt.batch_path, "the batch", outputs[i][0], outputs[i][1]) !=
+                0 ||
+            cli_refuse_overlap("run", opt.config_path, "the configuration", outputs[i][0],
+                               outputs[i][1]) != 0)
+            return EXIT_NOTHING_DONE;
+    if (stats_path != NULL && (cli_refuse_overlap("run", stats_path, "the --stats-json file",
+                                                  results_path, "results file") != 0 ||
+                               cli_refuse_overlap("run", stats_path, "the --stats-json file",
+                                                  outputs[1][0], "journal") != 0))
+        return EXIT_NOTHING_DONE;
     if (strcmp(opt.batch_path, "-") != 0 && access(opt.batch_path, R_OK) != 0) {
         log_error("cannot read batch %s: %s", opt.batch_path, strerror(errno));
         return EXIT_NOTHING_DONE;
@@ -278,6 +386,9 @@ int cli_run(int argc, char **argv)
     run_summary sum;
     run_get_summary(r, &sum);
     print_summary(&sum);
+    print_failures(r, &sum);
+    if (exit_code == EXIT_STOPPED)
+        print_stopped(&opt, &sum);
     if (stats_path != NULL) {
         json_t *doc = run_stats_json(r);
         if (doc == NULL ||

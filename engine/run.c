@@ -8,15 +8,76 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batch/log.h"
 #include "ca/connector.h"
 #include "engine/fault_hooks.h"
+#include "engine/metrics.h"
+#include "engine/metrics_http.h"
 #include "engine/pipeline.h"
 #include "engine/recovery.h"
 #include "engine/run_state.h"
 #include "engine/setup.h"
+
+/* An OUTDIR (or --journal) holding what an earlier run left: refused, or with --force moved
+ * aside (OUTDIR/earlier-<UTC time>/, JOURNAL.earlier-<UTC time>) so that no bundle, result or
+ * journal of it is lost and `token gc` can still tell its keys from orphans. */
+static int earlier_outputs(run *r, enroll_error *err)
+{
+    char first[256];
+    size_t count = output_dir_earlier(&r->out, first, sizeof first);
+    bool results = faccessat(r->out.fd, "results.ndjson", F_OK, 0) == 0;
+    bool own_journal = r->opt.journal_path != NULL && access(r->journal_path, F_OK) == 0;
+    if (count == 0 && !own_journal)
+        return 0;
+    if (!r->opt.force) {
+        if (results)
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
+                             "%s already holds the results of a run: --resume to finish it, "
+                             "another -o, or --force to move them aside and start over",
+                             r->opt.out_dir);
+        else if (count > 0)
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
+                             "%s holds %zu file%s of an earlier run (%s%s): another -o, or "
+                             "--force to move them aside and start over",
+                             r->opt.out_dir, count, count == 1 ? "" : "s", first,
+                             count > 1 ? ", ..." : "");
+        else
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
+                             "the journal %s exists (an earlier run's): --resume to finish it, "
+                             "another --journal, or --force to move it aside and start over",
+                             r->journal_path);
+        return -1;
+    }
+    char stamp[32], aside[64];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(aside, sizeof aside, "earlier-%s", stamp);
+    size_t moved = 0;
+    if (count > 0) {
+        if (output_dir_move_aside(&r->out, aside, &moved, err) != 0)
+            return -1;
+        log_info("--force: moved the %zu file%s of the earlier run into %s/%s", moved,
+                 moved == 1 ? "" : "s", r->opt.out_dir, aside);
+    }
+    if (own_journal) {
+        char to[sizeof r->journal_path + 64];
+        snprintf(to, sizeof to, "%s.%s", r->journal_path, aside);
+        if (rename(r->journal_path, to) != 0) {
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot move the journal %s aside: %s",
+                             r->journal_path, strerror(errno));
+            return -1;
+        }
+        log_info("--force: moved the earlier journal to %s", to);
+    }
+    log_info("--force: the keys of the earlier run stay in their tokens, nothing is deleted; "
+             "`hsmenroll token gc` with its journal and results lists those no run delivered");
+    return 0;
+}
 
 int run_open(run **out, const run_options *opt, enroll_error *err)
 {
@@ -27,6 +88,9 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         return -1;
     }
     r->entered_ns = run_clock_ns();
+    r->stats.not_started = -1;
+    pthread_mutex_init(&r->failures_lock, NULL);
+    run_metrics_init(r);
     r->out.fd = -1;
     fault_hooks_load();
     r->opt = *opt;
@@ -38,10 +102,11 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r->opt.workers = n > 0 ? (int)n : 1;
     }
-    if ((r->opt.retry_failed && !r->opt.resume) || (r->opt.resume && r->opt.force) ||
+    if (((r->opt.retry_failed || r->opt.salvage) && !r->opt.resume) ||
+        (r->opt.resume && r->opt.force) ||
         (r->opt.no_journal && (r->opt.resume || r->opt.journal_path))) {
         enroll_error_set(err, HSE_USAGE, NULL,
-                         "--retry-failed needs --resume; --resume excludes --force; "
+                         "--retry-failed and --salvage need --resume; --resume excludes --force; "
                          "--no-journal excludes --resume and --journal");
         return -1;
     }
@@ -50,9 +115,20 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
                          r->opt.batch_path, strerror(errno));
         return -1;
     }
+    /* The batch's shape before anything is made: a JSON array or CSV is one mistake, not one
+     * error per line, and a corrected rerun must not find an OUTDIR in its way. */
+    if (ndjson_open(&r->reader, r->opt.batch_path, 0, err) != 0)
+        return -1;
+    r->reader_open = true;
+    if (ndjson_check_shape(&r->reader, r->opt.batch_path, err) != 0)
+        return -1;
     engine_setup *s = &r->setup;
     r->setup_done = true;
-    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
+    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0)
+        return -1;
+    if (r->opt.module != NULL)
+        s->cfg->hsm.module = r->opt.module;
+    if (setup_check_defaults(s->cfg, r->opt.default_template, r->opt.default_pattern, err) != 0 ||
         setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
         setup_local_cas(s, s->embedded, err) != 0)
         return -1;
@@ -73,13 +149,11 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         r->opt.resume = false;
         r->opt.force = true;
     }
-    if (!r->opt.force && !r->opt.resume && faccessat(r->out.fd, "results.ndjson", F_OK, 0) == 0) {
-        enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
-                         "%s already holds the results of a run: --resume to finish it, another "
-                         "-o, or --force to start over",
-                         r->opt.out_dir);
+    if (!r->opt.resume && earlier_outputs(r, err) != 0)
         return -1;
-    }
+    /* A damaged journal stops the resume before the results file is opened anew. */
+    if (r->opt.resume && recovery_preflight(r, r->journal_path, r->opt.salvage, err) != 0)
+        return -1;
     if (results_open(&r->results, &r->out, "results.ndjson", err) != 0)
         return -1;
     r->results_open = true;
@@ -95,7 +169,15 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     r->ca.inflight = r->opt.inflight;
     if (connectors_open(&r->ca, err) != 0)
         return -1;
-    log_debug("%d workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
+    if (r->opt.metrics_listen != NULL) {
+        r->metrics = metrics_http_start(r->opt.metrics_listen, run_metrics_render, r, err);
+        if (r->metrics == NULL)
+            return -1;
+        log_info("metrics at http://%.*s:%u/metrics",
+                 (int)(strrchr(r->opt.metrics_listen, ':') - r->opt.metrics_listen),
+                 r->opt.metrics_listen, metrics_http_port(r->metrics));
+    }
+    log_debug("%d CPU workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
               hsm_module_path(s->hsm.module));
     return 0;
 }
@@ -121,7 +203,9 @@ int run_finish(run *r)
         log_error("the journal could not be written whole");
         atomic_store(&r->stop, 1);
     }
-    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) > 0
+    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) +
+                                atomic_load(&r->stats.uncertain) >
+                            0
                         ? EXIT_SOME_FAILED
                         : EXIT_ALL_DONE;
     if (atomic_load(&r->stop))
@@ -145,12 +229,15 @@ void run_get_summary(run *r, run_summary *out)
     out->skipped = atomic_load(&r->stats.skipped);
     out->earlier_failed = atomic_load(&r->stats.earlier_failed);
     out->abandoned = atomic_load(&r->stats.abandoned);
+    out->not_started = atomic_load(&r->stop) ? r->stats.not_started : 0;
     out->seconds = r->seconds;
     long total = out->issued + out->failed + out->pending;
     for (int s = 0; s < STAGE_COUNT; s++)
         out->stage_mean_ms[s] =
             atomic_load(&r->stats.stage_ns[s]) / 1e6 / (double)(total ? total : 1);
-    out->exit_code = out->failed + out->earlier_failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
+    out->uncertain = atomic_load(&r->stats.uncertain);
+    out->exit_code =
+        out->failed + out->earlier_failed + out->uncertain > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
     if (atomic_load(&r->stop))
         out->exit_code = EXIT_STOPPED;
     out->out_dir = r->out.path;
@@ -184,25 +271,36 @@ json_t *run_stats_json(run *r)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double seconds = sum.seconds;
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i}", "Requests",
+    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "Requests",
                      (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed",
                      (json_int_t)sum.failed, "Seconds", seconds, "CertificatesPerSecond",
                      seconds > 0 ? sum.issued / seconds : 0.0, "FirstCertificateMs",
                      first ? json_real((first - r->entered_ns) / 1e6) : json_null(), "LatencyMs",
                      latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
-                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers);
+                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", r->lanes);
 }
 
 void run_close(run *r)
 {
     if (r == NULL)
         return;
+    metrics_http_stop(r->metrics); /* before what it reads goes */
     if (r->results_open)
         results_close(&r->results);
     connectors_close(&r->ca);
     recovery_close(r);
+    json_decref(r->earlier_results);
     output_dir_close(&r->out);
+    if (r->reader_open)
+        ndjson_close(&r->reader);
     if (r->setup_done)
         setup_free(&r->setup);
+    pthread_mutex_destroy(&r->failures_lock);
+    run_metrics_free(r);
     free(r);
+}
+
+unsigned run_metrics_port(const run *r)
+{
+    return r != NULL ? metrics_http_port(r->metrics) : 0;
 }
