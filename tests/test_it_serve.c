@@ -518,6 +518,48 @@ static void test_serve_limits(void)
     CU_ASSERT_EQUAL(start_server(""), 0);
 }
 
+/* Issue 17, item 10: from one address, an attacker who owns an account ("nobody") logs in with
+ * it between guesses at fleet's password; the lockout (after 3 failures) still comes on the
+ * third guess, since a success clears only the failures of its own name. */
+static void test_login_failures_counted_per_name(void)
+{
+    CU_ASSERT_EQUAL_FATAL(stop_server(), 0);
+    CU_ASSERT_EQUAL_FATAL(start_server("--max-login-failures 3"), 0);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:guess-%d '%s/EnrollmentPatterns'", i, url));
+        if (i < 2)
+            CU_ASSERT_TRUE(
+                api_is("403", NULL, "-u nobody:nobody-secret '%s/EnrollmentPatterns'", url) ||
+                api_is("200", NULL, "-u nobody:nobody-secret '%s/EnrollmentPatterns'", url));
+    }
+    CU_ASSERT_TRUE(
+        api_is("429", "TOO_MANY_FAILED_LOGINS", "-u fleet:guess-3 '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    CU_ASSERT_EQUAL(start_server(""), 0);
+}
+
+/* Issue 17, item 9: half a TLS configuration is refused at start (exit 2), never served as plain
+ * HTTP. */
+static void test_half_tls_refused(void)
+{
+    char *out = NULL;
+    int status = -1;
+    out = test_sh_output(&status,
+                         "'%s' serve --home '%s' --listen 127.0.0.1:0 --credentials '%s' "
+                         "--tls-cert '%s/none.pem' 2>&1",
+                         HSMENROLL_BIN, home, creds, tmp);
+    CU_ASSERT_EQUAL(status, 2);
+    CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "--tls-key") : NULL);
+    free(out);
+    out = test_sh_output(&status,
+                         "'%s' serve --home '%s' --listen 127.0.0.1:0 --credentials '%s' "
+                         "--tls-key '%s/none.pem' 2>&1",
+                         HSMENROLL_BIN, home, creds, tmp);
+    CU_ASSERT_EQUAL(status, 2);
+    CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "--tls-cert") : NULL);
+    free(out);
+}
+
 static void test_serials_unique_across_restarts(void)
 {
     char config[600], batch[600], out[600], results[700];
@@ -638,6 +680,8 @@ int main(void)
         TEST_CASE(test_injected_faults_and_pending),
         TEST_CASE(test_serve_bad_input),
         TEST_CASE(test_serve_limits),
+        TEST_CASE(test_login_failures_counted_per_name),
+        TEST_CASE(test_half_tls_refused),
         TEST_CASE(test_serials_unique_across_restarts),
         TEST_CASE(test_tls_trust_bundle),
         TEST_END,
