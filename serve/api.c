@@ -15,6 +15,8 @@
 #include "serve/internal.h"
 
 #define PATTERN_MODIFY_PERMISSION "enrollment_pattern/modify"
+/* The most SANs one request may carry, the CSR's and the body's together (TOO_MANY_SANS). */
+#define SERVE_MAX_SANS 1000
 
 /* The body fields of POST /Enrollment/CSR (seed 000). */
 static const char *const csr_body_keys[] = {"CSR",
@@ -149,6 +151,22 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
             json_decref(body);
             return NULL;
         }
+        if (strcasecmp(key, "SANs") == 0 && json_is_object(value)) {
+            /* Counted before anything is parsed: a request of 50,000 names costs nothing. */
+            size_t count = 0;
+            const char *kind;
+            json_t *names;
+            json_object_foreach(value, kind, names)
+            {
+                count += json_is_array(names) ? json_array_size(names) : 1;
+            }
+            if (count > SERVE_MAX_SANS) {
+                api_error(answer, 400, "TOO_MANY_SANS", "SANs: %zu names; at most %d per request",
+                          count, SERVE_MAX_SANS);
+                json_decref(body);
+                return NULL;
+            }
+        }
         if (strcasecmp(key, "PrivateKey") == 0) {
             api_error(answer, 400, "FIELD_NOT_SUPPORTED",
                       "PrivateKey: this server does not retain private keys");
@@ -212,6 +230,12 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
     }
     free(text);
     X509 *cert = NULL;
+    if (req != NULL && req->sans != NULL && sk_GENERAL_NAME_num(req->sans) > SERVE_MAX_SANS) {
+        error_list_free(&errors);
+        error_list_add(&errors, "TOO_MANY_SANS", "SANs",
+                       "the CSR and the body carry %d SANs; at most %d per request",
+                       sk_GENERAL_NAME_num(req->sans), SERVE_MAX_SANS);
+    }
     if (req == NULL || errors.count > 0) {
         if (errors.count == 0)
             error_list_add(&errors, "INVALID_JSON", NULL, "the body is not a request");

@@ -367,6 +367,39 @@ static void test_run_and_validate_agree(void)
     free(key9);
 }
 
+/* Issue 17, item 13: a line near the 1 MiB limit with 45,000 dns SANs (two of them repeated, one
+ * differing in case) and 5,000 ip4 SANs, under the pattern with RFC 2818 and wildcard checks, is
+ * validated under a CPU limit of 5 s (`ulimit -t`): the SAN checks are O(n log n), where they
+ * were quadratic (40,000 SANs took 10 s). The CPU limit bounds the test; it measures nothing. */
+static void test_many_sans_linear(void)
+{
+    char batch[700];
+    snprintf(batch, sizeof batch, "%s/many-sans.ndjson", tmp);
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh(
+            "awk 'BEGIN { printf \"{\\\"Id\\\":\\\"big\\\",\\\"EnrollmentPatternId\\\":1,"
+            "\\\"Subject\\\":\\\"CN=h1.example.com,O=Key Example\\\",\\\"KeyType\\\":"
+            "\\\"ECC\\\",\\\"KeyLength\\\":256,\\\"Format\\\":\\\"PEM\\\",\\\"SANs\\\":"
+            "{\\\"dns\\\":[\"; for (i = 0; i < 45000; i++) printf \"\\\"h%%d.example.com\\\",\", "
+            "i; printf \"\\\"H1.example.com\\\",\\\"h5.example.com\\\"],\\\"ip4\\\":[\"; "
+            "for (i = 0; i < 5000; i++) printf \"%%s\\\"10.0.%%d.%%d\\\"\", i ? \",\" : \"\", "
+            "int(i / 256), i %% 256; printf \"]}}\\n\" }' > '%s'",
+            batch),
+        0);
+    struct stat st;
+    CU_ASSERT_TRUE(stat(batch, &st) == 0 && st.st_size > 900000 && st.st_size < 1048576);
+    int status = -1;
+    char *out = test_sh_output(&status,
+                               "ulimit -t 5; SOFTHSM2_CONF='%s' '%s' validate '%s' --config '%s' "
+                               "-q 2>/dev/null",
+                               conf, HSMENROLL_BIN, batch, cfg_path);
+    CU_ASSERT_EQUAL(status, 0);
+    CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "\"Status\":\"valid\"") : NULL);
+    if (status != 0)
+        fprintf(stderr, "  validate: status %d: %.300s\n", status, out ? out : "");
+    free(out);
+}
+
 static void test_validate_touches_nothing(void)
 {
     char home[700], batch[700];
@@ -407,6 +440,7 @@ int main(void)
     test_case cases[] = {
         TEST_CASE(test_run_and_validate_agree),
         TEST_CASE(test_validate_touches_nothing),
+        TEST_CASE(test_many_sans_linear),
         TEST_END,
     };
     return test_main("policy end to end", cases, setup, teardown);
