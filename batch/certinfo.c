@@ -6,20 +6,7 @@
 #include <time.h>
 
 #include "formats/dn.h"
-
-static char *hex_upper(const unsigned char *in, size_t n)
-{
-    static const char digits[] = "0123456789ABCDEF";
-    char *out = malloc(2 * n + 1);
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-    return out;
-}
+#include "formats/hex.h"
 
 static json_t *iso_time(const ASN1_TIME *t)
 {
@@ -39,7 +26,7 @@ json_t *certinfo_describe(X509 *cert)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     X509_digest(cert, EVP_sha1(), md, &md_len);
-    char *thumb = hex_upper(md, md_len);
+    char *thumb = hex_encode_alloc(md, md_len, true);
     char *issuer = dn_format(X509_get_issuer_name(cert));
     char *subject = dn_format(X509_get_subject_name(cert));
     json_t *info = json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:o}", "SerialNumber", serial,

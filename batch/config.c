@@ -26,8 +26,9 @@ static const char *const top_keys[] = {"Hsm",
                                        "Roles",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
-static const char *const hsm_keys[] = {"Module",   "Tokens",    "Token",        "PinEnv", "PinFile",
-                                       "SoPinEnv", "SoPinFile", "RestartEvery", NULL};
+static const char *const hsm_keys[] = {"Module",   "Tokens",   "Token",       "PinEnv",
+                                       "PinFile",  "SoPinEnv", "SoPinFile",   "RestartEvery",
+                                       "InitArgs", "Profile",  "MaxSessions", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -99,7 +100,7 @@ static long long *read_ids(const json_t *arr, const char *path, size_t *count, e
     if (arr == NULL || json_is_null(arr))
         return NULL;
     if (!json_is_array(arr)) {
-        CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an array of integers", path);
+        CFG_ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an array of integers", path);
         return NULL;
     }
     long long *ids = calloc(json_array_size(arr) + 1, sizeof *ids);
@@ -109,7 +110,7 @@ static long long *read_ids(const json_t *arr, const char *path, size_t *count, e
     json_array_foreach(arr, i, v)
     {
         if (!json_is_integer(v)) {
-            CFG_ERR(errors, "CONFIG_TYPE", json_path_index(where, sizeof where, path, i),
+            CFG_ERR(errors, HSE_CONFIG_TYPE, json_path_index(where, sizeof where, path, i),
                     "%s: expected an integer", where);
             continue;
         }
@@ -139,13 +140,13 @@ static void load_stores(config *cfg, const json_t *stores, error_list *errors)
     if (stores == NULL)
         return;
     if (!json_is_array(stores)) {
-        CFG_ERR(errors, "CONFIG_TYPE", "Stores", "Stores: expected an array");
+        CFG_ERR(errors, HSE_CONFIG_TYPE, "Stores", "Stores: expected an array");
         return;
     }
     cfg->stores =
         calloc(json_array_size(stores) ? json_array_size(stores) : 1, sizeof *cfg->stores);
     if (cfg->stores == NULL) {
-        CFG_ERR(errors, "CONFIG_MEMORY", "Stores", "Stores: out of memory");
+        CFG_ERR(errors, HSE_CONFIG_MEMORY, "Stores", "Stores: out of memory");
         return;
     }
     size_t i;
@@ -155,7 +156,7 @@ static void load_stores(config *cfg, const json_t *stores, error_list *errors)
     {
         json_path_index(path, sizeof path, "Stores", i);
         if (!json_is_object(entry)) {
-            CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+            CFG_ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an object", path);
             continue;
         }
         json_check_keys(entry, path, store_keys, errors);
@@ -165,20 +166,21 @@ static void load_stores(config *cfg, const json_t *stores, error_list *errors)
         json_opt_string(entry, "AgentGuid", path, &s->agent_guid, errors);
         json_opt_string(entry, "Name", path, &s->name, errors);
         if (!config_is_guid(s->id))
-            CFG_ERR(errors, s->id ? "CONFIG_VALUE" : "CONFIG_MISSING",
+            CFG_ERR(errors, s->id ? HSE_CONFIG_VALUE : HSE_CONFIG_MISSING,
                     json_path_key(where, sizeof where, path, "Id"),
                     "%s: required, a GUID (8-4-4-4-12 hexadecimal digits)", where);
         if (!config_is_guid(s->agent_guid))
-            CFG_ERR(errors, s->agent_guid ? "CONFIG_VALUE" : "CONFIG_MISSING",
+            CFG_ERR(errors, s->agent_guid ? HSE_CONFIG_VALUE : HSE_CONFIG_MISSING,
                     json_path_key(where, sizeof where, path, "AgentGuid"),
                     "%s: required, the GUID of this engine as the store's orchestrator", where);
         if (s->token == NULL || *s->token == '\0' || strlen(s->token) > 32)
-            CFG_ERR(errors, s->token ? "CONFIG_VALUE" : "CONFIG_MISSING",
+            CFG_ERR(errors, s->token ? HSE_CONFIG_VALUE : HSE_CONFIG_MISSING,
                     json_path_key(where, sizeof where, path, "Token"),
                     "%s: required, the label (1 to 32 bytes) of the store's PKCS#11 token", where);
         for (size_t k = 0; k < cfg->store_count && s->id != NULL; k++)
             if (cfg->stores[k].id != NULL && strcasecmp(cfg->stores[k].id, s->id) == 0)
-                CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                CFG_ERR(errors, HSE_CONFIG_DUPLICATE,
+                        json_path_key(where, sizeof where, path, "Id"),
                         "%s: store %s is listed twice", where, s->id);
         cfg->store_count++;
     }
@@ -199,11 +201,11 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     h->so_pin_env = "HSMENROLL_SO_PIN";
     h->restart_every = -1;
     if (hsm == NULL) {
-        CFG_ERR(errors, "CONFIG_MISSING", "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
+        CFG_ERR(errors, HSE_CONFIG_MISSING, "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
         return;
     }
     if (!json_is_object(hsm)) {
-        CFG_ERR(errors, "CONFIG_TYPE", "Hsm", "Hsm: expected an object");
+        CFG_ERR(errors, HSE_CONFIG_TYPE, "Hsm", "Hsm: expected an object");
         return;
     }
     json_check_keys(hsm, "Hsm", hsm_keys, errors);
@@ -217,16 +219,30 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     json_opt_string(hsm, "SoPinEnv", "Hsm", &h->so_pin_env, errors);
     json_opt_string(hsm, "SoPinFile", "Hsm", &h->so_pin_file, errors);
     json_opt_int(hsm, "RestartEvery", "Hsm", &h->restart_every, errors);
-    if (json_get_ci(hsm, "RestartEvery") != NULL && h->restart_every < 0)
-        CFG_ERR(errors, "CONFIG_VALUE", "Hsm.RestartEvery",
+    if (jobj_get(hsm, "RestartEvery") != NULL && h->restart_every < 0)
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.RestartEvery",
                 "Hsm.RestartEvery: expected 0 (never) or a number of export keys");
+    json_opt_string(hsm, "InitArgs", "Hsm", &h->init_args, errors);
+    if (h->init_args == NULL && getenv("HSMENROLL_MODULE_INIT_ARGS") != NULL &&
+        *getenv("HSMENROLL_MODULE_INIT_ARGS"))
+        h->init_args = getenv("HSMENROLL_MODULE_INIT_ARGS");
+    json_opt_string(hsm, "Profile", "Hsm", &h->profile, errors);
+    if (h->profile != NULL && strcasecmp(h->profile, "auto") != 0 &&
+        strcasecmp(h->profile, "softhsm") != 0 && strcasecmp(h->profile, "standard") != 0)
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.Profile",
+                "Hsm.Profile: expected \"auto\", \"softhsm\" or \"standard\"");
+    json_opt_int(hsm, "MaxSessions", "Hsm", &h->max_sessions, errors);
+    if (h->max_sessions < 0)
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.MaxSessions",
+                "Hsm.MaxSessions: expected a number of sessions per token (0: as the token "
+                "states)");
     h->pin_file = resolve_path(cfg, h->pin_file);
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;
     json_opt_string(hsm, "Token", "Hsm", &single, errors);
-    json_t *tokens = json_get_ci(hsm, "Tokens");
+    json_t *tokens = jobj_get(hsm, "Tokens");
     if (tokens != NULL && single != NULL) {
-        CFG_ERR(errors, "CONFIG_CONFLICT", "Hsm.Token",
+        CFG_ERR(errors, HSE_CONFIG_CONFLICT, "Hsm.Token",
                 "Hsm.Token: give Token or Tokens, not both");
         return;
     }
@@ -245,19 +261,19 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         {
             json_path_index(where, sizeof where, "Hsm.Tokens", i);
             if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 32) {
-                CFG_ERR(errors, "CONFIG_TYPE", where, "%s: expected a token label of 1 to 32 bytes",
-                        where);
+                CFG_ERR(errors, HSE_CONFIG_TYPE, where,
+                        "%s: expected a token label of 1 to 32 bytes", where);
                 continue;
             }
             for (size_t j = 0; j < h->token_count; j++)
                 if (strcmp(h->tokens[j], json_string_value(v)) == 0)
-                    CFG_ERR(errors, "CONFIG_DUPLICATE", where, "%s: token \"%s\" listed twice",
+                    CFG_ERR(errors, HSE_CONFIG_DUPLICATE, where, "%s: token \"%s\" listed twice",
                             where, json_string_value(v));
             if (h->tokens != NULL)
                 h->tokens[h->token_count++] = json_string_value(v);
         }
     } else {
-        CFG_ERR(errors, "CONFIG_MISSING", "Hsm.Tokens",
+        CFG_ERR(errors, HSE_CONFIG_MISSING, "Hsm.Tokens",
                 "Hsm.Tokens: required, a non-empty array of token labels");
     }
 }
@@ -270,18 +286,18 @@ static bool entry_begin(const json_t *entry, const char *path, const char *const
 {
     char where[256];
     if (!json_is_object(entry)) {
-        CFG_ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        CFG_ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an object", path);
         return false;
     }
     json_check_keys(entry, path, keys, errors);
     *id = -1;
     json_opt_int(entry, "Id", path, id, errors);
     json_opt_string(entry, "Name", path, name, errors);
-    if (json_get_ci(entry, "Id") == NULL)
-        CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
+    if (jobj_get(entry, "Id") == NULL)
+        CFG_ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, path, "Id"),
                 "%s: required", where);
     if (*name == NULL || **name == '\0') {
-        CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
+        CFG_ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, path, "Name"),
                 "%s: required", where);
         *name = "";
     }
@@ -301,10 +317,10 @@ static void check_unique(const void *entries, size_t stride, size_t count, size_
     for (size_t j = 0; j + 1 < count; j++) {
         const char *other = base + j * stride;
         if (id >= 0 && *(const long long *)(other + id_offset) == id)
-            CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+            CFG_ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Id"),
                     "%s: %s Id %lld is used twice", where, kind, id);
         if (*name && strcasecmp(*(const char *const *)(other + name_offset), name) == 0)
-            CFG_ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Name"),
+            CFG_ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Name"),
                     "%s: %s name \"%s\" is used twice", where, kind, name);
     }
 }
@@ -329,7 +345,7 @@ static ca_type parse_ca_type(const char *s)
 static void load_cas(config *cfg, const json_t *cas, error_list *errors)
 {
     if (cas == NULL || !json_is_array(cas) || json_array_size(cas) == 0) {
-        CFG_ERR(errors, "CONFIG_MISSING", "CertificateAuthorities",
+        CFG_ERR(errors, HSE_CONFIG_MISSING, "CertificateAuthorities",
                 "CertificateAuthorities: required, a non-empty array");
         return;
     }
@@ -355,10 +371,10 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
         ca->logical = bs ? bs + 1 : ca->name;
         ca->type = parse_ca_type(type);
         if (ca->type == 0)
-            CFG_ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, path, "Type"),
+            CFG_ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, path, "Type"),
                     "%s: must be \"local\", \"keyfactor\" or \"cfssl\"", where);
         if ((ca->type == CA_TYPE_KEYFACTOR || ca->type == CA_TYPE_CFSSL) && ca->url == NULL)
-            CFG_ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Url"),
+            CFG_ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, path, "Url"),
                     "%s: required for a %s CA", where, type);
         if (ca->type == CA_TYPE_LOCAL && ca->token == NULL && cfg->hsm.token_count > 0)
             ca->token = cfg->hsm.tokens[0];
@@ -369,7 +385,7 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
 static void load_templates(config *cfg, const json_t *templates, error_list *errors)
 {
     if (templates == NULL || !json_is_array(templates) || json_array_size(templates) == 0) {
-        CFG_ERR(errors, "CONFIG_MISSING", "Templates", "Templates: required, a non-empty array");
+        CFG_ERR(errors, HSE_CONFIG_MISSING, "Templates", "Templates: required, a non-empty array");
         return;
     }
     cfg->templates = calloc(json_array_size(templates), sizeof *cfg->templates);
@@ -387,18 +403,18 @@ static void load_templates(config *cfg, const json_t *templates, error_list *err
         json_opt_int(entry, "ValidityDays", path, &t->validity_days, errors);
         json_opt_bool(entry, "KeyRetention", path, &t->key_retention, errors);
         if (t->validity_days < 1 || t->validity_days > 36500)
-            CFG_ERR(errors, "CONFIG_VALUE",
+            CFG_ERR(errors, HSE_CONFIG_VALUE,
                     json_path_key(where, sizeof where, path, "ValidityDays"),
                     "%s: must be between 1 and 36500", where);
         json_path_key(where, sizeof where, path, "CertificateAuthorities");
         t->ca_ids =
-            read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &t->ca_count, errors);
+            read_ids(jobj_get(entry, "CertificateAuthorities"), where, &t->ca_count, errors);
         if (t->ca_count == 0)
-            CFG_ERR(errors, "CONFIG_MISSING", where,
+            CFG_ERR(errors, HSE_CONFIG_MISSING, where,
                     "%s: a template needs at least one CA to enroll against", where);
         for (size_t k = 0; k < t->ca_count; k++)
             if (config_find_ca_by_id(cfg, t->ca_ids[k]) == NULL)
-                CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
+                CFG_ERR(errors, HSE_CONFIG_REFERENCE, where, "%s: no CA with Id %lld", where,
                         t->ca_ids[k]);
         CHECK_UNIQUE(cfg->templates, cfg->template_count, "template", path, errors);
     }
@@ -415,7 +431,7 @@ static bool id_listed(const long long *ids, size_t n, long long id)
 static void load_patterns(config *cfg, const json_t *patterns, error_list *errors)
 {
     if (patterns == NULL || !json_is_array(patterns) || json_array_size(patterns) == 0) {
-        CFG_ERR(errors, "CONFIG_MISSING", "EnrollmentPatterns",
+        CFG_ERR(errors, HSE_CONFIG_MISSING, "EnrollmentPatterns",
                 "EnrollmentPatterns: required, a non-empty array");
         return;
     }
@@ -444,30 +460,30 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
         for (size_t t = 0; t < cfg->template_count; t++)
             if (cfg->templates[t].id == p->template_id)
                 p->template_ = &cfg->templates[t];
-        if (json_get_ci(entry, "Template") == NULL)
-            CFG_ERR(errors, "CONFIG_MISSING", where, "%s: required (a template Id)", where);
+        if (jobj_get(entry, "Template") == NULL)
+            CFG_ERR(errors, HSE_CONFIG_MISSING, where, "%s: required (a template Id)", where);
         else if (p->template_ == NULL)
-            CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no template with Id %lld", where,
+            CFG_ERR(errors, HSE_CONFIG_REFERENCE, where, "%s: no template with Id %lld", where,
                     p->template_id);
         if (p->allowed_enrollment_types < 0 || p->allowed_enrollment_types > 7)
-            CFG_ERR(errors, "CONFIG_VALUE",
+            CFG_ERR(errors, HSE_CONFIG_VALUE,
                     json_path_key(where, sizeof where, path, "AllowedEnrollmentTypes"),
                     "%s: a sum of 1 (PFX), 2 (CSR) and 4 (CSR generation)", where);
         json_path_key(where, sizeof where, path, "CertificateAuthorities");
         p->ca_ids =
-            read_ids(json_get_ci(entry, "CertificateAuthorities"), where, &p->ca_count, errors);
+            read_ids(jobj_get(entry, "CertificateAuthorities"), where, &p->ca_count, errors);
         for (size_t k = 0; k < p->ca_count; k++) {
             if (config_find_ca_by_id(cfg, p->ca_ids[k]) == NULL)
-                CFG_ERR(errors, "CONFIG_REFERENCE", where, "%s: no CA with Id %lld", where,
+                CFG_ERR(errors, HSE_CONFIG_REFERENCE, where, "%s: no CA with Id %lld", where,
                         p->ca_ids[k]);
             else if (p->template_ != NULL &&
                      !id_listed(p->template_->ca_ids, p->template_->ca_count, p->ca_ids[k]))
-                CFG_ERR(errors, "CONFIG_REFERENCE", where,
+                CFG_ERR(errors, HSE_CONFIG_REFERENCE, where,
                         "%s: CA %lld does not offer template \"%s\"", where, p->ca_ids[k],
                         p->template_->name);
         }
         if (p->restrict_cas && p->ca_count == 0)
-            CFG_ERR(errors, "CONFIG_RULE", where,
+            CFG_ERR(errors, HSE_CONFIG_RULE, where,
                     "%s: RestrictCAs is true, so at least one CA must be listed", where);
         pattern_policy_load(&p->policy, entry, path, cfg->metadata_fields,
                             cfg->metadata_field_count, errors);
@@ -476,25 +492,25 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
             char at[256];
             json_path_key(at, sizeof at, path, "Policies");
             if (pp->default_owner_id >= 0 && !config_find_role_by_id(cfg, pp->default_owner_id))
-                CFG_ERR(errors, "CONFIG_REFERENCE", at,
+                CFG_ERR(errors, HSE_CONFIG_REFERENCE, at,
                         "%s.DefaultCertificateOwnerRoleId: no role with Id %lld in Roles", at,
                         pp->default_owner_id);
             if (pp->default_owner_name && !config_find_role_by_name(cfg, pp->default_owner_name))
-                CFG_ERR(errors, "CONFIG_REFERENCE", at,
+                CFG_ERR(errors, HSE_CONFIG_REFERENCE, at,
                         "%s.DefaultCertificateOwnerRoleName: no role named \"%s\" in Roles", at,
                         pp->default_owner_name);
             for (size_t r = 0; r < pp->role_count; r++)
                 if (!config_find_role_by_name(cfg, pp->roles[r]))
-                    CFG_ERR(errors, "CONFIG_REFERENCE",
+                    CFG_ERR(errors, HSE_CONFIG_REFERENCE,
                             json_path_key(at, sizeof at, path, "AssociatedRoles"),
                             "%s: no role named \"%s\" in Roles", at, pp->roles[r]);
         }
-        json_t *roles = json_get_ci(entry, "AssociatedRoles");
+        json_t *roles = jobj_get(entry, "AssociatedRoles");
         json_path_key(where, sizeof where, path, "AssociatedRoles");
         if (roles != NULL && !json_is_array(roles))
-            CFG_ERR(errors, "CONFIG_TYPE", where, "%s: expected an array of role names", where);
+            CFG_ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected an array of role names", where);
         if (!p->use_ad_permissions && (!json_is_array(roles) || json_array_size(roles) == 0))
-            CFG_ERR(errors, "CONFIG_RULE", where,
+            CFG_ERR(errors, HSE_CONFIG_RULE, where,
                     "%s: UseADPermissions is false, so at least one role must be given", where);
         CHECK_UNIQUE(cfg->patterns, cfg->pattern_count, "pattern", path, errors);
     }
@@ -510,7 +526,7 @@ static void load_patterns(config *cfg, const json_t *patterns, error_list *error
             if (p->template_default) {
                 if (def != NULL) {
                     json_path_index(path, sizeof path, "EnrollmentPatterns", k);
-                    CFG_ERR(errors, "CONFIG_RULE",
+                    CFG_ERR(errors, HSE_CONFIG_RULE,
                             json_path_key(where, sizeof where, path, "TemplateDefault"),
                             "%s: template \"%s\" already has default pattern \"%s\"", where,
                             cfg->templates[t].name, def->name);
@@ -528,7 +544,7 @@ static void compile_common_name_regex(config_settings *s, error_list *errors)
     char why[200];
     s->common_name = regex_compile(s->common_name_regex, true, why, sizeof why);
     if (s->common_name == NULL)
-        CFG_ERR(errors, "CONFIG_REGEX", "Settings.CommonNameRegex",
+        CFG_ERR(errors, HSE_CONFIG_REGEX, "Settings.CommonNameRegex",
                 "Settings.CommonNameRegex: not a valid regular expression: %s", why);
 }
 
@@ -544,7 +560,7 @@ static void load_settings(config *cfg, const json_t *settings, error_list *error
         return;
     }
     if (!json_is_object(settings)) {
-        CFG_ERR(errors, "CONFIG_TYPE", "Settings", "Settings: expected an object");
+        CFG_ERR(errors, HSE_CONFIG_TYPE, "Settings", "Settings: expected an object");
         return;
     }
     json_check_keys(settings, "Settings", settings_keys, errors);
@@ -554,7 +570,7 @@ static void load_settings(config *cfg, const json_t *settings, error_list *error
     json_opt_string(settings, "CommonNameRegex", "Settings", &s->common_name_regex, errors);
     json_opt_int(settings, "Pkcs12Iterations", "Settings", &s->pkcs12_iterations, errors);
     json_opt_bool(settings, "AllowCSPs", "Settings", &s->allow_csps, errors);
-    json_t *csps = json_get_ci(settings, "CSPs");
+    json_t *csps = jobj_get(settings, "CSPs");
     if (json_is_array(csps)) {
         s->csps = calloc(json_array_size(csps) + 1, sizeof *s->csps);
         size_t i;
@@ -563,19 +579,19 @@ static void load_settings(config *cfg, const json_t *settings, error_list *error
         {
             char at[64];
             if (!json_is_string(v) || json_string_length(v) == 0)
-                CFG_ERR(errors, "CONFIG_TYPE", json_path_index(at, sizeof at, "Settings.CSPs", i),
+                CFG_ERR(errors, HSE_CONFIG_TYPE, json_path_index(at, sizeof at, "Settings.CSPs", i),
                         "%s: expected a CSP name", at);
             else if (s->csps != NULL)
                 s->csps[s->csp_count++] = strdup(json_string_value(v));
         }
     } else if (csps != NULL && !json_is_null(csps)) {
-        CFG_ERR(errors, "CONFIG_TYPE", "Settings.CSPs", "Settings.CSPs: expected an array");
+        CFG_ERR(errors, HSE_CONFIG_TYPE, "Settings.CSPs", "Settings.CSPs: expected an array");
     }
     if (s->password_length < 1 || s->password_length > 128)
-        CFG_ERR(errors, "CONFIG_VALUE", "Settings.PasswordLength",
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Settings.PasswordLength",
                 "Settings.PasswordLength: must be between 1 and 128");
     if (s->pkcs12_iterations < 1 || s->pkcs12_iterations > 10000000)
-        CFG_ERR(errors, "CONFIG_VALUE", "Settings.Pkcs12Iterations",
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Settings.Pkcs12Iterations",
                 "Settings.Pkcs12Iterations: must be between 1 and 10000000");
     compile_common_name_regex(s, errors);
 }
@@ -585,7 +601,7 @@ static void load_roles(config *cfg, const json_t *roles, error_list *errors)
     if (roles == NULL || json_is_null(roles))
         return;
     if (!json_is_array(roles)) {
-        CFG_ERR(errors, "CONFIG_TYPE", "Roles", "Roles: expected an array");
+        CFG_ERR(errors, HSE_CONFIG_TYPE, "Roles", "Roles: expected an array");
         return;
     }
     cfg->roles = calloc(json_array_size(roles) + 1, sizeof *cfg->roles);
@@ -608,27 +624,27 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
     size_t errors_before = errors->count;
     config *cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL) {
-        CFG_ERR(errors, "CONFIG_MEMORY", "", "out of memory");
+        CFG_ERR(errors, HSE_CONFIG_MEMORY, "", "out of memory");
         return NULL;
     }
     cfg->doc = json_incref(doc);
     cfg->base_dir = base_dir ? strdup(base_dir) : NULL;
     cfg->source = strdup(source ? source : "(configuration)");
     if (!json_is_object(doc)) {
-        CFG_ERR(errors, "CONFIG_TYPE", "", "the configuration must be a JSON object");
+        CFG_ERR(errors, HSE_CONFIG_TYPE, "", "the configuration must be a JSON object");
         config_free(cfg);
         return NULL;
     }
     json_check_keys(doc, "", top_keys, errors);
-    load_hsm(cfg, json_get_ci(doc, "Hsm"), errors);
-    load_cas(cfg, json_get_ci(doc, "CertificateAuthorities"), errors);
-    load_templates(cfg, json_get_ci(doc, "Templates"), errors);
-    load_roles(cfg, json_get_ci(doc, "Roles"), errors);
-    metadata_fields_load(json_get_ci(doc, "MetadataFields"), &cfg->metadata_fields,
+    load_hsm(cfg, jobj_get(doc, "Hsm"), errors);
+    load_cas(cfg, jobj_get(doc, "CertificateAuthorities"), errors);
+    load_templates(cfg, jobj_get(doc, "Templates"), errors);
+    load_roles(cfg, jobj_get(doc, "Roles"), errors);
+    metadata_fields_load(jobj_get(doc, "MetadataFields"), &cfg->metadata_fields,
                          &cfg->metadata_field_count, errors);
-    load_patterns(cfg, json_get_ci(doc, "EnrollmentPatterns"), errors);
-    load_settings(cfg, json_get_ci(doc, "Settings"), errors);
-    load_stores(cfg, json_get_ci(doc, "Stores"), errors);
+    load_patterns(cfg, jobj_get(doc, "EnrollmentPatterns"), errors);
+    load_settings(cfg, jobj_get(doc, "Settings"), errors);
+    load_stores(cfg, jobj_get(doc, "Stores"), errors);
     if (errors->count > errors_before) {
         config_free(cfg);
         return NULL;
@@ -641,7 +657,7 @@ config *config_load_file(const char *path, error_list *errors)
     json_error_t jerr;
     json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (doc == NULL) {
-        error_list_add(errors, "CONFIG_JSON", "", "%s: line %d, column %d: %s", path, jerr.line,
+        error_list_add(errors, HSE_CONFIG_JSON, "", "%s: line %d, column %d: %s", path, jerr.line,
                        jerr.column, jerr.text);
         return NULL;
     }

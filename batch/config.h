@@ -64,7 +64,12 @@ typedef struct config_hsm {
     const char *pin_file; /* file holding the user PIN (used when the variable is unset) */
     const char *so_pin_env, *so_pin_file; /* for `token init` */
     long long restart_every; /* restart the module after this many session (export) key pairs:
-                                0 never, -1 the default (20,000 on SoftHSM, never elsewhere) */
+                                0 never, -1 the default (20,000 where the module keeps destroyed
+                                objects, never elsewhere) */
+    const char *init_args;   /* C_Initialize's pReserved (NSS: "configdir='sql:...' ..."); NULL */
+    const char *profile;     /* "auto" (default: quirks seen from behaviour), "softhsm",
+                                "standard" */
+    long long max_sessions;  /* sessions the run may open per token; 0: as the token states */
 } config_hsm;
 
 typedef struct config_settings {

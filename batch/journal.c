@@ -43,25 +43,25 @@ static journal *journal_new(int fd)
 journal *journal_create(const char *path, enroll_error *err)
 {
     /* Never through a symbolic link (O_EXCL refuses any existing name), mode 0600. */
-    int fd =
-        output_open_private(AT_FDCWD, NULL, path, O_EXCL | O_APPEND, false, "JOURNAL_FAILED", err);
+    int fd = output_open_private(AT_FDCWD, NULL, path, O_EXCL | O_APPEND, false, HSE_JOURNAL_FAILED,
+                                 err);
     if (fd < 0)
         return NULL;
     journal *j = journal_new(fd);
     if (j == NULL) {
         close(fd);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
     }
     return j;
 }
 
 journal *journal_reopen(const char *path, off_t good_end, enroll_error *err)
 {
-    int fd = output_open_private(AT_FDCWD, NULL, path, O_APPEND, false, "JOURNAL_FAILED", err);
+    int fd = output_open_private(AT_FDCWD, NULL, path, O_APPEND, false, HSE_JOURNAL_FAILED, err);
     if (fd < 0)
         return NULL;
     if (ftruncate(fd, good_end) != 0 || fdatasync(fd) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot reopen the journal %s: %s", path,
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot reopen the journal %s: %s", path,
                          strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -70,7 +70,7 @@ journal *journal_reopen(const char *path, off_t good_end, enroll_error *err)
     journal *j = journal_new(fd);
     if (j == NULL) {
         close(fd);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
     }
     return j;
 }
@@ -94,8 +94,8 @@ static void fail_locked(journal *j, const char *what)
 {
     if (!j->failed)
         enroll_error_set(&j->err,
-                         errno == ENOSPC || errno == EDQUOT ? "DISK_FULL" : "JOURNAL_FAILED", NULL,
-                         "cannot %s the journal: %s", what, strerror(errno));
+                         errno == ENOSPC || errno == EDQUOT ? HSE_DISK_FULL : HSE_JOURNAL_FAILED,
+                         NULL, "cannot %s the journal: %s", what, strerror(errno));
     j->failed = true;
     pthread_cond_broadcast(&j->synced_cond);
 }
@@ -208,7 +208,7 @@ int journal_read(const char *path, int (*visit)(void *ctx, const char *type, jso
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        enroll_error_set(err, "JOURNAL_UNREADABLE", NULL, "cannot read the journal %s: %s", path,
+        enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL, "cannot read the journal %s: %s", path,
                          strerror(errno));
         return -1;
     }
@@ -240,7 +240,7 @@ int journal_read(const char *path, int (*visit)(void *ctx, const char *type, jso
         if (v != 0) {
             rc = -1;
             if (err->code[0] == '\0')
-                enroll_error_set(err, "JOURNAL_UNREADABLE", NULL, "the journal %s is not usable",
+                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL, "the journal %s is not usable",
                                  path);
             break;
         }

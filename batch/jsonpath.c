@@ -5,9 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-void error_list_add(error_list *list, const char *code, const char *path, const char *fmt, ...)
+void error_list_add(error_list *list, hse_code code, const char *path, const char *fmt, ...)
 {
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 8;
@@ -32,23 +31,6 @@ void error_list_free(error_list *list)
     memset(list, 0, sizeof *list);
 }
 
-json_t *json_get_ci(const json_t *obj, const char *key)
-{
-    if (!json_is_object(obj))
-        return NULL;
-    json_t *exact = json_object_get(obj, key);
-    if (exact != NULL)
-        return exact;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        if (strcasecmp(k, key) == 0)
-            return v;
-    }
-    return NULL;
-}
-
 const char *json_path_key(char *buf, size_t size, const char *parent, const char *key)
 {
     if (parent == NULL || *parent == '\0')
@@ -67,32 +49,21 @@ const char *json_path_index(char *buf, size_t size, const char *parent, size_t i
 void json_check_keys(const json_t *obj, const char *path, const char *const *known,
                      error_list *errors)
 {
-    const char *k;
-    json_t *v;
     char where[256];
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        bool found = false;
-        for (const char *const *p = known; *p != NULL; p++) {
-            if (strcasecmp(*p, k) == 0) {
-                found = true;
-                break;
-            }
-        }
-        json_path_key(where, sizeof where, path, k);
-        if (!found) {
-            error_list_add(errors, "CONFIG_UNKNOWN_KEY", where, "%s: unknown key", where);
+    jobj_key_check check = {0};
+    while (jobj_check_keys(obj, known, &check)) {
+        if (check.known_index < 0) {
+            json_path_key(where, sizeof where, path, check.key);
+            error_list_add(errors, HSE_CONFIG_UNKNOWN_KEY, where, "%s: unknown key", where);
             continue;
         }
         /* The same key twice with different casing is ambiguous. */
-        const char *k2;
-        json_t *v2;
-        json_object_foreach((json_t *)obj, k2, v2)
-        {
-            if (k2 != k && strcmp(k2, k) < 0 && strcasecmp(k2, k) == 0)
-                error_list_add(errors, "CONFIG_DUPLICATE_KEY", where,
-                               "%s: given twice (as \"%s\" and \"%s\")", where, k2, k);
-        }
+        bool first_is_lower = strcmp(check.first, check.key) < 0;
+        const char *lower = first_is_lower ? check.first : check.key;
+        const char *upper = first_is_lower ? check.key : check.first;
+        json_path_key(where, sizeof where, path, upper);
+        error_list_add(errors, HSE_CONFIG_DUPLICATE_KEY, where,
+                       "%s: given twice (as \"%s\" and \"%s\")", where, lower, upper);
     }
 }
 
@@ -100,14 +71,14 @@ static bool wrong_type(const char *path, const char *key, const char *type, erro
 {
     char where[256];
     json_path_key(where, sizeof where, path, key);
-    error_list_add(errors, "CONFIG_TYPE", where, "%s: expected %s", where, type);
+    error_list_add(errors, HSE_CONFIG_TYPE, where, "%s: expected %s", where, type);
     return false;
 }
 
 bool json_opt_string(const json_t *obj, const char *key, const char *path, const char **out,
                      error_list *errors)
 {
-    json_t *v = json_get_ci(obj, key);
+    json_t *v = jobj_get(obj, key);
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_string(v))
@@ -119,7 +90,7 @@ bool json_opt_string(const json_t *obj, const char *key, const char *path, const
 bool json_opt_int(const json_t *obj, const char *key, const char *path, long long *out,
                   error_list *errors)
 {
-    json_t *v = json_get_ci(obj, key);
+    json_t *v = jobj_get(obj, key);
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_integer(v))
@@ -131,7 +102,7 @@ bool json_opt_int(const json_t *obj, const char *key, const char *path, long lon
 bool json_opt_bool(const json_t *obj, const char *key, const char *path, bool *out,
                    error_list *errors)
 {
-    json_t *v = json_get_ci(obj, key);
+    json_t *v = jobj_get(obj, key);
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_boolean(v))

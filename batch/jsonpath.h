@@ -1,5 +1,5 @@
-/* Small helpers over jansson for documents whose keys are matched case-insensitively (Keyfactor's
- * own clients disagree on casing), with errors that carry the JSON path of what is wrong. */
+/* Error lists and typed getters for JSON documents whose keys are matched case-insensitively
+ * (through batch/jsonobj.h), with errors that carry the JSON path of what is wrong. */
 #ifndef HSMENROLL_BATCH_JSONPATH_H
 #define HSMENROLL_BATCH_JSONPATH_H
 
@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "batch/jsonobj.h"
 #include "formats/error.h"
 
 /* A growing list of errors (for documents where every error is reported, not just the first). */
@@ -15,15 +16,14 @@ typedef struct error_list {
     size_t count, cap;
 } error_list;
 
-void error_list_add(error_list *list, const char *code, const char *path, const char *fmt, ...)
+void error_list_add(error_list *list, hse_code code, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void error_list_free(error_list *list);
 
-/* The member of obj whose key equals key case-insensitively (the first one), or NULL. */
-json_t *json_get_ci(const json_t *obj, const char *key);
-
-/* Checks that every key of obj is one of `known` (case-insensitively, NULL-terminated list) and
- * appears once; reports "unknown key" / "duplicate key" with path "<path>.<key>". */
+/* Checks (with jobj_check_keys) that every key of obj is one of `known` (case-insensitively,
+ * NULL-terminated list) and appears once; reports CONFIG_UNKNOWN_KEY "<path>.<key>: unknown key"
+ * and CONFIG_DUPLICATE_KEY "<path>.<key>: given twice (as "A" and "a")" (path at the casing that
+ * sorts last), in the object's order. */
 void json_check_keys(const json_t *obj, const char *path, const char *const *known,
                      error_list *errors);
 

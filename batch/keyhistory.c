@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/hex.h"
+
 void key_history_init(key_history *h)
 {
     idset_init(&h->seen);
@@ -23,12 +25,7 @@ void key_history_free(key_history *h)
 
 void key_history_hex(const unsigned char fingerprint[32], char out[65])
 {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = digits[fingerprint[i] >> 4];
-        out[2 * i + 1] = digits[fingerprint[i] & 15];
-    }
-    out[64] = '\0';
+    hex_encode(fingerprint, 32, out, 65, false);
 }
 
 /* "fingerprint \x1f request Id", or NULL when it does not fit. */

@@ -64,7 +64,7 @@ static void claim_alias(line_checker *lc, const char *store_id, const char *alia
     for (char *p = key; *p != '\x1f' && *p != '\0'; p++)
         *p = (char)tolower((unsigned char)*p); /* GUIDs compare case-insensitively */
     if (idset_insert(&lc->store_aliases, key) == 0)
-        error_list_add(errors, "STORE_ALIAS_BUSY", field,
+        error_list_add(errors, HSE_STORE_ALIAS_BUSY, field,
                        "alias \"%.80s\" of store %s is taken by an earlier line of the batch",
                        alias, store_id);
 }
@@ -75,7 +75,7 @@ void line_check_in_order(line_checker *lc, const enroll_request *req,
     if (req == NULL)
         return;
     if (req->id != NULL && idset_insert(&lc->seen_ids, req->id) == 0)
-        error_list_add(errors, "DUPLICATE_ID", "Id",
+        error_list_add(errors, HSE_DUPLICATE_ID, "Id",
                        "Id \"%.80s\" was already used earlier in the batch", req->id);
     if (req->operation == OP_REENROLLMENT && req->store_id != NULL && req->alias != NULL)
         claim_alias(lc, req->store_id, req->alias, "Alias", errors);
@@ -88,7 +88,7 @@ void line_check_in_order(line_checker *lc, const enroll_request *req,
     if (!lc->history_loaded)
         load_history(lc);
     if (!reuse_allowed && key_history_reused(&lc->history, req->key_fingerprint, req->id))
-        error_list_add(errors, "POLICY_KEY_REUSE", "CSR",
+        error_list_add(errors, HSE_POLICY_KEY_REUSE, "CSR",
                        "the CSR's public key was already certified, and this pattern does not "
                        "allow key reuse");
     else if (errors->count == 0)

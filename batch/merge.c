@@ -57,7 +57,7 @@ static line_slot *index_batch(const char *path, long *nslots, long *requests, en
     *requests = 0;
     while ((st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
-            enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld", path,
+            enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot read %s after line %ld", path,
                              line);
             free(slots);
             ndjson_close(&reader);
@@ -69,7 +69,7 @@ static line_slot *index_batch(const char *path, long *nslots, long *requests, en
                 grown *= 2;
             line_slot *more = realloc(slots, (size_t)grown * sizeof *slots);
             if (more == NULL) {
-                enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
                 free(slots);
                 ndjson_close(&reader);
                 return NULL;
@@ -95,7 +95,7 @@ static int scan_results(const char *path, uint32_t file, line_slot *slots, long 
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        enroll_error_set(err, "RESULTS_UNREADABLE", NULL, "cannot read %s", path);
+        enroll_error_set(err, HSE_RESULTS_UNREADABLE, NULL, "cannot read %s", path);
         return -1;
     }
     char *text = NULL;
@@ -144,7 +144,7 @@ static int scan_results(const char *path, uint32_t file, line_slot *slots, long 
     int bad = ferror(f);
     fclose(f);
     if (bad) {
-        enroll_error_set(err, "RESULTS_UNREADABLE", NULL, "cannot read %s", path);
+        enroll_error_set(err, HSE_RESULTS_UNREADABLE, NULL, "cannot read %s", path);
         return -1;
     }
     return 0;
@@ -240,7 +240,7 @@ json_t *merge_results(const char *batch_path, const char *const *results_paths, 
         free(files);
         free(text);
         if (failed || fflush(merged) != 0) {
-            enroll_error_set(err, "RESULTS_UNREADABLE", NULL, "cannot write the merged results");
+            enroll_error_set(err, HSE_RESULTS_UNREADABLE, NULL, "cannot write the merged results");
             json_decref(report);
             report = NULL;
         }

@@ -23,14 +23,14 @@ int ndjson_open(ndjson_reader *r, const char *path, size_t max_line, enroll_erro
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe");
     if (f == NULL) {
         memset(r, 0, sizeof *r);
-        enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot open batch %s: %s", path,
+        enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot open batch %s: %s", path,
                          strerror(errno));
         return -1;
     }
     ndjson_open_stream(r, f, max_line);
     r->owns_file = f != stdin;
     if (r->buf == NULL) {
-        enroll_error_set(err, "BATCH_UNREADABLE", NULL, "out of memory");
+        enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "out of memory");
         ndjson_close(r);
         return -1;
     }

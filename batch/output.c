@@ -14,13 +14,13 @@ int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error
     memset(dir, 0, sizeof *dir);
     dir->fd = -1;
     if (create && mkdir(path, 0750) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL, "cannot create output directory %s: %s", path,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot create output directory %s: %s", path,
                          strerror(errno));
         return -1;
     }
     dir->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir->fd < 0) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL, "cannot open output directory %s: %s", path,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot open output directory %s: %s", path,
                          strerror(errno));
         return -1;
     }
@@ -30,7 +30,7 @@ int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error
 }
 
 int output_open_private(int dirfd, const char *dir_path, const char *name, int extra_flags,
-                        bool truncate, const char *code_else, enroll_error *err)
+                        bool truncate, hse_code code_else, enroll_error *err)
 {
     char shown[4200];
     snprintf(shown, sizeof shown, "%s%s%s", dir_path ? dir_path : "", dir_path ? "/" : "", name);
@@ -39,11 +39,11 @@ int output_open_private(int dirfd, const char *dir_path, const char *name, int e
                     O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | extra_flags, 0600);
     if (fd < 0) {
         if (errno == ELOOP)
-            enroll_error_set(err, "UNSAFE_OUTPUT", NULL,
+            enroll_error_set(err, HSE_UNSAFE_OUTPUT, NULL,
                              "%s is a symbolic link: refusing to write through it (remove it)",
                              shown);
         else if (errno == ENXIO)
-            enroll_error_set(err, "UNSAFE_OUTPUT", NULL, "%s is not a regular file", shown);
+            enroll_error_set(err, HSE_UNSAFE_OUTPUT, NULL, "%s is not a regular file", shown);
         else
             enroll_error_set(err, code_else, NULL, "cannot create %s: %s", shown, strerror(errno));
         return -1;
@@ -57,7 +57,7 @@ int output_open_private(int dirfd, const char *dir_path, const char *name, int e
     else if (st.st_nlink > 1)
         bad = "a hard link (it has other names): refusing to write through it";
     if (bad != NULL) {
-        enroll_error_set(err, "UNSAFE_OUTPUT", NULL, "%s is %s", shown, bad);
+        enroll_error_set(err, HSE_UNSAFE_OUTPUT, NULL, "%s is %s", shown, bad);
         close(fd);
         return -1;
     }
@@ -112,9 +112,9 @@ static int write_all(int fd, const unsigned char *p, size_t len)
 
 /* DISK_FULL when the file system is full (the run stops and can resume once there is room),
  * WRITE_FAILED otherwise. Reads errno. */
-static const char *write_error_code(void)
+static hse_code write_error_code(void)
 {
-    return errno == ENOSPC || errno == EDQUOT ? "DISK_FULL" : "WRITE_FAILED";
+    return errno == ENOSPC || errno == EDQUOT ? HSE_DISK_FULL : HSE_WRITE_FAILED;
 }
 
 int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,

@@ -33,7 +33,7 @@ int output_write_atomic(const output_dir *dir, const char *name, const void *dat
  * ("results", "journal"). Returns the descriptor, or -1 with err: code UNSAFE_OUTPUT for a symbolic
  * link, a hard link or a non-regular file, else code_else with errno's text. */
 int output_open_private(int dirfd, const char *dir_path, const char *name, int extra_flags,
-                        bool truncate, const char *code_else, enroll_error *err);
+                        bool truncate, hse_code code_else, enroll_error *err);
 
 /* True when name is a safe file stem: 1-200 characters of [A-Za-z0-9._-], not starting with '.'. */
 bool output_name_is_safe(const char *name);

@@ -86,7 +86,7 @@ static char **read_options(const json_t *v, const char *path, size_t *count, err
         json_array_foreach(v, i, item)
         {
             if (!json_is_string(item) || json_string_length(item) == 0) {
-                ERR(errors, "CONFIG_TYPE", json_path_index(where, sizeof where, path, i),
+                ERR(errors, HSE_CONFIG_TYPE, json_path_index(where, sizeof where, path, i),
                     "%s: expected a non-empty string", where);
                 continue;
             }
@@ -94,7 +94,7 @@ static char **read_options(const json_t *v, const char *path, size_t *count, err
                 out[(*count)++] = strdup(json_string_value(item));
         }
     } else {
-        ERR(errors, "CONFIG_TYPE", path,
+        ERR(errors, HSE_CONFIG_TYPE, path,
             "%s: expected an array of strings or a comma-separated "
             "string",
             path);
@@ -108,7 +108,7 @@ static regex *compile_at(const char *source, bool case_sensitive, const char *pa
     char why[200];
     regex *re = regex_compile(source, case_sensitive, why, sizeof why);
     if (re == NULL)
-        ERR(errors, "CONFIG_REGEX", path, "%s: not a valid regular expression: %s", path, why);
+        ERR(errors, HSE_CONFIG_REGEX, path, "%s: not a valid regular expression: %s", path, why);
     return re;
 }
 
@@ -185,7 +185,7 @@ static void read_metadata_settings(metadata_rule *rule, const json_t *entry, con
     json_opt_string(entry, "Message", path, &rule->message, errors);
     json_opt_string(entry, "Validation", path, &validation, errors);
     if (enrollment < 0 || enrollment > 2)
-        ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, path, "Enrollment"),
+        ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, path, "Enrollment"),
             "%s: 0 (optional), 1 (required) or 2 (hidden)", where);
     rule->enrollment = (field_enrollment)enrollment;
     if (rule->default_value != NULL && *rule->default_value == '\0')
@@ -193,13 +193,13 @@ static void read_metadata_settings(metadata_rule *rule, const json_t *entry, con
     if (validation != NULL && *validation != '\0') {
         json_path_key(where, sizeof where, path, "Validation");
         if (!is_string_type(rule->type)) {
-            ERR(errors, "CONFIG_RULE", where,
+            ERR(errors, HSE_CONFIG_RULE, where,
                 "%s: a validation expression applies to string fields only", where);
         } else {
             regex_free(rule->validation);
             rule->validation = compile_at(validation, rule->case_sensitive, where, errors);
         }
-    } else if (is_override && json_get_ci(entry, "Validation") != NULL && rule->validation) {
+    } else if (is_override && jobj_get(entry, "Validation") != NULL && rule->validation) {
         regex_free(rule->validation); /* "" clears the global expression */
         rule->validation = NULL;
     } else if (rule->validation != NULL && rule->case_sensitive != was_case_sensitive) {
@@ -210,14 +210,14 @@ static void read_metadata_settings(metadata_rule *rule, const json_t *entry, con
         regex_free(rule->validation);
         rule->validation = again;
     }
-    json_t *options = json_get_ci(entry, "Options");
+    json_t *options = jobj_get(entry, "Options");
     if (options != NULL && !json_is_null(options) &&
         !(json_is_string(options) && json_string_length(options) == 0)) {
         json_path_key(where, sizeof where, path, "Options");
         size_t n = 0;
         char **list = read_options(options, where, &n, errors);
         if (rule->type != METADATA_MULTIPLE_CHOICE) {
-            ERR(errors, "CONFIG_RULE", where, "%s: options apply to multiple-choice fields only",
+            ERR(errors, HSE_CONFIG_RULE, where, "%s: options apply to multiple-choice fields only",
                 where);
             free_options(list, n);
         } else {
@@ -227,12 +227,12 @@ static void read_metadata_settings(metadata_rule *rule, const json_t *entry, con
         }
     }
     if (rule->type == METADATA_MULTIPLE_CHOICE && rule->option_count == 0)
-        ERR(errors, "CONFIG_RULE", json_path_key(where, sizeof where, path, "Options"),
+        ERR(errors, HSE_CONFIG_RULE, json_path_key(where, sizeof where, path, "Options"),
             "%s: a multiple-choice field needs its options", where);
     if (rule->default_value != NULL) {
         const char *problem = metadata_value_problem(rule, rule->default_value);
         if (problem != NULL)
-            ERR(errors, "CONFIG_RULE", json_path_key(where, sizeof where, path, "DefaultValue"),
+            ERR(errors, HSE_CONFIG_RULE, json_path_key(where, sizeof where, path, "DefaultValue"),
                 "%s: the default value \"%s\" %s", where, rule->default_value, problem);
     }
 }
@@ -255,7 +255,7 @@ int metadata_fields_load(const json_t *fields, metadata_rule **out, size_t *coun
     if (fields == NULL || json_is_null(fields))
         return 0;
     if (!json_is_array(fields)) {
-        ERR(errors, "CONFIG_TYPE", "MetadataFields", "MetadataFields: expected an array");
+        ERR(errors, HSE_CONFIG_TYPE, "MetadataFields", "MetadataFields: expected an array");
         return -1;
     }
     *out = calloc(json_array_size(fields) + 1, sizeof **out);
@@ -268,7 +268,7 @@ int metadata_fields_load(const json_t *fields, metadata_rule **out, size_t *coun
     {
         json_path_index(path, sizeof path, "MetadataFields", i);
         if (!json_is_object(entry)) {
-            ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+            ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an object", path);
             continue;
         }
         json_check_keys(entry, path, global_metadata_keys, errors);
@@ -279,16 +279,16 @@ int metadata_fields_load(const json_t *fields, metadata_rule **out, size_t *coun
         json_opt_int(entry, "Id", path, &rule->id, errors);
         json_opt_string(entry, "Name", path, &rule->name, errors);
         json_opt_int(entry, "DataType", path, &type, errors);
-        if (json_get_ci(entry, "Id") == NULL)
-            ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Id"),
+        if (jobj_get(entry, "Id") == NULL)
+            ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, path, "Id"),
                 "%s: required", where);
         if (rule->name == NULL || *rule->name == '\0') {
-            ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, path, "Name"),
+            ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, path, "Name"),
                 "%s: required", where);
             rule->name = "";
         }
         if (type < 1 || type > 8)
-            ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, path, "DataType"),
+            ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, path, "DataType"),
                 "%s: 1 string, 2 integer, 3 date, 4 boolean, 5 multiple choice, 6 big text, "
                 "7 e-mail, 8 other",
                 where);
@@ -296,10 +296,10 @@ int metadata_fields_load(const json_t *fields, metadata_rule **out, size_t *coun
         read_metadata_settings(rule, entry, path, false, errors);
         for (size_t j = 0; j + 1 < *count; j++) {
             if ((*out)[j].id == rule->id && rule->id >= 0)
-                ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Id"),
+                ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Id"),
                     "%s: metadata field Id %lld is used twice", where, rule->id);
             if (*rule->name && strcasecmp((*out)[j].name, rule->name) == 0)
-                ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, path, "Name"),
+                ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, path, "Name"),
                     "%s: metadata field \"%s\" is defined twice", where, rule->name);
         }
     }
@@ -343,7 +343,7 @@ static void load_metadata_overrides(pattern_policy *out, const json_t *list, con
     if (list == NULL || json_is_null(list))
         return;
     if (!json_is_array(list)) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an array", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an array", path);
         return;
     }
     size_t i;
@@ -353,7 +353,7 @@ static void load_metadata_overrides(pattern_policy *out, const json_t *list, con
     {
         json_path_index(item, sizeof item, path, i);
         if (!json_is_object(entry)) {
-            ERR(errors, "CONFIG_TYPE", item, "%s: expected an object", item);
+            ERR(errors, HSE_CONFIG_TYPE, item, "%s: expected an object", item);
             continue;
         }
         json_check_keys(entry, item, pattern_metadata_keys, errors);
@@ -364,12 +364,12 @@ static void load_metadata_overrides(pattern_policy *out, const json_t *list, con
             if (out->metadata[g].id == id)
                 rule = &out->metadata[g];
         json_path_key(where, sizeof where, item, "MetadataId");
-        if (json_get_ci(entry, "MetadataId") == NULL) {
-            ERR(errors, "CONFIG_MISSING", where, "%s: required", where);
+        if (jobj_get(entry, "MetadataId") == NULL) {
+            ERR(errors, HSE_CONFIG_MISSING, where, "%s: required", where);
             continue;
         }
         if (rule == NULL) {
-            ERR(errors, "CONFIG_REFERENCE", where,
+            ERR(errors, HSE_CONFIG_REFERENCE, where,
                 "%s: no field with Id %lld in the top-level MetadataFields", where, id);
             continue;
         }
@@ -383,7 +383,7 @@ static void load_regexes(pattern_policy *out, const json_t *list, const char *pa
     if (list == NULL || json_is_null(list))
         return;
     if (!json_is_array(list)) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an array", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an array", path);
         return;
     }
     out->regexes = calloc(json_array_size(list) + 1, sizeof *out->regexes);
@@ -394,7 +394,7 @@ static void load_regexes(pattern_policy *out, const json_t *list, const char *pa
     {
         json_path_index(item, sizeof item, path, i);
         if (!json_is_object(entry) || out->regexes == NULL) {
-            ERR(errors, "CONFIG_TYPE", item, "%s: expected an object", item);
+            ERR(errors, HSE_CONFIG_TYPE, item, "%s: expected an object", item);
             continue;
         }
         json_check_keys(entry, item, regex_keys, errors);
@@ -407,13 +407,13 @@ static void load_regexes(pattern_policy *out, const json_t *list, const char *pa
         json_opt_bool(entry, "CaseSensitive", item, &case_sensitive, errors);
         r.nid = r.part ? dn_keyword_nid(r.part) : NID_undef;
         if (r.nid == NID_undef) {
-            ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, item, "SubjectPart"),
+            ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, item, "SubjectPart"),
                 "%s: \"%s\" is not a subject part (CN, OU, O, L, ST, C, E, ...)", where,
                 r.part ? r.part : "");
             continue;
         }
         if (source == NULL) {
-            ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, item, "Regex"),
+            ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, item, "Regex"),
                 "%s: required", where);
             continue;
         }
@@ -430,7 +430,7 @@ static void load_defaults(pattern_policy *out, const json_t *list, const char *p
     if (list == NULL || json_is_null(list))
         return;
     if (!json_is_array(list)) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an array", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an array", path);
         return;
     }
     out->defaults = calloc(json_array_size(list) + 1, sizeof *out->defaults);
@@ -441,7 +441,7 @@ static void load_defaults(pattern_policy *out, const json_t *list, const char *p
     {
         json_path_index(item, sizeof item, path, i);
         if (!json_is_object(entry) || out->defaults == NULL) {
-            ERR(errors, "CONFIG_TYPE", item, "%s: expected an object", item);
+            ERR(errors, HSE_CONFIG_TYPE, item, "%s: expected an object", item);
             continue;
         }
         json_check_keys(entry, item, default_keys, errors);
@@ -450,11 +450,11 @@ static void load_defaults(pattern_policy *out, const json_t *list, const char *p
         json_opt_string(entry, "Value", item, &d.value, errors);
         d.nid = d.part ? dn_keyword_nid(d.part) : NID_undef;
         if (d.nid == NID_undef)
-            ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, item, "SubjectPart"),
+            ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, item, "SubjectPart"),
                 "%s: \"%s\" is not a subject part (CN, OU, O, L, ST, C, E, ...)", where,
                 d.part ? d.part : "");
         else if (d.value == NULL || *d.value == '\0')
-            ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, item, "Value"),
+            ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, item, "Value"),
                 "%s: required", where);
         else
             out->defaults[out->default_count++] = d;
@@ -468,7 +468,7 @@ static void read_int_list(const json_t *arr, const char *path, int *out, size_t 
     if (arr == NULL || json_is_null(arr))
         return;
     if (!json_is_array(arr) || json_array_size(arr) > 8) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an array of at most 8 sizes", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an array of at most 8 sizes", path);
         return;
     }
     size_t i;
@@ -485,7 +485,7 @@ static void read_int_list(const json_t *arr, const char *path, int *out, size_t 
                 ok = ok || allowed[k] == n;
         }
         if (!ok)
-            ERR(errors, "CONFIG_VALUE", where, "%s: not a supported key size", where);
+            ERR(errors, HSE_CONFIG_VALUE, where, "%s: not a supported key size", where);
         else
             out[(*count)++] = (int)n;
     }
@@ -514,7 +514,7 @@ static void load_key_info(key_policy *keys, const json_t *info, const char *path
     if (info == NULL || json_is_null(info))
         return;
     if (!json_is_object(info)) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an object", path);
         return;
     }
     json_check_keys(info, path, key_info_keys, errors);
@@ -529,18 +529,18 @@ static void load_key_info(key_policy *keys, const json_t *info, const char *path
         if (entry == NULL || json_is_null(entry))
             continue; /* null: this algorithm is not allowed */
         if (!json_is_object(entry)) {
-            ERR(errors, "CONFIG_TYPE", item, "%s: expected an object or null", item);
+            ERR(errors, HSE_CONFIG_TYPE, item, "%s: expected an object or null", item);
             continue;
         }
         json_check_keys(entry, item, key_entry_keys, errors);
-        json_t *bits = json_get_ci(entry, "bit_lengths");
-        json_t *curves = json_get_ci(entry, "curves");
+        json_t *bits = jobj_get(entry, "bit_lengths");
+        json_t *curves = jobj_get(entry, "curves");
         if (strcasecmp(key, "RSA") == 0) {
             keys->rsa = true;
             read_int_list(bits, json_path_key(where, sizeof where, item, "bit_lengths"),
                           keys->rsa_bits, &keys->rsa_bits_count, NULL, 0, errors);
             if (curves != NULL && !json_is_null(curves))
-                ERR(errors, "CONFIG_RULE", json_path_key(where, sizeof where, item, "curves"),
+                ERR(errors, HSE_CONFIG_RULE, json_path_key(where, sizeof where, item, "curves"),
                     "%s: RSA keys have no curve", where);
         } else if (strcasecmp(key, "ECDSA") == 0 || strcasecmp(key, "ECC") == 0) {
             keys->ecc = true;
@@ -549,7 +549,8 @@ static void load_key_info(key_policy *keys, const json_t *info, const char *path
             if (curves != NULL && !json_is_null(curves)) {
                 json_path_key(where, sizeof where, item, "curves");
                 if (!json_is_array(curves) || json_array_size(curves) > 8) {
-                    ERR(errors, "CONFIG_TYPE", where, "%s: expected an array of curve OIDs", where);
+                    ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected an array of curve OIDs",
+                        where);
                     continue;
                 }
                 size_t i;
@@ -559,7 +560,7 @@ static void load_key_info(key_policy *keys, const json_t *info, const char *path
                 {
                     int nid = json_is_string(c) ? curve_nid_of(json_string_value(c)) : NID_undef;
                     if (nid == NID_undef)
-                        ERR(errors, "CONFIG_VALUE", json_path_index(at, sizeof at, where, i),
+                        ERR(errors, HSE_CONFIG_VALUE, json_path_index(at, sizeof at, where, i),
                             "%s: not 1.2.840.10045.3.1.7, 1.3.132.0.34 or 1.3.132.0.35", at);
                     else
                         keys->curves[keys->curve_count++] = nid;
@@ -579,7 +580,7 @@ static void load_policies(pattern_policy *out, const json_t *policies, const cha
     if (policies == NULL || json_is_null(policies))
         return;
     if (!json_is_object(policies)) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an object", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an object", path);
         return;
     }
     json_check_keys(policies, path, policies_keys, errors);
@@ -593,13 +594,13 @@ static void load_policies(pattern_policy *out, const json_t *policies, const cha
                     errors);
     char where[256];
     if (owner < 0 || owner > 2)
-        ERR(errors, "CONFIG_VALUE",
+        ERR(errors, HSE_CONFIG_VALUE,
             json_path_key(where, sizeof where, path, "CertificateOwnerRole"),
             "%s: 0 (optional), 1 (required) or 2 (hidden)", where);
     out->owner = (owner_rule)owner;
     if (out->default_owner_name != NULL && *out->default_owner_name == '\0')
         out->default_owner_name = NULL;
-    load_key_info(&out->keys, json_get_ci(policies, "KeyInfo"),
+    load_key_info(&out->keys, jobj_get(policies, "KeyInfo"),
                   json_path_key(where, sizeof where, path, "KeyInfo"), errors);
 }
 
@@ -609,7 +610,7 @@ static void load_enrollment_fields(pattern_policy *out, const json_t *list, cons
     if (list == NULL || json_is_null(list))
         return;
     if (!json_is_array(list)) {
-        ERR(errors, "CONFIG_TYPE", path, "%s: expected an array", path);
+        ERR(errors, HSE_CONFIG_TYPE, path, "%s: expected an array", path);
         return;
     }
     out->fields = calloc(json_array_size(list) + 1, sizeof *out->fields);
@@ -620,7 +621,7 @@ static void load_enrollment_fields(pattern_policy *out, const json_t *list, cons
     {
         json_path_index(item, sizeof item, path, i);
         if (!json_is_object(entry) || out->fields == NULL) {
-            ERR(errors, "CONFIG_TYPE", item, "%s: expected an object", item);
+            ERR(errors, HSE_CONFIG_TYPE, item, "%s: expected an object", item);
             continue;
         }
         json_check_keys(entry, item, field_keys, errors);
@@ -630,23 +631,23 @@ static void load_enrollment_fields(pattern_policy *out, const json_t *list, cons
         json_opt_int(entry, "DataType", item, &type, errors);
         f.data_type = (int)type;
         if (f.name == NULL || *f.name == '\0') {
-            ERR(errors, "CONFIG_MISSING", json_path_key(where, sizeof where, item, "Name"),
+            ERR(errors, HSE_CONFIG_MISSING, json_path_key(where, sizeof where, item, "Name"),
                 "%s: required", where);
             continue;
         }
         if (type != 1 && type != 2) {
-            ERR(errors, "CONFIG_VALUE", json_path_key(where, sizeof where, item, "DataType"),
+            ERR(errors, HSE_CONFIG_VALUE, json_path_key(where, sizeof where, item, "DataType"),
                 "%s: 1 (string) or 2 (multiple choice)", where);
             continue;
         }
         json_path_key(where, sizeof where, item, "Options");
-        f.options = read_options(json_get_ci(entry, "Options"), where, &f.option_count, errors);
+        f.options = read_options(jobj_get(entry, "Options"), where, &f.option_count, errors);
         if (type == 2 && f.option_count == 0)
-            ERR(errors, "CONFIG_RULE", where, "%s: a multiple-choice field needs its options",
+            ERR(errors, HSE_CONFIG_RULE, where, "%s: a multiple-choice field needs its options",
                 where);
         for (size_t j = 0; j < out->field_count; j++)
             if (strcasecmp(out->fields[j].name, f.name) == 0)
-                ERR(errors, "CONFIG_DUPLICATE", json_path_key(where, sizeof where, item, "Name"),
+                ERR(errors, HSE_CONFIG_DUPLICATE, json_path_key(where, sizeof where, item, "Name"),
                     "%s: enrollment field \"%s\" is defined twice", where, f.name);
         out->fields[out->field_count++] = f;
     }
@@ -660,18 +661,18 @@ int pattern_policy_load(pattern_policy *out, const json_t *pattern, const char *
     out->allow_wildcards = true;
     out->default_owner_id = -1;
     char where[256];
-    load_regexes(out, json_get_ci(pattern, "Regexes"),
+    load_regexes(out, jobj_get(pattern, "Regexes"),
                  json_path_key(where, sizeof where, path, "Regexes"), errors);
-    load_defaults(out, json_get_ci(pattern, "Defaults"),
+    load_defaults(out, jobj_get(pattern, "Defaults"),
                   json_path_key(where, sizeof where, path, "Defaults"), errors);
-    load_policies(out, json_get_ci(pattern, "Policies"),
+    load_policies(out, jobj_get(pattern, "Policies"),
                   json_path_key(where, sizeof where, path, "Policies"), errors);
-    load_metadata_overrides(out, json_get_ci(pattern, "MetadataFields"),
+    load_metadata_overrides(out, jobj_get(pattern, "MetadataFields"),
                             json_path_key(where, sizeof where, path, "MetadataFields"), global,
                             global_count, errors);
-    load_enrollment_fields(out, json_get_ci(pattern, "EnrollmentFields"),
+    load_enrollment_fields(out, jobj_get(pattern, "EnrollmentFields"),
                            json_path_key(where, sizeof where, path, "EnrollmentFields"), errors);
-    json_t *roles = json_get_ci(pattern, "AssociatedRoles");
+    json_t *roles = jobj_get(pattern, "AssociatedRoles");
     if (json_is_array(roles)) {
         out->roles = calloc(json_array_size(roles) + 1, sizeof *out->roles);
         size_t i;
@@ -681,7 +682,7 @@ int pattern_policy_load(pattern_policy *out, const json_t *pattern, const char *
         {
             char at[256];
             if (!json_is_string(r) || json_string_length(r) == 0)
-                ERR(errors, "CONFIG_TYPE", json_path_index(at, sizeof at, where, i),
+                ERR(errors, HSE_CONFIG_TYPE, json_path_index(at, sizeof at, where, i),
                     "%s: expected a role name", at);
             else if (out->roles != NULL)
                 out->roles[out->role_count++] = json_string_value(r);

@@ -52,7 +52,7 @@ static void resolve(const config *cfg, const enroll_request *req, policy_decisio
     if (req->template_name != NULL) {
         named = config_find_template_by_name(cfg, req->template_name);
         if (named == NULL) {
-            ADD(errors, "UNKNOWN_TEMPLATE", "Template", "no template named \"%.80s\" in %s",
+            ADD(errors, HSE_UNKNOWN_TEMPLATE, "Template", "no template named \"%.80s\" in %s",
                 req->template_name, cfg->source);
             return;
         }
@@ -60,12 +60,12 @@ static void resolve(const config *cfg, const enroll_request *req, policy_decisio
     if (req->pattern_id >= 0) {
         out->pattern = config_find_pattern(cfg, req->pattern_id);
         if (out->pattern == NULL) {
-            ADD(errors, "UNKNOWN_PATTERN", "EnrollmentPatternId",
+            ADD(errors, HSE_UNKNOWN_PATTERN, "EnrollmentPatternId",
                 "no enrollment pattern with Id %lld in %s", req->pattern_id, cfg->source);
             return;
         }
         if (named != NULL && named != out->pattern->template_) {
-            ADD(errors, "TEMPLATE_MISMATCH", "Template",
+            ADD(errors, HSE_TEMPLATE_MISMATCH, "Template",
                 "Template \"%.80s\" is not the template of enrollment pattern %lld (\"%.80s\")",
                 req->template_name, req->pattern_id, out->pattern->template_->name);
             out->pattern = NULL;
@@ -74,7 +74,7 @@ static void resolve(const config *cfg, const enroll_request *req, policy_decisio
     } else if (named != NULL) {
         out->pattern = config_default_pattern(cfg, named);
         if (out->pattern == NULL) {
-            ADD(errors, "NO_DEFAULT_PATTERN", "Template",
+            ADD(errors, HSE_NO_DEFAULT_PATTERN, "Template",
                 "template \"%.80s\" has no enrollment pattern to enroll with", named->name);
             return;
         }
@@ -92,10 +92,10 @@ static void resolve(const config *cfg, const enroll_request *req, policy_decisio
     if (req->ca_name != NULL) {
         const config_ca *ca = config_find_ca_by_name(cfg, req->ca_name);
         if (ca == NULL)
-            ADD(errors, "UNKNOWN_CA", "CertificateAuthority",
+            ADD(errors, HSE_UNKNOWN_CA, "CertificateAuthority",
                 "no certificate authority named \"%.80s\" in %s", req->ca_name, cfg->source);
         else if (!id_listed(ids, n, ca->id))
-            ADD(errors, "CA_NOT_ALLOWED", "CertificateAuthority",
+            ADD(errors, HSE_CA_NOT_ALLOWED, "CertificateAuthority",
                 "certificate authority \"%.80s\" is not allowed for pattern \"%.80s\" (template "
                 "\"%.80s\")",
                 ca->name, out->pattern->name, out->template_->name);
@@ -104,7 +104,7 @@ static void resolve(const config *cfg, const enroll_request *req, policy_decisio
     } else if (n > 0) {
         out->ca = config_find_ca_by_id(cfg, ids[n == 1 ? 0 : next_random() % n]);
     } else {
-        ADD(errors, "CA_NOT_ALLOWED", "CertificateAuthority",
+        ADD(errors, HSE_CA_NOT_ALLOWED, "CertificateAuthority",
             "no certificate authority is available for pattern \"%.80s\"", out->pattern->name);
     }
 }
@@ -143,13 +143,13 @@ static void check_subject(const config *cfg, const pattern_policy *p, enroll_req
             continue;
         enroll_error e;
         if (dn_add_default(req->subject, d->nid, d->value, &e) != 0)
-            ADD(errors, "POLICY_DEFAULT", "Subject", "%s", e.message);
+            ADD(errors, HSE_POLICY_DEFAULT, "Subject", "%s", e.message);
     }
     char *values[16];
     size_t n = subject_values(req->subject, NID_commonName, values, 16);
     const char *cn = n > 0 ? values[0] : "";
     if (cfg->settings.common_name != NULL && !regex_match(cfg->settings.common_name, cn))
-        ADD(errors, "POLICY_COMMON_NAME", "Subject.CN",
+        ADD(errors, HSE_POLICY_COMMON_NAME, "Subject.CN",
             "the common name \"%.80s\" does not match the CommonNameRegex %.80s", cn,
             cfg->settings.common_name_regex);
     free_values(values, n);
@@ -165,9 +165,9 @@ static void check_subject(const config *cfg, const pattern_policy *p, enroll_req
             if (regex_match(r->re, value))
                 continue;
             if (r->error != NULL && *r->error != '\0')
-                ADD(errors, "POLICY_REGEX", field, "%s", r->error);
+                ADD(errors, HSE_POLICY_REGEX, field, "%s", r->error);
             else
-                ADD(errors, "POLICY_REGEX", field, "%s \"%.80s\" does not match %.100s", r->part,
+                ADD(errors, HSE_POLICY_REGEX, field, "%s \"%.80s\" does not match %.100s", r->part,
                     value, regex_source(r->re));
         }
         free_values(values, n);
@@ -193,14 +193,14 @@ static void check_names(const pattern_policy *p, enroll_request *req, error_list
             san_add(req->sans, SAN_DNS, cn, "Subject.CN", &e); /* not a host name: not added */
         }
         if (!has_dns_san(req->sans))
-            ADD(errors, "POLICY_RFC2818", "SANs.dns",
+            ADD(errors, HSE_POLICY_RFC2818, "SANs.dns",
                 "RFC 2818 enforcement: the certificate needs a DNS name, and the CN \"%.80s\" is "
                 "not one and no dns SAN was given",
                 cn ? cn : "");
     }
     if (!p->allow_wildcards) {
         if (cn != NULL && strchr(cn, '*') != NULL)
-            ADD(errors, "POLICY_WILDCARD", "Subject.CN",
+            ADD(errors, HSE_POLICY_WILDCARD, "Subject.CN",
                 "wildcards are not allowed by this pattern (CN \"%.80s\")", cn);
         for (int i = 0; req->sans != NULL && i < sk_GENERAL_NAME_num(req->sans); i++) {
             GENERAL_NAME *g = sk_GENERAL_NAME_value(req->sans, i);
@@ -208,7 +208,7 @@ static void check_names(const pattern_policy *p, enroll_request *req, error_list
                 continue;
             const ASN1_STRING *s = g->d.dNSName;
             if (memchr(ASN1_STRING_get0_data(s), '*', (size_t)ASN1_STRING_length(s)) != NULL)
-                ADD(errors, "POLICY_WILDCARD", "SANs.dns",
+                ADD(errors, HSE_POLICY_WILDCARD, "SANs.dns",
                     "wildcards are not allowed by this pattern (dns \"%.*s\")",
                     ASN1_STRING_length(s) > 80 ? 80 : ASN1_STRING_length(s),
                     (const char *)ASN1_STRING_get0_data(s));
@@ -236,33 +236,33 @@ static void check_key(const pattern_policy *p, const enroll_request *req, error_
     switch (req->key.algorithm) {
     case KEYALG_RSA:
         if (!k->rsa)
-            ADD(errors, "POLICY_KEY_ALGORITHM", field, "%s keys are not allowed by this pattern",
+            ADD(errors, HSE_POLICY_KEY_ALGORITHM, field, "%s keys are not allowed by this pattern",
                 "RSA");
         else if (k->rsa_bits_count > 0 &&
                  !int_listed(k->rsa_bits, k->rsa_bits_count, req->key.bits))
-            ADD(errors, "POLICY_KEY_SIZE", req->operation == OP_CSR ? "CSR" : "KeyLength",
+            ADD(errors, HSE_POLICY_KEY_SIZE, req->operation == OP_CSR ? "CSR" : "KeyLength",
                 "%s: the pattern allows RSA keys of other sizes only", label);
         break;
     case KEYALG_ECC:
         if (!k->ecc)
-            ADD(errors, "POLICY_KEY_ALGORITHM", field, "%s keys are not allowed by this pattern",
+            ADD(errors, HSE_POLICY_KEY_ALGORITHM, field, "%s keys are not allowed by this pattern",
                 "ECC");
         else if (k->ecc_bits_count > 0 &&
                  !int_listed(k->ecc_bits, k->ecc_bits_count, req->key.bits))
-            ADD(errors, "POLICY_KEY_SIZE", req->operation == OP_CSR ? "CSR" : "KeyLength",
+            ADD(errors, HSE_POLICY_KEY_SIZE, req->operation == OP_CSR ? "CSR" : "KeyLength",
                 "%s: the pattern allows ECC keys of other sizes only", label);
         else if (k->curve_count > 0 && !int_listed(k->curves, k->curve_count, req->key.curve_nid))
-            ADD(errors, "POLICY_KEY_CURVE", req->operation == OP_CSR ? "CSR" : "Curve",
+            ADD(errors, HSE_POLICY_KEY_CURVE, req->operation == OP_CSR ? "CSR" : "Curve",
                 "%s: the pattern allows other curves only", label);
         break;
     case KEYALG_ED25519:
         if (!k->ed25519)
-            ADD(errors, "POLICY_KEY_ALGORITHM", field, "%s keys are not allowed by this pattern",
+            ADD(errors, HSE_POLICY_KEY_ALGORITHM, field, "%s keys are not allowed by this pattern",
                 "Ed25519");
         break;
     case KEYALG_ED448:
         if (!k->ed448)
-            ADD(errors, "POLICY_KEY_ALGORITHM", field, "%s keys are not allowed by this pattern",
+            ADD(errors, HSE_POLICY_KEY_ALGORITHM, field, "%s keys are not allowed by this pattern",
                 "Ed448");
         break;
     }
@@ -273,7 +273,7 @@ static void check_owner(const config *cfg, const pattern_policy *p, enroll_reque
 {
     bool given = req->owner_role_id >= 0 || req->owner_role_name != NULL;
     if (given && p->owner == OWNER_HIDDEN) {
-        ADD(errors, "POLICY_OWNER_NOT_ALLOWED",
+        ADD(errors, HSE_POLICY_OWNER_NOT_ALLOWED,
             req->owner_role_id >= 0 ? "OwnerRoleId" : "OwnerRoleName",
             "this pattern sets the certificate owner itself; leave OwnerRoleId and "
             "OwnerRoleName out");
@@ -281,11 +281,11 @@ static void check_owner(const config *cfg, const pattern_policy *p, enroll_reque
     }
     if (given && cfg->role_count > 0) {
         if (req->owner_role_id >= 0 && !config_find_role_by_id(cfg, req->owner_role_id))
-            ADD(errors, "POLICY_OWNER_UNKNOWN", "OwnerRoleId", "no security role with Id %lld",
+            ADD(errors, HSE_POLICY_OWNER_UNKNOWN, "OwnerRoleId", "no security role with Id %lld",
                 req->owner_role_id);
         if (req->owner_role_name != NULL && !config_find_role_by_name(cfg, req->owner_role_name))
-            ADD(errors, "POLICY_OWNER_UNKNOWN", "OwnerRoleName", "no security role named \"%.80s\"",
-                req->owner_role_name);
+            ADD(errors, HSE_POLICY_OWNER_UNKNOWN, "OwnerRoleName",
+                "no security role named \"%.80s\"", req->owner_role_name);
     }
     if (!given) {
         if (p->default_owner_id >= 0)
@@ -293,7 +293,7 @@ static void check_owner(const config *cfg, const pattern_policy *p, enroll_reque
         else if (p->default_owner_name != NULL)
             req->owner_role_name = strdup(p->default_owner_name);
         else if (p->owner == OWNER_REQUIRED)
-            ADD(errors, "POLICY_OWNER_REQUIRED", "OwnerRoleId",
+            ADD(errors, HSE_POLICY_OWNER_REQUIRED, "OwnerRoleId",
                 "this pattern requires a certificate owner: give OwnerRoleId or OwnerRoleName");
     }
 }
@@ -328,19 +328,19 @@ static void check_metadata(const config *cfg, const pattern_policy *p, enroll_re
                 if (strcasecmp(p->metadata[i].name, key) == 0)
                     rule = &p->metadata[i];
             if (rule == NULL) {
-                ADD(errors, "POLICY_METADATA_UNKNOWN", field, "no metadata field named \"%.80s\"",
+                ADD(errors, HSE_POLICY_METADATA_UNKNOWN, field, "no metadata field named \"%.80s\"",
                     key);
                 continue;
             }
             if (rule->enrollment == FIELD_HIDDEN) {
-                ADD(errors, "POLICY_METADATA_HIDDEN", field,
+                ADD(errors, HSE_POLICY_METADATA_HIDDEN, field,
                     "metadata field \"%.80s\" is hidden by this pattern and cannot be set", key);
                 continue;
             }
             char *text = metadata_text(value);
             const char *problem = text ? metadata_value_problem(rule, text) : "must be a string";
-            const char *code = rule->type == METADATA_MULTIPLE_CHOICE ? "POLICY_METADATA_OPTION"
-                                                                      : "POLICY_METADATA_INVALID";
+            hse_code code = rule->type == METADATA_MULTIPLE_CHOICE ? HSE_POLICY_METADATA_OPTION
+                                                                   : HSE_POLICY_METADATA_INVALID;
             if (problem != NULL && problem == rule->message)
                 ADD(errors, code, field, "%s", problem); /* the field's own Message */
             else if (problem != NULL)
@@ -350,12 +350,7 @@ static void check_metadata(const config *cfg, const pattern_policy *p, enroll_re
     }
     for (size_t i = 0; i < p->metadata_count; i++) {
         const metadata_rule *rule = &p->metadata[i];
-        bool present = false;
-        json_object_foreach(req->metadata, key, value)
-        {
-            present = present || strcasecmp(key, rule->name) == 0;
-        }
-        if (present)
+        if (jobj_get(req->metadata, rule->name) != NULL)
             continue;
         if (rule->default_value != NULL) {
             if (req->metadata == NULL)
@@ -363,7 +358,7 @@ static void check_metadata(const config *cfg, const pattern_policy *p, enroll_re
             json_object_set_new(req->metadata, rule->name, json_string(rule->default_value));
         } else if (rule->enrollment == FIELD_REQUIRED) {
             snprintf(field, sizeof field, "Metadata.%.100s", rule->name);
-            ADD(errors, "POLICY_METADATA_REQUIRED", field, "metadata field \"%.80s\" is required",
+            ADD(errors, HSE_POLICY_METADATA_REQUIRED, field, "metadata field \"%.80s\" is required",
                 rule->name);
         }
     }
@@ -384,27 +379,23 @@ static void check_enrollment_fields(const pattern_policy *p, const enroll_reques
                 if (strcasecmp(p->fields[i].name, key) == 0)
                     rule = &p->fields[i];
             if (rule == NULL) {
-                ADD(errors, "POLICY_ENROLLMENT_FIELD_UNKNOWN", field,
+                ADD(errors, HSE_POLICY_ENROLLMENT_FIELD_UNKNOWN, field,
                     "the pattern has no enrollment field \"%.80s\"", key);
             } else if (!json_is_string(value)) {
-                ADD(errors, "POLICY_ENROLLMENT_FIELD_INVALID", field, "%s must be a string", field);
+                ADD(errors, HSE_POLICY_ENROLLMENT_FIELD_INVALID, field, "%s must be a string",
+                    field);
             } else if (rule->data_type == 2 && !option_listed(rule->options, rule->option_count,
                                                               json_string_value(value), true)) {
-                ADD(errors, "POLICY_ENROLLMENT_FIELD_OPTION", field,
+                ADD(errors, HSE_POLICY_ENROLLMENT_FIELD_OPTION, field,
                     "\"%.80s\" is not one of the options of enrollment field \"%.80s\"",
                     json_string_value(value), rule->name);
             }
         }
     }
     for (size_t i = 0; i < p->field_count; i++) {
-        bool present = false;
-        json_object_foreach(req->additional_fields, key, value)
-        {
-            present = present || strcasecmp(key, p->fields[i].name) == 0;
-        }
-        if (!present) {
+        if (jobj_get(req->additional_fields, p->fields[i].name) == NULL) {
             snprintf(field, sizeof field, "AdditionalEnrollmentFields.%.100s", p->fields[i].name);
-            ADD(errors, "POLICY_ENROLLMENT_FIELD_REQUIRED", field,
+            ADD(errors, HSE_POLICY_ENROLLMENT_FIELD_REQUIRED, field,
                 "enrollment field \"%.80s\" is mandatory for this pattern", p->fields[i].name);
         }
     }
@@ -415,18 +406,18 @@ static void check_settings(const config *cfg, const policy_decision *d, const en
 {
     const config_settings *s = &cfg->settings;
     if (s->require_custom_friendly_name && req->format == FORMAT_PFX && req->friendly_name == NULL)
-        ADD(errors, "POLICY_FRIENDLY_NAME_REQUIRED", "CustomFriendlyName",
+        ADD(errors, HSE_POLICY_FRIENDLY_NAME_REQUIRED, "CustomFriendlyName",
             "CustomFriendlyName is required (Settings.RequireCustomFriendlyName)");
     if (req->csp_name != NULL) {
         if (!s->allow_csps)
-            ADD(errors, "POLICY_CSP", "MicrosoftTargetCSP",
+            ADD(errors, HSE_POLICY_CSP, "MicrosoftTargetCSP",
                 "MicrosoftTargetCSP is not allowed (Settings.AllowCSPs is false)");
         else if (s->csp_count > 0 && !option_listed(s->csps, s->csp_count, req->csp_name, false))
-            ADD(errors, "POLICY_CSP", "MicrosoftTargetCSP",
+            ADD(errors, HSE_POLICY_CSP, "MicrosoftTargetCSP",
                 "\"%.80s\" is not one of the CSPs of Settings.CSPs", req->csp_name);
     }
     if (req->private_key != NULL && d->template_ != NULL && !d->template_->key_retention)
-        ADD(errors, "POLICY_KEY_RETENTION", "PrivateKey",
+        ADD(errors, HSE_POLICY_KEY_RETENTION, "PrivateKey",
             "template \"%.80s\" does not allow private key retention (KeyRetention)",
             d->template_->name);
 }
@@ -438,17 +429,17 @@ static void check_store(const config *cfg, const enroll_request *req, policy_dec
 {
     for (size_t i = 0; i < req->store_count; i++)
         if (config_find_store(cfg, req->stores[i].store_id) == NULL)
-            ADD(errors, "STORE_UNKNOWN", "Stores",
+            ADD(errors, HSE_STORE_UNKNOWN, "Stores",
                 "Stores[%zu]: no certificate store %s in the configuration (Stores)", i,
                 req->stores[i].store_id);
     if (req->operation != OP_REENROLLMENT || req->store_id == NULL)
         return;
     out->store = config_find_store(cfg, req->store_id);
     if (out->store == NULL)
-        ADD(errors, "STORE_UNKNOWN", "KeystoreId",
+        ADD(errors, HSE_STORE_UNKNOWN, "KeystoreId",
             "no certificate store %s in the configuration (Stores)", req->store_id);
     else if (req->agent_guid != NULL && strcasecmp(req->agent_guid, out->store->agent_guid) != 0)
-        ADD(errors, "STORE_AGENT_MISMATCH", "AgentGuid",
+        ADD(errors, HSE_STORE_AGENT_MISMATCH, "AgentGuid",
             "store %s is served by orchestrator %s, not %s", out->store->id, out->store->agent_guid,
             req->agent_guid);
 }
@@ -465,7 +456,7 @@ int policy_apply(const config *cfg, enroll_request *req, policy_decision *out, e
     /* A reenrollment submits a CSR made on the store's device: a CSR enrollment. */
     long long wanted = req->operation == OP_PFX ? 1 : 2;
     if ((out->pattern->allowed_enrollment_types & wanted) == 0)
-        ADD(errors, "ENROLLMENT_TYPE_NOT_ALLOWED", "Operation",
+        ADD(errors, HSE_ENROLLMENT_TYPE_NOT_ALLOWED, "Operation",
             "enrollment pattern \"%.80s\" does not allow %s enrollment", out->pattern->name,
             wanted == 1 ? "PFX" : "CSR");
     check_subject(cfg, p, req, errors);

@@ -63,7 +63,8 @@ typedef enum field_id {
     F_COUNT
 } field_id;
 
-static const char *const field_names[F_COUNT] = {
+static const char *const field_names[F_COUNT + 1] = {
+    /* NULL-terminated */
     "Id",
     "Operation",
     "Format",
@@ -146,10 +147,10 @@ typedef struct parse_ctx {
     error_list *errors;
 } parse_ctx;
 
-static void problem(parse_ctx *c, const char *code, field_id f, const char *fmt, ...)
+static void problem(parse_ctx *c, hse_code code, field_id f, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void problem(parse_ctx *c, const char *code, field_id f, const char *fmt, ...)
+static void problem(parse_ctx *c, hse_code code, field_id f, const char *fmt, ...)
 {
     char message[320];
     va_list ap;
@@ -166,7 +167,7 @@ static bool want_string(parse_ctx *c, field_id f, const char **out)
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_string(v)) {
-        problem(c, "INVALID_FIELD", f, "%s must be a string", field_names[f]);
+        problem(c, HSE_INVALID_FIELD, f, "%s must be a string", field_names[f]);
         return false;
     }
     *out = json_string_value(v);
@@ -179,7 +180,7 @@ static bool want_bool(parse_ctx *c, field_id f, bool *out)
     if (v == NULL || json_is_null(v))
         return true;
     if (!json_is_boolean(v)) {
-        problem(c, "INVALID_FIELD", f, "%s must be true or false", field_names[f]);
+        problem(c, HSE_INVALID_FIELD, f, "%s must be true or false", field_names[f]);
         return false;
     }
     *out = json_is_true(v);
@@ -205,7 +206,7 @@ static bool want_int(parse_ctx *c, field_id f, long long *out)
             return true;
         }
     }
-    problem(c, "INVALID_FIELD", f, "%s must be an integer", field_names[f]);
+    problem(c, HSE_INVALID_FIELD, f, "%s must be an integer", field_names[f]);
     return false;
 }
 
@@ -247,7 +248,7 @@ static void parse_key(parse_ctx *c, request_key *key)
     else if (strcasecmp(type, "Ed448") == 0)
         key->algorithm = KEYALG_ED448;
     else {
-        problem(c, "UNKNOWN_KEY_TYPE", F_KEY_TYPE,
+        problem(c, HSE_UNKNOWN_KEY_TYPE, F_KEY_TYPE,
                 "KeyType \"%.60s\" is not one of RSA, ECC, Ed25519, Ed448", type);
         return;
     }
@@ -255,7 +256,7 @@ static void parse_key(parse_ctx *c, request_key *key)
         return;
     if (length <= 0 && c->v[F_KEY_LENGTH] != NULL && !json_is_null(c->v[F_KEY_LENGTH])) {
         /* 0 is not "the default": leave KeyLength out for that. */
-        problem(c, "INVALID_KEY_LENGTH", F_KEY_LENGTH,
+        problem(c, HSE_INVALID_KEY_LENGTH, F_KEY_LENGTH,
                 "KeyLength %lld is not a key size (leave KeyLength out for the default)", length);
         return;
     }
@@ -264,9 +265,9 @@ static void parse_key(parse_ctx *c, request_key *key)
     case KEYALG_RSA:
         key->bits = length ? (int)length : 2048;
         if (curve != NULL)
-            problem(c, "KEY_SPEC_MISMATCH", F_CURVE, "Curve is given for an RSA key");
+            problem(c, HSE_KEY_SPEC_MISMATCH, F_CURVE, "Curve is given for an RSA key");
         if (length != 0 && length != 2048 && length != 3072 && length != 4096)
-            problem(c, "INVALID_KEY_LENGTH", F_KEY_LENGTH,
+            problem(c, HSE_INVALID_KEY_LENGTH, F_KEY_LENGTH,
                     "KeyLength %lld is not an RSA size (2048, 3072, 4096)", length);
         return;
     case KEYALG_ECC: {
@@ -283,15 +284,15 @@ static void parse_key(parse_ctx *c, request_key *key)
                 by_length = i;
         }
         if (curve != NULL && by_curve < 0)
-            problem(c, "INVALID_CURVE", F_CURVE,
+            problem(c, HSE_INVALID_CURVE, F_CURVE,
                     "Curve \"%.60s\" is not 1.2.840.10045.3.1.7 (P-256), 1.3.132.0.34 (P-384) or "
                     "1.3.132.0.35 (P-521)",
                     curve);
         if (length != 0 && by_length < 0)
-            problem(c, "INVALID_KEY_LENGTH", F_KEY_LENGTH,
+            problem(c, HSE_INVALID_KEY_LENGTH, F_KEY_LENGTH,
                     "KeyLength %lld is not an ECC size (256, 384, 521)", length);
         if (by_curve >= 0 && by_length >= 0 && by_curve != by_length)
-            problem(c, "KEY_SPEC_MISMATCH", F_CURVE,
+            problem(c, HSE_KEY_SPEC_MISMATCH, F_CURVE,
                     "Curve %s is a %d-bit curve but KeyLength is %lld", ec_curves[by_curve].oid,
                     ec_curves[by_curve].bits, length);
         int pick = by_curve >= 0 ? by_curve : by_length >= 0 ? by_length : 0; /* P-256 */
@@ -306,12 +307,12 @@ static void parse_key(parse_ctx *c, request_key *key)
         key->bits = ed25519 ? 255 : 448;
         if (curve != NULL && strcmp(curve, oid) != 0 &&
             strcasecmp(curve, ed25519 ? "Ed25519" : "Ed448") != 0)
-            problem(c, "KEY_SPEC_MISMATCH", F_CURVE,
+            problem(c, HSE_KEY_SPEC_MISMATCH, F_CURVE,
                     "Curve \"%.60s\" does not go with KeyType %s (use %s or leave Curve out)",
                     curve, ed25519 ? "Ed25519" : "Ed448", oid);
         if (length != 0 && length != key->bits && !(ed25519 && length == 256) &&
             !(!ed25519 && length == 456))
-            problem(c, "KEY_SPEC_MISMATCH", F_KEY_LENGTH,
+            problem(c, HSE_KEY_SPEC_MISMATCH, F_KEY_LENGTH,
                     "KeyLength %lld does not go with KeyType %s", length,
                     ed25519 ? "Ed25519" : "Ed448");
         return;
@@ -326,7 +327,7 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
     if (sans == NULL || json_is_null(sans))
         return;
     if (!json_is_object(sans)) {
-        problem(c, "INVALID_FIELD", F_SANS,
+        problem(c, HSE_INVALID_FIELD, F_SANS,
                 "SANs must be an object of arrays, e.g. {\"dns\": [\"a.example\"]}");
         return;
     }
@@ -338,7 +339,7 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
         san_kind kind = san_kind_from_key(key);
         snprintf(field, sizeof field, "SANs.%.60s", key);
         if (kind == SAN_UNKNOWN) {
-            error_list_add(c->errors, "UNKNOWN_SAN_TYPE", field,
+            error_list_add(c->errors, HSE_UNKNOWN_SAN_TYPE, field,
                            "SAN key \"%.60s\" is not one of dns, ip4, ip6, uri, rfc822, "
                            "ms_ntprincipalname, registeredid",
                            key);
@@ -347,11 +348,11 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
         if (json_is_string(values)) {
             enroll_error e;
             if (san_add(out, kind, json_string_value(values), field, &e) != 0)
-                error_list_add(c->errors, e.code, e.field, "%s", e.message);
+                error_list_add(c->errors, e.code_id, e.field, "%s", e.message);
             continue;
         }
         if (!json_is_array(values)) {
-            error_list_add(c->errors, "INVALID_FIELD", field, "%s must be an array of strings",
+            error_list_add(c->errors, HSE_INVALID_FIELD, field, "%s must be an array of strings",
                            field);
             continue;
         }
@@ -362,9 +363,9 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
             snprintf(field, sizeof field, "SANs.%.50s[%zu]", key, i);
             enroll_error e;
             if (!json_is_string(v))
-                error_list_add(c->errors, "INVALID_FIELD", field, "%s must be a string", field);
+                error_list_add(c->errors, HSE_INVALID_FIELD, field, "%s must be a string", field);
             else if (san_add(out, kind, json_string_value(v), field, &e) != 0)
-                error_list_add(c->errors, e.code, e.field, "%s", e.message);
+                error_list_add(c->errors, e.code_id, e.field, "%s", e.message);
         }
     }
 }
@@ -417,37 +418,30 @@ static char *now_timestamp(void)
     return strdup(buf);
 }
 
-/* Collects the members into c->v[] by field; unknown and twice-given fields are problems. */
+/* Collects the members into c->v[] by field; unknown and twice-given fields are problems (in
+ * the line's order), and of two casings the first is kept. */
 static void index_fields(parse_ctx *c, json_t *obj)
 {
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        int f = -1;
-        for (int i = 0; i < F_COUNT; i++) {
-            if (strcasecmp(key, field_names[i]) == 0) {
-                f = i;
-                break;
-            }
-        }
-        if (f < 0) {
-            error_list_add(c->errors, "UNKNOWN_FIELD", key,
-                           "\"%.60s\" is not a request field (see the README for the list)", key);
-        } else if (c->v[f] != NULL) {
-            problem(c, "DUPLICATE_FIELD", (field_id)f,
-                    "%s is given twice (field names are case-insensitive)", field_names[f]);
-        } else {
-            c->v[f] = value;
-        }
+    jobj_key_check check = {0};
+    while (jobj_check_keys(obj, field_names, &check)) {
+        if (check.known_index < 0)
+            error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
+                           "\"%.60s\" is not a request field (see the README for the list)",
+                           check.key);
+        else
+            problem(c, HSE_DUPLICATE_FIELD, (field_id)check.known_index,
+                    "%s is given twice (field names are case-insensitive)",
+                    field_names[check.known_index]);
     }
+    for (int f = 0; f < F_COUNT; f++)
+        c->v[f] = jobj_get(obj, field_names[f]);
 }
 
 static void refuse(parse_ctx *c, const field_id *fields, size_t n, const char *op, const char *why)
 {
     for (size_t i = 0; i < n; i++)
         if (c->v[fields[i]] != NULL)
-            problem(c, "FIELD_NOT_ALLOWED", fields[i], "%s does not apply to Operation %s%s",
+            problem(c, HSE_FIELD_NOT_ALLOWED, fields[i], "%s does not apply to Operation %s%s",
                     field_names[fields[i]], op, why);
 }
 
@@ -485,12 +479,12 @@ static void refuse_other_operations(parse_ctx *c, const enroll_request *r)
     const char *s = NULL;
     want_string(c, F_JOB_TIME, &s);
     if (s != NULL && *s != '\0')
-        problem(c, "FIELD_NOT_SUPPORTED", F_JOB_TIME,
+        problem(c, HSE_FIELD_NOT_SUPPORTED, F_JOB_TIME,
                 "JobTime: scheduled delivery is not supported, the engine enrolls at once");
     bool from_ad = false;
     want_bool(c, F_POPULATE_FROM_AD, &from_ad);
     if (from_ad)
-        problem(c, "FIELD_NOT_SUPPORTED", F_POPULATE_FROM_AD,
+        problem(c, HSE_FIELD_NOT_SUPPORTED, F_POPULATE_FROM_AD,
                 "PopulateMissingValuesFromAD: the engine has no Active Directory to read from");
 }
 
@@ -504,7 +498,8 @@ static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
         else if (strcasecmp(s, "Reenrollment") == 0)
             r->operation = OP_REENROLLMENT;
         else if (strcasecmp(s, "PFX") != 0)
-            problem(c, "INVALID_FIELD", F_OPERATION, "Operation must be PFX, CSR or Reenrollment");
+            problem(c, HSE_INVALID_FIELD, F_OPERATION,
+                    "Operation must be PFX, CSR or Reenrollment");
     }
     refuse_other_operations(c, r);
     s = NULL;
@@ -517,7 +512,7 @@ static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
         else if (strcasecmp(s, "DER") == 0)
             r->format = FORMAT_DER;
         else
-            problem(c, "INVALID_FIELD", F_FORMAT, "Format must be %s",
+            problem(c, HSE_INVALID_FIELD, F_FORMAT, "Format must be %s",
                     r->operation == OP_CSR            ? "PEM or DER for a CSR enrollment"
                     : r->operation == OP_REENROLLMENT ? "PEM or DER (the certificate copy)"
                                                       : "PFX, PEM or DER");
@@ -538,10 +533,10 @@ static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
         else if (strcasecmp(s, "export") == 0)
             r->storage = STORAGE_EXPORT;
         else
-            problem(c, "INVALID_FIELD", F_KEY_STORAGE, "KeyStorage must be token or export");
+            problem(c, HSE_INVALID_FIELD, F_KEY_STORAGE, "KeyStorage must be token or export");
     }
     if (r->format == FORMAT_PFX && r->storage == STORAGE_TOKEN)
-        problem(c, "STORAGE_FORMAT_MISMATCH", F_KEY_STORAGE,
+        problem(c, HSE_STORAGE_FORMAT_MISMATCH, F_KEY_STORAGE,
                 "KeyStorage token keeps the key in the HSM, but a PFX must hold its key: use "
                 "KeyStorage export, or Format PEM or DER");
 }
@@ -551,7 +546,7 @@ static void describe_csr_key(parse_ctx *c, enroll_request *r, EVP_PKEY *pub)
 {
     int type, bits, curve;
     if (key_describe(pub, &type, &bits, &curve) != 0) {
-        problem(c, "UNKNOWN_KEY_TYPE", F_CSR, "the CSR's key is not RSA, ECC, Ed25519 or Ed448");
+        problem(c, HSE_UNKNOWN_KEY_TYPE, F_CSR, "the CSR's key is not RSA, ECC, Ed25519 or Ed448");
         return;
     }
     r->key.bits = bits;
@@ -560,16 +555,16 @@ static void describe_csr_key(parse_ctx *c, enroll_request *r, EVP_PKEY *pub)
     case EVP_PKEY_RSA:
         r->key.algorithm = KEYALG_RSA;
         if (bits < 2048)
-            problem(c, "INVALID_KEY_LENGTH", F_CSR,
+            problem(c, HSE_INVALID_KEY_LENGTH, F_CSR,
                     "the CSR's RSA key has %d bits; at least 2048 are required", bits);
         else if (bits > 4096) /* as for keys made here; a pattern's KeySizes may bound it lower */
-            problem(c, "INVALID_KEY_LENGTH", F_CSR,
+            problem(c, HSE_INVALID_KEY_LENGTH, F_CSR,
                     "the CSR's RSA key has %d bits; at most 4096 are accepted", bits);
         break;
     case EVP_PKEY_EC:
         r->key.algorithm = KEYALG_ECC;
         if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1 && curve != NID_secp521r1)
-            problem(c, "INVALID_CURVE", F_CSR,
+            problem(c, HSE_INVALID_CURVE, F_CSR,
                     "the CSR's key is on curve %s, not P-256, P-384 or P-521",
                     curve != NID_undef ? OBJ_nid2sn(curve) : "(unknown)");
         break;
@@ -588,19 +583,19 @@ static void parse_csr_line(parse_ctx *c, enroll_request *r)
     if (!want_string(c, F_CSR, &text))
         return;
     if (text == NULL || *text == '\0') {
-        problem(c, "MISSING_FIELD", F_CSR,
+        problem(c, HSE_MISSING_FIELD, F_CSR,
                 "CSR is required for Operation CSR (base-64 DER or PEM PKCS#10)");
         return;
     }
     enroll_error e;
     r->csr = csr_decode(text, &e);
     if (r->csr == NULL) {
-        error_list_add(c->errors, e.code, e.field, "%s", e.message);
+        error_list_add(c->errors, e.code_id, e.field, "%s", e.message);
         return;
     }
     EVP_PKEY *pub = X509_REQ_get0_pubkey(r->csr);
     if (spki_has_unnamed_ec_curve(X509_REQ_get_X509_PUBKEY(r->csr)))
-        problem(c, "INVALID_CURVE", F_CSR,
+        problem(c, HSE_INVALID_CURVE, F_CSR,
                 "the CSR's EC key gives its curve as explicit parameters; RFC 5480 allows only a "
                 "named curve (P-256, P-384 or P-521 by OID)");
     describe_csr_key(c, r, pub);
@@ -608,18 +603,18 @@ static void parse_csr_line(parse_ctx *c, enroll_request *r)
     r->subject = X509_NAME_dup(X509_REQ_get_subject_name(r->csr));
     GENERAL_NAMES *in_csr = csr_sans(r->csr);
     if (in_csr == NULL)
-        problem(c, "INVALID_CSR", F_CSR, "the CSR's subjectAltName extension does not decode");
+        problem(c, HSE_INVALID_CSR, F_CSR, "the CSR's subjectAltName extension does not decode");
     else if (san_merge(r->sans, in_csr) != 0)
-        problem(c, "OUT_OF_MEMORY", F_CSR, "out of memory");
+        problem(c, HSE_OUT_OF_MEMORY, F_CSR, "out of memory");
     GENERAL_NAMES_free(in_csr);
     want_bool(c, F_FORCE_ENROLL, &r->force_enroll);
     const char *key_text = NULL;
     if (want_string(c, F_PRIVATE_KEY, &key_text) && key_text != NULL && *key_text != '\0') {
         r->private_key = privkey_decode(key_text, &e);
         if (r->private_key == NULL)
-            error_list_add(c->errors, e.code, e.field, "%s", e.message);
+            error_list_add(c->errors, e.code_id, e.field, "%s", e.message);
         else if (EVP_PKEY_eq(r->private_key, pub) != 1)
-            problem(c, "PRIVATE_KEY_MISMATCH", F_PRIVATE_KEY,
+            problem(c, HSE_PRIVATE_KEY_MISMATCH, F_PRIVATE_KEY,
                     "PrivateKey is not the key of the CSR");
         /* The key text stays in the parsed document only until this line is freed. */
         OPENSSL_cleanse((char *)key_text, strlen(key_text));
@@ -635,13 +630,13 @@ static void parse_store_delivery(parse_ctx *c, enroll_request *r)
     want_int(c, F_RENEWAL_ID, &r->renewal_id);
     if (given(c, F_RENEWAL_ID) && r->renewal_id < 1)
         problem(
-            c, "INVALID_FIELD", F_RENEWAL_ID,
+            c, HSE_INVALID_FIELD, F_RENEWAL_ID,
             "RenewalCertificateId must be the KeyfactorID (1 or more) of an issued certificate");
     json_t *stores = c->v[F_STORES];
     if (stores == NULL || json_is_null(stores))
         return;
     if (!json_is_array(stores) || json_array_size(stores) > REQUEST_STORES_MAX) {
-        problem(c, "INVALID_FIELD", F_STORES,
+        problem(c, HSE_INVALID_FIELD, F_STORES,
                 "Stores must be an array of at most %d {StoreId, Alias, Overwrite} objects",
                 REQUEST_STORES_MAX);
         return;
@@ -651,26 +646,18 @@ static void parse_store_delivery(parse_ctx *c, enroll_request *r)
     json_t *e;
     json_array_foreach(stores, i, e)
     {
-        const char *key;
-        json_t *v, *id = NULL, *alias = NULL, *overwrite = NULL;
-        bool unknown = !json_is_object(e);
-        json_object_foreach(e, key, v)
-        {
-            if (strcasecmp(key, "StoreId") == 0)
-                id = v;
-            else if (strcasecmp(key, "Alias") == 0)
-                alias = v;
-            else if (strcasecmp(key, "Overwrite") == 0)
-                overwrite = v;
-            else
-                unknown = true;
-        }
+        static const char *const store_keys[] = {"StoreId", "Alias", "Overwrite", NULL};
+        jobj_key_check check = {0};
+        /* An unknown key, or one given twice under two casings, makes the entry unusable. */
+        bool unknown = !json_is_object(e) || jobj_check_keys(e, store_keys, &check);
+        json_t *id = jobj_get(e, "StoreId"), *alias = jobj_get(e, "Alias"),
+               *overwrite = jobj_get(e, "Overwrite");
         const char *alias_text = json_string_value(alias);
         if (unknown || !config_is_guid(json_string_value(id)) ||
             (alias != NULL && (alias_text == NULL || *alias_text == '\0' ||
                                strlen(alias_text) > REQUEST_ALIAS_MAX)) ||
             (overwrite != NULL && !json_is_boolean(overwrite))) {
-            error_list_add(c->errors, "INVALID_FIELD", "Stores",
+            error_list_add(c->errors, HSE_INVALID_FIELD, "Stores",
                            "Stores[%zu] must be {\"StoreId\": GUID, \"Alias\": label of 1 to %d "
                            "bytes (default: the Id), \"Overwrite\": true|false}",
                            i, REQUEST_ALIAS_MAX);
@@ -684,7 +671,7 @@ static void parse_store_delivery(parse_ctx *c, enroll_request *r)
         t->overwrite = json_is_true(overwrite);
     }
     if (r->store_count > 0 && r->storage == STORAGE_TOKEN)
-        problem(c, "STORE_NEEDS_KEY", F_STORES,
+        problem(c, HSE_STORE_NEEDS_KEY, F_STORES,
                 "delivery into a store installs the key as well: use KeyStorage export");
 }
 
@@ -695,14 +682,14 @@ static void parse_pfx_line(parse_ctx *c, enroll_request *r)
     const char *s = NULL;
     if (want_string(c, F_SUBJECT, &s)) {
         if (s == NULL || *s == '\0') {
-            problem(c, "MISSING_FIELD", F_SUBJECT,
+            problem(c, HSE_MISSING_FIELD, F_SUBJECT,
                     "Subject is required (X.500, e.g. CN=dev-1.example.com,O=Example,C=US)");
         } else {
             enroll_error e;
             r->subject_text = strdup(s);
             r->subject = dn_parse(s, "Subject", &e);
             if (r->subject == NULL)
-                error_list_add(c->errors, e.code, e.field, "%s", e.message);
+                error_list_add(c->errors, e.code_id, e.field, "%s", e.message);
         }
     }
 }
@@ -713,14 +700,14 @@ static void parse_reenrollment_line(parse_ctx *c, enroll_request *r)
     parse_key(c, &r->key);
     const char *store = NULL, *alias = NULL, *subject = NULL, *agent = NULL;
     if (want_string(c, F_KEYSTORE_ID, &store) && !config_is_guid(store))
-        problem(c, store ? "INVALID_FIELD" : "MISSING_FIELD", F_KEYSTORE_ID,
+        problem(c, store ? HSE_INVALID_FIELD : HSE_MISSING_FIELD, F_KEYSTORE_ID,
                 "KeystoreId is required: the GUID of a certificate store (configuration Stores)");
     if (want_string(c, F_AGENT_GUID, &agent) && !config_is_guid(agent))
-        problem(c, agent ? "INVALID_FIELD" : "MISSING_FIELD", F_AGENT_GUID,
+        problem(c, agent ? HSE_INVALID_FIELD : HSE_MISSING_FIELD, F_AGENT_GUID,
                 "AgentGuid is required: the GUID of this engine as the store's orchestrator");
     if (want_string(c, F_ALIAS, &alias) &&
         (alias == NULL || *alias == '\0' || strlen(alias) > REQUEST_ALIAS_MAX))
-        problem(c, alias ? "INVALID_FIELD" : "MISSING_FIELD", F_ALIAS,
+        problem(c, alias ? HSE_INVALID_FIELD : HSE_MISSING_FIELD, F_ALIAS,
                 "Alias is required: the label (1 to %d bytes) of the key and certificate in the "
                 "store",
                 REQUEST_ALIAS_MAX);
@@ -728,19 +715,19 @@ static void parse_reenrollment_line(parse_ctx *c, enroll_request *r)
         r->alias = strdup(alias);
     if (want_string(c, F_SUBJECT_NAME, &subject)) {
         if (subject == NULL || *subject == '\0') {
-            problem(c, "MISSING_FIELD", F_SUBJECT_NAME,
+            problem(c, HSE_MISSING_FIELD, F_SUBJECT_NAME,
                     "SubjectName is required (X.500, e.g. CN=websrvr14.keyexample.com,O=Example)");
         } else {
             enroll_error e;
             r->subject_text = strdup(subject);
             r->subject = dn_parse(subject, "SubjectName", &e);
             if (r->subject == NULL)
-                error_list_add(c->errors, e.code, e.field, "%s", e.message);
+                error_list_add(c->errors, e.code_id, e.field, "%s", e.message);
         }
     }
     if (given(c, F_JOB_PROPERTIES) &&
         !(json_is_object(c->v[F_JOB_PROPERTIES]) && json_object_size(c->v[F_JOB_PROPERTIES]) == 0))
-        problem(c, "FIELD_NOT_SUPPORTED", F_JOB_PROPERTIES,
+        problem(c, HSE_FIELD_NOT_SUPPORTED, F_JOB_PROPERTIES,
                 "JobProperties: a PKCS#11 store has no per-certificate job properties");
     r->store_id = dup_or_null(config_is_guid(store) ? store : NULL);
     r->agent_guid = dup_or_null(config_is_guid(agent) ? agent : NULL);
@@ -757,7 +744,7 @@ static void parse_enrollment(parse_ctx *c, enroll_request *r, const request_defa
     if (pattern_ok && r->pattern_id <= 0 && c->v[F_PATTERN_ID] != NULL &&
         !json_is_null(c->v[F_PATTERN_ID])) {
         /* -1 or 0 is no pattern, not "the default one". */
-        problem(c, "INVALID_FIELD", F_PATTERN_ID,
+        problem(c, HSE_INVALID_FIELD, F_PATTERN_ID,
                 "EnrollmentPatternId %lld is not a pattern Id (a positive integer)", r->pattern_id);
         r->pattern_id = -1;
         ok = false;
@@ -769,7 +756,7 @@ static void parse_enrollment(parse_ctx *c, enroll_request *r, const request_defa
         tmpl = defaults ? defaults->template_name : NULL;
         r->pattern_id = defaults ? defaults->pattern_id : -1;
         if (tmpl == NULL && r->pattern_id < 0)
-            problem(c, "MISSING_FIELD", F_TEMPLATE,
+            problem(c, HSE_MISSING_FIELD, F_TEMPLATE,
                     "Template or EnrollmentPatternId is required (or run --template / "
                     "--pattern)");
     }
@@ -789,7 +776,7 @@ static void parse_output(parse_ctx *c, enroll_request *r, const request_defaults
         if (strcasecmp(s, "RootFirst") == 0)
             r->chain_order = CHAIN_ROOT_FIRST;
         else if (strcasecmp(s, "EndEntityFirst") != 0)
-            problem(c, "INVALID_FIELD", F_CHAIN_ORDER,
+            problem(c, HSE_INVALID_FIELD, F_CHAIN_ORDER,
                     "ChainOrder must be EndEntityFirst or RootFirst");
     }
     const char *password = NULL, *friendly = NULL, *csp = NULL;
@@ -799,7 +786,7 @@ static void parse_output(parse_ctx *c, enroll_request *r, const request_defaults
     if (password != NULL && *password != '\0') {
         long long min = defaults ? defaults->password_length : 12;
         if ((long long)strlen(password) < min)
-            problem(c, "PASSWORD_TOO_SHORT", F_PASSWORD,
+            problem(c, HSE_PASSWORD_TOO_SHORT, F_PASSWORD,
                     "Password is shorter than the minimum of %lld characters", min);
         else
             r->password = strdup(password);
@@ -812,13 +799,13 @@ static void parse_annotations(parse_ctx *c, enroll_request *r)
 {
     if (given(c, F_METADATA)) {
         if (!json_is_object(c->v[F_METADATA]))
-            problem(c, "INVALID_FIELD", F_METADATA, "Metadata must be an object");
+            problem(c, HSE_INVALID_FIELD, F_METADATA, "Metadata must be an object");
         else
             r->metadata = json_incref(c->v[F_METADATA]);
     }
     if (given(c, F_ADDITIONAL_FIELDS)) {
         if (!json_is_object(c->v[F_ADDITIONAL_FIELDS]))
-            problem(c, "INVALID_FIELD", F_ADDITIONAL_FIELDS,
+            problem(c, HSE_INVALID_FIELD, F_ADDITIONAL_FIELDS,
                     "AdditionalEnrollmentFields must be an object");
         else
             r->additional_fields = json_incref(c->v[F_ADDITIONAL_FIELDS]);
@@ -827,12 +814,12 @@ static void parse_annotations(parse_ctx *c, enroll_request *r)
     want_int(c, F_OWNER_ROLE_ID, &r->owner_role_id);
     want_string(c, F_OWNER_ROLE_NAME, &role_name);
     if (r->owner_role_id >= 0 && role_name != NULL)
-        problem(c, "OWNER_ROLE_CONFLICT", F_OWNER_ROLE_NAME,
+        problem(c, HSE_OWNER_ROLE_CONFLICT, F_OWNER_ROLE_NAME,
                 "give OwnerRoleId or OwnerRoleName, not both");
     r->owner_role_name = dup_or_null(role_name);
     const char *s = NULL;
     if (want_string(c, F_TIMESTAMP, &s) && s != NULL && !timestamp_valid(s))
-        problem(c, "INVALID_TIMESTAMP", F_TIMESTAMP,
+        problem(c, HSE_INVALID_TIMESTAMP, F_TIMESTAMP,
                 "Timestamp must be ISO 8601 UTC, e.g. 2023-11-19T16:23:01Z");
     r->timestamp = (s != NULL && timestamp_valid(s)) ? strdup(s) : now_timestamp();
 }
@@ -840,14 +827,7 @@ static void parse_annotations(parse_ctx *c, enroll_request *r)
 /* The Id, read first so that every other problem is reported under it. */
 static void parse_id(parse_ctx *c, json_t *obj, enroll_request *r)
 {
-    json_t *id = NULL;
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        if (strcasecmp(key, "Id") == 0 && id == NULL)
-            id = value;
-    }
+    json_t *id = jobj_get(obj, "Id");
     char buf[32];
     const char *text = NULL;
     if (json_is_string(id))
@@ -857,11 +837,11 @@ static void parse_id(parse_ctx *c, json_t *obj, enroll_request *r)
         text = buf;
     }
     if (id == NULL)
-        problem(c, "MISSING_FIELD", F_ID, "Id is required (unique in the batch)");
+        problem(c, HSE_MISSING_FIELD, F_ID, "Id is required (unique in the batch)");
     else if (text == NULL)
-        problem(c, "INVALID_FIELD", F_ID, "Id must be a string");
+        problem(c, HSE_INVALID_FIELD, F_ID, "Id must be a string");
     else if (!output_name_is_safe(text))
-        problem(c, "INVALID_ID", F_ID,
+        problem(c, HSE_INVALID_ID, F_ID,
                 "Id must be 1-200 characters of A-Z a-z 0-9 . _ - and not start with '.' (it "
                 "names the output files)");
     if (text != NULL && output_name_is_safe(text))
@@ -874,18 +854,18 @@ enroll_request *request_parse(const char *text, size_t len, long line,
     json_error_t jerr;
     json_t *obj = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (obj == NULL) {
-        error_list_add(errors, "INVALID_JSON", NULL, "not valid JSON: %s (column %d)", jerr.text,
+        error_list_add(errors, HSE_INVALID_JSON, NULL, "not valid JSON: %s (column %d)", jerr.text,
                        jerr.column);
         return NULL;
     }
     if (!json_is_object(obj)) {
-        error_list_add(errors, "INVALID_JSON", NULL, "a request line must be a JSON object");
+        error_list_add(errors, HSE_INVALID_JSON, NULL, "a request line must be a JSON object");
         json_decref(obj);
         return NULL;
     }
     enroll_request *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        error_list_add(errors, "OUT_OF_MEMORY", NULL, "out of memory");
+        error_list_add(errors, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         json_decref(obj);
         return NULL;
     }
@@ -909,7 +889,7 @@ enroll_request *request_parse(const char *text, size_t len, long line,
     if (r->sans != NULL && line_sans != NULL) {
         parse_sans(&c, line_sans);
         if (san_merge(r->sans, line_sans) != 0)
-            error_list_add(errors, "OUT_OF_MEMORY", NULL, "out of memory");
+            error_list_add(errors, HSE_OUT_OF_MEMORY, NULL, "out of memory");
     }
     GENERAL_NAMES_free(line_sans);
     parse_enrollment(&c, r, defaults);

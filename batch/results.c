@@ -10,11 +10,11 @@
 int results_open(results_writer *w, const output_dir *dir, const char *name, enroll_error *err)
 {
     memset(w, 0, sizeof *w);
-    int fd = output_open_private(dir->fd, dir->path, name, 0, true, "WRITE_FAILED", err);
+    int fd = output_open_private(dir->fd, dir->path, name, 0, true, HSE_WRITE_FAILED, err);
     if (fd < 0)
         return -1;
     if ((w->file = fdopen(fd, "w")) == NULL) {
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot create %s/%s: %s", dir->path, name,
+        enroll_error_set(err, HSE_WRITE_FAILED, NULL, "cannot create %s/%s: %s", dir->path, name,
                          strerror(errno));
         close(fd);
         return -1;

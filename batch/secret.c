@@ -75,14 +75,14 @@ char *secret_read(const char *env_name, const char *file, const char *what, enro
         (typed = prompt_tty(what)) != NULL)
         return typed;
     if (file == NULL) {
-        enroll_error_set(err, "PIN_UNAVAILABLE", NULL, "no %s: set %s", what,
+        enroll_error_set(err, HSE_PIN_UNAVAILABLE, NULL, "no %s: set %s", what,
                          env_name ? env_name : "the PIN variable");
         return NULL;
     }
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        enroll_error_set(err, "PIN_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_PIN_UNAVAILABLE, NULL,
                          "no %s: %s is not set and %s cannot be "
                          "read (%s)",
                          what, env_name ? env_name : "no variable", file, strerror(errno));
@@ -91,7 +91,7 @@ char *secret_read(const char *env_name, const char *file, const char *what, enro
         return NULL;
     }
     if ((st.st_mode & 077) != 0) {
-        enroll_error_set(err, "PIN_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_PIN_UNAVAILABLE, NULL,
                          "%s holds a %s but is readable by others (mode %03o): chmod 600 it", file,
                          what, (unsigned)(st.st_mode & 0777));
         close(fd);
@@ -101,7 +101,7 @@ char *secret_read(const char *env_name, const char *file, const char *what, enro
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
     if (n <= 0) {
-        enroll_error_set(err, "PIN_UNAVAILABLE", NULL, "%s holds no %s", file, what);
+        enroll_error_set(err, HSE_PIN_UNAVAILABLE, NULL, "%s holds no %s", file, what);
         return NULL;
     }
     buf[n] = '\0';
@@ -137,7 +137,8 @@ int secret_write_file(const char *file, const char *value, enroll_error *err)
 {
     int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot create %s: %s", file, strerror(errno));
+        enroll_error_set(err, HSE_WRITE_FAILED, NULL, "cannot create %s: %s", file,
+                         strerror(errno));
         return -1;
     }
     size_t n = strlen(value);
@@ -145,7 +146,7 @@ int secret_write_file(const char *file, const char *value, enroll_error *err)
     close(fd);
     if (!ok) {
         unlink(file);
-        enroll_error_set(err, "WRITE_FAILED", NULL, "cannot write %s", file);
+        enroll_error_set(err, HSE_WRITE_FAILED, NULL, "cannot write %s", file);
         return -1;
     }
     return 0;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ca/answer.h"
+#include "batch/jsonobj.h"
 #include "formats/san.h"
 
 typedef struct cfssl_state {
@@ -16,8 +17,8 @@ static int cfssl_open(ca_connector *conn, ca_env *env, enroll_error *err)
     cfssl_state *st = net_connector_open(conn, env, sizeof *st, err);
     if (st == NULL)
         return -1;
-    st->profile = json_string_value(net_get(conn->cfg->raw, "Profile"));
-    st->label = json_string_value(net_get(conn->cfg->raw, "Label"));
+    st->profile = json_string_value(jobj_get(conn->cfg->raw, "Profile"));
+    st->label = json_string_value(jobj_get(conn->cfg->raw, "Label"));
     return 0;
 }
 
@@ -29,7 +30,7 @@ void cfssl_answer(net_ca *nc, ca_submission *sub, const http_request *req)
     if (!json_is_true(json_object_get(doc, "success")) || pem == NULL) {
         const char *why = json_string_value(
             json_object_get(json_array_get(json_object_get(doc, "errors"), 0), "message"));
-        enroll_error_set(&sub->answer.err, "CA_BAD_ANSWER", NULL, "CA \"%s\": %s", nc->cfg->name,
+        enroll_error_set(&sub->answer.err, HSE_CA_BAD_ANSWER, NULL, "CA \"%s\": %s", nc->cfg->name,
                          why ? why : "the answer holds no certificate");
         sub->answer.failed = true;
     } else {
@@ -48,7 +49,7 @@ static json_t *hosts_of(const GENERAL_NAMES *sans, enroll_error *err)
         char *colon = text ? strchr(text, ':') : NULL;
         if (colon == NULL || strncmp(text, "ms_ntprincipalname:", 19) == 0 ||
             strncmp(text, "registeredid:", 13) == 0) {
-            enroll_error_set(err, "CA_UNSUPPORTED", "SANs",
+            enroll_error_set(err, HSE_CA_UNSUPPORTED, "SANs",
                              "a cfssl CA certifies only dns, ip4, ip6, rfc822 and uri SANs");
             free(text);
             json_decref(hosts);

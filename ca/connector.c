@@ -26,14 +26,14 @@ int connectors_open(ca_env *env, enroll_error *err)
     const config *cfg = env->cfg;
     env->connectors = calloc(cfg->ca_count ? cfg->ca_count : 1, sizeof *env->connectors);
     if (env->connectors == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < cfg->ca_count; i++) {
         const config_ca *ca = &cfg->cas[i];
         const ca_connector_ops *ops = connector_ops_for(ca->type);
         if (ops == NULL) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                              "CertificateAuthorities[%zu] (\"%s\"): this build has no connector "
                              "for its Type",
                              i, ca->name);
@@ -41,7 +41,7 @@ int connectors_open(ca_env *env, enroll_error *err)
         }
         ca_connector *conn = calloc(1, sizeof *conn);
         if (conn == NULL) {
-            enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+            enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
             return -1;
         }
         conn->ops = ops;

@@ -13,7 +13,7 @@ static const unsigned char sha256_digest_info[] = {0x30, 0x31, 0x30, 0x0d, 0x06,
                                                    0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
                                                    0x01, 0x05, 0x00, 0x04, 0x20};
 
-void hsm_error_to_enroll(const hsm_error *herr, const char *code, enroll_error *err)
+void hsm_error_to_enroll(const hsm_error *herr, hse_code code, enroll_error *err)
 {
     enroll_error_set(err, code, NULL, "%s", herr->message);
 }
@@ -65,7 +65,7 @@ int hsm_signer_sign(void *ctx, sig_alg alg, const unsigned char *tbs, size_t tbs
         mechanism = CKM_EDDSA;
         break;
     default:
-        enroll_error_set(err, "SIGN_FAILED", NULL, "unsupported signature algorithm");
+        enroll_error_set(err, HSE_SIGN_FAILED, NULL, "unsupported signature algorithm");
         return -1;
     }
 
@@ -73,22 +73,22 @@ int hsm_signer_sign(void *ctx, sig_alg alg, const unsigned char *tbs, size_t tbs
     if (mechanism != CKM_ECDSA)
         return hsm_sign(c->session, c->key, mechanism, data, data_len, sig, sig_len, &herr) == 0
                    ? 0
-                   : (hsm_error_to_enroll(&herr, "HSM_SIGN_FAILED", err), -1);
+                   : (hsm_error_to_enroll(&herr, HSE_HSM_SIGN_FAILED, err), -1);
     unsigned char raw[160];
     size_t raw_len = sizeof raw;
     if (hsm_sign(c->session, c->key, mechanism, data, data_len, raw, &raw_len, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_SIGN_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_SIGN_FAILED, err);
         return -1;
     }
     if (ecdsa_raw_to_der(raw, raw_len, sig, sig_len) != 0) {
-        enroll_error_set(err, "HSM_SIGN_FAILED", NULL,
+        enroll_error_set(err, HSE_HSM_SIGN_FAILED, NULL,
                          "the token returned an ECDSA signature of %zu bytes", raw_len);
         return -1;
     }
     return 0;
 
 digest_failed:
-    enroll_error_set(err, "SIGN_FAILED", NULL, "digest failed");
+    enroll_error_set(err, HSE_SIGN_FAILED, NULL, "digest failed");
     enroll_error_add_openssl(err);
     return -1;
 }
@@ -110,6 +110,6 @@ EVP_PKEY *hsm_keypair_public(const hsm_keypair *pair, enroll_error *err)
     case HSM_KEY_ED448:
         return pubkey_from_eddsa(NID_ED448, pair->ec_point, pair->ec_point_len, err);
     }
-    enroll_error_set(err, "INVALID_KEY", NULL, "unknown key type");
+    enroll_error_set(err, HSE_INVALID_KEY, NULL, "unknown key type");
     return NULL;
 }

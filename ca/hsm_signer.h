@@ -24,6 +24,6 @@ int hsm_signer_sign(void *ctx, sig_alg alg, const unsigned char *tbs, size_t tbs
 EVP_PKEY *hsm_keypair_public(const hsm_keypair *pair, enroll_error *err);
 
 /* Turns an hsm_error into an enroll_error with the given code (e.g. "HSM_KEYGEN_FAILED"). */
-void hsm_error_to_enroll(const hsm_error *herr, const char *code, enroll_error *err);
+void hsm_error_to_enroll(const hsm_error *herr, hse_code code, enroll_error *err);
 
 #endif

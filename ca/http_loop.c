@@ -339,7 +339,7 @@ http_loop *http_loop_start(int inflight, enroll_error *err)
 {
     http_loop *loop = calloc(1, sizeof *loop);
     if (loop == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
     loop->inflight = inflight > 0 ? inflight : 1;
@@ -348,7 +348,7 @@ http_loop *http_loop_start(int inflight, enroll_error *err)
     loop->multi = curl_multi_init();
     if (loop->multi == NULL) {
         free(loop);
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot start libcurl");
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot start libcurl");
         return NULL;
     }
     curl_multi_setopt(loop->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
@@ -360,7 +360,7 @@ http_loop *http_loop_start(int inflight, enroll_error *err)
         pthread_mutex_destroy(&loop->lock);
         pthread_cond_destroy(&loop->idle);
         free(loop);
-        enroll_error_set(err, "THREAD", NULL, "cannot start the network thread");
+        enroll_error_set(err, HSE_THREAD, NULL, "cannot start the network thread");
         return NULL;
     }
     return loop;
@@ -429,17 +429,17 @@ void http_request_error(const http_request *req, const char *ca_name, enroll_err
 {
     char excerpt[256];
     if (req->curl_rc != CURLE_OK) {
-        const char *code = "CA_UNREACHABLE";
+        hse_code code = HSE_CA_UNREACHABLE;
         switch (req->curl_rc) {
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_SSL_CERTPROBLEM:
         case CURLE_SSL_CACERT_BADFILE:
         case CURLE_SSL_CIPHER:
-            code = "CA_TLS";
+            code = HSE_CA_TLS;
             break;
         case CURLE_OPERATION_TIMEDOUT:
-            code = "CA_TIMEOUT";
+            code = HSE_CA_TIMEOUT;
             break;
         default:
             break;
@@ -451,10 +451,10 @@ void http_request_error(const http_request *req, const char *ca_name, enroll_err
         return;
     }
     answer_excerpt(req, excerpt, sizeof excerpt);
-    const char *code = req->status == 401                                    ? "CA_AUTH_FAILED"
-                       : req->status == 403                                  ? "CA_FORBIDDEN"
-                       : req->status >= 500 || status_retryable(req->status) ? "CA_UNAVAILABLE"
-                                                                             : "CA_REJECTED";
+    hse_code code = req->status == 401                                    ? HSE_CA_AUTH_FAILED
+                    : req->status == 403                                  ? HSE_CA_FORBIDDEN
+                    : req->status >= 500 || status_retryable(req->status) ? HSE_CA_UNAVAILABLE
+                                                                          : HSE_CA_REJECTED;
     enroll_error_set(err, code, NULL, "CA \"%s\": HTTP %ld after %d attempt%s%s%s", ca_name,
                      req->status, req->attempts, req->attempts == 1 ? "" : "s",
                      excerpt[0] ? ": " : "", excerpt);

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "ca/answer.h"
+#include "batch/jsonobj.h"
 
 typedef struct keyfactor_state {
     net_ca nc;               /* first: net_connector_close */
@@ -18,9 +19,9 @@ static int keyfactor_open(ca_connector *conn, ca_env *env, enroll_error *err)
     keyfactor_state *st = net_connector_open(conn, env, sizeof *st, err);
     if (st == NULL)
         return -1;
-    const char *remote = json_string_value(net_get(conn->cfg->raw, "RemoteName"));
+    const char *remote = json_string_value(jobj_get(conn->cfg->raw, "RemoteName"));
     st->remote_name = remote ? remote : conn->cfg->name;
-    const char *version = json_string_value(net_get(conn->cfg->raw, "ApiVersion"));
+    const char *version = json_string_value(jobj_get(conn->cfg->raw, "ApiVersion"));
     snprintf(st->version_header, sizeof st->version_header, "x-keyfactor-api-version: %.20s",
              version ? version : "1");
     return 0;
@@ -36,27 +37,27 @@ void keyfactor_answer(net_ca *nc, ca_submission *sub, const http_request *req)
 {
     ca_answer *a = &sub->answer;
     json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
-    json_t *info = net_get(doc, "CertificateInformation");
+    json_t *info = jobj_get(doc, "CertificateInformation");
     if (!json_is_object(info)) {
-        enroll_error_set(&a->err, "CA_BAD_ANSWER", NULL,
+        enroll_error_set(&a->err, HSE_CA_BAD_ANSWER, NULL,
                          "CA \"%s\": the answer has no CertificateInformation object",
                          nc->cfg->name);
         a->failed = true;
         json_decref(doc);
         return;
     }
-    a->keyfactor_id = json_integer_value(net_get(info, "KeyfactorID"));
-    a->request_id = json_integer_value(net_get(info, "KeyfactorRequestId"));
-    const char *disposition = json_string_value(net_get(info, "RequestDisposition"));
+    a->keyfactor_id = json_integer_value(jobj_get(info, "KeyfactorID"));
+    a->request_id = json_integer_value(jobj_get(info, "KeyfactorRequestId"));
+    const char *disposition = json_string_value(jobj_get(info, "RequestDisposition"));
     if (disposition != NULL && strcasecmp(disposition, "ISSUED") != 0) {
         a->pending = true;
-        copy_string(a->disposition, sizeof a->disposition, net_get(info, "RequestDisposition"));
+        copy_string(a->disposition, sizeof a->disposition, jobj_get(info, "RequestDisposition"));
         copy_string(a->disposition_message, sizeof a->disposition_message,
-                    net_get(info, "DispositionMessage"));
+                    jobj_get(info, "DispositionMessage"));
         json_decref(doc);
         return;
     }
-    json_t *list = net_get(info, "Certificates");
+    json_t *list = jobj_get(info, "Certificates");
     STACK_OF(X509) *certs = NULL;
     size_t i;
     json_t *item;

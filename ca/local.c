@@ -35,14 +35,14 @@ static int local_open(ca_connector *conn, ca_env *env, enroll_error *err)
     const config_ca *cfg = conn->cfg;
     int token = token_index(env, cfg->token ? cfg->token : "");
     if (token < 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "CA \"%s\": its token \"%s\" is not open in this run", cfg->name,
                          cfg->token ? cfg->token : "");
         return -1;
     }
     local_state *st = calloc(1, sizeof *st);
     if (st == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     st->token = (size_t)token;

@@ -19,6 +19,7 @@
 #include "formats/base64.h"
 #include "formats/csr.h"
 #include "formats/dn.h"
+#include "formats/hex.h"
 #include "ca/hsm_signer.h"
 
 static const char *const ROOT_LABEL = "hsmenroll-ca-root";
@@ -48,29 +49,6 @@ bool local_ca_exists(const char *home)
     bool exists = p != NULL && access(p, F_OK) == 0;
     free(p);
     return exists;
-}
-
-static void hex(const unsigned char *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int unhex(const char *in, unsigned char *out, size_t n)
-{
-    if (in == NULL || strlen(in) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(in + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 /* A positive, non-zero 128-bit serial from the CSPRNG (RFC 5280 section 4.1.2.2). */
@@ -119,7 +97,7 @@ static X509 *make_ca_cert(const char *subject_text, X509 *issuer, EVP_PKEY *pub,
         !add_conf_ext(cert, issuer, NID_subject_key_identifier, "hash") ||
         (issuer != NULL &&
          !add_conf_ext(cert, issuer, NID_authority_key_identifier, "keyid:always"))) {
-        enroll_error_set(err, "CA_INIT_FAILED", NULL, "cannot build the CA certificate %s",
+        enroll_error_set(err, HSE_CA_INIT_FAILED, NULL, "cannot build the CA certificate %s",
                          subject_text);
         enroll_error_add_openssl(err);
         goto done;
@@ -161,11 +139,11 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
                     enroll_error *err)
 {
     if (local_ca_exists(home)) {
-        enroll_error_set(err, "CA_EXISTS", NULL, "%s already holds a CA (ca.json)", home);
+        enroll_error_set(err, HSE_CA_EXISTS, NULL, "%s already holds a CA (ca.json)", home);
         return -1;
     }
     if (mkdir(home, 0700) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "CA_INIT_FAILED", NULL, "cannot create %s: %s", home,
+        enroll_error_set(err, HSE_CA_INIT_FAILED, NULL, "cannot create %s: %s", home,
                          strerror(errno));
         return -1;
     }
@@ -182,7 +160,7 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
                              &herr) != 0 ||
         hsm_generate_keypair(session, &opt->issuing_key, HSM_STORAGE_TOKEN, ISSUING_LABEL,
                              &issuing_pair, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "CA_INIT_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_CA_INIT_FAILED, err);
         goto done;
     }
     root_pub = hsm_keypair_public(&root_pair, err);
@@ -193,7 +171,7 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
     unsigned char tag[2];
     char tag_hex[5], root_dn[160], issuing_dn[160];
     RAND_bytes(tag, sizeof tag);
-    hex(tag, sizeof tag, tag_hex);
+    hex_encode(tag, sizeof tag, tag_hex, sizeof tag_hex, false);
     snprintf(root_dn, sizeof root_dn, "CN=%s Root CA %s,O=%s embedded CA", opt->name, tag_hex,
              opt->name);
     snprintf(issuing_dn, sizeof issuing_dn, "CN=%s Issuing CA %s,O=%s embedded CA", opt->name,
@@ -226,8 +204,8 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
         goto done;
 
     char root_id[2 * HSM_KEY_ID_LEN + 1], issuing_id[2 * HSM_KEY_ID_LEN + 1];
-    hex(root_pair.id, HSM_KEY_ID_LEN, root_id);
-    hex(issuing_pair.id, HSM_KEY_ID_LEN, issuing_id);
+    hex_encode(root_pair.id, HSM_KEY_ID_LEN, root_id, sizeof root_id, false);
+    hex_encode(issuing_pair.id, HSM_KEY_ID_LEN, issuing_id, sizeof issuing_id, false);
     uri_root = hsm_object_uri(&session->token->desc, root_pair.id, HSM_KEY_ID_LEN, ROOT_LABEL,
                               CKO_PRIVATE_KEY);
     uri_issuing = hsm_object_uri(&session->token->desc, issuing_pair.id, HSM_KEY_ID_LEN,
@@ -268,7 +246,7 @@ static X509 *read_cert(const char *home, const char *name, enroll_error *err)
     FILE *f = p ? fopen(p, "r") : NULL;
     X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
     if (cert == NULL)
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot read the CA certificate %s",
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot read the CA certificate %s",
                          p ? p : name);
     if (f != NULL)
         fclose(f);
@@ -427,9 +405,9 @@ int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
                              sizeof ca->issuing_key_id, NULL, found, 2, &herr);
     if (n != 1) {
         if (n < 0)
-            hsm_error_to_enroll(&herr, "CA_UNAVAILABLE", err);
+            hsm_error_to_enroll(&herr, HSE_CA_UNAVAILABLE, err);
         else
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                              "the issuing CA key %s is %s in token \"%s\"",
                              ca->issuing_key_uri ? ca->issuing_key_uri : "(no URI)",
                              n == 0 ? "missing" : "not unique", session->token->desc.label);
@@ -449,7 +427,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     json_t *state = p ? json_load_file(p, 0, &jerr) : NULL;
     free(p);
     if (state == NULL) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "no embedded CA in %s (run `hsmenroll ca init`)", home);
         return -1;
     }
@@ -460,15 +438,16 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->token_label = strdup(token ? token : "");
     ca->issuing_key_uri = uri ? strdup(uri) : NULL;
     ca->root_key_uri = root_uri ? strdup(root_uri) : NULL;
-    int bad_id = unhex(json_string_value(json_object_get(state, "IssuingKeyId")), id,
-                       sizeof ca->issuing_key_id);
+    int bad_id = hex_decode(json_string_value(json_object_get(state, "IssuingKeyId")), id,
+                            sizeof ca->issuing_key_id);
     json_decref(state);
     if (bad_id) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s/ca.json has no valid IssuingKeyId", home);
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s/ca.json has no valid IssuingKeyId",
+                         home);
         return -1;
     }
     if (token != NULL && strcmp(ca->token_label, session->token->desc.label) != 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "the embedded CA's keys are in token \"%s\", not \"%s\"", ca->token_label,
                          session->token->desc.label);
         return -1;
@@ -494,7 +473,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->ext_eku = X509V3_EXT_conf_nid(NULL, &ctx, NID_ext_key_usage, "serverAuth,clientAuth");
     ca->ext_aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
     if (ca->ext_basic == NULL || ca->ext_eku == NULL || ca->ext_aki == NULL) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot prepare the CA's extensions");
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot prepare the CA's extensions");
         enroll_error_add_openssl(err);
         return -1;
     }
@@ -502,7 +481,7 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
     ca->log = p ? fopen(p, "a+e") : NULL;
     free(p);
     if (ca->log == NULL) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "cannot open %s/issued.ndjson: %s", home,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot open %s/issued.ndjson: %s", home,
                          strerror(errno));
         return -1;
     }
@@ -593,7 +572,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
     if (pub == NULL || X509_REQ_verify(csr, pub) != 1) {
         ERR_clear_error();
-        enroll_error_set(err, "CA_REJECTED", NULL,
+        enroll_error_set(err, HSE_CA_REJECTED, NULL,
                          "the request's signature does not verify (no proof of possession)");
         return -1;
     }
@@ -619,7 +598,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                 return 0;
             }
             X509_free(earlier);
-            enroll_error_set(err, "CA_DUPLICATE_REQUEST", NULL,
+            enroll_error_set(err, HSE_CA_DUPLICATE_REQUEST, NULL,
                              "request %s of run %s was issued before for another key",
                              params->request_id, params->run_id);
             return -1;
@@ -639,7 +618,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
          X509_add_ext(cert, ca->ext_eku, -1) && add_subject_key_id(cert, pub) &&
          X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans);
     if (!ok) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot build the certificate");
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot build the certificate");
         enroll_error_add_openssl(err);
         X509_free(cert);
         return -1;
@@ -700,7 +679,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     OPENSSL_free(serial_hex);
     BN_free(serial);
     if (!logged) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL,
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL,
                          "cannot record the issuance in %s/issued.ndjson", ca->home);
         X509_free(out->cert);
         out->cert = NULL;

@@ -12,26 +12,13 @@
 
 #include "formats/base64.h"
 #include "formats/san.h"
+#include "batch/jsonobj.h"
 #include "batch/log.h"
 #include "batch/secret.h"
 
-json_t *net_get(const json_t *obj, const char *key)
-{
-    const char *k;
-    json_t *value;
-    if (!json_is_object(obj))
-        return NULL;
-    json_object_foreach((json_t *)obj, k, value)
-    {
-        if (strcasecmp(k, key) == 0)
-            return value;
-    }
-    return NULL;
-}
-
 static const char *entry_string(const config_ca *cfg, const char *key)
 {
-    return json_string_value(net_get(cfg->raw, key));
+    return json_string_value(jobj_get(cfg->raw, key));
 }
 
 /* A path of the configuration, taken from the configuration file's directory when relative. */
@@ -51,11 +38,11 @@ static char *config_path(const config *cfg, const char *path)
 static long entry_number(const config_ca *cfg, const char *key, long fallback, long min, long max,
                          const char *where, enroll_error *err, int *bad)
 {
-    json_t *v = net_get(cfg->raw, key);
+    json_t *v = jobj_get(cfg->raw, key);
     if (v == NULL)
         return fallback;
     if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.%s: must be a number from %ld to %ld",
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.%s: must be a number from %ld to %ld",
                          where, key, min, max);
         *bad = 1;
         return fallback;
@@ -68,30 +55,41 @@ static long entry_number(const config_ca *cfg, const char *key, long fallback, l
  * itself. */
 static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
 {
-    json_t *auth = net_get(nc->cfg->raw, "Auth");
+    json_t *auth = jobj_get(nc->cfg->raw, "Auth");
     if (auth == NULL)
         return 0;
     static const char *const keys[] = {"Type",     "User",        "UserEnv",
                                        "UserFile", "PasswordEnv", "PasswordFile",
                                        "TokenEnv", "TokenFile",   NULL};
+    /* The first key that is unknown or not a string, in the object's order; of two casings of
+     * a key, the first is taken. */
+    jobj_key_check unknown = {0};
+    while (jobj_check_keys(auth, keys, &unknown) && unknown.known_index >= 0)
+        ;
+    bool has_unknown = unknown.key != NULL && unknown.known_index < 0;
     const char *k;
     json_t *v;
+    size_t position = 0;
     json_object_foreach(auth, k, v)
     {
-        bool known = false;
-        for (size_t i = 0; keys[i] != NULL && !known; i++)
-            known = strcasecmp(k, keys[i]) == 0;
-        if (!known || !json_is_string(v)) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.Auth.%s: %s", where, k,
-                             known ? "must be a string" : "unknown key");
+        if (has_unknown && position == unknown.position)
+            break;
+        if (!json_is_string(v)) {
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.Auth.%s: must be a string", where, k);
             return -1;
         }
+        position++;
     }
-    const char *type = json_string_value(net_get(auth, "Type"));
+    if (has_unknown) {
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.Auth.%s: unknown key", where,
+                         unknown.key);
+        return -1;
+    }
+    const char *type = json_string_value(jobj_get(auth, "Type"));
     char *(*read)(const char *, const char *, const char *, enroll_error *) = secret_read;
     if (type != NULL && strcasecmp(type, "Bearer") == 0) {
-        char *token = read(json_string_value(net_get(auth, "TokenEnv")),
-                           json_string_value(net_get(auth, "TokenFile")), "bearer token", err);
+        char *token = read(json_string_value(jobj_get(auth, "TokenEnv")),
+                           json_string_value(jobj_get(auth, "TokenFile")), "bearer token", err);
         if (token == NULL)
             return -1;
         size_t n = strlen(token) + 8;
@@ -102,21 +100,21 @@ static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
         return nc->authorization ? 0 : -1;
     }
     if (type == NULL || strcasecmp(type, "Basic") != 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                          "%s.Auth.Type: must be \"Basic\" or \"Bearer\"", where);
         return -1;
     }
     char *user = NULL;
-    const char *plain_user = json_string_value(net_get(auth, "User"));
+    const char *plain_user = json_string_value(jobj_get(auth, "User"));
     if (plain_user != NULL)
         user = strdup(plain_user);
     else
-        user = read(json_string_value(net_get(auth, "UserEnv")),
-                    json_string_value(net_get(auth, "UserFile")), "user name", err);
+        user = read(json_string_value(jobj_get(auth, "UserEnv")),
+                    json_string_value(jobj_get(auth, "UserFile")), "user name", err);
     if (user == NULL)
         return -1;
-    char *password = read(json_string_value(net_get(auth, "PasswordEnv")),
-                          json_string_value(net_get(auth, "PasswordFile")), "password", err);
+    char *password = read(json_string_value(jobj_get(auth, "PasswordEnv")),
+                          json_string_value(jobj_get(auth, "PasswordFile")), "password", err);
     if (password == NULL) {
         secret_free(user);
         return -1;
@@ -157,7 +155,7 @@ static int read_chain_file(net_ca *nc, const char *where, enroll_error *err)
         BIO_free(bio);
     }
     if (nc->chain == NULL || sk_X509_num(nc->chain) == 0) {
-        enroll_error_set(err, "CA_UNAVAILABLE", NULL, "%s.ChainFile: no certificate in %s", where,
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.ChainFile: no certificate in %s", where,
                          path);
         free(path);
         return -1;
@@ -192,7 +190,7 @@ int net_ca_open(net_ca *nc, const config_ca *cfg, ca_env *env, enroll_error *err
     nc->endpoint.trust_bundle = nc->trust_bundle;
     nc->endpoint.client_cert = nc->client_cert;
     nc->endpoint.client_key = nc->client_key;
-    nc->endpoint.insecure = json_is_true(net_get(cfg->raw, "InsecureSkipTlsVerify"));
+    nc->endpoint.insecure = json_is_true(jobj_get(cfg->raw, "InsecureSkipTlsVerify"));
     if (nc->endpoint.insecure)
         log_warning("CA \"%s\": TLS VERIFICATION IS OFF (InsecureSkipTlsVerify): anyone on the "
                     "path can impersonate this CA and read the requests",
@@ -249,7 +247,7 @@ void *net_connector_open(ca_connector *conn, ca_env *env, size_t state_size, enr
 {
     net_ca *nc = calloc(1, state_size);
     if (nc == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
     if (net_ca_open(nc, conn->cfg, env, err) != 0) {
@@ -286,7 +284,7 @@ submit_status net_ca_submit(net_ca *nc, ca_submission *sub, const char *path, js
     free(text);
     if (req == NULL) {
         free(call);
-        enroll_error_set(&sub->answer.err, "OUT_OF_MEMORY", NULL,
+        enroll_error_set(&sub->answer.err, HSE_OUT_OF_MEMORY, NULL,
                          "cannot prepare the request to CA \"%s\"", nc->cfg->name);
         sub->answer.failed = true;
         return SUBMIT_DONE;
@@ -333,7 +331,7 @@ int net_take_certificates(net_ca *nc, ca_submission *sub, STACK_OF(X509) * certs
             leaf = i;
     if (leaf < 0) {
         sk_X509_pop_free(certs, X509_free);
-        enroll_error_set(&sub->answer.err, "CA_BAD_ANSWER", NULL,
+        enroll_error_set(&sub->answer.err, HSE_CA_BAD_ANSWER, NULL,
                          "CA \"%s\": the answer holds no certificate for the request's key",
                          nc->cfg->name);
         sub->answer.failed = true;

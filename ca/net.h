@@ -58,7 +58,4 @@ json_t *net_sans_object(const GENERAL_NAMES *sans);
 /* The CSR as PEM text (malloc'd). */
 char *net_csr_pem(const X509_REQ *csr);
 
-/* The member of obj named key, case-insensitively. */
-json_t *net_get(const json_t *obj, const char *key);
-
 #endif

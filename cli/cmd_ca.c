@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "formats/dn.h"
+#include "formats/hex.h"
 #include "ca/local_ca.h"
 #include "batch/log.h"
 #include "engine/setup.h"
@@ -75,8 +76,7 @@ static json_t *describe_cert(const char *path)
     unsigned int n = 0;
     X509_digest(cert, EVP_sha256(), md, &n);
     char fp[EVP_MAX_MD_SIZE * 2 + 1];
-    for (unsigned i = 0; i < n; i++)
-        snprintf(fp + 2 * i, 3, "%02X", md[i]);
+    hex_encode(md, n, fp, sizeof fp, true);
     char nb[32] = "?", na[32] = "?";
     struct tm tm;
     if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm))
@@ -235,7 +235,7 @@ int cli_ca(int argc, char **argv)
         }
     }
     if (chosen == NULL) {
-        enroll_error_set(&err, "CA_UNAVAILABLE", NULL, "%s has no local CA%s%s", s.cfg->source,
+        enroll_error_set(&err, HSE_CA_UNAVAILABLE, NULL, "%s has no local CA%s%s", s.cfg->source,
                          ca_name ? " named " : "", ca_name ? ca_name : "");
         goto done;
     }
@@ -247,7 +247,7 @@ int cli_ca(int argc, char **argv)
         const config_ca *ca = &s.cfg->cas[i];
         if (ca->type == CA_TYPE_LOCAL && (ca_name == NULL || ca == chosen) &&
             local_ca_exists(ca->home)) {
-            enroll_error_set(&err, "CA_EXISTS", NULL,
+            enroll_error_set(&err, HSE_CA_EXISTS, NULL,
                              "CA \"%s\" already exists in %s; move that directory away to make "
                              "a new one",
                              ca->name, ca->home);

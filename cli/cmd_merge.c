@@ -125,7 +125,8 @@ int cli_merge(int argc, char **argv)
                                            : "not a regular file");
         } else {
             unlink(tmp); /* a leftover of an interrupted merge (or a planted link) */
-            fd = output_open_private(AT_FDCWD, NULL, tmp, O_EXCL, false, "WRITE_FAILED", &open_err);
+            fd = output_open_private(AT_FDCWD, NULL, tmp, O_EXCL, false, HSE_WRITE_FAILED,
+                                     &open_err);
             if (fd < 0)
                 log_error("merge: %s: %s", open_err.code, open_err.message);
         }

@@ -237,7 +237,7 @@ int cli_serve(int argc, char **argv)
         FILE *f = fopen(tmp, "w");
         if (f == NULL || fprintf(f, "%s\n", server_url(srv)) < 0 || fclose(f) != 0 ||
             rename(tmp, ready_file) != 0) {
-            enroll_error_set(&err, "SERVE_READY_FILE", NULL, "cannot write %s: %s", ready_file,
+            enroll_error_set(&err, HSE_SERVE_READY_FILE, NULL, "cannot write %s: %s", ready_file,
                              strerror(errno));
             goto done;
         }

@@ -189,7 +189,7 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
     hsm_token_desc tokens[64];
     int n = hsm_module_list_tokens(module, tokens, 64, &herr);
     if (n < 0) {
-        hsm_error_to_enroll(&herr, "HSM_MODULE", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_MODULE, err);
         return -1;
     }
     json_t *out = json_array();
@@ -311,7 +311,7 @@ int cli_token(int argc, char **argv)
         goto done;
     if (operand == 2) {
         if (journal_count == 0) {
-            enroll_error_set(&err, "USAGE", NULL,
+            enroll_error_set(&err, HSE_USAGE, NULL,
                              "token gc needs at least one --journal: without one every key would "
                              "look orphaned");
             goto done;
@@ -339,9 +339,9 @@ int cli_token(int argc, char **argv)
     if (label != NULL) {
         hsm_error herr;
         bool created = false;
-        s.module = hsm_module_load(s.cfg->hsm.module, &herr);
+        s.module = hsm_module_load_args(s.cfg->hsm.module, s.cfg->hsm.init_args, &herr);
         if (s.module == NULL) {
-            hsm_error_to_enroll(&herr, "HSM_MODULE", &err);
+            hsm_error_to_enroll(&herr, HSE_HSM_MODULE, &err);
             goto done;
         }
         if (setup_ensure_token(&s, label, &created, &err) != 0)

@@ -94,7 +94,7 @@ int cli_validate(int argc, char **argv)
         int fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         out = fd >= 0 ? fdopen(fd, "w") : NULL;
         if (out == NULL) {
-            enroll_error_set(&err, "WRITE_FAILED", NULL, "cannot create %s: %s", output,
+            enroll_error_set(&err, HSE_WRITE_FAILED, NULL, "cannot create %s: %s", output,
                              strerror(errno));
             out = stdout;
             goto done;
@@ -112,10 +112,10 @@ int cli_validate(int argc, char **argv)
     line_checker_free(&checker);
     double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     if (read_rc != 0)
-        enroll_error_set(&err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld", batch,
+        enroll_error_set(&err, HSE_BATCH_UNREADABLE, NULL, "cannot read %s after line %ld", batch,
                          reader.line);
     else if (fflush(out) != 0 || ferror(out))
-        enroll_error_set(&err, "WRITE_FAILED", NULL, "cannot write the results");
+        enroll_error_set(&err, HSE_WRITE_FAILED, NULL, "cannot write the results");
     if (err.code[0] == '\0') {
         long total = counts.valid + counts.invalid;
         log_info("%ld line%s: %ld valid, %ld invalid in %.2f s (%.0f lines/s)", total,

@@ -63,13 +63,17 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
     hsm_error herr;
     const request_key *key = &j->req->key;
     if (j->pair.storage == HSM_STORAGE_WRAPPABLE) {
-        int rc = hsm_wrap_private_key(s, hsm_context_kek_handle(r->hsm, j->token),
-                                      j->pair.private_key, &j->wrapped_key, &j->wrapped_len, &herr);
+        int rc = hsm_wrap_private_key_with(
+            s, r->hsm->wrap_mechanism, hsm_context_kek_handle(r->hsm, j->token),
+            j->pair.private_key, &j->wrapped_key, &j->wrapped_len, &herr);
         if (rc == 0) {
             int unknown = EXPORT_UNKNOWN;
             atomic_compare_exchange_strong(&r->hsm->export_methods[key->algorithm], &unknown,
                                            EXPORT_WRAP);
-            j->export_kind = KEY_EXPORT_PKCS8;
+            j->export_kind = r->hsm->wrap_scheme == HSM_WRAP_RFC3394_PKCS7
+                                 ? KEY_EXPORT_PKCS8_KW_PKCS7
+                             : r->hsm->wrap_scheme == HSM_WRAP_CBC_PAD ? KEY_EXPORT_PKCS8_CBC_PAD
+                                                                       : KEY_EXPORT_PKCS8;
             return 0;
         }
         if ((herr.rv == CKR_KEY_NOT_WRAPPABLE || herr.rv == CKR_KEY_UNEXTRACTABLE) &&
@@ -83,13 +87,22 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
                          key_algorithm_name(key->algorithm));
             return 1;
         }
-        hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", &j->err);
+        hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
+        if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_UNKNOWN) {
+            /* Never wrapped one of this type: the module cannot. The key is destroyed before
+             * any CA sees it, and later requests for this type are refused before keygen. */
+            atomic_store(&r->hsm->export_methods[key->algorithm], EXPORT_NONE);
+            snprintf(j->err.message, sizeof j->err.message,
+                     "this module cannot export %s keys (%.200s): use KeyStorage token",
+                     key_algorithm_name(key->algorithm), herr.message);
+            enroll_error_set_code(&j->err, HSE_HSM_CANNOT_EXPORT);
+        }
         return -1;
     }
     unsigned char *raw = NULL;
     size_t raw_len = 0;
     if (hsm_read_private_value(s, j->pair.private_key, &raw, &raw_len, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_EXPORT_FAILED", &j->err);
+        hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
         return -1;
     }
     int rc = kwp_wrap(r->hsm->kek, raw, raw_len, &j->wrapped_key, &j->wrapped_len, &j->err);
@@ -165,6 +178,53 @@ static const char *key_label(const enroll_request *req)
     return req->operation == OP_REENROLLMENT ? req->alias : req->id;
 }
 
+static EVP_PKEY *unwrap_key(run *r, job *j);
+
+/* Refuses, before any key is made, what the key token cannot do: generate this key type, or
+ * (export keys) let it out. The wrapping key is made here by the first export request. */
+static int check_capabilities(run *r, job *j, const hsm_key_spec *spec, bool export_key)
+{
+    char why[300];
+    if (!hsm_context_can_generate(r->hsm, j->token, spec, why, sizeof why)) {
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_GENERATE, "KeyType", "%s", why);
+        return -1;
+    }
+    if (!export_key)
+        return 0;
+    const request_key *key = &j->req->key;
+    if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_NONE) {
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage",
+                         "this module cannot export %s keys: use KeyStorage token",
+                         key_algorithm_name(key->algorithm));
+        return -1;
+    }
+    if (!hsm_context_can_export(r->hsm, why, sizeof why)) {
+        enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage", "%s", why);
+        return -1;
+    }
+    return hsm_context_export_ready(r->hsm, recovery_note_kek, r, &j->err);
+}
+
+/* The export round trip, proven before the CSR goes anywhere: the wrapped key unwraps in process
+ * to the private half of the public key the token gave. */
+static int prove_export(run *r, job *j, EVP_PKEY *pub)
+{
+    EVP_PKEY *priv = unwrap_key(r, j);
+    int same = priv != NULL ? EVP_PKEY_eq(priv, pub) : 0;
+    EVP_PKEY_free(priv);
+    if (same == 1)
+        return 0;
+    const request_key *key = &j->req->key;
+    atomic_store(&r->hsm->export_methods[key->algorithm], EXPORT_NONE);
+    char detail[200];
+    snprintf(detail, sizeof detail, "%.150s", priv == NULL ? j->err.message : "another key");
+    enroll_error_set(&j->err, HSE_HSM_CANNOT_EXPORT, "KeyStorage",
+                     "this module cannot export %s keys: what it wrapped does not unwrap to the "
+                     "generated key (%s): use KeyStorage token",
+                     key_algorithm_name(key->algorithm), detail);
+    return -1;
+}
+
 static int generate_once(worker *w, job *j)
 {
     run *r = w->run;
@@ -173,6 +233,8 @@ static int generate_once(worker *w, job *j)
     hsm_key_spec spec = enroll_hsm_spec(&req->key);
     bool export_key = req->storage == STORAGE_EXPORT;
     hsm_error herr;
+    if (check_capabilities(r, j, &spec, export_key) != 0)
+        return -1;
     for (int attempt = 0; attempt < 2; attempt++) {
         hsm_key_storage storage = HSM_STORAGE_TOKEN;
         if (export_key)
@@ -185,7 +247,7 @@ static int generate_once(worker *w, job *j)
         int made =
             hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair, &herr);
         if (made != 0) {
-            hsm_error_to_enroll(&herr, "HSM_KEYGEN_FAILED", &j->err);
+            hsm_error_to_enroll(&herr, HSE_HSM_KEYGEN_FAILED, &j->err);
             return -1;
         }
         j->have_pair = true;
@@ -202,7 +264,7 @@ static int generate_once(worker *w, job *j)
         j->have_pair = false;
     }
     if (!j->have_pair) {
-        enroll_error_set(&j->err, "HSM_EXPORT_FAILED", NULL,
+        enroll_error_set(&j->err, HSE_HSM_EXPORT_FAILED, NULL,
                          "the module lets this key type out neither wrapped nor read");
         return -1;
     }
@@ -211,6 +273,10 @@ static int generate_once(worker *w, job *j)
     EVP_PKEY *pub = hsm_keypair_public(&j->pair, &j->err);
     if (pub == NULL)
         return -1;
+    if (export_key && prove_export(r, j, pub) != 0) {
+        EVP_PKEY_free(pub);
+        return -1; /* the key pair goes at cleanup: no CSR was made */
+    }
     signer sg;
     hsm_signer_ctx ctx;
     hsm_signer_init(&sg, &ctx, s, j->pair.private_key, sig_alg_for_key(pub));
@@ -270,7 +336,7 @@ static int prepare_reenrollment(worker *w, job *j)
     const config_store *store = j->policy.store;
     int t = store != NULL ? hsm_context_token_index(r->hsm, store->token) : -1;
     if (t < 0) {
-        enroll_error_set(&j->err, "STORE_UNAVAILABLE", "KeystoreId",
+        enroll_error_set(&j->err, HSE_STORE_UNAVAILABLE, "KeystoreId",
                          "the token \"%s\" of store %s is not present", store ? store->token : "?",
                          j->req->store_id);
         return -1;
@@ -280,7 +346,7 @@ static int prepare_reenrollment(worker *w, job *j)
     if (ix == NULL)
         return -1;
     if (store_alias_current(store_index_find(ix, j->req->alias)) == NULL) {
-        enroll_error_set(&j->err, "STORE_ALIAS_UNKNOWN", "Alias",
+        enroll_error_set(&j->err, HSE_STORE_ALIAS_UNKNOWN, "Alias",
                          "store %s has no alias \"%.80s\" with a key and a certificate", store->id,
                          j->req->alias);
         return -1;
@@ -300,7 +366,7 @@ static int retire_others(hsm_session *s, job *j, const store_alias *a, const uns
             continue;
         if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
             destroy_handle(s, e->public_key) != 0) {
-            enroll_error_set(&j->err, "STORE_INSTALL_FAILED", "Alias",
+            enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, "Alias",
                              "the new certificate is installed under \"%.80s\", but an old key "
                              "or certificate could not be removed",
                              a->alias);
@@ -334,9 +400,9 @@ static int install_certificate(hsm_session *s, job *j, const char *alias, const 
                                    (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
         rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
         if (rc != 0)
-            hsm_error_to_enroll(&herr, "STORE_INSTALL_FAILED", &j->err);
+            hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, &j->err);
     } else {
-        enroll_error_set(&j->err, "STORE_INSTALL_FAILED", NULL, "cannot encode the certificate");
+        enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
     }
     OPENSSL_free(value);
     OPENSSL_free(subject);
@@ -384,7 +450,7 @@ static int prepare_store_delivery(worker *w, job *j)
             if (r->cfg->cas[i].type == CA_TYPE_LOCAL && r->cfg->cas[i].home != NULL)
                 renewed = local_ca_log_find(r->cfg->cas[i].home, req->renewal_id);
         if (renewed == NULL) {
-            enroll_error_set(&j->err, "RENEWAL_UNKNOWN", "RenewalCertificateId",
+            enroll_error_set(&j->err, HSE_RENEWAL_UNKNOWN, "RenewalCertificateId",
                              "no certificate with KeyfactorID %lld was issued by this engine's "
                              "embedded CAs",
                              req->renewal_id);
@@ -397,7 +463,7 @@ static int prepare_store_delivery(worker *w, job *j)
     j->targets = calloc(max, sizeof *j->targets);
     if (j->targets == NULL) {
         X509_free(renewed);
-        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     int rc = 0;
@@ -408,13 +474,13 @@ static int prepare_store_delivery(worker *w, job *j)
         const store_index *ix =
             t >= 0 ? store_registry_get(&r->stores, st, &w->sessions[t], &j->err) : NULL;
         if (t < 0) {
-            enroll_error_set(&j->err, "STORE_UNAVAILABLE", "Stores",
+            enroll_error_set(&j->err, HSE_STORE_UNAVAILABLE, "Stores",
                              "the token of store %s is not present", req->stores[i].store_id);
             rc = -1;
         } else if (ix == NULL) {
             rc = -1;
         } else if (!req->stores[i].overwrite && store_index_find(ix, alias) != NULL) {
-            enroll_error_set(&j->err, "STORE_ALIAS_EXISTS", "Stores",
+            enroll_error_set(&j->err, HSE_STORE_ALIAS_EXISTS, "Stores",
                              "store %s already holds alias \"%.80s\" and Overwrite is false",
                              st->id, alias);
             rc = -1;
@@ -454,7 +520,7 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         const store_target *tg = &j->targets[i];
         int t = hsm_context_token_index(r->hsm, tg->store->token);
         if (t < 0) {
-            enroll_error_set(&j->err, "STORE_UNAVAILABLE", "Stores",
+            enroll_error_set(&j->err, HSE_STORE_UNAVAILABLE, "Stores",
                              "the token of store %s is not present (installed in %zu of %zu)",
                              tg->store->id, i, j->target_count);
             return -1;
@@ -480,6 +546,10 @@ static EVP_PKEY *unwrap_key(run *r, job *j)
 {
     if (j->export_kind == KEY_EXPORT_PKCS8)
         return privkey_unwrap_pkcs8(r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
+    if (j->export_kind == KEY_EXPORT_PKCS8_KW_PKCS7 || j->export_kind == KEY_EXPORT_PKCS8_CBC_PAD)
+        return privkey_unwrap_scheme(
+            j->export_kind == KEY_EXPORT_PKCS8_CBC_PAD ? KEYWRAP_CBC_PAD : KEYWRAP_RFC3394_PKCS7,
+            r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
     unsigned char *raw;
     size_t len;
     if (kwp_unwrap(r->hsm->kek, j->wrapped_key, j->wrapped_len, &raw, &len, &j->err) != 0)
@@ -517,7 +587,7 @@ static char *choose_password(run *r, job *j, char **generated)
         *generated = password ? strdup(password) : NULL;
     }
     if (password == NULL)
-        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
     return password;
 }
 
@@ -560,14 +630,14 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     uint64_t t0 = run_clock_ns();
 
     if (bio == NULL) {
-        enroll_error_set(&j->err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         goto done;
     }
     if (req->storage == STORAGE_EXPORT) {
         if ((key = unwrap_key(r, j)) == NULL)
             goto done;
         if (X509_check_private_key(j->cert, key) != 1) {
-            enroll_error_set(&j->err, "KEY_MISMATCH", NULL,
+            enroll_error_set(&j->err, HSE_KEY_MISMATCH, NULL,
                              "the issued certificate does not match the generated key");
             goto done;
         }
@@ -578,7 +648,7 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     }
     certs = chain_arrange(j->cert, j->chain, req->include_chain, req->chain_order);
     if (certs == NULL) {
-        enroll_error_set(&j->err, "BUNDLE_FAILED", NULL, "cannot order the certificate chain");
+        enroll_error_set(&j->err, HSE_BUNDLE_FAILED, NULL, "cannot order the certificate chain");
         goto done;
     }
     int iterations = (int)r->cfg->settings.pkcs12_iterations;
@@ -793,7 +863,7 @@ void enroll_answered(worker *w, job *j)
         j->failed = true;
     else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
         j->failed = true;
-    if (j->failed && strcmp(j->err.code, "DISK_FULL") == 0 && w->run->journal != NULL) {
+    if (j->failed && j->err.code_id == HSE_DISK_FULL && w->run->journal != NULL) {
         json_decref(files);
         secret_free(password);
         abandon(w->run, w->sessions, j);

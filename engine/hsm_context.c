@@ -5,11 +5,76 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
 #include "batch/secret.h"
+
+/* The export wrap: the standard RFC 5649 mechanism first, then CKM_AES_KEY_WRAP_PAD as this
+ * module was seen to do it, then AES-CBC-PAD; only what every key token offers for wrapping. */
+static void choose_wrap(hsm_context *ctx, hsm_wrap_scheme pad_scheme)
+{
+    static const CK_MECHANISM_TYPE order[] = {CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD,
+                                              CKM_AES_CBC_PAD};
+    for (size_t m = 0; m < sizeof order / sizeof order[0]; m++) {
+        bool all = ctx->key_token_count > 0;
+        for (size_t t = 0; t < ctx->key_token_count; t++)
+            all = all && hsm_caps_has(&ctx->caps[t], order[m], CKF_WRAP);
+        hsm_wrap_scheme scheme = order[m] == CKM_AES_KEY_WRAP_KWP   ? HSM_WRAP_RFC5649
+                                 : order[m] == CKM_AES_KEY_WRAP_PAD ? pad_scheme
+                                                                    : HSM_WRAP_CBC_PAD;
+        if (all && scheme != HSM_WRAP_NONE) {
+            ctx->wrap_mechanism = order[m];
+            ctx->wrap_scheme = scheme;
+            return;
+        }
+    }
+    snprintf(ctx->export_reason, sizeof ctx->export_reason,
+             "this module cannot export keys (no AES key wrap or AES-CBC-PAD wrapping "
+             "mechanism): use KeyStorage token");
+}
+
+/* Capabilities of the key tokens, the module's quirks (Hsm.Profile, or seen: a module whose
+ * CKM_AES_KEY_WRAP_PAD gives RFC 5649 output is SoftHSM 2.x's code, with its transient
+ * CKR_GENERAL_ERROR and its destroyed session objects kept until C_Finalize), the export wrap. */
+static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
+{
+    ctx->caps = calloc(ctx->key_token_count ? ctx->key_token_count : 1, sizeof *ctx->caps);
+    if (ctx->caps == NULL) {
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+        return -1;
+    }
+    for (size_t t = 0; t < ctx->key_token_count; t++) {
+        hsm_error herr;
+        if (hsm_caps_probe(ctx->module, ctx->tokens[t].desc.slot, &ctx->caps[t], &herr) != 0) {
+            hsm_error_to_enroll(&herr, HSE_HSM_TOKEN, err);
+            return -1;
+        }
+    }
+    hsm_wrap_scheme pad = HSM_WRAP_NONE;
+    if (ctx->key_token_count > 0 && hsm_caps_has(&ctx->caps[0], CKM_AES_KEY_WRAP_PAD, CKF_WRAP)) {
+        hsm_session s;
+        hsm_context_login_session(ctx, 0, &s);
+        pad = hsm_probe_wrap_pad(&s);
+    }
+    const char *profile = cfg->hsm.profile ? cfg->hsm.profile : "auto";
+    unsigned quirks = 0;
+    if (strcasecmp(profile, "softhsm") == 0 ||
+        (strcasecmp(profile, "auto") == 0 && pad == HSM_WRAP_RFC5649))
+        quirks = HSM_QUIRK_RETRY_GENERAL_ERROR | HSM_QUIRK_KEEPS_DESTROYED;
+    hsm_module_set_quirks(ctx->module, quirks);
+    choose_wrap(ctx, pad);
+    log_debug("module %s: profile %s, quirks 0x%x, export wrap %s", hsm_module_path(ctx->module),
+              profile, quirks,
+              ctx->wrap_mechanism == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP"
+              : ctx->wrap_mechanism == CKM_AES_CBC_PAD    ? "CKM_AES_CBC_PAD"
+              : ctx->wrap_mechanism == 0                  ? "none"
+              : pad == HSM_WRAP_RFC5649                   ? "CKM_AES_KEY_WRAP_PAD (RFC 5649 output)"
+                                        : "CKM_AES_KEY_WRAP_PAD (RFC 3394 over PKCS#7 padding)");
+    return 0;
+}
 
 int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err)
@@ -21,7 +86,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
     if (labels == NULL || ctx->tokens == NULL) {
         free(labels);
         free(ctx->tokens);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     /* Key tokens, then the other tokens the run needs, then the stores' tokens (opened when
@@ -55,17 +120,23 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         if (hsm_token_open(module, labels[i], pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
             ctx->token_count++;
         } else if (i < required || herr.rv != CKR_TOKEN_NOT_PRESENT) {
-            hsm_error_to_enroll(&herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? "HSM_TOKEN" : "HSM_LOGIN",
-                                err);
+            hsm_error_to_enroll(
+                &herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? HSE_HSM_TOKEN : HSE_HSM_LOGIN, err);
             rc = -1;
             break;
         }
     }
     free(labels);
     ctx->module = module;
+    if (pthread_mutex_init(&ctx->export_lock, NULL) == 0)
+        ctx->export_lock_made = true;
+    if (rc == 0 && probe(ctx, cfg, err) != 0)
+        rc = -1;
     long long every = cfg->hsm.restart_every;
     if (every < 0)
-        every = hsm_module_is_softhsm(module) ? HSM_CONTEXT_SOFTHSM_RESTART_EVERY : 0;
+        every = hsm_module_quirks(module) & HSM_QUIRK_KEEPS_DESTROYED
+                    ? HSM_CONTEXT_SOFTHSM_RESTART_EVERY
+                    : 0;
     if (rc == 0) {
         /* Kept (locked in memory, wiped at close) to log in again after a module restart or
          * when the module drops the login (an HSM failover closes every session). */
@@ -106,7 +177,7 @@ int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err)
 }
 
 /* The wrapping key into each key token (new session objects; their handles in kek_handles). */
-static int import_kek(hsm_context *ctx, const char *code, enroll_error *err)
+static int import_kek(hsm_context *ctx, hse_code code, enroll_error *err)
 {
     for (size_t i = 0; i < ctx->key_token_count; i++) {
         hsm_session s;
@@ -120,6 +191,53 @@ static int import_kek(hsm_context *ctx, const char *code, enroll_error *err)
     return 0;
 }
 
+bool hsm_context_can_generate(const hsm_context *ctx, size_t t, const hsm_key_spec *spec, char *why,
+                              size_t why_size)
+{
+    if (ctx->caps == NULL || t >= ctx->key_token_count)
+        return true; /* not a key token (stores): the module answers for itself */
+    return hsm_caps_keygen(&ctx->caps[t], spec, why, why_size);
+}
+
+bool hsm_context_can_export(hsm_context *ctx, char *why, size_t why_size)
+{
+    if (ctx->kek != NULL)
+        return true; /* a resumed run's, or made already */
+    if (ctx->wrap_mechanism != 0 && ctx->export_state >= 0)
+        return true;
+    snprintf(why, why_size, "%s", ctx->export_reason);
+    return false;
+}
+
+int hsm_context_export_ready(hsm_context *ctx, int (*on_made)(void *arg, enroll_error *err),
+                             void *arg, enroll_error *err)
+{
+    if (ctx->export_lock_made)
+        pthread_mutex_lock(&ctx->export_lock);
+    int rc = 0;
+    if (ctx->kek == NULL && ctx->export_state >= 0 && ctx->wrap_mechanism != 0) {
+        enroll_error e = {0};
+        if (hsm_context_prepare_export_with(ctx, NULL, &e) != 0 ||
+            (on_made != NULL && on_made(arg, &e) != 0)) {
+            ctx->export_state = -1;
+            snprintf(ctx->export_reason, sizeof ctx->export_reason,
+                     "this module cannot export keys (%.300s): use KeyStorage token", e.message);
+            hsm_context_drop_export(ctx);
+        } else {
+            ctx->export_state = 1;
+        }
+    }
+    if (ctx->kek == NULL) {
+        enroll_error_set(err, HSE_HSM_CANNOT_EXPORT, "KeyStorage", "%s",
+                         ctx->export_reason[0] ? ctx->export_reason
+                                               : "this module cannot export keys");
+        rc = -1;
+    }
+    if (ctx->export_lock_made)
+        pthread_mutex_unlock(&ctx->export_lock);
+    return rc;
+}
+
 int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, enroll_error *err)
 {
     if (ctx->kek != NULL)
@@ -130,30 +248,57 @@ int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, 
     ctx->kek_handles =
         calloc(ctx->key_token_count ? ctx->key_token_count : 1, sizeof *ctx->kek_handles);
     if (ctx->kek == NULL || ctx->kek_handles == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     mlock(ctx->kek, 32);
     if (kek != NULL)
         memcpy(ctx->kek, kek, 32);
     else if (RAND_priv_bytes(ctx->kek, 32) != 1) {
-        enroll_error_set(err, "HSM_EXPORT_FAILED", NULL, "no randomness for the wrapping key");
+        enroll_error_set(err, HSE_HSM_EXPORT_FAILED, NULL, "no randomness for the wrapping key");
         return -1;
     }
-    return import_kek(ctx, "HSM_EXPORT_FAILED", err);
+    return import_kek(ctx, HSE_HSM_EXPORT_FAILED, err);
+}
+
+static void wipe_kek(hsm_context *ctx)
+{
+    if (ctx->kek != NULL) {
+        OPENSSL_cleanse(ctx->kek, 32);
+        munlock(ctx->kek, 32);
+        if (CRYPTO_secure_allocated(ctx->kek))
+            OPENSSL_secure_free(ctx->kek);
+        else
+            free(ctx->kek);
+        ctx->kek = NULL;
+    }
+}
+
+void hsm_context_drop_export(hsm_context *ctx)
+{
+    for (size_t i = 0; ctx->kek_handles != NULL && i < ctx->key_token_count; i++) {
+        if (ctx->kek_handles[i] == CK_INVALID_HANDLE)
+            continue;
+        hsm_session s;
+        hsm_context_login_session(ctx, i, &s);
+        hsm_destroy_object(&s, ctx->kek_handles[i], NULL);
+    }
+    free(ctx->kek_handles);
+    ctx->kek_handles = NULL;
+    wipe_kek(ctx);
 }
 
 int hsm_context_restart(hsm_context *ctx, enroll_error *err)
 {
     if (ctx->pin == NULL) {
-        enroll_error_set(err, "HSM_RESTART", NULL, "the module cannot be restarted");
+        enroll_error_set(err, HSE_HSM_RESTART, NULL, "the module cannot be restarted");
         return -1;
     }
     for (size_t i = 0; i < ctx->token_count; i++)
         hsm_token_close(&ctx->tokens[i]);
     hsm_error herr;
     if (hsm_module_restart(ctx->module, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
         ctx->token_count = 0;
         return -1;
     }
@@ -161,14 +306,14 @@ int hsm_context_restart(hsm_context *ctx, enroll_error *err)
         char label[sizeof ctx->tokens[i].desc.label];
         memcpy(label, ctx->tokens[i].desc.label, sizeof label);
         if (hsm_token_open(ctx->module, label, ctx->pin, &ctx->tokens[i], &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_RESTART", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
             for (size_t k = 0; k < i; k++)
                 hsm_token_close(&ctx->tokens[k]);
             ctx->token_count = 0;
             return -1;
         }
     }
-    if (ctx->kek != NULL && import_kek(ctx, "HSM_RESTART", err) != 0)
+    if (ctx->kek != NULL && import_kek(ctx, HSE_HSM_RESTART, err) != 0)
         return -1;
     ctx->restarts++;
     return 0;
@@ -186,7 +331,7 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
                         enroll_error *err)
 {
     if (t >= ctx->token_count || !ctx->recover_lock_ready) {
-        enroll_error_set(err, "HSM_SESSION_LOST", NULL, "the session cannot be recovered");
+        enroll_error_set(err, HSE_HSM_SESSION_LOST, NULL, "the session cannot be recovered");
         return -1;
     }
     hsm_token *token = &ctx->tokens[t];
@@ -198,7 +343,7 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
     for (size_t i = 0; rc == 0 && i < ctx->token_count; i++) {
         bool this_one = false;
         if (hsm_token_relogin(&ctx->tokens[i], ctx->pin, &this_one, &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_SESSION_LOST", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
             rc = -1;
             break;
         }
@@ -214,7 +359,7 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
             CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
             hsm_context_login_session(ctx, i, &login);
             if (hsm_import_wrapping_key(&login, ctx->kek, &h, &herr) != 0) {
-                hsm_error_to_enroll(&herr, "HSM_SESSION_LOST", err);
+                hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
                 rc = -1;
             } else {
                 __atomic_store_n(&ctx->kek_handles[i], h, __ATOMIC_RELEASE);
@@ -226,7 +371,7 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
     if (rc == 0) {
         hsm_session_close(session); /* its handle may be stale already: the answer is ignored */
         if (hsm_session_open(token, session, &herr) != 0) {
-            hsm_error_to_enroll(&herr, "HSM_SESSION_LOST", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
             rc = -1;
         } else {
             atomic_fetch_add(&ctx->sessions_reopened, 1);
@@ -249,17 +394,17 @@ void hsm_context_close(hsm_context *ctx)
         free(ctx->pin);
         ctx->pin = NULL;
     }
-    if (ctx->kek != NULL) {
-        OPENSSL_cleanse(ctx->kek, 32);
-        munlock(ctx->kek, 32);
-        if (CRYPTO_secure_allocated(ctx->kek))
-            OPENSSL_secure_free(ctx->kek);
-        else
-            free(ctx->kek);
-        ctx->kek = NULL;
-    }
+    wipe_kek(ctx);
     free(ctx->kek_handles);
     ctx->kek_handles = NULL;
+    for (size_t i = 0; ctx->caps != NULL && i < ctx->key_token_count; i++)
+        hsm_caps_free(&ctx->caps[i]);
+    free(ctx->caps);
+    ctx->caps = NULL;
+    if (ctx->export_lock_made) {
+        pthread_mutex_destroy(&ctx->export_lock);
+        ctx->export_lock_made = false;
+    }
     for (size_t i = 0; i < ctx->token_count; i++)
         hsm_token_close(&ctx->tokens[i]); /* closing the login session ends its session objects */
     free(ctx->tokens);

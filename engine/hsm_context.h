@@ -16,6 +16,7 @@ typedef enum export_method {
     EXPORT_UNKNOWN = 0, /* not tried yet: try C_WrapKey */
     EXPORT_WRAP,        /* sensitive session key, C_WrapKey (AES-KWP) */
     EXPORT_READ,        /* module will not wrap this type: non-sensitive session key, CKA_VALUE */
+    EXPORT_NONE,        /* neither: export requests of this type are refused before keygen */
 } export_method;
 
 typedef struct hsm_context {
@@ -26,6 +27,15 @@ typedef struct hsm_context {
     unsigned char *kek;            /* the run's AES-256 wrapping key, in locked memory; or NULL */
     CK_OBJECT_HANDLE *kek_handles; /* its object in each key token */
     _Atomic int export_methods[KEYALG_ED448 + 1];
+    /* What the key tokens can do (hsm_context_open): caps[i] for key token i. */
+    hsm_caps *caps;
+    CK_MECHANISM_TYPE wrap_mechanism; /* the export wrap the key tokens offer; 0: none */
+    hsm_wrap_scheme wrap_scheme;      /* how its output reads back */
+    /* The wrapping key is made by the first export request (hsm_context_export_ready). */
+    pthread_mutex_t export_lock;
+    bool export_lock_made;
+    int export_state; /* 0 not tried, 1 ready, -1 impossible (export_reason says why) */
+    char export_reason[400];
     char *pin;          /* kept, locked, wiped at close: to log in again (restart, lost login) */
     long restart_every; /* restart the module after this many session key pairs; 0: never */
     long restarts;
@@ -49,9 +59,22 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err);
 /* Creates the wrapping key (random, mlock'ed) and imports it into each key token. */
 int hsm_context_prepare_export(hsm_context *ctx, enroll_error *err);
+/* Whether key token t offers key pair generation of spec; false with the reason. */
+bool hsm_context_can_generate(const hsm_context *ctx, size_t t, const hsm_key_spec *spec, char *why,
+                              size_t why_size);
+/* Whether keys can be exported at all (a wrap mechanism every key token offers, and the wrapping
+ * key could be made); false with the reason and the way out. */
+bool hsm_context_can_export(hsm_context *ctx, char *why, size_t why_size);
+/* The wrapping key, made now if it is not yet (once per run, under a lock); made calls
+ * on_made(arg) before any key is wrapped under it (the journal keeps it), and a failure there
+ * makes export impossible for the run. 0, or -1 with err HSM_CANNOT_EXPORT. */
+int hsm_context_export_ready(hsm_context *ctx, int (*on_made)(void *arg, enroll_error *err),
+                             void *arg, enroll_error *err);
 /* The same with a given key (32 bytes, copied): a resumed run keeps the wrapping key of the run
  * it continues, so the keys its journal holds wrapped can still be read. */
 int hsm_context_prepare_export_with(hsm_context *ctx, const unsigned char *kek, enroll_error *err);
+/* Destroys the wrapping key's objects and wipes it (export impossible from now on). */
+void hsm_context_drop_export(hsm_context *ctx);
 /* Index of the token labelled label, or -1. */
 int hsm_context_token_index(const hsm_context *ctx, const char *label);
 /* A session struct over a token's login session (not to be closed). */

@@ -94,14 +94,14 @@ int key_import(hsm_session *session, EVP_PKEY *key, const char *label, hsm_keypa
     }
     hsm_error herr;
     if (hsm_import_keypair(session, &m, label, out, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "HSM_IMPORT_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_IMPORT_FAILED, err);
         rc = -2;
         goto done;
     }
     rc = 0;
 done:
     if (rc == -1)
-        enroll_error_set(err, "HSM_IMPORT_FAILED", "PrivateKey",
+        enroll_error_set(err, HSE_HSM_IMPORT_FAILED, "PrivateKey",
                          "cannot take the parts of the private key for import");
     for (int i = 0; i < 8; i++)
         free_part(&parts[i]);

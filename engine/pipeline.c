@@ -80,13 +80,13 @@ static int open_worker_sessions(run *r, worker *w, enroll_error *err)
 {
     w->sessions = calloc(r->hsm->token_count, sizeof *w->sessions);
     if (w->sessions == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     for (size_t t = 0; t < r->hsm->token_count; t++) {
         hsm_error herr;
         if (hsm_session_open(&r->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
-            enroll_error_set(err, "HSM_SESSION", NULL, "%s", herr.message);
+            enroll_error_set(err, HSE_HSM_SESSION, NULL, "%s", herr.message);
             return -1;
         }
     }
@@ -132,7 +132,7 @@ int pipeline_run(run *r, enroll_error *err)
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
         ndjson_close(&reader);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     /* Two jobs per worker keep the workers busy; network CAs add --inflight jobs waiting on
@@ -142,7 +142,7 @@ int pipeline_run(run *r, enroll_error *err)
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
         ndjson_close(&reader);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     int rc = 0;
@@ -157,7 +157,7 @@ int pipeline_run(run *r, enroll_error *err)
     }
     for (int i = 0; rc == 0 && i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
-            enroll_error_set(err, "THREAD", NULL, "cannot start worker threads");
+            enroll_error_set(err, HSE_THREAD, NULL, "cannot start worker threads");
             rc = -1;
             break;
         }
@@ -177,7 +177,7 @@ int pipeline_run(run *r, enroll_error *err)
     while (rc == 0 && !atomic_load(&r->stop) &&
            (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
-            enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read %s after line %ld",
+            enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot read %s after line %ld",
                              r->opt.batch_path, line);
             rc = -1;
             break;
@@ -189,7 +189,7 @@ int pipeline_run(run *r, enroll_error *err)
         atomic_fetch_add(&r->stats.lines, 1);
         errors.count = 0;
         if (st == NDJSON_TOO_LONG) {
-            error_list_add(&errors, "LINE_TOO_LONG", NULL, "the line is longer than %zu bytes",
+            error_list_add(&errors, HSE_LINE_TOO_LONG, NULL, "the line is longer than %zu bytes",
                            reader.max_line);
             report_line_failure(r, NULL, line, &errors);
             continue;
@@ -203,7 +203,7 @@ int pipeline_run(run *r, enroll_error *err)
         if (req != NULL && errors.count == 0) {
             j = calloc(1, sizeof *j);
             if (j == NULL)
-                error_list_add(&errors, "OUT_OF_MEMORY", NULL, "out of memory");
+                error_list_add(&errors, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         }
         atomic_fetch_add(&r->stats.stage_ns[STAGE_PARSE], run_clock_ns() - t0);
         if (j == NULL) {

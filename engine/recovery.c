@@ -15,6 +15,7 @@
 #include "batch/idset.h"
 #include "batch/journal.h"
 #include "formats/base64.h"
+#include "formats/hex.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
 
@@ -48,25 +49,6 @@ static int i2d_x509(const void *x, unsigned char **out)
 static int i2d_req(const void *x, unsigned char **out)
 {
     return i2d_X509_REQ((X509_REQ *)x, out);
-}
-
-static void hex_of(const unsigned char *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", in[i]);
-}
-
-static int hex_to(const char *hex, unsigned char *out, size_t n)
-{
-    if (hex == NULL || strlen(hex) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return -1;
-        out[i] = (unsigned char)v;
-    }
-    return 0;
 }
 
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16])
@@ -109,7 +91,7 @@ static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_err
     hsm_context_login_session(r->hsm, 0, s);
     hsm_error herr;
     if (hsm_storage_key(s, RECOVERY_STORAGE_KEY_LABEL, key, &herr) != 0) {
-        hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
+        hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
         return -1;
     }
     return 0;
@@ -121,29 +103,13 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     unsigned char id[16];
     if (rj == NULL || RAND_bytes(id, sizeof id) != 1) {
         journal_state_free(rj);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
-    hex_of(id, sizeof id, rj->run_id);
-    /* The run's wrapping key, encrypted by a key that never leaves the token. */
-    hsm_session s;
-    CK_OBJECT_HANDLE key;
-    unsigned char *enc = NULL;
-    size_t enc_len = 0;
-    hsm_error herr;
-    if (storage_key(r, &s, &key, err) != 0 ||
-        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
-        if (err->code[0] == '\0')
-            hsm_error_to_enroll(&herr, "JOURNAL_FAILED", err);
-        journal_state_free(rj);
-        return -1;
-    }
-    char *kek_b64 = base64_encode(enc, enc_len);
-    free(enc);
+    hex_encode(id, sizeof id, rj->run_id, sizeof rj->run_id, false);
     unlink(path); /* --force: the old run's journal goes with its results */
     rj->j = journal_create(path, err);
     if (rj->j == NULL) {
-        free(kek_b64);
         journal_state_free(rj);
         return -1;
     }
@@ -153,21 +119,54 @@ int recovery_start(run *r, const char *path, enroll_error *err)
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *header =
-        json_pack("{s:s, s:s?, s:s, s:s, s:s}", "RunId", rj->run_id, "Kek", kek_b64, "KeyToken",
+        json_pack("{s:s, s:s, s:s, s:s}", "RunId", rj->run_id, "KeyToken",
                   r->hsm->tokens[0].desc.label, "Batch", r->opt.batch_path, "Created", now);
     char shard[32];
     if (shard_format(&r->opt.shard, shard, sizeof shard) != NULL)
         json_object_set_new(header, "Shard", json_string(shard));
     uint64_t seq = journal_append(rj->j, "H", header);
     json_decref(header);
-    free(kek_b64);
     if (seq == 0 || journal_sync(rj->j, seq) != 0) {
-        enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot write the journal %s", path);
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal %s", path);
         journal_close(rj->j);
         journal_state_free(rj);
         return -1;
     }
     r->journal = rj;
+    return 0;
+}
+
+int recovery_note_kek(void *arg, enroll_error *err)
+{
+    run *r = arg;
+    if (r->journal == NULL)
+        return 0;
+    /* The run's wrapping key, encrypted by a key that never leaves the token, on disk before any
+     * key wrapped under it is journaled. */
+    hsm_session s;
+    CK_OBJECT_HANDLE key;
+    unsigned char *enc = NULL;
+    size_t enc_len = 0;
+    hsm_error herr;
+    if (storage_key(r, &s, &key, err) != 0 ||
+        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
+        if (err->code[0] == '\0')
+            hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
+        snprintf(err->message + strlen(err->message), sizeof err->message - strlen(err->message),
+                 "; the journal cannot keep the wrapping key (run with --no-journal to export "
+                 "without crash recovery)");
+        return -1;
+    }
+    char *kek_b64 = base64_encode(enc, enc_len);
+    free(enc);
+    json_t *rec = json_pack("{s:s}", "Kek", kek_b64 ? kek_b64 : "");
+    free(kek_b64);
+    uint64_t seq = journal_append(r->journal->j, "W", rec);
+    json_decref(rec);
+    if (seq == 0 || journal_sync(r->journal->j, seq) != 0) {
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
+        return -1;
+    }
     return 0;
 }
 
@@ -212,17 +211,25 @@ static int visit(void *ctx, const char *type, json_t *rec)
     if (strcmp(type, "H") == 0) {
         const char *run_id = json_string_value(json_object_get(rec, "RunId"));
         const char *kek = json_string_value(json_object_get(rec, "Kek"));
-        if (run_id == NULL || strlen(run_id) != 32 || kek == NULL)
+        if (run_id == NULL || strlen(run_id) != 32)
             return -1;
         snprintf(rj->run_id, sizeof rj->run_id, "%s", run_id);
         const char *shard = json_string_value(json_object_get(rec, "Shard"));
         snprintf(rc->shard, sizeof rc->shard, "%s", shard ? shard : "");
         free(rc->kek_b64);
-        rc->kek_b64 = strdup(kek);
+        rc->kek_b64 = kek ? strdup(kek) : NULL; /* older journals: in the header */
         return 0;
     }
     if (rj->run_id[0] == '\0')
-        return -1; /* records before any header */
+        return -1;                /* records before any header */
+    if (strcmp(type, "W") == 0) { /* the wrapping key, made by the first export request */
+        const char *kek = json_string_value(json_object_get(rec, "Kek"));
+        if (kek == NULL)
+            return -1;
+        free(rc->kek_b64);
+        rc->kek_b64 = strdup(kek);
+        return 0;
+    }
     if (rc->failed != NULL && id != NULL && idset_contains(rc->failed, id))
         return 0; /* retried from the start */
     if (strcmp(type, "D") == 0) {
@@ -272,7 +279,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
             hsm_error herr;
             long n = hsm_list_objects(&s, &classes[c], &handles, &herr);
             if (n < 0 && herr.rv == CKR_HOST_MEMORY) {
-                enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+                enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
                 return -1;
             }
             for (long i = 0; i < n; i++) {
@@ -285,7 +292,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
                     torn++;
                 } else if (classes[c] == CKO_PRIVATE_KEY && len == 16) {
                     char hex[33];
-                    hex_of(id, 16, hex);
+                    hex_encode(id, 16, hex, sizeof hex, false);
                     idset_insert(&rj->token_keys, hex);
                 }
                 free(id);
@@ -309,7 +316,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
 {
     run_journal *rj = journal_state_new();
     if (rj == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     rj->resumed = true;
@@ -327,9 +334,9 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     if (rc_read == 0)
         rc_read = journal_read(path, visit, &rc, &good, &torn, err);
     idset_free(&failed);
-    if (rc_read != 0 || rj->run_id[0] == '\0' || rc.kek_b64 == NULL) {
+    if (rc_read != 0 || rj->run_id[0] == '\0') {
         if (err->code[0] == '\0' || rc_read == 0)
-            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
+            enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "%s is not the journal of a run (no header)", path);
         free(rc.kek_b64);
         journal_state_free(rj);
@@ -338,7 +345,7 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     char shard[32];
     const char *mine = shard_format(&r->opt.shard, shard, sizeof shard);
     if (strcmp(rc.shard, mine ? mine : "") != 0) {
-        enroll_error_set(err, "SHARD_MISMATCH", NULL,
+        enroll_error_set(err, HSE_SHARD_MISMATCH, NULL,
                          "%s is the journal of %s%s, and this run is %s%s: resume with the same "
                          "--shard",
                          path, rc.shard[0] ? "shard " : "an unsharded run", rc.shard,
@@ -351,30 +358,37 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         log_warning("the journal %s ends with %lld bytes of a torn or corrupt record: cut back to "
                     "the last good record",
                     path, (long long)torn);
-    /* The wrapping key of the interrupted run, decrypted by the token's storage key. */
-    hsm_session s;
-    CK_OBJECT_HANDLE key;
-    size_t enc_len = 0, kek_len = 0;
-    unsigned char *enc = base64_decode(rc.kek_b64, &enc_len), *kek = NULL;
-    free(rc.kek_b64);
-    hsm_error herr;
-    int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
-             hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 && kek_len == 32;
-    free(enc);
-    if (!ok) {
-        if (err->code[0] == '\0')
-            enroll_error_set(err, "JOURNAL_UNREADABLE", NULL,
-                             "the journal's wrapping key cannot be decrypted with this token's "
-                             "storage key (another token, or the key was deleted)");
-        if (kek != NULL)
-            OPENSSL_cleanse(kek, kek_len);
+    /* The wrapping key of the interrupted run (when it made one), decrypted by the token's
+     * storage key. */
+    int prepared = 0;
+    if (rc.kek_b64 != NULL) {
+        hsm_session s;
+        CK_OBJECT_HANDLE key;
+        size_t enc_len = 0, kek_len = 0;
+        unsigned char *enc = base64_decode(rc.kek_b64, strlen(rc.kek_b64), BASE64_SKIP_SPACE,
+                                           &enc_len),
+                      *kek = NULL;
+        free(rc.kek_b64);
+        hsm_error herr;
+        int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
+                 hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 &&
+                 kek_len == 32;
+        free(enc);
+        if (!ok) {
+            if (err->code[0] == '\0')
+                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
+                                 "the journal's wrapping key cannot be decrypted with this "
+                                 "token's storage key (another token, or the key was deleted)");
+            if (kek != NULL)
+                OPENSSL_cleanse(kek, kek_len);
+            free(kek);
+            journal_state_free(rj);
+            return -1;
+        }
+        prepared = hsm_context_prepare_export_with(r->hsm, kek, err);
+        OPENSSL_cleanse(kek, kek_len);
         free(kek);
-        journal_state_free(rj);
-        return -1;
     }
-    int prepared = hsm_context_prepare_export_with(r->hsm, kek, err);
-    OPENSSL_cleanse(kek, kek_len);
-    free(kek);
     if (prepared != 0 || index_token_keys(r, rj, err) != 0 ||
         (rj->j = journal_reopen(path, good, err)) == NULL) {
         journal_state_free(rj);
@@ -416,7 +430,7 @@ static int forget_failed(const char *path, idset *failed, enroll_error *err)
     if (journal_close(cc.out) != 0 || rc != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         if (err->code[0] == '\0')
-            enroll_error_set(err, "JOURNAL_FAILED", NULL, "cannot rewrite the journal %s", path);
+            enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot rewrite the journal %s", path);
         return -1;
     }
     log_info("%zu failed request%s will be tried again", failed->count,
@@ -465,11 +479,13 @@ static int restore(run *r, job *j, json_t *state)
     size_t tokens =
         j->req->operation == OP_REENROLLMENT ? r->hsm->token_count : r->hsm->key_token_count;
     if (token < 0 || (size_t)token >= tokens ||
-        hex_to(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
+        hex_decode(json_string_value(json_object_get(k, "KeyId")), j->key_id, 16) != 0)
         return -1;
     j->token = (size_t)token;
     size_t len;
-    unsigned char *der = base64_decode(json_string_value(json_object_get(k, "Csr")), &len);
+    const char *csr_b64 = json_string_value(json_object_get(k, "Csr"));
+    unsigned char *der =
+        base64_decode(csr_b64, csr_b64 ? strlen(csr_b64) : 0, BASE64_SKIP_SPACE, &len);
     const unsigned char *p = der;
     j->csr = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
     free(der);
@@ -498,7 +514,8 @@ static int restore(run *r, job *j, json_t *state)
 
     const char *wrapped = json_string_value(json_object_get(k, "Wrapped"));
     if (wrapped != NULL) {
-        j->wrapped_key = base64_decode(wrapped, &j->wrapped_len);
+        j->wrapped_key =
+            base64_decode(wrapped, strlen(wrapped), BASE64_SKIP_SPACE, &j->wrapped_len);
         j->export_kind = (key_export_kind)json_integer_value(json_object_get(k, "Export"));
         if (j->wrapped_key == NULL)
             return -1;
@@ -570,7 +587,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     if (rj == NULL || !rj->resumed)
         return;
     char hex[33];
-    hex_of(j->key_id, 16, hex);
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
     if (j->req->operation == OP_REENROLLMENT) {
         /* Store tokens are not indexed at resume: look for a key made before the crash. */
         if (hsm_destroy_keypair_by_id(&w->sessions[j->token], j->key_id, sizeof j->key_id) > 0)
@@ -603,7 +620,7 @@ static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t
     if (e != NULL)
         j->err = *e;
     else
-        enroll_error_set(&j->err, "JOURNAL_FAILED", NULL, "cannot write the journal");
+        enroll_error_set(&j->err, HSE_JOURNAL_FAILED, NULL, "cannot write the journal");
     return -1;
 }
 
@@ -613,7 +630,7 @@ int recovery_key_made(run *r, job *j)
         return 0;
     uint64_t t0 = run_clock_ns();
     char hex[33];
-    hex_of(j->key_id, 16, hex);
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
     json_t *rec =
         json_pack("{s:s, s:I, s:I, s:s, s:s, s:o}", "Id", j->req->id, "Line",
                   (json_int_t)j->req->line, "Token", (json_int_t)j->token, "KeyId", hex, "Storage",

@@ -10,10 +10,12 @@
 
 #include "engine/run_state.h"
 
-/* A new run: creates the journal at path with its header (a random run id, and the run's
- * wrapping key encrypted by the key token's storage key). Call after the export key exists.
- * 0, or -1 with err. */
+/* A new run: creates the journal at path with its header (a random run id). 0, or -1 with err. */
 int recovery_start(run *r, const char *path, enroll_error *err);
+/* The run's wrapping key has just been made (arg: the run): a W record keeps it, encrypted by
+ * the first key token's storage key, synced before any key wrapped under it is journaled.
+ * Nothing without a journal. 0, or -1 with err. */
+int recovery_note_kek(void *arg, enroll_error *err);
 
 /* The label of a token's journal storage key (made by `token init` with the token, or by the
  * first run). */

@@ -23,7 +23,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     run *r = calloc(1, sizeof *r);
     *out = r;
     if (r == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     r->entered_ns = run_clock_ns();
@@ -40,13 +40,13 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     }
     if ((r->opt.retry_failed && !r->opt.resume) || (r->opt.resume && r->opt.force) ||
         (r->opt.no_journal && (r->opt.resume || r->opt.journal_path))) {
-        enroll_error_set(err, "USAGE", NULL,
+        enroll_error_set(err, HSE_USAGE, NULL,
                          "--retry-failed needs --resume; --resume excludes --force; "
                          "--no-journal excludes --resume and --journal");
         return -1;
     }
     if (strcmp(r->opt.batch_path, "-") != 0 && access(r->opt.batch_path, R_OK) != 0) {
-        enroll_error_set(err, "BATCH_UNREADABLE", NULL, "cannot read batch %s: %s",
+        enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot read batch %s: %s",
                          r->opt.batch_path, strerror(errno));
         return -1;
     }
@@ -74,7 +74,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         r->opt.force = true;
     }
     if (!r->opt.force && !r->opt.resume && faccessat(r->out.fd, "results.ndjson", F_OK, 0) == 0) {
-        enroll_error_set(err, "OUTPUT_DIR", NULL,
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
                          "%s already holds the results of a run: --resume to finish it, another "
                          "-o, or --force to start over",
                          r->opt.out_dir);
@@ -86,9 +86,8 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     if (r->opt.resume) {
         if (recovery_resume(r, r->journal_path, r->opt.retry_failed, err) != 0)
             return -1;
-    } else if (hsm_context_prepare_export(&s->hsm, err) != 0 ||
-               (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0)) {
-        return -1;
+    } else if (!r->opt.no_journal && recovery_start(r, r->journal_path, err) != 0) {
+        return -1; /* the wrapping key is made by the first export request, if any */
     }
     r->ca.cfg = r->cfg;
     r->ca.tokens = r->hsm->tokens;

@@ -70,10 +70,13 @@ typedef struct worker {
     pthread_t thread;
 } worker;
 
+/* How a job's exported key is held (journaled as a number: values never change). */
 typedef enum key_export_kind {
     KEY_EXPORT_NONE = 0,
-    KEY_EXPORT_PKCS8,
-    KEY_EXPORT_EDDSA_RAW
+    KEY_EXPORT_PKCS8,          /* PKCS#8, RFC 5649 wrapped */
+    KEY_EXPORT_EDDSA_RAW,      /* the raw EdDSA seed, RFC 5649 wrapped in process */
+    KEY_EXPORT_PKCS8_KW_PKCS7, /* PKCS#8, RFC 3394 over PKCS#7 padding (standard 0x210A) */
+    KEY_EXPORT_PKCS8_CBC_PAD,  /* PKCS#8, AES-CBC-PAD: IV then ciphertext */
 } key_export_kind;
 
 /* One request on its way through the run. A job is owned by one thread at a time: the reader

@@ -36,7 +36,7 @@ char *setup_home_path(const char *option)
 static int make_dir(const char *path, mode_t mode, enroll_error *err)
 {
     if (mkdir(path, mode) != 0 && errno != EEXIST) {
-        enroll_error_set(err, "HOME_UNAVAILABLE", NULL, "cannot create %s: %s", path,
+        enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot create %s: %s", path,
                          strerror(errno));
         return -1;
     }
@@ -54,7 +54,7 @@ static int prepare_home(const char *home, enroll_error *err)
     if (access(conf, F_OK) != 0) {
         FILE *f = fopen(conf, "wx");
         if (f == NULL) {
-            enroll_error_set(err, "HOME_UNAVAILABLE", NULL, "cannot create %s: %s", conf,
+            enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot create %s: %s", conf,
                              strerror(errno));
             return -1;
         }
@@ -89,7 +89,7 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
         for (size_t i = 0; i < errors.count; i++)
             log_error("%s: %s", config_path ? config_path : "(embedded default)",
                       errors.items[i].message);
-        enroll_error_set(err, "CONFIG_INVALID", NULL, "%s: %zu error%s in the configuration",
+        enroll_error_set(err, HSE_CONFIG_INVALID, NULL, "%s: %zu error%s in the configuration",
                          config_path ? config_path : "(embedded default)", errors.count,
                          errors.count == 1 ? "" : "s");
         error_list_free(&errors);
@@ -146,14 +146,24 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
     if (hsm_module_find_token(s->module, label, &desc, &herr) == 0)
         return 0;
     if (!create_missing) {
-        enroll_error_set(err, "HSM_TOKEN", NULL,
+        enroll_error_set(err, HSE_HSM_TOKEN, NULL,
                          "no token labelled \"%s\" in %s (create it with `hsmenroll token init`)",
                          label, hsm_module_path(s->module));
         return -1;
     }
     const config_hsm *h = &s->cfg->hsm;
-    char *pin = get_pin(h->pin_env, h->pin_file, "user PIN", true, 16, err);
-    char *so_pin = pin ? get_pin(h->so_pin_env, h->so_pin_file, "SO PIN", true, 24, err) : NULL;
+    /* Generated PINs fit the token's PIN length range (openCryptoki: 4 to 8). */
+    size_t user_len = 16, so_len = 24;
+    CK_SLOT_ID slot;
+    hsm_caps caps;
+    if (hsm_module_free_slot(s->module, &slot, &herr) == 0 &&
+        hsm_caps_probe(s->module, slot, &caps, &herr) == 0) {
+        user_len = hsm_caps_pin_length(&caps, user_len);
+        so_len = hsm_caps_pin_length(&caps, so_len);
+        hsm_caps_free(&caps);
+    }
+    char *pin = get_pin(h->pin_env, h->pin_file, "user PIN", true, user_len, err);
+    char *so_pin = pin ? get_pin(h->so_pin_env, h->so_pin_file, "SO PIN", true, so_len, err) : NULL;
     int rc = -1;
     if (pin != NULL && so_pin != NULL) {
         if (hsm_module_init_token(s->module, label, so_pin, pin, &desc, &herr) == 0) {
@@ -174,7 +184,7 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
                 hsm_token_close(&token);
             }
         } else {
-            hsm_error_to_enroll(&herr, "HSM_TOKEN", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_TOKEN, err);
         }
     }
     secret_free(pin);
@@ -200,9 +210,9 @@ static size_t ca_tokens(const config *cfg, const char **out, size_t max)
 int setup_module(engine_setup *s, bool create_missing, enroll_error *err)
 {
     hsm_error herr;
-    s->module = hsm_module_load(s->cfg->hsm.module, &herr);
+    s->module = hsm_module_load_args(s->cfg->hsm.module, s->cfg->hsm.init_args, &herr);
     if (s->module == NULL) {
-        hsm_error_to_enroll(&herr, "HSM_MODULE", err);
+        hsm_error_to_enroll(&herr, HSE_HSM_MODULE, err);
         return -1;
     }
     for (size_t i = 0; i < s->cfg->hsm.token_count; i++)
@@ -234,12 +244,12 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
         if (ca->type != CA_TYPE_LOCAL || local_ca_exists(ca->home))
             continue;
         if (ca->home == NULL) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\" has no Home directory",
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "CA \"%s\" has no Home directory",
                              ca->name);
             return -1;
         }
         if (!create_missing) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL,
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                              "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca "
                              "init`)",
                              ca->name, ca->home);
@@ -247,7 +257,7 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
         }
         int t = hsm_context_token_index(&s->hsm, ca->token);
         if (t < 0) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\": token \"%s\" is not open",
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "CA \"%s\": token \"%s\" is not open",
                              ca->name, ca->token);
             return -1;
         }

@@ -57,7 +57,7 @@ int store_index_build(store_index *index, const config_store *store, hsm_session
                       enroll_error *err)
 {
     if (index == NULL || session == NULL || session->token == NULL) {
-        enroll_error_set(err, "STORE_UNAVAILABLE", NULL, "store_index_build: no session");
+        enroll_error_set(err, HSE_STORE_UNAVAILABLE, NULL, "store_index_build: no session");
         return -1;
     }
     memset(index, 0, sizeof *index);
@@ -67,7 +67,7 @@ int store_index_build(store_index *index, const config_store *store, hsm_session
     hsm_error herr;
     long n = hsm_inventory(session, &objs, &herr);
     if (n < 0) {
-        enroll_error_set(err, "STORE_UNAVAILABLE", NULL, "token \"%s\": %s",
+        enroll_error_set(err, HSE_STORE_UNAVAILABLE, NULL, "token \"%s\": %s",
                          session->token->desc.label, herr.message);
         return -1;
     }
@@ -76,7 +76,7 @@ int store_index_build(store_index *index, const config_store *store, hsm_session
     index->aliases = calloc(n > 0 ? (size_t)n : 1, sizeof *index->aliases);
     if (index->aliases == NULL) {
         hsm_inventory_free(objs, n);
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     for (long i = 0; i < n; i++) {
@@ -189,7 +189,7 @@ const store_index *store_registry_get(store_registry *reg, const config_store *s
 {
     size_t i = (size_t)(store - reg->cfg->stores);
     if (store == NULL || i >= reg->cfg->store_count) {
-        enroll_error_set(err, "STORE_UNAVAILABLE", NULL, "store_registry_get: not a store");
+        enroll_error_set(err, HSE_STORE_UNAVAILABLE, NULL, "store_registry_get: not a store");
         return NULL;
     }
     pthread_mutex_lock(&reg->lock);

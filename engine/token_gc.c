@@ -10,6 +10,7 @@
 
 #include "batch/idset.h"
 #include "batch/journal.h"
+#include "formats/hex.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
 
@@ -47,9 +48,9 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
             size_t id_len = 0, label_len = 0;
             hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);
             hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
-            char hex[2 * 64 + 1] = "";
-            for (size_t k = 0; id != NULL && k < id_len && k < 64; k++)
-                sprintf(hex + 2 * k, "%02x", id[k]);
+            char hex[2 * 64 + 1] = ""; /* the first 64 bytes of a longer CKA_ID */
+            if (id != NULL)
+                hex_encode(id, id_len < 64 ? id_len : 64, hex, sizeof hex, false);
             if (!idset_contains(&known, hex)) {
                 orphans++;
                 char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
@@ -70,7 +71,7 @@ long token_gc(engine_setup *s, const char *const *journals, size_t count, bool d
         }
         free(handles);
         if (n < 0) {
-            hsm_error_to_enroll(&herr, "HSM_ERROR", err);
+            hsm_error_to_enroll(&herr, HSE_HSM_ERROR, err);
             json_decref(list);
             idset_free(&known);
             return -1;

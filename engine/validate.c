@@ -110,10 +110,10 @@ static void check_chunk(validation *v, chunk *c)
     for (size_t i = 0; i < c->count; i++) {
         vline *l = &c->lines[i];
         if (l->too_long) {
-            error_list_add(&l->errors, "LINE_TOO_LONG", NULL, "the line is longer than %zu bytes",
+            error_list_add(&l->errors, HSE_LINE_TOO_LONG, NULL, "the line is longer than %zu bytes",
                            v->max_line);
         } else if (l->text == NULL) {
-            error_list_add(&l->errors, "OUT_OF_MEMORY", NULL, "out of memory");
+            error_list_add(&l->errors, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         } else {
             l->req =
                 line_check_alone(v->checker, l->text, l->len, l->line, &l->decision, &l->errors);

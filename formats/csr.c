@@ -20,7 +20,7 @@ X509_REQ *csr_decode(const char *text, enroll_error *err)
         BIO_free(bio);
     } else {
         size_t len = 0;
-        unsigned char *der = base64_decode(text, &len);
+        unsigned char *der = base64_decode(text, strlen(text), BASE64_SKIP_SPACE, &len);
         const unsigned char *p = der;
         req = der ? d2i_X509_REQ(NULL, &p, (long)len) : NULL;
         if (req != NULL && p != der + len) {
@@ -31,7 +31,7 @@ X509_REQ *csr_decode(const char *text, enroll_error *err)
     }
     if (req == NULL) {
         ERR_clear_error();
-        enroll_error_set(err, "INVALID_CSR", "CSR",
+        enroll_error_set(err, HSE_INVALID_CSR, "CSR",
                          "CSR is neither PEM nor base-64 DER of a PKCS#10 request");
         return NULL;
     }
@@ -39,7 +39,7 @@ X509_REQ *csr_decode(const char *text, enroll_error *err)
     if (pub == NULL || X509_REQ_verify(req, pub) != 1) {
         ERR_clear_error();
         X509_REQ_free(req);
-        enroll_error_set(err, "CSR_SIGNATURE_INVALID", "CSR",
+        enroll_error_set(err, HSE_CSR_SIGNATURE_INVALID, "CSR",
                          "the CSR's signature does not verify with its public key");
         return NULL;
     }
@@ -70,7 +70,7 @@ EVP_PKEY *privkey_decode(const char *text, enroll_error *err)
         }
     } else {
         size_t len = 0;
-        unsigned char *der = base64_decode(text, &len);
+        unsigned char *der = base64_decode(text, strlen(text), BASE64_SKIP_SPACE, &len);
         if (der != NULL) {
             const unsigned char *p = der;
             PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
@@ -82,7 +82,7 @@ EVP_PKEY *privkey_decode(const char *text, enroll_error *err)
     }
     if (key == NULL) {
         ERR_clear_error();
-        enroll_error_set(err, "INVALID_PRIVATE_KEY", "PrivateKey",
+        enroll_error_set(err, HSE_INVALID_PRIVATE_KEY, "PrivateKey",
                          "PrivateKey is not an unencrypted PKCS#8 key (base 64 or PEM)");
     }
     return key;

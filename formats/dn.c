@@ -17,7 +17,7 @@
 #include "oid.h"
 #include "utf8.h"
 
-#define DN_CODE "INVALID_SUBJECT"
+#define DN_CODE HSE_INVALID_SUBJECT
 
 typedef struct dn_keyword {
     const char *name;

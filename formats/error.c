@@ -6,16 +6,25 @@
 #include <stdio.h>
 #include <string.h>
 
-void enroll_error_set(enroll_error *err, const char *code, const char *field, const char *fmt, ...)
+void enroll_error_set(enroll_error *err, hse_code code, const char *field, const char *fmt, ...)
 {
     if (err == NULL)
         return;
-    snprintf(err->code, sizeof err->code, "%s", code ? code : "ERROR");
+    err->code_id = code;
+    snprintf(err->code, sizeof err->code, "%s", code != HSE_NONE ? hse_code_name(code) : "ERROR");
     snprintf(err->field, sizeof err->field, "%s", field ? field : "");
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err->message, sizeof err->message, fmt, ap);
     va_end(ap);
+}
+
+void enroll_error_set_code(enroll_error *err, hse_code code)
+{
+    if (err == NULL)
+        return;
+    err->code_id = code;
+    snprintf(err->code, sizeof err->code, "%s", code != HSE_NONE ? hse_code_name(code) : "ERROR");
 }
 
 void enroll_error_clear(enroll_error *err)

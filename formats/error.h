@@ -6,15 +6,22 @@
 
 #include <stddef.h>
 
+#include "formats/error_codes.h"
+
 typedef struct enroll_error {
-    char code[40];     /* stable, documented in README: "INVALID_SUBJECT", "HSM_ERROR", ... */
+    char code[40];     /* hse_code_name(code_id): "INVALID_SUBJECT", "HSM_ERROR", ... */
     char field[80];    /* request field it concerns: "Subject", "SANs.ip4[1]"; "" if none */
     char message[320]; /* for a person; never a PIN, password or key */
+    hse_code code_id;  /* the code itself (error_codes.def); HSE_NONE when cleared */
 } enroll_error;
 
-/* Fills err (if not NULL) with code, field (may be NULL) and a printf-style message. */
-void enroll_error_set(enroll_error *err, const char *code, const char *field, const char *fmt, ...)
+/* Fills err (if not NULL) with code (its name goes to err->code), field (may be NULL) and a
+ * printf-style message. */
+void enroll_error_set(enroll_error *err, hse_code code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Changes only the code of err (if not NULL), keeping its field and message. */
+void enroll_error_set_code(enroll_error *err, hse_code code);
 
 /* Clears err to the empty state (code ""). */
 void enroll_error_clear(enroll_error *err);

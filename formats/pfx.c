@@ -56,20 +56,21 @@ static STACK_OF(PKCS12_SAFEBAG) * make_cert_bags(STACK_OF(X509) * certs, int lea
 static int check_options(BIO *out, EVP_PKEY *key, const pfx_options *opt, enroll_error *err)
 {
     if (out == NULL || key == NULL || opt == NULL) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL, "PKCS#12 needs an output, a key and options");
+        enroll_error_set(err, HSE_BUNDLE_FAILED, NULL,
+                         "PKCS#12 needs an output, a key and options");
         return -1;
     }
     if (opt->password == NULL || opt->password[0] == '\0' || strlen(opt->password) > INT_MAX) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL, "PKCS#12 needs a non-empty password");
+        enroll_error_set(err, HSE_BUNDLE_FAILED, NULL, "PKCS#12 needs a non-empty password");
         return -1;
     }
     if (opt->iterations < 0) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL, "invalid PKCS#12 iteration count %d",
+        enroll_error_set(err, HSE_BUNDLE_FAILED, NULL, "invalid PKCS#12 iteration count %d",
                          opt->iterations);
         return -1;
     }
     if (bundle_crypto_init() != 0 && opt->legacy) {
-        enroll_error_set(err, "LEGACY_UNAVAILABLE", NULL,
+        enroll_error_set(err, HSE_LEGACY_UNAVAILABLE, NULL,
                          "legacy PKCS#12 (3DES, RC2-40) needs the OpenSSL legacy provider, "
                          "which cannot be loaded (see OPENSSL_MODULES)");
         return -1;
@@ -90,14 +91,14 @@ int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options
 
     int leaf = find_leaf(certs, key);
     if (leaf < 0) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL,
+        enroll_error_set(err, HSE_BUNDLE_FAILED, NULL,
                          "no certificate of the PKCS#12 matches the private key");
         return -1;
     }
     unsigned char keyid[EVP_MAX_MD_SIZE];
     unsigned int keyid_len = 0;
     if (!X509_digest(sk_X509_value(certs, leaf), EVP_sha1(), keyid, &keyid_len)) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL, "cannot hash the leaf certificate");
+        enroll_error_set(err, HSE_BUNDLE_FAILED, NULL, "cannot hash the leaf certificate");
         enroll_error_add_openssl(err);
         return -1;
     }
@@ -152,7 +153,7 @@ int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options
     rc = 0;
 done:
     if (rc != 0) {
-        enroll_error_set(err, "BUNDLE_FAILED", NULL, "%s", what);
+        enroll_error_set(err, HSE_BUNDLE_FAILED, NULL, "%s", what);
         enroll_error_add_openssl(err);
     }
     PKCS12_free(p12);

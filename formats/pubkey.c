@@ -9,6 +9,7 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,7 +66,7 @@ EVP_PKEY *pubkey_from_rsa(const unsigned char *modulus, size_t modulus_len,
             rsa = NULL;
     }
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build RSA public key");
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build RSA public key");
         enroll_error_add_openssl(err);
     }
     RSA_free(rsa);
@@ -89,7 +90,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
         field = 66;
         break;
     default:
-        enroll_error_set(err, "INVALID_KEY", NULL, "unsupported curve %d", curve_nid);
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "unsupported curve %d", curve_nid);
         return NULL;
     }
     unsigned char *owned;
@@ -97,7 +98,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
     const unsigned char *raw = unwrap_point(point, point_len, 1 + 2 * field, &raw_len, &owned);
     if (raw == NULL || raw[0] != 0x04) {
         free(owned);
-        enroll_error_set(err, "INVALID_KEY", NULL,
+        enroll_error_set(err, HSE_INVALID_KEY, NULL,
                          "EC point of %zu bytes is not an uncompressed "
                          "point on curve %s",
                          point_len, OBJ_nid2sn(curve_nid));
@@ -110,7 +111,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
         (key = legacy_key(EVP_PKEY_EC, ec)) != NULL)
         ec = NULL;
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build EC public key");
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build EC public key");
         enroll_error_add_openssl(err);
     }
     EC_KEY_free(ec);
@@ -126,14 +127,14 @@ EVP_PKEY *pubkey_from_eddsa(int nid, const unsigned char *point, size_t point_le
     size_t raw_len;
     const unsigned char *raw = want ? unwrap_point(point, point_len, want, &raw_len, &owned) : NULL;
     if (raw == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "EdDSA point of %zu bytes is not a %s key",
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "EdDSA point of %zu bytes is not a %s key",
                          point_len, want ? OBJ_nid2sn(nid) : "known EdDSA");
         return NULL;
     }
     EVP_PKEY *key = EVP_PKEY_new_raw_public_key(nid, NULL, raw, raw_len);
     free(owned);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s public key", OBJ_nid2sn(nid));
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build %s public key", OBJ_nid2sn(nid));
         enroll_error_add_openssl(err);
     }
     return key;
@@ -236,7 +237,7 @@ EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_er
         key = EVP_PKCS82PKEY(p8);
     PKCS8_PRIV_KEY_INFO_free(p8);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "the private key is not valid PKCS#8");
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "the private key is not valid PKCS#8");
         enroll_error_add_openssl(err);
     }
     return key;
@@ -262,7 +263,7 @@ static int kwp(int encrypt, const unsigned char kek[32], const unsigned char *in
             OPENSSL_cleanse(buf, cap);
             free(buf);
         }
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot %s the exported key (AES-KWP)",
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot %s the exported key (AES-KWP)",
                          encrypt ? "wrap" : "unwrap");
         enroll_error_add_openssl(err);
         return -1;
@@ -297,12 +298,96 @@ EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char 
     return key;
 }
 
+/* One OpenSSL cipher pass (decrypt) over in; padding as the cipher defines it. */
+static int cipher_open(const EVP_CIPHER *cipher, const unsigned char kek[32],
+                       const unsigned char *iv, bool pad, const unsigned char *in, size_t in_len,
+                       unsigned char **out, size_t *out_len)
+{
+    size_t cap = in_len + 32;
+    unsigned char *buf = malloc(cap);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len1 = 0, len2 = 0, ok = 0;
+    if (buf != NULL && ctx != NULL) {
+        EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+        ok = EVP_DecryptInit_ex(ctx, cipher, NULL, kek, iv) == 1 &&
+             EVP_CIPHER_CTX_set_padding(ctx, pad ? 1 : 0) == 1 &&
+             EVP_DecryptUpdate(ctx, buf, &len1, in, (int)in_len) == 1 &&
+             EVP_DecryptFinal_ex(ctx, buf + len1, &len2) == 1;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (!ok) {
+        if (buf != NULL) {
+            OPENSSL_cleanse(buf, cap);
+            free(buf);
+        }
+        return -1;
+    }
+    *out = buf;
+    *out_len = (size_t)(len1 + len2);
+    return 0;
+}
+
+int key_unwrap(key_wrap_scheme scheme, const unsigned char kek[32], const unsigned char *in,
+               size_t in_len, unsigned char **out, size_t *out_len, enroll_error *err)
+{
+    int rc = -1;
+    const char *what = "AES-KWP";
+    *out = NULL;
+    if (scheme == KEYWRAP_RFC5649)
+        return kwp_unwrap(kek, in, in_len, out, out_len, err);
+    if (scheme == KEYWRAP_RFC3394_PKCS7) {
+        what = "AES key wrap over PKCS#7 padding";
+        rc = in_len >= 24 && in_len % 8 == 0
+                 ? cipher_open(EVP_aes_256_wrap(), kek, NULL, false, in, in_len, out, out_len)
+                 : -1;
+        if (rc == 0) {
+            /* PKCS#7 padding to the AES block: 1 to 16 bytes, each the count. */
+            unsigned pad = *out_len > 0 ? (*out)[*out_len - 1] : 0;
+            bool good = pad >= 1 && pad <= 16 && pad <= *out_len;
+            for (unsigned i = 1; good && i <= pad; i++)
+                good = (*out)[*out_len - i] == pad;
+            if (good) {
+                *out_len -= pad;
+            } else {
+                OPENSSL_cleanse(*out, *out_len);
+                free(*out);
+                *out = NULL;
+                rc = -1;
+            }
+        }
+    } else if (scheme == KEYWRAP_CBC_PAD) {
+        what = "AES-CBC-PAD";
+        rc = in_len > 16
+                 ? cipher_open(EVP_aes_256_cbc(), kek, in, true, in + 16, in_len - 16, out, out_len)
+                 : -1;
+    }
+    if (rc != 0) {
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot unwrap the exported key (%s)", what);
+        enroll_error_add_openssl(err);
+    }
+    return rc;
+}
+
+EVP_PKEY *privkey_unwrap_scheme(key_wrap_scheme scheme, const unsigned char kek[32],
+                                const unsigned char *wrapped, size_t wrapped_len, enroll_error *err)
+{
+    unsigned char *plain;
+    size_t len;
+    if (key_unwrap(scheme, kek, wrapped, wrapped_len, &plain, &len, err) != 0)
+        return NULL;
+    EVP_PKEY *key = privkey_from_pkcs8(plain, len, err);
+    OPENSSL_cleanse(plain, len);
+    free(plain);
+    return key;
+}
+
 EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_len,
                                  enroll_error *err)
 {
     EVP_PKEY *key = EVP_PKEY_new_raw_private_key(nid, NULL, raw, raw_len);
     if (key == NULL) {
-        enroll_error_set(err, "INVALID_KEY", NULL, "cannot build %s private key", OBJ_nid2sn(nid));
+        enroll_error_set(err, HSE_INVALID_KEY, NULL, "cannot build %s private key",
+                         OBJ_nid2sn(nid));
         enroll_error_add_openssl(err);
     }
     return key;

@@ -31,6 +31,20 @@ int kwp_unwrap(const unsigned char kek[32], const unsigned char *in, size_t in_l
  * and parses the PKCS#8 inside. The plaintext is wiped before returning. */
 EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
                                size_t wrapped_len, enroll_error *err);
+/* How an exported key was wrapped by the module (the values of hsm_wrap_scheme). */
+typedef enum key_wrap_scheme {
+    KEYWRAP_RFC5649 = 1,       /* AES key wrap with padding */
+    KEYWRAP_RFC3394_PKCS7 = 2, /* AES key wrap (RFC 3394) over PKCS#7-padded data */
+    KEYWRAP_CBC_PAD = 3,       /* AES-256-CBC with PKCS#7 padding: 16-byte IV, ciphertext */
+} key_wrap_scheme;
+/* Unwraps in process what C_WrapKey made under the 32-byte kek with this scheme. *out is
+ * malloc'd; the caller wipes and frees it. 0 or -1 (INVALID_KEY). */
+int key_unwrap(key_wrap_scheme scheme, const unsigned char kek[32], const unsigned char *in,
+               size_t in_len, unsigned char **out, size_t *out_len, enroll_error *err);
+/* key_unwrap, then the PKCS#8 inside parsed (the plaintext wiped). */
+EVP_PKEY *privkey_unwrap_scheme(key_wrap_scheme scheme, const unsigned char kek[32],
+                                const unsigned char *wrapped, size_t wrapped_len,
+                                enroll_error *err);
 /* An EdDSA private key from its raw seed (CKA_VALUE of a non-sensitive key). */
 EVP_PKEY *privkey_from_eddsa_raw(int nid, const unsigned char *raw, size_t raw_len,
                                  enroll_error *err);

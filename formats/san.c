@@ -17,7 +17,7 @@
 #include "oid.h"
 #include "utf8.h"
 
-#define SAN_CODE "INVALID_SAN"
+#define SAN_CODE HSE_INVALID_SAN
 #define UPN_OID  "1.3.6.1.4.1.311.20.2.3"
 
 static const struct {
@@ -305,7 +305,7 @@ int san_add(GENERAL_NAMES *names, san_kind kind, const char *value, const char *
             enroll_error *err)
 {
     if (san_kind_key(kind) == NULL) {
-        enroll_error_set(err, "UNKNOWN_SAN_TYPE", field, "unknown SAN type");
+        enroll_error_set(err, HSE_UNKNOWN_SAN_TYPE, field, "unknown SAN type");
         return -1;
     }
     if (names == NULL)

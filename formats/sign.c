@@ -138,7 +138,7 @@ static int call_signer(const signer *s, const unsigned char *tbs, size_t tbs_len
                        unsigned char *sig, size_t *sig_len, enroll_error *err)
 {
     if (s == NULL || s->sign == NULL || s->alg == SIG_NONE) {
-        enroll_error_set(err, "SIGN_FAILED", NULL, "no signer for this key type");
+        enroll_error_set(err, HSE_SIGN_FAILED, NULL, "no signer for this key type");
         return -1;
     }
     *sig_len = SIGNATURE_MAX;
@@ -171,7 +171,7 @@ X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKE
 
     if (req == NULL || algor == NULL || !X509_REQ_set_version(req, X509_REQ_VERSION_1) ||
         !X509_REQ_set_subject_name(req, subject) || !X509_REQ_set_pubkey(req, pubkey)) {
-        enroll_error_set(err, "CSR_FAILED", NULL, "cannot prepare the certificate request");
+        enroll_error_set(err, HSE_CSR_FAILED, NULL, "cannot prepare the certificate request");
         enroll_error_add_openssl(err);
         goto done;
     }
@@ -179,18 +179,18 @@ X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKE
         if (X509V3_add1_i2d(&exts, NID_subject_alt_name, (void *)sans, 0, X509V3_ADD_DEFAULT) !=
                 1 ||
             !X509_REQ_add_extensions(req, exts)) {
-            enroll_error_set(err, "CSR_FAILED", NULL, "cannot add subjectAltName to the request");
+            enroll_error_set(err, HSE_CSR_FAILED, NULL, "cannot add subjectAltName to the request");
             enroll_error_add_openssl(err);
             goto done;
         }
     }
     if (!set_algorithm(algor, s ? s->alg : SIG_NONE)) {
-        enroll_error_set(err, "CSR_FAILED", NULL, "no signature algorithm for this key");
+        enroll_error_set(err, HSE_CSR_FAILED, NULL, "no signature algorithm for this key");
         goto done;
     }
     int tbs_len = i2d_re_X509_REQ_tbs(req, &tbs);
     if (tbs_len <= 0) {
-        enroll_error_set(err, "CSR_FAILED", NULL, "cannot encode the certificate request");
+        enroll_error_set(err, HSE_CSR_FAILED, NULL, "cannot encode the certificate request");
         enroll_error_add_openssl(err);
         goto done;
     }
@@ -201,7 +201,7 @@ X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKE
     ASN1_BIT_STRING *bits = signature_bits(sig, sig_len);
     if (bits == NULL || !X509_REQ_set1_signature_algo(req, algor)) {
         ASN1_BIT_STRING_free(bits);
-        enroll_error_set(err, "CSR_FAILED", NULL, "cannot attach the signature");
+        enroll_error_set(err, HSE_CSR_FAILED, NULL, "cannot attach the signature");
         enroll_error_add_openssl(err);
         goto done;
     }
@@ -234,19 +234,19 @@ X509 *cert_sign(X509 *cert, const signer *s, enroll_error *err)
     ASN1_BIT_STRING *sig_bits = (ASN1_BIT_STRING *)const_sig;
     X509_ALGOR *outer_algor = (X509_ALGOR *)const_algor;
     if (s == NULL || !set_algorithm(tbs_algor, s->alg) || !set_algorithm(outer_algor, s->alg)) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "no signature algorithm for the CA key");
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "no signature algorithm for the CA key");
         goto done;
     }
     int tbs_len = i2d_re_X509_tbs(cert, &tbs);
     if (tbs_len <= 0) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot encode the certificate");
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot encode the certificate");
         enroll_error_add_openssl(err);
         goto done;
     }
     if (call_signer(s, tbs, (size_t)tbs_len, sig, &sig_len, err) != 0)
         goto done;
     if (!ASN1_BIT_STRING_set(sig_bits, sig, (int)sig_len)) {
-        enroll_error_set(err, "CA_SIGN_FAILED", NULL, "cannot attach the signature");
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot attach the signature");
         goto done;
     }
     sig_bits->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);

@@ -9,6 +9,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* PKCS#11 3.0's RFC 5649 mechanism, missing from older headers. */
+#ifndef CKM_AES_KEY_WRAP_KWP
+#define CKM_AES_KEY_WRAP_KWP 0x0000210BUL
+#endif
+
 /* What failed: the PKCS#11 function, its return value, and a message that says it all. */
 typedef struct hsm_error {
     char function[40]; /* "C_GenerateKeyPair"; "" when not a PKCS#11 call */
@@ -26,14 +31,26 @@ typedef struct hsm_module hsm_module;
 /* dlopens path (NULL: the default SoftHSM2 module), C_GetFunctionList, C_Initialize with
  * CKF_OS_LOCKING_OK. NULL with err on failure (missing file, not a PKCS#11 module, ...). */
 hsm_module *hsm_module_load(const char *path, hsm_error *err);
+/* The same with init_args (NULL: none) as C_Initialize's pReserved: the initialisation string
+ * some modules need (NSS softokn: "configdir='sql:/path' certPrefix='' ..."). Kept for restarts. */
+hsm_module *hsm_module_load_args(const char *path, const char *init_args, hsm_error *err);
+
+/* Behaviour of a module the engine works around, set from an explicit profile or from what the
+ * module was seen to do (engine/hsm_context.c), never from its name. */
+enum {
+    HSM_QUIRK_RETRY_GENERAL_ERROR = 1, /* transient CKR_GENERAL_ERROR under concurrent keygen and
+                                          signing (SoftHSM 2.6.1, upstream #573): retried */
+    HSM_QUIRK_KEEPS_DESTROYED = 2,     /* destroyed session objects freed only at C_Finalize
+                                          (SoftHSM 2.6, upstream #562/#563): restart the module */
+};
+unsigned hsm_module_quirks(const hsm_module *module);
+void hsm_module_set_quirks(hsm_module *module, unsigned quirks);
 /* C_Finalize (when this load initialized it) and dlclose. NULL is accepted. */
 void hsm_module_unload(hsm_module *module);
 /* C_Finalize then C_Initialize: every session, login and session object of the process is gone
  * (tokens must be reopened). For modules that only free memory there (SoftHSM 2.6 keeps every
  * destroyed session object until C_Finalize, upstream #562/#563). 0, or -1 with err. */
 int hsm_module_restart(hsm_module *module, hsm_error *err);
-/* True when the module reports SoftHSM as its manufacturer. */
-bool hsm_module_is_softhsm(const hsm_module *module);
 CK_FUNCTION_LIST *hsm_module_functions(const hsm_module *module);
 const char *hsm_module_path(const hsm_module *module);
 const char *hsm_default_module_path(void);
@@ -55,9 +72,14 @@ int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc 
                           hsm_error *err);
 /* Initializes a token with this label in a slot without an initialized token (C_InitToken with
  * so_pin, then C_InitPIN with user_pin); out describes the new token (its slot may change, as
- * SoftHSM moves it). 0, or -1 with err. */
+ * SoftHSM moves it). A token of this label left without a user PIN by an interrupted or failed
+ * init is finished (C_InitPIN) instead. PINs outside the token's length range are refused before
+ * C_InitToken. 0, or -1 with err. */
 int hsm_module_init_token(hsm_module *module, const char *label, const char *so_pin,
                           const char *user_pin, hsm_token_desc *out, hsm_error *err);
+
+/* The slot hsm_module_init_token would use (the first without an initialized token). 0 or -1. */
+int hsm_module_free_slot(hsm_module *module, CK_SLOT_ID *slot, hsm_error *err);
 
 /* ---- token and sessions (hsm/session.c) ---- */
 
@@ -213,6 +235,53 @@ int hsm_aes_decrypt(hsm_session *session, CK_OBJECT_HANDLE key, const unsigned c
  * caller wipes and frees it. */
 int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key, unsigned char **out,
                            size_t *out_len, hsm_error *err);
+
+/* The ways C_WrapKey output is read back in process. */
+typedef enum hsm_wrap_scheme {
+    HSM_WRAP_NONE = 0,
+    HSM_WRAP_RFC5649,       /* AES key wrap with padding (CKM_AES_KEY_WRAP_KWP; also what
+                               SoftHSM 2.6.1 gives for CKM_AES_KEY_WRAP_PAD, its issue #726) */
+    HSM_WRAP_RFC3394_PKCS7, /* CKM_AES_KEY_WRAP_PAD as PKCS#11 defines it: RFC 3394 over
+                               PKCS#7-padded data */
+    HSM_WRAP_CBC_PAD,       /* CKM_AES_CBC_PAD: the 16-byte IV, then the ciphertext */
+} hsm_wrap_scheme;
+
+/* How CKM_AES_KEY_WRAP_PAD behaves on this session's token, seen by wrapping a known 32-byte key
+ * under a throwaway key (both session objects, destroyed after): 40 bytes out is RFC 5649, 56 is
+ * RFC 3394 over PKCS#7 padding. HSM_WRAP_NONE when the module cannot (no such object, no
+ * mechanism). */
+hsm_wrap_scheme hsm_probe_wrap_pad(hsm_session *session);
+/* C_WrapKey of private_key under wrapping_key with mechanism (CKM_AES_KEY_WRAP_KWP,
+ * CKM_AES_KEY_WRAP_PAD, or CKM_AES_CBC_PAD, for which a random IV is made and put in front of
+ * the output). *out is malloc'd. */
+int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
+                              CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE private_key,
+                              unsigned char **out, size_t *out_len, hsm_error *err);
+
+/* ---- capabilities (hsm/caps.c) ---- */
+
+/* What one token offers, probed once (hsm_caps_probe), owned by the caller (hsm_caps_free). */
+typedef struct hsm_caps {
+    CK_SLOT_ID slot;
+    CK_FLAGS token_flags;                   /* CK_TOKEN_INFO flags */
+    CK_ULONG min_pin, max_pin;              /* PIN length range */
+    CK_ULONG max_sessions, max_rw_sessions; /* 0 / CK_EFFECTIVELY_INFINITE: no limit stated */
+    CK_MECHANISM_TYPE *mechanisms;          /* count entries, each with its info */
+    CK_MECHANISM_INFO *infos;
+    size_t count;
+} hsm_caps;
+
+int hsm_caps_probe(hsm_module *module, CK_SLOT_ID slot, hsm_caps *out, hsm_error *err);
+void hsm_caps_free(hsm_caps *caps);
+/* The mechanism's info, or NULL when the token does not offer it. */
+const CK_MECHANISM_INFO *hsm_caps_mechanism(const hsm_caps *caps, CK_MECHANISM_TYPE mechanism);
+/* True when the token offers mechanism with every flag of flags (CKF_WRAP, ...). */
+bool hsm_caps_has(const hsm_caps *caps, CK_MECHANISM_TYPE mechanism, CK_FLAGS flags);
+/* Whether the token offers key pair generation of spec (mechanism and key size); false with the
+ * reason in why ("this module cannot generate Ed25519 keys (no CKM_EC_EDWARDS_KEY_PAIR_GEN)"). */
+bool hsm_caps_keygen(const hsm_caps *caps, const hsm_key_spec *spec, char *why, size_t why_size);
+/* wanted, brought into the token's PIN length range. */
+size_t hsm_caps_pin_length(const hsm_caps *caps, size_t wanted);
 
 /* ---- objects (hsm/objects.c): for start-up and maintenance, never the hot path ---- */
 

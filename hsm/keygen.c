@@ -119,6 +119,14 @@ static void backoff(int attempt)
         ;
 }
 
+/* CKR_GENERAL_ERROR is transient only on modules seen to need it (HSM_QUIRK_RETRY_GENERAL_ERROR):
+ * elsewhere it is a real failure, and retrying it would leave more half-made keys. */
+static bool retry_general(const hsm_session *s)
+{
+    return s->token != NULL &&
+           (hsm_module_quirks(s->token->module) & HSM_QUIRK_RETRY_GENERAL_ERROR) != 0;
+}
+
 int hsm_generate_keypair(hsm_session *session, const hsm_key_spec *spec, hsm_key_storage storage,
                          const char *label, hsm_keypair *out, hsm_error *err)
 {
@@ -202,9 +210,11 @@ int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
     }
 
     size_t label_len = strlen(label);
-    /* Usage as the certificate will state it: signing for every type, key transport (decrypt /
-     * encrypt) for RSA only; no wrapping, unwrapping or derivation. */
-    CK_BBOOL rsa = spec->type == HSM_KEY_RSA ? CK_TRUE : CK_FALSE;
+    /* Only the attributes that matter: usage as the certificate will state it (signing for every
+     * type, key transport for RSA), where the key lives and how it may leave. Usages a key must
+     * not have are left to their PKCS#11 default (false) rather than stated: some modules refuse
+     * a template that names them (tpm2-pkcs11 and CKA_ENCRYPT/CKA_DECRYPT false on EC keys). */
+    bool rsa = spec->type == HSM_KEY_RSA;
     CK_ATTRIBUTE pub[12], priv[16];
     CK_ULONG npub = 0, npriv = 0;
 #define ATTR(arr, n, t, p, l) (arr[n++] = (CK_ATTRIBUTE){(t), (void *)(p), (CK_ULONG)(l)})
@@ -213,8 +223,8 @@ int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
     ATTR(pub, npub, CKA_TOKEN, &on_token, sizeof on_token);
     ATTR(pub, npub, CKA_PRIVATE, &no, sizeof no);
     ATTR(pub, npub, CKA_VERIFY, &yes, sizeof yes);
-    ATTR(pub, npub, CKA_ENCRYPT, &rsa, sizeof rsa);
-    ATTR(pub, npub, CKA_WRAP, &no, sizeof no);
+    if (rsa)
+        ATTR(pub, npub, CKA_ENCRYPT, &yes, sizeof yes);
     ATTR(pub, npub, CKA_ID, out->id, sizeof out->id);
     ATTR(pub, npub, CKA_LABEL, label, label_len);
     CK_ULONG params_index = npub;
@@ -231,10 +241,8 @@ int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
     ATTR(priv, npriv, CKA_SENSITIVE, &sensitive, sizeof sensitive);
     ATTR(priv, npriv, CKA_EXTRACTABLE, &extractable, sizeof extractable);
     ATTR(priv, npriv, CKA_SIGN, &yes, sizeof yes);
-    ATTR(priv, npriv, CKA_DECRYPT, &rsa, sizeof rsa);
-    ATTR(priv, npriv, CKA_UNWRAP, &no, sizeof no);
-    if (spec->type == HSM_KEY_EC)
-        ATTR(priv, npriv, CKA_DERIVE, &no, sizeof no);
+    if (rsa)
+        ATTR(priv, npriv, CKA_DECRYPT, &yes, sizeof yes);
     ATTR(priv, npriv, CKA_ID, out->id, sizeof out->id);
     ATTR(priv, npriv, CKA_LABEL, label, label_len);
 #undef ATTR
@@ -254,7 +262,7 @@ int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
             pub[params_index].ulValueLen = alt_params_len;
             continue;
         }
-        if (rv != CKR_GENERAL_ERROR)
+        if (rv != CKR_GENERAL_ERROR || !retry_general(session))
             break;
         backoff(attempt); /* SoftHSM 2.6.1 under concurrent keygen (upstream #573) */
     }
@@ -311,7 +319,7 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
     for (int attempt = 0; attempt < KEYGEN_MAX_ATTEMPTS; attempt++) {
         rv = session->f->C_SignInit(session->handle, &mech, key);
         if (rv != CKR_OK) {
-            if (rv == CKR_GENERAL_ERROR) {
+            if (rv == CKR_GENERAL_ERROR && retry_general(session)) {
                 backoff(attempt);
                 continue;
             }
@@ -325,7 +333,7 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
             *sig_len = len;
             return 0;
         }
-        if (rv != CKR_GENERAL_ERROR)
+        if (rv != CKR_GENERAL_ERROR || !retry_general(session))
             break;
         backoff(attempt);
     }

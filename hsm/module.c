@@ -21,6 +21,8 @@ struct hsm_module {
     CK_FUNCTION_LIST *f;
     bool initialized_here;
     char *path;
+    char *init_args; /* C_Initialize's pReserved, or NULL */
+    unsigned quirks; /* HSM_QUIRK_* */
 };
 
 void hsm_error_set(hsm_error *err, const char *function, CK_RV rv, const char *fmt, ...)
@@ -46,10 +48,16 @@ static CK_RV initialize(hsm_module *m)
     CK_C_INITIALIZE_ARGS args;
     memset(&args, 0, sizeof args);
     args.flags = CKF_OS_LOCKING_OK;
+    args.pReserved = m->init_args;
     return m->f->C_Initialize(&args);
 }
 
 hsm_module *hsm_module_load(const char *path, hsm_error *err)
+{
+    return hsm_module_load_args(path, NULL, err);
+}
+
+hsm_module *hsm_module_load_args(const char *path, const char *init_args, hsm_error *err)
 {
     if (path == NULL || *path == '\0')
         path = hsm_default_module_path();
@@ -77,6 +85,8 @@ hsm_module *hsm_module_load(const char *path, hsm_error *err)
     }
     m->dl = dl;
     m->path = strdup(path);
+    if (init_args != NULL && *init_args != '\0')
+        m->init_args = strdup(init_args);
     CK_RV rv = get_list(&m->f);
     if (rv != CKR_OK || m->f == NULL) {
         hsm_error_set(err, "C_GetFunctionList", rv, "C_GetFunctionList failed on %s: %s", path,
@@ -88,7 +98,11 @@ hsm_module *hsm_module_load(const char *path, hsm_error *err)
     if (rv == CKR_OK) {
         m->initialized_here = true;
     } else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-        hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s", path, ckr_name(rv));
+        hsm_error_set(err, "C_Initialize", rv, "C_Initialize failed on %s: %s%s", path,
+                      ckr_name(rv),
+                      rv == CKR_ARGUMENTS_BAD && m->init_args == NULL
+                          ? " (does the module need an initialisation string: Hsm.InitArgs?)"
+                          : "");
         hsm_module_unload(m);
         return NULL;
     }
@@ -119,11 +133,14 @@ int hsm_module_restart(hsm_module *module, hsm_error *err)
     return 0;
 }
 
-bool hsm_module_is_softhsm(const hsm_module *module)
+unsigned hsm_module_quirks(const hsm_module *module)
 {
-    CK_INFO info;
-    return module != NULL && module->f->C_GetInfo(&info) == CKR_OK &&
-           memcmp(info.manufacturerID, "SoftHSM", 7) == 0;
+    return module != NULL ? module->quirks : 0;
+}
+
+void hsm_module_set_quirks(hsm_module *module, unsigned quirks)
+{
+    module->quirks = quirks;
 }
 
 void hsm_module_unload(hsm_module *module)
@@ -135,6 +152,7 @@ void hsm_module_unload(hsm_module *module)
     /* SoftHSM and most modules keep thread-local state that outlives dlclose badly; closing the
      * library at exit is not worth the risk, the process is ending anyway. */
     free(module->path);
+    free(module->init_args);
     free(module);
 }
 
@@ -219,47 +237,29 @@ int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc 
     return -1;
 }
 
-int hsm_module_init_token(hsm_module *module, const char *label, const char *so_pin,
-                          const char *user_pin, hsm_token_desc *out, hsm_error *err)
+int hsm_module_free_slot(hsm_module *module, CK_SLOT_ID *slot, hsm_error *err)
 {
-    if (strlen(label) > 32) {
-        hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "token label \"%s\" is longer than 32 bytes",
-                      label);
-        return -1;
-    }
     hsm_token_desc tokens[64];
     int n = hsm_module_list_tokens(module, tokens, 64, err);
     if (n < 0)
         return -1;
-    int free_slot = -1;
     for (int i = 0; i < n; i++) {
-        if (tokens[i].initialized && strcmp(tokens[i].label, label) == 0) {
-            hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "a token labelled \"%s\" already exists",
-                          label);
-            return -1;
+        if (!tokens[i].initialized) {
+            *slot = tokens[i].slot;
+            return 0;
         }
-        if (!tokens[i].initialized && free_slot < 0)
-            free_slot = i;
     }
-    if (free_slot < 0) {
-        hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT,
-                      "module %s has no slot with an uninitialized token", module->path);
-        return -1;
-    }
-    CK_UTF8CHAR padded[32];
-    memset(padded, ' ', sizeof padded);
-    memcpy(padded, label, strlen(label));
-    CK_SLOT_ID slot = tokens[free_slot].slot;
-    CK_RV rv = module->f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded);
-    if (rv != CKR_OK) {
-        hsm_error_set(err, "C_InitToken", rv, "C_InitToken failed: %s", ckr_name(rv));
-        return -1;
-    }
-    /* SoftHSM gives the new token a new slot: look it up again by label. */
-    if (hsm_module_find_token(module, label, out, err) != 0)
-        return -1;
+    hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT,
+                  "module %s has no slot with an uninitialized token", module->path);
+    return -1;
+}
+
+/* C_Login as SO and C_InitPIN on the token in slot. */
+static int init_user_pin(hsm_module *module, CK_SLOT_ID slot, const char *label, const char *so_pin,
+                         const char *user_pin, hsm_error *err)
+{
     CK_SESSION_HANDLE s;
-    rv = module->f->C_OpenSession(out->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+    CK_RV rv = module->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
     if (rv != CKR_OK) {
         hsm_error_set(err, "C_OpenSession", rv, "C_OpenSession failed: %s", ckr_name(rv));
         return -1;
@@ -277,5 +277,78 @@ int hsm_module_init_token(hsm_module *module, const char *label, const char *so_
                       ckr_name(rv));
         return -1;
     }
+    return 0;
+}
+
+/* A PIN outside the token's stated length range fails after C_InitToken otherwise. */
+static int check_pin_length(const CK_TOKEN_INFO *info, const char *what, const char *pin,
+                            hsm_error *err)
+{
+    size_t len = strlen(pin);
+    if (len < info->ulMinPinLen ||
+        (info->ulMaxPinLen != 0 && info->ulMaxPinLen != CK_UNAVAILABLE_INFORMATION &&
+         len > info->ulMaxPinLen)) {
+        hsm_error_set(err, "", CKR_PIN_LEN_RANGE,
+                      "the %s has %zu characters; this token takes %lu to %lu", what, len,
+                      (unsigned long)info->ulMinPinLen, (unsigned long)info->ulMaxPinLen);
+        return -1;
+    }
+    return 0;
+}
+
+int hsm_module_init_token(hsm_module *module, const char *label, const char *so_pin,
+                          const char *user_pin, hsm_token_desc *out, hsm_error *err)
+{
+    if (strlen(label) > 32) {
+        hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "token label \"%s\" is longer than 32 bytes",
+                      label);
+        return -1;
+    }
+    hsm_token_desc tokens[64];
+    int n = hsm_module_list_tokens(module, tokens, 64, err);
+    if (n < 0)
+        return -1;
+    int free_slot = -1;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i].initialized && strcmp(tokens[i].label, label) == 0) {
+            if (tokens[i].user_pin_initialized) {
+                hsm_error_set(err, "", CKR_ARGUMENTS_BAD, "a token labelled \"%s\" already exists",
+                              label);
+                return -1;
+            }
+            /* Left half-made (C_InitToken done, C_InitPIN not): finish it. */
+            if (init_user_pin(module, tokens[i].slot, label, so_pin, user_pin, err) != 0)
+                return -1;
+            return hsm_module_find_token(module, label, out, err);
+        }
+        if (!tokens[i].initialized && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot < 0) {
+        hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT,
+                      "module %s has no slot with an uninitialized token", module->path);
+        return -1;
+    }
+    CK_SLOT_ID slot = tokens[free_slot].slot;
+    CK_TOKEN_INFO info;
+    CK_RV rv = module->f->C_GetTokenInfo(slot, &info);
+    if (rv == CKR_OK && (check_pin_length(&info, "SO PIN", so_pin, err) != 0 ||
+                         check_pin_length(&info, "user PIN", user_pin, err) != 0))
+        return -1;
+    CK_UTF8CHAR padded[32];
+    memset(padded, ' ', sizeof padded);
+    memcpy(padded, label, strlen(label));
+    rv = module->f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded);
+    if (rv != CKR_OK) {
+        hsm_error_set(err, "C_InitToken", rv, "C_InitToken failed: %s", ckr_name(rv));
+        return -1;
+    }
+    /* SoftHSM gives the new token a new slot: look it up again by label. */
+    if (hsm_module_find_token(module, label, out, err) != 0)
+        return -1;
+    /* Should C_InitPIN fail, the token is left labelled without a user PIN: a rerun finishes it
+     * (above) rather than reporting it as existing. */
+    if (init_user_pin(module, out->slot, label, so_pin, user_pin, err) != 0)
+        return -1;
     return hsm_module_find_token(module, label, out, err);
 }

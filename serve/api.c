@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "batch/jsonobj.h"
 #include "batch/jsonpath.h"
 #include "batch/certinfo.h"
 #include "formats/base64.h"
@@ -18,7 +19,7 @@
 /* The most SANs one request may carry, the CSR's and the body's together (TOO_MANY_SANS). */
 #define SERVE_MAX_SANS 1000
 
-/* The body fields of POST /Enrollment/CSR (seed 000). */
+/* The body fields of POST /Enrollment/CSR (seed 000), but PrivateKey (refused by name). */
 static const char *const csr_body_keys[] = {"CSR",
                                             "CertificateAuthority",
                                             "IncludeChain",
@@ -31,7 +32,6 @@ static const char *const csr_body_keys[] = {"CSR",
                                             "Template",
                                             "EnrollmentPatternId",
                                             "Timestamp",
-                                            "PrivateKey",
                                             NULL};
 
 serve_config *serve_config_new(config *cfg)
@@ -57,17 +57,11 @@ void serve_config_free(serve_config *sc)
     free(sc);
 }
 
-static bool key_listed(const char *key, const char *const *keys)
+/* Answers every error of the list; the status is the first one's (400 for request and policy
+ * errors). */
+static void answer_errors(api_answer *answer, const error_list *errors)
 {
-    for (size_t i = 0; keys[i] != NULL; i++)
-        if (strcasecmp(key, keys[i]) == 0)
-            return true;
-    return false;
-}
-
-static void answer_errors(api_answer *answer, unsigned status, const error_list *errors)
-{
-    api_error(answer, status, errors->items[0].code, "%s", errors->items[0].message);
+    api_error(answer, errors->items[0].code_id, "%s", errors->items[0].message);
     if (errors->items[0].field[0] != '\0')
         json_object_set_new(answer->body, "Field", json_string(errors->items[0].field));
     if (errors->count > 1) {
@@ -132,44 +126,43 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
     json_error_t jerr;
     json_t *body = json_loadb(call->body, call->body_len, 0, &jerr);
     if (body == NULL) {
-        api_error(answer, 400, "INVALID_JSON", "the body is not JSON: line %d, column %d: %s",
+        api_error(answer, HSE_INVALID_JSON, "the body is not JSON: line %d, column %d: %s",
                   jerr.line, jerr.column, jerr.text);
         return NULL;
     }
     if (!json_is_object(body)) {
         json_decref(body);
-        api_error(answer, 400, "INVALID_JSON", "the body must be a JSON object");
+        api_error(answer, HSE_INVALID_JSON, "the body must be a JSON object");
         return NULL;
     }
-    const char *key;
-    json_t *value;
-    json_object_foreach(body, key, value)
-    {
-        if (!key_listed(key, csr_body_keys)) {
-            api_error(answer, 400, "UNKNOWN_FIELD", "%.80s: not a field of POST /Enrollment/CSR",
-                      key);
-            json_decref(body);
-            return NULL;
-        }
-        if (strcasecmp(key, "SANs") == 0 && json_is_object(value)) {
-            /* Counted before anything is parsed: a request of 50,000 names costs nothing. */
-            size_t count = 0;
-            const char *kind;
-            json_t *names;
-            json_object_foreach(value, kind, names)
-            {
-                count += json_is_array(names) ? json_array_size(names) : 1;
-            }
-            if (count > SERVE_MAX_SANS) {
-                api_error(answer, 400, "TOO_MANY_SANS", "SANs: %zu names; at most %d per request",
-                          count, SERVE_MAX_SANS);
-                json_decref(body);
-                return NULL;
-            }
-        }
-        if (strcasecmp(key, "PrivateKey") == 0) {
-            api_error(answer, 400, "FIELD_NOT_SUPPORTED",
+    /* PrivateKey is not in the list: it is refused where it stands, like an unknown field. Two
+     * casings of a field go on to the request's own check (DUPLICATE_FIELD). */
+    jobj_key_check check = {0};
+    while (jobj_check_keys(body, csr_body_keys, &check)) {
+        if (check.known_index >= 0)
+            continue;
+        if (strcasecmp(check.key, "PrivateKey") == 0)
+            api_error(answer, HSE_FIELD_NOT_SUPPORTED,
                       "PrivateKey: this server does not retain private keys");
+        else
+            api_error(answer, HSE_UNKNOWN_FIELD, "%.80s: not a field of POST /Enrollment/CSR",
+                      check.key);
+        json_decref(body);
+        return NULL;
+    }
+    /* The SANs are counted before anything is parsed: a request of 50,000 names costs nothing. */
+    json_t *sans = jobj_get(body, "SANs");
+    if (json_is_object(sans)) {
+        size_t count = 0;
+        const char *kind;
+        json_t *names;
+        json_object_foreach(sans, kind, names)
+        {
+            count += json_is_array(names) ? json_array_size(names) : 1;
+        }
+        if (count > SERVE_MAX_SANS) {
+            api_error(answer, HSE_TOO_MANY_SANS, "SANs: %zu names; at most %d per request", count,
+                      SERVE_MAX_SANS);
             json_decref(body);
             return NULL;
         }
@@ -182,7 +175,7 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     if (text == NULL)
-        api_error(answer, 500, "INTERNAL", "out of memory");
+        api_error(answer, HSE_INTERNAL, "out of memory");
     return text;
 }
 
@@ -201,18 +194,18 @@ static void answer_pending(server *srv, const enroll_request *req, api_answer *a
 static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
 {
     if (call->requested_with == NULL) {
-        api_error(answer, 400, "MISSING_HEADER",
+        api_error(answer, HSE_MISSING_HEADER,
                   "the x-keyfactor-requested-with header is required (APIClient)");
         return;
     }
     if (call->certificate_format == NULL) {
-        api_error(answer, 400, "MISSING_HEADER",
+        api_error(answer, HSE_MISSING_HEADER,
                   "the x-certificateformat header is required (PEM or DER)");
         return;
     }
     bool der = strcasecmp(call->certificate_format, "DER") == 0;
     if (!der && strcasecmp(call->certificate_format, "PEM") != 0) {
-        api_error(answer, 400, "INVALID_HEADER", "x-certificateformat: must be PEM or DER");
+        api_error(answer, HSE_INVALID_HEADER, "x-certificateformat: must be PEM or DER");
         return;
     }
     char *text = line_from_body(srv, call, der ? "DER" : "PEM", answer);
@@ -232,25 +225,25 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
     X509 *cert = NULL;
     if (req != NULL && req->sans != NULL && sk_GENERAL_NAME_num(req->sans) > SERVE_MAX_SANS) {
         error_list_free(&errors);
-        error_list_add(&errors, "TOO_MANY_SANS", "SANs",
+        error_list_add(&errors, HSE_TOO_MANY_SANS, "SANs",
                        "the CSR and the body carry %d SANs; at most %d per request",
                        sk_GENERAL_NAME_num(req->sans), SERVE_MAX_SANS);
     }
     if (req == NULL || errors.count > 0) {
         if (errors.count == 0)
-            error_list_add(&errors, "INVALID_JSON", NULL, "the body is not a request");
-        answer_errors(answer, 400, &errors);
+            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
+        answer_errors(answer, &errors);
         goto done;
     }
     if (!caller_may_use(call, decision.pattern)) {
-        api_error(answer, 403, "FORBIDDEN",
+        api_error(answer, HSE_FORBIDDEN,
                   "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
                   serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
         goto done;
     }
     size_t ca = (size_t)(decision.ca - sc->cfg->cas);
     if (!srv->ca_open[ca]) {
-        api_error(answer, 400, "CA_NOT_SERVED", "CA \"%s\" is not an embedded CA of this server",
+        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
                   decision.ca->name);
         goto done;
     }
@@ -273,11 +266,11 @@ static void enroll_csr(server *srv, const api_call *call, api_answer *answer)
     if (rc != 0) {
         /* The caller's fault is explained; the server's own is logged, and the answer names no
          * path, handle or library message. */
-        if (strcmp(err.code, "CA_REJECTED") == 0) {
-            api_error(answer, 400, err.code, "%s", err.message);
+        if (err.code_id == HSE_CA_REJECTED) {
+            api_error(answer, err.code_id, "%s", err.message);
         } else {
             log_error("serve: %s: %s: %s", call->path, err.code, err.message);
-            api_error(answer, 500, "INTERNAL",
+            api_error(answer, HSE_INTERNAL,
                       "the server could not issue the certificate (%s); "
                       "see its log",
                       err.code);
@@ -311,19 +304,8 @@ static json_t *pattern_json(const config *cfg, const config_pattern *p)
     json_t *out = json_deep_copy(p->raw);
     const char *drop[] = {
         "Template", "TemplateDefault", "AssociatedRoles", "CertificateAuthorities", "Id", NULL};
-    for (size_t i = 0; drop[i] != NULL; i++) {
-        json_t *v;
-        while ((v = json_get_ci(out, drop[i])) != NULL) {
-            const char *key;
-            json_t *value;
-            void *tmp;
-            json_object_foreach_safe(out, tmp, key, value)
-            {
-                if (strcasecmp(key, drop[i]) == 0)
-                    json_object_del(out, key);
-            }
-        }
-    }
+    for (size_t i = 0; drop[i] != NULL; i++)
+        jobj_del(out, drop[i]);
     json_object_set_new(out, "Id", json_integer(p->id));
     json_object_set_new(
         out, "Template",
@@ -373,7 +355,7 @@ static void strip_path_prefix(char *text, const char *prefix, size_t n)
 static void add_pattern(server *srv, const api_call *call, api_answer *answer)
 {
     if (!serve_user_has_permission(call->caller.user, PATTERN_MODIFY_PERMISSION)) {
-        api_error(answer, 403, "FORBIDDEN", "user \"%s\" lacks the permission %s",
+        api_error(answer, HSE_FORBIDDEN, "user \"%s\" lacks the permission %s",
                   serve_user_name(call->caller.user), PATTERN_MODIFY_PERMISSION);
         return;
     }
@@ -381,32 +363,22 @@ static void add_pattern(server *srv, const api_call *call, api_answer *answer)
     json_t *body = json_loadb(call->body, call->body_len, 0, &jerr);
     if (!json_is_object(body)) {
         if (body == NULL)
-            api_error(answer, 400, "INVALID_JSON", "the body is not JSON: line %d, column %d: %s",
+            api_error(answer, HSE_INVALID_JSON, "the body is not JSON: line %d, column %d: %s",
                       jerr.line, jerr.column, jerr.text);
         else
-            api_error(answer, 400, "INVALID_JSON", "the body must be a JSON object");
+            api_error(answer, HSE_INVALID_JSON, "the body must be a JSON object");
         json_decref(body);
         return;
     }
     const config *old = srv->current->cfg;
     json_t *doc = json_deep_copy(old->doc);
-    json_t *patterns = json_get_ci(doc, "EnrollmentPatterns");
+    json_t *patterns = jobj_get(doc, "EnrollmentPatterns");
     long long id = 0;
     for (size_t i = 0; i < old->pattern_count; i++)
         if (old->patterns[i].id > id)
             id = old->patterns[i].id;
     id++;
-    json_t *v;
-    while ((v = json_get_ci(body, "Id")) != NULL) {
-        const char *key;
-        json_t *value;
-        void *tmp;
-        json_object_foreach_safe(body, tmp, key, value)
-        {
-            if (strcasecmp(key, "Id") == 0)
-                json_object_del(body, key);
-        }
-    }
+    jobj_del(body, "Id");
     json_object_set_new(body, "Id", json_integer(id));
     char prefix[64];
     int n = snprintf(prefix, sizeof prefix, "EnrollmentPatterns[%zu]", json_array_size(patterns));
@@ -421,15 +393,15 @@ static void add_pattern(server *srv, const api_call *call, api_answer *answer)
             strip_path_prefix(errors.items[i].message, prefix, (size_t)n);
         }
         if (errors.count == 0)
-            error_list_add(&errors, "CONFIG_RULE", NULL, "the pattern is not valid");
-        answer_errors(answer, 400, &errors);
+            error_list_add(&errors, HSE_CONFIG_RULE, NULL, "the pattern is not valid");
+        answer_errors(answer, &errors);
         error_list_free(&errors);
         return;
     }
     serve_config *sc = serve_config_new(cfg);
     if (sc == NULL) {
         config_free(cfg);
-        api_error(answer, 500, "INTERNAL", "out of memory");
+        api_error(answer, HSE_INTERNAL, "out of memory");
         return;
     }
     serve_config_free(srv->current);
@@ -442,7 +414,7 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
     bool post = strcmp(call->method, "POST") == 0, get = strcmp(call->method, "GET") == 0;
     if (strcasecmp(call->path, "/Enrollment/CSR") == 0) {
         if (!post) {
-            api_error(answer, 405, "METHOD_NOT_ALLOWED", "/Enrollment/CSR takes POST");
+            api_error(answer, HSE_METHOD_NOT_ALLOWED, "/Enrollment/CSR takes POST");
             return;
         }
         pthread_rwlock_rdlock(&srv->config_lock);
@@ -460,9 +432,9 @@ void api_dispatch(server *srv, const api_call *call, api_answer *answer)
             add_pattern(srv, call, answer);
             pthread_rwlock_unlock(&srv->config_lock);
         } else {
-            api_error(answer, 405, "METHOD_NOT_ALLOWED", "/EnrollmentPatterns takes GET and POST");
+            api_error(answer, HSE_METHOD_NOT_ALLOWED, "/EnrollmentPatterns takes GET and POST");
         }
         return;
     }
-    api_error(answer, 404, "NOT_FOUND", "no such resource: %.200s", call->path);
+    api_error(answer, HSE_NOT_FOUND, "no such resource: %.200s", call->path);
 }

@@ -19,7 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CREDENTIALS_CODE     "SERVE_CREDENTIALS"
+#include "batch/jsonobj.h"
+#include "formats/base64.h"
+
+#define CREDENTIALS_CODE     HSE_SERVE_CREDENTIALS
 #define HASH_PREFIX          "pbkdf2-sha256$"
 #define HASH_FORMAT          "pbkdf2-sha256$ITER$SALT$HASH"
 #define HASH_BYTES           32
@@ -58,65 +61,6 @@ struct serve_credentials {
     /* PBKDF2 iterations computed by serve_credentials_check (atomic; serve_credentials_work). */
     unsigned long long work;
 };
-
-/* ---- base64 (standard alphabet, padded, canonical) ---- */
-
-/* The value (0..63) of a base64 character, or -1; no branch or table depends on c. */
-static int base64_char_value(unsigned char c)
-{
-    int ch = c, value = -1;
-    value += (((0x40 - ch) & (ch - 0x5b)) >> 8) & (ch - 64); /* A-Z */
-    value += (((0x60 - ch) & (ch - 0x7b)) >> 8) & (ch - 70); /* a-z */
-    value += (((0x2f - ch) & (ch - 0x3a)) >> 8) & (ch + 5);  /* 0-9 */
-    value += (((0x2a - ch) & (ch - 0x2c)) >> 8) & 63;        /* + */
-    value += (((0x2e - ch) & (ch - 0x30)) >> 8) & 64;        /* / */
-    return value;
-}
-
-/* Decodes len characters of padded base64. Returns a malloc'd buffer of *out_len bytes followed
- * by a NUL (to be wiped and freed by the caller), or NULL when the text is empty, not a multiple
- * of 4 long, holds a character outside the alphabet, misplaced padding or non-zero unused bits. */
-static unsigned char *base64_decode(const char *in, size_t len, size_t *out_len)
-{
-    if (len == 0 || len % 4 != 0)
-        return NULL;
-    size_t pad = 0;
-    if (in[len - 1] == '=')
-        pad = in[len - 2] == '=' ? 2 : 1;
-    size_t capacity = len / 4 * 3;
-    unsigned char *out = malloc(capacity + 1);
-    if (out == NULL)
-        return NULL;
-    int bad = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        bool last = i + 4 == len;
-        int v0 = base64_char_value((unsigned char)in[i]);
-        int v1 = base64_char_value((unsigned char)in[i + 1]);
-        int v2 = last && pad == 2 ? 0 : base64_char_value((unsigned char)in[i + 2]);
-        int v3 = last && pad >= 1 ? 0 : base64_char_value((unsigned char)in[i + 3]);
-        bad |= v0 | v1 | v2 | v3;
-        unsigned group = ((unsigned)(v0 & 63) << 18) | ((unsigned)(v1 & 63) << 12) |
-                         ((unsigned)(v2 & 63) << 6) | (unsigned)(v3 & 63);
-        out[o++] = (unsigned char)(group >> 16);
-        if (!(last && pad == 2))
-            out[o++] = (unsigned char)(group >> 8);
-        if (!(last && pad >= 1))
-            out[o++] = (unsigned char)group;
-        if (last && pad == 2 && (v1 & 15) != 0)
-            bad = -1;
-        if (last && pad == 1 && (v2 & 3) != 0)
-            bad = -1;
-    }
-    if (bad < 0) {
-        OPENSSL_cleanse(out, capacity + 1);
-        free(out);
-        return NULL;
-    }
-    out[o] = '\0';
-    *out_len = o;
-    return out;
-}
 
 /* ---- errors ---- */
 
@@ -166,35 +110,25 @@ static void json_error_text(char dst[160], const char *text)
 
 /* ---- loading ---- */
 
-/* Sets slots[i] to the member of obj whose key is names[i] in any case. Refuses unknown keys and
- * a key given twice. json_path is the object's path ("" for the document). 0 or -1. */
-static int take_members(json_t *obj, const char *const *names, json_t **slots, size_t count,
-                        const char *file, const char *json_path, enroll_error *err)
+/* Sets slots[i] to the member of obj whose key is names[i] (NULL-terminated) in any case.
+ * Refuses unknown keys and a key given twice. json_path is the object's path ("" for the
+ * document). 0 or -1. */
+static int take_members(json_t *obj, const char *const *names, json_t **slots, const char *file,
+                        const char *json_path, enroll_error *err)
 {
-    const char *key;
-    json_t *value;
-    for (size_t i = 0; i < count; i++)
-        slots[i] = NULL;
-    json_object_foreach(obj, key, value)
-    {
-        size_t i = 0;
-        while (i < count && strcasecmp(key, names[i]) != 0)
-            i++;
+    jobj_key_check check = {0};
+    if (jobj_check_keys(obj, names, &check)) {
         char shown[64], member_path[128];
-        printable_copy(shown, key);
+        printable_copy(shown, check.key);
+        bool unknown = check.known_index < 0;
         snprintf(member_path, sizeof member_path, "%s%s%s", json_path, *json_path ? "." : "",
-                 i < count ? names[i] : shown);
-        if (i == count) {
-            credentials_error(err, file, member_path, "unknown key");
-            return -1;
-        }
-        if (slots[i] != NULL) {
-            credentials_error(err, file, member_path,
-                              "given twice (key names are case-insensitive)");
-            return -1;
-        }
-        slots[i] = value;
+                 unknown ? shown : names[check.known_index]);
+        credentials_error(err, file, member_path,
+                          unknown ? "unknown key" : "given twice (key names are case-insensitive)");
+        return -1;
     }
+    for (size_t i = 0; names[i] != NULL; i++)
+        slots[i] = jobj_get(obj, names[i]);
     return 0;
 }
 
@@ -259,7 +193,8 @@ static const char *parse_password_hash(const char *text, serve_user *user)
         return "ITER is not a number from 1000 to 10000000";
     salt++;
     size_t salt_len = 0;
-    unsigned char *salt_bytes = base64_decode(salt, (size_t)(hash - salt), &salt_len);
+    unsigned char *salt_bytes =
+        base64_decode(salt, (size_t)(hash - salt), BASE64_CANONICAL, &salt_len);
     bool salt_ok = salt_bytes != NULL && salt_len >= SALT_MIN_BYTES && salt_len <= SALT_MAX_BYTES;
     if (salt_ok) {
         memcpy(user->salt, salt_bytes, salt_len);
@@ -273,7 +208,7 @@ static const char *parse_password_hash(const char *text, serve_user *user)
         return "SALT is not padded base64 of 8 to 64 bytes";
     hash++;
     size_t hash_len = 0;
-    unsigned char *hash_bytes = base64_decode(hash, strlen(hash), &hash_len);
+    unsigned char *hash_bytes = base64_decode(hash, strlen(hash), BASE64_CANONICAL, &hash_len);
     bool hash_ok = hash_bytes != NULL && hash_len == HASH_BYTES;
     if (hash_ok)
         memcpy(user->hash, hash_bytes, HASH_BYTES);
@@ -360,9 +295,9 @@ static int load_user(serve_credentials *creds, size_t index, json_t *entry, cons
         credentials_error(err, file, user_path, "not an object");
         return -1;
     }
-    static const char *const names[] = {"Name", "Password", "Roles", "Permissions"};
+    static const char *const names[] = {"Name", "Password", "Roles", "Permissions", NULL};
     json_t *members[4];
-    if (take_members(entry, names, members, 4, file, user_path, err) != 0)
+    if (take_members(entry, names, members, file, user_path, err) != 0)
         return -1;
     serve_user *user = &creds->users[index];
 
@@ -420,9 +355,9 @@ static serve_credentials *credentials_from_json(json_t *doc, const char *file, e
         credentials_error(err, file, NULL, "not a JSON object");
         return NULL;
     }
-    static const char *const names[] = {"Users"};
+    static const char *const names[] = {"Users", NULL};
     json_t *users;
-    if (take_members(doc, names, &users, 1, file, "", err) != 0)
+    if (take_members(doc, names, &users, file, "", err) != 0)
         return NULL;
     if (users == NULL) {
         credentials_error(err, file, "Users", "missing");
@@ -675,19 +610,23 @@ char *serve_password_hash(const char *password, unsigned iterations)
     if (password == NULL || iterations < ITERATIONS_MIN || iterations > ITERATIONS_MAX)
         return NULL;
     unsigned char salt[NEW_SALT_BYTES], derived[HASH_BYTES];
-    char salt64[4 * ((NEW_SALT_BYTES + 2) / 3) + 1], hash64[4 * ((HASH_BYTES + 2) / 3) + 1];
-    char *result = NULL;
+    char *salt64 = NULL, *hash64 = NULL, *result = NULL;
     if (RAND_bytes(salt, sizeof salt) == 1 &&
         derive_key(password, strlen(password), salt, sizeof salt, iterations, derived) == 0) {
-        EVP_EncodeBlock((unsigned char *)salt64, salt, sizeof salt);
-        EVP_EncodeBlock((unsigned char *)hash64, derived, sizeof derived);
+        salt64 = base64_encode(salt, sizeof salt);
+        hash64 = base64_encode(derived, sizeof derived);
+    }
+    if (salt64 != NULL && hash64 != NULL) {
         size_t size = strlen(HASH_PREFIX) + 8 + 1 + strlen(salt64) + 1 + strlen(hash64) + 1;
         result = malloc(size);
         if (result != NULL)
             snprintf(result, size, HASH_PREFIX "%u$%s$%s", iterations, salt64, hash64);
     }
     OPENSSL_cleanse(derived, sizeof derived);
-    OPENSSL_cleanse(hash64, sizeof hash64);
+    if (hash64 != NULL)
+        OPENSSL_cleanse(hash64, strlen(hash64));
+    free(hash64);
+    free(salt64);
     return result;
 }
 
@@ -711,7 +650,7 @@ int basic_auth_parse(const char *header_value, char **user, char **password)
     if (p[token_len + strspn(p + token_len, " \t")] != '\0')
         return -1;
     size_t decoded_len = 0;
-    unsigned char *decoded = base64_decode(p, token_len, &decoded_len);
+    unsigned char *decoded = base64_decode(p, token_len, BASE64_CANONICAL, &decoded_len);
     if (decoded == NULL)
         return -1;
     int rc = -1;

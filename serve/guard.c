@@ -5,6 +5,8 @@
  * computed; a success clears only the failures of the name that succeeded). */
 #include "serve/guard.h"
 
+#include "formats/error_codes.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -71,13 +73,15 @@ static double now_s(void)
  * closed quietly, as HTTP clients expect), then shutdown, which ends libmicrohttpd's read. */
 static void *watchdog_main(void *arg)
 {
-    static const char body[] =
-        "{\"ErrorCode\":\"REQUEST_TIMEOUT\",\"Message\":\"the request did not arrive in time\"}";
+    char body[128];
+    int body_len =
+        snprintf(body, sizeof body, "{\"ErrorCode\":\"%s\",\"Message\":\"%s\"}",
+                 hse_code_name(HSE_REQUEST_TIMEOUT), "the request did not arrive in time");
     char timeout_answer[256];
     int answer_len = snprintf(timeout_answer, sizeof timeout_answer,
-                              "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: "
-                              "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                              sizeof body - 1, body);
+                              "HTTP/1.1 %u Request Timeout\r\nConnection: close\r\nContent-Type: "
+                              "application/json\r\nContent-Length: %d\r\n\r\n%s",
+                              hse_code_http_status(HSE_REQUEST_TIMEOUT), body_len, body);
     serve_guard *g = arg;
     pthread_mutex_lock(&g->lock);
     while (!g->stopping) {

@@ -73,9 +73,9 @@ typedef struct api_call {
  * the plumbing except for POST /EnrollmentPatterns, which takes the write lock itself. */
 void api_dispatch(server *srv, const api_call *call, api_answer *answer);
 
-/* {"ErrorCode": code, "Message": message} with status. */
-void api_error(api_answer *answer, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+/* {"ErrorCode": code, "Message": message} with the code's HTTP status (formats/error_codes.def). */
+void api_error(api_answer *answer, hse_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* A new serve_config over cfg (taken). NULL on failure. */
 serve_config *serve_config_new(config *cfg);

@@ -163,14 +163,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (srv->opt.fail_rate > 0 && serve_random(srv) < srv->opt.fail_rate) {
         if (serve_random(srv) < 0.5)
             return MHD_NO; /* the connection is reset with no answer */
-        api_error(&answer, MHD_HTTP_SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE",
-                  "injected failure (--fail-rate)");
+        api_error(&answer, HSE_SERVICE_UNAVAILABLE, "injected failure (--fail-rate)");
         answer.retry_after = "0";
         return send_answer(conn, &answer);
     }
     if (strncmp(url, API_PREFIX, sizeof API_PREFIX - 1) != 0 ||
         (url[sizeof API_PREFIX - 1] != '/' && url[sizeof API_PREFIX - 1] != '\0')) {
-        api_error(&answer, MHD_HTTP_NOT_FOUND, "NOT_FOUND", "no such resource: %.200s", url);
+        api_error(&answer, HSE_NOT_FOUND, "no such resource: %.200s", url);
         return send_answer(conn, &answer);
     }
     api_call call = {
@@ -193,7 +192,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     bool tried = false;
     if (wait > 0) { /* locked out: not even a password hash is computed */
         snprintf(retry_after, sizeof retry_after, "%ld", wait);
-        api_error(&answer, MHD_HTTP_TOO_MANY_REQUESTS, "TOO_MANY_FAILED_LOGINS",
+        api_error(&answer, HSE_TOO_MANY_FAILED_LOGINS,
                   "too many failed logins from this address: try again in %ld s", wait);
         answer.retry_after = retry_after;
         return send_answer(conn, &answer);
@@ -204,11 +203,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         serve_guard_login_result(srv->guard, client_addr, tried_name, call.caller.user != NULL);
     free(tried_name);
     if (call.caller.user == NULL) {
-        api_error(&answer, MHD_HTTP_UNAUTHORIZED, "UNAUTHORIZED",
+        api_error(&answer, HSE_UNAUTHORIZED,
                   "authentication required: HTTP Basic with a user of the credentials file");
     } else if (cs->too_large) {
-        api_error(&answer, MHD_HTTP_CONTENT_TOO_LARGE, "BODY_TOO_LARGE",
-                  "the request body is larger than %zu bytes", srv->opt.max_body);
+        api_error(&answer, HSE_BODY_TOO_LARGE, "the request body is larger than %zu bytes",
+                  srv->opt.max_body);
     } else {
         api_dispatch(srv, &call, &answer);
     }
@@ -262,7 +261,7 @@ static char *read_text_file(const char *path, enroll_error *err)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        enroll_error_set(err, "SERVE_TLS", NULL, "cannot read %s: %s", path, strerror(errno));
+        enroll_error_set(err, HSE_SERVE_TLS, NULL, "cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 4096, len = 0;
@@ -292,7 +291,7 @@ static int parse_listen(const char *listen, struct sockaddr_in *addr, enroll_err
     char host[64];
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || (size_t)(colon - listen) >= sizeof host) {
-        enroll_error_set(err, "USAGE", NULL, "--listen takes ADDR:PORT, e.g. 127.0.0.1:8080");
+        enroll_error_set(err, HSE_USAGE, NULL, "--listen takes ADDR:PORT, e.g. 127.0.0.1:8080");
         return -1;
     }
     memcpy(host, listen, (size_t)(colon - listen));
@@ -303,7 +302,7 @@ static int parse_listen(const char *listen, struct sockaddr_in *addr, enroll_err
     addr->sin_family = AF_INET;
     if (*end != '\0' || port < 0 || port > 65535 ||
         inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &addr->sin_addr) != 1) {
-        enroll_error_set(err, "USAGE", NULL,
+        enroll_error_set(err, HSE_USAGE, NULL,
                          "--listen %s: expected an IPv4 address and a port from 0 to 65535",
                          listen);
         return -1;
@@ -321,7 +320,7 @@ static int open_cas(server *srv, enroll_error *err)
     srv->ca_token = calloc(cfg->ca_count, sizeof *srv->ca_token);
     srv->pools = calloc(hsm->token_count, sizeof *srv->pools);
     if (!srv->cas || !srv->ca_open || !srv->ca_token || !srv->pools) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
     for (size_t t = 0; t < hsm->token_count; t++)
@@ -332,7 +331,7 @@ static int open_cas(server *srv, enroll_error *err)
             continue;
         int t = hsm_context_token_index(hsm, ca->token ? ca->token : "");
         if (t < 0) {
-            enroll_error_set(err, "CA_UNAVAILABLE", NULL, "CA \"%s\": its token is not open",
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "CA \"%s\": its token is not open",
                              ca->name);
             return -1;
         }
@@ -350,7 +349,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
 {
     server *srv = calloc(1, sizeof *srv);
     if (srv == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
     }
     srv->opt = *opt;
@@ -377,7 +376,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
         goto fail;
     srv->current = serve_config_new(s->cfg);
     if (srv->current == NULL) {
-        enroll_error_set(err, "OUT_OF_MEMORY", NULL, "out of memory");
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         goto fail;
     }
     s->cfg = NULL; /* the server owns it now, and may replace it */
@@ -387,13 +386,13 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if ((opt->tls_cert == NULL) != (opt->tls_key == NULL)) {
-        enroll_error_set(err, "USAGE", NULL, "--tls-cert and --tls-key go together");
+        enroll_error_set(err, HSE_USAGE, NULL, "--tls-cert and --tls-key go together");
         goto fail;
     }
     bool tls = opt->tls_cert != NULL && opt->tls_key != NULL;
     if (tls) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
-            enroll_error_set(err, "SERVE_TLS", NULL, "this libmicrohttpd has no TLS support");
+            enroll_error_set(err, HSE_SERVE_TLS, NULL, "this libmicrohttpd has no TLS support");
             goto fail;
         }
         flags |= MHD_USE_TLS;
@@ -404,7 +403,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
             (srv->client_ca_pem = read_text_file(opt->client_ca, err)) == NULL)
             goto fail;
     } else if (opt->client_ca != NULL) {
-        enroll_error_set(err, "USAGE", NULL, "--client-ca needs --tls-cert and --tls-key");
+        enroll_error_set(err, HSE_USAGE, NULL, "--client-ca needs --tls-cert and --tls-key");
         goto fail;
     }
     struct MHD_OptionItem tls_options[] = {
@@ -415,7 +414,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     };
     srv->guard = serve_guard_new(srv->opt.request_timeout, srv->opt.max_login_failures, !tls);
     if (srv->guard == NULL) {
-        enroll_error_set(err, "SERVE_LISTEN", NULL, "cannot start the request watchdog");
+        enroll_error_set(err, HSE_SERVE_LISTEN, NULL, "cannot start the request watchdog");
         goto fail;
     }
     srv->daemon = MHD_start_daemon(
@@ -426,7 +425,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
         (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_ARRAY, tls_options,
         MHD_OPTION_END);
     if (srv->daemon == NULL) {
-        enroll_error_set(err, "SERVE_LISTEN", NULL, "cannot listen on %s (address in use?)",
+        enroll_error_set(err, HSE_SERVE_LISTEN, NULL, "cannot listen on %s (address in use?)",
                          srv->opt.listen);
         goto fail;
     }

@@ -20,7 +20,7 @@ double serve_random(server *srv)
     return (double)(x >> 11) / (double)(1ull << 53);
 }
 
-void api_error(api_answer *answer, unsigned status, const char *code, const char *fmt, ...)
+void api_error(api_answer *answer, hse_code code, const char *fmt, ...)
 {
     char message[512];
     va_list ap;
@@ -28,8 +28,8 @@ void api_error(api_answer *answer, unsigned status, const char *code, const char
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
     json_decref(answer->body);
-    answer->status = status;
-    answer->body = json_pack("{s:s, s:s}", "ErrorCode", code, "Message", message);
+    answer->status = hse_code_http_status(code);
+    answer->body = json_pack("{s:s, s:s}", "ErrorCode", hse_code_name(code), "Message", message);
 }
 
 int session_pool_get(server *srv, size_t t, hsm_session *out, enroll_error *err)
@@ -44,7 +44,7 @@ int session_pool_get(server *srv, size_t t, hsm_session *out, enroll_error *err)
     pthread_mutex_unlock(&pool->lock);
     hsm_error herr;
     if (hsm_session_open(&srv->setup->hsm.tokens[t], out, &herr) != 0) {
-        enroll_error_set(err, "HSM_SESSION", NULL, "%s", herr.message);
+        enroll_error_set(err, HSE_HSM_SESSION, NULL, "%s", herr.message);
         return -1;
     }
     return 0;

@@ -421,6 +421,16 @@ static void test_serve_bad_input(void)
                "-u fleet:fleet-secret %s -H 'x-certificateformat: PEM' -d "
                "'{\"CSR\":\"bm90IGEgY3Ny\",\"Template\":\"Default\"}' '%s/Enrollment/CSR'",
                kf, url));
+    /* Body fields: the first field that is unknown or PrivateKey, in the body's order, decides
+     * the answer. */
+    CU_ASSERT_TRUE(api_is("400", "Colour: not a field of POST",
+                          "-u fleet:fleet-secret %s -H 'x-certificateformat: PEM' -d "
+                          "'{\"csr\":\"x\",\"Colour\":1,\"privatekey\":\"k\"}' '%s/Enrollment/CSR'",
+                          kf, url));
+    CU_ASSERT_TRUE(api_is("400", "\"ErrorCode\":\"FIELD_NOT_SUPPORTED\"",
+                          "-u fleet:fleet-secret %s -H 'x-certificateformat: PEM' -d "
+                          "'{\"csr\":\"x\",\"privatekey\":\"k\",\"Colour\":1}' '%s/Enrollment/CSR'",
+                          kf, url));
     /* An oversized body (the default limit is 1 MiB). */
     char big[700];
     snprintf(big, sizeof big, "%s/big.json", tmp);

@@ -97,6 +97,20 @@ static void test_codes_table(void)
         {"{" BASE ",\"Stores\":[{\"StoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\","
          "\"Overwrite\":\"yes\"}]}",
          "INVALID_FIELD"},
+        /* Store entry keys in any case, but one casing each. */
+        {"{" BASE ",\"Stores\":[{\"storeid\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\","
+         "\"ALIAS\":\"a\",\"overwrite\":false}]}",
+         ""},
+        {"{" BASE ",\"Stores\":[{\"StoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\","
+         "\"storeId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e11\"}]}",
+         "INVALID_FIELD"},
+        {"{" BASE ",\"Stores\":[{\"StoreId\":\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\","
+         "\"Colour\":1}]}",
+         "INVALID_FIELD"},
+        /* Unknown and twice-given fields in the line's order, each reported. */
+        {"{" BASE ",\"Bogus\":1,\"keyType\":\"RSA\",\"KeyType\":\"ECC\",\"Other\":2,"
+         "\"KEYTYPE\":\"RSA\"}",
+         "UNKNOWN_FIELD DUPLICATE_FIELD UNKNOWN_FIELD DUPLICATE_FIELD"},
         {"{" BASE ",\"RenewalCertificateId\":0}", "INVALID_FIELD"},
         {"{" BASE ",\"Format\":\"DER\",\"Stores\":[{\"StoreId\":"
          "\"6b0e4a3c-0d0c-4f57-9a53-2f1a7c3c9e10\"}]}",
