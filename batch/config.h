@@ -20,10 +20,13 @@ typedef struct config_ca {
     const char *name;    /* "host\\logical" or "logical" */
     const char *logical; /* the part after the last backslash (the whole name if none) */
     ca_type type;
-    const char *url;   /* keyfactor, cfssl */
-    const char *home;  /* local: directory of the CA's certificates and state */
-    const char *token; /* local: label of the token holding the CA keys */
-    const json_t *raw; /* the whole entry, for connector-specific keys */
+    const char *url;      /* keyfactor, cfssl */
+    const char *home;     /* local: directory of the CA's certificates and state */
+    const char *token;    /* local: label of the token holding the CA keys */
+    const char *crl_url;  /* local: CrlUrl, the CRL distribution point of issued certificates */
+    const char *ocsp_url; /* local: OcspUrl, the OCSP access location of issued certificates */
+    long long crl_days;   /* local: CrlDays, a CRL's and an OCSP answer's validity (default 7) */
+    const json_t *raw;    /* the whole entry, for connector-specific keys */
 } config_ca;
 
 typedef struct config_template {
@@ -131,6 +134,12 @@ const config_store *config_find_store(const config *cfg, const char *id);
 bool config_is_guid(const char *s);
 /* By full name ("host\\logical") or by logical name, case-insensitively. */
 const config_ca *config_find_ca_by_name(const config *cfg, const char *name);
+/* What to tell about a template name or pattern Id the configuration does not have: into buf,
+ * "did you mean \"X\"? " when one is close, then the known ones ("templates: A, B" / "patterns:
+ * 1 (Default), 2 (Web)"). */
+void config_template_hint(const config *cfg, const char *name, char *buf, size_t size);
+void config_pattern_hint(const config *cfg, char *buf, size_t size);
+
 const config_template *config_find_template_by_name(const config *cfg, const char *name);
 const config_pattern *config_find_pattern(const config *cfg, long long id);
 const config_pattern *config_default_pattern(const config *cfg, const config_template *tmpl);

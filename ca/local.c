@@ -7,7 +7,7 @@
 #include "ca/local_ca.h"
 
 typedef struct local_state {
-    local_ca ca;
+    local_ca *ca;
     size_t
         token; /* index of the CA's token among the env's tokens (and the submission's sessions) */
 } local_state;
@@ -48,11 +48,10 @@ static int local_open(ca_connector *conn, ca_env *env, enroll_error *err)
     st->token = (size_t)token;
     hsm_session s;
     login_session(env, st->token, &s);
-    if (local_ca_open(&st->ca, cfg->home, &s, err) != 0) {
+    if ((st->ca = local_ca_open(cfg->home, &s, err)) == NULL) {
         char prefix[128];
         snprintf(prefix, sizeof prefix, "CA \"%.80s\": ", cfg->name);
         enroll_error_prefix(err, prefix);
-        local_ca_close(&st->ca);
         free(st);
         return -1;
     }
@@ -70,9 +69,11 @@ static submit_status local_submit(ca_connector *conn, ca_submission *sub)
         .sans = sub->req->sans,
         .run_id = sub->run_id,
         .resumed = sub->resumed,
+        .crl_url = conn->cfg->crl_url,
+        .ocsp_url = conn->cfg->ocsp_url,
     };
     local_ca_issued issued;
-    if (local_ca_issue_cert(&st->ca, &sub->sessions[st->token], sub->csr, &params, &issued,
+    if (local_ca_issue_cert(st->ca, &sub->sessions[st->token], sub->csr, &params, &issued,
                             &a->err) != 0) {
         a->failed = true;
         return SUBMIT_DONE;
@@ -81,8 +82,9 @@ static submit_status local_submit(ca_connector *conn, ca_submission *sub)
     a->keyfactor_id = issued.keyfactor_id;
     a->request_id = issued.keyfactor_id;
     a->chain = sk_X509_new_null();
-    for (int i = 0; a->chain != NULL && i < sk_X509_num(st->ca.chain); i++) {
-        X509 *c = sk_X509_value(st->ca.chain, i);
+    STACK_OF(X509) *chain = local_ca_chain(st->ca);
+    for (int i = 0; a->chain != NULL && i < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
         X509_up_ref(c);
         sk_X509_push(a->chain, c);
     }
@@ -94,13 +96,13 @@ static int local_hsm_restarted(ca_connector *conn, ca_env *env, enroll_error *er
     local_state *st = conn->state;
     hsm_session s;
     login_session(env, st->token, &s);
-    return local_ca_find_key(&st->ca, &s, err);
+    return local_ca_find_key(st->ca, &s, err);
 }
 
 static void local_close(ca_connector *conn)
 {
     local_state *st = conn->state;
-    local_ca_close(&st->ca);
+    local_ca_close(st->ca);
     free(st);
     conn->state = NULL;
 }

@@ -1,4 +1,5 @@
-/* Embedded two-level CA over HSM keys: creation (ca init), loading, and issuance. */
+/* Embedded two-level CA over HSM keys: creation (ca init), loading, issuance, and its description
+ * (ca show). The issuance log is ca/issuance_log.c. */
 #include "ca/local_ca.h"
 
 #include <errno.h>
@@ -9,18 +10,30 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "batch/keyhistory.h"
 #include "batch/output.h"
-#include "formats/base64.h"
-#include "formats/csr.h"
 #include "formats/dn.h"
 #include "formats/hex.h"
+#include "formats/sign.h"
 #include "ca/hsm_signer.h"
+#include "ca/issuance_log.h"
+
+struct local_ca {
+    char *home;
+    X509 *root, *issuing;
+    STACK_OF(X509) * chain; /* issuing CA, then root */
+    EVP_PKEY *issuing_pub;
+    sig_alg alg;
+    CK_OBJECT_HANDLE issuing_key; /* found again by local_ca_find_key after a module restart */
+    unsigned char issuing_key_id[HSM_KEY_ID_LEN];
+    char *token_label;
+    char *issuing_key_uri, *root_key_uri;
+    X509_EXTENSION *ext_basic, *ext_eku, *ext_aki;
+    issuance_log *log; /* issued.ndjson, appended; thread-safe on its own */
+};
 
 static const char *const ROOT_LABEL = "hsmenroll-ca-root";
 static const char *const ISSUING_LABEL = "hsmenroll-ca-issuing";
@@ -254,149 +267,6 @@ static X509 *read_cert(const char *home, const char *name, enroll_error *err)
     return cert;
 }
 
-/* The string value of "key":"..." in a log line (no escapes in these values), copied to out. */
-static bool log_field(const char *line, const char *key, char *out, size_t size)
-{
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
-    const char *at = strstr(line, pattern);
-    if (at == NULL)
-        return false;
-    at += strlen(pattern);
-    const char *end = strchr(at, '"');
-    if (end == NULL || (size_t)(end - at) >= size)
-        return false;
-    memcpy(out, at, (size_t)(end - at));
-    out[end - at] = '\0';
-    return true;
-}
-
-static void request_key(const char *run_id, const char *request_id, char *out, size_t size)
-{
-    snprintf(out, size, "%s\x1f%s", run_id, request_id);
-}
-
-/* The KeyfactorID of the log's last line (which is also the number of lines), read from the end
- * of the file: the CA opens in constant time whatever its history. -1 when the last line is torn
- * or not one of ours (then the lines are counted). */
-static long long last_keyfactor_id(FILE *log)
-{
-    if (fseeko(log, 0, SEEK_END) != 0)
-        return -1;
-    off_t size = ftello(log);
-    if (size == 0)
-        return 0;
-    char buf[65536];
-    off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
-    if (fseeko(log, from, SEEK_SET) != 0)
-        return -1;
-    size_t n = fread(buf, 1, (size_t)(size - from), log);
-    fseeko(log, 0, SEEK_END);
-    if (n == 0 || buf[n - 1] != '\n')
-        return -1;
-    buf[n - 1] = '\0';
-    char *start = strrchr(buf, '\n');
-    start = start ? start + 1 : (from == 0 ? buf : NULL);
-    long long id;
-    if (start == NULL || sscanf(start, "{\"KeyfactorID\":%lld,", &id) != 1 || id < 1)
-        return -1;
-    return id;
-}
-
-/* Starts an empty index of run_id's issuances (forgetting any other run's). */
-static void index_run(local_ca *ca, const char *run_id)
-{
-    idset_free(&ca->issued_requests);
-    idset_init(&ca->issued_requests);
-    free(ca->indexed_run);
-    ca->indexed_run = strdup(run_id);
-}
-
-/* Counts the issuances; with run_id, indexes that run's (and forgets any other run's index). */
-static long long scan_log(local_ca *ca, const char *run_id)
-{
-    long long n = 0;
-    char *line = NULL, run[64], request[256], key[400];
-    size_t cap = 0;
-    if (run_id != NULL)
-        index_run(ca, run_id);
-    rewind(ca->log);
-    while (getline(&line, &cap, ca->log) > 0) {
-        n++;
-        if (run_id != NULL && log_field(line, "RunId", run, sizeof run) &&
-            strcmp(run, run_id) == 0 && log_field(line, "RequestId", request, sizeof request)) {
-            request_key(run, request, key, sizeof key);
-            idset_insert(&ca->issued_requests, key);
-        }
-    }
-    free(line);
-    fseeko(ca->log, 0, SEEK_END); /* reading, then appending: reposition between */
-    return n;
-}
-
-/* The number of issuances in the log: the last line's KeyfactorID, or the lines counted when
- * that line is torn. */
-static long long logged_count(local_ca *ca)
-{
-    long long last = last_keyfactor_id(ca->log);
-    return last >= 0 ? last : scan_log(ca, NULL);
-}
-
-/* The certificate an issuance log line records (NULL when it has none) and its KeyfactorID. */
-static X509 *line_certificate(const char *line, long long *keyfactor_id)
-{
-    json_t *entry = json_loads(line, 0, NULL);
-    X509 *cert = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
-    if (keyfactor_id != NULL)
-        *keyfactor_id = json_integer_value(json_object_get(entry, "KeyfactorID"));
-    json_decref(entry);
-    return cert;
-}
-
-/* The certificate issued earlier to (run_id, request_id), from the log; NULL if none. */
-static X509 *find_issued(local_ca *ca, const char *run_id, const char *request_id,
-                         long long *keyfactor_id)
-{
-    char *line = NULL, run[64], request[256];
-    size_t cap = 0;
-    X509 *found = NULL;
-    rewind(ca->log);
-    while (found == NULL && getline(&line, &cap, ca->log) > 0) {
-        if (!log_field(line, "RunId", run, sizeof run) || strcmp(run, run_id) != 0 ||
-            !log_field(line, "RequestId", request, sizeof request) ||
-            strcmp(request, request_id) != 0)
-            continue;
-        found = line_certificate(line, keyfactor_id);
-    }
-    free(line);
-    fseeko(ca->log, 0, SEEK_END);
-    return found;
-}
-
-X509 *local_ca_log_find(const char *home, long long keyfactor_id)
-{
-    char *path = path_in(home, "issued.ndjson");
-    FILE *f = path ? fopen(path, "r") : NULL;
-    free(path);
-    if (f == NULL)
-        return NULL;
-    char prefix[64];
-    int plen = snprintf(prefix, sizeof prefix, "{\"KeyfactorID\":%lld,", keyfactor_id);
-    char *line = NULL;
-    size_t cap = 0;
-    X509 *found = NULL;
-    while (found == NULL && getline(&line, &cap, f) > 0) {
-        if (strncmp(line, prefix, (size_t)plen) != 0)
-            continue; /* lines are written with KeyfactorID first */
-        found = line_certificate(line, NULL);
-        if (found == NULL)
-            break; /* issued before certificates were logged */
-    }
-    free(line);
-    fclose(f);
-    return found;
-}
-
 int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
 {
     hsm_error herr;
@@ -417,10 +287,8 @@ int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
     return 0;
 }
 
-int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err)
+static int open_ca(local_ca *ca, const char *home, hsm_session *session, enroll_error *err)
 {
-    memset(ca, 0, sizeof *ca);
-    pthread_mutex_init(&ca->lock, NULL);
     ca->home = strdup(home);
     char *p = path_in(home, "ca.json");
     json_error_t jerr;
@@ -477,30 +345,28 @@ int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_e
         enroll_error_add_openssl(err);
         return -1;
     }
-    p = path_in(home, "issued.ndjson");
-    ca->log = p ? fopen(p, "a+e") : NULL;
-    free(p);
-    if (ca->log == NULL) {
-        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "cannot open %s/issued.ndjson: %s", home,
-                         strerror(errno));
+    if ((ca->log = issuance_log_open(home, true, err)) == NULL)
         return -1;
-    }
-    idset_init(&ca->issued_requests);
-    ca->issued_count = logged_count(ca);
-    ca->log_end = -1; /* read again under the lock at the first issuance: another process may
-                       * have appended since */
     return 0;
+}
+
+local_ca *local_ca_open(const char *home, hsm_session *session, enroll_error *err)
+{
+    local_ca *ca = calloc(1, sizeof *ca);
+    if (ca == NULL || open_ca(ca, home, session, err) != 0) {
+        if (ca == NULL)
+            enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+        local_ca_close(ca);
+        return NULL;
+    }
+    return ca;
 }
 
 void local_ca_close(local_ca *ca)
 {
-    if (ca->log != NULL) {
-        fflush(ca->log);
-        fsync(fileno(ca->log));
-        fclose(ca->log);
-    }
-    idset_free(&ca->issued_requests);
-    free(ca->indexed_run);
+    if (ca == NULL)
+        return;
+    issuance_log_close(ca->log);
     X509_EXTENSION_free(ca->ext_basic);
     X509_EXTENSION_free(ca->ext_eku);
     X509_EXTENSION_free(ca->ext_aki);
@@ -512,8 +378,113 @@ void local_ca_close(local_ca *ca)
     free(ca->token_label);
     free(ca->issuing_key_uri);
     free(ca->root_key_uri);
-    pthread_mutex_destroy(&ca->lock);
-    memset(ca, 0, sizeof *ca);
+    free(ca);
+}
+
+X509 *local_ca_log_find(const char *home, long long keyfactor_id)
+{
+    issuance_log *log = issuance_log_open(home, false, NULL);
+    X509 *found = log ? issuance_log_find_id(log, keyfactor_id) : NULL;
+    issuance_log_close(log);
+    return found;
+}
+
+STACK_OF(X509) * local_ca_chain(const local_ca *ca)
+{
+    return ca->chain;
+}
+
+X509 *local_ca_root(const local_ca *ca)
+{
+    return ca->root;
+}
+
+X509 *local_ca_issuing(const local_ca *ca)
+{
+    return ca->issuing;
+}
+
+const char *local_ca_home(const local_ca *ca)
+{
+    return ca->home;
+}
+
+const char *local_ca_token_label(const local_ca *ca)
+{
+    return ca->token_label;
+}
+
+const char *local_ca_root_key_uri(const local_ca *ca)
+{
+    return ca->root_key_uri;
+}
+
+const char *local_ca_issuing_key_uri(const local_ca *ca)
+{
+    return ca->issuing_key_uri;
+}
+
+long long local_ca_issued_count(const local_ca *ca)
+{
+    return issuance_log_count(ca->log);
+}
+
+static json_t *describe_cert(X509 *cert)
+{
+    if (cert == NULL)
+        return NULL;
+    char *subject = dn_format(X509_get_subject_name(cert));
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+    char *serial = bn ? BN_bn2hex(bn) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    X509_digest(cert, EVP_sha256(), md, &n);
+    char fp[EVP_MAX_MD_SIZE * 2 + 1];
+    hex_encode(md, n, fp, sizeof fp, true);
+    char nb[32] = "?", na[32] = "?";
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm))
+        strftime(nb, sizeof nb, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
+        strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    EVP_PKEY *pub = X509_get0_pubkey(cert);
+    json_t *out = json_pack(
+        "{s:s?, s:s?, s:s, s:s, s:s, s:s, s:i}", "Subject", subject, "SerialNumber", serial,
+        "NotBefore", nb, "NotAfter", na, "SHA256Fingerprint", fp, "KeyType",
+        pub ? EVP_PKEY_get0_type_name(pub) : "?", "KeyBits", pub ? EVP_PKEY_get_bits(pub) : 0);
+    free(subject);
+    OPENSSL_free(serial);
+    BN_free(bn);
+    X509_free(cert);
+    return out;
+}
+
+/* The number of issuances in the log of home; 0 without a log. */
+static long long count_issued(const char *home)
+{
+    issuance_log *log = issuance_log_open(home, false, NULL);
+    long long n = log ? issuance_log_count(log) : 0;
+    issuance_log_close(log);
+    return n;
+}
+
+json_t *local_ca_describe(const char *home, const char *name)
+{
+    json_t *root = describe_cert(read_cert(home, "root.pem", NULL));
+    json_t *issuing = describe_cert(read_cert(home, "issuing.pem", NULL));
+    char *p = path_in(home, "ca.json");
+    json_t *state = p ? json_load_file(p, 0, NULL) : NULL;
+    free(p);
+    char *chain = path_in(home, "chain.pem");
+    const char *token = json_string_value(json_object_get(state, "Token"));
+    json_t *out = json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:O*, s:O*, s:s, s:I}", "Name", name,
+                            "Home", home, "Token", token ? token : "?", "Root", root, "IssuingCA",
+                            issuing, "RootKeyUri", json_object_get(state, "RootKeyUri"),
+                            "IssuingKeyUri", json_object_get(state, "IssuingKeyUri"), "ChainFile",
+                            chain, "Issued", (json_int_t)count_issued(home));
+    json_decref(state);
+    free(chain);
+    return out;
 }
 
 static int add_subject_key_id(X509 *cert, EVP_PKEY *pub)
@@ -556,13 +527,32 @@ static int copy_sans(X509 *cert, X509_REQ *csr, const GENERAL_NAMES *sans)
     return ok;
 }
 
-static void iso_time(const ASN1_TIME *t, char *buf, size_t size)
+/* crlDistributionPoints and authorityInfoAccess (OCSP) when the CA has CrlUrl / OcspUrl. */
+static int add_revocation_pointers(X509 *cert, const local_ca_issue *params)
 {
-    struct tm tm;
-    if (t != NULL && ASN1_TIME_to_tm(t, &tm))
-        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    else
-        snprintf(buf, size, "?");
+    char value[1100];
+    if (params->crl_url != NULL) {
+        snprintf(value, sizeof value, "URI:%.1000s", params->crl_url);
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_crl_distribution_points, value);
+        int ok = ext != NULL && X509_add_ext(cert, ext, -1);
+        X509_EXTENSION_free(ext);
+        if (!ok)
+            return 0;
+    }
+    if (params->ocsp_url != NULL) {
+        snprintf(value, sizeof value, "OCSP;URI:%.1000s", params->ocsp_url);
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_info_access, value);
+        int ok = ext != NULL && X509_add_ext(cert, ext, -1);
+        X509_EXTENSION_free(ext);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+void local_ca_signer(local_ca *ca, hsm_session *session, signer *s, hsm_signer_ctx *ctx)
+{
+    hsm_signer_init(s, ctx, session, ca->issuing_key, ca->alg);
 }
 
 int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
@@ -579,19 +569,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     if (params->run_id != NULL && params->request_id != NULL) {
         /* Asked again for a request it has issued (a run resumed after a crash): the same
          * certificate, never a second one. */
-        char key[400];
-        request_key(params->run_id, params->request_id, key, sizeof key);
-        pthread_mutex_lock(&ca->lock);
-        X509 *earlier = NULL;
-        if (ca->indexed_run == NULL || strcmp(ca->indexed_run, params->run_id) != 0) {
-            if (params->resumed)
-                scan_log(ca, params->run_id); /* once per run asking */
-            else
-                index_run(ca, params->run_id); /* a new run id: none of it is in the log */
-        }
-        if (idset_contains(&ca->issued_requests, key))
-            earlier = find_issued(ca, params->run_id, params->request_id, &out->keyfactor_id);
-        pthread_mutex_unlock(&ca->lock);
+        X509 *earlier = issuance_log_find_request(ca->log, params->run_id, params->request_id,
+                                                  params->resumed, &out->keyfactor_id);
         if (earlier != NULL) {
             if (EVP_PKEY_eq(X509_get0_pubkey(earlier), pub) == 1) {
                 out->cert = earlier;
@@ -616,7 +595,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
         ok = X509_set1_notAfter(cert, X509_get0_notAfter(ca->issuing));
     ok = ok && X509_add_ext(cert, ca->ext_basic, -1) && add_key_usage(cert, pub) &&
          X509_add_ext(cert, ca->ext_eku, -1) && add_subject_key_id(cert, pub) &&
-         X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans);
+         X509_add_ext(cert, ca->ext_aki, -1) && copy_sans(cert, csr, params->sans) &&
+         add_revocation_pointers(cert, params);
     if (!ok) {
         enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot build the certificate");
         enroll_error_add_openssl(err);
@@ -632,55 +612,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     if (out->cert == NULL)
         return -1;
 
-    BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(out->cert), NULL);
-    char *serial_hex = serial ? BN_bn2hex(serial) : NULL;
-    char *subject = dn_format(X509_get_subject_name(out->cert));
-    unsigned char fingerprint[32];
-    char fingerprint_hex[65] = "";
-    if (spki_fingerprint(X509_get_X509_PUBKEY(out->cert), fingerprint) == 0)
-        key_history_hex(fingerprint, fingerprint_hex);
-    char not_after[32], now[32];
-    iso_time(X509_get0_notAfter(out->cert), not_after, sizeof not_after);
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char *cert_b64 = params->run_id != NULL ? x509_to_base64(out->cert) : NULL;
-    pthread_mutex_lock(&ca->lock);
-    /* Several processes may issue from one CA home (shards on one machine): the log is locked
-     * for the append, and a log that grew since this process's last line has the last
-     * KeyfactorID on its last line. */
-    int locked = flock(fileno(ca->log), LOCK_EX) == 0;
-    struct stat st;
-    if (locked && fstat(fileno(ca->log), &st) == 0 && st.st_size != ca->log_end) {
-        ca->issued_count = logged_count(ca);
-    }
-    out->keyfactor_id = ++ca->issued_count;
-    json_t *line = json_pack("{s:I, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:s, s:s?}", "KeyfactorID",
-                             (json_int_t)out->keyfactor_id, "RunId", params->run_id, "RequestId",
-                             params->request_id, "Serial", serial_hex, "Subject", subject,
-                             "NotAfter", not_after, "Issued", now, KEY_HISTORY_FIELD,
-                             fingerprint_hex, "Certificate", cert_b64);
-    /* Not indexed: within one process a run asks once per request (its Ids are unique); only a
-     * resumed run asks again, and its next process finds this line in the log. So the index
-     * holds what a run issued before it was interrupted, not the whole batch. */
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    int logged =
-        locked && text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
-    if (logged && fstat(fileno(ca->log), &st) == 0)
-        ca->log_end = st.st_size;
-    if (locked)
-        flock(fileno(ca->log), LOCK_UN);
-    pthread_mutex_unlock(&ca->lock);
-    free(text);
-    free(cert_b64);
-    json_decref(line);
-    free(subject);
-    OPENSSL_free(serial_hex);
-    BN_free(serial);
-    if (!logged) {
-        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL,
-                         "cannot record the issuance in %s/issued.ndjson", ca->home);
+    if (issuance_log_append(ca->log, out->cert, params->run_id, params->request_id,
+                            &out->keyfactor_id, err) != 0) {
         X509_free(out->cert);
         out->cert = NULL;
         return -1;

@@ -4,17 +4,15 @@
 #ifndef HSMENROLL_CA_LOCAL_CA_H
 #define HSMENROLL_CA_LOCAL_CA_H
 
+#include <jansson.h>
 #include <openssl/x509.h>
-#include <pthread.h>
 #include <stdbool.h>
-#include <stdio.h>
 
 #include <openssl/x509v3.h>
 
-#include "batch/idset.h"
 #include "formats/error.h"
-#include "formats/sign.h"
 #include "hsm/hsm.h"
+#include "ca/hsm_signer.h"
 
 typedef struct local_ca_options {
     hsm_key_spec root_key;    /* default ECC P-384 */
@@ -26,24 +24,8 @@ typedef struct local_ca_options {
 
 void local_ca_default_options(local_ca_options *opt);
 
-typedef struct local_ca {
-    char *home;
-    X509 *root, *issuing;
-    STACK_OF(X509) * chain; /* issuing CA, then root */
-    EVP_PKEY *issuing_pub;
-    sig_alg alg;
-    CK_OBJECT_HANDLE issuing_key;
-    unsigned char issuing_key_id[HSM_KEY_ID_LEN];
-    char *token_label;
-    char *issuing_key_uri, *root_key_uri;
-    X509_EXTENSION *ext_basic, *ext_eku, *ext_aki;
-    pthread_mutex_t lock;
-    FILE *log;              /* issued.ndjson, appended */
-    long long issued_count; /* lines in issued.ndjson */
-    off_t log_end;          /* its size after this process's last append (or open) */
-    idset issued_requests;  /* hashes of "RunId<US>RequestId" of indexed_run's earlier issuances */
-    char *indexed_run;      /* the run those are of (read from the log when it first asks) */
-} local_ca;
+/* An open CA (opaque): its certificates, the handle of its issuing key, its issuance log. */
+typedef struct local_ca local_ca;
 
 /* True when home holds a CA (ca.json). */
 bool local_ca_exists(const char *home);
@@ -54,8 +36,10 @@ bool local_ca_exists(const char *home);
 int local_ca_create(const char *home, hsm_session *session, const local_ca_options *opt,
                     enroll_error *err);
 
-/* Loads the CA of home; finds its issuing key in session's token once (by CKA_ID). */
-int local_ca_open(local_ca *ca, const char *home, hsm_session *session, enroll_error *err);
+/* Loads the CA of home; finds its issuing key in session's token once (by CKA_ID); opens its
+ * issuance log for appending. NULL and err on failure. */
+local_ca *local_ca_open(const char *home, hsm_session *session, enroll_error *err);
+/* Flushes the issuance log and frees. NULL is a no-op. */
 void local_ca_close(local_ca *ca);
 /* The certificate the CA of home issued as KeyfactorID keyfactor_id (from its issuance log), or
  * NULL. One pass over the log. */
@@ -63,13 +47,33 @@ X509 *local_ca_log_find(const char *home, long long keyfactor_id);
 /* Finds the issuing key in session's token again (by CKA_ID): after a module restart. */
 int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err);
 
+/* What an open CA is, borrowed from it (valid until local_ca_close). */
+STACK_OF(X509) * local_ca_chain(const local_ca *ca); /* issuing CA, then root */
+X509 *local_ca_root(const local_ca *ca);
+X509 *local_ca_issuing(const local_ca *ca);
+const char *local_ca_home(const local_ca *ca);
+const char *local_ca_token_label(const local_ca *ca);
+const char *local_ca_root_key_uri(const local_ca *ca);    /* RFC 7512, or NULL */
+const char *local_ca_issuing_key_uri(const local_ca *ca); /* RFC 7512, or NULL */
+/* The number of certificates issued (KeyfactorIDs taken), as of the open or this process's last
+ * issuance. */
+long long local_ca_issued_count(const local_ca *ca);
+
+/* The CA of home as `ca show` tells it, read from its files (no token needed): {Name, Home,
+ * Token, Root, IssuingCA (Subject, SerialNumber, NotBefore, NotAfter, SHA256Fingerprint, KeyType,
+ * KeyBits), RootKeyUri, IssuingKeyUri, ChainFile, Issued}; name is the configuration's name of it.
+ * NULL when its files cannot be read. */
+json_t *local_ca_describe(const char *home, const char *name);
+
 typedef struct local_ca_issue {
     int validity_days;
     const char *request_id;    /* the batch Id, for the issuance log */
     const GENERAL_NAMES *sans; /* the subjectAltName to certify; NULL: the request's own */
-    const char *run_id; /* the journaled run asking, or NULL: then (run_id, request_id) is issued
-                           once, and asked again gives the same certificate back */
-    bool resumed;       /* that run continues an interrupted one (else its id is new) */
+    const char *run_id;   /* the journaled run asking, or NULL: then (run_id, request_id) is issued
+                             once, and asked again gives the same certificate back */
+    bool resumed;         /* that run continues an interrupted one (else its id is new) */
+    const char *crl_url;  /* a CRL distribution point for the certificate, or NULL */
+    const char *ocsp_url; /* an OCSP access location (authorityInfoAccess), or NULL */
 } local_ca_issue;
 
 typedef struct local_ca_issued {
@@ -83,5 +87,9 @@ typedef struct local_ca_issued {
  * The issuance log line records the key's SHA-256 fingerprint (for AllowKeyReuse). Thread-safe. */
 int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
                         const local_ca_issue *params, local_ca_issued *out, enroll_error *err);
+
+/* A signer over the CA's issuing key through session (on the CA's token): for its CRLs and
+ * OCSP answers (ca/crl.h, ca/ocsp.h). ctx must live as long as s is used. */
+void local_ca_signer(local_ca *ca, hsm_session *session, signer *s, hsm_signer_ctx *ctx);
 
 #endif

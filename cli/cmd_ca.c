@@ -1,17 +1,15 @@
-/* `hsmenroll ca init|show`: creating the embedded CA (keys in the HSM) and describing it. */
+/* `hsmenroll ca init|show|crl`: creating the embedded CA (keys in the HSM), describing it, and
+ * making its CRL (signed in the HSM). */
 #include <getopt.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cli/cli.h"
-#include "formats/dn.h"
-#include "formats/hex.h"
+#include "ca/crl.h"
 #include "ca/local_ca.h"
 #include "batch/log.h"
 #include "engine/setup.h"
@@ -19,12 +17,16 @@
 static const char ca_usage[] =
     "usage: hsmenroll ca init [options]\n"
     "       hsmenroll ca show [options]\n"
+    "       hsmenroll ca crl [-o FILE] [--der] [options]\n"
     "\n"
     "The embedded CA: a root and an issuing CA whose private keys are generated in the HSM as\n"
     "persistent, sensitive, non-extractable objects. Certificates and state live in the CA's\n"
     "Home directory (HOME/ca for the embedded default): root.pem, issuing.pem, chain.pem,\n"
     "ca.json (key ids and RFC 7512 URIs) and issued.ndjson (one line per certificate issued).\n"
     "`run` creates the embedded default's CA on first use; `ca init` creates one explicitly.\n"
+    "`ca crl` makes a CRL of the CA's revocations (revoked.ndjson, see `hsmenroll revoke`),\n"
+    "signed in the HSM by the issuing CA, valid for the CA's CrlDays (default 7), numbered\n"
+    "from HOME/crlnumber.\n"
     "\n"
     "options:\n"
     "  -c, --config FILE       configuration (default: the embedded default)\n"
@@ -36,6 +38,8 @@ static const char ca_usage[] =
     "      --issuing-key SPEC  issuing CA key (default ECC-P256: fast bulk signing)\n"
     "      --name STEM         name stem of the CA subjects (default hsmenroll)\n"
     "      --json              show: print JSON\n"
+    "  -o, --output FILE       crl: write it there (default: standard output)\n"
+    "      --der               crl: DER instead of PEM\n"
     "  -q, --quiet / -v, --verbose\n"
     "  -h, --help\n";
 
@@ -61,55 +65,6 @@ static int parse_key_spec(const char *s, hsm_key_spec *out)
     return -1;
 }
 
-static json_t *describe_cert(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    X509 *cert = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    if (f != NULL)
-        fclose(f);
-    if (cert == NULL)
-        return NULL;
-    char *subject = dn_format(X509_get_subject_name(cert));
-    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-    char *serial = bn ? BN_bn2hex(bn) : NULL;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    X509_digest(cert, EVP_sha256(), md, &n);
-    char fp[EVP_MAX_MD_SIZE * 2 + 1];
-    hex_encode(md, n, fp, sizeof fp, true);
-    char nb[32] = "?", na[32] = "?";
-    struct tm tm;
-    if (ASN1_TIME_to_tm(X509_get0_notBefore(cert), &tm))
-        strftime(nb, sizeof nb, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
-        strftime(na, sizeof na, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    EVP_PKEY *pub = X509_get0_pubkey(cert);
-    json_t *out = json_pack(
-        "{s:s?, s:s?, s:s, s:s, s:s, s:s, s:i}", "Subject", subject, "SerialNumber", serial,
-        "NotBefore", nb, "NotAfter", na, "SHA256Fingerprint", fp, "KeyType",
-        pub ? EVP_PKEY_get0_type_name(pub) : "?", "KeyBits", pub ? EVP_PKEY_get_bits(pub) : 0);
-    free(subject);
-    OPENSSL_free(serial);
-    BN_free(bn);
-    X509_free(cert);
-    return out;
-}
-
-static long count_issued(const char *home)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/issued.ndjson", home);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    long n = 0;
-    int ch;
-    while ((ch = getc(f)) != EOF)
-        n += ch == '\n';
-    fclose(f);
-    return n;
-}
-
 static int show(const config_ca *ca, bool as_json)
 {
     if (!local_ca_exists(ca->home)) {
@@ -117,22 +72,7 @@ static int show(const config_ca *ca, bool as_json)
                   ca->home);
         return EXIT_NOTHING_DONE;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/root.pem", ca->home);
-    json_t *root = describe_cert(path);
-    snprintf(path, sizeof path, "%s/issuing.pem", ca->home);
-    json_t *issuing = describe_cert(path);
-    snprintf(path, sizeof path, "%s/ca.json", ca->home);
-    json_t *state = json_load_file(path, 0, NULL);
-    snprintf(path, sizeof path, "%s/chain.pem", ca->home);
-    const char *token = json_string_value(json_object_get(state, "Token"));
-    json_t *out =
-        json_pack("{s:s, s:s, s:s, s:o*, s:o*, s:O*, s:O*, s:s, s:I}", "Name", ca->name, "Home",
-                  ca->home, "Token", token ? token : "?", "Root", root, "IssuingCA", issuing,
-                  "RootKeyUri", json_object_get(state, "RootKeyUri"), "IssuingKeyUri",
-                  json_object_get(state, "IssuingKeyUri"), "ChainFile", path, "Issued",
-                  (json_int_t)count_issued(ca->home));
-    json_decref(state);
+    json_t *out = local_ca_describe(ca->home, ca->name);
     if (out == NULL) {
         log_error("CA \"%s\": cannot read its files in %s", ca->name, ca->home);
         return EXIT_NOTHING_DONE;
@@ -158,12 +98,69 @@ static int show(const config_ca *ca, bool as_json)
                    json_string_value(json_object_get(c, "SHA256Fingerprint")));
         }
         printf("  key:       %s\n", json_string_value(json_object_get(out, "IssuingKeyUri")));
-        printf("  chain:     %s\n", path);
+        printf("  chain:     %s\n", json_string_value(json_object_get(out, "ChainFile")));
         printf("  issued:    %lld certificates\n",
                (long long)json_integer_value(json_object_get(out, "Issued")));
     }
     json_decref(out);
     return 0;
+}
+
+/* `ca crl`: the CA's CRL, signed in the HSM, to output (or standard output). */
+static int make_crl(engine_setup *s, const config_ca *cfg, const char *output, bool der,
+                    enroll_error *err)
+{
+    if (!local_ca_exists(cfg->home)) {
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
+                         "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init`)",
+                         cfg->name, cfg->home);
+        return EXIT_NOTHING_DONE;
+    }
+    if (setup_module(s, false, err) != 0 || setup_login(s, err) != 0)
+        return EXIT_NOTHING_DONE;
+    int t = hsm_context_token_index(&s->hsm, cfg->token ? cfg->token : "");
+    if (t < 0) {
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "CA \"%s\": its token is not open",
+                         cfg->name);
+        return EXIT_NOTHING_DONE;
+    }
+    hsm_session session;
+    hsm_context_login_session(&s->hsm, (size_t)t, &session);
+    local_ca *ca = NULL;
+    int rc = EXIT_NOTHING_DONE;
+    revocation_list *list = NULL;
+    X509_CRL *crl = NULL;
+    FILE *out = NULL;
+    if ((ca = local_ca_open(cfg->home, &session, err)) == NULL ||
+        (list = revocation_open(cfg->home, err)) == NULL)
+        goto done;
+    signer sg;
+    hsm_signer_ctx ctx;
+    local_ca_signer(ca, &session, &sg, &ctx);
+    crl = crl_make(cfg->home, local_ca_issuing(ca), &sg, list, (long)cfg->crl_days * 86400, err);
+    if (crl == NULL)
+        goto done;
+    out = output ? fopen(output, "w") : stdout;
+    if (out == NULL || (der ? i2d_X509_CRL_fp(out, crl) : PEM_write_X509_CRL(out, crl)) != 1 ||
+        fflush(out) != 0) {
+        enroll_error_set(err, HSE_WRITE_FAILED, NULL, "cannot write the CRL to %s",
+                         output ? output : "standard output");
+        goto done;
+    }
+    ASN1_INTEGER *number = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    log_info("CRL number %lld of CA \"%s\": %d revoked certificates%s%s",
+             (long long)ASN1_INTEGER_get(number), cfg->name,
+             sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)), output ? ", written to " : "",
+             output ? output : "");
+    ASN1_INTEGER_free(number);
+    rc = 0;
+done:
+    if (out != NULL && out != stdout)
+        fclose(out);
+    X509_CRL_free(crl);
+    revocation_close(list);
+    local_ca_close(ca);
+    return rc;
 }
 
 int cli_ca(int argc, char **argv)
@@ -176,6 +173,8 @@ int cli_ca(int argc, char **argv)
         {"issuing-key", required_argument, NULL, 'I'},
         {"name", required_argument, NULL, 'N'},
         {"json", no_argument, NULL, 'j'},
+        {"output", required_argument, NULL, 'o'},
+        {"der", no_argument, NULL, 'D'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -185,10 +184,11 @@ int cli_ca(int argc, char **argv)
     cli_common common = {0};
     local_ca_options opt;
     local_ca_default_options(&opt);
-    bool as_json = false;
+    bool as_json = false, der = false;
+    const char *output = NULL;
     int c, exit_code;
     optind = 1;
-    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "o:", options, NULL)) != -1) {
         int handled = cli_common_option(c, optarg, ca_usage, &common, &exit_code);
         if (handled < 0)
             return exit_code;
@@ -211,13 +211,18 @@ int cli_ca(int argc, char **argv)
         case 'j':
             as_json = true;
             break;
+        case 'o':
+            output = optarg;
+            break;
+        case 'D':
+            der = true;
+            break;
         }
     }
-    static const char *const words[] = {"init", "show", NULL};
+    static const char *const words[] = {"init", "show", "crl", NULL};
     int operand = cli_operand(argc, argv, ca_usage, words);
     if (operand < 0)
         return EXIT_NOTHING_DONE;
-    bool init = operand == 0;
     cli_set_verbosity(common.quiet, common.verbose);
 
     engine_setup s;
@@ -239,8 +244,12 @@ int cli_ca(int argc, char **argv)
                          ca_name ? " named " : "", ca_name ? ca_name : "");
         goto done;
     }
-    if (!init) {
+    if (operand == 1) {
         rc = show(chosen, as_json);
+        goto done;
+    }
+    if (operand == 2) {
+        rc = make_crl(&s, chosen, output, der, &err);
         goto done;
     }
     for (size_t i = 0; i < s.cfg->ca_count; i++) {

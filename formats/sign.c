@@ -257,3 +257,47 @@ done:
     OPENSSL_free(tbs);
     return signed_cert;
 }
+
+unsigned char *der_sign_wrap(const unsigned char *tbs, size_t tbs_len, const signer *s,
+                             size_t *out_len, enroll_error *err)
+{
+    unsigned char sig[SIGNATURE_MAX];
+    size_t sig_len = 0;
+    X509_ALGOR *algor = X509_ALGOR_new();
+    ASN1_BIT_STRING *bits = NULL;
+    unsigned char *alg_der = NULL, *bits_der = NULL, *out = NULL;
+    if (algor == NULL || !set_algorithm(algor, s ? s->alg : SIG_NONE)) {
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "no signature algorithm for the CA key");
+        goto done;
+    }
+    if (call_signer(s, tbs, tbs_len, sig, &sig_len, err) != 0)
+        goto done;
+    int alg_len = i2d_X509_ALGOR(algor, &alg_der);
+    bits = signature_bits(sig, sig_len);
+    int bits_len = bits ? i2d_ASN1_BIT_STRING(bits, &bits_der) : -1;
+    if (alg_len <= 0 || bits_len <= 0) {
+        enroll_error_set(err, HSE_CA_SIGN_FAILED, NULL, "cannot encode the signature");
+        goto done;
+    }
+    der_buf body = {0};
+    der_put(&body, tbs, tbs_len);
+    der_put(&body, alg_der, (size_t)alg_len);
+    der_put(&body, bits_der, (size_t)bits_len);
+    out = der_wrap(&body, 0x30, out_len);
+    if (out == NULL)
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+done:
+    X509_ALGOR_free(algor);
+    ASN1_BIT_STRING_free(bits);
+    OPENSSL_free(alg_der);
+    OPENSSL_free(bits_der);
+    return out;
+}
+
+int sig_alg_der(sig_alg alg, unsigned char **der)
+{
+    X509_ALGOR *algor = X509_ALGOR_new();
+    int len = algor != NULL && set_algorithm(algor, alg) ? i2d_X509_ALGOR(algor, der) : -1;
+    X509_ALGOR_free(algor);
+    return len;
+}

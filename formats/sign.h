@@ -9,6 +9,7 @@
 #include <openssl/x509v3.h>
 #include <stddef.h>
 
+#include "der.h"
 #include "error.h"
 
 typedef enum sig_alg {
@@ -53,5 +54,15 @@ X509_REQ *csr_build(const X509_NAME *subject, const GENERAL_NAMES *sans, EVP_PKE
  * TBS, has s sign it and stores the signature. Returns cert with one more reference (the caller
  * frees both its own and the returned one), or NULL with err. */
 X509 *cert_sign(X509 *cert, const signer *s, enroll_error *err);
+
+/* The DER AlgorithmIdentifier of alg into *der (OPENSSL_malloc'd): its length, or -1. */
+int sig_alg_der(sig_alg alg, unsigned char **der);
+
+/* Signs the DER tbs with s and returns the DER of SEQUENCE { tbs, AlgorithmIdentifier,
+ * BIT STRING signature }: the shape of a CRL (RFC 5280) and of an OCSP BasicOCSPResponse without
+ * certificates (RFC 6960), for structures OpenSSL cannot sign without the private key (malloc'd,
+ * length in *out_len). NULL with err. */
+unsigned char *der_sign_wrap(const unsigned char *tbs, size_t tbs_len, const signer *s,
+                             size_t *out_len, enroll_error *err);
 
 #endif

@@ -28,6 +28,10 @@ int hsm_caps_probe(hsm_module *module, CK_SLOT_ID slot, hsm_caps *out, hsm_error
     CK_ULONG n = 0;
     rv = f->C_GetMechanismList(slot, NULL, &n);
     if (rv == CKR_OK && n > 0) {
+        /* Room to spare: p11-kit's client module (0.24) counts the mechanisms it will pass on
+         * but then copies the server's whole list, more than it counted. The size we give is
+         * the room we have, and what it writes back is what we read. */
+        n = n * 2 + 64;
         out->mechanisms = calloc(n, sizeof *out->mechanisms);
         out->infos = calloc(n, sizeof *out->infos);
         if (out->mechanisms == NULL || out->infos == NULL) {
