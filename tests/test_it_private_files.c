@@ -64,9 +64,11 @@ static int mode_of(const char *path)
     return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
 }
 
-/* A symbolic link planted at OUT/results.ndjson: a dangling one (the target would be created
- * outside OUT) and one to an existing file with --force (it would be overwritten). Both runs exit
- * 2 with UNSAFE_OUTPUT, the link is not followed, nothing outside OUT changes. */
+/* A symbolic link planted at OUT/results.ndjson. A dangling one (the target would be created
+ * outside OUT): the run refuses the directory (exit 2) and creates nothing. With --force and a
+ * link to an existing file: the link is moved aside with the earlier outputs, never followed, and
+ * the new results are a regular 0600 file. Under --resume (the results are opened again in
+ * place): UNSAFE_OUTPUT, exit 2, the target unchanged. */
 static void test_results_symlink_refused(void)
 {
     char out[800], link[900], target[800];
@@ -76,35 +78,41 @@ static void test_results_symlink_refused(void)
     CU_ASSERT_EQUAL_FATAL(mkdir(out, 0750), 0);
     CU_ASSERT_EQUAL_FATAL(symlink(target, link), 0);
     CU_ASSERT_EQUAL(run_into("out-link", ""), 2);
-    CU_ASSERT_TRUE(err_log_has("symbolic link"));
     CU_ASSERT_NOT_EQUAL(access(target, F_OK), 0); /* not created */
 
     CU_ASSERT_EQUAL_FATAL(test_write_file(target, PRECIOUS), 0);
-    CU_ASSERT_EQUAL(run_into("out-link", "--force"), 2);
-    CU_ASSERT_TRUE(err_log_has("symbolic link"));
+    CU_ASSERT_EQUAL(run_into("out-link", "--force"), 0);
     CU_ASSERT_TRUE(file_is(target, PRECIOUS));
     struct stat st;
+    CU_ASSERT_TRUE(lstat(link, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0600);
+
+    CU_ASSERT_EQUAL_FATAL(unlink(link), 0);
+    CU_ASSERT_EQUAL_FATAL(symlink(target, link), 0);
+    CU_ASSERT_EQUAL(run_into("out-link", "--resume"), 2);
+    CU_ASSERT_TRUE(err_log_has("symbolic link"));
+    CU_ASSERT_TRUE(file_is(target, PRECIOUS));
     CU_ASSERT_TRUE(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
 }
 
-/* A hard link at OUT/results.ndjson to a file outside OUT, with --force: refused, the other file
- * keeps its content. */
+/* A hard link at OUT/results.ndjson to a file outside OUT, under --resume: refused
+ * (UNSAFE_OUTPUT), the other file keeps its content. */
 static void test_results_hard_link_refused(void)
 {
     char out[800], name[900], target[800];
     snprintf(out, sizeof out, "%s/out-hard", tmp);
     snprintf(name, sizeof name, "%s/results.ndjson", out);
     snprintf(target, sizeof target, "%s/other.ndjson", tmp);
-    CU_ASSERT_EQUAL_FATAL(mkdir(out, 0750), 0);
+    CU_ASSERT_EQUAL(run_into("out-hard", ""), 0);
     CU_ASSERT_EQUAL_FATAL(test_write_file(target, PRECIOUS), 0);
+    CU_ASSERT_EQUAL_FATAL(unlink(name), 0);
     CU_ASSERT_EQUAL_FATAL(link(target, name), 0);
-    CU_ASSERT_EQUAL(run_into("out-hard", "--force"), 2);
+    CU_ASSERT_EQUAL(run_into("out-hard", "--resume"), 2);
     CU_ASSERT_TRUE(err_log_has("hard link"));
     CU_ASSERT_TRUE(file_is(target, PRECIOUS));
 }
 
-/* A normal run: results.ndjson and the journal are 0600, even over a results.ndjson of mode 0644
- * left by an older run (--force); merge -o writes 0600 and refuses a symbolic link as its output;
+/* A normal run: results.ndjson and the journal are 0600 (a results.ndjson of mode 0644 left by
+ * an older run is moved aside by --force); merge -o writes 0600 and refuses a symbolic link as its output;
  * --resume refuses a journal replaced by a symbolic link. */
 static void test_modes_merge_and_journal(void)
 {
