@@ -2,6 +2,9 @@
  * (template -> CAs, pattern -> template and CAs), the seed's pattern rules, JSON-path errors. */
 #include "config.h"
 
+#include <errno.h>
+#include "batch/suggest.h"
+
 #include <ctype.h>
 #include <libgen.h>
 #include <stddef.h>
@@ -672,9 +675,15 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
 config *config_load_file(const char *path, error_list *errors)
 {
     json_error_t jerr;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    FILE *f = fopen(path, "re");
+    if (f == NULL) { /* not jansson's "line -1, column -1: unable to open" */
+        error_list_add(errors, HSE_CONFIG_JSON, "", "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    json_t *doc = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(f);
     if (doc == NULL) {
-        error_list_add(errors, HSE_CONFIG_JSON, "", "%s: line %d, column %d: %s", path, jerr.line,
+        error_list_add(errors, HSE_CONFIG_JSON, "", "line %d, column %d: %s", jerr.line,
                        jerr.column, jerr.text);
         return NULL;
     }
@@ -756,6 +765,33 @@ const config_ca *config_find_ca_by_name(const config *cfg, const char *name)
             return ca;
     }
     return NULL;
+}
+
+void config_template_hint(const config *cfg, const char *name, char *buf, size_t size)
+{
+    const char *names[64] = {NULL};
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->template_count && n < 64; i++)
+        names[n++] = cfg->templates[i].name;
+    const char *near = suggest_closest(name, names, n);
+    char list[512];
+    suggest_list(list, sizeof list, names, n, 12);
+    if (near != NULL)
+        snprintf(buf, size, "did you mean \"%s\"? (templates: %s)", near, list);
+    else
+        snprintf(buf, size, "templates: %s", n ? list : "none");
+}
+
+void config_pattern_hint(const config *cfg, char *buf, size_t size)
+{
+    size_t used = (size_t)snprintf(buf, size, "patterns:");
+    for (size_t i = 0; i < cfg->pattern_count && i < 12 && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s %lld (%s)", i ? "," : "",
+                                 cfg->patterns[i].id, cfg->patterns[i].name);
+    if (cfg->pattern_count == 0 && used < size)
+        snprintf(buf + used, size - used, " none");
+    else if (cfg->pattern_count > 12 && used < size)
+        snprintf(buf + used, size - used, ", ...");
 }
 
 const config_template *config_find_template_by_name(const config *cfg, const char *name)

@@ -134,6 +134,12 @@ const config_store *config_find_store(const config *cfg, const char *id);
 bool config_is_guid(const char *s);
 /* By full name ("host\\logical") or by logical name, case-insensitively. */
 const config_ca *config_find_ca_by_name(const config *cfg, const char *name);
+/* What to tell about a template name or pattern Id the configuration does not have: into buf,
+ * "did you mean \"X\"? " when one is close, then the known ones ("templates: A, B" / "patterns:
+ * 1 (Default), 2 (Web)"). */
+void config_template_hint(const config *cfg, const char *name, char *buf, size_t size);
+void config_pattern_hint(const config *cfg, char *buf, size_t size);
+
 const config_template *config_find_template_by_name(const config *cfg, const char *name);
 const config_pattern *config_find_pattern(const config *cfg, long long id);
 const config_pattern *config_default_pattern(const config *cfg, const config_template *tmpl);

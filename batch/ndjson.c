@@ -2,6 +2,7 @@
 #include "ndjson.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,4 +130,82 @@ ndjson_status ndjson_next(ndjson_reader *r, const char **text, size_t *len, long
         *line = r->line;
         return NDJSON_LINE;
     }
+}
+
+static const char *skip_space(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p;
+}
+
+static size_t line_length(const char *p, const char *end)
+{
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = (size_t)((nl ? nl : end) - p);
+    while (n > 0 && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
+    return n;
+}
+
+int ndjson_check_shape(ndjson_reader *r, const char *name, enroll_error *err)
+{
+    if (r->buf == NULL)
+        return 0;
+    if (r->end == r->start)
+        fill(r);
+    const char *begin = r->buf + r->start, *end = r->buf + r->end;
+    const char *p = skip_space(begin, end);
+    if (p == end)
+        return 0; /* empty: no lines, no mistake */
+    const char *shown = strcmp(name, "-") == 0 ? "BATCH" : name;
+    if (*p == '[') {
+        enroll_error_set(err, HSE_BATCH_NOT_NDJSON, NULL,
+                         "%s is a JSON array, not NDJSON (one JSON object per line); convert it "
+                         "with: jq -c '.[]' %s > batch.ndjson",
+                         name, shown);
+        return -1;
+    }
+    if (*p == '{') {
+        size_t n = line_length(p, end);
+        json_error_t jerr;
+        json_t *doc = json_loadb(p, n, 0, &jerr);
+        if (doc != NULL) {
+            json_decref(doc);
+            return 0; /* the first line is a whole object */
+        }
+        /* One object over several lines: pretty-printed JSON (or a first line cut short). */
+        doc = json_loadb(p, (size_t)(end - p), JSON_DISABLE_EOF_CHECK, &jerr);
+        bool several =
+            doc != NULL && json_is_object(doc) && memchr(p, '\n', (size_t)jerr.position) != NULL;
+        json_decref(doc);
+        if (several || (n == 1 && !r->eof)) {
+            enroll_error_set(err, HSE_BATCH_NOT_NDJSON, NULL,
+                             "%s is pretty-printed JSON (an object over several lines), not "
+                             "NDJSON (one object per line); convert it with: jq -c . %s > "
+                             "batch.ndjson",
+                             name, shown);
+            return -1;
+        }
+        return 0;
+    }
+    /* Text first: a mistake when none of the first five lines is an object. */
+    const char *first = p;
+    size_t first_len = line_length(first, end);
+    for (int lines = 0; p < end && lines < 5; lines++) {
+        if (*p == '{')
+            return 0;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL)
+            break;
+        p = skip_space(nl + 1, end);
+    }
+    bool csv = memchr(first, ',', first_len) != NULL || memchr(first, ';', first_len) != NULL ||
+               memchr(first, '\t', first_len) != NULL;
+    enroll_error_set(err, HSE_BATCH_NOT_NDJSON, NULL,
+                     "%s %s (first line: \"%.*s%s\"), not NDJSON: each line must be one JSON "
+                     "object, e.g. {\"Id\":\"dev-1\",\"Subject\":\"CN=dev-1\"}",
+                     name, csv ? "looks like CSV" : "holds no JSON object in its first lines",
+                     (int)(first_len > 60 ? 60 : first_len), first, first_len > 60 ? "..." : "");
+    return -1;
 }

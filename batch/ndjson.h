@@ -33,4 +33,11 @@ void ndjson_open_stream(ndjson_reader *r, FILE *stream, size_t max_line);
 ndjson_status ndjson_next(ndjson_reader *r, const char **text, size_t *len, long *line);
 void ndjson_close(ndjson_reader *r);
 
+/* Whole-file mistakes, seen in the first lines (read ahead, nothing consumed): a JSON array, a
+ * pretty-printed JSON object, CSV or other text where no line is a JSON object. 0 when the input
+ * can be NDJSON (a bad line among good ones is the line's own error), -1 with err
+ * BATCH_NOT_NDJSON (message and the command that converts it) otherwise; name is the batch as
+ * the user gave it. */
+int ndjson_check_shape(ndjson_reader *r, const char *name, enroll_error *err);
+
 #endif

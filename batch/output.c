@@ -1,6 +1,7 @@
 /* Atomic output files: temp file + fsync + rename + directory fsync, with O_CLOEXEC everywhere. */
 #include "output.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,6 +28,114 @@ int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error
     dir->path = strdup(path);
     dir->sync = true;
     return 0;
+}
+
+static bool earlier_output(const char *name)
+{
+    if (strcmp(name, "results.ndjson") == 0 || strcmp(name, "journal.ndjson") == 0)
+        return true;
+    static const char *const ext[] = {".pfx", ".pem", ".der", ".p8"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        size_t e = strlen(ext[i]);
+        if (n > e && name[0] != '.' && strcmp(name + n - e, ext[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Calls fn for each earlier output of dir (stops at its first non-zero answer). */
+static int each_earlier(const output_dir *dir, int (*fn)(const char *name, void *ctx), void *ctx)
+{
+    int fd = openat(dir->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL)
+        if (earlier_output(e->d_name))
+            rc = fn(e->d_name, ctx);
+    closedir(d);
+    return rc;
+}
+
+typedef struct earlier_count {
+    size_t count;
+    char *first;
+    size_t first_size;
+} earlier_count;
+
+static int count_one(const char *name, void *ctx)
+{
+    earlier_count *c = ctx;
+    if (c->count++ == 0 && c->first != NULL)
+        snprintf(c->first, c->first_size, "%s", name);
+    return 0;
+}
+
+size_t output_dir_earlier(const output_dir *dir, char *first, size_t first_size)
+{
+    earlier_count c = {0, first, first_size};
+    if (first != NULL && first_size > 0)
+        first[0] = '\0';
+    each_earlier(dir, count_one, &c);
+    return c.count;
+}
+
+typedef struct move_ctx {
+    const output_dir *dir;
+    int aside_fd;
+    size_t moved;
+    enroll_error *err;
+} move_ctx;
+
+static int move_one(const char *name, void *ctx)
+{
+    move_ctx *m = ctx;
+    if (renameat(m->dir->fd, name, m->aside_fd, name) != 0) {
+        enroll_error_set(m->err, HSE_OUTPUT_DIR, NULL, "cannot move %s/%s aside: %s", m->dir->path,
+                         name, strerror(errno));
+        return -1;
+    }
+    m->moved++;
+    return 0;
+}
+
+int output_dir_move_aside(const output_dir *dir, const char *aside, size_t *moved,
+                          enroll_error *err)
+{
+    *moved = 0;
+    if (mkdirat(dir->fd, aside, 0750) != 0) {
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot create %s/%s: %s", dir->path, aside,
+                         strerror(errno));
+        return -1;
+    }
+    move_ctx m = {dir, openat(dir->fd, aside, O_RDONLY | O_DIRECTORY | O_CLOEXEC), 0, err};
+    if (m.aside_fd < 0) {
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot open %s/%s: %s", dir->path, aside,
+                         strerror(errno));
+        return -1;
+    }
+    /* Entries renamed away while the directory is read may hide others: read it again until
+     * none is left (each pass moves at least one, or fails). */
+    int rc = 0;
+    size_t before;
+    do {
+        before = m.moved;
+        rc = each_earlier(dir, move_one, &m);
+    } while (rc == 0 && m.moved > before);
+    if (rc == 0 && dir->sync && (fsync(m.aside_fd) != 0 || fsync(dir->fd) != 0))
+        rc = -1;
+    close(m.aside_fd);
+    *moved = m.moved;
+    if (rc != 0 && err->code[0] == '\0')
+        enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot move the earlier outputs of %s aside",
+                         dir->path);
+    return rc;
 }
 
 void output_dir_close(output_dir *dir)

@@ -20,6 +20,16 @@ typedef struct output_dir {
 int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error *err);
 void output_dir_close(output_dir *dir);
 
+/* What an earlier run left in dir: results.ndjson, journal.ndjson and bundles (*.pfx, *.pem,
+ * *.der, *.p8). The number of such files, and the first one's name in first (when not NULL). */
+size_t output_dir_earlier(const output_dir *dir, char *first, size_t first_size);
+
+/* Moves what output_dir_earlier counts into a new subdirectory dir/aside (mode 0750), so a
+ * new run starts clean and nothing of the earlier one is lost. 0 with *moved set, or -1 with err
+ * (OUTPUT_DIR; what was moved stays moved). */
+int output_dir_move_aside(const output_dir *dir, const char *aside, size_t *moved,
+                          enroll_error *err);
+
 /* Writes name inside dir atomically with the given mode (0600 for anything holding a key or a
  * password). Returns 0, or -1 with err (code WRITE_FAILED, message naming the file and errno);
  * on failure no file of that name is created or changed and no temporary file is left behind. */

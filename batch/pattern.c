@@ -549,7 +549,8 @@ static void load_key_info(key_policy *keys, const json_t *info, const char *path
             if (curves != NULL && !json_is_null(curves)) {
                 json_path_key(where, sizeof where, item, "curves");
                 if (!json_is_array(curves) || json_array_size(curves) > 8) {
-                    ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected an array of curve OIDs", where);
+                    ERR(errors, HSE_CONFIG_TYPE, where, "%s: expected an array of curve OIDs",
+                        where);
                     continue;
                 }
                 size_t i;

@@ -52,16 +52,20 @@ static void resolve(const config *cfg, const enroll_request *req, policy_decisio
     if (req->template_name != NULL) {
         named = config_find_template_by_name(cfg, req->template_name);
         if (named == NULL) {
-            ADD(errors, HSE_UNKNOWN_TEMPLATE, "Template", "no template named \"%.80s\" in %s",
-                req->template_name, cfg->source);
+            char hint[700];
+            config_template_hint(cfg, req->template_name, hint, sizeof hint);
+            ADD(errors, HSE_UNKNOWN_TEMPLATE, "Template", "no template named \"%.80s\" in %s; %s",
+                req->template_name, cfg->source, hint);
             return;
         }
     }
     if (req->pattern_id >= 0) {
         out->pattern = config_find_pattern(cfg, req->pattern_id);
         if (out->pattern == NULL) {
+            char hint[700];
+            config_pattern_hint(cfg, hint, sizeof hint);
             ADD(errors, HSE_UNKNOWN_PATTERN, "EnrollmentPatternId",
-                "no enrollment pattern with Id %lld in %s", req->pattern_id, cfg->source);
+                "no enrollment pattern with Id %lld in %s; %s", req->pattern_id, cfg->source, hint);
             return;
         }
         if (named != NULL && named != out->pattern->template_) {

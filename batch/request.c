@@ -19,6 +19,7 @@
 #include "formats/san.h"
 #include "config.h"
 #include "output.h"
+#include "batch/suggest.h"
 
 typedef enum field_id {
     F_ID,
@@ -334,7 +335,7 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
         snprintf(field, sizeof field, "SANs.%.60s", key);
         if (kind == SAN_UNKNOWN) {
             error_list_add(c->errors, HSE_UNKNOWN_SAN_TYPE, field,
-                           "SAN key \"%.60s\" is not one of dns, ip4, ip6, uri, rfc822, "
+                           "SAN key \"%.60s\" is not one of dns, ip4, ip6, ip, uri, rfc822, "
                            "ms_ntprincipalname, registeredid",
                            key);
             continue;
@@ -364,27 +365,45 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
     }
 }
 
-/* ISO 8601 UTC: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00). */
-static bool timestamp_valid(const char *s)
+/* RFC 3339 as a Keyfactor server reads it: YYYY-MM-DDTHH:MM:SS[.fraction] followed by Z, an
+ * offset (+HH:MM, -HH:MM) or nothing (UTC then). Written to out (32 bytes) in UTC as
+ * YYYY-MM-DDTHH:MM:SS[.fraction]Z. False when s is not one. */
+static bool timestamp_parse(const char *s, char *out, size_t size)
 {
     int y, mo, d, h, mi, sec, n = 0;
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return false;
     for (int i = 0; i < 19; i++)
         if ((i == 4 || i == 7)     ? s[i] != '-'
-            : i == 10              ? s[i] != 'T'
+            : i == 10              ? (s[i] != 'T' && s[i] != 't')
             : (i == 13 || i == 16) ? s[i] != ':'
                                    : !isdigit((unsigned char)s[i]))
             return false;
-    const char *p = s + 19;
+    const char *p = s + 19, *fraction = NULL;
+    size_t fraction_len = 0;
     if (*p == '.') {
-        p++;
+        fraction = ++p;
         if (!isdigit((unsigned char)*p))
             return false;
         while (isdigit((unsigned char)*p))
             p++;
+        fraction_len = (size_t)(p - fraction);
+        if (fraction_len > 9)
+            return false;
     }
-    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+    long offset = 0; /* seconds east of UTC */
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, m = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &m) != 2 || m != 5 ||
+            !isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]) || oh > 23 || om > 59)
+            return false;
+        offset = (oh * 3600L + om * 60L) * (*p == '-' ? -1 : 1);
+        p += 6;
+    }
+    if (*p != '\0')
         return false;
     struct tm tm = {.tm_year = y - 1900,
                     .tm_mon = mo - 1,
@@ -395,8 +414,16 @@ static bool timestamp_valid(const char *s)
     time_t t = timegm(&tm);
     struct tm back;
     gmtime_r(&t, &back);
-    return back.tm_year == y - 1900 && back.tm_mon == mo - 1 && back.tm_mday == d &&
-           back.tm_hour == h && back.tm_min == mi && back.tm_sec == sec;
+    if (back.tm_year != y - 1900 || back.tm_mon != mo - 1 || back.tm_mday != d ||
+        back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
+        return false;
+    t -= offset;
+    gmtime_r(&t, &back);
+    char date[24];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &back);
+    snprintf(out, size, "%s%s%.*sZ", date, fraction ? "." : "", (int)fraction_len,
+             fraction ? fraction : "");
+    return true;
 }
 
 static char *now_timestamp(void)
@@ -412,17 +439,50 @@ static char *now_timestamp(void)
     return strdup(buf);
 }
 
+/* The field an unknown name most likely meant: a common other name for it (other APIs' words),
+ * else the nearest by spelling. */
+static const char *field_suggestion(const char *key)
+{
+    static const char *const aliases[][2] = {
+        {"KeySize", "KeyLength"},
+        {"KeyBits", "KeyLength"},
+        {"Bits", "KeyLength"},
+        {"Algorithm", "KeyType"},
+        {"KeyAlgorithm", "KeyType"},
+        {"CommonName", "Subject"},
+        {"CN", "Subject"},
+        {"SubjectDN", "Subject"},
+        {"SAN", "SANs"},
+        {"SubjectAltNames", "SANs"},
+        {"Storage", "KeyStorage"},
+        {"CA", "CertificateAuthority"},
+        {"OutputFormat", "Format"},
+        {"Pattern", "EnrollmentPatternId"},
+    };
+    for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+        if (strcasecmp(key, aliases[i][0]) == 0)
+            return aliases[i][1];
+    return suggest_closest(key, field_names, SUGGEST_NULL_TERMINATED);
+}
+
 /* Collects the members into c->v[] by field; unknown and twice-given fields are problems (in
  * the line's order), and of two casings the first is kept. */
 static void index_fields(parse_ctx *c, json_t *obj)
 {
     jobj_key_check check = {0};
     while (jobj_check_keys(obj, field_names, &check)) {
-        if (check.known_index < 0)
-            error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
-                           "\"%.60s\" is not a request field (see the README for the list)",
-                           check.key);
-        else
+        if (check.known_index < 0) {
+            const char *near = field_suggestion(check.key);
+            if (near != NULL)
+                error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
+                               "\"%.60s\" is not a request field; did you mean \"%s\"?", check.key,
+                               near);
+            else
+                error_list_add(c->errors, HSE_UNKNOWN_FIELD, check.key,
+                               "\"%.60s\" is not a request field (the fields are listed in the "
+                               "README, \"Request lines\")",
+                               check.key);
+        } else
             problem(c, HSE_DUPLICATE_FIELD, (field_id)check.known_index,
                     "%s is given twice (field names are case-insensitive)",
                     field_names[check.known_index]);
@@ -492,7 +552,8 @@ static void parse_operation_and_format(parse_ctx *c, enroll_request *r)
         else if (strcasecmp(s, "Reenrollment") == 0)
             r->operation = OP_REENROLLMENT;
         else if (strcasecmp(s, "PFX") != 0)
-            problem(c, HSE_INVALID_FIELD, F_OPERATION, "Operation must be PFX, CSR or Reenrollment");
+            problem(c, HSE_INVALID_FIELD, F_OPERATION,
+                    "Operation must be PFX, CSR or Reenrollment");
     }
     refuse_other_operations(c, r);
     s = NULL;
@@ -795,10 +856,14 @@ static void parse_annotations(parse_ctx *c, enroll_request *r)
                 "give OwnerRoleId or OwnerRoleName, not both");
     r->owner_role_name = dup_or_null(role_name);
     const char *s = NULL;
-    if (want_string(c, F_TIMESTAMP, &s) && s != NULL && !timestamp_valid(s))
+    char utc[48];
+    bool stamped = false;
+    if (want_string(c, F_TIMESTAMP, &s) && s != NULL &&
+        !(stamped = timestamp_parse(s, utc, sizeof utc)))
         problem(c, HSE_INVALID_TIMESTAMP, F_TIMESTAMP,
-                "Timestamp must be ISO 8601 UTC, e.g. 2023-11-19T16:23:01Z");
-    r->timestamp = (s != NULL && timestamp_valid(s)) ? strdup(s) : now_timestamp();
+                "Timestamp must be an RFC 3339 date and time, e.g. 2023-11-19T16:23:01Z or "
+                "2023-11-19T18:23:01+02:00 (without a zone: UTC)");
+    r->timestamp = stamped ? strdup(utc) : now_timestamp();
 }
 
 /* The Id, read first so that every other problem is reported under it. */

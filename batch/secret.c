@@ -64,6 +64,18 @@ static char *prompt_tty(const char *what)
     return secret;
 }
 
+const char *secret_source(const char *env_name, const char *file, char *buf, size_t size)
+{
+    const char *env = env_name ? getenv(env_name) : NULL;
+    if (env != NULL && *env != '\0')
+        snprintf(buf, size, "$%s", env_name);
+    else if ((file == NULL || access(file, F_OK) != 0) && isatty(STDIN_FILENO))
+        snprintf(buf, size, "the terminal prompt");
+    else
+        snprintf(buf, size, "the file %s", file ? file : "(none)");
+    return buf;
+}
+
 char *secret_read(const char *env_name, const char *file, const char *what, enroll_error *err)
 {
     const char *env = env_name ? getenv(env_name) : NULL;

@@ -14,6 +14,9 @@
  * memory to release with secret_free, or NULL with err (code PIN_UNAVAILABLE) naming where it
  * looked, never the value. */
 char *secret_read(const char *env_name, const char *file, const char *what, enroll_error *err);
+/* Where secret_read takes the secret from, for messages: "$NAME", "the file FILE" or "the
+ * terminal prompt" (the same precedence), into buf. */
+const char *secret_source(const char *env_name, const char *file, char *buf, size_t size);
 /* A random string of len characters from [A-Za-z0-9] (RAND_priv_bytes, rejection sampling). */
 char *secret_random(size_t len);
 /* Creates file with mode 0600 holding value and a newline; fails if it exists. 0 or -1. */

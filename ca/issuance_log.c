@@ -242,6 +242,28 @@ X509 *issuance_log_find_id(issuance_log *ca, long long keyfactor_id)
     return found;
 }
 
+void issuance_log_each(issuance_log *ca, issuance_log_fn fn, void *user)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    bool more = true;
+    pthread_mutex_lock(&ca->lock);
+    rewind(ca->log);
+    while (more && getline(&line, &cap, ca->log) > 0) {
+        json_t *entry = json_loads(line, 0, NULL);
+        X509 *cert = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
+        const char *issued = json_string_value(json_object_get(entry, "Issued"));
+        if (cert != NULL)
+            more = fn(json_integer_value(json_object_get(entry, "KeyfactorID")),
+                      issued ? issued : "", cert, user);
+        X509_free(cert);
+        json_decref(entry);
+    }
+    fseeko(ca->log, 0, SEEK_END);
+    pthread_mutex_unlock(&ca->lock);
+    free(line);
+}
+
 X509 *issuance_log_find_request(issuance_log *ca, const char *run_id, const char *request_id,
                                 bool resumed, long long *keyfactor_id)
 {

@@ -38,6 +38,13 @@ int issuance_log_append(issuance_log *log, X509 *cert, const char *run_id, const
  * certificate). One pass over the log. Thread-safe. */
 X509 *issuance_log_find_id(issuance_log *log, long long keyfactor_id);
 
+/* Called for each logged certificate: its KeyfactorID, time of issue (ISO 8601 UTC, "" when not
+ * logged) and the certificate (borrowed for the call). False stops the walk. */
+typedef bool (*issuance_log_fn)(long long keyfactor_id, const char *issued, X509 *cert, void *user);
+/* Walks the log, oldest first, calling fn for each line that holds its certificate (lines of runs
+ * without a journal hold none and are skipped). One pass over the log. Thread-safe. */
+void issuance_log_each(issuance_log *log, issuance_log_fn fn, void *user);
+
 /* The certificate issued earlier to (run_id, request_id), and its KeyfactorID; NULL if none.
  * The log keeps an index of one run's issuances (the last run asking): a run that continues an
  * interrupted one (resumed) has its earlier lines indexed at its first question, one pass over the

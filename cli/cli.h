@@ -3,6 +3,8 @@
 #ifndef HSMENROLL_CLI_CLI_H
 #define HSMENROLL_CLI_CLI_H
 
+#include <stdbool.h>
+
 #include "engine/run.h" /* the exit statuses */
 
 int cli_run(int argc, char **argv);
@@ -43,6 +45,19 @@ int cli_operand(int argc, char **argv, const char *usage, const char *const *wor
 /* Appends "--config FILE" and "--home DIR" (those given) to argv at *argc, for a command run with
  * the same configuration; argv must have room for four more entries. */
 void cli_common_to_argv(const cli_common *common, char **argv, int *argc);
+
+/* A command never writes over its own input: -1 (with a message on stderr) when output names
+ * the same file as input ("-" is standard input), existing or not; 0 otherwise or when either is
+ * NULL. */
+int cli_refuse_overlap(const char *command, const char *input, const char *input_what,
+                       const char *output, const char *output_what);
+
+/* The program as it was started (argv[0] of main), for commands the user is told to run. */
+extern const char *cli_program;
+
+/* Appends word to buf (of size size, NUL-terminated), after a space when buf is not empty,
+ * in single quotes when the shell would split or expand it. */
+void cli_append_word(char *buf, size_t size, const char *word);
 
 /* Sets the log level from -q/-v counts. */
 void cli_set_verbosity(int quiet, int verbose);

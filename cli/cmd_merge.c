@@ -106,6 +106,16 @@ int cli_merge(int argc, char **argv)
             paths[i] = strdup(arg);
         }
     }
+    bool overlap = cli_refuse_overlap("merge", batch, "the batch", output, "--output") != 0;
+    for (size_t i = 0; i < count && !overlap; i++)
+        overlap = paths[i] == NULL || cli_refuse_overlap("merge", paths[i], "the shard results",
+                                                         output, "--output") != 0;
+    if (overlap) {
+        for (size_t i = 0; i < count; i++)
+            free(paths[i]);
+        free(paths);
+        return EXIT_NOTHING_DONE;
+    }
     FILE *merged = NULL;
     char tmp[4096 + 16] = "";
     if (output != NULL) {

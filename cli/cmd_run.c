@@ -23,8 +23,8 @@ static const char run_usage[] =
     "options:\n"
     "  -o, --out OUTDIR        output directory (default ./out; created if missing)\n"
     "  -c, --config FILE       configuration document (default: the embedded default)\n"
-    "      --home DIR          engine home of the embedded default (default ./.hsmenroll,\n"
-    "                          or $HSMENROLL_HOME)\n"
+    "      --home DIR          engine home of the embedded default (default $HSMENROLL_HOME,\n"
+    "                          else ${XDG_DATA_HOME:-~/.local/share}/hsmenroll)\n"
     "  -w, --workers N         worker threads, each with its own PKCS#11 session (default: one\n"
     "                          per CPU)\n"
     "      --inflight M        requests in flight to network CAs (default 64)\n"
@@ -99,6 +99,68 @@ static int parse_int(const char *s, long long min, long long max, long long *out
         return -1;
     *out = v;
     return 0;
+}
+
+/* The command that finishes a stopped run: the same batch, output, configuration, home,
+ * journal, shard and defaults, with --resume. */
+static void resume_command(const run_options *opt, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    cli_append_word(buf, size, cli_program);
+    cli_append_word(buf, size, "run");
+    cli_append_word(buf, size, opt->batch_path);
+    const char *pairs[][2] = {
+        {"-o", opt->out_dir},      {"--config", opt->config_path},
+        {"--home", opt->home},     {"--journal", opt->journal_path},
+        {"--ca", opt->default_ca}, {"--template", opt->default_template},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (pairs[i][1] != NULL) {
+            cli_append_word(buf, size, pairs[i][0]);
+            cli_append_word(buf, size, pairs[i][1]);
+        }
+    char number[48];
+    if (opt->default_pattern >= 0) {
+        snprintf(number, sizeof number, "%lld", opt->default_pattern);
+        cli_append_word(buf, size, "--pattern");
+        cli_append_word(buf, size, number);
+    }
+    if (shard_format(&opt->shard, number, sizeof number) != NULL) {
+        cli_append_word(buf, size, "--shard");
+        cli_append_word(buf, size, number);
+    }
+    cli_append_word(buf, size, "--resume");
+}
+
+static void print_stopped(const run_options *opt, const run_summary *sum)
+{
+    char command[8192];
+    resume_command(opt, command, sizeof command);
+    char not_started[64] = "the rest of the batch";
+    if (sum->not_started >= 0)
+        snprintf(not_started, sizeof not_started, "%ld request%s", sum->not_started,
+                 sum->not_started == 1 ? "" : "s");
+    log_warning("stopped before the end: %s not started%s%s; finish the run with: %s", not_started,
+                sum->abandoned > 0 ? ", some left half-done" : "",
+                strcmp(opt->batch_path, "-") == 0 ? " (give the same standard input again)" : "",
+                command);
+}
+
+/* The failures by code, with the first line of each, so that a failed request is never only a
+ * number; every line's own error is in results.ndjson (and shown with -vv). */
+static void print_failures(run *r, const run_summary *sum)
+{
+    run_failure_code codes[8];
+    size_t n = run_get_failures(r, codes, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
+        log_warning("%ld failed with %s, first line %ld%s%s: %s", codes[i].count, codes[i].code,
+                    codes[i].first_line, codes[i].first_id[0] ? " " : "", codes[i].first_id,
+                    codes[i].first_message);
+    if (n > 8)
+        log_warning("and %zu more codes", n - 8);
+    if (n > 0)
+        log_warning("every failed line's error is in %s/results.ndjson (-v lists them here)",
+                    sum->out_dir);
 }
 
 static void print_summary(const run_summary *sum)
@@ -260,6 +322,25 @@ int cli_run(int argc, char **argv)
                         "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }
+    char results_path[4096], journal_path[4096];
+    snprintf(results_path, sizeof results_path, "%s/results.ndjson", opt.out_dir);
+    snprintf(journal_path, sizeof journal_path, "%s/journal.ndjson", opt.out_dir);
+    const char *outputs[][2] = {
+        {results_path, "results file"},
+        {opt.journal_path ? opt.journal_path : journal_path, "journal"},
+        {stats_path, "--stats-json file"},
+    };
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++)
+        if (cli_refuse_overlap("run", opt.batch_path, "the batch", outputs[i][0], outputs[i][1]) !=
+                0 ||
+            cli_refuse_overlap("run", opt.config_path, "the configuration", outputs[i][0],
+                               outputs[i][1]) != 0)
+            return EXIT_NOTHING_DONE;
+    if (stats_path != NULL && (cli_refuse_overlap("run", stats_path, "the --stats-json file",
+                                                  results_path, "results file") != 0 ||
+                               cli_refuse_overlap("run", stats_path, "the --stats-json file",
+                                                  outputs[1][0], "journal") != 0))
+        return EXIT_NOTHING_DONE;
     if (strcmp(opt.batch_path, "-") != 0 && access(opt.batch_path, R_OK) != 0) {
         log_error("cannot read batch %s: %s", opt.batch_path, strerror(errno));
         return EXIT_NOTHING_DONE;
@@ -278,6 +359,9 @@ int cli_run(int argc, char **argv)
     run_summary sum;
     run_get_summary(r, &sum);
     print_summary(&sum);
+    print_failures(r, &sum);
+    if (exit_code == EXIT_STOPPED)
+        print_stopped(&opt, &sum);
     if (stats_path != NULL) {
         json_t *doc = run_stats_json(r);
         if (doc == NULL ||

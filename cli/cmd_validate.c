@@ -80,6 +80,10 @@ int cli_validate(int argc, char **argv)
     }
     cli_set_verbosity(common.quiet, common.verbose);
     const char *batch = argv[optind];
+    if (cli_refuse_overlap("validate", batch, "the batch", output, "--output") != 0 ||
+        cli_refuse_overlap("validate", common.config_path, "the configuration", output,
+                           "--output") != 0)
+        return EXIT_NOTHING_DONE;
 
     engine_setup s;
     enroll_error err;
@@ -88,7 +92,8 @@ int cli_validate(int argc, char **argv)
     FILE *out = stdout;
     int rc = EXIT_NOTHING_DONE;
     if (setup_config_readonly(&s, common.config_path, common.home, &err) != 0 ||
-        ndjson_open(&reader, batch, 0, &err) != 0)
+        setup_check_defaults(s.cfg, defaults.template_name, defaults.pattern_id, &err) != 0 ||
+        ndjson_open(&reader, batch, 0, &err) != 0 || ndjson_check_shape(&reader, batch, &err) != 0)
         goto done;
     if (output != NULL) {
         int fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

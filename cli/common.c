@@ -1,8 +1,12 @@
 /* Command-line pieces every subcommand shares: the common options, the operand word, the log
  * level. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "batch/log.h"
@@ -61,4 +65,64 @@ void cli_common_to_argv(const cli_common *common, char **argv, int *argc)
         argv[(*argc)++] = "--home";
         argv[(*argc)++] = (char *)common->home;
     }
+}
+
+/* The file a path names: stat of it ("-": standard input), or of its directory when it does not
+ * exist yet (then the name is compared too). */
+static bool same_path(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    int ra = strcmp(a, "-") == 0 ? fstat(STDIN_FILENO, &sa) : stat(a, &sa);
+    int rb = strcmp(b, "-") == 0 ? fstat(STDIN_FILENO, &sb) : stat(b, &sb);
+    if (ra == 0 && rb == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    if (ra == 0 || rb == 0 || strcmp(a, "-") == 0 || strcmp(b, "-") == 0)
+        return false; /* one exists, the other not yet */
+    char *ca = realpath(a, NULL), *cb = realpath(b, NULL);
+    bool same = ca == NULL && cb == NULL && strcmp(a, b) == 0;
+    free(ca);
+    free(cb);
+    return same;
+}
+
+int cli_refuse_overlap(const char *command, const char *input, const char *input_what,
+                       const char *output, const char *output_what)
+{
+    if (input == NULL || output == NULL || !same_path(input, output))
+        return 0;
+    fprintf(stderr,
+            "hsmenroll %s: %s %s is also the %s: it would be written over before it is read; "
+            "give another path\n",
+            command, input_what, input, output_what);
+    return -1;
+}
+
+const char *cli_program = "hsmenroll";
+
+void cli_append_word(char *buf, size_t size, const char *word)
+{
+    size_t n = strlen(buf);
+    bool plain = *word != '\0';
+    for (const char *p = word; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,@%+-",
+                       *p) != NULL;
+    if (n > 0 && n + 1 < size)
+        buf[n++] = ' ', buf[n] = '\0';
+    if (plain) {
+        snprintf(buf + n, size - n, "%s", word);
+        return;
+    }
+    if (n + 1 < size)
+        buf[n++] = '\'', buf[n] = '\0';
+    for (const char *p = word; *p && n + 5 < size; p++) {
+        if (*p == '\'') {
+            memcpy(buf + n, "'\\''", 4);
+            n += 4;
+        } else {
+            buf[n++] = *p;
+        }
+    }
+    if (n + 1 < size)
+        buf[n++] = '\'';
+    buf[n] = '\0';
 }

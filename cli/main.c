@@ -88,9 +88,9 @@ static void print_usage(FILE *out)
     }
     fputs(
         "\n"
-        "With no --config, everything runs on the embedded default under ./.hsmenroll (or\n"
-        "$HSMENROLL_HOME): a SoftHSM2 token, an embedded two-level CA and a Default template,\n"
-        "created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
+        "With no --config, everything runs on the embedded default in its home, --home DIR,\n"
+        "$HSMENROLL_HOME or ${XDG_DATA_HOME:-~/.local/share}/hsmenroll: SoftHSM2 tokens, an\n"
+        "embedded two-level CA and a Default template, created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
         "Run `hsmenroll COMMAND --help` for a command's options.\n",
         out);
 }
@@ -126,6 +126,8 @@ static int cmd_help(int argc, char **argv)
 int main(int argc, char **argv)
 {
     secret_protect_process();
+    if (argc > 0 && argv[0] != NULL && strchr(argv[0], '/') != NULL)
+        cli_program = argv[0]; /* as typed: ./build/hsmenroll, /usr/local/bin/hsmenroll */
     curl_global_init(CURL_GLOBAL_DEFAULT); /* before any thread starts */
     if (argc < 2) {
         print_usage(stderr);

@@ -855,6 +855,7 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
     } else {
         result_set_error(line, &j->err);
         atomic_fetch_add(&r->stats.failed, 1);
+        run_note_failure(r, j->err.code, req->line, req->id, j->err.message);
         log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
     }
     if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)

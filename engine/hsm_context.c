@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -107,7 +108,15 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         if (i + 1 == others)
             required = n;
     }
-    char *pin = secret_read(cfg->hsm.pin_env, cfg->hsm.pin_file, "user PIN", err);
+    /* The prompt names the tokens the PIN opens. */
+    char what[300];
+    int used = snprintf(what, sizeof what, "user PIN of token%s", n > 1 ? "s" : "");
+    for (size_t i = 0; i < n && used > 0 && (size_t)used < sizeof what; i++)
+        used +=
+            snprintf(what + used, sizeof what - (size_t)used, "%s \"%s\"", i ? "," : "", labels[i]);
+    char source[300];
+    secret_source(cfg->hsm.pin_env, cfg->hsm.pin_file, source, sizeof source);
+    char *pin = secret_read(cfg->hsm.pin_env, cfg->hsm.pin_file, what, err);
     if (pin == NULL) {
         free(labels);
         free(ctx->tokens);
@@ -122,6 +131,13 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         } else if (i < required || herr.rv != CKR_TOKEN_NOT_PRESENT) {
             hsm_error_to_enroll(
                 &herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? HSE_HSM_TOKEN : HSE_HSM_LOGIN, err);
+            if (herr.rv == CKR_PIN_INCORRECT || herr.rv == CKR_PIN_LEN_RANGE ||
+                herr.rv == CKR_PIN_INVALID) {
+                size_t len = strlen(err->message);
+                if (len < sizeof err->message)
+                    snprintf(err->message + len, sizeof err->message - len,
+                             " (the PIN came from %.200s)", source);
+            }
             rc = -1;
             break;
         }

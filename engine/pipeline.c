@@ -72,6 +72,7 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
         log_error("cannot write %s/results.ndjson", r->out.path);
     json_decref(result);
     atomic_fetch_add(&r->stats.failed, 1);
+    run_note_failure(r, errors->items[0].code, line, id, errors->items[0].message);
     log_debug("line %ld%s%s: %s: %s%s", line, id ? " " : "", id ? id : "", errors->items[0].code,
               errors->items[0].message, errors->count > 1 ? " (and more)" : "");
 }
@@ -125,13 +126,10 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
 
 int pipeline_run(run *r, enroll_error *err)
 {
-    ndjson_reader reader;
-    if (ndjson_open(&reader, r->opt.batch_path, 0, err) != 0)
-        return -1;
+    ndjson_reader *reader = &r->reader; /* opened by run_open */
     int nworkers = r->opt.workers;
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
-        ndjson_close(&reader);
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
@@ -141,7 +139,6 @@ int pipeline_run(run *r, enroll_error *err)
                (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
-        ndjson_close(&reader);
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
@@ -175,7 +172,7 @@ int pipeline_run(run *r, enroll_error *err)
     uint64_t schedule_start = 0; /* --rate: request k is admitted at schedule_start + k/rate */
     error_list errors = {0};
     while (rc == 0 && !atomic_load(&r->stop) &&
-           (st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF) {
+           (st = ndjson_next(reader, &text, &len, &line)) != NDJSON_EOF) {
         if (st == NDJSON_ERROR) {
             enroll_error_set(err, HSE_BATCH_UNREADABLE, NULL, "cannot read %s after line %ld",
                              r->opt.batch_path, line);
@@ -190,7 +187,7 @@ int pipeline_run(run *r, enroll_error *err)
         errors.count = 0;
         if (st == NDJSON_TOO_LONG) {
             error_list_add(&errors, HSE_LINE_TOO_LONG, NULL, "the line is longer than %zu bytes",
-                           reader.max_line);
+                           reader->max_line);
             report_line_failure(r, NULL, line, &errors);
             continue;
         }
@@ -233,6 +230,15 @@ int pipeline_run(run *r, enroll_error *err)
         }
     }
     error_list_free(&errors);
+    /* Stopped (a signal, a full disk): how many of the run's lines were not started, for the
+     * summary; standard input is not read further (it may never end). */
+    if (rc == 0 && atomic_load(&r->stop) && strcmp(r->opt.batch_path, "-") != 0) {
+        long rest = 0;
+        while ((st = ndjson_next(reader, &text, &len, &line)) != NDJSON_EOF && st != NDJSON_ERROR)
+            rest += shard_owns(&r->opt.shard, st == NDJSON_TOO_LONG ? NULL : text,
+                               st == NDJSON_TOO_LONG ? 0 : len, line);
+        r->stats.not_started = st == NDJSON_ERROR ? -1 : rest;
+    }
     queue_close(&r->queue);
     for (int i = 0; i < started; i++)
         pthread_join(workers[i].thread, NULL);
@@ -243,7 +249,6 @@ int pipeline_run(run *r, enroll_error *err)
     line_checker_free(&checker);
     store_registry_free(&r->stores);
     queue_destroy(&r->queue);
-    ndjson_close(&reader);
     log_debug("%ld requests admitted to the workers", admitted);
     return rc;
 }

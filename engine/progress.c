@@ -10,6 +10,10 @@
 #include <unistd.h>
 
 #include "batch/log.h"
+#include "batch/ndjson.h"
+#include "batch/shard.h"
+
+enum { PROGRESS_PLAIN_INTERVAL_MS = 10000 };
 
 struct progress {
     run *run;
@@ -17,65 +21,72 @@ struct progress {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stop;
-    long total; /* non-blank lines of the batch, -1 unknown */
+    long total;    /* non-blank lines of the batch (of the shard's with --shard), -1 unknown */
+    bool terminal; /* redraw one line on a terminal; otherwise one plain line per interval */
 };
 
-static long count_lines(const char *path)
+/* The lines this run has to do: the batch's non-blank lines, only the shard's with --shard
+ * (read with the same reader and shard rule as the pipeline). */
+static long count_lines(const run *r)
 {
-    if (strcmp(path, "-") == 0)
+    if (strcmp(r->opt.batch_path, "-") == 0)
         return -1;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    ndjson_reader reader;
+    enroll_error err;
+    if (ndjson_open(&reader, r->opt.batch_path, 0, &err) != 0)
         return -1;
-    char buf[1 << 16];
-    long n = 0;
-    size_t got;
-    bool blank = true;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        for (size_t i = 0; i < got; i++) {
-            if (buf[i] == '\n') {
-                n += !blank;
-                blank = true;
-            } else if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r') {
-                blank = false;
-            }
-        }
-    }
-    n += !blank;
-    fclose(f);
-    return n;
+    long n = 0, line;
+    const char *text;
+    size_t len;
+    ndjson_status st;
+    while ((st = ndjson_next(&reader, &text, &len, &line)) != NDJSON_EOF && st != NDJSON_ERROR)
+        n += shard_owns(&r->opt.shard, st == NDJSON_TOO_LONG ? NULL : text,
+                        st == NDJSON_TOO_LONG ? 0 : len, line);
+    ndjson_close(&reader);
+    return st == NDJSON_ERROR ? -1 : n;
 }
 
 static void draw(progress *p, double elapsed)
 {
     run *r = p->run;
     long issued = atomic_load(&r->stats.issued), failed = atomic_load(&r->stats.failed);
-    long done = issued + failed;
+    long now_done = issued + failed + atomic_load(&r->stats.pending);
+    /* Of the whole batch: a resumed run counts what was done before. */
+    long done = now_done + atomic_load(&r->stats.skipped);
     double rate = elapsed > 0 ? issued / elapsed : 0;
     char eta[32] = "";
-    if (p->total > 0 && done > 0 && done < p->total) {
-        double left = (p->total - done) * (elapsed / done);
+    if (p->total > 0 && now_done > 0 && done < p->total) {
+        double left = (p->total - done) * (elapsed / now_done);
         snprintf(eta, sizeof eta, ", ETA %ld:%02ld", (long)left / 60, (long)left % 60);
     }
-    char line[200];
+    char text[160];
     if (p->total > 0)
-        snprintf(line, sizeof line, "\r\033[K%ld/%ld done, %ld failed, %.1f certificates/s%s", done,
+        snprintf(text, sizeof text, "%ld/%ld done, %ld failed, %.1f certificates/s%s", done,
                  p->total, failed, rate, eta);
     else
-        snprintf(line, sizeof line, "\r\033[K%ld done, %ld failed, %.1f certificates/s", done,
-                 failed, rate);
+        snprintf(text, sizeof text, "%ld done, %ld failed, %.1f certificates/s", done, failed,
+                 rate);
+    if (!p->terminal) {
+        log_info("progress: %s", text);
+        return;
+    }
+    char line[200];
+    snprintf(line, sizeof line, "\r\033[K%s", text);
     (void)!write(STDERR_FILENO, line, strlen(line));
 }
 
 static void *progress_main(void *arg)
 {
     progress *p = arg;
-    p->total = count_lines(p->run->opt.batch_path);
+    p->total = count_lines(p->run);
+    /* A terminal is redrawn four times a second; a file or pipe gets a line every 10 s. */
+    long interval_ms = p->terminal ? 250 : PROGRESS_PLAIN_INTERVAL_MS;
     pthread_mutex_lock(&p->lock);
     while (!p->stop) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 250 * 1000000L;
+        until.tv_sec += interval_ms / 1000;
+        until.tv_nsec += (interval_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -87,12 +98,21 @@ static void *progress_main(void *arg)
         clock_gettime(CLOCK_MONOTONIC, &now);
         double elapsed = (double)(now.tv_sec - p->run->started.tv_sec) +
                          (double)(now.tv_nsec - p->run->started.tv_nsec) / 1e9;
-        log_set_progress_active(1);
+        if (p->terminal)
+            log_set_progress_active(1);
         draw(p, elapsed);
     }
     pthread_mutex_unlock(&p->lock);
-    (void)!write(STDERR_FILENO, "\r\033[K", 4);
-    log_set_progress_active(0);
+    if (!p->terminal) { /* the last figures, so even a short run shows its line */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        draw(p, (double)(now.tv_sec - p->run->started.tv_sec) +
+                    (double)(now.tv_nsec - p->run->started.tv_nsec) / 1e9);
+    }
+    if (p->terminal) {
+        (void)!write(STDERR_FILENO, "\r\033[K", 4);
+        log_set_progress_active(0);
+    }
     return NULL;
 }
 
@@ -107,6 +127,7 @@ progress *progress_start(run *r)
     if (p == NULL)
         return NULL;
     p->run = r;
+    p->terminal = isatty(STDERR_FILENO);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     if (pthread_create(&p->thread, NULL, progress_main, p) != 0) {

@@ -1,5 +1,7 @@
-/* The progress line on a terminal: done, failed, certificates/s, ETA; refreshed a few times a
- * second by its own thread, cleared at the end. */
+/* The progress line: done (of the whole batch on a resume, of the shard's lines with --shard),
+ * failed, certificates/s, ETA. On a terminal one line redrawn a few times a second by its own
+ * thread and cleared at the end; elsewhere (--progress always into a file) a plain log line every
+ * 10 s and one at the end. */
 #ifndef HSMENROLL_ENGINE_PROGRESS_H
 #define HSMENROLL_ENGINE_PROGRESS_H
 

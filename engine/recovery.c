@@ -365,7 +365,9 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         hsm_session s;
         CK_OBJECT_HANDLE key;
         size_t enc_len = 0, kek_len = 0;
-        unsigned char *enc = base64_decode(rc.kek_b64, strlen(rc.kek_b64), BASE64_SKIP_SPACE, &enc_len), *kek = NULL;
+        unsigned char *enc = base64_decode(rc.kek_b64, strlen(rc.kek_b64), BASE64_SKIP_SPACE,
+                                           &enc_len),
+                      *kek = NULL;
         free(rc.kek_b64);
         hsm_error herr;
         int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&

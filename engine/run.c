@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "batch/log.h"
@@ -18,6 +19,64 @@
 #include "engine/run_state.h"
 #include "engine/setup.h"
 
+/* An OUTDIR (or --journal) holding what an earlier run left: refused, or with --force moved
+ * aside (OUTDIR/earlier-<UTC time>/, JOURNAL.earlier-<UTC time>) so that no bundle, result or
+ * journal of it is lost and `token gc` can still tell its keys from orphans. */
+static int earlier_outputs(run *r, enroll_error *err)
+{
+    char first[256];
+    size_t count = output_dir_earlier(&r->out, first, sizeof first);
+    bool results = faccessat(r->out.fd, "results.ndjson", F_OK, 0) == 0;
+    bool own_journal = r->opt.journal_path != NULL && access(r->journal_path, F_OK) == 0;
+    if (count == 0 && !own_journal)
+        return 0;
+    if (!r->opt.force) {
+        if (results)
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
+                             "%s already holds the results of a run: --resume to finish it, "
+                             "another -o, or --force to move them aside and start over",
+                             r->opt.out_dir);
+        else if (count > 0)
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
+                             "%s holds %zu file%s of an earlier run (%s%s): another -o, or "
+                             "--force to move them aside and start over",
+                             r->opt.out_dir, count, count == 1 ? "" : "s", first,
+                             count > 1 ? ", ..." : "");
+        else
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
+                             "the journal %s exists (an earlier run's): --resume to finish it, "
+                             "another --journal, or --force to move it aside and start over",
+                             r->journal_path);
+        return -1;
+    }
+    char stamp[32], aside[64];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(aside, sizeof aside, "earlier-%s", stamp);
+    size_t moved = 0;
+    if (count > 0) {
+        if (output_dir_move_aside(&r->out, aside, &moved, err) != 0)
+            return -1;
+        log_info("--force: moved the %zu file%s of the earlier run into %s/%s", moved,
+                 moved == 1 ? "" : "s", r->opt.out_dir, aside);
+    }
+    if (own_journal) {
+        char to[sizeof r->journal_path + 64];
+        snprintf(to, sizeof to, "%s.%s", r->journal_path, aside);
+        if (rename(r->journal_path, to) != 0) {
+            enroll_error_set(err, HSE_OUTPUT_DIR, NULL, "cannot move the journal %s aside: %s",
+                             r->journal_path, strerror(errno));
+            return -1;
+        }
+        log_info("--force: moved the earlier journal to %s", to);
+    }
+    log_info("--force: the keys of the earlier run stay in their tokens, nothing is deleted; "
+             "`hsmenroll token gc` with its journal and results lists those no run delivered");
+    return 0;
+}
+
 int run_open(run **out, const run_options *opt, enroll_error *err)
 {
     run *r = calloc(1, sizeof *r);
@@ -27,6 +86,8 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         return -1;
     }
     r->entered_ns = run_clock_ns();
+    r->stats.not_started = -1;
+    pthread_mutex_init(&r->failures_lock, NULL);
     r->out.fd = -1;
     fault_hooks_load();
     r->opt = *opt;
@@ -50,9 +111,17 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
                          r->opt.batch_path, strerror(errno));
         return -1;
     }
+    /* The batch's shape before anything is made: a JSON array or CSV is one mistake, not one
+     * error per line, and a corrected rerun must not find an OUTDIR in its way. */
+    if (ndjson_open(&r->reader, r->opt.batch_path, 0, err) != 0)
+        return -1;
+    r->reader_open = true;
+    if (ndjson_check_shape(&r->reader, r->opt.batch_path, err) != 0)
+        return -1;
     engine_setup *s = &r->setup;
     r->setup_done = true;
     if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
+        setup_check_defaults(s->cfg, r->opt.default_template, r->opt.default_pattern, err) != 0 ||
         setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
         setup_local_cas(s, s->embedded, err) != 0)
         return -1;
@@ -73,13 +142,8 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         r->opt.resume = false;
         r->opt.force = true;
     }
-    if (!r->opt.force && !r->opt.resume && faccessat(r->out.fd, "results.ndjson", F_OK, 0) == 0) {
-        enroll_error_set(err, HSE_OUTPUT_DIR, NULL,
-                         "%s already holds the results of a run: --resume to finish it, another "
-                         "-o, or --force to start over",
-                         r->opt.out_dir);
+    if (!r->opt.resume && earlier_outputs(r, err) != 0)
         return -1;
-    }
     if (results_open(&r->results, &r->out, "results.ndjson", err) != 0)
         return -1;
     r->results_open = true;
@@ -145,6 +209,7 @@ void run_get_summary(run *r, run_summary *out)
     out->skipped = atomic_load(&r->stats.skipped);
     out->earlier_failed = atomic_load(&r->stats.earlier_failed);
     out->abandoned = atomic_load(&r->stats.abandoned);
+    out->not_started = atomic_load(&r->stop) ? r->stats.not_started : 0;
     out->seconds = r->seconds;
     long total = out->issued + out->failed + out->pending;
     for (int s = 0; s < STAGE_COUNT; s++)
@@ -202,7 +267,10 @@ void run_close(run *r)
     connectors_close(&r->ca);
     recovery_close(r);
     output_dir_close(&r->out);
+    if (r->reader_open)
+        ndjson_close(&r->reader);
     if (r->setup_done)
         setup_free(&r->setup);
+    pthread_mutex_destroy(&r->failures_lock);
     free(r);
 }

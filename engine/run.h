@@ -76,6 +76,7 @@ typedef struct run_summary {
     long skipped;        /* resumed run: finished before */
     long earlier_failed; /* resumed run: failed before and not retried */
     long abandoned;      /* stopped mid-way: left for --resume */
+    long not_started;    /* stopped: lines of the batch (the shard) not started; -1 unknown */
     double seconds;      /* run_execute's time */
     double stage_mean_ms[STAGE_COUNT];
     int exit_code; /* EXIT_ALL_DONE, EXIT_SOME_FAILED or EXIT_STOPPED (EXIT_NOTHING_DONE when the
@@ -83,6 +84,17 @@ typedef struct run_summary {
     const char *out_dir;
 } run_summary;
 void run_get_summary(run *r, run_summary *out);
+
+/* The failures of a run by code, for the summary: how many, and the first (lowest line) of each. */
+typedef struct run_failure_code {
+    char code[40];
+    long count;
+    long first_line;
+    char first_id[80];
+    char first_message[320];
+} run_failure_code;
+/* Copies up to max codes (most frequent first) into out; returns how many there are in all. */
+size_t run_get_failures(run *r, run_failure_code *out, size_t max);
 
 /* The run's figures as one JSON object (run --stats-json, and what `bench` reads): rate,
  * latency percentiles and CDF, mean time per stage, time to the first certificate, peak RSS. */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "batch/config.h"
+#include "batch/ndjson.h"
 #include "batch/output.h"
 #include "batch/policy.h"
 #include "batch/request.h"
@@ -32,6 +33,7 @@ typedef struct run_stats {
     _Atomic long skipped;        /* resumed run: finished before */
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
+    long not_started; /* stopped: lines of the run not read (-1 unknown); set by pipeline_run */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
     latency_histogram latency;        /* admission to result, of issued requests */
     _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */
@@ -39,11 +41,16 @@ typedef struct run_stats {
 
 struct job;
 
+enum { RUN_FAILURE_KINDS = 32 };
+
 struct run {
     run_options opt;
     engine_setup setup; /* configuration, module, tokens: set up by run_open */
     bool setup_done;
     bool results_open;
+    ndjson_reader reader; /* the batch, opened and its shape checked by run_open; read by
+                           * pipeline_run (the reader thread) */
+    bool reader_open;
     char journal_path[4096];
     uint64_t entered_ns; /* run_open was called (for FirstCertificateMs) */
     double seconds;      /* run_execute's pipeline time */
@@ -60,7 +67,14 @@ struct run {
     _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
     long total_lines; /* for the progress ETA; -1 when unknown */
+    /* Failures by code (run_note_failure, from the reader and the workers, under the lock). */
+    pthread_mutex_t failures_lock;
+    run_failure_code failures[RUN_FAILURE_KINDS];
+    size_t failure_kinds;
 };
+
+/* Counts a failed request under its code for the summary (any thread). */
+void run_note_failure(run *r, const char *code, long line, const char *id, const char *message);
 
 typedef struct worker {
     run *run;

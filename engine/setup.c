@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,37 @@
 #include "engine/recovery.h"
 #include "batch/secret.h"
 
+/* The per-user default: ${XDG_DATA_HOME:-$HOME/.local/share}/hsmenroll (malloc'd), or NULL. */
+static char *user_home(void)
+{
+    const char *xdg = getenv("XDG_DATA_HOME");
+    char *path = NULL;
+    if (xdg != NULL && xdg[0] == '/')
+        return asprintf(&path, "%s/hsmenroll", xdg) < 0 ? NULL : path;
+    const char *home = getenv("HOME");
+    if (home == NULL || home[0] != '/') {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw != NULL ? pw->pw_dir : NULL;
+    }
+    if (home == NULL || home[0] != '/')
+        return NULL;
+    return asprintf(&path, "%s/.local/share/hsmenroll", home) < 0 ? NULL : path;
+}
+
 char *setup_home_path(const char *option)
 {
     const char *home = option;
     if (home == NULL || *home == '\0')
         home = getenv("HSMENROLL_HOME");
-    if (home == NULL || *home == '\0')
-        home = ".hsmenroll";
+    if (home == NULL || *home == '\0') {
+        char *path = user_home();
+        struct stat st;
+        if (path != NULL && stat(".hsmenroll/softhsm2.conf", &st) == 0 && access(path, F_OK) != 0)
+            log_warning("./.hsmenroll is the home of an earlier version and is not used (the "
+                        "default is now %s): give --home .hsmenroll, or move it there",
+                        path);
+        return path != NULL ? path : strdup(".hsmenroll");
+    }
     if (home[0] == '/')
         return strdup(home);
     char cwd[PATH_MAX];
@@ -35,6 +60,17 @@ char *setup_home_path(const char *option)
 
 static int make_dir(const char *path, mode_t mode, enroll_error *err)
 {
+    if (mkdir(path, mode) != 0 && errno == ENOENT) {
+        /* The per-user default's parents (~/.local/share) may not exist yet. */
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", path);
+        char *slash = strrchr(parent, '/');
+        if (slash != NULL && slash != parent) {
+            *slash = '\0';
+            if (make_dir(parent, 0700, err) != 0)
+                return -1;
+        }
+    }
     if (mkdir(path, mode) != 0 && errno != EEXIST) {
         enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot create %s: %s", path,
                          strerror(errno));
@@ -51,19 +87,38 @@ static int prepare_home(const char *home, enroll_error *err)
     snprintf(conf, sizeof conf, "%s/softhsm2.conf", home);
     if (make_dir(home, 0700, err) != 0 || make_dir(tokens, 0700, err) != 0)
         return -1;
-    if (access(conf, F_OK) != 0) {
-        FILE *f = fopen(conf, "wx");
-        if (f == NULL) {
-            enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot create %s: %s", conf,
+    /* Ours (its first line says so) is rewritten when the home has moved (a copy, a tmpfs home
+     * copied to disk): its token directory is always the home's own. */
+    static const char header[] =
+        "# SoftHSM2 configuration of the hsmenroll embedded default (made by hsmenroll)\n";
+    char want[PATH_MAX + 256];
+    snprintf(want, sizeof want,
+             "%sdirectories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
+             "slots.removable = false\n",
+             header, tokens);
+    char have[PATH_MAX + 256] = "";
+    FILE *f = fopen(conf, "re");
+    if (f != NULL) {
+        size_t n = fread(have, 1, sizeof have - 1, f);
+        have[n] = '\0';
+        fclose(f);
+    }
+    bool ours = strncmp(have, header, sizeof header - 1) == 0;
+    if (f == NULL || (ours && strcmp(have, want) != 0)) {
+        char tmp[PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.new", conf);
+        FILE *w = fopen(tmp, "we");
+        bool ok = w != NULL && fputs(want, w) >= 0;
+        if (w != NULL && fclose(w) != 0)
+            ok = false;
+        if (!ok || rename(tmp, conf) != 0) {
+            enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot write %s: %s", conf,
                              strerror(errno));
+            unlink(tmp);
             return -1;
         }
-        fprintf(f,
-                "# SoftHSM2 configuration of the hsmenroll embedded default (made by hsmenroll)\n"
-                "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
-                "slots.removable = false\n",
-                tokens);
-        fclose(f);
+        if (f != NULL)
+            log_info("the home moved: %s now points at %s", conf, tokens);
     }
     setenv("SOFTHSM2_CONF", conf, 1);
     return 0;
@@ -87,8 +142,11 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
     }
     if (s->cfg == NULL) {
         for (size_t i = 0; i < errors.count; i++)
-            log_error("%s: %s", config_path ? config_path : "(embedded default)",
-                      errors.items[i].message);
+            if (config_path != NULL && strstr(errors.items[i].message, config_path) != NULL)
+                log_error("%s", errors.items[i].message); /* names the file already */
+            else
+                log_error("%s: %s", config_path ? config_path : "(embedded default)",
+                          errors.items[i].message);
         enroll_error_set(err, HSE_CONFIG_INVALID, NULL, "%s: %zu error%s in the configuration",
                          config_path ? config_path : "(embedded default)", errors.count,
                          errors.count == 1 ? "" : "s");
@@ -281,4 +339,24 @@ void setup_free(engine_setup *s)
     config_free(s->cfg);
     free(s->home);
     memset(s, 0, sizeof *s);
+}
+
+int setup_check_defaults(const config *cfg, const char *template_name, long long pattern_id,
+                         enroll_error *err)
+{
+    char hint[700];
+    if (template_name != NULL && config_find_template_by_name(cfg, template_name) == NULL) {
+        config_template_hint(cfg, template_name, hint, sizeof hint);
+        enroll_error_set(err, HSE_USAGE, NULL, "--template %.80s: no such template in %s; %s",
+                         template_name, cfg->source, hint);
+        return -1;
+    }
+    if (pattern_id >= 0 && config_find_pattern(cfg, pattern_id) == NULL) {
+        config_pattern_hint(cfg, hint, sizeof hint);
+        enroll_error_set(err, HSE_USAGE, NULL,
+                         "--pattern %lld: no such enrollment pattern in %s; %s", pattern_id,
+                         cfg->source, hint);
+        return -1;
+    }
+    return 0;
 }

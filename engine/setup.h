@@ -19,7 +19,9 @@ typedef struct engine_setup {
     bool hsm_open;
 } engine_setup;
 
-/* The engine home: option, else $HSMENROLL_HOME, else ./.hsmenroll; made absolute. */
+/* The engine home: option, else $HSMENROLL_HOME, else the per-user default
+ * ${XDG_DATA_HOME:-$HOME/.local/share}/hsmenroll (whatever the working directory); made
+ * absolute. */
 char *setup_home_path(const char *option);
 
 /* Loads --config (config_path not NULL) or the embedded default of home_option; for the
@@ -49,5 +51,10 @@ int setup_login(engine_setup *s, enroll_error *err);
 int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err);
 
 void setup_free(engine_setup *s);
+
+/* --template NAME and --pattern ID (NULL / -1: not given) name what cfg has: 0, or -1 with err
+ * USAGE saying what it has and the nearest name. */
+int setup_check_defaults(const config *cfg, const char *template_name, long long pattern_id,
+                         enroll_error *err);
 
 #endif

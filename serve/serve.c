@@ -29,7 +29,9 @@ typedef struct call_state {
 
 static enum MHD_Result send_answer(struct MHD_Connection *conn, api_answer *answer)
 {
-    char *text = answer->body ? json_dumps(answer->body, JSON_COMPACT) : strdup("{}");
+    char *text = answer->no_body ? strdup("")
+                 : answer->body  ? json_dumps(answer->body, JSON_COMPACT | JSON_ENCODE_ANY)
+                                 : strdup("{}");
     json_decref(answer->body);
     answer->body = NULL;
     if (text == NULL)
@@ -40,7 +42,11 @@ static enum MHD_Result send_answer(struct MHD_Connection *conn, api_answer *answ
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (!answer->no_body)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json; charset=utf-8");
+    if (answer->product_version != NULL)
+        MHD_add_response_header(resp, "x-keyfactor-product-version", answer->product_version);
     if (answer->status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Basic realm=\"hsmenroll\", charset=\"UTF-8\"");
@@ -104,6 +110,23 @@ static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, 
     free(password);
     free(name);
     return user;
+}
+
+#define QUERY_MAX 32
+
+typedef struct query_args {
+    api_param items[QUERY_MAX];
+    size_t count;
+} query_args;
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    query_args *args = cls;
+    if (args->count < QUERY_MAX)
+        args->items[args->count++] = (api_param){key, value ? value : ""};
+    return MHD_YES;
 }
 
 static void sleep_ms(long ms)
@@ -178,8 +201,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         api_error(&answer, HSE_NOT_FOUND, "no such resource: %.200s", url);
         return send_answer(conn, &answer);
     }
+    query_args args = {.count = 0};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
     api_call call = {
         .method = method,
+        .query = args.items,
+        .query_count = args.count,
+        .api_version =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-keyfactor-api-version"),
         .path = url + sizeof API_PREFIX - 1,
         .body = cs->body ? cs->body : "",
         .body_len = cs->len,
@@ -370,6 +399,11 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     pthread_mutex_init(&srv->rng_lock, NULL);
     if (RAND_bytes((unsigned char *)&srv->rng, sizeof srv->rng) != 1 || srv->rng == 0)
         srv->rng = 0x9e3779b97f4a7c15ull;
+    unsigned char run[8] = {0};
+    if (RAND_bytes(run, sizeof run) != 1)
+        memcpy(run, &srv->rng, sizeof run);
+    snprintf(srv->run_id, sizeof srv->run_id, "serve-%02x%02x%02x%02x%02x%02x%02x%02x", run[0],
+             run[1], run[2], run[3], run[4], run[5], run[6], run[7]);
     atomic_init(&srv->next_id, 1);
     atomic_init(&srv->next_pending, 1000000);
 

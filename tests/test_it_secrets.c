@@ -181,7 +181,7 @@ static void test_pin_prompt_on_terminal(void)
         "token list --keys --config '%s'\" /dev/null",
         pin, home, HSMENROLL_BIN, config);
     CU_ASSERT_PTR_NOT_NULL_FATAL(typed);
-    CU_ASSERT_PTR_NOT_NULL(strstr(typed, "hsmenroll: user PIN: "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(typed, "hsmenroll: user PIN of token")); /* named */
     CU_ASSERT_PTR_NOT_NULL(strstr(typed, "pkcs11:")); /* logged in: the keys are listed */
     CU_ASSERT_PTR_NULL(strstr(typed, pin));           /* not echoed */
     free(typed);

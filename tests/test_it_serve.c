@@ -265,7 +265,8 @@ static void test_wrong_password_and_missing_role(void)
     char *answer = test_sh_output(
         &status,
         "curl -s -w '\\n%%{http_code}' -u admin:admin-secret -H 'Content-Type: application/json' "
-        "-d '{\"Name\":\"Fleet only\",\"Template\":1,\"UseADPermissions\":false,"
+        "-H 'x-keyfactor-requested-with: APIClient' -d '{\"Name\":\"Fleet "
+        "only\",\"Template\":1,\"UseADPermissions\":false,"
         "\"AssociatedRoles\":[\"Fleet Operators\"]}' '%s/EnrollmentPatterns'",
         url);
     CU_ASSERT_PTR_NOT_NULL_FATAL(answer);
@@ -446,24 +447,24 @@ static void test_serve_bad_input(void)
     /* Unknown resource; wrong method. */
     CU_ASSERT_TRUE(api_is("404", "NOT_FOUND", "-u fleet:fleet-secret '%s/Nothing/Here'", url));
     CU_ASSERT_TRUE(api_is("405", NULL, "-u fleet:fleet-secret '%s/Enrollment/CSR'", url));
-    /* Patterns: listed; adding one needs the permission and a valid body. */
-    CU_ASSERT_TRUE(api_is("200", "\"Template\":{\"Id\":1,\"Name\":\"Default\"}",
-                          "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
-    CU_ASSERT_TRUE(
-        api_is("403", "enrollment_pattern/modify",
-               "-u fleet:fleet-secret -H 'Content-Type: application/json' -d '{\"Name\":\"X\","
-               "\"Template\":1}' '%s/EnrollmentPatterns'",
-               url));
-    CU_ASSERT_TRUE(
-        api_is("400", "\"Field\":\"AssociatedRoles\"",
-               "-u admin:admin-secret -H 'Content-Type: application/json' -d '{\"Name\":\"Y\","
-               "\"Template\":1,\"UseADPermissions\":false}' '%s/EnrollmentPatterns'",
-               url));
-    CU_ASSERT_TRUE(
-        api_is("400", "\"Field\":\"Template\"",
-               "-u admin:admin-secret -H 'Content-Type: application/json' -d '{\"Name\":\"Z\","
-               "\"Template\":9}' '%s/EnrollmentPatterns'",
-               url));
+    /* Patterns: listed (the Template as the v25 schema has it: Id and TemplateName); adding one
+     * needs the permission and a valid body. */
+    CU_ASSERT_TRUE(api_is(
+        "200", "\"Template\":{\"Id\":1,\"TemplateName\":\"Default\"",
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
+    CU_ASSERT_TRUE(api_is("403", "enrollment_pattern/modify",
+                          "-u fleet:fleet-secret %s -d '{\"Name\":\"X\","
+                          "\"Template\":1}' '%s/EnrollmentPatterns'",
+                          kf, url));
+    CU_ASSERT_TRUE(api_is("400", "\"Field\":\"AssociatedRoles\"",
+                          "-u admin:admin-secret %s -d '{\"Name\":\"Y\","
+                          "\"Template\":1,\"UseADPermissions\":false}' '%s/EnrollmentPatterns'",
+                          kf, url));
+    CU_ASSERT_TRUE(api_is("400", "\"Field\":\"Template\"",
+                          "-u admin:admin-secret %s -d '{\"Name\":\"Z\","
+                          "\"Template\":9}' '%s/EnrollmentPatterns'",
+                          kf, url));
     free(csr);
 }
 
@@ -491,8 +492,10 @@ static void test_serve_limits(void)
     const char *ms = strstr(slow, "ms=");
     CU_ASSERT_TRUE(ms != NULL && atoi(ms + 3) < 6000);
     free(slow);
-    CU_ASSERT_TRUE(
-        api_is("200", "\"Template\"", "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", "\"Template\"",
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     /* 100 KB of headers: refused (431, or the connection closed: curl reports 000), and the
      * server still serves. */
     char *big = test_sh_output(NULL,
@@ -502,12 +505,17 @@ static void test_serve_limits(void)
                                url);
     CU_ASSERT_TRUE(big != NULL && strcmp(big, "200") != 0);
     free(big);
-    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL,
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     /* Failed-login throttling: 3 wrong passwords, then 429 even for the right one. */
     for (int i = 0; i < 3; i++)
         CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:wrong-%d '%s/EnrollmentPatterns'", i, url));
-    CU_ASSERT_TRUE(api_is("429", "TOO_MANY_FAILED_LOGINS",
-                          "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "429", "TOO_MANY_FAILED_LOGINS",
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     char *headers = test_sh_output(NULL,
                                    "curl -s -D - -o /dev/null -u fleet:fleet-secret "
                                    "'%s/EnrollmentPatterns'",
@@ -515,15 +523,23 @@ static void test_serve_limits(void)
     CU_ASSERT_PTR_NOT_NULL(headers ? strcasestr(headers, "Retry-After: 1") : NULL);
     free(headers);
     /* Another address is not locked out. */
-    CU_ASSERT_TRUE(api_is(
-        "200", NULL, "--interface 127.0.0.2 -u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is("200", NULL,
+                          "--interface 127.0.0.2 -u fleet:fleet-secret -H "
+                          "'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+                          url));
     /* After the lockout (1 s), the right password works and clears the count: two more wrong
      * ones are 401, not 429. */
     usleep(1500000);
-    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL,
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     for (int i = 0; i < 2; i++)
         CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:again-%d '%s/EnrollmentPatterns'", i, url));
-    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL,
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     CU_ASSERT_EQUAL(stop_server(), 0);
     CU_ASSERT_EQUAL(start_server(""), 0);
 }
