@@ -13,6 +13,7 @@
 #include "batch/log.h"
 #include "formats/base64.h"
 #include "formats/bundle.h"
+#include "formats/hex.h"
 #include "serve/internal.h"
 
 #define NO_WORKFLOW "00000000-0000-0000-0000-000000000000"
@@ -188,6 +189,78 @@ static void answer_pending(server *srv, const enroll_request *req, api_answer *a
         json_pack("{s:o, s:o}", "CertificateInformation", info, "Metadata", metadata_answer(req));
 }
 
+/* ---- idempotent replay: the same CSR from the same caller gets the certificate it got ---- */
+
+static void replay_key(size_t ca, const char *user, const char *csr_sha256, char *out, size_t size)
+{
+    snprintf(out, size, "%zu\x1f%s\x1f%s", ca, user, csr_sha256);
+}
+
+typedef struct replay_load {
+    server *srv;
+    size_t ca;
+} replay_load;
+
+static void add_replay(void *ctx, const char *caller, const char *csr_sha256,
+                       long long keyfactor_id)
+{
+    replay_load *rl = ctx;
+    char key[512];
+    replay_key(rl->ca, caller, csr_sha256, key, sizeof key);
+    json_object_set_new(rl->srv->replays, key, json_integer(keyfactor_id));
+}
+
+void api_replays_load(server *srv)
+{
+    const config *cfg = srv->current->cfg;
+    for (size_t i = 0; i < cfg->ca_count; i++) {
+        if (!srv->ca_open[i])
+            continue;
+        replay_load rl = {.srv = srv, .ca = i};
+        local_ca_log_callers(cfg->cas[i].home, add_replay, &rl);
+    }
+}
+
+static void csr_sha256_hex(X509_REQ *csr, char out[65])
+{
+    unsigned char *der = NULL, md[32];
+    int len = i2d_X509_REQ(csr, &der);
+    out[0] = '\0';
+    if (len > 0 && EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL) == 1)
+        hex_encode(md, sizeof md, out, 65, false);
+    OPENSSL_free(der);
+}
+
+typedef enum replay_state { REPLAY_NEW, REPLAY_ISSUED, REPLAY_BUSY } replay_state;
+
+/* Claims key for an issuance (REPLAY_NEW), or says it was issued (*keyfactor_id) or is being
+ * issued by another call. */
+static replay_state replay_claim(server *srv, const char *key, long long *keyfactor_id)
+{
+    pthread_mutex_lock(&srv->replay_lock);
+    json_t *v = json_object_get(srv->replays, key);
+    replay_state st = REPLAY_NEW;
+    if (v == NULL)
+        json_object_set_new(srv->replays, key, json_integer(0));
+    else if ((*keyfactor_id = json_integer_value(v)) > 0)
+        st = REPLAY_ISSUED;
+    else
+        st = REPLAY_BUSY;
+    pthread_mutex_unlock(&srv->replay_lock);
+    return st;
+}
+
+/* The claim ends: issued as keyfactor_id, or (0) not issued. */
+static void replay_settle(server *srv, const char *key, long long keyfactor_id)
+{
+    pthread_mutex_lock(&srv->replay_lock);
+    if (keyfactor_id > 0)
+        json_object_set_new(srv->replays, key, json_integer(keyfactor_id));
+    else
+        json_object_del(srv->replays, key);
+    pthread_mutex_unlock(&srv->replay_lock);
+}
+
 void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long long unused)
 {
     (void)unused;
@@ -209,11 +282,6 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
     policy_decision decision;
     error_list errors = {0};
     enroll_request *req = line_check_alone(&sc->checker, text, strlen(text), 1, &decision, &errors);
-    if (req != NULL && errors.count == 0) {
-        pthread_mutex_lock(&sc->order_lock);
-        line_check_in_order(&sc->checker, req, &decision, &errors);
-        pthread_mutex_unlock(&sc->order_lock);
-    }
     free(text);
     X509 *cert = NULL;
     if (req != NULL && req->sans != NULL && sk_GENERAL_NAME_num(req->sans) > SERVE_MAX_SANS) {
@@ -222,6 +290,9 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
                        "the CSR and the body carry %d SANs; at most %d per request",
                        sk_GENERAL_NAME_num(req->sans), SERVE_MAX_SANS);
     }
+    char claim[512] = "";
+    long long keyfactor_id = 0;
+    bool replayed = false;
     if (req == NULL || errors.count > 0) {
         if (errors.count == 0)
             error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
@@ -240,6 +311,43 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
                   decision.ca->name);
         goto done;
     }
+    /* The same CSR from the same caller (a client asking again after losing the answer) gets
+     * the certificate issued for it, never a second one nor a key-reuse refusal. */
+    char csr_hash[65];
+    csr_sha256_hex(req->csr, csr_hash);
+    const char *user = serve_user_name(call->caller.user);
+    replay_key(ca, user, csr_hash, claim, sizeof claim);
+    replay_state rs = replay_claim(srv, claim, &keyfactor_id);
+    if (rs == REPLAY_BUSY) {
+        claim[0] = '\0'; /* not ours to settle */
+        answer->retry_after = "1";
+        api_error(answer, HSE_REQUEST_IN_PROGRESS, "the same request is being issued; ask again");
+        goto done;
+    }
+    if (rs == REPLAY_ISSUED) {
+        claim[0] = '\0';
+        cert = local_ca_log_find(sc->cfg->cas[ca].home, keyfactor_id);
+        if (cert == NULL ||
+            EVP_PKEY_eq(X509_get0_pubkey(cert), X509_REQ_get0_pubkey(req->csr)) != 1) {
+            log_error("serve: KeyfactorID %lld is not in the issuance log as recorded",
+                      keyfactor_id);
+            api_error(answer, HSE_INTERNAL,
+                      "the server could not find the certificate it "
+                      "issued for this request; see its log");
+            goto done;
+        }
+        replayed = true;
+        log_info("serve: %s asked again for KeyfactorID %lld: answered with it", user,
+                 keyfactor_id);
+        goto answer_issued;
+    }
+    pthread_mutex_lock(&sc->order_lock);
+    line_check_in_order(&sc->checker, req, &decision, &errors);
+    pthread_mutex_unlock(&sc->order_lock);
+    if (errors.count > 0) {
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
     if (srv->opt.pending_rate > 0 && serve_random(srv) < srv->opt.pending_rate) {
         answer_pending(srv, req, answer);
         goto done;
@@ -255,7 +363,9 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
                                  .sans = req->sans,
                                  .run_id = srv->run_id,
                                  .crl_url = decision.ca->crl_url,
-                                 .ocsp_url = decision.ca->ocsp_url};
+                                 .ocsp_url = decision.ca->ocsp_url,
+                                 .caller = user,
+                                 .csr_sha256 = csr_hash};
         rc = local_ca_issue_cert(srv->cas[ca], &session, req->csr, &params, &issued, &err);
         session_pool_put(srv, srv->ca_token[ca], &session);
     }
@@ -274,6 +384,10 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
         goto done;
     }
     cert = issued.cert;
+    keyfactor_id = issued.keyfactor_id;
+    replay_settle(srv, claim, keyfactor_id);
+    claim[0] = '\0';
+answer_issued:;
     STACK_OF(X509) *certs = chain_arrange(cert, local_ca_chain(srv->cas[ca]), req->include_chain,
                                           CHAIN_END_ENTITY_FIRST);
     /* The members of the schema's CertificateInformation, no more. */
@@ -283,19 +397,24 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
     for (size_t i = 0; i < 3; i++)
         json_object_set(info, kept[i], json_object_get(described, kept[i]));
     json_decref(described);
-    json_object_set_new(info, "KeyfactorID", json_integer(issued.keyfactor_id));
+    json_object_set_new(info, "KeyfactorID", json_integer(keyfactor_id));
     json_object_set_new(info, "Certificates",
                         certificate_strings(certs, der, req->include_subject_header));
     json_object_set_new(info, "WorkflowInstanceId", json_string(NO_WORKFLOW));
     json_object_set_new(info, "WorkflowReferenceId", json_integer(0));
-    json_object_set_new(info, "KeyfactorRequestId", json_integer(issued.keyfactor_id));
+    json_object_set_new(info, "KeyfactorRequestId", json_integer(keyfactor_id));
     json_object_set_new(info, "RequestDisposition", json_string("ISSUED"));
-    json_object_set_new(info, "DispositionMessage", json_string("Issued by the embedded CA."));
+    json_object_set_new(info, "DispositionMessage",
+                        json_string(replayed ? "Issued by the embedded CA (asked again: the "
+                                               "certificate issued for this request)."
+                                             : "Issued by the embedded CA."));
     json_object_set_new(info, "EnrollmentContext", json_null());
     sk_X509_pop_free(certs, X509_free);
     answer->body =
         json_pack("{s:o, s:o}", "CertificateInformation", info, "Metadata", metadata_answer(req));
 done:
+    if (claim[0] != '\0')
+        replay_settle(srv, claim, 0);
     X509_free(cert);
     error_list_free(&errors);
     request_free(req);

@@ -25,6 +25,8 @@ typedef struct session_pool {
     size_t free_count, free_cap;
 } session_pool;
 
+#define SERVE_METRICS_CODES 64 /* distinct error codes counted (then "OTHER") */
+
 struct server {
     serve_options opt;
     engine_setup *setup;
@@ -46,7 +48,25 @@ struct server {
     char *tls_cert_pem, *tls_key_pem, *client_ca_pem;
     serve_guard *guard;                  /* request deadlines, failed-login throttling */
     struct serve_revocation *revocation; /* serve/revocation.c: CRLs, OCSP, revocations */
+    /* Idempotent replay (api_enrollment.c): "<CA index> US <user> US <CSR SHA-256>" -> the KeyfactorID
+     * issued for it, 0 while it is being issued. Loaded from the CAs' logs at start. */
+    pthread_mutex_t replay_lock;
+    json_t *replays;
+    /* --rate-limit (serve.c): GCRA schedule under rate_lock, and the 429s it answered. */
+    pthread_mutex_t rate_lock;
+    unsigned long long rate_next_ns;
+    _Atomic long long rate_limited, rate_admitted;
+    /* /metrics (serve.c): answers by status and by error code, API calls being answered. */
+    _Atomic long long status_counts[600]; /* index 0: a status out of range */
+    _Atomic long in_flight;
+    pthread_mutex_t codes_lock;
+    char codes[SERVE_METRICS_CODES][40];
+    long long code_counts[SERVE_METRICS_CODES];
+    struct metrics_http *metrics; /* --metrics-listen, NULL: none */
 };
+
+/* Loads the replay index from the open CAs' issuance logs (api.c). */
+void api_replays_load(server *srv);
 
 /* The answer of one API call: a status and a JSON body (owned). */
 typedef struct api_answer {

@@ -3,12 +3,15 @@
  * pending answers, TLS with and without the trust bundle, serials unique across restarts; and
  * serve's own bad-input answers (bad JSON, missing headers, oversized body, unknown pattern),
  * checked with curl. Certificates are verified with `openssl verify`. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -374,6 +377,77 @@ static bool api_is(const char *status, const char *needle, const char *fmt, ...)
     bool ok = answer_is(a, status, needle);
     free(a);
     return ok;
+}
+
+/* A TCP port of 127.0.0.1 free a moment ago. */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    unsigned port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* The 429s the server answered for --rate-limit, from the last stop's line in serve.log; -1
+ * when there is none. */
+static long quota_refusals(void)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/serve.log", tmp);
+    char *log = test_read_file(path, NULL);
+    long n = -1;
+    for (const char *at = log; at != NULL && (at = strstr(at, "API requests taken, ")) != NULL;
+         at++)
+        n = strtol(at + strlen("API requests taken, "), NULL, 10);
+    free(log);
+    return n;
+}
+
+/* A CA with a quota (serve --rate-limit 20, 429 with Retry-After above it). With RateLimit 20
+ * and MaxInFlight 4 in the CA entry, every request is issued and the server refused next to none;
+ * without them every request is still issued: the 429s are waited out, not failures. */
+static void test_ca_quota(void)
+{
+    char config[600], batch[600], out[600], results[700];
+    snprintf(config, sizeof config, "%s/engine-quota.json", tmp);
+    snprintf(batch, sizeof batch, "%s/quota.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out-quota", tmp);
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    write_batch(batch, 40, "quota", 0);
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    for (int limited = 1; limited >= 0; limited--) {
+        unsigned port = free_port();
+        char extra[100];
+        snprintf(extra, sizeof extra, "--rate-limit 20 --metrics-listen 127.0.0.1:%u", port);
+        CU_ASSERT_EQUAL_FATAL(start_server(extra), 0);
+        write_engine_config(config, "fleet",
+                            limited ? ",\"RateLimit\":20,\"MaxInFlight\":4" : NULL);
+        CU_ASSERT_EQUAL(run_engine(config, batch, out, "fleet-secret"), 0);
+        json_t *res = test_load_ndjson(results);
+        CU_ASSERT_EQUAL(count_status(res, "issued"), 40);
+        json_decref(res);
+        /* serve's /metrics: every enrollment answered 200, and its 429 count as it logs it. */
+        char *m = test_sh_output(NULL, "curl -sf http://127.0.0.1:%u/metrics", port);
+        const char *ok = m ? strstr(m, "hsmenroll_serve_answers_total{status=\"200\"} ") : NULL;
+        CU_ASSERT_TRUE(ok != NULL && strtol(strchr(ok, ' ') + 1, NULL, 10) >= 40);
+        const char *lim = m ? strstr(m, "\nhsmenroll_serve_rate_limited_total ") : NULL;
+        long scraped =
+            lim ? strtol(lim + strlen("\nhsmenroll_serve_rate_limited_total "), NULL, 10) : -1;
+        free(m);
+        CU_ASSERT_EQUAL(stop_server(), 0);
+        long refused = quota_refusals();
+        CU_ASSERT_TRUE(refused >= 0);
+        CU_ASSERT_EQUAL(scraped, refused);
+        if (limited)
+            CU_ASSERT_TRUE(refused <= 2);
+    }
+    CU_ASSERT_EQUAL_FATAL(start_server(""), 0);
 }
 
 static void test_serve_bad_input(void)
@@ -772,6 +846,7 @@ int main(void)
         TEST_CASE(test_enrollment_through_the_keyfactor_connector),
         TEST_CASE(test_wrong_password_and_missing_role),
         TEST_CASE(test_injected_faults_and_pending),
+        TEST_CASE(test_ca_quota),
         TEST_CASE(test_serve_bad_input),
         TEST_CASE(test_serve_limits),
         TEST_CASE(test_login_failures_counted_per_name),
