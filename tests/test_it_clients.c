@@ -257,6 +257,16 @@ static bool chain_verifies(const json_t *certs)
 
 static void test_go_auth_probe_and_health(void)
 {
+    /* Basic names with a domain, as the Go auth client and the Python SDK send them. */
+    exchange d = call("KF\\fleet:fleet-secret", "GET", "/Status/Endpoints", go_headers, NULL);
+    CU_ASSERT_EQUAL(d.status, 200);
+    exchange_free(&d);
+    d = call("fleet@kf.example.test:fleet-secret", "GET", "/Status/Endpoints", go_headers, NULL);
+    CU_ASSERT_EQUAL(d.status, 200);
+    exchange_free(&d);
+    d = call("KF\\fleet:wrong-secret", "GET", "/Status/Endpoints", go_headers, NULL);
+    CU_ASSERT_EQUAL(d.status, 401);
+    exchange_free(&d);
     /* keyfactor-auth-client-go Authenticate(): the first call of every Go client. */
     exchange x = call("fleet:fleet-secret", "GET", "/Status/Endpoints", go_headers, NULL);
     CU_ASSERT_EQUAL(x.status, 200);
