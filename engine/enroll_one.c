@@ -4,6 +4,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@
 #include "batch/secret.h"
 #include "ca/hsm_signer.h"
 #include "engine/enroll.h"
+#include "engine/store.h"
 #include "formats/bundle.h"
 #include "formats/pubkey.h"
 #include "formats/sign.h"
@@ -216,4 +218,82 @@ void engine_pfx_free(engine_pfx *p)
     secret_free(p->password);
     X509_free(p->cert);
     memset(p, 0, sizeof *p);
+}
+
+static pthread_mutex_t reenroll_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int engine_reenroll(hsm_context *hsm, size_t t, hsm_session *s, const config_store *store,
+                    const enroll_request *req, engine_issue_fn *issue, void *issue_arg, X509 **cert,
+                    enroll_error *err)
+{
+    *cert = NULL;
+    if (req->operation != OP_REENROLLMENT || req->alias == NULL || req->subject == NULL) {
+        enroll_error_set(err, HSE_FIELD_NOT_SUPPORTED, NULL, "not a reenrollment request");
+        return -1;
+    }
+    hsm_key_spec spec = enroll_hsm_spec(&req->key);
+    char why[300];
+    if (t < hsm->key_token_count && !hsm_context_can_generate(hsm, t, &spec, why, sizeof why)) {
+        enroll_error_set(err, HSE_HSM_CANNOT_GENERATE, "KeyType", "%s", why);
+        return -1;
+    }
+    pthread_mutex_lock(&reenroll_lock);
+    store_index ix;
+    int rc = -1;
+    bool have_pair = false, installed = false;
+    hsm_keypair pair;
+    memset(&pair, 0, sizeof pair);
+    X509_REQ *csr = NULL;
+    STACK_OF(X509) *chain = NULL;
+    /* A fresh index: another process (a run) may have changed the token since the last call. */
+    if (store_index_build(&ix, store, s, err) != 0) {
+        pthread_mutex_unlock(&reenroll_lock);
+        return -1;
+    }
+    const store_alias *a = store_index_find(&ix, req->alias);
+    if (store_alias_current(a) == NULL) {
+        enroll_error_set(err, HSE_STORE_ALIAS_UNKNOWN, "Alias",
+                         "store %s has no alias \"%.80s\" with a key and a certificate", store->id,
+                         req->alias);
+        goto done;
+    }
+    hsm_error herr;
+    if (hsm_generate_keypair_with_id(s, &spec, HSM_STORAGE_TOKEN, req->alias, NULL, &pair, &herr) !=
+        0) {
+        hsm_error_to_enroll(&herr, HSE_HSM_KEYGEN_FAILED, err);
+        goto done;
+    }
+    have_pair = true;
+    EVP_PKEY *pub = hsm_keypair_public(&pair, err);
+    if (pub == NULL)
+        goto done;
+    signer sg;
+    hsm_signer_ctx ctx;
+    hsm_signer_init(&sg, &ctx, s, pair.private_key, sig_alg_for_key(pub));
+    csr = csr_build(req->subject, req->sans, pub, &sg, err);
+    if (csr != NULL && issue(issue_arg, csr, cert, &chain, err) == 0) {
+        if (EVP_PKEY_eq(X509_get0_pubkey(*cert), pub) != 1)
+            enroll_error_set(err, HSE_KEY_MISMATCH, NULL,
+                             "the issued certificate does not match the generated key");
+        else if (store_install_certificate(s, *cert, req->alias, pair.id, err) == 0)
+            installed = true;
+    }
+    EVP_PKEY_free(pub);
+    if (!installed)
+        goto done;
+    /* From here the alias has its new complete entry: the old ones go. */
+    rc = store_retire_others(s, a, pair.id, err);
+done:
+    if (have_pair && !installed)
+        hsm_destroy_keypair(s, &pair, NULL);
+    if (have_pair)
+        hsm_keypair_release(&pair);
+    X509_REQ_free(csr);
+    store_index_free(&ix);
+    pthread_mutex_unlock(&reenroll_lock);
+    if (rc != 0 && !installed) {
+        X509_free(*cert);
+        *cert = NULL;
+    }
+    return rc;
 }

@@ -31,4 +31,14 @@ int engine_make_pfx(hsm_context *hsm, size_t t, hsm_session *s, const enroll_req
                     void *issue_arg, engine_pfx *out, enroll_error *err);
 void engine_pfx_free(engine_pfx *p);
 
+/* Reenrolls req's Alias in store (a Reenrollment request; s is a session on the store's token,
+ * token index t of hsm) as a run does: a new key pair in the token labelled with the alias, the
+ * CSR for SubjectName signed there, the certificate from issue installed next to it, then every
+ * other entry of the alias retired. Calls are serialized (one swap at a time). *cert (owned)
+ * is the new certificate. 0, or -1 with err (STORE_ALIAS_UNKNOWN, STORE_INSTALL_FAILED, ...);
+ * a key made for a certificate that was not installed is destroyed. */
+int engine_reenroll(hsm_context *hsm, size_t t, hsm_session *s, const config_store *store,
+                    const enroll_request *req, engine_issue_fn *issue, void *issue_arg, X509 **cert,
+                    enroll_error *err);
+
 #endif

@@ -641,12 +641,136 @@ done:
     request_free(req);
 }
 
+/* The body members of POST /CertificateStores/Reenrollment: seed 003 and the v25 schema, and the
+ * key members a Reenrollment line takes. */
+static const char *const reenroll_body_keys[] = {"KeystoreId",
+                                                 "SubjectName",
+                                                 "AgentGuid",
+                                                 "Alias",
+                                                 "JobProperties",
+                                                 "CertificateAuthority",
+                                                 "CertificateTemplate",
+                                                 "EnrollmentPatternId",
+                                                 "SANs",
+                                                 "Overwrite",
+                                                 "Metadata",
+                                                 "AdditionalEnrollmentFields",
+                                                 "OwnerRoleId",
+                                                 "OwnerRoleName",
+                                                 "KeyType",
+                                                 "KeyLength",
+                                                 "Curve",
+                                                 NULL};
+
+/* POST /CertificateStores/Reenrollment: the body becomes a Reenrollment line, checked as `run`
+ * checks it; the alias is reenrolled in its store's token as `run` does it (engine_reenroll),
+ * the certificate from the embedded CA. 204, no body. */
 void api_store_reenrollment(server *srv, const api_call *call, api_answer *answer, long long unused)
 {
-    (void)srv, (void)call, (void)unused;
-    api_error(answer, HSE_NOT_IMPLEMENTED,
-              "POST /CertificateStores/Reenrollment is not served yet: use `hsmenroll run` with "
-              "a Reenrollment line");
+    (void)unused;
+    json_t *body = api_body_object(call, answer);
+    if (body == NULL)
+        return;
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe(body, tmp, key, value)
+    {
+        if (!key_listed(key, reenroll_body_keys)) {
+            api_error(answer, HSE_UNKNOWN_FIELD,
+                      "%.80s: not a field of POST /CertificateStores/Reenrollment", key);
+            json_decref(body);
+            return;
+        }
+        /* Overwrite: a reenrollment replaces the alias's entry whatever it says. */
+        if (json_is_null(value) || (json_is_string(value) && json_string_length(value) == 0) ||
+            strcasecmp(key, "Overwrite") == 0)
+            json_object_del(body, key);
+    }
+    metadata_as_strings(body);
+    char id[40];
+    snprintf(id, sizeof id, "api-%lld", atomic_fetch_add(&srv->next_id, 1));
+    json_object_set_new(body, "Id", json_string(id));
+    json_object_set_new(body, "Operation", json_string("Reenrollment"));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        api_error(answer, HSE_INTERNAL, "out of memory");
+        return;
+    }
+    serve_config *sc = srv->current;
+    policy_decision decision;
+    error_list errors = {0};
+    enroll_request *req = line_check_alone(&sc->checker, text, strlen(text), 1, &decision, &errors);
+    free(text);
+    X509 *cert = NULL;
+    if (req == NULL || errors.count > 0) {
+        if (errors.count == 0)
+            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
+    if (!api_caller_may_use(call, decision.pattern)) {
+        api_error(answer, HSE_FORBIDDEN,
+                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
+                  serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
+        goto done;
+    }
+    size_t ca = (size_t)(decision.ca - sc->cfg->cas);
+    if (!srv->ca_open[ca]) {
+        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
+                  decision.ca->name);
+        goto done;
+    }
+    hsm_context *hsm = &srv->setup->hsm;
+    const config_store *store = decision.store;
+    int t = store != NULL ? hsm_context_token_index(hsm, store->token) : -1;
+    if (t < 0) {
+        api_error(answer, HSE_STORE_UNAVAILABLE, "the token \"%s\" of store %s is not present",
+                  store ? store->token : "?", req->store_id);
+        goto done;
+    }
+    pthread_mutex_lock(&sc->order_lock);
+    line_check_in_order(&sc->checker, req, &decision, &errors);
+    pthread_mutex_unlock(&sc->order_lock);
+    if (errors.count > 0) {
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
+    hsm_session session;
+    enroll_error err;
+    enroll_error_clear(&err);
+    pfx_issue pi = {.srv = srv,
+                    .ca = ca,
+                    .req = req,
+                    .decision = &decision,
+                    .user = serve_user_name(call->caller.user)};
+    int rc = session_pool_get(srv, (size_t)t, &session, &err);
+    if (rc == 0) {
+        rc = engine_reenroll(hsm, (size_t)t, &session, store, req, pfx_issue_local, &pi, &cert,
+                             &err);
+        session_pool_put(srv, (size_t)t, &session);
+    }
+    if (rc != 0) {
+        if (err.code_id == HSE_CA_REJECTED || err.code_id == HSE_STORE_ALIAS_UNKNOWN ||
+            err.code_id == HSE_HSM_CANNOT_GENERATE || err.code_id == HSE_STORE_UNAVAILABLE) {
+            api_error(answer, err.code_id, "%s", err.message);
+        } else {
+            log_error("serve: %s: %s: %s", call->path, err.code, err.message);
+            api_error(answer, HSE_INTERNAL,
+                      "the server could not reenroll alias \"%.80s\" (%s); see its log", req->alias,
+                      err.code);
+        }
+        goto done;
+    }
+    log_info("serve: %s reenrolled alias \"%s\" of store %s (KeyfactorID %lld)",
+             serve_user_name(call->caller.user), req->alias, store->id, pi.keyfactor_id);
+    answer->status = 204;
+    answer->no_body = true;
+done:
+    X509_free(cert);
+    error_list_free(&errors);
+    request_free(req);
 }
 
 /* The templates the caller may enroll with (through a pattern whose roles it holds), each with
