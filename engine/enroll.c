@@ -13,6 +13,7 @@
 #include "formats/bundle.h"
 #include "formats/dn.h"
 #include "formats/pubkey.h"
+#include "formats/san.h"
 #include "ca/hsm_signer.h"
 #include "engine/fault_hooks.h"
 #include "engine/key_import.h"
@@ -700,6 +701,70 @@ static bool undelivered(const job *j)
     return j->failed && j->cert != NULL && j->err.code_id == HSE_DELIVERY_FAILED;
 }
 
+/* The request as a batch line (without Id, never a Password): what `renew` replays to reissue
+ * the certificate with a new key. PFX and Reenrollment lines only; a CSR line's key came from
+ * outside. */
+static json_t *request_description(const job *j)
+{
+    const enroll_request *req = j->req;
+    if (req->operation == OP_CSR)
+        return NULL;
+    json_t *d = json_object();
+    bool reenroll = req->operation == OP_REENROLLMENT;
+    json_object_set_new(d, "Operation", json_string(reenroll ? "Reenrollment" : "PFX"));
+    if (req->subject_text != NULL)
+        json_object_set_new(d, reenroll ? "SubjectName" : "Subject",
+                            json_string(req->subject_text));
+    json_t *sans = json_object();
+    for (int i = 0; i < sk_GENERAL_NAME_num(req->sans); i++) {
+        char *text = san_entry_text(sk_GENERAL_NAME_value(req->sans, i));
+        char *colon = text ? strchr(text, ':') : NULL;
+        if (colon != NULL) {
+            *colon = '\0';
+            json_t *list = json_object_get(sans, text);
+            if (list == NULL) {
+                list = json_array();
+                json_object_set_new(sans, text, list);
+            }
+            json_array_append_new(list, json_string(colon + 1));
+        }
+        free(text);
+    }
+    json_object_set_new(d, "SANs", sans);
+    json_object_set_new(d, "KeyType", json_string(key_algorithm_name(req->key.algorithm)));
+    json_object_set_new(d, "KeyLength", json_integer(req->key.bits));
+    if (req->template_name != NULL)
+        json_object_set_new(d, "Template", json_string(req->template_name));
+    else if (req->pattern_id < 0 && j->policy.template_ != NULL)
+        json_object_set_new(d, "Template", json_string(j->policy.template_->name));
+    if (req->pattern_id >= 0)
+        json_object_set_new(d, "EnrollmentPatternId", json_integer(req->pattern_id));
+    if (j->policy.ca != NULL)
+        json_object_set_new(d, "CertificateAuthority", json_string(j->policy.ca->name));
+    if (reenroll) {
+        if (req->store_id != NULL)
+            json_object_set_new(d, "KeystoreId", json_string(req->store_id));
+        if (req->alias != NULL)
+            json_object_set_new(d, "Alias", json_string(req->alias));
+        if (req->agent_guid != NULL)
+            json_object_set_new(d, "AgentGuid", json_string(req->agent_guid));
+        return d;
+    }
+    json_object_set_new(d, "Format", json_string(request_format_name(req->format)));
+    json_object_set_new(d, "KeyStorage", json_string(request_storage_name(req->storage)));
+    json_object_set_new(d, "IncludeChain", json_boolean(req->include_chain));
+    json_object_set_new(
+        d, "ChainOrder",
+        json_string(req->chain_order == CHAIN_ROOT_FIRST ? "RootFirst" : "EndEntityFirst"));
+    json_object_set_new(d, "IncludeSubjectHeader", json_boolean(req->include_subject_header));
+    json_object_set_new(d, "UseLegacyEncryption", json_boolean(req->legacy_encryption));
+    if (req->friendly_name != NULL)
+        json_object_set_new(d, "CustomFriendlyName", json_string(req->friendly_name));
+    if (req->metadata != NULL)
+        json_object_set_new(d, "Metadata", json_incref(req->metadata));
+    return d;
+}
+
 static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *password)
 {
     const enroll_request *req = j->req;
@@ -760,6 +825,9 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         json_object_set_new(line, "Files", files ? json_incref(files) : json_array());
         if (j->key_uri != NULL)
             json_object_set_new(line, "KeyUri", json_string(j->key_uri));
+        json_t *described = request_description(j);
+        if (described != NULL)
+            json_object_set_new(line, "Request", described);
         atomic_fetch_add(&r->stats.issued, 1);
         uint64_t now = run_clock_ns(), none = 0;
         latency_record(&r->stats.latency, now - j->started_ns);
