@@ -46,8 +46,8 @@ static EVP_PKEY *take_out(hsm_context *hsm, size_t t, hsm_session *s, const enro
     }
     unsigned char *wrapped = NULL;
     size_t wrapped_len = 0;
-    if (hsm_wrap_private_key_with(s, hsm->wrap_mechanism, hsm->kek_handles[t], pair->private_key,
-                                  &wrapped, &wrapped_len, &herr) != 0) {
+    if (hsm_wrap_private_key_with(s, hsm->wrap_mechanism, hsm_context_kek_handle(hsm, t),
+                                  pair->private_key, &wrapped, &wrapped_len, &herr) != 0) {
         if ((herr.rv == CKR_KEY_NOT_WRAPPABLE || herr.rv == CKR_KEY_UNEXTRACTABLE) &&
             edwards(alg)) {
             int unknown = EXPORT_UNKNOWN;
