@@ -4,6 +4,7 @@
 #include "engine/run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,14 @@
 #include "engine/recovery.h"
 #include "engine/run_state.h"
 #include "engine/setup.h"
+
+/* Whether JOURNAL.<aside> exists already (an earlier --force of the same second). */
+static bool aside_journal_exists(const run *r, const char *aside)
+{
+    char to[sizeof r->journal_path + 64];
+    snprintf(to, sizeof to, "%s.%s", r->journal_path, aside);
+    return access(to, F_OK) == 0;
+}
 
 /* An OUTDIR (or --journal) holding what an earlier run left: refused, or with --force moved
  * aside (OUTDIR/earlier-<UTC time>/, JOURNAL.earlier-<UTC time>) so that no bundle, result or
@@ -57,6 +66,11 @@ static int earlier_outputs(run *r, enroll_error *err)
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     snprintf(aside, sizeof aside, "earlier-%s", stamp);
+    /* Two runs forced within one second: the second's place gets a number. */
+    for (int n = 2; n < 1000 && (faccessat(r->out.fd, aside, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+                                 (r->opt.journal_path != NULL && aside_journal_exists(r, aside)));
+         n++)
+        snprintf(aside, sizeof aside, "earlier-%s-%d", stamp, n);
     size_t moved = 0;
     if (count > 0) {
         if (output_dir_move_aside(&r->out, aside, &moved, err) != 0)
