@@ -29,9 +29,9 @@ static const char *const top_keys[] = {"Hsm",
                                        "Roles",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
-static const char *const hsm_keys[] = {"Module",   "Tokens",   "Token",       "PinEnv",
-                                       "PinFile",  "SoPinEnv", "SoPinFile",   "RestartEvery",
-                                       "InitArgs", "Profile",  "MaxSessions", NULL};
+static const char *const hsm_keys[] = {
+    "Module",       "Tokens",   "Token",   "PinEnv",      "PinFile",     "SoPinEnv", "SoPinFile",
+    "RestartEvery", "InitArgs", "Profile", "MaxSessions", "Concurrency", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -51,6 +51,8 @@ static const char *const ca_keys[] = {"Id",
                                       "ClientKey",
                                       "RemoteName",
                                       "RetryDelayMs",
+                                      "RateLimit",
+                                      "MaxInFlight",
                                       "Description",
                                       "CrlUrl",
                                       "OcspUrl",
@@ -206,6 +208,7 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     h->pin_env = "HSMENROLL_PIN";
     h->so_pin_env = "HSMENROLL_SO_PIN";
     h->restart_every = -1;
+    h->concurrency = -1;
     if (hsm == NULL) {
         CFG_ERR(errors, HSE_CONFIG_MISSING, "Hsm", "Hsm: required (the PKCS#11 module and tokens)");
         return;
@@ -242,6 +245,10 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.MaxSessions",
                 "Hsm.MaxSessions: expected a number of sessions per token (0: as the token "
                 "states)");
+    json_opt_int(hsm, "Concurrency", "Hsm", &h->concurrency, errors);
+    if (jobj_get(hsm, "Concurrency") != NULL && (h->concurrency < 1 || h->concurrency > 1024))
+        CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.Concurrency",
+                "Hsm.Concurrency: expected a number of HSM operations in flight, 1 to 1024");
     h->pin_file = resolve_path(cfg, h->pin_file);
     h->so_pin_file = resolve_path(cfg, h->so_pin_file);
     const char *single = NULL;

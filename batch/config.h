@@ -73,6 +73,8 @@ typedef struct config_hsm {
     const char *profile;     /* "auto" (default: quirks seen from behaviour), "softhsm",
                                 "standard" */
     long long max_sessions;  /* sessions the run may open per token; 0: as the token states */
+    long long concurrency;   /* HSM operations in flight (threads with their own sessions);
+                                -1: the default (HSM_CONCURRENCY_DEFAULT, bounded by the token) */
 } config_hsm;
 
 typedef struct config_settings {

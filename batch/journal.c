@@ -201,9 +201,34 @@ int journal_close(journal *j)
     return rc;
 }
 
-int journal_read(const char *path, int (*visit)(void *ctx, const char *type, json_t *record),
-                 void *ctx, off_t *good_end, off_t *torn, enroll_error *err)
+/* The record of one journal line (n bytes with its newline), or NULL when the line is bad:
+ * 8 hex digits, a space, JSON with a "T" member, a newline, and the CRC of the JSON. */
+static json_t *line_record(const char *line, ssize_t n)
 {
+    if (n < 11 || line[n - 1] != '\n' || line[8] != ' ')
+        return NULL;
+    char *end;
+    unsigned long want = strtoul(line, &end, 16);
+    if (end != line + 8)
+        return NULL;
+    const char *text = line + 9;
+    size_t tlen = (size_t)n - 10;
+    if ((crc32(0L, (const Bytef *)text, (uInt)tlen) & 0xffffffffUL) != want)
+        return NULL;
+    json_t *record = json_loadb(text, tlen, 0, NULL);
+    if (json_string_value(json_object_get(record, "T")) == NULL) {
+        json_decref(record);
+        return NULL;
+    }
+    return record;
+}
+
+/* One pass over the journal: every good line is visited (when visit is set) unless stop_at_bad,
+ * which stops at the first bad line (the rest is only checked). */
+static int scan(const char *path, int (*visit)(void *ctx, const char *type, json_t *record),
+                void *ctx, bool stop_at_bad, journal_damage *out, enroll_error *err)
+{
+    memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL, "cannot read the journal %s: %s", path,
@@ -213,45 +238,79 @@ int journal_read(const char *path, int (*visit)(void *ctx, const char *type, jso
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    off_t good = 0;
+    off_t pos = 0;
+    long number = 0, pending_bad = 0, first_pending = 0;
+    bool bad_seen = false;
     int rc = 0;
     while ((n = getline(&line, &cap, f)) > 0) {
-        /* A good line: 8 hex digits, a space, JSON, a newline, and the CRC of the JSON. */
-        if (n < 11 || line[n - 1] != '\n' || line[8] != ' ')
-            break;
-        char *end;
-        unsigned long want = strtoul(line, &end, 16);
-        if (end != line + 8)
-            break;
-        const char *text = line + 9;
-        size_t tlen = (size_t)n - 10;
-        if ((crc32(0L, (const Bytef *)text, (uInt)tlen) & 0xffffffffUL) != want)
-            break;
-        json_t *record = json_loadb(text, tlen, 0, NULL);
-        const char *type = json_string_value(json_object_get(record, "T"));
-        if (type == NULL) {
-            json_decref(record);
-            break;
+        number++;
+        pos += n;
+        json_t *record = line_record(line, n);
+        if (record == NULL) {
+            if (pending_bad++ == 0)
+                first_pending = number;
+            bad_seen = true;
+            continue;
         }
-        int v = visit(ctx, type, record);
+        if (pending_bad > 0) { /* bad lines with a good one after them: damage */
+            if (out->first_bad_line == 0)
+                out->first_bad_line = first_pending;
+            out->bad_lines += pending_bad;
+            pending_bad = 0;
+        }
+        out->good_lines++;
+        out->good_end = pos;
+        if (visit != NULL && !(stop_at_bad && bad_seen)) {
+            int v = visit(ctx, json_string_value(json_object_get(record, "T")), record);
+            if (v != 0) {
+                json_decref(record);
+                rc = -1;
+                if (err->code[0] == '\0')
+                    enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
+                                     "the journal %s is not usable", path);
+                break;
+            }
+        }
         json_decref(record);
-        if (v != 0) {
-            rc = -1;
-            if (err->code[0] == '\0')
-                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL, "the journal %s is not usable",
-                                 path);
-            break;
-        }
-        good += n;
     }
     free(line);
     if (fseeko(f, 0, SEEK_END) == 0) {
         off_t size = ftello(f);
-        *torn = size > good ? size - good : 0;
-    } else {
-        *torn = 0;
+        out->torn = size > out->good_end ? size - out->good_end : 0;
     }
     fclose(f);
-    *good_end = good;
     return rc;
+}
+
+int journal_check(const char *path, journal_damage *out, enroll_error *err)
+{
+    return scan(path, NULL, NULL, true, out, err);
+}
+
+int journal_read_salvage(const char *path,
+                         int (*visit)(void *ctx, const char *type, json_t *record), void *ctx,
+                         journal_damage *out, enroll_error *err)
+{
+    return scan(path, visit, ctx, false, out, err);
+}
+
+int journal_read(const char *path, int (*visit)(void *ctx, const char *type, json_t *record),
+                 void *ctx, off_t *good_end, off_t *torn, enroll_error *err)
+{
+    journal_damage d;
+    if (journal_check(path, &d, err) != 0)
+        return -1;
+    if (d.first_bad_line > 0) {
+        enroll_error_set(err, HSE_JOURNAL_DAMAGED, NULL,
+                         "the journal %s is damaged: line %ld fails its check and good records "
+                         "follow it (%ld bad line%s in all); --resume --salvage keeps every record "
+                         "that can be verified",
+                         path, d.first_bad_line, d.bad_lines, d.bad_lines == 1 ? "" : "s");
+        return -1;
+    }
+    if (scan(path, visit, ctx, true, &d, err) != 0)
+        return -1;
+    *good_end = d.good_end;
+    *torn = d.torn;
+    return 0;
 }

@@ -1,7 +1,9 @@
 /* The run journal: an append-only file of checksummed records of each request's progress, one
  * line each ("<crc32 of the JSON, 8 hex> <JSON>\n"), with group commit (records are buffered;
  * journal_sync makes a record durable, and one fdatasync serves every thread waiting for it).
- * Reading stops at the first torn or corrupt line; reopening cuts the file back to it. */
+ * A bad line (torn, or failing its check) followed only by bad bytes is a torn tail, cut when the
+ * journal is reopened; a bad line followed by a good one is damage, which reading refuses unless
+ * it is asked to salvage (skip every bad line, keep every good one). */
 #ifndef HSMENROLL_BATCH_JOURNAL_H
 #define HSMENROLL_BATCH_JOURNAL_H
 
@@ -32,9 +34,27 @@ int journal_close(journal *j);
 
 /* Calls visit for each good record, in order, with its type ("T") and the record. visit returns
  * 0 to go on, -1 to stop with an error. *good_end gets the size of the good prefix, *torn the
- * number of bytes after it (a torn or corrupt tail). 0, or -1 with err (unreadable, or visit
- * failed). */
+ * number of bytes after it (a torn or corrupt tail). 0, or -1 with err (unreadable, visit failed,
+ * or JOURNAL_DAMAGED: a bad line before a good one; nothing is visited then). */
 int journal_read(const char *path, int (*visit)(void *ctx, const char *type, json_t *record),
                  void *ctx, off_t *good_end, off_t *torn, enroll_error *err);
+
+/* What a check of the whole journal found. */
+typedef struct journal_damage {
+    long first_bad_line; /* the first bad line followed by a good one (1-based); 0: no damage */
+    long bad_lines;      /* bad lines followed by a good one */
+    long good_lines;     /* lines whose check holds */
+    off_t good_end;      /* the end of the last good line */
+    off_t torn;          /* bytes after it */
+} journal_damage;
+
+/* Checks every line of the journal at path (nothing is visited). 0, or -1 with err
+ * (unreadable). */
+int journal_check(const char *path, journal_damage *out, enroll_error *err);
+/* Visits every good record, skipping every bad line (--salvage); *out as journal_check.
+ * 0, or -1 with err (unreadable, or visit failed). */
+int journal_read_salvage(const char *path,
+                         int (*visit)(void *ctx, const char *type, json_t *record), void *ctx,
+                         journal_damage *out, enroll_error *err);
 
 #endif

@@ -176,11 +176,30 @@ static int write_all(int fd, const unsigned char *p, size_t len)
     return 0;
 }
 
-/* DISK_FULL when the file system is full (the run stops and can resume once there is room),
- * WRITE_FAILED otherwise. Reads errno. */
+/* DISK_FULL when the file system is full, WRITE_FAILED for any other failure to write into the
+ * directory (read-only, immutable, no permission, I/O error): both stop a run, which resumes
+ * once this is fixed. Reads errno. */
 static hse_code write_error_code(void)
 {
     return errno == ENOSPC || errno == EDQUOT ? HSE_DISK_FULL : HSE_WRITE_FAILED;
+}
+
+/* The final rename failed: about this one name (a directory or another non-file in the way)
+ * DELIVERY_FAILED; about the directory or the file system, as write_error_code. */
+static hse_code rename_error_code(int e)
+{
+    switch (e) {
+    case EISDIR:
+    case ENOTEMPTY:
+    case EEXIST:
+    case ENOTDIR:
+    case EBUSY:
+    case ENAMETOOLONG:
+        return HSE_DELIVERY_FAILED;
+    default:
+        errno = e;
+        return write_error_code();
+    }
 }
 
 int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,
@@ -196,17 +215,20 @@ int output_write_atomic(const output_dir *dir, const char *name, const void *dat
         return -1;
     }
     int saved = 0;
+    bool renaming = false;
     if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != 0 || (dir->sync && fsync(fd) != 0))
         saved = errno;
     if (close(fd) != 0 && saved == 0)
         saved = errno;
-    if (saved == 0 && renameat(dir->fd, tmp, dir->fd, name) != 0)
+    if (saved == 0 && renameat(dir->fd, tmp, dir->fd, name) != 0) {
         saved = errno;
+        renaming = true;
+    }
     if (saved != 0) {
         unlinkat(dir->fd, tmp, 0);
         errno = saved;
-        enroll_error_set(err, write_error_code(), NULL, "cannot write %s/%s: %s", dir->path, name,
-                         strerror(saved));
+        enroll_error_set(err, renaming ? rename_error_code(saved) : write_error_code(), NULL,
+                         "cannot write %s/%s: %s", dir->path, name, strerror(saved));
         return -1;
     }
     if (dir->sync && fsync(dir->fd) != 0) {

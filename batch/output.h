@@ -31,7 +31,9 @@ int output_dir_move_aside(const output_dir *dir, const char *aside, size_t *move
                           enroll_error *err);
 
 /* Writes name inside dir atomically with the given mode (0600 for anything holding a key or a
- * password). Returns 0, or -1 with err (code WRITE_FAILED, message naming the file and errno);
+ * password). Returns 0, or -1 with err (message naming the file and errno): DELIVERY_FAILED when
+ * only this name is in the way (a directory of that name, ...), DISK_FULL when the file system is
+ * full, WRITE_FAILED when the directory cannot be written (read-only, immutable, I/O error);
  * on failure no file of that name is created or changed and no temporary file is left behind. */
 int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,
                         mode_t mode, enroll_error *err);

@@ -335,7 +335,7 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
         snprintf(field, sizeof field, "SANs.%.60s", key);
         if (kind == SAN_UNKNOWN) {
             error_list_add(c->errors, HSE_UNKNOWN_SAN_TYPE, field,
-                           "SAN key \"%.60s\" is not one of dns, ip4, ip6, uri, rfc822, "
+                           "SAN key \"%.60s\" is not one of dns, ip4, ip6, ip, uri, rfc822, "
                            "ms_ntprincipalname, registeredid",
                            key);
             continue;
@@ -365,27 +365,45 @@ static void parse_sans(parse_ctx *c, GENERAL_NAMES *out)
     }
 }
 
-/* ISO 8601 UTC: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+00:00). */
-static bool timestamp_valid(const char *s)
+/* RFC 3339 as a Keyfactor server reads it: YYYY-MM-DDTHH:MM:SS[.fraction] followed by Z, an
+ * offset (+HH:MM, -HH:MM) or nothing (UTC then). Written to out (32 bytes) in UTC as
+ * YYYY-MM-DDTHH:MM:SS[.fraction]Z. False when s is not one. */
+static bool timestamp_parse(const char *s, char *out, size_t size)
 {
     int y, mo, d, h, mi, sec, n = 0;
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
         return false;
     for (int i = 0; i < 19; i++)
         if ((i == 4 || i == 7)     ? s[i] != '-'
-            : i == 10              ? s[i] != 'T'
+            : i == 10              ? (s[i] != 'T' && s[i] != 't')
             : (i == 13 || i == 16) ? s[i] != ':'
                                    : !isdigit((unsigned char)s[i]))
             return false;
-    const char *p = s + 19;
+    const char *p = s + 19, *fraction = NULL;
+    size_t fraction_len = 0;
     if (*p == '.') {
-        p++;
+        fraction = ++p;
         if (!isdigit((unsigned char)*p))
             return false;
         while (isdigit((unsigned char)*p))
             p++;
+        fraction_len = (size_t)(p - fraction);
+        if (fraction_len > 9)
+            return false;
     }
-    if (strcmp(p, "Z") != 0 && strcmp(p, "+00:00") != 0)
+    long offset = 0; /* seconds east of UTC */
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, m = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &m) != 2 || m != 5 ||
+            !isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) ||
+            !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]) || oh > 23 || om > 59)
+            return false;
+        offset = (oh * 3600L + om * 60L) * (*p == '-' ? -1 : 1);
+        p += 6;
+    }
+    if (*p != '\0')
         return false;
     struct tm tm = {.tm_year = y - 1900,
                     .tm_mon = mo - 1,
@@ -396,8 +414,16 @@ static bool timestamp_valid(const char *s)
     time_t t = timegm(&tm);
     struct tm back;
     gmtime_r(&t, &back);
-    return back.tm_year == y - 1900 && back.tm_mon == mo - 1 && back.tm_mday == d &&
-           back.tm_hour == h && back.tm_min == mi && back.tm_sec == sec;
+    if (back.tm_year != y - 1900 || back.tm_mon != mo - 1 || back.tm_mday != d ||
+        back.tm_hour != h || back.tm_min != mi || back.tm_sec != sec)
+        return false;
+    t -= offset;
+    gmtime_r(&t, &back);
+    char date[24];
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &back);
+    snprintf(out, size, "%s%s%.*sZ", date, fraction ? "." : "", (int)fraction_len,
+             fraction ? fraction : "");
+    return true;
 }
 
 static char *now_timestamp(void)
@@ -830,10 +856,14 @@ static void parse_annotations(parse_ctx *c, enroll_request *r)
                 "give OwnerRoleId or OwnerRoleName, not both");
     r->owner_role_name = dup_or_null(role_name);
     const char *s = NULL;
-    if (want_string(c, F_TIMESTAMP, &s) && s != NULL && !timestamp_valid(s))
+    char utc[48];
+    bool stamped = false;
+    if (want_string(c, F_TIMESTAMP, &s) && s != NULL &&
+        !(stamped = timestamp_parse(s, utc, sizeof utc)))
         problem(c, HSE_INVALID_TIMESTAMP, F_TIMESTAMP,
-                "Timestamp must be ISO 8601 UTC, e.g. 2023-11-19T16:23:01Z");
-    r->timestamp = (s != NULL && timestamp_valid(s)) ? strdup(s) : now_timestamp();
+                "Timestamp must be an RFC 3339 date and time, e.g. 2023-11-19T16:23:01Z or "
+                "2023-11-19T18:23:01+02:00 (without a zone: UTC)");
+    r->timestamp = stamped ? strdup(utc) : now_timestamp();
 }
 
 /* The Id, read first so that every other problem is reported under it. */

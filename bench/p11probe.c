@@ -1,9 +1,14 @@
 /* The raw PKCS#11 reference the engine is measured against: key generation + one signature in a
  * tight loop, on the same module, token and thread count, straight through the module's function
- * list (no hsmenroll code). Prints one JSON line with the rate. The PIN comes from an environment
- * variable, never from argv. */
+ * list (no hsmenroll code). --floor: the mandatory cryptography of one export P-256 request
+ * instead (keygen, the CSR's signature, the wrap, the CA's signature, the proof-of-possession
+ * check, PBKDF2-HMAC-SHA256 of the password). Prints one JSON line with the rate. The PIN comes
+ * from an environment variable, never from argv. */
 #include <dlfcn.h>
 #include <getopt.h>
+#include <nettle/pbkdf2.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +22,11 @@ typedef struct probe {
     int slot_count;
     const char *key;
     int token_objects;
+    int floor;         /* --floor: the whole mandatory cryptography of a request */
+    long iterations;   /* --floor: PBKDF2 iterations (the engine's Pkcs12Iterations) */
+    EVP_PKEY *pop_key; /* --floor: a P-256 key and a signature by it over tbs, checked per */
+    unsigned char tbs[300], pop_sig[80]; /* request as the CA checks a CSR's */
+    size_t pop_sig_len;
     long per_thread;
     long done, failed;
     CK_OBJECT_HANDLE *kept; /* --token-objects: the key pairs made, destroyed after the timing */
@@ -86,18 +96,56 @@ static void *worker(void *arg)
     unsigned char data[512], out[1024];
     memset(data, 0x5a, sizeof data);
     long done = 0, failed = 0;
+    /* --floor: the run's AES key wrapping key and the CA's key, made before the timing. */
+    CK_OBJECT_HANDLE kek = CK_INVALID_HANDLE, ca_pub, ca_priv = CK_INVALID_HANDLE;
+    CK_ULONG kek_len = 32;
+    CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
+    CK_KEY_TYPE aes = CKK_AES;
+    CK_ATTRIBUTE kek_attrs[] = {{CKA_CLASS, &secret, sizeof secret},
+                                {CKA_KEY_TYPE, &aes, sizeof aes},
+                                {CKA_VALUE_LEN, &kek_len, sizeof kek_len},
+                                {CKA_WRAP, &yes, 1}};
+    CK_MECHANISM aes_gen = {CKM_AES_KEY_GEN, NULL, 0}, kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    if (p->floor &&
+        (p->f->C_GenerateKey(s, &aes_gen, kek_attrs, 4, &kek) != CKR_OK ||
+         p->f->C_GenerateKeyPair(s, &gen, pub, 3, priv, 4, &ca_pub, &ca_priv) != CKR_OK)) {
+        p->f->C_CloseSession(s);
+        return NULL;
+    }
+    CK_ATTRIBUTE priv_export[] = {{CKA_TOKEN, &on_token, 1},
+                                  {CKA_SIGN, &yes, 1},
+                                  {CKA_SENSITIVE, &yes, 1},
+                                  {CKA_PRIVATE, &yes, 1},
+                                  {CKA_EXTRACTABLE, &yes, 1}};
     for (long i = 0; i < p->per_thread; i++) {
         CK_OBJECT_HANDLE hpub, hpriv;
         CK_RV rv = gen.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN
                        ? p->f->C_GenerateKeyPair(s, &gen, pub_rsa, 4, priv, 4, &hpub, &hpriv)
+                   : p->floor
+                       ? p->f->C_GenerateKeyPair(s, &gen, pub, 3, priv_export, 5, &hpub, &hpriv)
                        : p->f->C_GenerateKeyPair(s, &gen, pub, 3, priv, 4, &hpub, &hpriv);
         if (rv != CKR_OK) {
             failed++;
             continue;
         }
         CK_ULONG out_len = sizeof out;
-        if (p->f->C_SignInit(s, &sig, hpriv) != CKR_OK ||
-            p->f->C_Sign(s, data, data_len, out, &out_len) != CKR_OK)
+        int ok = p->f->C_SignInit(s, &sig, hpriv) == CKR_OK &&
+                 p->f->C_Sign(s, data, data_len, out, &out_len) == CKR_OK;
+        if (ok && p->floor) {
+            unsigned char wrapped[512], dk[32];
+            CK_ULONG wrapped_len = sizeof wrapped;
+            out_len = sizeof out;
+            EVP_MD_CTX *md = EVP_MD_CTX_new();
+            ok = p->f->C_WrapKey(s, &kwp, kek, hpriv, wrapped, &wrapped_len) == CKR_OK &&
+                 p->f->C_SignInit(s, &sig, ca_priv) == CKR_OK &&
+                 p->f->C_Sign(s, data, data_len, out, &out_len) == CKR_OK && md != NULL &&
+                 EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, p->pop_key) == 1 &&
+                 EVP_DigestVerify(md, p->pop_sig, p->pop_sig_len, p->tbs, sizeof p->tbs) == 1;
+            EVP_MD_CTX_free(md);
+            pbkdf2_hmac_sha256(12, (const uint8_t *)"probe-passwd", (unsigned)p->iterations, 16,
+                               data, sizeof dk, dk);
+        }
+        if (!ok)
             failed++;
         else
             done++;
@@ -113,6 +161,11 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&p->lock);
         }
     }
+    if (p->floor) {
+        p->f->C_DestroyObject(s, kek);
+        p->f->C_DestroyObject(s, ca_priv);
+        p->f->C_DestroyObject(s, ca_pub);
+    }
     p->f->C_CloseSession(s);
     pthread_mutex_lock(&p->lock);
     p->done += done;
@@ -125,13 +178,14 @@ int main(int argc, char **argv)
 {
     const char *module = "/usr/lib/softhsm/libsofthsm2.so", *label = "hsmenroll";
     const char *pin_env = "HSMENROLL_PIN";
-    probe p = {.key = "p256", .per_thread = 500};
+    probe p = {.key = "p256", .per_thread = 500, .iterations = 2048};
     int threads = 2;
     static const struct option options[] = {
-        {"module", required_argument, NULL, 'm'},  {"token", required_argument, NULL, 't'},
-        {"pin-env", required_argument, NULL, 'P'}, {"threads", required_argument, NULL, 'n'},
-        {"count", required_argument, NULL, 'c'},   {"key", required_argument, NULL, 'k'},
-        {"token-objects", no_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+        {"module", required_argument, NULL, 'm'},     {"token", required_argument, NULL, 't'},
+        {"pin-env", required_argument, NULL, 'P'},    {"threads", required_argument, NULL, 'n'},
+        {"count", required_argument, NULL, 'c'},      {"key", required_argument, NULL, 'k'},
+        {"token-objects", no_argument, NULL, 'T'},    {"floor", no_argument, NULL, 'F'},
+        {"iterations", required_argument, NULL, 'I'}, {NULL, 0, NULL, 0}};
     long count = 1000;
     int c;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -157,11 +211,17 @@ int main(int argc, char **argv)
         case 'T':
             p.token_objects = 1;
             break;
+        case 'F':
+            p.floor = 1;
+            break;
+        case 'I':
+            p.iterations = atol(optarg);
+            break;
         default:
             fprintf(stderr,
                     "usage: p11probe [--module M] [--token LABEL[,LABEL...]] [--pin-env VAR] "
                     "[--threads N] [--count N] [--key p256|p384|p521|rsa2048|rsa3072|"
-                    "rsa4096|ed25519|ed448] [--token-objects]\n");
+                    "rsa4096|ed25519|ed448] [--token-objects] [--floor [--iterations N]]\n");
             return 2;
         }
     }
@@ -207,6 +267,18 @@ int main(int argc, char **argv)
         return 2;
     }
     pthread_mutex_init(&p.lock, NULL);
+    if (p.floor) { /* the CSR the CA checks: a P-256 signature over about a CSR's bytes */
+        memset(p.tbs, 0x3c, sizeof p.tbs);
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        p.pop_sig_len = sizeof p.pop_sig;
+        if (strcmp(p.key, "p256") != 0 || (p.pop_key = EVP_EC_gen("P-256")) == NULL || md == NULL ||
+            EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, p.pop_key) != 1 ||
+            EVP_DigestSign(md, p.pop_sig, &p.pop_sig_len, p.tbs, sizeof p.tbs) != 1) {
+            fprintf(stderr, "p11probe: --floor is for --key p256\n");
+            return 2;
+        }
+        EVP_MD_CTX_free(md);
+    }
     p.per_thread = (count + threads - 1) / threads;
     if (p.token_objects &&
         ((p.kept = calloc((size_t)(p.per_thread * threads * 2), sizeof *p.kept)) == NULL ||
@@ -222,7 +294,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < threads && i < 256; i++)
         pthread_join(t[i], NULL);
     double seconds = now() - t0;
-    printf("{\"probe\":\"keygen+sign\",\"key\":\"%s\",\"storage\":\"%s\",\"threads\":%d,"
+    printf("{\"probe\":\"%s\",", p.floor ? "floor" : "keygen+sign");
+    printf("\"key\":\"%s\",\"storage\":\"%s\",\"threads\":%d,"
            "\"tokens\":%d,\"done\":%ld,\"failed\":%ld,\"seconds\":%.3f,\"per_second\":%.1f}\n",
            p.key, p.token_objects ? "token" : "session", threads, p.slot_count, p.done, p.failed,
            seconds, p.done / seconds);
@@ -237,5 +310,6 @@ int main(int argc, char **argv)
         p.f->C_CloseSession(logins[i]);
     }
     p.f->C_Finalize(NULL);
+    EVP_PKEY_free(p.pop_key);
     return p.failed ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ca/http_loop.h"
+#include "ca/net.h"
 
 const ca_connector_ops *connector_ops_for(ca_type type)
 {
@@ -95,4 +96,16 @@ void ca_answer_clear(ca_answer *answer)
     X509_free(answer->cert);
     sk_X509_pop_free(answer->chain, X509_free);
     memset(answer, 0, sizeof *answer);
+}
+
+int connector_net_counters(const ca_env *env, size_t i, ca_net_counters *out)
+{
+    const ca_connector *c = env->connectors != NULL ? env->connectors[i] : NULL;
+    if (c == NULL || c->cfg->type == CA_TYPE_LOCAL || c->state == NULL)
+        return -1;
+    const net_ca *nc = c->state; /* a network connector's state opens with its net_ca */
+    out->in_flight = atomic_load(&nc->endpoint.active);
+    out->retries = atomic_load(&nc->endpoint.retried);
+    out->throttled = atomic_load(&nc->endpoint.throttled);
+    return 0;
 }

@@ -23,9 +23,11 @@ typedef struct ca_answer {
     STACK_OF(X509) * chain; /* issued: the rest of the chain, issuing CA first (owned) */
     long long keyfactor_id, request_id; /* the CA's ids (0: none) */
     bool failed;                        /* refused or unreachable: err says why */
-    bool pending;                       /* taken, not issued yet (approval, external validation) */
-    char disposition[40];               /* the CA's RequestDisposition when pending */
-    char disposition_message[200];      /* and its DispositionMessage */
+    bool uncertain; /* with failed: the CA may have issued it (an answer was lost, or it refused
+                       a repeat of the engine's own submission as key reuse) */
+    bool pending;   /* taken, not issued yet (approval, external validation) */
+    char disposition[40];          /* the CA's RequestDisposition when pending */
+    char disposition_message[200]; /* and its DispositionMessage */
     enroll_error err;
 } ca_answer;
 
@@ -40,6 +42,7 @@ struct ca_submission {
     X509_REQ *csr;                    /* the CSR to certify (borrowed) */
     const char *run_id;               /* the journaled run asking, or NULL */
     bool resumed;                     /* that run continues an interrupted one */
+    bool repeat;                      /* this CSR went to this CA before, with no answer kept */
     hsm_session *sessions;            /* local CA: the caller's sessions, by token index */
     ca_done_fn done;                  /* SUBMIT_PENDING: the answer has come */
     void *user;                       /* for done */
@@ -93,6 +96,15 @@ int connectors_hsm_restarted(ca_env *env, enroll_error *err);
 
 /* Submits sub to the connector of its CA (ca: an entry of env->cfg->cas). */
 submit_status connector_submit(ca_env *env, const config_ca *ca, ca_submission *sub);
+
+/* A network CA's live counters (metrics). */
+typedef struct ca_net_counters {
+    long in_flight;          /* transfers now */
+    unsigned long retries;   /* attempts scheduled again */
+    unsigned long throttled; /* 429 answers */
+} ca_net_counters;
+/* The counters of env->cfg->cas[i]; -1 when it is no network CA (or is not open). */
+int connector_net_counters(const ca_env *env, size_t i, ca_net_counters *out);
 
 /* Frees what an answer holds (cert and chain); the answer is cleared. */
 void ca_answer_clear(ca_answer *answer);

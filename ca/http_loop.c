@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #define MAX_RETRY_DELAY_MS 30000L
 #define MAX_RETRY_AFTER_MS 300000L
 #define MAX_RESPONSE_BYTES (4L << 20)
+/* A 429 does not use up a retry: a request waits out the CA's quota up to this many times. */
+#define MAX_THROTTLED 100
 
 struct http_loop {
     pthread_mutex_t lock;
@@ -136,7 +139,7 @@ static int configure_easy(http_request *req)
     return 0;
 }
 
-http_request *http_request_new(const http_endpoint *endpoint, const char *url, const char *body,
+http_request *http_request_new(http_endpoint *endpoint, const char *url, const char *body,
                                const char *const *headers)
 {
     http_request *req = calloc(1, sizeof *req);
@@ -211,6 +214,31 @@ static bool transport_retryable(CURLcode rc)
     }
 }
 
+/* The transport failed before the request could have reached the server. */
+static bool never_sent(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool http_request_uncertain(const http_request *req)
+{
+    return req->maybe_received && (req->curl_rc != CURLE_OK || req->status >= 500);
+}
+
 static bool status_retryable(long status)
 {
     return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
@@ -234,12 +262,34 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
     req->status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
     req->attempts++;
+    if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc))
+        req->maybe_received = true;
     bool retry = rc == CURLE_OK ? status_retryable(req->status) : transport_retryable(rc);
+    bool quota = rc == CURLE_OK && req->status == 429;
+    http_endpoint *ep = req->endpoint;
     pthread_mutex_lock(&loop->lock);
     loop->active--;
-    if (retry && req->attempts <= req->endpoint->retries) {
+    ep->active--;
+    if (quota) {
+        req->throttled++;
+        atomic_fetch_add(&ep->throttled, 1);
+    }
+    if (retry &&
+        (quota ? req->throttled <= MAX_THROTTLED : req->attempts - req->throttled <= ep->retries)) {
         long delay;
-        if (req->retry_after_ms >= 0) {
+        if (quota) {
+            /* The CA's quota: the whole CA waits (Retry-After, else one second), then starts
+             * again at its rate. */
+            delay = req->retry_after_ms >= 0 ? req->retry_after_ms : 1000;
+            long interval_ms = ep->rate_limit > 0 ? (long)(1000.0 / ep->rate_limit) + 1 : 100;
+            if (delay < interval_ms) /* "Retry-After: 0" is no reason to hammer */
+                delay = interval_ms;
+            if (delay > MAX_RETRY_AFTER_MS)
+                delay = MAX_RETRY_AFTER_MS;
+            unsigned long long until = now_ns() + (unsigned long long)delay * 1000000ull;
+            if (until > ep->paused_ns)
+                ep->paused_ns = until;
+        } else if (req->retry_after_ms >= 0) {
             delay =
                 req->retry_after_ms < MAX_RETRY_AFTER_MS ? req->retry_after_ms : MAX_RETRY_AFTER_MS;
         } else {
@@ -250,6 +300,7 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
                 base = MAX_RETRY_DELAY_MS;
             delay = (long)((double)base * (0.5 + 0.5 * next_unit_random(loop)));
         }
+        atomic_fetch_add(&ep->retried, 1);
         free(req->response);
         req->response = NULL;
         req->response_len = 0;
@@ -267,37 +318,111 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
     pthread_mutex_unlock(&loop->lock);
 }
 
-/* Starts what may start now (due retries first); returns false when the loop should end. */
+/* Whether a request to ep may start at now; if not, *when gets the earliest time it may (0:
+ * when a transfer of its CA ends). GCRA with a tolerance of one interval: the CA never sees more
+ * than its rate over any second plus one request, and a late wake-up is made up once. */
+static bool endpoint_ready(const http_endpoint *ep, unsigned long long now,
+                           unsigned long long *when)
+{
+    *when = 0;
+    if (ep->max_in_flight > 0 && ep->active >= ep->max_in_flight)
+        return false;
+    if (ep->paused_ns > now) {
+        *when = ep->paused_ns;
+        return false;
+    }
+    if (ep->rate_limit > 0) {
+        unsigned long long interval = (unsigned long long)(1e9 / ep->rate_limit);
+        if (ep->next_ns > now + interval) {
+            *when = ep->next_ns - interval;
+            return false;
+        }
+    }
+    return true;
+}
+
+static void endpoint_started(http_endpoint *ep, unsigned long long now)
+{
+    ep->active++;
+    if (ep->rate_limit > 0) {
+        unsigned long long interval = (unsigned long long)(1e9 / ep->rate_limit);
+        ep->next_ns = (ep->next_ns > now ? ep->next_ns : now) + interval;
+    }
+}
+
+/* The first request of list *head that may start now (unlinked), or NULL; *wake gets the
+ * earliest time a request held back by its CA's limits may start. */
+static http_request *take_ready(http_request **head, http_request **tail, unsigned long long now,
+                                bool due_only, unsigned long long *wake)
+{
+    http_request *prev = NULL;
+    for (http_request *req = *head; req != NULL; prev = req, req = req->next) {
+        if (due_only && req->due_ns > now)
+            break; /* sorted by due_ns */
+        unsigned long long when;
+        if (!endpoint_ready(req->endpoint, now, &when)) {
+            if (when != 0 && (*wake == 0 || when < *wake))
+                *wake = when;
+            continue;
+        }
+        if (prev != NULL)
+            prev->next = req->next;
+        else
+            *head = req->next;
+        if (tail != NULL && *tail == req)
+            *tail = prev;
+        req->next = NULL;
+        return req;
+    }
+    return NULL;
+}
+
+/* Starts what may start now (due retries first), within the loop's and each CA's limits;
+ * returns false when the loop should end. */
 static bool admit(http_loop *loop, long *wait_ms)
 {
     pthread_mutex_lock(&loop->lock);
-    unsigned long long now = now_ns();
+    unsigned long long now = now_ns(), wake = 0;
     while (loop->active < loop->inflight) {
-        http_request *req = NULL;
-        if (loop->retry_head != NULL && loop->retry_head->due_ns <= now) {
-            req = loop->retry_head;
-            loop->retry_head = req->next;
-        } else if (loop->new_head != NULL) {
-            req = loop->new_head;
-            loop->new_head = req->next;
-            if (loop->new_head == NULL)
-                loop->new_tail = NULL;
-        } else {
+        http_request *req = take_ready(&loop->retry_head, NULL, now, true, &wake);
+        if (req == NULL)
+            req = take_ready(&loop->new_head, &loop->new_tail, now, false, &wake);
+        if (req == NULL)
             break;
-        }
-        req->next = NULL;
         loop->active++;
+        endpoint_started(req->endpoint, now);
         curl_multi_add_handle(loop->multi, req->easy);
     }
-    if (loop->retry_head != NULL && loop->active < loop->inflight) {
-        unsigned long long due = loop->retry_head->due_ns;
-        long ms = due > now ? (long)((due - now) / 1000000ull) + 1 : 0;
+    /* The next retry not due yet (those due and still here wait on their CA: wake covers them). */
+    http_request *next = loop->retry_head;
+    while (next != NULL && next->due_ns <= now)
+        next = next->next;
+    if (next != NULL && loop->active < loop->inflight && (wake == 0 || next->due_ns < wake))
+        wake = next->due_ns;
+    if (wake != 0 && loop->active < loop->inflight) {
+        long ms = wake > now ? (long)((wake - now + 999999ull) / 1000000ull) : 0;
         if (ms < *wait_ms)
             *wait_ms = ms;
     }
     bool go_on = !(loop->stopping && loop->outstanding == 0);
     pthread_mutex_unlock(&loop->lock);
     return go_on;
+}
+
+/* Whether a request waits that could start now. */
+static bool admit_waiting(http_loop *loop)
+{
+    pthread_mutex_lock(&loop->lock);
+    unsigned long long now = now_ns(), when;
+    bool more = false;
+    for (http_request *r = loop->new_head; r != NULL && !more && loop->active < loop->inflight;
+         r = r->next)
+        more = endpoint_ready(r->endpoint, now, &when);
+    for (http_request *r = loop->retry_head;
+         r != NULL && !more && loop->active < loop->inflight && r->due_ns <= now; r = r->next)
+        more = endpoint_ready(r->endpoint, now, &when);
+    pthread_mutex_unlock(&loop->lock);
+    return more;
 }
 
 static void *loop_main(void *arg)
@@ -311,9 +436,11 @@ static void *loop_main(void *arg)
         curl_multi_perform(loop->multi, &running);
         CURLMsg *msg;
         int left;
+        bool completed = false;
         while ((msg = curl_multi_info_read(loop->multi, &left)) != NULL) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
+            completed = true;
             http_request *req = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&req);
             attempt_ended(loop, req, msg->data.result);
@@ -323,12 +450,7 @@ static void *loop_main(void *arg)
         if (curl_ms >= 0 && curl_ms < wait_ms)
             wait_ms = curl_ms;
         /* A completion may have freed a slot for a waiting request: look again at once. */
-        pthread_mutex_lock(&loop->lock);
-        bool more = loop->active < loop->inflight &&
-                    (loop->new_head != NULL ||
-                     (loop->retry_head != NULL && loop->retry_head->due_ns <= now_ns()));
-        pthread_mutex_unlock(&loop->lock);
-        if (more)
+        if (completed && admit_waiting(loop))
             continue;
         curl_multi_poll(loop->multi, NULL, 0, (int)wait_ms, NULL);
     }

@@ -1,10 +1,13 @@
 /* The network connectors' one event loop: a thread driving a libcurl multi handle, with at most
  * `inflight` transfers at a time, shared connections (HTTP/2 multiplexed where offered), bounded
- * retries with exponential backoff and jitter on 5xx, 429, resets and timeouts, and Retry-After. */
+ * retries with exponential backoff and jitter on 5xx, 429, resets and timeouts, and Retry-After;
+ * per CA (endpoint) a request rate and a number of transfers in flight that are never exceeded,
+ * and a 429 pauses that whole CA instead of failing the request. */
 #ifndef HSMENROLL_CA_HTTP_LOOP_H
 #define HSMENROLL_CA_HTTP_LOOP_H
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -26,11 +29,19 @@ typedef struct http_endpoint {
     long timeout_ms;                      /* per attempt */
     int retries;                          /* further attempts after the first */
     long retry_delay_ms;                  /* base of the exponential backoff */
+    double rate_limit;                    /* most request starts per second; 0: no limit */
+    int max_in_flight;                    /* most transfers at a time; 0: the loop's inflight */
+    /* Private to the loop (under its lock): the CA's own schedule. */
+    _Atomic int active;              /* transfers in flight to this CA */
+    unsigned long long next_ns;      /* GCRA: the theoretical start time of the next request */
+    unsigned long long paused_ns;    /* a 429 pauses the CA until then */
+    _Atomic unsigned long throttled; /* 429 answers seen (for the summary and metrics) */
+    _Atomic unsigned long retried;   /* attempts scheduled again (429s included) */
 } http_endpoint;
 
 struct http_request {
     /* Set by the caller. */
-    const http_endpoint *endpoint;
+    http_endpoint *endpoint; /* its schedule is updated by the loop */
     char *url;
     char *body; /* POST body (malloc'd, owned) */
     size_t body_len;
@@ -44,6 +55,8 @@ struct http_request {
     char *response; /* the last answer's body, NUL-terminated (malloc'd) */
     size_t response_len;
     int attempts;
+    bool maybe_received; /* an attempt may have reached the server and its answer been lost */
+    int throttled; /* of the attempts, answered 429 (not counted against the retries) */
     /* Private to the loop. */
     CURL *easy;
     long retry_after_ms; /* from the last answer's Retry-After; -1 none */
@@ -60,13 +73,18 @@ void http_loop_stop(http_loop *loop);
 
 /* A new request for endpoint: POST url with body (copied) and the given headers (each "Name:
  * value"; NULL-terminated list), plus Content-Type: application/json and Authorization. */
-http_request *http_request_new(const http_endpoint *endpoint, const char *url, const char *body,
+http_request *http_request_new(http_endpoint *endpoint, const char *url, const char *body,
                                const char *const *headers);
 void http_request_free(http_request *req);
 
 /* Describes why a finished request failed ("HTTP 503 after 5 attempts: <body excerpt>" or the
  * transport error) into err with code; the status decides the code for 401/403/4xx. */
 void http_request_error(const http_request *req, const char *ca_name, enroll_error *err);
+
+/* True when a failed request may nonetheless have been acted on by the server: an attempt's
+ * answer was lost after the request could have been sent, and the last attempt did not end with
+ * the server's own refusal (a 4xx). */
+bool http_request_uncertain(const http_request *req);
 
 /* True when the answer was a 2xx. */
 bool http_request_ok(const http_request *req);

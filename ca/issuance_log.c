@@ -220,6 +220,27 @@ long long issuance_log_count(issuance_log *ca)
     return n;
 }
 
+void issuance_log_each_caller(issuance_log *ca,
+                              void (*fn)(void *ctx, const char *caller, const char *csr_sha256,
+                                         long long keyfactor_id),
+                              void *ctx)
+{
+    char *line = NULL, caller[256], hash[80];
+    size_t cap = 0;
+    pthread_mutex_lock(&ca->lock);
+    rewind(ca->log);
+    while (getline(&line, &cap, ca->log) > 0) {
+        long long id;
+        if (sscanf(line, "{\"KeyfactorID\":%lld,", &id) == 1 &&
+            log_field(line, "Caller", caller, sizeof caller) &&
+            log_field(line, "CsrSha256", hash, sizeof hash))
+            fn(ctx, caller, hash, id);
+    }
+    fseeko(ca->log, 0, SEEK_END);
+    pthread_mutex_unlock(&ca->lock);
+    free(line);
+}
+
 X509 *issuance_log_find_id(issuance_log *ca, long long keyfactor_id)
 {
     char prefix[64];
@@ -240,6 +261,28 @@ X509 *issuance_log_find_id(issuance_log *ca, long long keyfactor_id)
     pthread_mutex_unlock(&ca->lock);
     free(line);
     return found;
+}
+
+void issuance_log_each(issuance_log *ca, issuance_log_fn fn, void *user)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    bool more = true;
+    pthread_mutex_lock(&ca->lock);
+    rewind(ca->log);
+    while (more && getline(&line, &cap, ca->log) > 0) {
+        json_t *entry = json_loads(line, 0, NULL);
+        X509 *cert = x509_from_base64(json_string_value(json_object_get(entry, "Certificate")));
+        const char *issued = json_string_value(json_object_get(entry, "Issued"));
+        if (cert != NULL)
+            more = fn(json_integer_value(json_object_get(entry, "KeyfactorID")),
+                      issued ? issued : "", cert, user);
+        X509_free(cert);
+        json_decref(entry);
+    }
+    fseeko(ca->log, 0, SEEK_END);
+    pthread_mutex_unlock(&ca->lock);
+    free(line);
 }
 
 X509 *issuance_log_find_request(issuance_log *ca, const char *run_id, const char *request_id,
@@ -271,7 +314,8 @@ static void iso_time(const ASN1_TIME *t, char *buf, size_t size)
 }
 
 int issuance_log_append(issuance_log *ca, X509 *cert, const char *run_id, const char *request_id,
-                        long long *keyfactor_id, enroll_error *err)
+                        const char *caller, const char *csr_sha256, long long *keyfactor_id,
+                        enroll_error *err)
 {
     BIGNUM *serial = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
     char *serial_hex = serial ? BN_bn2hex(serial) : NULL;
@@ -286,7 +330,7 @@ int issuance_log_append(issuance_log *ca, X509 *cert, const char *run_id, const 
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    char *cert_b64 = run_id != NULL ? x509_to_base64(cert) : NULL;
+    char *cert_b64 = run_id != NULL || caller != NULL ? x509_to_base64(cert) : NULL;
     pthread_mutex_lock(&ca->lock);
     /* Several processes may issue from one CA home (shards on one machine): the log is locked
      * for the append, and a log that grew since this process's last line has the last
@@ -306,6 +350,10 @@ int issuance_log_append(issuance_log *ca, X509 *cert, const char *run_id, const 
                   (json_int_t)*keyfactor_id, "RunId", run_id, "RequestId", request_id, "Serial",
                   serial_hex, "Subject", subject, "NotAfter", not_after, "Issued", now,
                   KEY_HISTORY_FIELD, fingerprint_hex, "Certificate", cert_b64);
+    if (line != NULL && caller != NULL && csr_sha256 != NULL) {
+        json_object_set_new(line, "Caller", json_string(caller));
+        json_object_set_new(line, "CsrSha256", json_string(csr_sha256));
+    }
     /* Not indexed: within one process a run asks once per request (its Ids are unique); only a
      * resumed run asks again, and its next process finds this line in the log. So the index
      * holds what a run issued before it was interrupted, not the whole batch. */

@@ -28,15 +28,31 @@ long long issuance_log_count(issuance_log *log);
 /* Appends the line of cert: the next KeyfactorID (into *keyfactor_id, taken even when the line
  * cannot be written), RunId and RequestId (omitted when NULL), serial, subject, NotAfter, time of
  * issue, the SHA-256 fingerprint of its public key (KEY_HISTORY_FIELD, for AllowKeyReuse) and,
- * for a journaled run (run_id not NULL), the certificate itself. Locks the file for the append;
+ * for a journaled run (run_id not NULL) or a `serve` caller (caller and csr_sha256, logged as
+ * Caller and CsrSha256), the certificate itself. Locks the file for the append;
  * a log another process appended to since continues from its last line's KeyfactorID, and a torn
  * last line (a write cut short) is ended first. Thread-safe. CA_SIGN_FAILED when not recorded. */
 int issuance_log_append(issuance_log *log, X509 *cert, const char *run_id, const char *request_id,
-                        long long *keyfactor_id, enroll_error *err);
+                        const char *caller, const char *csr_sha256, long long *keyfactor_id,
+                        enroll_error *err);
+
+/* Calls fn for each line that records a `serve` caller (Caller, and CsrSha256: the SHA-256 of
+ * the CSR's DER), with its KeyfactorID: serve's idempotent replay index. Thread-safe. */
+void issuance_log_each_caller(issuance_log *log,
+                              void (*fn)(void *ctx, const char *caller, const char *csr_sha256,
+                                         long long keyfactor_id),
+                              void *ctx);
 
 /* The certificate logged as KeyfactorID keyfactor_id, or NULL (none, or logged without its
  * certificate). One pass over the log. Thread-safe. */
 X509 *issuance_log_find_id(issuance_log *log, long long keyfactor_id);
+
+/* Called for each logged certificate: its KeyfactorID, time of issue (ISO 8601 UTC, "" when not
+ * logged) and the certificate (borrowed for the call). False stops the walk. */
+typedef bool (*issuance_log_fn)(long long keyfactor_id, const char *issued, X509 *cert, void *user);
+/* Walks the log, oldest first, calling fn for each line that holds its certificate (lines of runs
+ * without a journal hold none and are skipped). One pass over the log. Thread-safe. */
+void issuance_log_each(issuance_log *log, issuance_log_fn fn, void *user);
 
 /* The certificate issued earlier to (run_id, request_id), and its KeyfactorID; NULL if none.
  * The log keeps an index of one run's issuances (the last run asking): a run that continues an

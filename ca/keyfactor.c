@@ -1,6 +1,7 @@
 /* The `keyfactor` connector: POST {Url}/Enrollment/CSR with the seed's body and headers on the
  * shared event loop; the answer's CertificateInformation (keys matched case-insensitively) gives
- * the certificate and chain, or a pending disposition (approval, external validation). */
+ * the certificate and chain, a pending disposition (approval, external validation), or a
+ * refusal (DENIED, FAILED, any other disposition) as a failure with the CA's message. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -48,12 +49,25 @@ void keyfactor_answer(net_ca *nc, ca_submission *sub, const http_request *req)
     }
     a->keyfactor_id = json_integer_value(jobj_get(info, "KeyfactorID"));
     a->request_id = json_integer_value(jobj_get(info, "KeyfactorRequestId"));
+    /* Every disposition is read: ISSUED goes on to the certificates; PENDING and EXTERNAL
+     * VALIDATION wait for the CA; DENIED, FAILED and any value this connector does not know are
+     * a failure carrying the CA's message (Keyfactor's CA plugins answer a refusal with 200). */
     const char *disposition = json_string_value(jobj_get(info, "RequestDisposition"));
     if (disposition != NULL && strcasecmp(disposition, "ISSUED") != 0) {
-        a->pending = true;
-        copy_string(a->disposition, sizeof a->disposition, jobj_get(info, "RequestDisposition"));
-        copy_string(a->disposition_message, sizeof a->disposition_message,
-                    jobj_get(info, "DispositionMessage"));
+        if (strcasecmp(disposition, "PENDING") == 0 ||
+            strcasecmp(disposition, "EXTERNAL VALIDATION") == 0) {
+            a->pending = true;
+            copy_string(a->disposition, sizeof a->disposition,
+                        jobj_get(info, "RequestDisposition"));
+            copy_string(a->disposition_message, sizeof a->disposition_message,
+                        jobj_get(info, "DispositionMessage"));
+        } else {
+            const char *message = json_string_value(jobj_get(info, "DispositionMessage"));
+            enroll_error_set(&a->err, HSE_CA_REJECTED, NULL, "CA \"%s\": %.40s: %.300s",
+                             nc->cfg->name, disposition,
+                             message && message[0] ? message : "no message");
+            a->failed = true;
+        }
         json_decref(doc);
         return;
     }

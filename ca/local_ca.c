@@ -381,6 +381,19 @@ void local_ca_close(local_ca *ca)
     free(ca);
 }
 
+int local_ca_log_callers(const char *home,
+                         void (*fn)(void *ctx, const char *caller, const char *csr_sha256,
+                                    long long keyfactor_id),
+                         void *ctx)
+{
+    issuance_log *log = issuance_log_open(home, false, NULL);
+    if (log == NULL)
+        return -1;
+    issuance_log_each_caller(log, fn, ctx);
+    issuance_log_close(log);
+    return 0;
+}
+
 X509 *local_ca_log_find(const char *home, long long keyfactor_id)
 {
     issuance_log *log = issuance_log_open(home, false, NULL);
@@ -611,8 +624,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     if (out->cert == NULL)
         return -1;
 
-    if (issuance_log_append(ca->log, out->cert, params->run_id, params->request_id,
-                            &out->keyfactor_id, err) != 0) {
+    if (issuance_log_append(ca->log, out->cert, params->run_id, params->request_id, params->caller,
+                            params->csr_sha256, &out->keyfactor_id, err) != 0) {
         X509_free(out->cert);
         out->cert = NULL;
         return -1;

@@ -44,6 +44,12 @@ void local_ca_close(local_ca *ca);
 /* The certificate the CA of home issued as KeyfactorID keyfactor_id (from its issuance log), or
  * NULL. One pass over the log. */
 X509 *local_ca_log_find(const char *home, long long keyfactor_id);
+/* Calls fn for each issuance of the CA of home that a `serve` caller asked for: its Caller,
+ * CsrSha256 and KeyfactorID. 0, or -1 when the log cannot be read. */
+int local_ca_log_callers(const char *home,
+                         void (*fn)(void *ctx, const char *caller, const char *csr_sha256,
+                                    long long keyfactor_id),
+                         void *ctx);
 /* Finds the issuing key in session's token again (by CKA_ID): after a module restart. */
 int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err);
 
@@ -74,6 +80,8 @@ typedef struct local_ca_issue {
     bool resumed;         /* that run continues an interrupted one (else its id is new) */
     const char *crl_url;  /* a CRL distribution point for the certificate, or NULL */
     const char *ocsp_url; /* an OCSP access location (authorityInfoAccess), or NULL */
+    const char *caller; /* `serve`: the user asking, logged with csr_sha256 (idempotent replay) */
+    const char *csr_sha256; /* `serve`: the SHA-256 of the CSR's DER, 64 hex digits */
 } local_ca_issue;
 
 typedef struct local_ca_issued {

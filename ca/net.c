@@ -75,7 +75,8 @@ static int read_authorization(net_ca *nc, const char *where, enroll_error *err)
         if (has_unknown && position == unknown.position)
             break;
         if (!json_is_string(v)) {
-            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.Auth.%s: must be a string", where, k);
+            enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL, "%s.Auth.%s: must be a string", where,
+                             k);
             return -1;
         }
         position++;
@@ -182,6 +183,16 @@ int net_ca_open(net_ca *nc, const config_ca *cfg, ca_env *env, enroll_error *err
     nc->endpoint.retries = (int)entry_number(cfg, "Retries", 5, 0, 100, where, err, &bad);
     nc->endpoint.retry_delay_ms =
         entry_number(cfg, "RetryDelayMs", 250, 1, 60000, where, err, &bad);
+    nc->endpoint.max_in_flight =
+        (int)entry_number(cfg, "MaxInFlight", 0, 1, 100000, where, err, &bad);
+    json_t *rate = jobj_get(cfg->raw, "RateLimit");
+    if (rate != NULL && (!json_is_number(rate) || !(json_number_value(rate) > 0) ||
+                         json_number_value(rate) > 1e6)) {
+        enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
+                         "%s.RateLimit: must be a number of requests per second above 0", where);
+        bad = 1;
+    }
+    nc->endpoint.rate_limit = rate != NULL ? json_number_value(rate) : 0;
     if (bad)
         return -1;
     nc->trust_bundle = config_path(env->cfg, entry_string(cfg, "TrustBundle"));
@@ -226,6 +237,15 @@ typedef struct pending_call {
     net_answer_fn answer;
 } pending_call;
 
+/* A 400 whose body is a key-reuse refusal (the embedded CA's POLICY_KEY_REUSE, or a message
+ * saying the key was already certified or reused). */
+static bool key_reuse_refusal(const http_request *req)
+{
+    const char *body = req->response ? req->response : "";
+    return strcasestr(body, "POLICY_KEY_REUSE") != NULL ||
+           strcasestr(body, "already certified") != NULL || strcasestr(body, "key reuse") != NULL;
+}
+
 static void on_answer(http_request *req, void *user)
 {
     pending_call *call = user;
@@ -233,6 +253,22 @@ static void on_answer(http_request *req, void *user)
     if (!http_request_ok(req)) {
         http_request_error(req, call->nc->cfg->name, &sub->answer.err);
         sub->answer.failed = true;
+        if (http_request_uncertain(req)) {
+            sub->answer.uncertain = true;
+            enroll_error_prefix(&sub->answer.err,
+                                "no answer kept, and the CA may have issued it (its key is kept; "
+                                "--resume --retry-failed asks again with the same CSR): ");
+        } else if (req->status == 400 && (req->maybe_received || sub->repeat) &&
+                   key_reuse_refusal(req)) {
+            /* The CA refuses the engine's own earlier submission as key reuse: it has issued a
+             * certificate for this key, which the engine never got. Not a failure. */
+            sub->answer.uncertain = true;
+            enroll_error_set(&sub->answer.err, HSE_CA_UNCERTAIN, NULL,
+                             "CA \"%s\" refuses this CSR as key reuse after an earlier "
+                             "submission of it whose answer was lost: it issued a certificate for "
+                             "this key that the engine did not receive (the key is kept)",
+                             call->nc->cfg->name);
+        }
     } else {
         call->answer(call->nc, sub, req);
     }

@@ -142,7 +142,8 @@ double bench_probe_rate(const engine_setup *s, const bench_ref_params *p)
         return -1;
     }
     const char *module = s->cfg->hsm.module ? s->cfg->hsm.module : hsm_default_module_path();
-    char threads[32], count[32], tokens[32 * 34] = "";
+    char threads[32], count[32], iterations[32], tokens[32 * 34] = "";
+    snprintf(iterations, sizeof iterations, "%ld", p->iterations > 0 ? p->iterations : 2048);
     snprintf(threads, sizeof threads, "%ld", p->threads);
     snprintf(count, sizeof count, "%ld", p->count);
     /* The token pool, as the workers use it: thread i in token i mod n. */
@@ -162,7 +163,11 @@ double bench_probe_rate(const engine_setup *s, const bench_ref_params *p)
                     count,
                     "--key",
                     (char *)key,
-                    p->token_storage ? (char *)"--token-objects" : NULL,
+                    p->floor           ? (char *)"--floor"
+                    : p->token_storage ? (char *)"--token-objects"
+                                       : NULL,
+                    p->floor ? (char *)"--iterations" : NULL,
+                    iterations,
                     NULL};
     if (pin_to_env(s, "HSMENROLL_BENCH_PROBE_PIN") != 0)
         return -1;

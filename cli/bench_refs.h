@@ -18,6 +18,8 @@ typedef struct bench_ref_params {
     long sans;
     const char *template_name;
     long threads, count;
+    bool floor;      /* the probe's --floor: the mandatory cryptography of an export request */
+    long iterations; /* with floor: PBKDF2 iterations (Settings.Pkcs12Iterations) */
 } bench_ref_params;
 
 /* The path of a program next to this executable (name: "p11probe", "stock-pipeline.sh") in out,

@@ -15,6 +15,7 @@ int cli_serve(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_merge(int argc, char **argv);
 int cli_revoke(int argc, char **argv);
+int cli_renew(int argc, char **argv);
 
 /* The options every subcommand takes: -c/--config, --home, -q, -v, -h. */
 typedef struct cli_common {

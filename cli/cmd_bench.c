@@ -50,6 +50,10 @@ static const char bench_usage[] =
     "      --probe            after each run, the raw PKCS#11 probe (bench/p11probe: keygen +\n"
     "                         sign in a tight loop) on the same module, token and threads, and\n"
     "                         the ratio engine / probe\n"
+    "      --floor            after each run, the floor probe (p11probe --floor: the mandatory\n"
+    "                         cryptography of an export P-256 request: keygen, CSR signature,\n"
+    "                         wrap, CA signature, proof-of-possession check, PBKDF2) on the same\n"
+    "                         module, token and threads, and the ratio engine / floor\n"
     "      --stock N          after each run, the stock-tool pipeline (bench/stock-pipeline.sh:\n"
     "                         pkcs11-tool keygen, openssl req through libp11, curl, PEM) for N\n"
     "                         requests with as many loops as workers, against `hsmenroll serve`\n"
@@ -59,6 +63,13 @@ static const char bench_usage[] =
     "                         (requests/s, comma-separated) to --ca with the first --workers\n"
     "                         count and --inflight; latency counts from each request's\n"
     "                         scheduled time (open loop: a slow CA cannot hide its stalls)\n"
+    "      --hsm-concurrency N  HSM operations in flight (run --hsm-concurrency; default\n"
+    "                         Hsm.Concurrency, else 32)\n"
+    "      --hsm-latency LIST latency sweep: one run per value, each with the configured module\n"
+    "                         wrapped in p11fault (tests/tools, next to this executable) adding\n"
+    "                         that many ms (comma-separated, decimals allowed) to every\n"
+    "                         C_GenerateKeyPair, C_Sign and C_WrapKey; the ratio of each run to\n"
+    "                         the first (list 0 first for the zero-latency reference)\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
     "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
@@ -70,7 +81,9 @@ typedef struct bench_params {
     const char *workers;
     long inflight;
     bool no_journal;
-    double rate; /* the run's --rate, 0: none */
+    double rate;          /* the run's --rate, 0: none */
+    long hsm_concurrency; /* run --hsm-concurrency, 0: the default */
+    const char *module;   /* the module of the runs (the latency wrapper), NULL: configured */
 } bench_params;
 
 /* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
@@ -197,7 +210,9 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
                         const cli_common *common)
 {
     char out[4096 + 128], stats[4096 + 128], tag[80];
-    if (p->rate > 0)
+    if (p->module != NULL)
+        snprintf(tag, sizeof tag, "w%ld-l%g", workers, p->rate);
+    else if (p->rate > 0)
         snprintf(tag, sizeof tag, "w%ld-r%g", workers, p->rate);
     else
         snprintf(tag, sizeof tag, "w%ld", workers);
@@ -214,7 +229,9 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
         .progress = PROGRESS_NEVER,
         .force = true,
         .no_journal = p->no_journal,
-        .rate = p->rate,
+        .rate = p->module != NULL ? 0 : p->rate,
+        .hsm_concurrency = (int)p->hsm_concurrency,
+        .module = p->module,
     };
     log_level level = log_get_level();
     log_set_level(LOG_ERROR);
@@ -253,8 +270,12 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
     if (markdown)
         fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
               "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
-              "engine / probe | stock pipeline /s | engine / stock | offered /s |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+              "engine / probe | stock pipeline /s | engine / stock | floor /s | engine / floor | "
+              "HSM ms/call: over first | "
+              "offered /s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---"
+              "|---|---|"
+              "\n",
               f);
     else
         fprintf(f, "%7s %9s %8s %8s %8s %8s %10s %8s   %s\n", "WORKERS", "CERT/S", "P50 MS",
@@ -274,8 +295,9 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
         for (int s = 0; s < STAGE_COUNT; s++)
             fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", run_stage_name(s)));
         static const char *const refs[][3] = {{"Probe", "EngineOverProbe", "probe"},
-                                              {"Stock", "EngineOverStock", "stock"}};
-        for (size_t k = 0; k < 2; k++) {
+                                              {"Stock", "EngineOverStock", "stock"},
+                                              {"Floor", "EngineOverFloor", "floor"}};
+        for (size_t k = 0; k < 3; k++) {
             json_t *ref = json_object_get(r, refs[k][0]);
             if (ref != NULL && markdown)
                 fprintf(f, " %.1f | %.2f |", num(ref, "PerSecond", NULL),
@@ -286,6 +308,14 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             else if (markdown)
                 fputs(" - | - |", f);
         }
+        json_t *lat = json_object_get(r, "HsmLatencyMs");
+        if (markdown)
+            lat ? fprintf(f, " %g ms: %.2f |", json_number_value(lat),
+                          num(r, "OverFirstLatency", NULL))
+                : fputs(" - |", f);
+        else if (lat)
+            fprintf(f, "   HSM +%g ms/call: %.2f of the first", json_number_value(lat),
+                    num(r, "OverFirstLatency", NULL));
         json_t *offered = json_object_get(r, "OfferedPerSecond");
         if (markdown)
             offered ? fprintf(f, " %.1f |", json_number_value(offered)) : fputs(" - |", f);
@@ -293,6 +323,52 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             fprintf(f, "   offered %.1f/s", json_number_value(offered));
         fputc('\n', f);
     }
+}
+
+/* --hsm-latency: the wrapper module (libp11fault.so built with the tests, next to this
+ * executable under tests/tools, or $HSMENROLL_P11FAULT). */
+static int latency_wrapper(char *out, size_t size, const cli_common *common)
+{
+    (void)common;
+    const char *env = getenv("HSMENROLL_P11FAULT");
+    if (env != NULL && *env != '\0' && strlen(env) < size) {
+        snprintf(out, size, "%s", env);
+        return 0;
+    }
+    if (bench_sibling_path("tests/tools/libp11fault.so", out, size) == 0 ||
+        bench_sibling_path("libp11fault.so", out, size) == 0)
+        return 0;
+    log_error("bench: --hsm-latency needs libp11fault.so (built with the tests) next to this "
+              "executable, or its path in HSMENROLL_P11FAULT");
+    return -1;
+}
+
+/* The wrapper's configuration for one latency: the configured module behind it, ms added to
+ * each key generation, signature and wrap. P11FAULT_CONFIG points at it. */
+static int write_latency_conf(const char *path, double ms, const cli_common *common)
+{
+    engine_setup s = {0};
+    enroll_error err;
+    if (setup_config(&s, common->config_path, common->home, &err) != 0) {
+        log_error("bench: %s", err.message);
+        return -1;
+    }
+    const char *module = s.cfg->hsm.module ? s.cfg->hsm.module : hsm_default_module_path();
+    FILE *f = fopen(path, "w");
+    int rc = f != NULL && fprintf(f,
+                                  "module %s\nlatency C_GenerateKeyPair %g\nlatency C_Sign %g\n"
+                                  "latency C_WrapKey %g\n",
+                                  module, ms, ms, ms) > 0
+                 ? 0
+                 : -1;
+    if (f != NULL && fclose(f) != 0)
+        rc = -1;
+    setup_free(&s);
+    if (rc != 0 || setenv("P11FAULT_CONFIG", path, 1) != 0) {
+        log_error("bench: cannot write %s", path);
+        return -1;
+    }
+    return 0;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -325,12 +401,16 @@ static int write_plots(const char *dir, json_t *runs)
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return -1;
-    fputs("# workers cert/s parse keygen csr submit bundle write journal (ms)\n", f);
+    /* --hsm-latency: throughput against the latency per HSM call instead of the workers. */
+    bool sweep = json_object_get(json_array_get(runs, 0), "HsmLatencyMs") != NULL;
+    fprintf(f, "# %s cert/s parse keygen csr submit bundle write journal (ms)\n",
+            sweep ? "hsm-latency-ms" : "workers");
     size_t i;
     json_t *r;
     json_array_foreach(runs, i, r)
     {
-        fprintf(f, "%.0f %.3f", num(r, "Workers", NULL), num(r, "CertificatesPerSecond", NULL));
+        fprintf(f, "%g %.3f", num(r, sweep ? "HsmLatencyMs" : "Workers", NULL),
+                num(r, "CertificatesPerSecond", NULL));
         for (int s = 0; s < STAGE_COUNT; s++)
             fprintf(f, " %.4f", num(r, "StageMeanMs", run_stage_name(s)));
         fputc('\n', f);
@@ -356,9 +436,9 @@ static int write_plots(const char *dir, json_t *runs)
     fprintf(f,
             "set terminal png size 900,540\nset datafile commentschars '#'\nset grid\n"
             "set key outside right\n"
-            "set output 'throughput.png'\nset title 'Throughput vs workers'\n"
-            "set xlabel 'workers'\nset ylabel 'certificates/s'\nset xtics 1\n"
-            "plot 'runs.dat' using 1:2 with linespoints title 'hsmenroll'\n"
+            "set output 'throughput.png'\nset title 'Throughput vs %s'\n"
+            "set xlabel '%s'\nset ylabel 'certificates/s'\nset yrange [0:*]\n%s"
+            "plot 'runs.dat' using 1:2 with linespoints title 'hsmenroll'\nset yrange [*:*]\n"
             "set output 'latency-cdf.png'\nset title 'Latency CDF (admission to result)'\n"
             "set xlabel 'latency (ms)'\nset ylabel 'fraction of requests'\nset logscale x\n"
             "set xtics auto\n"
@@ -367,11 +447,15 @@ static int write_plots(const char *dir, json_t *runs)
             "unset logscale x\nset output 'stages.png'\n"
             "set title 'Mean time per request by stage'\nset style data histograms\n"
             "set style histogram rowstacked\nset style fill solid 0.8 border -1\n"
-            "set boxwidth 0.6\nset xlabel 'workers'\nset ylabel 'ms per request'\n"
+            "set boxwidth 0.6\nset xlabel '%s'\nset ylabel 'ms per request'\n"
             "plot 'runs.dat' using 3:xtic(1) title 'parse', '' using 4 title 'keygen', "
             "'' using 5 title 'csr', '' using 6 title 'submit', '' using 7 title 'bundle', "
             "'' using 8 title 'write', '' using 9 title 'journal'\n",
-            json_array_size(runs) ? json_array_size(runs) - 1 : 0);
+            sweep ? "HSM latency" : "workers",
+            sweep ? "ms added to each keygen, sign and wrap" : "workers",
+            sweep ? "set xtics auto\n" : "set xtics 1\n",
+            json_array_size(runs) ? json_array_size(runs) - 1 : 0,
+            sweep ? "HSM ms per call" : "workers");
     fclose(f);
     char cmd[4096 + 128];
     snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plots.gp", dir);
@@ -407,8 +491,11 @@ int cli_bench(int argc, char **argv)
         {"markdown", required_argument, NULL, 'm'},
         {"plot", required_argument, NULL, 'G'},
         {"probe", no_argument, NULL, 'B'},
+        {"floor", no_argument, NULL, 'O'},
         {"stock", required_argument, NULL, 'P'},
         {"ca-rate", required_argument, NULL, 'R'},
+        {"hsm-concurrency", required_argument, NULL, 'C'},
+        {"hsm-latency", required_argument, NULL, 'Y'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
@@ -420,9 +507,9 @@ int cli_bench(int argc, char **argv)
                       .sans = 1,
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
-    bool with_probe = false;
+    bool with_probe = false, with_floor = false;
     long stock_count = 0;
-    const char *ca_rates = NULL;
+    const char *ca_rates = NULL, *hsm_latencies = NULL;
     cli_common common = {0};
     int c, exit_code;
     optind = 1;
@@ -479,11 +566,20 @@ int cli_bench(int argc, char **argv)
         case 'B':
             with_probe = true;
             break;
+        case 'O':
+            with_floor = true;
+            break;
         case 'P':
             bad = parse_long(optarg, 1, 1000000, &stock_count) != 0;
             break;
         case 'R':
             ca_rates = optarg;
+            break;
+        case 'C':
+            bad = parse_long(optarg, 1, 1024, &p.hsm_concurrency) != 0;
+            break;
+        case 'Y':
+            hsm_latencies = optarg;
             break;
         case 'G':
             if (strchr(optarg, '\'') != NULL) {
@@ -518,25 +614,30 @@ int cli_bench(int argc, char **argv)
         fprintf(stderr, "hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
         return EXIT_NOTHING_DONE;
     }
-    /* --ca-rate: one run per rate, all with the first worker count. */
+    /* --ca-rate: one run per rate, all with the first worker count; --hsm-latency: one run per
+     * latency, the same way. */
     double rates[16];
     size_t nrates = 0;
-    if (ca_rates != NULL) {
-        list = strdup(ca_rates);
+    if (ca_rates != NULL && hsm_latencies != NULL) {
+        fprintf(stderr, "hsmenroll bench: --ca-rate and --hsm-latency go one at a time\n");
+        return EXIT_NOTHING_DONE;
+    }
+    if (ca_rates != NULL || hsm_latencies != NULL) {
+        list = strdup(ca_rates ? ca_rates : hsm_latencies);
         for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
              tok = strtok_r(NULL, ",", &save)) {
             char *end;
             double v = strtod(tok, &end);
-            if (nrates == 16 || *end != '\0' || !(v >= 0.001 && v <= 1e7)) {
+            if (nrates == 16 || *end != '\0' || !(v >= (ca_rates ? 0.001 : 0) && v <= 1e7)) {
                 nrates = 0;
                 break;
             }
             rates[nrates++] = v;
         }
         free(list);
-        if (nrates == 0 || with_probe || stock_count > 0) {
-            fprintf(stderr, "hsmenroll bench: --ca-rate wants up to 16 rates (requests/s), e.g. "
-                            "50,100,200, and goes without --probe and --stock\n");
+        if (nrates == 0 || (ca_rates && (with_probe || stock_count > 0))) {
+            fprintf(stderr, "hsmenroll bench: --ca-rate and --hsm-latency want up to 16 numbers, "
+                            "e.g. 50,100,200; --ca-rate goes without --probe and --stock\n");
             return EXIT_NOTHING_DONE;
         }
         for (size_t i = 0; i < nrates; i++)
@@ -559,6 +660,10 @@ int cli_bench(int argc, char **argv)
     }
     char batch[4200];
     snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
+    char fault_conf[4200], wrapper[4096];
+    snprintf(fault_conf, sizeof fault_conf, "%s/p11fault.conf", dir);
+    if (hsm_latencies != NULL && latency_wrapper(wrapper, sizeof wrapper, &common) != 0)
+        return EXIT_NOTHING_DONE;
     if (ca_rates == NULL && write_batch(batch, &p) != 0) {
         log_error("bench: cannot write %s", batch);
         return EXIT_NOTHING_DONE;
@@ -568,7 +673,7 @@ int cli_bench(int argc, char **argv)
     engine_setup refs = {0};
     bench_server server = {.pid = -1};
     bool refs_ready = true;
-    if (with_probe || stock_count > 0) {
+    if (with_probe || with_floor || stock_count > 0) {
         enroll_error err;
         refs_ready = setup_config(&refs, common.config_path, common.home, &err) == 0;
         if (!refs_ready)
@@ -580,10 +685,18 @@ int cli_bench(int argc, char **argv)
     }
     for (size_t i = 0; i < runs && refs_ready; i++) {
         p.rate = nrates > 0 ? rates[i] : 0;
+        if (hsm_latencies != NULL) {
+            if (write_latency_conf(fault_conf, rates[i], &common) != 0) {
+                rc = EXIT_NOTHING_DONE;
+                break;
+            }
+            p.module = wrapper;
+        }
         /* A CA refuses a key it has certified before: each rate gets keys of its own, made
          * before its run starts. */
-        if (nrates > 0 && (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
-                           write_csr_batch(batch, &p) != 0)) {
+        if (ca_rates != NULL &&
+            (snprintf(batch, sizeof batch, "%s/batch-r%g.ndjson", dir, p.rate) < 0 ||
+             write_csr_batch(batch, &p) != 0)) {
             log_error("bench: cannot write %s", batch);
             rc = EXIT_NOTHING_DONE;
             break;
@@ -593,8 +706,16 @@ int cli_bench(int argc, char **argv)
             rc = EXIT_NOTHING_DONE;
             break;
         }
-        if (p.rate > 0)
+        if (ca_rates != NULL)
             json_object_set_new(one, "OfferedPerSecond", json_real(p.rate));
+        if (hsm_latencies != NULL) {
+            json_object_set_new(one, "HsmLatencyMs", json_real(p.rate));
+            json_t *first = json_array_get(results, 0);
+            double zero = num(first ? first : one, "CertificatesPerSecond", NULL);
+            json_object_set_new(
+                one, "OverFirstLatency",
+                json_real(zero > 0 ? num(one, "CertificatesPerSecond", NULL) / zero : 0));
+        }
         if (num(one, "Failed", NULL) > 0)
             rc = EXIT_SOME_FAILED;
         bench_ref_params ref = {.key_type = p.key_type,
@@ -607,6 +728,12 @@ int cli_bench(int argc, char **argv)
         if (with_probe &&
             add_reference(one, "Probe", "EngineOverProbe", bench_probe_rate(&refs, &ref)) != 0)
             rc = EXIT_NOTHING_DONE;
+        ref.floor = true;
+        ref.iterations = refs_ready && refs.cfg ? (long)refs.cfg->settings.pkcs12_iterations : 0;
+        if (with_floor &&
+            add_reference(one, "Floor", "EngineOverFloor", bench_probe_rate(&refs, &ref)) != 0)
+            rc = EXIT_NOTHING_DONE;
+        ref.floor = false;
         ref.count = stock_count;
         if (stock_count > 0 && add_reference(one, "Stock", "EngineOverStock",
                                              bench_stock_rate(&refs, &server, &ref)) != 0)
@@ -614,7 +741,7 @@ int cli_bench(int argc, char **argv)
         json_array_append_new(results, one);
     }
     bench_server_stop(&server);
-    if (with_probe || stock_count > 0)
+    if (with_probe || with_floor || stock_count > 0)
         setup_free(&refs);
     json_t *record = json_pack(
         "{s:{s:I, s:s, s:s?, s:s, s:s, s:I, s:s, s:b, s:s?}, s:{s:I}, s:o}", "Params", "Count",
@@ -622,9 +749,10 @@ int cli_bench(int argc, char **argv)
         p.key_length > 0 ? NULL : "default", "Storage", p.storage, "Format", p.format, "Sans",
         (json_int_t)p.sans, "Template", p.template_name, "Journal", !p.no_journal, "Ca", p.ca,
         "Machine", "Cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "Runs", results);
-    json_object_set_new(
-        json_object_get(record, "Params"), "Mode",
-        json_string(ca_rates ? "ca (CSR lines, software keys, --rate)" : "pipeline"));
+    json_object_set_new(json_object_get(record, "Params"), "Mode",
+                        json_string(ca_rates        ? "ca (CSR lines, software keys, --rate)"
+                                    : hsm_latencies ? "hsm latency sweep (p11fault)"
+                                                    : "pipeline"));
     if (p.key_length > 0)
         json_object_set_new(json_object_get(record, "Params"), "KeyLength",
                             json_integer(p.key_length));

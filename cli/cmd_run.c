@@ -25,9 +25,13 @@ static const char run_usage[] =
     "  -c, --config FILE       configuration document (default: the embedded default)\n"
     "      --home DIR          engine home of the embedded default (default $HSMENROLL_HOME,\n"
     "                          else ${XDG_DATA_HOME:-~/.local/share}/hsmenroll)\n"
-    "  -w, --workers N         worker threads, each with its own PKCS#11 session (default: one\n"
+    "  -w, --workers N         threads for the CPU-heavy stages (PBKDF2, bundles; default: one\n"
     "                          per CPU)\n"
+    "      --hsm-concurrency N HSM operations in flight: lanes with their own PKCS#11\n"
+    "                          sessions (default Hsm.Concurrency, else 32, within the token's\n"
+    "                          session limit; at least --workers)\n"
     "      --inflight M        requests in flight to network CAs (default 64)\n"
+    "      --metrics-listen A:P  serve Prometheus metrics at http://A:P/metrics during the run\n"
     "      --ca NAME           CA for lines that name none (\"host\\\\logical\" or \"logical\")\n"
     "      --template NAME     template for lines that name neither Template nor\n"
     "                          EnrollmentPatternId\n"
@@ -37,7 +41,10 @@ static const char run_usage[] =
     "      --resume            continue the interrupted run of OUTDIR from its journal: what\n"
     "                          was done is skipped, what was issued is delivered, the rest is\n"
     "                          done, nothing twice\n"
-    "      --retry-failed      with --resume: also try again the requests that failed\n"
+    "      --retry-failed      with --resume: also try again the requests that failed, and\n"
+    "                          those left uncertain with a CA that answers a repeat once\n"
+    "      --salvage           with --resume: a damaged journal keeps every record it can\n"
+    "                          verify; requests whose records were lost are left alone\n"
     "      --journal FILE      the run's journal (default OUTDIR/journal.ndjson)\n"
     "      --no-journal        no journal: faster to start, but the run cannot be resumed\n"
     "      --shard I/N         take only shard I (0 to N-1) of the batch: the lines whose Id\n"
@@ -172,6 +179,9 @@ static void print_summary(const run_summary *sum)
     if (sum->skipped > 0)
         used += snprintf(pending_text + used, sizeof pending_text - (size_t)used,
                          ", %ld done before", sum->skipped);
+    if (sum->uncertain > 0)
+        used += snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld uncertain",
+                         sum->uncertain);
     if (sum->abandoned > 0)
         snprintf(pending_text + used, sizeof pending_text - (size_t)used, ", %ld left for --resume",
                  sum->abandoned);
@@ -198,6 +208,8 @@ int cli_run(int argc, char **argv)
         {"home", required_argument, NULL, 'H'},
         {"workers", required_argument, NULL, 'w'},
         {"inflight", required_argument, NULL, 'i'},
+        {"hsm-concurrency", required_argument, NULL, 'C'},
+        {"metrics-listen", required_argument, NULL, 'm'},
         {"ca", required_argument, NULL, 'A'},
         {"template", required_argument, NULL, 'T'},
         {"pattern", required_argument, NULL, 'P'},
@@ -208,6 +220,7 @@ int cli_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"resume", no_argument, NULL, 'R'},
         {"retry-failed", no_argument, NULL, 'F'},
+        {"salvage", no_argument, NULL, 'V'},
         {"journal", required_argument, NULL, 'J'},
         {"no-journal", no_argument, NULL, 'N'},
         {"stats-json", required_argument, NULL, 'S'},
@@ -236,6 +249,16 @@ int cli_run(int argc, char **argv)
                 return EXIT_NOTHING_DONE;
             }
             opt.workers = (int)value;
+            break;
+        case 'm':
+            opt.metrics_listen = optarg;
+            break;
+        case 'C':
+            if (parse_int(optarg, 1, 1024, &value) != 0) {
+                fprintf(stderr, "hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
+                return EXIT_NOTHING_DONE;
+            }
+            opt.hsm_concurrency = (int)value;
             break;
         case 'i':
             if (parse_int(optarg, 1, 100000, &value) != 0) {
@@ -278,6 +301,9 @@ int cli_run(int argc, char **argv)
         case 'F':
             opt.retry_failed = true;
             break;
+        case 'V':
+            opt.salvage = true;
+            break;
         case 'J':
             opt.journal_path = optarg;
             break;
@@ -316,9 +342,10 @@ int cli_run(int argc, char **argv)
     opt.config_path = common.config_path;
     opt.home = common.home;
     cli_set_verbosity(common.quiet, common.verbose);
-    if ((opt.retry_failed && !opt.resume) || (opt.resume && opt.force) ||
+    if (((opt.retry_failed || opt.salvage) && !opt.resume) || (opt.resume && opt.force) ||
         (opt.no_journal && (opt.resume || opt.journal_path))) {
-        fprintf(stderr, "hsmenroll run: --retry-failed needs --resume; --resume excludes --force; "
+        fprintf(stderr, "hsmenroll run: --retry-failed and --salvage need --resume; --resume "
+                        "excludes --force; "
                         "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }

@@ -45,6 +45,9 @@ static const char serve_usage[] =
     "                            429 for 1 s, doubling up to 60 s (default 10; 0: never)\n"
     "      --latency-ms MS       wait MS before each answer (tests, benchmarks)\n"
     "      --fail-rate F         answer a share F of requests with 503 or a reset (0..1)\n"
+    "      --metrics-listen A:P  serve Prometheus metrics at http://A:P/metrics\n"
+    "      --rate-limit R        answer 429 with Retry-After above R API requests per second\n"
+    "                            (a CA's quota, for tests and benchmarks)\n"
     "      --pending-rate F      answer a share F of enrollments as pending (0..1)\n"
     "      --ready-file FILE     write the base URL to FILE once listening\n"
     "  -q, --quiet / -v, --verbose\n"
@@ -122,7 +125,7 @@ int cli_serve(int argc, char **argv)
         {"tls-cert", required_argument, NULL, 'T'},
         {"tls-key", required_argument, NULL, 'K'},
         {"tls-key-password-env", required_argument, NULL, 'E'},
-        {"tls-key-password-file", required_argument, NULL, 'W'},
+        {"tls-key-password-file", required_argument, NULL, 'w'},
         {"client-ca", required_argument, NULL, 'M'},
         {"max-body", required_argument, NULL, 'B'},
         {"timeout", required_argument, NULL, 't'},
@@ -131,6 +134,8 @@ int cli_serve(int argc, char **argv)
         {"max-login-failures", required_argument, NULL, 'X'},
         {"latency-ms", required_argument, NULL, 'L'},
         {"fail-rate", required_argument, NULL, 'F'},
+        {"rate-limit", required_argument, NULL, 'Z'},
+        {"metrics-listen", required_argument, NULL, 'W'},
         {"pending-rate", required_argument, NULL, 'P'},
         {"ready-file", required_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
@@ -164,7 +169,7 @@ int cli_serve(int argc, char **argv)
         case 'E':
             opt.tls_key_password_env = optarg;
             break;
-        case 'W':
+        case 'w':
             opt.tls_key_password_file = optarg;
             break;
         case 'M':
@@ -196,6 +201,17 @@ int cli_serve(int argc, char **argv)
         case 'F':
             bad = parse_rate(optarg, "--fail-rate", &opt.fail_rate);
             break;
+        case 'W':
+            opt.metrics_listen = optarg;
+            break;
+        case 'Z': {
+            char *end;
+            opt.rate_limit = strtod(optarg, &end);
+            bad = *end != '\0' || !(opt.rate_limit > 0 && opt.rate_limit <= 1e6);
+            if (bad)
+                fprintf(stderr, "hsmenroll serve: --rate-limit takes requests per second\n");
+            break;
+        }
         case 'P':
             bad = parse_rate(optarg, "--pending-rate", &opt.pending_rate);
             break;

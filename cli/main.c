@@ -49,6 +49,10 @@ static const cli_command commands[] = {
      "revoke the certificates of results files (all, or --id/--serial)\n"
      "at their CA; journaled, --resume after a stop",
      cli_revoke},
+    {"renew", "RESULTS...",
+     "enroll again, with new keys, the unrevoked certificates of\n"
+     "results files that expire within --within DAYS days",
+     cli_renew},
     {"version", "", "print the version", cmd_version},
     {"help", "[COMMAND]", "this text, or a command's options", cmd_help},
 };

@@ -13,9 +13,11 @@
 #include "formats/bundle.h"
 #include "formats/dn.h"
 #include "formats/pubkey.h"
+#include "formats/san.h"
 #include "ca/hsm_signer.h"
 #include "engine/fault_hooks.h"
 #include "engine/key_import.h"
+#include "engine/metrics.h"
 #include "engine/recovery.h"
 #include "ca/local_ca.h"
 #include "batch/log.h"
@@ -47,7 +49,20 @@ hsm_key_spec enroll_hsm_spec(const request_key *key)
 
 static void add_stage(run *r, run_stage stage, uint64_t since)
 {
-    atomic_fetch_add(&r->stats.stage_ns[stage], run_clock_ns() - since);
+    run_metrics_stage(r, stage, run_clock_ns() - since);
+}
+
+/* The CPU-heavy stages (unwrap, PBKDF2, bundle encoding) take a permit of the run's CPU gate: the
+ * lanes are many so that HSM calls overlap, but at most one thread per core computes. */
+static void cpu_enter(run *r)
+{
+    while (sem_wait(&r->cpu_gate) != 0)
+        ; /* EINTR */
+}
+
+static void cpu_leave(run *r)
+{
+    sem_post(&r->cpu_gate);
 }
 
 static bool is_edwards(key_algorithm a)
@@ -556,14 +571,16 @@ static int keep_pending_key(worker *w, job *j, json_t *files, char **password_ou
     run *r = w->run;
     if (j->req->storage != STORAGE_EXPORT || j->wrapped_key == NULL)
         return 0;
+    cpu_enter(r);
     EVP_PKEY *key = unwrap_key(r, j);
     char *password = key ? choose_password(r, j, password_out) : NULL;
     BIO *bio = password ? BIO_new(BIO_s_mem()) : NULL;
     int rc = -1;
-    if (bio != NULL &&
-        pkcs8_der_write(bio, key, password, (int)r->cfg->settings.pkcs12_iterations, &j->err) ==
-            0 &&
-        bio_write_file(r, bio, j->req->id, "p8", 0600, files, &j->err) == 0)
+    bool encoded =
+        bio != NULL &&
+        pkcs8_der_write(bio, key, password, (int)r->cfg->settings.pkcs12_iterations, &j->err) == 0;
+    cpu_leave(r);
+    if (encoded && bio_write_file(r, bio, j->req->id, "p8", 0600, files, &j->err) == 0)
         rc = 0;
     BIO_free(bio);
     EVP_PKEY_free(key);
@@ -586,6 +603,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     char *password = NULL;
     int rc = -1;
     uint64_t t0 = run_clock_ns();
+    cpu_enter(r);
+    bool gated = true;
 
     if (bio == NULL) {
         enroll_error_set(&j->err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
@@ -599,8 +618,13 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
                              "the issued certificate does not match the generated key");
             goto done;
         }
-        if (j->target_count > 0 && deliver_to_stores(w, j, key) != 0)
-            goto done;
+        if (j->target_count > 0) { /* HSM calls: no CPU permit held while they wait */
+            cpu_leave(r);
+            int stored = deliver_to_stores(w, j, key);
+            cpu_enter(r);
+            if (stored != 0)
+                goto done;
+        }
         if ((password = choose_password(r, j, password_out)) == NULL)
             goto done;
     }
@@ -645,6 +669,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
         break;
     }
     add_stage(r, STAGE_BUNDLE, t0);
+    cpu_leave(r);
+    gated = false;
     t0 = run_clock_ns();
     bool secret = key != NULL;
     if (bio_write_file(r, bio, req->id, ext, secret && req->format != FORMAT_DER ? 0600 : 0644,
@@ -655,6 +681,8 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     add_stage(r, STAGE_WRITE, t0);
     rc = 0;
 done:
+    if (gated)
+        cpu_leave(r);
     if (bio != NULL)
         BIO_free(bio); /* memory BIOs are cleared on free by OpenSSL (BIO_s_mem + BUF_MEM) */
     BIO_free(key_bio);
@@ -723,10 +751,83 @@ static void abandon(run *r, hsm_session *sessions, job *j)
     free_job(j);
 }
 
+/* Issued, but its file could not be written (DELIVERY_FAILED): the certificate is journaled, the
+ * key is kept, and --resume delivers it. */
+static bool undelivered(const job *j)
+{
+    return j->failed && j->cert != NULL && j->err.code_id == HSE_DELIVERY_FAILED;
+}
+
+/* The request as a batch line (without Id, never a Password): what `renew` replays to reissue
+ * the certificate with a new key. PFX and Reenrollment lines only; a CSR line's key came from
+ * outside. */
+static json_t *request_description(const job *j)
+{
+    const enroll_request *req = j->req;
+    if (req->operation == OP_CSR)
+        return NULL;
+    json_t *d = json_object();
+    bool reenroll = req->operation == OP_REENROLLMENT;
+    json_object_set_new(d, "Operation", json_string(reenroll ? "Reenrollment" : "PFX"));
+    if (req->subject_text != NULL)
+        json_object_set_new(d, reenroll ? "SubjectName" : "Subject",
+                            json_string(req->subject_text));
+    json_t *sans = json_object();
+    for (int i = 0; i < sk_GENERAL_NAME_num(req->sans); i++) {
+        char *text = san_entry_text(sk_GENERAL_NAME_value(req->sans, i));
+        char *colon = text ? strchr(text, ':') : NULL;
+        if (colon != NULL) {
+            *colon = '\0';
+            json_t *list = json_object_get(sans, text);
+            if (list == NULL) {
+                list = json_array();
+                json_object_set_new(sans, text, list);
+            }
+            json_array_append_new(list, json_string(colon + 1));
+        }
+        free(text);
+    }
+    json_object_set_new(d, "SANs", sans);
+    json_object_set_new(d, "KeyType", json_string(key_algorithm_name(req->key.algorithm)));
+    json_object_set_new(d, "KeyLength", json_integer(req->key.bits));
+    if (req->template_name != NULL)
+        json_object_set_new(d, "Template", json_string(req->template_name));
+    else if (req->pattern_id < 0 && j->policy.template_ != NULL)
+        json_object_set_new(d, "Template", json_string(j->policy.template_->name));
+    if (req->pattern_id >= 0)
+        json_object_set_new(d, "EnrollmentPatternId", json_integer(req->pattern_id));
+    if (j->policy.ca != NULL)
+        json_object_set_new(d, "CertificateAuthority", json_string(j->policy.ca->name));
+    if (reenroll) {
+        if (req->store_id != NULL)
+            json_object_set_new(d, "KeystoreId", json_string(req->store_id));
+        if (req->alias != NULL)
+            json_object_set_new(d, "Alias", json_string(req->alias));
+        if (req->agent_guid != NULL)
+            json_object_set_new(d, "AgentGuid", json_string(req->agent_guid));
+        return d;
+    }
+    json_object_set_new(d, "Format", json_string(request_format_name(req->format)));
+    json_object_set_new(d, "KeyStorage", json_string(request_storage_name(req->storage)));
+    json_object_set_new(d, "IncludeChain", json_boolean(req->include_chain));
+    json_object_set_new(
+        d, "ChainOrder",
+        json_string(req->chain_order == CHAIN_ROOT_FIRST ? "RootFirst" : "EndEntityFirst"));
+    json_object_set_new(d, "IncludeSubjectHeader", json_boolean(req->include_subject_header));
+    json_object_set_new(d, "UseLegacyEncryption", json_boolean(req->legacy_encryption));
+    if (req->friendly_name != NULL)
+        json_object_set_new(d, "CustomFriendlyName", json_string(req->friendly_name));
+    if (req->metadata != NULL)
+        json_object_set_new(d, "Metadata", json_incref(req->metadata));
+    return d;
+}
+
 static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *password)
 {
     const enroll_request *req = j->req;
-    if (j->failed && j->have_pair && sessions != NULL) {
+    if (j->uncertain || undelivered(j)) {
+        /* The CA may have issued it, or did: its key stays, token storage included. */
+    } else if (j->failed && j->have_pair && sessions != NULL) {
         /* A failed request leaves no key behind, token storage included. */
         hsm_destroy_keypair(&sessions[j->token], &j->pair, NULL);
         j->have_pair = false;
@@ -735,7 +836,8 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         hsm_destroy_keypair_by_id(&sessions[j->token], j->key_id, sizeof j->key_id);
     }
     json_t *line = result_new(req->id, req->line,
-                              j->failed    ? "failed"
+                              j->uncertain ? "uncertain"
+                              : j->failed  ? "failed"
                               : j->pending ? "pending"
                                            : "issued");
     if (j->policy.ca != NULL)
@@ -780,14 +882,22 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         json_object_set_new(line, "Files", files ? json_incref(files) : json_array());
         if (j->key_uri != NULL)
             json_object_set_new(line, "KeyUri", json_string(j->key_uri));
+        json_t *described = request_description(j);
+        if (described != NULL)
+            json_object_set_new(line, "Request", described);
         atomic_fetch_add(&r->stats.issued, 1);
         uint64_t now = run_clock_ns(), none = 0;
         latency_record(&r->stats.latency, now - j->started_ns);
         atomic_compare_exchange_strong(&r->stats.first_issued_ns, &none, now);
     } else {
         result_set_error(line, &j->err);
-        atomic_fetch_add(&r->stats.failed, 1);
+        if (undelivered(j) && j->keyfactor_id > 0)
+            json_object_set_new(line, "KeyfactorID", json_integer(j->keyfactor_id));
+        if (j->uncertain && j->key_uri != NULL)
+            json_object_set_new(line, "KeyUri", json_string(j->key_uri));
+        atomic_fetch_add(j->uncertain ? &r->stats.uncertain : &r->stats.failed, 1);
         run_note_failure(r, j->err.code, req->line, req->id, j->err.message);
+        run_metrics_error(r, j->err.code);
         log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
     }
     if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)
@@ -822,7 +932,10 @@ void enroll_answered(worker *w, job *j)
         j->failed = true;
     else if (!j->failed && !j->pending && deliver(w, j, files, &password) != 0)
         j->failed = true;
-    if (j->failed && j->err.code_id == HSE_DISK_FULL && w->run->journal != NULL) {
+    /* A full or unwritable output directory stops the run; what was issued is delivered by
+     * --resume, without asking the CA again. */
+    if (j->failed && w->run->journal != NULL &&
+        (j->err.code_id == HSE_DISK_FULL || j->err.code_id == HSE_WRITE_FAILED)) {
         json_decref(files);
         secret_free(password);
         abandon(w->run, w->sessions, j);
@@ -845,12 +958,21 @@ static void take_answer(job *j)
     j->request_id = a->request_id;
     if (a->failed) {
         j->failed = true;
+        j->uncertain = a->uncertain;
         j->err = a->err;
     } else if (a->pending) {
         j->pending = true;
         memcpy(j->disposition, a->disposition, sizeof j->disposition);
         memcpy(j->disposition_message, a->disposition_message, sizeof j->disposition_message);
     }
+}
+
+/* The gauge of requests at the job's CA (metrics). */
+static void ca_in_flight_add(run *r, const job *j, long n)
+{
+    size_t i = (size_t)(j->policy.ca - r->cfg->cas);
+    if (i < RUN_METRICS_CAS)
+        atomic_fetch_add(&r->stats.ca_in_flight[i], n);
 }
 
 /* A network CA answered (on its event loop's thread): the job goes back to the workers. */
@@ -860,6 +982,7 @@ static void on_ca_answer(ca_submission *sub, void *user)
     job *j = (job *)((char *)sub - offsetof(job, sub));
     take_answer(j);
     j->answered = true;
+    ca_in_flight_add(r, j, -1);
     add_stage(r, STAGE_SUBMIT, j->submitted_ns);
     queue_requeue(&r->queue, j);
 }
@@ -875,9 +998,12 @@ bool enroll_job(worker *w, job *j)
             finish(r, w->sessions, j, NULL, NULL);
             return true;
         }
-        if (j->req->storage == STORAGE_TOKEN && j->req->operation != OP_CSR)
+        if (j->req->operation != OP_CSR)
             recovery_clear_leftover(r, w, j);
-        if ((j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j)) != 0) {
+        atomic_fetch_add(&r->stats.hsm_busy, 1);
+        int made = j->req->operation == OP_CSR ? take_csr(w, j) : generate(w, j);
+        atomic_fetch_sub(&r->stats.hsm_busy, 1);
+        if (made != 0) {
             j->failed = true;
             finish(r, w->sessions, j, NULL, NULL);
             return true;
@@ -896,6 +1022,18 @@ bool enroll_job(worker *w, job *j)
         enroll_answered(w, j);
         return true;
     }
+    if (j->earlier_submission && j->policy.ca->type == CA_TYPE_CFSSL) {
+        /* Sent before the interruption, no answer kept, and CFSSL cannot be asked whether it
+         * issued it: sending it again could issue a second certificate. */
+        j->failed = j->uncertain = true;
+        enroll_error_set(&j->err, HSE_CA_UNCERTAIN, NULL,
+                         "sent to CFSSL CA \"%s\" before the interruption with no answer kept; "
+                         "CFSSL cannot say whether it issued it, so it is not sent again (its key "
+                         "is kept): check the CA, then --force, or a new line",
+                         j->policy.ca->name);
+        finish(r, w->sessions, j, NULL, NULL);
+        return true;
+    }
     if (j->policy.ca->type != CA_TYPE_LOCAL && recovery_submitting(r, j) != 0) {
         abandon(r, w->sessions, j);
         return true;
@@ -906,13 +1044,16 @@ bool enroll_job(worker *w, job *j)
         .csr = j->csr,
         .run_id = recovery_run_id(r),
         .resumed = recovery_resumed(r),
+        .repeat = j->earlier_submission,
         .sessions = w->sessions,
         .done = on_ca_answer,
         .user = r,
     };
     j->submitted_ns = run_clock_ns();
+    ca_in_flight_add(r, j, 1);
     if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
         return false;
+    ca_in_flight_add(r, j, -1);
     take_answer(j);
     add_stage(w->run, STAGE_SUBMIT, j->submitted_ns);
     enroll_answered(w, j);

@@ -9,6 +9,7 @@
 #include "batch/ndjson.h"
 #include "ca/connector.h"
 #include "engine/enroll.h"
+#include "engine/metrics.h"
 #include "batch/log.h"
 #include "engine/progress.h"
 #include "engine/queue.h"
@@ -36,13 +37,6 @@ static uint64_t paced_admission(run *r, uint64_t *schedule_start, long k)
     return due;
 }
 
-const char *run_stage_name(run_stage stage)
-{
-    static const char *const names[STAGE_COUNT] = {"Parse",  "Keygen", "Csr",    "Submit",
-                                                   "Bundle", "Write",  "Journal"};
-    return stage >= 0 && stage < STAGE_COUNT ? names[stage] : "?";
-}
-
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -65,6 +59,7 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
         atomic_fetch_add(&r->stats.skipped, 1);
         return; /* reported by the interrupted run */
     }
+    run_metrics_error(r, errors->items[0].code);
     json_t *result = result_new(id, line, "failed");
     result_set_errors(result, errors->items, errors->count);
     recovery_done(r, id, line, result, true);
@@ -77,6 +72,40 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
               errors->items[0].message, errors->count > 1 ? " (and more)" : "");
 }
 
+/* HSM operations in flight when neither --hsm-concurrency nor Hsm.Concurrency says: enough to
+ * keep a network HSM with a few milliseconds per call busy at the engine's CPU rate. */
+#define HSM_CONCURRENCY_DEFAULT 32
+
+/* How many lanes (worker threads with their own sessions) the run starts: the HSM concurrency,
+ * at least one per CPU permit, and within every token's session limit (leaving one session for
+ * the login and one for the CAs and `serve` of the same process). */
+static int lane_count(const run *r)
+{
+    long long want = r->opt.hsm_concurrency > 0    ? r->opt.hsm_concurrency
+                     : r->cfg->hsm.concurrency > 0 ? r->cfg->hsm.concurrency
+                                                   : HSM_CONCURRENCY_DEFAULT;
+    if (want < r->opt.workers)
+        want = r->opt.workers;
+    if (r->cfg->hsm.max_sessions > 0 && want > r->cfg->hsm.max_sessions - 1) {
+        /* Hsm.MaxSessions: the run's sessions per token, its login session included. */
+        want = r->cfg->hsm.max_sessions > 1 ? r->cfg->hsm.max_sessions - 1 : 1;
+        log_info("Hsm.MaxSessions %lld: %lld HSM operations in flight", r->cfg->hsm.max_sessions,
+                 want);
+    }
+    for (size_t t = 0; t < r->hsm->token_count; t++) {
+        unsigned long max = r->hsm->tokens[t].desc.max_rw_sessions;
+        long long room = max > 2 ? (long long)max - 2 : 1;
+        if (max > 0 && room < want) {
+            log_info("token \"%s\" allows %lu read/write sessions: %lld HSM operations in flight",
+                     r->hsm->tokens[t].desc.label, max, room);
+            want = room;
+        }
+    }
+    return (int)want;
+}
+
+/* 0, -1 with err, or -2 when the module refused a session for lack of them (CKR_SESSION_COUNT):
+ * the caller runs with fewer lanes. */
 static int open_worker_sessions(run *r, worker *w, enroll_error *err)
 {
     w->sessions = calloc(r->hsm->token_count, sizeof *w->sessions);
@@ -88,7 +117,7 @@ static int open_worker_sessions(run *r, worker *w, enroll_error *err)
         hsm_error herr;
         if (hsm_session_open(&r->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
             enroll_error_set(err, HSE_HSM_SESSION, NULL, "%s", herr.message);
-            return -1;
+            return herr.rv == CKR_SESSION_COUNT ? -2 : -1;
         }
     }
     w->key_token = (size_t)w->index % r->hsm->key_token_count;
@@ -127,16 +156,12 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
 int pipeline_run(run *r, enroll_error *err)
 {
     ndjson_reader *reader = &r->reader; /* opened by run_open */
-    int nworkers = r->opt.workers;
+    int nworkers = lane_count(r);
     worker *workers = calloc((size_t)nworkers, sizeof *workers);
     if (workers == NULL) {
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
     }
-    /* Two jobs per worker keep the workers busy; network CAs add --inflight jobs waiting on
-     * answers. More would only add latency (a job admitted waits its turn). */
-    queue_init(&r->queue,
-               (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
     if (store_registry_init(&r->stores, r->cfg) != 0) {
         free(workers);
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
@@ -147,11 +172,30 @@ int pipeline_run(run *r, enroll_error *err)
     for (int i = 0; i < nworkers; i++) {
         workers[i].run = r;
         workers[i].index = i;
-        if (open_worker_sessions(r, &workers[i], err) != 0) {
+        int opened = open_worker_sessions(r, &workers[i], err);
+        if (opened == -2 && i > 0) {
+            /* The module has no more sessions: fewer operations in flight, not a failure. */
+            log_info("the module refused session %d (CKR_SESSION_COUNT): %d HSM operations in "
+                     "flight",
+                     i + 1, i);
+            close_worker_sessions(r, &workers[i]);
+            enroll_error_clear(err);
+            nworkers = i;
+            break;
+        }
+        if (opened != 0) {
             rc = -1;
+            nworkers = i + 1; /* closes what this one opened, too */
             break;
         }
     }
+    r->lanes = nworkers;
+    sem_init(&r->cpu_gate, 0, (unsigned)(r->opt.workers < nworkers ? r->opt.workers : nworkers));
+    /* Two jobs per lane keep the lanes busy; network CAs add --inflight jobs waiting on
+     * answers. More would only add latency (a job admitted waits its turn). */
+    queue_init(&r->queue,
+               (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
+    log_debug("%d lanes (HSM operations in flight), %d CPU permits", nworkers, r->opt.workers);
     for (int i = 0; rc == 0 && i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             enroll_error_set(err, HSE_THREAD, NULL, "cannot start worker threads");
@@ -202,7 +246,7 @@ int pipeline_run(run *r, enroll_error *err)
             if (j == NULL)
                 error_list_add(&errors, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         }
-        atomic_fetch_add(&r->stats.stage_ns[STAGE_PARSE], run_clock_ns() - t0);
+        run_metrics_stage(r, STAGE_PARSE, run_clock_ns() - t0);
         if (j == NULL) {
             report_line_failure(r, id, line, &errors);
             request_free(req);
@@ -210,8 +254,12 @@ int pipeline_run(run *r, enroll_error *err)
         }
         j->req = req;
         j->policy = decision;
-        if (r->journal != NULL && recovery_lookup(r, j) == RECOVERY_DONE) {
-            atomic_fetch_add(&r->stats.skipped, 1);
+        recovery_state known = r->journal != NULL ? recovery_lookup(r, j) : RECOVERY_NEW;
+        if (known == RECOVERY_DONE || known == RECOVERY_UNKNOWN) {
+            if (known == RECOVERY_DONE)
+                atomic_fetch_add(&r->stats.skipped, 1);
+            else
+                recovery_report_unknown(r, j);
             request_free(req);
             free(j);
             continue;
@@ -249,6 +297,7 @@ int pipeline_run(run *r, enroll_error *err)
     line_checker_free(&checker);
     store_registry_free(&r->stores);
     queue_destroy(&r->queue);
+    sem_destroy(&r->cpu_gate);
     log_debug("%ld requests admitted to the workers", admitted);
     return rc;
 }

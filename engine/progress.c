@@ -1,5 +1,6 @@
 /* Progress display thread. The batch size for the ETA is counted here, off the reader's path. */
 #include "engine/progress.h"
+#include "engine/metrics.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -61,11 +62,11 @@ static void draw(progress *p, double elapsed)
     }
     char text[160];
     if (p->total > 0)
-        snprintf(text, sizeof text, "%ld/%ld done, %ld failed, %.1f certificates/s%s", done,
-                 p->total, failed, rate, eta);
+        snprintf(text, sizeof text, "%ld/%ld done, %ld failed, %.1f certificates/s%s, bound by %s",
+                 done, p->total, failed, rate, eta, run_metrics_bottleneck(r));
     else
-        snprintf(text, sizeof text, "%ld done, %ld failed, %.1f certificates/s", done, failed,
-                 rate);
+        snprintf(text, sizeof text, "%ld done, %ld failed, %.1f certificates/s, bound by %s", done,
+                 failed, rate, run_metrics_bottleneck(r));
     if (!p->terminal) {
         log_info("progress: %s", text);
         return;

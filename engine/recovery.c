@@ -2,6 +2,7 @@
  * recovery.h). Records: H header, K key made (with the CSR, and the key wrapped for export keys),
  * S submitted to a network CA, I issued (certificate and chain), D done (the result line). */
 #include "engine/recovery.h"
+#include "engine/metrics.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -10,11 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "batch/idset.h"
 #include "batch/journal.h"
 #include "formats/base64.h"
+#include "formats/pubkey.h"
 #include "formats/hex.h"
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
@@ -25,8 +30,9 @@ typedef struct run_journal {
     json_t *open;     /* Id -> {"K": record, "I": record, "S": true}: started, not done */
     idset done_ids;   /* requests done */
     idset done_lines; /* "L<line>": lines that failed their checks, reported */
-    idset token_keys; /* hex CKA_IDs of the key tokens' private keys (resumed runs) */
+    idset token_keys; /* hex CKA_IDs of the key tokens' key objects (resumed runs) */
     bool resumed;
+    bool salvaged; /* --salvage: requests the journal does not know may have been issued */
 } run_journal;
 
 /* An object's DER (i2d) as a base-64 JSON string. */
@@ -53,10 +59,15 @@ static int i2d_req(const void *x, unsigned char **out)
 
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16])
 {
+    recovery_derive_key_id(r->journal->run_id, request_id, out);
+}
+
+void recovery_derive_key_id(const char *run_id, const char *request_id, unsigned char out[16])
+{
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256_CTX ctx;
     SHA256_Init(&ctx);
-    SHA256_Update(&ctx, r->journal->run_id, strlen(r->journal->run_id));
+    SHA256_Update(&ctx, run_id, strlen(run_id));
     SHA256_Update(&ctx, "\x1f", 1);
     SHA256_Update(&ctx, request_id, strlen(request_id));
     SHA256_Final(md, &ctx);
@@ -175,9 +186,11 @@ int recovery_note_kek(void *arg, enroll_error *err)
 typedef struct resume_ctx {
     run *r;
     run_journal *rj;
-    char *kek_b64;
+    enroll_error *err;
+    bool kek_ready; /* the header's wrapping key is decrypted and in r->hsm */
     bool retry_failed;
-    idset *failed; /* retry_failed: the requests to forget */
+    idset *failed;    /* retry_failed: the requests to forget */
+    idset *uncertain; /* retry_failed: the requests to submit again (their D records go) */
     long done, failed_count;
     char shard[32]; /* the header's Shard, "" when the run was not sharded */
 } resume_ctx;
@@ -187,20 +200,113 @@ static const char *record_id(const json_t *rec)
     return json_string_value(json_object_get(rec, "Id"));
 }
 
-static bool is_failed_request(const json_t *rec)
+static bool has_status(const json_t *rec, const char *want)
 {
     json_t *result = json_object_get(rec, "Result");
     const char *status = json_string_value(json_object_get(result, "Status"));
-    return status != NULL && strcmp(status, "failed") == 0 &&
-           !json_is_true(json_object_get(rec, "LineOnly"));
+    return status != NULL && strcmp(status, want) == 0;
+}
+
+/* Issued, its file not written (DELIVERY_FAILED): taken up by every --resume, never issued
+ * again. */
+static bool undelivered_record(const json_t *rec)
+{
+    json_t *error = json_object_get(json_object_get(rec, "Result"), "Error");
+    const char *code = json_string_value(json_object_get(error, "Code"));
+    return record_id(rec) != NULL && code != NULL && strcmp(code, "DELIVERY_FAILED") == 0;
+}
+
+static bool is_failed_request(const json_t *rec)
+{
+    return has_status(rec, "failed") && !json_is_true(json_object_get(rec, "LineOnly")) &&
+           !undelivered_record(rec);
+}
+
+/* An uncertain request whose CA answers a repeat of the same CSR with what it issued, if it did
+ * (the embedded CA, `serve`, a Keyfactor server): --retry-failed submits it again. */
+static bool retakable_uncertain(const run *r, const json_t *rec)
+{
+    if (!has_status(rec, "uncertain") || json_is_true(json_object_get(rec, "Salvaged")))
+        return false;
+    const char *ca =
+        json_string_value(json_object_get(json_object_get(rec, "Result"), "CertificateAuthority"));
+    for (size_t i = 0; ca != NULL && i < r->cfg->ca_count; i++)
+        if (strcmp(r->cfg->cas[i].name, ca) == 0)
+            return r->cfg->cas[i].type != CA_TYPE_CFSSL;
+    return false;
 }
 
 static int collect_failed(void *ctx, const char *type, json_t *rec)
 {
     resume_ctx *rc = ctx;
-    if (strcmp(type, "D") == 0 && is_failed_request(rec) && record_id(rec) != NULL)
+    if (strcmp(type, "D") != 0 || record_id(rec) == NULL)
+        return 0;
+    if (is_failed_request(rec))
         idset_insert(rc->failed, record_id(rec));
+    else if (retakable_uncertain(rc->r, rec))
+        idset_insert(rc->uncertain, record_id(rec));
     return 0;
+}
+
+/* The run's wrapping key from the header, decrypted by the token's storage key and made the
+ * export key (so that the records after the header can be read: wrapped passwords). */
+static int unlock_kek(resume_ctx *rc, const char *kek_b64)
+{
+    run *r = rc->r;
+    hsm_session s;
+    CK_OBJECT_HANDLE key;
+    size_t enc_len = 0, kek_len = 0;
+    unsigned char *enc = base64_decode(kek_b64, strlen(kek_b64), BASE64_SKIP_SPACE, &enc_len),
+                  *kek = NULL;
+    hsm_error herr;
+    int ok = enc != NULL && storage_key(r, &s, &key, rc->err) == 0 &&
+             hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 && kek_len == 32;
+    free(enc);
+    if (!ok) {
+        if (rc->err->code[0] == '\0')
+            enroll_error_set(rc->err, HSE_JOURNAL_UNREADABLE, NULL,
+                             "the journal's wrapping key cannot be decrypted with this token's "
+                             "storage key (another token, or the key was deleted)");
+        if (kek != NULL)
+            OPENSSL_cleanse(kek, kek_len);
+        free(kek);
+        return -1;
+    }
+    int prepared = hsm_context_prepare_export_with(r->hsm, kek, rc->err);
+    OPENSSL_cleanse(kek, kek_len);
+    free(kek);
+    if (prepared != 0)
+        return -1;
+    rc->kek_ready = true;
+    return 0;
+}
+
+/* A D record's result line as results.ndjson has it: a wrapped password is unwrapped. Returns a
+ * new reference, or NULL when the password cannot be unwrapped. */
+static json_t *result_of_record(run *r, json_t *result)
+{
+    json_t *info = json_object_get(result, "CertificateInformation");
+    const char *wrapped = json_string_value(json_object_get(info, "PasswordWrapped"));
+    if (wrapped == NULL)
+        return json_incref(result);
+    size_t len = 0, plain_len = 0;
+    unsigned char *der = base64_decode(wrapped, strlen(wrapped), BASE64_SKIP_SPACE, &len),
+                  *plain = NULL;
+    enroll_error e;
+    enroll_error_clear(&e);
+    int rc = der != NULL && r->hsm->kek != NULL
+                 ? kwp_unwrap(r->hsm->kek, der, len, &plain, &plain_len, &e)
+                 : -1;
+    free(der);
+    if (rc != 0)
+        return NULL;
+    json_t *out = json_deep_copy(result);
+    json_t *out_info = json_object_get(out, "CertificateInformation");
+    json_object_del(out_info, "PasswordWrapped");
+    json_object_set_new(out_info, "Password", json_stringn((const char *)plain, plain_len));
+    OPENSSL_cleanse(plain, plain_len);
+    free(plain);
+    return out;
 }
 
 static int visit(void *ctx, const char *type, json_t *rec)
@@ -216,9 +322,8 @@ static int visit(void *ctx, const char *type, json_t *rec)
         snprintf(rj->run_id, sizeof rj->run_id, "%s", run_id);
         const char *shard = json_string_value(json_object_get(rec, "Shard"));
         snprintf(rc->shard, sizeof rc->shard, "%s", shard ? shard : "");
-        free(rc->kek_b64);
-        rc->kek_b64 = kek ? strdup(kek) : NULL; /* older journals: in the header */
-        return 0;
+        /* Older journals hold the wrapping key in the header. */
+        return kek != NULL && !rc->kek_ready ? unlock_kek(rc, kek) : 0;
     }
     if (rj->run_id[0] == '\0')
         return -1;                /* records before any header */
@@ -226,14 +331,14 @@ static int visit(void *ctx, const char *type, json_t *rec)
         const char *kek = json_string_value(json_object_get(rec, "Kek"));
         if (kek == NULL)
             return -1;
-        free(rc->kek_b64);
-        rc->kek_b64 = strdup(kek);
-        return 0;
+        return rc->kek_ready ? 0 : unlock_kek(rc, kek); /* records after it may need it */
     }
     if (rc->failed != NULL && id != NULL && idset_contains(rc->failed, id))
         return 0; /* retried from the start */
     if (strcmp(type, "D") == 0) {
         json_t *result = json_object_get(rec, "Result");
+        if (undelivered_record(rec) && json_object_get(json_object_get(rj->open, id), "I"))
+            return 0; /* issued, its file not written: this run delivers it */
         if (json_is_true(json_object_get(rec, "LineOnly"))) {
             char key[32];
             snprintf(key, sizeof key, "L%lld", json_integer_value(json_object_get(rec, "Line")));
@@ -242,11 +347,22 @@ static int visit(void *ctx, const char *type, json_t *rec)
             json_object_del(rj->open, id);
             idset_insert(&rj->done_ids, id);
         }
-        if (is_failed_request(rec))
+        /* Every result that is not a success counts in the exit status, invalid lines too. */
+        if (has_status(rec, "failed") || has_status(rec, "uncertain"))
             rc->failed_count++;
         rc->done++;
-        if (json_is_object(result) && results_write(&rc->r->results, result) != 0)
-            return -1;
+        if (json_is_object(result)) {
+            json_t *line = result_of_record(rc->r, result);
+            int w = line != NULL ? results_write(&rc->r->results, line) : -1;
+            json_decref(line);
+            if (w != 0) {
+                enroll_error_set(rc->err, HSE_JOURNAL_UNREADABLE, NULL,
+                                 "the result of %s cannot be written back (its password cannot "
+                                 "be unwrapped, or results.ndjson cannot be written)",
+                                 id ? id : "a line");
+                return -1;
+            }
+        }
         return 0;
     }
     if (id == NULL)
@@ -263,7 +379,7 @@ static int visit(void *ctx, const char *type, json_t *rec)
     return 0;
 }
 
-/* The CKA_IDs of every private key in the key tokens, so that leftovers of a crash are found
+/* The CKA_IDs of every key object in the key tokens, so that leftovers of a crash are found
  * without a search per request. Key objects with neither CKA_ID nor CKA_LABEL, which no
  * operation of the engine makes, are what a module left half-created when the process died
  * inside C_GenerateKeyPair: they are removed. */
@@ -290,7 +406,7 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
                 if (len == 0 && label_len == 0) {
                     hsm_destroy_object(&s, handles[i], &herr);
                     torn++;
-                } else if (classes[c] == CKO_PRIVATE_KEY && len == 16) {
+                } else if (len == 16) { /* public halves too: an orphan of either is found */
                     char hex[33];
                     hex_encode(id, 16, hex, sizeof hex, false);
                     idset_insert(&rj->token_keys, hex);
@@ -308,9 +424,170 @@ static int index_token_keys(run *r, run_journal *rj, enroll_error *err)
     return 0;
 }
 
+/* Temporary files of output_write_atomic (".<name>.<pid>.<n>.tmp") left in OUTDIR by a killed
+ * process: removed, unless that process still runs (another shard writing into the directory). */
+static void remove_temp_files(run *r)
+{
+    int fd = openat(r->out.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    long removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        size_t n = strlen(name);
+        if (name[0] != '.' || n < 8 || strcmp(name + n - 4, ".tmp") != 0)
+            continue;
+        /* ".<name>.<pid>.<n>.tmp": the pid is the second number from the end. */
+        char copy[512];
+        snprintf(copy, sizeof copy, "%.*s", (int)(n - 4), name);
+        char *dot = strrchr(copy, '.');
+        if (dot == NULL)
+            continue;
+        *dot = '\0';
+        char *pid_dot = strrchr(copy, '.');
+        char *end;
+        long pid = pid_dot ? strtol(pid_dot + 1, &end, 10) : 0;
+        if (pid <= 0 || *end != '\0' || pid_dot == copy)
+            continue;
+        if (pid != (long)getpid() && kill((pid_t)pid, 0) == 0)
+            continue; /* its writer is alive */
+        if (unlinkat(r->out.fd, name, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    if (removed > 0)
+        log_info("removed %ld temporary file%s left in %s by the interruption", removed,
+                 removed == 1 ? "" : "s", r->out.path);
+}
+
 /* --retry-failed: the journal is rewritten without the failed requests' records, so that they
- * start afresh and the journal keeps one result per request. */
-static int forget_failed(const char *path, idset *failed, enroll_error *err);
+ * start afresh and the journal keeps one result per request; an uncertain request loses only
+ * its result, so that its key and CSR go to the CA again. */
+static int forget_failed(const char *path, idset *failed, idset *uncertain, enroll_error *err);
+
+/* A D record for an earlier result line (salvage), its password wrapped. */
+static void journal_result(run *r, journal *jn, const char *id, long line, json_t *result,
+                           bool line_only);
+
+/* --salvage: the lines of the old results.ndjson, by Id, before it is opened anew. */
+static json_t *load_earlier_results(run *r)
+{
+    json_t *by_id = json_object();
+    int fd = openat(r->out.fd, "results.ndjson", O_RDONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return by_id;
+    }
+    char *text = NULL;
+    size_t cap = 0;
+    while (getline(&text, &cap, f) > 0) {
+        json_t *line = json_loads(text, 0, NULL);
+        const char *id = json_string_value(json_object_get(line, "Id"));
+        if (id != NULL)
+            json_object_set(by_id, id, line);
+        json_decref(line);
+    }
+    if (text != NULL)
+        OPENSSL_cleanse(text, cap); /* lines may hold generated passwords */
+    free(text);
+    fclose(f);
+    return by_id;
+}
+
+typedef struct copy_ctx {
+    journal *out;
+    idset *failed;
+    idset *uncertain;
+} copy_ctx;
+
+static int copy_record(void *ctx, const char *type, json_t *rec)
+{
+    copy_ctx *cc = ctx;
+    const char *id = record_id(rec);
+    if (id != NULL && strcmp(type, "H") != 0 && cc->failed != NULL &&
+        idset_contains(cc->failed, id))
+        return 0;
+    if (id != NULL && strcmp(type, "D") == 0 && cc->uncertain != NULL &&
+        idset_contains(cc->uncertain, id))
+        return 0;
+    char kind[8]; /* type points into rec, whose "T" journal_append replaces */
+    snprintf(kind, sizeof kind, "%s", type);
+    return journal_append(cc->out, kind, rec) ? 0 : -1;
+}
+
+int recovery_preflight(run *r, const char *path, bool salvage, enroll_error *err)
+{
+    journal_damage d;
+    if (journal_check(path, &d, err) != 0)
+        return -1;
+    if (d.first_bad_line == 0)
+        return 0;
+    if (!salvage) {
+        enroll_error_set(err, HSE_JOURNAL_DAMAGED, NULL,
+                         "the journal %s is damaged: line %ld fails its check and good records "
+                         "follow it (%ld bad line%s in all); nothing was changed. --resume "
+                         "--salvage keeps every record that can be verified and leaves alone the "
+                         "requests whose records were lost",
+                         path, d.first_bad_line, d.bad_lines, d.bad_lines == 1 ? "" : "s");
+        return -1;
+    }
+    /* Every verifiable record goes into a new journal; the damaged one is kept beside it. */
+    char tmp[4200], damaged[4200];
+    snprintf(tmp, sizeof tmp, "%s.salvage", path);
+    snprintf(damaged, sizeof damaged, "%s.damaged", path);
+    unlink(tmp);
+    copy_ctx cc = {0};
+    if ((cc.out = journal_create(tmp, err)) == NULL)
+        return -1;
+    journal_damage seen;
+    int rc = journal_read_salvage(path, copy_record, &cc, &seen, err);
+    if (journal_close(cc.out) != 0 || rc != 0 || rename(path, damaged) != 0 ||
+        rename(tmp, path) != 0) {
+        unlink(tmp);
+        if (err->code[0] == '\0')
+            enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot salvage the journal %s", path);
+        return -1;
+    }
+    r->earlier_results = load_earlier_results(r);
+    log_warning("the journal %s was damaged (%ld bad line%s from line %ld): %ld good records kept, "
+                "the damaged file is %s",
+                path, d.bad_lines, d.bad_lines == 1 ? "" : "s", d.first_bad_line, seen.good_lines,
+                damaged);
+    return 0;
+}
+
+/* --salvage: a request the journal lost the result of, but the old results.ndjson has, is done
+ * with that line (never rewritten). */
+static void take_earlier_results(run *r, run_journal *rj, resume_ctx *rc)
+{
+    const char *id;
+    json_t *line;
+    json_object_foreach(r->earlier_results, id, line)
+    {
+        if (idset_contains(&rj->done_ids, id))
+            continue;
+        json_object_del(rj->open, id);
+        idset_insert(&rj->done_ids, id);
+        long number = (long)json_integer_value(json_object_get(line, "Line"));
+        char key[32];
+        snprintf(key, sizeof key, "L%ld", number);
+        idset_insert(&rj->done_lines, key);
+        const char *status = json_string_value(json_object_get(line, "Status"));
+        if (status == NULL || strcmp(status, "issued") != 0)
+            rc->failed_count++;
+        rc->done++;
+        if (results_write(&r->results, line) != 0)
+            log_error("cannot write %s/results.ndjson", r->out.path);
+        journal_result(r, rj->j, id, number, line, false);
+    }
+}
 
 int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *err)
 {
@@ -320,25 +597,28 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         return -1;
     }
     rj->resumed = true;
-    resume_ctx rc = {.r = r, .rj = rj, .retry_failed = retry_failed};
+    rj->salvaged = r->earlier_results != NULL;
+    resume_ctx rc = {.r = r, .rj = rj, .err = err, .retry_failed = retry_failed};
     off_t good = 0, torn = 0;
-    idset failed;
+    idset failed, uncertain;
     idset_init(&failed);
+    idset_init(&uncertain);
     int rc_read = 0;
     if (retry_failed) {
         rc.failed = &failed;
+        rc.uncertain = &uncertain;
         rc_read = journal_read(path, collect_failed, &rc, &good, &torn, err);
-        if (rc_read == 0 && failed.count > 0)
-            rc_read = forget_failed(path, &failed, err);
+        if (rc_read == 0 && failed.count + uncertain.count > 0)
+            rc_read = forget_failed(path, &failed, &uncertain, err);
     }
     if (rc_read == 0)
         rc_read = journal_read(path, visit, &rc, &good, &torn, err);
     idset_free(&failed);
+    idset_free(&uncertain);
     if (rc_read != 0 || rj->run_id[0] == '\0') {
         if (err->code[0] == '\0' || rc_read == 0)
             enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
                              "%s is not the journal of a run (no header)", path);
-        free(rc.kek_b64);
         journal_state_free(rj);
         return -1;
     }
@@ -350,7 +630,6 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
                          "--shard",
                          path, rc.shard[0] ? "shard " : "an unsharded run", rc.shard,
                          mine ? "shard " : "not sharded", mine ? mine : "");
-        free(rc.kek_b64);
         journal_state_free(rj);
         return -1;
     }
@@ -358,42 +637,13 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
         log_warning("the journal %s ends with %lld bytes of a torn or corrupt record: cut back to "
                     "the last good record",
                     path, (long long)torn);
-    /* The wrapping key of the interrupted run (when it made one), decrypted by the token's
-     * storage key. */
-    int prepared = 0;
-    if (rc.kek_b64 != NULL) {
-        hsm_session s;
-        CK_OBJECT_HANDLE key;
-        size_t enc_len = 0, kek_len = 0;
-        unsigned char *enc = base64_decode(rc.kek_b64, strlen(rc.kek_b64), BASE64_SKIP_SPACE,
-                                           &enc_len),
-                      *kek = NULL;
-        free(rc.kek_b64);
-        hsm_error herr;
-        int ok = enc != NULL && storage_key(r, &s, &key, err) == 0 &&
-                 hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 &&
-                 kek_len == 32;
-        free(enc);
-        if (!ok) {
-            if (err->code[0] == '\0')
-                enroll_error_set(err, HSE_JOURNAL_UNREADABLE, NULL,
-                                 "the journal's wrapping key cannot be decrypted with this "
-                                 "token's storage key (another token, or the key was deleted)");
-            if (kek != NULL)
-                OPENSSL_cleanse(kek, kek_len);
-            free(kek);
-            journal_state_free(rj);
-            return -1;
-        }
-        prepared = hsm_context_prepare_export_with(r->hsm, kek, err);
-        OPENSSL_cleanse(kek, kek_len);
-        free(kek);
-    }
-    if (prepared != 0 || index_token_keys(r, rj, err) != 0 ||
-        (rj->j = journal_reopen(path, good, err)) == NULL) {
+    if (index_token_keys(r, rj, err) != 0 || (rj->j = journal_reopen(path, good, err)) == NULL) {
         journal_state_free(rj);
         return -1;
     }
+    if (r->earlier_results != NULL)
+        take_earlier_results(r, rj, &rc);
+    remove_temp_files(r);
     atomic_store(&r->stats.earlier_failed, rc.failed_count);
     log_info("resuming run %s: %ld request%s done before, %zu to take up again", rj->run_id,
              rc.done, rc.done == 1 ? "" : "s", json_object_size(rj->open));
@@ -401,28 +651,12 @@ int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *e
     return 0;
 }
 
-typedef struct copy_ctx {
-    journal *out;
-    idset *failed;
-} copy_ctx;
-
-static int copy_record(void *ctx, const char *type, json_t *rec)
-{
-    copy_ctx *cc = ctx;
-    const char *id = record_id(rec);
-    if (id != NULL && strcmp(type, "H") != 0 && idset_contains(cc->failed, id))
-        return 0;
-    char kind[8]; /* type points into rec, whose "T" journal_append replaces */
-    snprintf(kind, sizeof kind, "%s", type);
-    return journal_append(cc->out, kind, rec) ? 0 : -1;
-}
-
-static int forget_failed(const char *path, idset *failed, enroll_error *err)
+static int forget_failed(const char *path, idset *failed, idset *uncertain, enroll_error *err)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.retry", path);
     unlink(tmp);
-    copy_ctx cc = {.failed = failed};
+    copy_ctx cc = {.failed = failed, .uncertain = uncertain};
     if ((cc.out = journal_create(tmp, err)) == NULL)
         return -1;
     off_t good, torn;
@@ -433,8 +667,12 @@ static int forget_failed(const char *path, idset *failed, enroll_error *err)
             enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot rewrite the journal %s", path);
         return -1;
     }
-    log_info("%zu failed request%s will be tried again", failed->count,
-             failed->count == 1 ? "" : "s");
+    if (failed->count > 0)
+        log_info("%zu failed request%s will be tried again", failed->count,
+                 failed->count == 1 ? "" : "s");
+    if (uncertain->count > 0)
+        log_info("%zu uncertain request%s will be asked of the CA again (same key and CSR)",
+                 uncertain->count, uncertain->count == 1 ? "" : "s");
     return 0;
 }
 
@@ -542,6 +780,47 @@ static int restore(run *r, job *j, json_t *state)
     return 0;
 }
 
+/* A key with the request's CKA_ID in a key token, or an output file of its Id. */
+static bool leaves_trace(run *r, const job *j)
+{
+    char hex[33];
+    hex_encode(j->key_id, 16, hex, sizeof hex, false);
+    if (idset_contains(&r->journal->token_keys, hex))
+        return true;
+    static const char *const exts[] = {"pem", "pfx", "der", "p8"};
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        char name[300];
+        snprintf(name, sizeof name, "%s.%s", j->req->id, exts[i]);
+        if (faccessat(r->out.fd, name, F_OK, 0) == 0)
+            return true;
+    }
+    return false;
+}
+
+void recovery_report_unknown(run *r, job *j)
+{
+    json_t *line = result_new(j->req->id, j->req->line, "uncertain");
+    if (j->policy.ca != NULL)
+        json_object_set_new(line, "CertificateAuthority", json_string(j->policy.ca->name));
+    enroll_error e;
+    enroll_error_set(&e, HSE_JOURNAL_DAMAGED, NULL,
+                     "the journal's records of this request were lost, and a key or an output "
+                     "file of it exists: it may have been issued. Its key and files are kept; "
+                     "check it at the CA");
+    result_set_error(line, &e);
+    json_t *rec = json_pack("{s:s, s:I, s:o, s:b}", "Id", j->req->id, "Line",
+                            (json_int_t)j->req->line, "Result", json_incref(line), "Salvaged", 1);
+    journal_append(r->journal->j, "D", rec);
+    json_decref(rec);
+    if (results_write(&r->results, line) != 0)
+        log_error("cannot write %s/results.ndjson", r->out.path);
+    json_decref(line);
+    atomic_fetch_add(&r->stats.uncertain, 1);
+    log_warning("%s: the damaged journal lost its records, and a key or file of it exists: left "
+                "alone, reported uncertain",
+                j->req->id);
+}
+
 recovery_state recovery_lookup(run *r, job *j)
 {
     run_journal *rj = r->journal;
@@ -553,7 +832,7 @@ recovery_state recovery_lookup(run *r, job *j)
         return RECOVERY_DONE;
     json_t *state = json_object_get(rj->open, id);
     if (state == NULL)
-        return RECOVERY_NEW;
+        return rj->salvaged && leaves_trace(r, j) ? RECOVERY_UNKNOWN : RECOVERY_NEW;
     json_incref(state);
     json_object_del(rj->open, id);
     int rc = restore(r, j, state);
@@ -596,6 +875,8 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     }
     if (!idset_contains(&rj->token_keys, hex))
         return;
+    /* Either half, of a token or an export key (an export key's pair lives in the token until
+     * it is wrapped, and a kill between the two destroys leaves the public half). */
     for (size_t t = 0; t < r->hsm->key_token_count; t++)
         hsm_destroy_keypair_by_id(&w->sessions[t], j->key_id, sizeof j->key_id);
     log_debug("%s: removed a key left in the token by the interrupted run", j->req->id);
@@ -604,7 +885,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
 /* The journal's share of a request's time (STAGE_JOURNAL). */
 static void add_journal_time(run *r, uint64_t since)
 {
-    atomic_fetch_add(&r->stats.stage_ns[STAGE_JOURNAL], run_clock_ns() - since);
+    run_metrics_stage(r, STAGE_JOURNAL, run_clock_ns() - since);
 }
 
 static int append_synced(run *r, job *j, const char *type, json_t *rec, uint64_t since)
@@ -684,16 +965,48 @@ void recovery_issued(run *r, job *j)
     add_journal_time(r, t0);
 }
 
+/* The result as a D record keeps it: a generated password only wrapped under the run's key
+ * (AES-KWP), never in plaintext. A new reference. */
+static json_t *result_for_journal(run *r, json_t *result)
+{
+    json_t *info = json_object_get(result, "CertificateInformation");
+    const char *password = json_string_value(json_object_get(info, "Password"));
+    if (password == NULL)
+        return json_incref(result);
+    json_t *out = json_deep_copy(result);
+    json_t *out_info = json_object_get(out, "CertificateInformation");
+    unsigned char *wrapped = NULL;
+    size_t len = 0;
+    enroll_error e;
+    enroll_error_clear(&e);
+    if (r->hsm->kek != NULL && kwp_wrap(r->hsm->kek, (const unsigned char *)password,
+                                        strlen(password), &wrapped, &len, &e) == 0) {
+        char *b64 = base64_encode(wrapped, len);
+        json_object_set_new(out_info, "PasswordWrapped", json_string(b64 ? b64 : ""));
+        free(b64);
+    }
+    free(wrapped);
+    json_object_del(out_info, "Password");
+    return out;
+}
+
+static void journal_result(run *r, journal *jn, const char *id, long line, json_t *result,
+                           bool line_only)
+{
+    json_t *stored = result_for_journal(r, result);
+    json_t *rec =
+        json_pack("{s:s?, s:I, s:o}", "Id", id, "Line", (json_int_t)line, "Result", stored);
+    if (line_only)
+        json_object_set_new(rec, "LineOnly", json_true());
+    journal_append(jn, "D", rec);
+    json_decref(rec);
+}
+
 void recovery_done(run *r, const char *id, long line, json_t *result, bool line_only)
 {
     if (r->journal == NULL)
         return;
     uint64_t t0 = run_clock_ns();
-    json_t *rec =
-        json_pack("{s:s?, s:I, s:O}", "Id", id, "Line", (json_int_t)line, "Result", result);
-    if (line_only)
-        json_object_set_new(rec, "LineOnly", json_true());
-    journal_append(r->journal->j, "D", rec);
-    json_decref(rec);
+    journal_result(r, r->journal->j, id, line, result, line_only);
     add_journal_time(r, t0);
 }

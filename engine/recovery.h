@@ -28,6 +28,13 @@ int recovery_note_kek(void *arg, enroll_error *err);
  * 0, or -1 with err. */
 int recovery_resume(run *r, const char *path, bool retry_failed, enroll_error *err);
 
+/* Before a resumed run opens its results: checks the whole journal at path. A bad record
+ * followed by good ones is damage: without salvage, JOURNAL_DAMAGED (nothing is changed); with
+ * it, the journal is rewritten with every record that verifies (the damaged file is kept as
+ * PATH.damaged) and the old results.ndjson is read into r->earlier_results, so that no result it
+ * holds is lost or rewritten. 0, or -1 with err. */
+int recovery_preflight(run *r, const char *path, bool salvage, enroll_error *err);
+
 /* The run's id (for the embedded CA's one-issuance-per-request rule), or NULL with no journal. */
 const char *recovery_run_id(const run *r);
 /* True when the run continues an interrupted one (--resume found a journal). */
@@ -40,17 +47,23 @@ typedef enum recovery_state {
     RECOVERY_NEW = 0, /* not started before: process normally */
     RECOVERY_DONE,    /* finished before (its result line is already written): skip */
     RECOVERY_OPEN,    /* started before: the job has been restored from the journal */
+    RECOVERY_UNKNOWN, /* salvaged journal: its records are lost, but a key or a file of it
+                         exists: left alone, reported uncertain (recovery_report_unknown) */
 } recovery_state;
 
 /* What the journal says of this checked request; for RECOVERY_OPEN, fills the job (token, key
  * id and URI or wrapped key, CSR; certificate and chain when it was issued). */
 recovery_state recovery_lookup(run *r, job *j);
+/* Writes the uncertain result of a RECOVERY_UNKNOWN request (its key and files untouched). */
+void recovery_report_unknown(run *r, job *j);
 /* Whether a line that failed its checks was already reported (resumed runs). */
 bool recovery_line_done(run *r, long line);
 
 /* The CKA_ID for a request's key: derived from the run id and the request Id, so that a key
  * made just before a crash can be recognized. */
 void recovery_key_id(const run *r, const char *request_id, unsigned char out[16]);
+/* The same from a journal's run id (`token gc`). */
+void recovery_derive_key_id(const char *run_id, const char *request_id, unsigned char out[16]);
 /* In a resumed run, destroys a token key with this job's CKA_ID that a crash left behind before
  * it was journaled. */
 void recovery_clear_leftover(run *r, worker *w, job *j);

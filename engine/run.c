@@ -14,6 +14,8 @@
 #include "batch/log.h"
 #include "ca/connector.h"
 #include "engine/fault_hooks.h"
+#include "engine/metrics.h"
+#include "engine/metrics_http.h"
 #include "engine/pipeline.h"
 #include "engine/recovery.h"
 #include "engine/run_state.h"
@@ -88,6 +90,7 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     r->entered_ns = run_clock_ns();
     r->stats.not_started = -1;
     pthread_mutex_init(&r->failures_lock, NULL);
+    run_metrics_init(r);
     r->out.fd = -1;
     fault_hooks_load();
     r->opt = *opt;
@@ -99,10 +102,11 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         r->opt.workers = n > 0 ? (int)n : 1;
     }
-    if ((r->opt.retry_failed && !r->opt.resume) || (r->opt.resume && r->opt.force) ||
+    if (((r->opt.retry_failed || r->opt.salvage) && !r->opt.resume) ||
+        (r->opt.resume && r->opt.force) ||
         (r->opt.no_journal && (r->opt.resume || r->opt.journal_path))) {
         enroll_error_set(err, HSE_USAGE, NULL,
-                         "--retry-failed needs --resume; --resume excludes --force; "
+                         "--retry-failed and --salvage need --resume; --resume excludes --force; "
                          "--no-journal excludes --resume and --journal");
         return -1;
     }
@@ -120,8 +124,11 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
         return -1;
     engine_setup *s = &r->setup;
     r->setup_done = true;
-    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0 ||
-        setup_check_defaults(s->cfg, r->opt.default_template, r->opt.default_pattern, err) != 0 ||
+    if (setup_config(s, r->opt.config_path, r->opt.home, err) != 0)
+        return -1;
+    if (r->opt.module != NULL)
+        s->cfg->hsm.module = r->opt.module;
+    if (setup_check_defaults(s->cfg, r->opt.default_template, r->opt.default_pattern, err) != 0 ||
         setup_module(s, s->embedded, err) != 0 || setup_login(s, err) != 0 ||
         setup_local_cas(s, s->embedded, err) != 0)
         return -1;
@@ -144,6 +151,9 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     }
     if (!r->opt.resume && earlier_outputs(r, err) != 0)
         return -1;
+    /* A damaged journal stops the resume before the results file is opened anew. */
+    if (r->opt.resume && recovery_preflight(r, r->journal_path, r->opt.salvage, err) != 0)
+        return -1;
     if (results_open(&r->results, &r->out, "results.ndjson", err) != 0)
         return -1;
     r->results_open = true;
@@ -159,7 +169,15 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
     r->ca.inflight = r->opt.inflight;
     if (connectors_open(&r->ca, err) != 0)
         return -1;
-    log_debug("%d workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
+    if (r->opt.metrics_listen != NULL) {
+        r->metrics = metrics_http_start(r->opt.metrics_listen, run_metrics_render, r, err);
+        if (r->metrics == NULL)
+            return -1;
+        log_info("metrics at http://%.*s:%u/metrics",
+                 (int)(strrchr(r->opt.metrics_listen, ':') - r->opt.metrics_listen),
+                 r->opt.metrics_listen, metrics_http_port(r->metrics));
+    }
+    log_debug("%d CPU workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
               hsm_module_path(s->hsm.module));
     return 0;
 }
@@ -185,7 +203,9 @@ int run_finish(run *r)
         log_error("the journal could not be written whole");
         atomic_store(&r->stop, 1);
     }
-    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) > 0
+    int exit_code = atomic_load(&r->stats.failed) + atomic_load(&r->stats.earlier_failed) +
+                                atomic_load(&r->stats.uncertain) >
+                            0
                         ? EXIT_SOME_FAILED
                         : EXIT_ALL_DONE;
     if (atomic_load(&r->stop))
@@ -215,7 +235,9 @@ void run_get_summary(run *r, run_summary *out)
     for (int s = 0; s < STAGE_COUNT; s++)
         out->stage_mean_ms[s] =
             atomic_load(&r->stats.stage_ns[s]) / 1e6 / (double)(total ? total : 1);
-    out->exit_code = out->failed + out->earlier_failed > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
+    out->uncertain = atomic_load(&r->stats.uncertain);
+    out->exit_code =
+        out->failed + out->earlier_failed + out->uncertain > 0 ? EXIT_SOME_FAILED : EXIT_ALL_DONE;
     if (atomic_load(&r->stop))
         out->exit_code = EXIT_STOPPED;
     out->out_dir = r->out.path;
@@ -249,28 +271,36 @@ json_t *run_stats_json(run *r)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double seconds = sum.seconds;
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i}", "Requests",
+    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "Requests",
                      (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed",
                      (json_int_t)sum.failed, "Seconds", seconds, "CertificatesPerSecond",
                      seconds > 0 ? sum.issued / seconds : 0.0, "FirstCertificateMs",
                      first ? json_real((first - r->entered_ns) / 1e6) : json_null(), "LatencyMs",
                      latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
-                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers);
+                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", r->lanes);
 }
 
 void run_close(run *r)
 {
     if (r == NULL)
         return;
+    metrics_http_stop(r->metrics); /* before what it reads goes */
     if (r->results_open)
         results_close(&r->results);
     connectors_close(&r->ca);
     recovery_close(r);
+    json_decref(r->earlier_results);
     output_dir_close(&r->out);
     if (r->reader_open)
         ndjson_close(&r->reader);
     if (r->setup_done)
         setup_free(&r->setup);
     pthread_mutex_destroy(&r->failures_lock);
+    run_metrics_free(r);
     free(r);
+}
+
+unsigned run_metrics_port(const run *r)
+{
+    return r != NULL ? metrics_http_port(r->metrics) : 0;
 }

@@ -18,8 +18,14 @@ typedef struct run_options {
     const char *config_path; /* --config, or NULL: the embedded default */
     const char *home;        /* --home of the embedded default, or NULL */
     const char *out_dir;
-    int workers;  /* 0: one per CPU */
-    int inflight; /* requests in flight to network CAs (default 64) */
+    int workers;         /* CPU threads for the CPU-heavy stages (bundle); 0: one per CPU */
+    int hsm_concurrency; /* HSM operations in flight (lanes, each with its own sessions); 0: the
+                          * configuration's Hsm.Concurrency, else the default */
+    int inflight;        /* requests in flight to network CAs (default 64) */
+    const char *metrics_listen; /* "ADDR:PORT": serve Prometheus text at /metrics while the run
+                                 * is open (port 0: any free one, see run_metrics_port) */
+    const char *module;         /* PKCS#11 module replacing the configuration's Hsm.Module (bench's
+                                 * latency wrapper), or NULL */
     const char *default_ca;
     const char *default_template;
     long long default_pattern; /* -1: none */
@@ -27,6 +33,7 @@ typedef struct run_options {
     bool force;               /* start over in an OUTDIR that holds results */
     bool resume;              /* continue the run journaled in OUTDIR (or journal_path) */
     bool retry_failed;        /* with resume: requests that failed are tried again */
+    bool salvage;             /* with resume: a damaged journal keeps what it can verify */
     bool no_journal;          /* no journal (benchmarks of its cost); the run cannot be resumed */
     const char *journal_path; /* default OUTDIR/journal.ndjson */
     shard_spec shard;         /* --shard I/N: only the lines of shard I (count 0: all) */
@@ -77,6 +84,7 @@ typedef struct run_summary {
     long earlier_failed; /* resumed run: failed before and not retried */
     long abandoned;      /* stopped mid-way: left for --resume */
     long not_started;    /* stopped: lines of the batch (the shard) not started; -1 unknown */
+    long uncertain;      /* the CA may have issued them and cannot say: kept, not failed */
     double seconds;      /* run_execute's time */
     double stage_mean_ms[STAGE_COUNT];
     int exit_code; /* EXIT_ALL_DONE, EXIT_SOME_FAILED or EXIT_STOPPED (EXIT_NOTHING_DONE when the
@@ -99,5 +107,8 @@ size_t run_get_failures(run *r, run_failure_code *out, size_t max);
 /* The run's figures as one JSON object (run --stats-json, and what `bench` reads): rate,
  * latency percentiles and CDF, mean time per stage, time to the first certificate, peak RSS. */
 json_t *run_stats_json(run *r);
+
+/* The port of the run's /metrics listener (run_options.metrics_listen), 0 when none. */
+unsigned run_metrics_port(const run *r);
 
 #endif

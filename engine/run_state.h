@@ -6,6 +6,7 @@
 #define HSMENROLL_ENGINE_RUN_STATE_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +26,10 @@
 #include "engine/setup.h"
 #include "engine/store.h"
 
+#define RUN_METRICS_CAS     32 /* CAs with their own in-flight gauge (the first 32) */
+#define RUN_METRICS_BUCKETS 14 /* stage histogram buckets (engine/metrics.c) */
+#define RUN_METRICS_CODES   64 /* distinct error codes counted (then "OTHER") */
+
 typedef struct run_stats {
     _Atomic long lines; /* request lines read (not blank) */
     _Atomic long issued;
@@ -34,9 +39,18 @@ typedef struct run_stats {
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
     long not_started; /* stopped: lines of the run not read (-1 unknown); set by pipeline_run */
+    _Atomic long uncertain;      /* the CA may have issued it; nobody knows (kept, not failed) */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
     latency_histogram latency;        /* admission to result, of issued requests */
     _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */
+    /* Live metrics (engine/metrics.c renders them; the stages update them). */
+    _Atomic long hsm_busy;                      /* jobs in a key stage (keygen, wrap, CSR) now */
+    _Atomic long ca_in_flight[RUN_METRICS_CAS]; /* per configuration CA: sent, not answered */
+    _Atomic uint64_t stage_buckets[STAGE_COUNT][RUN_METRICS_BUCKETS + 1]; /* +1: +Inf */
+    _Atomic long hsm_errors;    /* failed requests whose code is HSM_* */
+    pthread_mutex_t codes_lock; /* error codes of failed requests and their counts */
+    char codes[RUN_METRICS_CODES][40];
+    long code_counts[RUN_METRICS_CODES];
 } run_stats;
 
 struct job;
@@ -63,6 +77,7 @@ struct run {
     run_stats stats;
     job_queue queue;
     struct run_journal *journal; /* NULL: no journal */
+    json_t *earlier_results;     /* --salvage: the old results.ndjson lines by Id (recovery.c) */
     store_registry stores;       /* certificate stores' alias indexes (reenrollment) */
     _Atomic int stop;            /* take no new lines: a signal, a full disk, a failed journal */
     struct timespec started;
@@ -71,6 +86,10 @@ struct run {
     pthread_mutex_t failures_lock;
     run_failure_code failures[RUN_FAILURE_KINDS];
     size_t failure_kinds;
+    /* Set by pipeline_run before the workers start, read-only afterwards. */
+    int lanes;      /* worker threads, one set of sessions each: HSM operations in flight */
+    sem_t cpu_gate; /* opt.workers permits: the CPU-heavy stages run on one thread per core */
+    struct metrics_http *metrics; /* --metrics-listen (run.c), NULL: none */
 };
 
 /* Counts a failed request under its code for the summary (any thread). */
@@ -125,8 +144,9 @@ typedef struct job {
     X509 *cert;
     STACK_OF(X509) * chain;
     long long keyfactor_id, request_id;
-    bool answered; /* the CA has answered (or the journal says it had) */
-    bool pending;  /* the CA took the request but has not issued yet (approval, validation) */
+    bool answered;  /* the CA has answered (or the journal says it had) */
+    bool uncertain; /* the CA may have issued it, and cannot say (kept for --retry-failed) */
+    bool pending;   /* the CA took the request but has not issued yet (approval, validation) */
     char disposition[40];          /* the CA's RequestDisposition when pending */
     char disposition_message[200]; /* and its DispositionMessage */
     /* Any stage: the first failure ends the job (enroll.c finish). */

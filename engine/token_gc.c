@@ -1,7 +1,8 @@
-/* `token gc`: one pass over each key token's certificates and private keys. A key is accounted
- * for by a journal given (K records), a results file given (KeyUri), a certificate object with its
- * CKA_ID in its token, or a local CA's issuance log (the fingerprint of its public key). What
- * nothing accounts for is an orphan; --delete destroys only the orphans of a listing confirmed. */
+/* `token gc`: one pass over each key token's certificates, private and public keys. A private key
+ * is accounted for by a journal given (any record of its request), a results file given (KeyUri),
+ * a certificate object with its CKA_ID in its token, or a local CA's issuance log (the fingerprint
+ * of its public key); a public key by its private half. What nothing accounts for is an orphan;
+ * --delete destroys only the orphans of a listing confirmed. */
 #include "engine/token_gc.h"
 
 #include <ctype.h>
@@ -21,6 +22,7 @@
 #include "formats/csr.h"
 #include "formats/hex.h"
 #include "formats/pubkey.h"
+#include "engine/recovery.h"
 
 #define ID_HEX_MAX (2 * 64 + 1) /* the first 64 bytes of a longer CKA_ID */
 
@@ -31,11 +33,30 @@ static void id_hex(const unsigned char *id, size_t len, char hex[ID_HEX_MAX])
         hex_encode(id, len < 64 ? len : 64, hex, ID_HEX_MAX, false);
 }
 
+typedef struct known_keys {
+    idset *ids;      /* hex CKA_IDs */
+    char run_id[33]; /* the journal's, from its header */
+} known_keys;
+
+/* A K record's KeyId; and for any record of a request, the CKA_ID the run derives for its key:
+ * a salvaged journal that lost a request's K record but kept another still knows its key. */
 static int collect_key_ids(void *ctx, const char *type, json_t *record)
 {
+    known_keys *kk = ctx;
     const char *hex = json_string_value(json_object_get(record, "KeyId"));
+    const char *run_id = json_string_value(json_object_get(record, "RunId"));
+    const char *id = json_string_value(json_object_get(record, "Id"));
+    if (strcmp(type, "H") == 0 && run_id != NULL)
+        snprintf(kk->run_id, sizeof kk->run_id, "%s", run_id);
     if (strcmp(type, "K") == 0 && hex != NULL)
-        idset_insert(ctx, hex);
+        idset_insert(kk->ids, hex);
+    if (strcmp(type, "H") != 0 && id != NULL && kk->run_id[0] != '\0') {
+        unsigned char derived[16];
+        char derived_hex[33];
+        recovery_derive_key_id(kk->run_id, id, derived);
+        hex_encode(derived, sizeof derived, derived_hex, sizeof derived_hex, false);
+        idset_insert(kk->ids, derived_hex);
+    }
     return 0;
 }
 
@@ -276,7 +297,8 @@ long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err)
     size_t logs = 0;
     for (size_t i = 0; i < o->journal_count; i++) {
         off_t good, torn;
-        if (journal_read(o->journals[i], collect_key_ids, &known, &good, &torn, err) != 0)
+        known_keys kk = {.ids = &known};
+        if (journal_read(o->journals[i], collect_key_ids, &kk, &good, &torn, err) != 0)
             goto out;
     }
     for (size_t i = 0; i < o->results_count; i++)
@@ -291,8 +313,9 @@ long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err)
         hsm_session session;
         hsm_context_login_session(&s->hsm, t, &session);
         hsm_error herr;
-        idset certificates;
+        idset certificates, privates; /* hex CKA_IDs of the token's certificates, private keys */
         idset_init(&certificates);
+        idset_init(&privates);
         static const CK_OBJECT_CLASS certificate = CKO_CERTIFICATE, private_key = CKO_PRIVATE_KEY;
         CK_OBJECT_HANDLE *handles = NULL;
         long n = hsm_list_objects(&session, &certificate, &handles, &herr);
@@ -318,6 +341,7 @@ long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err)
             hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
             char hex[ID_HEX_MAX];
             id_hex(id, id_len, hex);
+            idset_insert(&privates, hex);
             keys++;
             bool accounted = hex[0] != '\0' && idset_contains(&known, hex) == 1;
             by_record += accounted;
@@ -343,7 +367,34 @@ long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err)
             free(label);
         }
         free(handles);
+        handles = NULL;
+        /* A public key whose private half is gone (a kill between the two destroys). */
+        static const CK_OBJECT_CLASS public_key = CKO_PUBLIC_KEY;
+        if (n >= 0)
+            n = hsm_list_objects(&session, &public_key, &handles, &herr);
+        for (long i = 0; i < n; i++) {
+            unsigned char *id = NULL, *label = NULL;
+            size_t id_len = 0, label_len = 0;
+            hsm_get_attribute(&session, handles[i], CKA_ID, &id, &id_len, &herr);
+            hsm_get_attribute(&session, handles[i], CKA_LABEL, &label, &label_len, &herr);
+            char hex[ID_HEX_MAX];
+            id_hex(id, id_len, hex);
+            if (id_len == 0 || idset_contains(&privates, hex) != 1) {
+                char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
+                                           CKO_PUBLIC_KEY);
+                json_array_append_new(
+                    list, json_pack("{s:s, s:s?, s:s, s:s, s:I, s:I, s:b}", "Label",
+                                    label ? (char *)label : "", "Uri", uri, "Class", "public",
+                                    "KeyId", hex, "Token", (json_int_t)t, "Handle",
+                                    (json_int_t)handles[i], "Deleted", o->delete));
+                free(uri);
+            }
+            free(id);
+            free(label);
+        }
+        free(handles);
         idset_free(&certificates);
+        idset_free(&privates);
         if (n < 0) {
             hsm_error_to_enroll(&herr, HSE_HSM_ERROR, err);
             goto out;
@@ -382,12 +433,13 @@ long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err)
                                               json_string_value(json_object_get(k, "Label")),
                                               json_string_value(json_object_get(k, "Uri")));
     }
-    log_info("%ld of %ld key%s orphaned%s; the others: %ld known to %zu journal%s and %zu results "
-             "file%s, %ld with a certificate in the token, %ld certified by the CA (%zu issuance "
-             "log%s)",
-             orphans, keys, keys == 1 ? "" : "s", o->delete &&orphans ? ", deleted" : "", by_record,
-             o->journal_count, o->journal_count == 1 ? "" : "s", o->results_count,
-             o->results_count == 1 ? "" : "s", with_certificate, by_ca, logs, logs == 1 ? "" : "s");
+    log_info("%ld orphan%s%s; of the %ld private key%s, %ld known to %zu journal%s and %zu "
+             "results file%s, %ld with a certificate in the token, %ld certified by the CA (%zu "
+             "issuance log%s)",
+             orphans, orphans == 1 ? "" : "s", o->delete &&orphans ? ", deleted" : "", keys,
+             keys == 1 ? "" : "s", by_record, o->journal_count, o->journal_count == 1 ? "" : "s",
+             o->results_count, o->results_count == 1 ? "" : "s", with_certificate, by_ca, logs,
+             logs == 1 ? "" : "s");
     if (!o->delete &&orphans > 0)
         log_info("to delete them: save this listing (--json > FILE, or the text), then run the "
                  "same command with --delete --confirm FILE");

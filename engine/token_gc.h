@@ -18,12 +18,13 @@ typedef struct token_gc_options {
     bool as_json;
 } token_gc_options;
 
-/* Lists the private keys in the key tokens that are orphans: no journal and no results file
- * given records their CKA_ID, no certificate object in their token has it, and no local CA's
- * issuance log holds their public key's SHA-256 fingerprint. With delete, destroys them (and
- * their public halves) only when they are exactly the keys the confirm listing shows; else
- * GC_LIST_CHANGED and nothing is destroyed. s must be logged in. Returns the number of orphans,
- * or -1 with err. */
+/* Lists the keys in the key tokens that are orphans: private keys that no journal (by a K record,
+ * or any record of the request whose derived CKA_ID they have) and no results file given records,
+ * with no certificate object of their CKA_ID in their token, and whose public key's SHA-256
+ * fingerprint no local CA's issuance log holds; public keys without their private half. With
+ * delete, destroys them (and their public halves) only when they are exactly the keys the confirm
+ * listing shows; else GC_LIST_CHANGED and nothing is destroyed. s must be logged in. Returns the
+ * number of orphans, or -1 with err. */
 long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err);
 
 #endif

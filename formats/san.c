@@ -29,6 +29,7 @@ static const struct {
     {SAN_RFC822, "rfc822"},
     {SAN_UPN, "ms_ntprincipalname"},
     {SAN_REGISTERED_ID, "registeredid"},
+    {SAN_IP, "ip"},
 };
 
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
@@ -327,6 +328,15 @@ int san_add(GENERAL_NAMES *names, san_kind kind, const char *value, const char *
                        "separated by dots)",
                        value);
         gn = ip_name(addr, 4);
+        break;
+    case SAN_IP:
+        if (inet_pton(AF_INET, value, addr) == 1) {
+            gn = ip_name(addr, 4);
+            break;
+        }
+        if (inet_pton(AF_INET6, value, addr) != 1)
+            return bad(err, field, "\"%.100s\" is not an IPv4 or IPv6 address", value);
+        gn = ip_name(addr, 16);
         break;
     case SAN_IP6:
         if (inet_pton(AF_INET6, value, addr) != 1)

@@ -18,6 +18,7 @@ typedef enum san_kind {
     SAN_RFC822,
     SAN_UPN, /* ms_ntprincipalname: otherName 1.3.6.1.4.1.311.20.2.3, UTF8String */
     SAN_REGISTERED_ID,
+    SAN_IP, /* "ip" (Keyfactor's Vault plugin): an IPv4 or an IPv6 address */
 } san_kind;
 
 san_kind san_kind_from_key(const char *key);

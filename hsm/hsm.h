@@ -63,6 +63,8 @@ typedef struct hsm_token_desc {
     char serial[17];
     bool initialized;
     bool user_pin_initialized;
+    unsigned long max_rw_sessions; /* ulMaxRwSessionCount; 0: no limit given (effectively
+                                      infinite or unavailable) */
 } hsm_token_desc;
 
 /* The tokens present (up to max); returns how many were found, or -1 with err. */

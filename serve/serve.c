@@ -19,6 +19,7 @@
 
 #include "batch/log.h"
 #include "batch/secret.h"
+#include "engine/metrics_http.h"
 #include "serve/internal.h"
 
 #define API_PREFIX "/KeyfactorAPI"
@@ -30,9 +31,31 @@ typedef struct call_state {
     bool too_large;
 } call_state;
 
-static enum MHD_Result send_answer(struct MHD_Connection *conn, api_answer *answer)
+/* Counts an answer for /metrics: by status, and by error code when it has one. */
+static void count_answer(server *srv, const api_answer *answer)
 {
-    char *text = answer->body ? json_dumps(answer->body, JSON_COMPACT) : strdup("{}");
+    unsigned st = answer->status < 600 ? answer->status : 0;
+    atomic_fetch_add(&srv->status_counts[st], 1);
+    const char *code = json_string_value(json_object_get(answer->body, "ErrorCode"));
+    if (code == NULL)
+        return;
+    pthread_mutex_lock(&srv->codes_lock);
+    int i = 0;
+    while (i < SERVE_METRICS_CODES - 1 && srv->codes[i][0] != '\0' && strcmp(srv->codes[i], code))
+        i++;
+    if (srv->codes[i][0] == '\0')
+        snprintf(srv->codes[i], sizeof srv->codes[i], "%s",
+                 i == SERVE_METRICS_CODES - 1 ? "OTHER" : code);
+    srv->code_counts[i]++;
+    pthread_mutex_unlock(&srv->codes_lock);
+}
+
+static enum MHD_Result send_answer(server *srv, struct MHD_Connection *conn, api_answer *answer)
+{
+    count_answer(srv, answer);
+    char *text = answer->no_body ? strdup("")
+                 : answer->body  ? json_dumps(answer->body, JSON_COMPACT | JSON_ENCODE_ANY)
+                                 : strdup("{}");
     json_decref(answer->body);
     answer->body = NULL;
     if (text == NULL)
@@ -43,7 +66,11 @@ static enum MHD_Result send_answer(struct MHD_Connection *conn, api_answer *answ
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (!answer->no_body)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                "application/json; charset=utf-8");
+    if (answer->product_version != NULL)
+        MHD_add_response_header(resp, "x-keyfactor-product-version", answer->product_version);
     if (answer->status == MHD_HTTP_UNAUTHORIZED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Basic realm=\"hsmenroll\", charset=\"UTF-8\"");
@@ -109,6 +136,44 @@ static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, 
     return user;
 }
 
+#define QUERY_MAX 32
+
+typedef struct query_args {
+    api_param items[QUERY_MAX];
+    size_t count;
+} query_args;
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    query_args *args = cls;
+    if (args->count < QUERY_MAX)
+        args->items[args->count++] = (api_param){key, value ? value : ""};
+    return MHD_YES;
+}
+
+/* --rate-limit: whether one more API request fits the rate now (GCRA, tolerating a burst of
+ * three); if not, *retry_after_s gets whole seconds to wait ("0": under half a second). */
+static bool rate_admit(server *srv, long *retry_after_s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long now =
+        (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+    unsigned long long interval = (unsigned long long)(1e9 / srv->opt.rate_limit);
+    pthread_mutex_lock(&srv->rate_lock);
+    bool ok = srv->rate_next_ns <= now + 2 * interval;
+    if (ok)
+        srv->rate_next_ns = (srv->rate_next_ns > now ? srv->rate_next_ns : now) + interval;
+    else
+        *retry_after_s =
+            (long)((srv->rate_next_ns - 2 * interval - now + 500000000ull) / 1000000000ull);
+    pthread_mutex_unlock(&srv->rate_lock);
+    atomic_fetch_add(ok ? &srv->rate_admitted : &srv->rate_limited, 1);
+    return ok;
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -166,23 +231,38 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO; /* the connection is reset with no answer */
         api_error(&answer, HSE_SERVICE_UNAVAILABLE, "injected failure (--fail-rate)");
         answer.retry_after = "0";
-        return send_answer(conn, &answer);
+        return send_answer(srv, conn, &answer);
+    }
+    long quota_wait = 0;
+    if (srv->opt.rate_limit > 0 && !rate_admit(srv, &quota_wait)) {
+        char quota_after[32];
+        snprintf(quota_after, sizeof quota_after, "%ld", quota_wait);
+        api_error(&answer, HSE_RATE_LIMITED, "more than %g requests per second (--rate-limit)",
+                  srv->opt.rate_limit);
+        answer.retry_after = quota_after;
+        return send_answer(srv, conn, &answer);
     }
     if (serve_public_path(url)) { /* the CRL and OCSP: no authentication (serve/revocation.c) */
         if (cs->too_large) {
             api_error(&answer, HSE_BODY_TOO_LARGE, "the request body is larger than %zu bytes",
                       srv->opt.max_body);
-            return send_answer(conn, &answer);
+            return send_answer(srv, conn, &answer);
         }
         return serve_public_answer(srv, conn, method, url, cs->body ? cs->body : "", cs->len);
     }
     if (strncmp(url, API_PREFIX, sizeof API_PREFIX - 1) != 0 ||
         (url[sizeof API_PREFIX - 1] != '/' && url[sizeof API_PREFIX - 1] != '\0')) {
         api_error(&answer, HSE_NOT_FOUND, "no such resource: %.200s", url);
-        return send_answer(conn, &answer);
+        return send_answer(srv, conn, &answer);
     }
+    query_args args = {.count = 0};
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
     api_call call = {
         .method = method,
+        .query = args.items,
+        .query_count = args.count,
+        .api_version =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-keyfactor-api-version"),
         .path = url + sizeof API_PREFIX - 1,
         .body = cs->body ? cs->body : "",
         .body_len = cs->len,
@@ -204,7 +284,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         api_error(&answer, HSE_TOO_MANY_FAILED_LOGINS,
                   "too many failed logins from this address: try again in %ld s", wait);
         answer.retry_after = retry_after;
-        return send_answer(conn, &answer);
+        return send_answer(srv, conn, &answer);
     }
     call.caller.user = authenticate(srv, conn, &tried);
     if (tried)
@@ -216,9 +296,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         api_error(&answer, HSE_BODY_TOO_LARGE, "the request body is larger than %zu bytes",
                   srv->opt.max_body);
     } else {
+        atomic_fetch_add(&srv->in_flight, 1);
         api_dispatch(srv, &call, &answer);
+        atomic_fetch_sub(&srv->in_flight, 1);
     }
-    return send_answer(conn, &answer);
+    return send_answer(srv, conn, &answer);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -349,6 +431,7 @@ static int open_cas(server *srv, enroll_error *err)
         srv->ca_open[i] = true;
         srv->ca_token[i] = (size_t)t;
     }
+    api_replays_load(srv);
     return 0;
 }
 
@@ -430,6 +513,36 @@ done:
     return out;
 }
 
+/* serve's /metrics: answers by status and error code, calls being answered, 429s of
+ * --rate-limit. */
+static void render_metrics(FILE *out, void *arg)
+{
+    server *srv = arg;
+    fputs("# HELP hsmenroll_serve_answers_total API answers, by HTTP status.\n"
+          "# TYPE hsmenroll_serve_answers_total counter\n",
+          out);
+    for (unsigned st = 0; st < 600; st++) {
+        long long n = atomic_load(&srv->status_counts[st]);
+        if (n > 0)
+            fprintf(out, "hsmenroll_serve_answers_total{status=\"%u\"} %lld\n", st, n);
+    }
+    fputs("# HELP hsmenroll_serve_errors_total API answers with an error, by ErrorCode.\n"
+          "# TYPE hsmenroll_serve_errors_total counter\n",
+          out);
+    pthread_mutex_lock(&srv->codes_lock);
+    for (int i = 0; i < SERVE_METRICS_CODES && srv->codes[i][0] != '\0'; i++)
+        fprintf(out, "hsmenroll_serve_errors_total{code=\"%s\"} %lld\n", srv->codes[i],
+                srv->code_counts[i]);
+    pthread_mutex_unlock(&srv->codes_lock);
+    fprintf(out,
+            "# HELP hsmenroll_serve_in_flight API calls being answered now.\n"
+            "# TYPE hsmenroll_serve_in_flight gauge\nhsmenroll_serve_in_flight %ld\n"
+            "# HELP hsmenroll_serve_rate_limited_total Requests answered 429 by --rate-limit.\n"
+            "# TYPE hsmenroll_serve_rate_limited_total counter\n"
+            "hsmenroll_serve_rate_limited_total %lld\n",
+            atomic_load(&srv->in_flight), (long long)atomic_load(&srv->rate_limited));
+}
+
 server *server_start(const serve_options *opt, engine_setup *s, enroll_error *err)
 {
     server *srv = calloc(1, sizeof *srv);
@@ -449,8 +562,17 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     srv->setup = s;
     pthread_rwlock_init(&srv->config_lock, NULL);
     pthread_mutex_init(&srv->rng_lock, NULL);
+    pthread_mutex_init(&srv->replay_lock, NULL);
+    srv->replays = json_object();
+    pthread_mutex_init(&srv->rate_lock, NULL);
+    pthread_mutex_init(&srv->codes_lock, NULL);
     if (RAND_bytes((unsigned char *)&srv->rng, sizeof srv->rng) != 1 || srv->rng == 0)
         srv->rng = 0x9e3779b97f4a7c15ull;
+    unsigned char run[8] = {0};
+    if (RAND_bytes(run, sizeof run) != 1)
+        memcpy(run, &srv->rng, sizeof run);
+    snprintf(srv->run_id, sizeof srv->run_id, "serve-%02x%02x%02x%02x%02x%02x%02x%02x", run[0],
+             run[1], run[2], run[3], run[4], run[5], run[6], run[7]);
     atomic_init(&srv->next_id, 1);
     atomic_init(&srv->next_pending, 1000000);
 
@@ -515,6 +637,14 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
     inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
     snprintf(srv->url, sizeof srv->url, "%s://%s:%u%s", tls ? "https" : "http", host,
              info ? (unsigned)info->port : (unsigned)ntohs(addr.sin_port), API_PREFIX);
+    if (srv->opt.metrics_listen != NULL) {
+        srv->metrics = metrics_http_start(srv->opt.metrics_listen, render_metrics, srv, err);
+        if (srv->metrics == NULL)
+            goto fail;
+        log_info("metrics at http://%.*s:%u/metrics",
+                 (int)(strrchr(srv->opt.metrics_listen, ':') - srv->opt.metrics_listen),
+                 srv->opt.metrics_listen, metrics_http_port(srv->metrics));
+    }
     return srv;
 fail:
     server_stop(srv);
@@ -528,8 +658,13 @@ const char *server_url(const server *srv)
 
 void server_stop(server *srv)
 {
+    if (srv != NULL && srv->opt.rate_limit > 0)
+        log_info("--rate-limit %g: %lld API requests taken, %lld answered 429", srv->opt.rate_limit,
+                 (long long)atomic_load(&srv->rate_admitted),
+                 (long long)atomic_load(&srv->rate_limited));
     if (srv == NULL)
         return;
+    metrics_http_stop(srv->metrics);
     if (srv->daemon != NULL)
         MHD_stop_daemon(srv->daemon);
     serve_guard_free(srv->guard);
@@ -560,5 +695,9 @@ void server_stop(server *srv)
     free(srv->client_ca_pem);
     pthread_rwlock_destroy(&srv->config_lock);
     pthread_mutex_destroy(&srv->rng_lock);
+    pthread_mutex_destroy(&srv->replay_lock);
+    json_decref(srv->replays);
+    pthread_mutex_destroy(&srv->rate_lock);
+    pthread_mutex_destroy(&srv->codes_lock);
     free(srv);
 }

@@ -22,6 +22,8 @@ typedef struct serve_options {
     long latency_ms;             /* added before each answer */
     double fail_rate;            /* share of requests answered 503 or reset (0..1) */
     double pending_rate;         /* share of enrollments answered pending (0..1) */
+    double rate_limit;           /* API requests per second above which 429 (0: none) */
+    const char *metrics_listen;  /* "ADDR:PORT" of /metrics (Prometheus), or NULL */
     size_t max_body;             /* bytes; default 1 MiB */
     unsigned connection_timeout; /* seconds idle before a connection is closed; default 30 */
     unsigned max_connections;    /* default 512 */

@@ -1,5 +1,6 @@
 /* What the HTTP plumbing (serve.c) and the endpoints (api.c) both use: the HSM session pool, the
- * Keyfactor-style error answer and the server's non-secret random numbers. */
+ * Keyfactor-style error answer, the server's non-secret random numbers and the configuration in
+ * force (serve_config). */
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,4 +68,27 @@ void session_pool_put(server *srv, size_t t, hsm_session *s)
     }
     pool->free_list[pool->free_count++] = *s;
     pthread_mutex_unlock(&pool->lock);
+}
+
+serve_config *serve_config_new(config *cfg)
+{
+    serve_config *sc = calloc(1, sizeof *sc);
+    if (sc == NULL)
+        return NULL;
+    sc->cfg = cfg;
+    request_defaults defaults = {.pattern_id = -1,
+                                 .password_length = cfg->settings.password_length};
+    line_checker_init(&sc->checker, cfg, &defaults, NULL, NULL);
+    pthread_mutex_init(&sc->order_lock, NULL);
+    return sc;
+}
+
+void serve_config_free(serve_config *sc)
+{
+    if (sc == NULL)
+        return;
+    line_checker_free(&sc->checker);
+    pthread_mutex_destroy(&sc->order_lock);
+    config_free(sc->cfg);
+    free(sc);
 }

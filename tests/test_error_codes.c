@@ -103,7 +103,7 @@ static void test_readme_both_ways(void)
 static void test_table_sane(void)
 {
     static const unsigned statuses[] = {400, 401, 403, 404, 405, 408, 409, 413,
-                                        422, 429, 500, 502, 503, 504, 507};
+                                        422, 429, 500, 501, 502, 503, 504, 507};
     CU_ASSERT_STRING_EQUAL(hse_code_name(HSE_NONE), "");
     CU_ASSERT_EQUAL(hse_code_from_name(""), HSE_NONE);
     CU_ASSERT_EQUAL(hse_code_from_name("NO_SUCH_CODE"), HSE_NONE);

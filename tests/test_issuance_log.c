@@ -78,8 +78,9 @@ static void *append_many(void *p)
         long long id = 0;
         enroll_error err;
         enroll_error_clear(&err);
-        if (cert == NULL || issuance_log_append(a->log, cert, run, request, &id, &err) != 0 ||
-            id < 1 || id > TOTAL)
+        if (cert == NULL ||
+            issuance_log_append(a->log, cert, run, request, NULL, NULL, &id, &err) != 0 || id < 1 ||
+            id > TOTAL)
             a->failures++;
         X509_free(cert);
     }
@@ -234,7 +235,8 @@ static void test_torn_last_line(void)
         request_for(0, i, request, sizeof request);
         long long id = 0;
         /* The third without a run: logged without its certificate. */
-        CU_ASSERT_EQUAL(issuance_log_append(log, cert, i < 2 ? "r" : NULL, request, &id, &err), 0);
+        CU_ASSERT_EQUAL(
+            issuance_log_append(log, cert, i < 2 ? "r" : NULL, request, NULL, NULL, &id, &err), 0);
         CU_ASSERT_EQUAL(id, i + 1);
         X509_free(cert);
     }
@@ -268,7 +270,7 @@ static void test_torn_last_line(void)
 
     /* The next append ends the torn line first and takes the next KeyfactorID. */
     cert = make_cert(20);
-    CU_ASSERT_EQUAL(issuance_log_append(log, cert, "r", "req-1-0", &id, &err), 0);
+    CU_ASSERT_EQUAL(issuance_log_append(log, cert, "r", "req-1-0", NULL, NULL, &id, &err), 0);
     CU_ASSERT_EQUAL(id, 5);
     X509_free(cert);
     issuance_log_close(log);

@@ -401,9 +401,106 @@ static void test_bulk_resume(void)
     free(count);
 }
 
+/* Subject, SANs and key type of a certificate file (PEM, or DER when der), and its public key. */
+static char *cert_facts(const char *path, bool der, bool pubkey)
+{
+    const char *inform = der ? "DER" : "PEM";
+    if (pubkey)
+        return test_sh_output(NULL, "openssl x509 -inform %s -in '%s' -noout -pubkey", inform,
+                              path);
+    return test_sh_output(NULL,
+                          "openssl x509 -inform %s -in '%s' -noout -subject -ext subjectAltName "
+                          "-text | grep -E 'subject=|DNS:|IP Address|Public Key Algorithm|"
+                          "Public-Key|NIST CURVE'",
+                          inform, path);
+}
+
+/* renew: of short-lived (Short, 1 day) and long-lived (Default) lines, one short one revoked,
+ * `renew --within 2` reissues exactly the unrevoked short ones with the same subject, SANs, key
+ * type and format and new keys; --within 0 renews nothing. */
+static void test_renew(void)
+{
+    char batch[700], out[700], rev[700], ren[700], none[700], results[800];
+    snprintf(batch, sizeof batch, "%s/renew.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/renew-src", tmp);
+    snprintf(rev, sizeof rev, "%s/renew-rev", tmp);
+    snprintf(ren, sizeof ren, "%s/renewed", tmp);
+    snprintf(none, sizeof none, "%s/renewed-none", tmp);
+    const char *text =
+        "{\"Id\":\"s-ecc\",\"Template\":\"Short\",\"Subject\":\"CN=s-ecc.example,O=Renew\","
+        "\"SANs\":{\"dns\":[\"s-ecc.example\",\"www.s-ecc.example\"],\"ip4\":[\"10.1.2.3\"]},"
+        "\"KeyType\":\"ECC\",\"KeyLength\":384,\"Format\":\"PEM\"}\n"
+        "{\"Id\":\"s-rsa\",\"Template\":\"Short\",\"Subject\":\"CN=s-rsa.example\","
+        "\"SANs\":{\"dns\":[\"s-rsa.example\"]},\"KeyType\":\"RSA\",\"KeyLength\":2048,"
+        "\"Format\":\"DER\"}\n"
+        "{\"Id\":\"s-gone\",\"Template\":\"Short\",\"Subject\":\"CN=s-gone.example\","
+        "\"SANs\":{\"dns\":[\"s-gone.example\"]},\"KeyType\":\"ECC\",\"Format\":\"PEM\"}\n"
+        "{\"Id\":\"l-1\",\"Template\":\"Default\",\"Subject\":\"CN=l-1.example\","
+        "\"SANs\":{\"dns\":[\"l-1.example\"]},\"KeyType\":\"ECC\",\"Format\":\"PEM\"}\n"
+        "{\"Id\":\"l-2\",\"EnrollmentPatternId\":1,\"Subject\":\"CN=l-2.example\",\"KeyType\":"
+        "\"RSA\",\"Format\":\"DER\"}\n";
+    CU_ASSERT_FATAL(test_write_file(batch, text) == 0);
+    CU_ASSERT_FATAL(ENGINE("run '%s' -o '%s' -q", batch, out) == 0);
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    CU_ASSERT_EQUAL(ENGINE("revoke '%s' --id s-gone -o '%s' -q", results, rev), 0);
+
+    CU_ASSERT_EQUAL(ENGINE("renew '%s' --within 2 -o '%s'", results, ren), 0);
+    char path[800], old_path[800];
+    snprintf(path, sizeof path, "%s/results.ndjson", ren);
+    json_t *old = test_load_ndjson(results), *renewed = test_load_ndjson(path);
+    CU_ASSERT_FATAL(renewed != NULL && old != NULL);
+    CU_ASSERT_EQUAL(json_array_size(renewed), 2);
+    const char *ids[] = {"s-ecc", "s-rsa"};
+    for (int i = 0; i < 2; i++) {
+        json_t *n = test_find_by(renewed, "Id", ids[i]), *o = test_find_by(old, "Id", ids[i]);
+        CU_ASSERT_FATAL(n != NULL && o != NULL);
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(n, "Status")), "issued");
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(n, "Template")), "Short");
+        json_t *ni = json_object_get(n, "CertificateInformation");
+        json_t *oi = json_object_get(o, "CertificateInformation");
+        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ni, "SubjectDN")),
+                               json_string_value(json_object_get(oi, "SubjectDN")));
+        CU_ASSERT_STRING_NOT_EQUAL(json_string_value(json_object_get(ni, "SerialNumber")),
+                                   json_string_value(json_object_get(oi, "SerialNumber")));
+        bool der = i == 1;
+        snprintf(path, sizeof path, "%s/%s.%s", ren, ids[i], der ? "der" : "pem");
+        snprintf(old_path, sizeof old_path, "%s/%s.%s", out, ids[i], der ? "der" : "pem");
+        char *nf = cert_facts(path, der, false), *of = cert_facts(old_path, der, false);
+        char *np = cert_facts(path, der, true), *op = cert_facts(old_path, der, true);
+        CU_ASSERT(nf != NULL && of != NULL && strlen(nf) > 40 && strcmp(nf, of) == 0);
+        CU_ASSERT(np != NULL && op != NULL && strstr(np, "PUBLIC KEY") && strcmp(np, op) != 0);
+        free(nf);
+        free(of);
+        free(np);
+        free(op);
+    }
+    CU_ASSERT_PTR_NULL(test_find_by(renewed, "Id", "s-gone"));
+    CU_ASSERT_EQUAL(test_verified_files(ren, home), 2);
+    snprintf(path, sizeof path, "%s/renew-batch.ndjson", ren);
+    CU_ASSERT_EQUAL(access(path, F_OK), 0);
+    json_decref(old);
+    json_decref(renewed);
+
+    /* the original and the renewal together: each Id counts with its newest certificate */
+    snprintf(path, sizeof path, "%s/results.ndjson", ren);
+    char *said = test_sh_output(NULL, "'%s' renew '%s' '%s' --within 0 -o '%s' --config '%s' 2>&1",
+                                HSMENROLL_BIN, results, path, none, cfg);
+    CU_ASSERT_PTR_NOT_NULL(strstr(said ? said : "", "nothing to renew"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(said ? said : "", "0 certificates to renew within 0 days"));
+    free(said);
+    CU_ASSERT_NOT_EQUAL(access(none, F_OK), 0);
+    CU_ASSERT_EQUAL(ENGINE("renew '%s' '%s' --within 0 -o '%s' -q", results, path, none), 0);
+    said = test_sh_output(NULL, "'%s' renew '%s' '%s' --within 2 -o '%s' --config '%s' 2>&1",
+                          HSMENROLL_BIN, results, path, none, cfg);
+    /* s-ecc and s-rsa from the renewal, s-gone revoked; the renewal itself not revoked */
+    CU_ASSERT_PTR_NOT_NULL(strstr(said ? said : "", "2 certificates to renew within 2 days, 1 "
+                                                    "skipped, 2 expiring later"));
+    free(said);
+}
+
 int main(void)
 {
     static const test_case cases[] = {TEST_CASE(test_revoke_crl_ocsp), TEST_CASE(test_revoke_api),
-                                      TEST_CASE(test_bulk_resume), TEST_END};
+                                      TEST_CASE(test_bulk_resume), TEST_CASE(test_renew), TEST_END};
     return test_main("it_revoke", cases, setup, teardown);
 }

@@ -3,12 +3,15 @@
  * pending answers, TLS with and without the trust bundle, serials unique across restarts; and
  * serve's own bad-input answers (bad JSON, missing headers, oversized body, unknown pattern),
  * checked with curl. Certificates are verified with `openssl verify`. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -265,7 +268,8 @@ static void test_wrong_password_and_missing_role(void)
     char *answer = test_sh_output(
         &status,
         "curl -s -w '\\n%%{http_code}' -u admin:admin-secret -H 'Content-Type: application/json' "
-        "-d '{\"Name\":\"Fleet only\",\"Template\":1,\"UseADPermissions\":false,"
+        "-H 'x-keyfactor-requested-with: APIClient' -d '{\"Name\":\"Fleet "
+        "only\",\"Template\":1,\"UseADPermissions\":false,"
         "\"AssociatedRoles\":[\"Fleet Operators\"]}' '%s/EnrollmentPatterns'",
         url);
     CU_ASSERT_PTR_NOT_NULL_FATAL(answer);
@@ -372,6 +376,77 @@ static bool api_is(const char *status, const char *needle, const char *fmt, ...)
     return ok;
 }
 
+/* A TCP port of 127.0.0.1 free a moment ago. */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    unsigned port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        port = ntohs(sa.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* The 429s the server answered for --rate-limit, from the last stop's line in serve.log; -1
+ * when there is none. */
+static long quota_refusals(void)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/serve.log", tmp);
+    char *log = test_read_file(path, NULL);
+    long n = -1;
+    for (const char *at = log; at != NULL && (at = strstr(at, "API requests taken, ")) != NULL;
+         at++)
+        n = strtol(at + strlen("API requests taken, "), NULL, 10);
+    free(log);
+    return n;
+}
+
+/* A CA with a quota (serve --rate-limit 20, 429 with Retry-After above it). With RateLimit 20
+ * and MaxInFlight 4 in the CA entry, every request is issued and the server refused next to none;
+ * without them every request is still issued: the 429s are waited out, not failures. */
+static void test_ca_quota(void)
+{
+    char config[600], batch[600], out[600], results[700];
+    snprintf(config, sizeof config, "%s/engine-quota.json", tmp);
+    snprintf(batch, sizeof batch, "%s/quota.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out-quota", tmp);
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    write_batch(batch, 40, "quota", 0);
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    for (int limited = 1; limited >= 0; limited--) {
+        unsigned port = free_port();
+        char extra[100];
+        snprintf(extra, sizeof extra, "--rate-limit 20 --metrics-listen 127.0.0.1:%u", port);
+        CU_ASSERT_EQUAL_FATAL(start_server(extra), 0);
+        write_engine_config(config, "fleet",
+                            limited ? ",\"RateLimit\":20,\"MaxInFlight\":4" : NULL);
+        CU_ASSERT_EQUAL(run_engine(config, batch, out, "fleet-secret"), 0);
+        json_t *res = test_load_ndjson(results);
+        CU_ASSERT_EQUAL(count_status(res, "issued"), 40);
+        json_decref(res);
+        /* serve's /metrics: every enrollment answered 200, and its 429 count as it logs it. */
+        char *m = test_sh_output(NULL, "curl -sf http://127.0.0.1:%u/metrics", port);
+        const char *ok = m ? strstr(m, "hsmenroll_serve_answers_total{status=\"200\"} ") : NULL;
+        CU_ASSERT_TRUE(ok != NULL && strtol(strchr(ok, ' ') + 1, NULL, 10) >= 40);
+        const char *lim = m ? strstr(m, "\nhsmenroll_serve_rate_limited_total ") : NULL;
+        long scraped =
+            lim ? strtol(lim + strlen("\nhsmenroll_serve_rate_limited_total "), NULL, 10) : -1;
+        free(m);
+        CU_ASSERT_EQUAL(stop_server(), 0);
+        long refused = quota_refusals();
+        CU_ASSERT_TRUE(refused >= 0);
+        CU_ASSERT_EQUAL(scraped, refused);
+        if (limited)
+            CU_ASSERT_TRUE(refused <= 2);
+    }
+    CU_ASSERT_EQUAL_FATAL(start_server(""), 0);
+}
+
 static void test_serve_bad_input(void)
 {
     char csr_path[700], args[4096];
@@ -446,24 +521,24 @@ static void test_serve_bad_input(void)
     /* Unknown resource; wrong method. */
     CU_ASSERT_TRUE(api_is("404", "NOT_FOUND", "-u fleet:fleet-secret '%s/Nothing/Here'", url));
     CU_ASSERT_TRUE(api_is("405", NULL, "-u fleet:fleet-secret '%s/Enrollment/CSR'", url));
-    /* Patterns: listed; adding one needs the permission and a valid body. */
-    CU_ASSERT_TRUE(api_is("200", "\"Template\":{\"Id\":1,\"Name\":\"Default\"}",
-                          "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
-    CU_ASSERT_TRUE(
-        api_is("403", "enrollment_pattern/modify",
-               "-u fleet:fleet-secret -H 'Content-Type: application/json' -d '{\"Name\":\"X\","
-               "\"Template\":1}' '%s/EnrollmentPatterns'",
-               url));
-    CU_ASSERT_TRUE(
-        api_is("400", "\"Field\":\"AssociatedRoles\"",
-               "-u admin:admin-secret -H 'Content-Type: application/json' -d '{\"Name\":\"Y\","
-               "\"Template\":1,\"UseADPermissions\":false}' '%s/EnrollmentPatterns'",
-               url));
-    CU_ASSERT_TRUE(
-        api_is("400", "\"Field\":\"Template\"",
-               "-u admin:admin-secret -H 'Content-Type: application/json' -d '{\"Name\":\"Z\","
-               "\"Template\":9}' '%s/EnrollmentPatterns'",
-               url));
+    /* Patterns: listed (the Template as the v25 schema has it: Id and TemplateName); adding one
+     * needs the permission and a valid body. */
+    CU_ASSERT_TRUE(api_is(
+        "200", "\"Template\":{\"Id\":1,\"TemplateName\":\"Default\"",
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
+    CU_ASSERT_TRUE(api_is("403", "enrollment_pattern/modify",
+                          "-u fleet:fleet-secret %s -d '{\"Name\":\"X\","
+                          "\"Template\":1}' '%s/EnrollmentPatterns'",
+                          kf, url));
+    CU_ASSERT_TRUE(api_is("400", "\"Field\":\"AssociatedRoles\"",
+                          "-u admin:admin-secret %s -d '{\"Name\":\"Y\","
+                          "\"Template\":1,\"UseADPermissions\":false}' '%s/EnrollmentPatterns'",
+                          kf, url));
+    CU_ASSERT_TRUE(api_is("400", "\"Field\":\"Template\"",
+                          "-u admin:admin-secret %s -d '{\"Name\":\"Z\","
+                          "\"Template\":9}' '%s/EnrollmentPatterns'",
+                          kf, url));
     free(csr);
 }
 
@@ -491,8 +566,10 @@ static void test_serve_limits(void)
     const char *ms = strstr(slow, "ms=");
     CU_ASSERT_TRUE(ms != NULL && atoi(ms + 3) < 6000);
     free(slow);
-    CU_ASSERT_TRUE(
-        api_is("200", "\"Template\"", "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", "\"Template\"",
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     /* 100 KB of headers: refused (431, or the connection closed: curl reports 000), and the
      * server still serves. */
     char *big = test_sh_output(NULL,
@@ -502,12 +579,17 @@ static void test_serve_limits(void)
                                url);
     CU_ASSERT_TRUE(big != NULL && strcmp(big, "200") != 0);
     free(big);
-    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL,
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     /* Failed-login throttling: 3 wrong passwords, then 429 even for the right one. */
     for (int i = 0; i < 3; i++)
         CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:wrong-%d '%s/EnrollmentPatterns'", i, url));
-    CU_ASSERT_TRUE(api_is("429", "TOO_MANY_FAILED_LOGINS",
-                          "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "429", "TOO_MANY_FAILED_LOGINS",
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     char *headers = test_sh_output(NULL,
                                    "curl -s -D - -o /dev/null -u fleet:fleet-secret "
                                    "'%s/EnrollmentPatterns'",
@@ -515,15 +597,23 @@ static void test_serve_limits(void)
     CU_ASSERT_PTR_NOT_NULL(headers ? strcasestr(headers, "Retry-After: 1") : NULL);
     free(headers);
     /* Another address is not locked out. */
-    CU_ASSERT_TRUE(api_is(
-        "200", NULL, "--interface 127.0.0.2 -u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is("200", NULL,
+                          "--interface 127.0.0.2 -u fleet:fleet-secret -H "
+                          "'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+                          url));
     /* After the lockout (1 s), the right password works and clears the count: two more wrong
      * ones are 401, not 429. */
     usleep(1500000);
-    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL,
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     for (int i = 0; i < 2; i++)
         CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:again-%d '%s/EnrollmentPatterns'", i, url));
-    CU_ASSERT_TRUE(api_is("200", NULL, "-u fleet:fleet-secret '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_TRUE(api_is(
+        "200", NULL,
+        "-u fleet:fleet-secret -H 'x-keyfactor-requested-with: APIClient' '%s/EnrollmentPatterns'",
+        url));
     CU_ASSERT_EQUAL(stop_server(), 0);
     CU_ASSERT_EQUAL(start_server(""), 0);
 }
@@ -699,6 +789,7 @@ int main(void)
         TEST_CASE(test_enrollment_through_the_keyfactor_connector),
         TEST_CASE(test_wrong_password_and_missing_role),
         TEST_CASE(test_injected_faults_and_pending),
+        TEST_CASE(test_ca_quota),
         TEST_CASE(test_serve_bad_input),
         TEST_CASE(test_serve_limits),
         TEST_CASE(test_serials_unique_across_restarts),

@@ -258,7 +258,8 @@ static void test_kill_at_each_step_then_resume(void)
         snprintf(out, sizeof out, "%s/out-%s", tmp, prefix);
         write_batch(batch, prefix, 0, 6);
         int rc = test_sh("HSMENROLL_FAULT_KILL=%s HSMENROLL_HOME='%s' '%s' run '%s' --config '%s' "
-                         "-o '%s' --progress never --workers 1 2>>'%s/engine.log'",
+                         "-o '%s' --progress never --workers 1 --hsm-concurrency 1 "
+                         "2>>'%s/engine.log'",
                          points[p], home, HSMENROLL_BIN, batch, cfg, out, tmp);
         CU_ASSERT_EQUAL(rc, 128 + SIGKILL); /* it did reach the point */
         CU_ASSERT_EQUAL(

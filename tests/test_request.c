@@ -74,6 +74,12 @@ static void test_codes_table(void)
         {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01.123+00:00\"}", ""},
         {"{" BASE ",\"Timestamp\":\"2023-02-30T16:23:01Z\"}", "INVALID_TIMESTAMP"},
         {"{" BASE ",\"Timestamp\":\"2023-11-19 16:23:01\"}", "INVALID_TIMESTAMP"},
+        {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01+02:00\"}", ""},
+        {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01.123456789-07:30\"}", ""},
+        {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01\"}", ""},
+        {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01+2:00\"}", "INVALID_TIMESTAMP"},
+        {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01+24:00\"}", "INVALID_TIMESTAMP"},
+        {"{" BASE ",\"Timestamp\":\"2023-11-19T16:23:01Z \"}", "INVALID_TIMESTAMP"},
         {"{" BASE ",\"OwnerRoleId\":3,\"OwnerRoleName\":\"x\"}", "OWNER_ROLE_CONFLICT"},
         {"{" BASE ",\"Metadata\":[1]}", "INVALID_FIELD"},
         {"{" BASE ",\"SANs\":{\"dns\":[\"a.example\"],\"ip4\":[\"300.1.1.1\"]}}", "INVALID_SAN"},
@@ -201,6 +207,17 @@ static void test_defaults(void)
     /* A Timestamp is filled in, ISO 8601 UTC with milliseconds. */
     CU_ASSERT_EQUAL(strlen(r->timestamp), 24);
     CU_ASSERT_EQUAL(r->timestamp[23], 'Z');
+    release(&p);
+
+    /* Offsets and zone-less times are kept in UTC. */
+    parse("{" BASE ",\"Timestamp\":\"2023-11-19T01:23:01.5+02:00\"}", &p);
+    CU_ASSERT_STRING_EQUAL(p.req->timestamp, "2023-11-18T23:23:01.5Z");
+    release(&p);
+    parse("{" BASE ",\"Timestamp\":\"2023-12-31T23:00:00-01:30\"}", &p);
+    CU_ASSERT_STRING_EQUAL(p.req->timestamp, "2024-01-01T00:30:00Z");
+    release(&p);
+    parse("{" BASE ",\"Timestamp\":\"2025-01-02T03:04:05\"}", &p);
+    CU_ASSERT_STRING_EQUAL(p.req->timestamp, "2025-01-02T03:04:05Z");
     release(&p);
 
     parse("{" BASE ",\"Format\":\"der\"}", &p);

@@ -1,6 +1,8 @@
 /* The run API (engine/run.h) driven in process, as `bench` and `serve` drive it: a batch on the
  * embedded default run through run_open / run_execute / run_finish, its summary and figures, its
  * results and files; a refused start (an OUTDIR with results) writes nothing; a stopped run. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +86,92 @@ static void test_batch_through_the_api(void)
     free(batch);
 }
 
+/* The value of one sample line ("name{labels} value") in a scrape, or -1 when absent. */
+static double sample(const char *text, const char *series)
+{
+    for (const char *at = text; at != NULL && (at = strstr(at, series)) != NULL; at++)
+        if ((at == text || at[-1] == '\n') && at[strlen(series)] == ' ')
+            return strtod(at + strlen(series) + 1, NULL);
+    return -1;
+}
+
+static char *scrape(unsigned port)
+{
+    return test_sh_output(NULL, "curl -sf http://127.0.0.1:%u/metrics", port);
+}
+
+typedef struct scraper {
+    unsigned port;
+    atomic_bool stop;
+    int scrapes, regressions; /* issued counts read, and reads below the previous one */
+} scraper;
+
+static void *scrape_loop(void *arg)
+{
+    scraper *s = arg;
+    double last = 0;
+    while (!atomic_load(&s->stop)) {
+        char *text = scrape(s->port);
+        double issued = text ? sample(text, "hsmenroll_requests_total{status=\"issued\"}") : -1;
+        free(text);
+        if (issued >= 0) {
+            s->scrapes++;
+            s->regressions += issued < last;
+            last = issued;
+        }
+        usleep(20000);
+    }
+    return NULL;
+}
+
+/* --metrics-listen through the API: scraped with curl while the run goes (the issued counter
+ * never goes down), then after it: the final counts equal the results, the failed line's code
+ * is counted, every stage histogram counts every request, a wrong path is 404. */
+static void test_metrics_endpoint(void)
+{
+    char *batch = write_batch("metrics.ndjson", 40, "met");
+    char out[4096];
+    snprintf(out, sizeof out, "%s/out-metrics", tmp);
+    run_options opt = {.batch_path = batch,
+                       .home = home,
+                       .out_dir = out,
+                       .workers = 2,
+                       .default_pattern = -1,
+                       .progress = PROGRESS_NEVER,
+                       .metrics_listen = "127.0.0.1:0"};
+    run *r = NULL;
+    enroll_error err;
+    enroll_error_clear(&err);
+    CU_ASSERT_EQUAL_FATAL(run_open(&r, &opt, &err), 0);
+    unsigned port = run_metrics_port(r);
+    CU_ASSERT_TRUE_FATAL(port > 0);
+    scraper s = {.port = port};
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, scrape_loop, &s), 0);
+    CU_ASSERT_EQUAL(run_execute(r, &err), 0);
+    atomic_store(&s.stop, true);
+    pthread_join(t, NULL);
+    CU_ASSERT_TRUE(s.scrapes >= 1);
+    CU_ASSERT_EQUAL(s.regressions, 0);
+    CU_ASSERT_EQUAL(run_finish(r), EXIT_SOME_FAILED);
+    char *text = scrape(port);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_requests_total{status=\"issued\"}"), 40);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_requests_total{status=\"failed\"}"), 1);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_request_errors_total{code=\"UNKNOWN_TEMPLATE\"}"), 1);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_stage_seconds_count{stage=\"Keygen\"}"), 40);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_stage_seconds_bucket{stage=\"Bundle\",le=\"+Inf\"}"),
+                    40);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_hsm_in_flight"), 0);
+    CU_ASSERT_EQUAL(sample(text, "hsmenroll_ca_in_flight{ca=\"embedded\"}"), 0);
+    CU_ASSERT_TRUE(sample(text, "hsmenroll_hsm_lanes") >= 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "# TYPE hsmenroll_stage_seconds histogram\n"));
+    free(text);
+    CU_ASSERT_EQUAL(test_sh("curl -sf http://127.0.0.1:%u/nothing >/dev/null", port), 22);
+    run_close(r);
+    free(batch);
+}
+
 static void test_refused_start_writes_nothing(void)
 {
     char *batch = write_batch("again.ndjson", 2, "again");
@@ -156,6 +244,7 @@ int main(void)
 {
     static const test_case cases[] = {
         TEST_CASE(test_batch_through_the_api),
+        TEST_CASE(test_metrics_endpoint),
         TEST_CASE(test_refused_start_writes_nothing),
         TEST_CASE(test_stopped_run_is_resumable),
         TEST_END,

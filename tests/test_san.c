@@ -111,7 +111,10 @@ static void test_kind_keys(void)
     CU_ASSERT_EQUAL(san_kind_from_key("RegisteredID"), SAN_REGISTERED_ID);
     CU_ASSERT_EQUAL(san_kind_from_key("dns2"), SAN_UNKNOWN);
     CU_ASSERT_EQUAL(san_kind_from_key("dn"), SAN_UNKNOWN);
-    CU_ASSERT_EQUAL(san_kind_from_key("ip"), SAN_UNKNOWN);
+    /* "ip" (Keyfactor's Vault plugin) takes either family. */
+    CU_ASSERT_EQUAL(san_kind_from_key("ip"), SAN_IP);
+    CU_ASSERT_EQUAL(san_kind_from_key("IP"), SAN_IP);
+    CU_ASSERT_EQUAL(san_kind_from_key("ip5"), SAN_UNKNOWN);
     CU_ASSERT_EQUAL(san_kind_from_key(""), SAN_UNKNOWN);
     CU_ASSERT_EQUAL(san_kind_from_key(NULL), SAN_UNKNOWN);
     CU_ASSERT_PTR_NULL(san_kind_key(SAN_UNKNOWN));

@@ -1,0 +1,304 @@
+/* `hsmenroll renew`: a new run of the issued, unrevoked certificates of results files that expire
+ * within DAYS: each line's Request (subject, SANs, key type, template, format) replayed with a new
+ * key. Owns the selection and OUT/renew-batch.ndjson; the run itself is `run`'s. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batch/log.h"
+#include "batch/output.h"
+#include "ca/revocation.h"
+#include "cli/cli.h"
+#include "engine/setup.h"
+
+#define RENEW_BATCH "renew-batch.ndjson"
+
+static const char renew_usage[] =
+    "usage: hsmenroll renew RESULTS.ndjson... --within DAYS [-o OUTDIR] [options]\n"
+    "\n"
+    "Enrolls again, with new keys, the certificates of the results of `run` (or an earlier\n"
+    "`renew`) that are issued, not revoked, and expire within DAYS days: same subject, SANs, key\n"
+    "type and size, template, CA and format (the line's Request member). An Id found in several\n"
+    "files counts with its newest certificate. CSR lines are skipped (their key came from\n"
+    "outside), and so are lines without a Request member. The selection is written to\n"
+    "OUTDIR/" RENEW_BATCH " and run as `run` does: bundles and results.ndjson in OUTDIR,\n"
+    "the same summary and exit status.\n"
+    "\n"
+    "options:\n"
+    "      --within DAYS       renew what expires before now + DAYS days (0: what has expired)\n"
+    "  -o, --out OUTDIR        output directory (default ./out)\n"
+    "  -w, --workers N         worker threads, as for run\n"
+    "      --resume            finish the interrupted renew of OUTDIR (its " RENEW_BATCH ")\n"
+    "      --force             start over in an OUTDIR that holds a renew\n"
+    "  -c, --config FILE       configuration (default: the embedded default)\n"
+    "      --home DIR          engine home of the embedded default\n"
+    "  -q, --quiet / -v, --verbose\n"
+    "  -h, --help\n"
+    "\n"
+    "Exit status: as run: 0 all renewed (or nothing to renew), 1 some failed, 2 nothing done,\n"
+    "3 stopped (run again with --resume).\n";
+
+/* "2026-12-01T13:53:50Z" (seconds and the zone optional) as a time_t; -1 when unreadable. */
+static time_t parse_iso(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (s == NULL || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                            &tm.tm_hour, &tm.tm_min, &tm.tm_sec) < 5)
+        return (time_t)-1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return timegm(&tm);
+}
+
+/* Reads the issued lines of path into by_id (Id -> newest line). -1 when unreadable. */
+static int read_results(json_t *by_id, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        log_error("cannot read %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *text = NULL;
+    size_t cap = 0;
+    long n = 0;
+    int rc = 0;
+    while (getline(&text, &cap, f) > 0) {
+        n++;
+        json_t *o = json_loads(text, 0, NULL);
+        if (o == NULL) {
+            log_error("%s line %ld is not JSON", path, n);
+            rc = -1;
+            break;
+        }
+        const char *status = json_string_value(json_object_get(o, "Status"));
+        const char *id = json_string_value(json_object_get(o, "Id"));
+        json_t *info = json_object_get(o, "CertificateInformation");
+        time_t not_after = parse_iso(json_string_value(json_object_get(info, "NotAfter")));
+        if (status != NULL && strcmp(status, "issued") == 0 && id != NULL &&
+            not_after != (time_t)-1) {
+            json_t *earlier = json_object_get(by_id, id);
+            json_t *einfo = json_object_get(earlier, "CertificateInformation");
+            if (earlier == NULL ||
+                parse_iso(json_string_value(json_object_get(einfo, "NotAfter"))) < not_after)
+                json_object_set(by_id, id, o);
+        }
+        json_decref(o);
+    }
+    free(text);
+    fclose(f);
+    return rc;
+}
+
+/* The revocation lists of the embedded CAs, opened at their first use. */
+typedef struct revoked_lists {
+    revocation_list **lists;
+    size_t count;
+} revoked_lists;
+
+static bool is_revoked(const config *cfg, revoked_lists *rl, json_t *line)
+{
+    const char *ca_name = json_string_value(json_object_get(line, "CertificateAuthority"));
+    const config_ca *ca = ca_name ? config_find_ca_by_name(cfg, ca_name) : NULL;
+    json_t *info = json_object_get(line, "CertificateInformation");
+    char serial[REVOCATION_SERIAL_MAX];
+    if (ca == NULL || ca->type != CA_TYPE_LOCAL ||
+        revocation_serial_norm(json_string_value(json_object_get(info, "SerialNumber")), serial) !=
+            0)
+        return false;
+    size_t k = (size_t)(ca - cfg->cas);
+    if (rl->lists[k] == NULL) {
+        enroll_error err;
+        enroll_error_clear(&err);
+        rl->lists[k] = revocation_open(ca->home, &err);
+        if (rl->lists[k] == NULL)
+            return false;
+    }
+    return revocation_find(rl->lists[k], serial, NULL);
+}
+
+/* The batch of by_id's lines due for renewal, as NDJSON text (NULL when none); counts and
+ * per-line notes logged. */
+static char *select_due(const config *cfg, json_t *by_id, long within_days, long *due_out)
+{
+    revoked_lists rl = {calloc(cfg->ca_count + 1, sizeof *rl.lists), cfg->ca_count};
+    time_t limit = time(NULL) + (time_t)within_days * 86400;
+    char *batch = NULL;
+    size_t size = 0;
+    FILE *mem = open_memstream(&batch, &size);
+    long due = 0, later = 0, skipped = 0;
+    const char *id;
+    json_t *line;
+    json_object_foreach(by_id, id, line)
+    {
+        json_t *info = json_object_get(line, "CertificateInformation");
+        if (parse_iso(json_string_value(json_object_get(info, "NotAfter"))) > limit) {
+            later++;
+            continue;
+        }
+        json_t *request = json_object_get(line, "Request");
+        const char *op = json_string_value(json_object_get(request, "Operation"));
+        if (is_revoked(cfg, &rl, line)) {
+            log_info("renew: %s: skipped: revoked", id);
+            skipped++;
+        } else if (!json_is_object(request) || op == NULL) {
+            log_info("renew: %s: skipped: a CSR line (its key came from outside) or a result "
+                     "without a Request member",
+                     id);
+            skipped++;
+        } else {
+            json_t *out = json_pack("{s:s}", "Id", id);
+            json_object_update(out, request);
+            char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            fprintf(mem, "%s\n", text);
+            free(text);
+            json_decref(out);
+            due++;
+        }
+    }
+    fclose(mem);
+    for (size_t i = 0; i < rl.count; i++)
+        if (rl.lists[i] != NULL)
+            revocation_close(rl.lists[i]);
+    free(rl.lists);
+    log_info("renew: %ld certificate%s to renew within %ld day%s, %ld skipped, %ld expiring later",
+             due, due == 1 ? "" : "s", within_days, within_days == 1 ? "" : "s", skipped, later);
+    *due_out = due;
+    if (due == 0) {
+        free(batch);
+        return NULL;
+    }
+    return batch;
+}
+
+int cli_renew(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"out", required_argument, NULL, 'o'},
+        {"within", required_argument, NULL, 'W'},
+        {"workers", required_argument, NULL, 'w'},
+        {"resume", no_argument, NULL, 'r'},
+        {"force", no_argument, NULL, 'f'},
+        CLI_COMMON_LONG,
+        {NULL, 0, NULL, 0},
+    };
+    cli_common common = {0};
+    const char *out_path = "out", *workers = NULL;
+    long within = -1;
+    bool resume = false, force = false;
+    int c, exit_code;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "o:w:", options, NULL)) != -1) {
+        int handled = cli_common_option(c, optarg, renew_usage, &common, &exit_code);
+        if (handled < 0)
+            return exit_code;
+        if (handled)
+            continue;
+        switch (c) {
+        case 'o':
+            out_path = optarg;
+            break;
+        case 'w':
+            workers = optarg;
+            break;
+        case 'W': {
+            char *end;
+            errno = 0;
+            within = strtol(optarg, &end, 10);
+            if (errno != 0 || *optarg == '\0' || *end != '\0' || within < 0 || within > 36500) {
+                fprintf(stderr, "hsmenroll renew: --within takes days, 0 to 36500\n");
+                return EXIT_NOTHING_DONE;
+            }
+            break;
+        }
+        case 'r':
+            resume = true;
+            break;
+        case 'f':
+            force = true;
+            break;
+        }
+    }
+    if (optind >= argc || within < 0 || (resume && force)) {
+        fprintf(stderr, "hsmenroll renew: give results files and --within DAYS (--resume "
+                        "excludes --force)\n\n");
+        fputs(renew_usage, stderr);
+        return EXIT_NOTHING_DONE;
+    }
+    cli_set_verbosity(common.quiet, common.verbose);
+
+    char batch_path[4096];
+    snprintf(batch_path, sizeof batch_path, "%s/" RENEW_BATCH, out_path);
+    if (!resume) {
+        engine_setup s;
+        memset(&s, 0, sizeof s);
+        enroll_error err;
+        enroll_error_clear(&err);
+        json_t *by_id = json_object();
+        char *batch = NULL;
+        long due = 0;
+        exit_code = EXIT_NOTHING_DONE;
+        if (setup_config(&s, common.config_path, common.home, &err) != 0)
+            goto selected;
+        for (int i = optind; i < argc; i++)
+            if (read_results(by_id, argv[i]) != 0)
+                goto selected;
+        batch = select_due(s.cfg, by_id, within, &due);
+        if (batch == NULL) {
+            log_info("renew: nothing to renew");
+            exit_code = EXIT_ALL_DONE;
+            goto selected;
+        }
+        if (!force && access(batch_path, F_OK) == 0) {
+            enroll_error_set(&err, HSE_OUTPUT_DIR, NULL,
+                             "%s holds another renew: --resume to finish it, --force to start "
+                             "over",
+                             out_path);
+            goto selected;
+        }
+        output_dir dir = {.fd = -1};
+        if (output_dir_open(&dir, out_path, true, &err) == 0 &&
+            output_write_atomic(&dir, RENEW_BATCH, batch, strlen(batch), 0640, &err) == 0)
+            exit_code = EXIT_ALL_DONE;
+        output_dir_close(&dir);
+    selected:
+        if (err.code[0] != '\0')
+            log_error("%s", err.message);
+        free(batch);
+        json_decref(by_id);
+        setup_free(&s);
+        if (exit_code != EXIT_ALL_DONE || due == 0)
+            return exit_code;
+    } else if (access(batch_path, R_OK) != 0) {
+        log_error("--resume: %s has no %s", out_path, RENEW_BATCH);
+        return EXIT_NOTHING_DONE;
+    }
+
+    /* The selection runs as `run` runs a batch: same output, summary, signals and exit status. */
+    char *run_argv[16];
+    int run_argc = 0;
+    run_argv[run_argc++] = "run";
+    run_argv[run_argc++] = batch_path;
+    run_argv[run_argc++] = "--out";
+    run_argv[run_argc++] = (char *)out_path;
+    if (resume)
+        run_argv[run_argc++] = "--resume";
+    if (force)
+        run_argv[run_argc++] = "--force";
+    if (workers != NULL) {
+        run_argv[run_argc++] = "--workers";
+        run_argv[run_argc++] = (char *)workers;
+    }
+    if (common.quiet)
+        run_argv[run_argc++] = "--quiet";
+    if (common.verbose)
+        run_argv[run_argc++] = "--verbose";
+    cli_common_to_argv(&common, run_argv, &run_argc);
+    run_argv[run_argc] = NULL;
+    return cli_run(run_argc, run_argv);
+}
