@@ -56,8 +56,11 @@ static int each_earlier(const output_dir *dir, int (*fn)(const char *name, void 
     }
     int rc = 0;
     struct dirent *e;
+    struct stat st;
+    /* Files only: a directory named like a bundle is in the way of one, not a run's output. */
     while (rc == 0 && (e = readdir(d)) != NULL)
-        if (earlier_output(e->d_name))
+        if (earlier_output(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
+            S_ISREG(st.st_mode))
             rc = fn(e->d_name, ctx);
     closedir(d);
     return rc;

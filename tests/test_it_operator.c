@@ -465,6 +465,21 @@ static void test_messages_say_where(void)
     free(err);
 }
 
+/* Item 17 (in part): a bad option is one line saying what is wrong and one pointing to --help,
+ * not the whole usage. */
+static void test_bad_option_is_one_line(void)
+{
+    const char *cases[] = {"run --no-such-option", "token gc -Z", "run b.ndjson -o"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CU_ASSERT_EQUAL(test_sh(ENGINE "%s 2>err.log", ENGINE_ARGS, cases[i]), 2);
+        char *err = err_log();
+        CU_ASSERT_EQUAL(test_count(err, "\n"), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "--help` lists the options"));
+        CU_ASSERT_PTR_NULL(strstr(err, "usage:"));
+        free(err);
+    }
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -476,6 +491,7 @@ int main(void)
         TEST_CASE(test_home_per_user_and_movable),
         TEST_CASE(test_messages_say_where),
         TEST_CASE(test_token_gc_spares_delivered_keys),
+        TEST_CASE(test_bad_option_is_one_line),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);
