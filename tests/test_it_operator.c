@@ -480,6 +480,29 @@ static void test_bad_option_is_one_line(void)
     }
 }
 
+/* Item 15 (in part): a hint that names a command keeps the options that chose the
+ * configuration (--config FILE, --home DIR). */
+static void test_hints_keep_options(void)
+{
+    CU_ASSERT_EQUAL(
+        test_sh("cp '%s/examples/config.json' '%s/cfg.json'", HSMENROLL_SOURCE_DIR, tmp), 0);
+    write_batch("h.ndjson", "h", 1);
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' '%s' run h.ndjson -o out-h "
+                "--config cfg.json 2>err.log",
+                tmp, home, HSMENROLL_BIN),
+        2);
+    char *err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "create it with `hsmenroll token init --config cfg.json`"));
+    free(err);
+    CU_ASSERT_FALSE(exists("out-h"));
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s' && '%s' ca show --home 'other home' 2>err.log", tmp, HSMENROLL_BIN), 2);
+    err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "create it with `hsmenroll ca init --home 'other home'`"));
+    free(err);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -492,6 +515,7 @@ int main(void)
         TEST_CASE(test_messages_say_where),
         TEST_CASE(test_token_gc_spares_delivered_keys),
         TEST_CASE(test_bad_option_is_one_line),
+        TEST_CASE(test_hints_keep_options),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);
