@@ -100,10 +100,11 @@ static int each_earlier(const output_dir *dir, int (*fn)(const char *name, void 
     int rc = 0;
     struct dirent *e;
     struct stat st;
-    /* Files only: a directory named like a bundle is in the way of one, not a run's output. */
+    /* Not directories: one named like a bundle is in the way of it, not a run's output (links
+     * are not followed: a link is moved aside as it is). */
     while (rc == 0 && (e = readdir(d)) != NULL)
-        if (earlier_output(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0 &&
-            S_ISREG(st.st_mode))
+        if (earlier_output(e->d_name) &&
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
             rc = fn(e->d_name, ctx);
     closedir(d);
     return rc;
