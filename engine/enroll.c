@@ -1098,8 +1098,11 @@ bool enroll_job(worker *w, job *j)
     /* The embedded CA signs with the worker's session on its token: lost there (or the login
      * gone with a failover), the session is recovered and the certificate signed once more. A
      * CA that failed this way issued nothing. */
-    if (j->sub.answer.failed && j->policy.ca->type == CA_TYPE_LOCAL &&
-        recover_lost_sessions(w) == 1) {
+    for (int recoveries = 0; recoveries < 2 && j->sub.answer.failed &&
+                             j->policy.ca->type == CA_TYPE_LOCAL && recover_lost_sessions(w) == 1;
+         recoveries++) {
+        /* At most two, as for the key: a failover can reach the retry too, on a session opened
+         * while another lane was still logging the tokens in. */
         ca_answer_clear(&j->sub.answer);
         if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
             return false;
