@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/support.h"
@@ -503,6 +504,30 @@ static void test_hints_keep_options(void)
     free(err);
 }
 
+/* Item 14: --force twice within one second does not fail on the name of the directory it moves
+ * the earlier outputs into (earlier-<time>-2). */
+static void test_force_twice_in_one_second(void)
+{
+    write_batch("f.ndjson", "f", 2);
+    CU_ASSERT_EQUAL(test_sh(ENGINE "run f.ndjson -o out-f -q", ENGINE_ARGS), 0);
+    /* The names of this second and the next nine are taken already. */
+    time_t now = time(NULL);
+    for (int i = 0; i < 10; i++) {
+        time_t t = now + i;
+        struct tm tm;
+        char stamp[32];
+        gmtime_r(&t, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        CU_ASSERT_EQUAL(test_sh("mkdir '%s/out-f/earlier-%s'", tmp, stamp), 0);
+    }
+    CU_ASSERT_EQUAL(test_sh(ENGINE "run f.ndjson -o out-f --force -q", ENGINE_ARGS), 0);
+    CU_ASSERT_EQUAL(
+        test_sh("ls -d '%s'/out-f/earlier-*-2 >/dev/null 2>&1 && ls '%s'/out-f/earlier-*-2 "
+                "| grep -q results.ndjson",
+                tmp, tmp),
+        0);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -516,6 +541,7 @@ int main(void)
         TEST_CASE(test_token_gc_spares_delivered_keys),
         TEST_CASE(test_bad_option_is_one_line),
         TEST_CASE(test_hints_keep_options),
+        TEST_CASE(test_force_twice_in_one_second),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);
