@@ -86,13 +86,13 @@ static void print_usage(FILE *out)
         }
         fputc('\n', out);
     }
-    fputs(
-        "\n"
-        "With no --config, everything runs on the embedded default in its home, --home DIR,\n"
-        "$HSMENROLL_HOME or ${XDG_DATA_HOME:-~/.local/share}/hsmenroll: SoftHSM2 tokens, an\n"
-        "embedded two-level CA and a Default template, created on first use. PINs come from HSMENROLL_PIN or a 0600 file, never from arguments.\n"
-        "Run `hsmenroll COMMAND --help` for a command's options.\n",
-        out);
+    fputs("\n"
+          "With no --config, everything runs on the embedded default in its home, --home DIR,\n"
+          "$HSMENROLL_HOME or ${XDG_DATA_HOME:-~/.local/share}/hsmenroll: SoftHSM2 tokens, an\n"
+          "embedded two-level CA and a Default template, created on first use. PINs come from "
+          "HSMENROLL_PIN or a 0600 file, never from arguments.\n"
+          "Run `hsmenroll COMMAND --help` for a command's options.\n",
+          out);
 }
 
 static int cmd_version(int argc, char **argv)
@@ -144,5 +144,9 @@ int main(int argc, char **argv)
         print_usage(stderr);
         return EXIT_NOTHING_DONE;
     }
+    /* getopt names the command in its one-line complaint about an option: "hsmenroll run: ...". */
+    static char command[64];
+    snprintf(command, sizeof command, "hsmenroll %s", c->name);
+    argv[1] = command;
     return c->run(argc - 1, argv + 1);
 }

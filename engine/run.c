@@ -22,14 +22,6 @@
 #include "engine/run_state.h"
 #include "engine/setup.h"
 
-/* Whether JOURNAL.<aside> exists already (an earlier --force of the same second). */
-static bool aside_journal_exists(const run *r, const char *aside)
-{
-    char to[sizeof r->journal_path + 64];
-    snprintf(to, sizeof to, "%s.%s", r->journal_path, aside);
-    return access(to, F_OK) == 0;
-}
-
 /* An OUTDIR (or --journal) holding what an earlier run left: refused, or with --force moved
  * aside (OUTDIR/earlier-<UTC time>/, JOURNAL.earlier-<UTC time>) so that no bundle, result or
  * journal of it is lost and `token gc` can still tell its keys from orphans. */
@@ -65,12 +57,19 @@ static int earlier_outputs(run *r, enroll_error *err)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(aside, sizeof aside, "earlier-%s", stamp);
-    /* Two runs forced within one second: the second's place gets a number. */
-    for (int n = 2; n < 1000 && (faccessat(r->out.fd, aside, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
-                                 (r->opt.journal_path != NULL && aside_journal_exists(r, aside)));
-         n++)
-        snprintf(aside, sizeof aside, "earlier-%s-%d", stamp, n);
+    /* Two --force runs within one second: the second takes earlier-<time>-2, and so on; an
+     * earlier journal moved aside is never written over either. */
+    for (int n = 1; n < 1000; n++) {
+        if (n == 1)
+            snprintf(aside, sizeof aside, "earlier-%s", stamp);
+        else
+            snprintf(aside, sizeof aside, "earlier-%s-%d", stamp, n);
+        char journal_to[sizeof r->journal_path + 64];
+        snprintf(journal_to, sizeof journal_to, "%s.%s", r->journal_path, aside);
+        if (faccessat(r->out.fd, aside, F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+            (!own_journal || access(journal_to, F_OK) != 0))
+            break;
+    }
     size_t moved = 0;
     if (count > 0) {
         if (output_dir_move_aside(&r->out, aside, &moved, err) != 0)
