@@ -1,6 +1,7 @@
 /* The run journal (see journal.h): buffered appends, group commit, and a reader that trusts only
  * lines whose CRC-32 (zlib) matches. */
 #include "journal.h"
+#include "output.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,12 +42,11 @@ static journal *journal_new(int fd)
 
 journal *journal_create(const char *path, enroll_error *err)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot create the journal %s: %s", path,
-                         strerror(errno));
+    /* Never through a symbolic link (O_EXCL refuses any existing name), mode 0600. */
+    int fd = output_open_private(AT_FDCWD, NULL, path, O_EXCL | O_APPEND, false, HSE_JOURNAL_FAILED,
+                                 err);
+    if (fd < 0)
         return NULL;
-    }
     journal *j = journal_new(fd);
     if (j == NULL) {
         close(fd);
@@ -57,8 +57,10 @@ journal *journal_create(const char *path, enroll_error *err)
 
 journal *journal_reopen(const char *path, off_t good_end, enroll_error *err)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, good_end) != 0 || fdatasync(fd) != 0) {
+    int fd = output_open_private(AT_FDCWD, NULL, path, O_APPEND, false, HSE_JOURNAL_FAILED, err);
+    if (fd < 0)
+        return NULL;
+    if (ftruncate(fd, good_end) != 0 || fdatasync(fd) != 0) {
         enroll_error_set(err, HSE_JOURNAL_FAILED, NULL, "cannot reopen the journal %s: %s", path,
                          strerror(errno));
         if (fd >= 0)

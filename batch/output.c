@@ -30,6 +30,49 @@ int output_dir_open(output_dir *dir, const char *path, bool create, enroll_error
     return 0;
 }
 
+int output_open_private(int dirfd, const char *dir_path, const char *name, int extra_flags,
+                        bool truncate, hse_code code_else, enroll_error *err)
+{
+    char shown[4200];
+    snprintf(shown, sizeof shown, "%s%s%s", dir_path ? dir_path : "", dir_path ? "/" : "", name);
+    /* O_NONBLOCK: a FIFO planted there must not hang the open; it is refused below. */
+    int fd = openat(dirfd, name,
+                    O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | extra_flags, 0600);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            enroll_error_set(err, HSE_UNSAFE_OUTPUT, NULL,
+                             "%s is a symbolic link: refusing to write through it (remove it)",
+                             shown);
+        else if (errno == ENXIO)
+            enroll_error_set(err, HSE_UNSAFE_OUTPUT, NULL, "%s is not a regular file", shown);
+        else
+            enroll_error_set(err, code_else, NULL, "cannot create %s: %s", shown, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    const char *bad = NULL;
+    if (fstat(fd, &st) != 0)
+        bad = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        bad = "not a regular file";
+    else if (st.st_nlink > 1)
+        bad = "a hard link (it has other names): refusing to write through it";
+    if (bad != NULL) {
+        enroll_error_set(err, HSE_UNSAFE_OUTPUT, NULL, "%s is %s", shown, bad);
+        close(fd);
+        return -1;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0 ||
+        ((st.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0) ||
+        (truncate && ftruncate(fd, 0) != 0)) {
+        enroll_error_set(err, code_else, NULL, "cannot create %s: %s", shown, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static bool earlier_output(const char *name)
 {
     if (strcmp(name, "results.ndjson") == 0 || strcmp(name, "journal.ndjson") == 0)
@@ -56,9 +99,18 @@ static int each_earlier(const output_dir *dir, int (*fn)(const char *name, void 
     }
     int rc = 0;
     struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL)
-        if (earlier_output(e->d_name))
-            rc = fn(e->d_name, ctx);
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!earlier_output(e->d_name))
+            continue;
+        /* A run writes files: a directory of that name is no earlier output (it is in the way
+         * of this run's file, which then fails DELIVERY_FAILED on its own). */
+        struct stat st;
+        if (e->d_type == DT_DIR ||
+            (e->d_type == DT_UNKNOWN && fstatat(dir->fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISDIR(st.st_mode)))
+            continue;
+        rc = fn(e->d_name, ctx);
+    }
     closedir(d);
     return rc;
 }

@@ -38,6 +38,15 @@ int output_dir_move_aside(const output_dir *dir, const char *aside, size_t *move
 int output_write_atomic(const output_dir *dir, const char *name, const void *data, size_t len,
                         mode_t mode, enroll_error *err);
 
+/* Opens dirfd/name (dirfd may be AT_FDCWD) for writing a private file: created with mode 0600,
+ * never through a symbolic link, refused when it is a hard link (several names) or not a regular
+ * file, its mode set to 0600 when it existed, and truncated (when truncate is true) only after
+ * these checks. extra_flags adds e.g. O_APPEND or O_EXCL. what names the file in messages
+ * ("results", "journal"). Returns the descriptor, or -1 with err: code UNSAFE_OUTPUT for a symbolic
+ * link, a hard link or a non-regular file, else code_else with errno's text. */
+int output_open_private(int dirfd, const char *dir_path, const char *name, int extra_flags,
+                        bool truncate, hse_code code_else, enroll_error *err);
+
 /* True when name is a safe file stem: 1-200 characters of [A-Za-z0-9._-], not starting with '.'. */
 bool output_name_is_safe(const char *name);
 

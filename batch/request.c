@@ -255,6 +255,12 @@ static void parse_key(parse_ctx *c, request_key *key)
     }
     if (!curve_ok || !length_ok)
         return;
+    if (length <= 0 && c->v[F_KEY_LENGTH] != NULL && !json_is_null(c->v[F_KEY_LENGTH])) {
+        /* 0 is not "the default": leave KeyLength out for that. */
+        problem(c, HSE_INVALID_KEY_LENGTH, F_KEY_LENGTH,
+                "KeyLength %lld is not a key size (leave KeyLength out for the default)", length);
+        return;
+    }
     key->curve_nid = NID_undef;
     switch (key->algorithm) {
     case KEYALG_RSA:
@@ -611,6 +617,9 @@ static void describe_csr_key(parse_ctx *c, enroll_request *r, EVP_PKEY *pub)
         if (bits < 2048)
             problem(c, HSE_INVALID_KEY_LENGTH, F_CSR,
                     "the CSR's RSA key has %d bits; at least 2048 are required", bits);
+        else if (bits > 4096) /* as for keys made here; a pattern's KeySizes may bound it lower */
+            problem(c, HSE_INVALID_KEY_LENGTH, F_CSR,
+                    "the CSR's RSA key has %d bits; at most 4096 are accepted", bits);
         break;
     case EVP_PKEY_EC:
         r->key.algorithm = KEYALG_ECC;
@@ -645,6 +654,10 @@ static void parse_csr_line(parse_ctx *c, enroll_request *r)
         return;
     }
     EVP_PKEY *pub = X509_REQ_get0_pubkey(r->csr);
+    if (spki_has_unnamed_ec_curve(X509_REQ_get_X509_PUBKEY(r->csr)))
+        problem(c, HSE_INVALID_CURVE, F_CSR,
+                "the CSR's EC key gives its curve as explicit parameters; RFC 5480 allows only a "
+                "named curve (P-256, P-384 or P-521 by OID)");
     describe_csr_key(c, r, pub);
     spki_fingerprint(X509_REQ_get_X509_PUBKEY(r->csr), r->key_fingerprint);
     r->subject = X509_NAME_dup(X509_REQ_get_subject_name(r->csr));
@@ -786,7 +799,16 @@ static void parse_enrollment(parse_ctx *c, enroll_request *r, const request_defa
     bool ok = want_string(c, F_TEMPLATE, &tmpl);
     if (tmpl == NULL && r->operation == OP_REENROLLMENT) /* the seed's deprecated name */
         ok = want_string(c, F_CERTIFICATE_TEMPLATE, &tmpl) && ok;
-    ok = want_int(c, F_PATTERN_ID, &r->pattern_id) && ok;
+    bool pattern_ok = want_int(c, F_PATTERN_ID, &r->pattern_id);
+    ok = pattern_ok && ok;
+    if (pattern_ok && r->pattern_id <= 0 && c->v[F_PATTERN_ID] != NULL &&
+        !json_is_null(c->v[F_PATTERN_ID])) {
+        /* -1 or 0 is no pattern, not "the default one". */
+        problem(c, HSE_INVALID_FIELD, F_PATTERN_ID,
+                "EnrollmentPatternId %lld is not a pattern Id (a positive integer)", r->pattern_id);
+        r->pattern_id = -1;
+        ok = false;
+    }
     want_string(c, F_CA, &ca);
     if (tmpl != NULL && *tmpl == '\0')
         tmpl = NULL;

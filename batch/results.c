@@ -10,12 +10,13 @@
 int results_open(results_writer *w, const output_dir *dir, const char *name, enroll_error *err)
 {
     memset(w, 0, sizeof *w);
-    int fd = openat(dir->fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || (w->file = fdopen(fd, "w")) == NULL) {
+    int fd = output_open_private(dir->fd, dir->path, name, 0, true, HSE_WRITE_FAILED, err);
+    if (fd < 0)
+        return -1;
+    if ((w->file = fdopen(fd, "w")) == NULL) {
         enroll_error_set(err, HSE_WRITE_FAILED, NULL, "cannot create %s/%s: %s", dir->path, name,
                          strerror(errno));
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return -1;
     }
     pthread_mutex_init(&w->lock, NULL);

@@ -283,7 +283,7 @@ int local_ca_find_key(local_ca *ca, hsm_session *session, enroll_error *err)
                              n == 0 ? "missing" : "not unique", session->token->desc.label);
         return -1;
     }
-    ca->issuing_key = found[0];
+    __atomic_store_n(&ca->issuing_key, found[0], __ATOMIC_RELEASE); /* read by signing threads */
     return 0;
 }
 
@@ -618,7 +618,8 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
     }
     signer s;
     hsm_signer_ctx ctx;
-    hsm_signer_init(&s, &ctx, session, ca->issuing_key, ca->alg);
+    hsm_signer_init(&s, &ctx, session, __atomic_load_n(&ca->issuing_key, __ATOMIC_ACQUIRE),
+                    ca->alg);
     out->cert = cert_sign(cert, &s, err);
     X509_free(cert);
     if (out->cert == NULL)

@@ -1,6 +1,7 @@
 /* `hsmenroll merge`: the results of the N shards of a batch (`run --shard I/N`) as one results
  * file in batch order, with the check that every request line has exactly one result: what is
  * missing, doubled or foreign is listed, and the exit code says whether the union is exact. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <jansson.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "batch/merge.h"
+#include "batch/output.h"
 #include "cli/cli.h"
 #include "batch/log.h"
 
@@ -120,8 +122,29 @@ int cli_merge(int argc, char **argv)
     char tmp[4096 + 16] = "";
     if (output != NULL) {
         snprintf(tmp, sizeof tmp, "%s.tmp", output);
-        if ((merged = fopen(tmp, "w")) == NULL) {
-            log_error("merge: cannot write %s", tmp);
+        /* The merged results hold the generated passwords: mode 0600, never written through a
+         * symbolic link (the output itself is refused when it is one; its temporary file is
+         * made afresh with O_EXCL and renamed over it). */
+        struct stat lst;
+        enroll_error open_err;
+        enroll_error_clear(&open_err);
+        int fd = -1;
+        if (lstat(output, &lst) == 0 && !S_ISREG(lst.st_mode)) {
+            log_error("merge: UNSAFE_OUTPUT: %s is %s", output,
+                      S_ISLNK(lst.st_mode) ? "a symbolic link: refusing to write through it"
+                                           : "not a regular file");
+        } else {
+            unlink(tmp); /* a leftover of an interrupted merge (or a planted link) */
+            fd = output_open_private(AT_FDCWD, NULL, tmp, O_EXCL, false, HSE_WRITE_FAILED,
+                                     &open_err);
+            if (fd < 0)
+                log_error("merge: %s: %s", open_err.code, open_err.message);
+        }
+        if (fd < 0 || (merged = fdopen(fd, "w")) == NULL) {
+            if (fd >= 0) {
+                close(fd);
+                unlink(tmp);
+            }
             exit_code = EXIT_NOTHING_DONE;
             goto done;
         }

@@ -217,6 +217,13 @@ int cli_serve(int argc, char **argv)
         fputs(serve_usage, stderr);
         return EXIT_NOTHING_DONE;
     }
+    if ((opt.tls_cert == NULL) != (opt.tls_key == NULL)) {
+        /* Half a TLS configuration would serve plain HTTP and take Basic passwords in clear. */
+        fprintf(stderr, "hsmenroll serve: %s without %s: refusing to serve plain HTTP\n",
+                opt.tls_cert ? "--tls-cert" : "--tls-key",
+                opt.tls_cert ? "--tls-key" : "--tls-cert");
+        return EXIT_NOTHING_DONE;
+    }
     cli_set_verbosity(common.quiet, common.verbose);
 
     /* Signals are taken by sigwait below; every thread started from here inherits the mask. */

@@ -78,9 +78,9 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
     hsm_error herr;
     const request_key *key = &j->req->key;
     if (j->pair.storage == HSM_STORAGE_WRAPPABLE) {
-        int rc =
-            hsm_wrap_private_key_with(s, r->hsm->wrap_mechanism, r->hsm->kek_handles[j->token],
-                                      j->pair.private_key, &j->wrapped_key, &j->wrapped_len, &herr);
+        int rc = hsm_wrap_private_key_with(
+            s, r->hsm->wrap_mechanism, hsm_context_kek_handle(r->hsm, j->token),
+            j->pair.private_key, &j->wrapped_key, &j->wrapped_len, &herr);
         if (rc == 0) {
             int unknown = EXPORT_UNKNOWN;
             atomic_compare_exchange_strong(&r->hsm->export_methods[key->algorithm], &unknown,
@@ -153,25 +153,38 @@ static int take_csr(worker *w, job *j)
     return 0;
 }
 
-static bool session_lost(CK_RV rv)
+/* After a login was redone, handles of token objects may have changed (some modules renumber
+ * them when every session of a slot closed): the embedded CAs find their keys again by CKA_ID. */
+static int find_ca_keys_again(void *arg, size_t t, enroll_error *err)
 {
-    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED;
+    (void)t;
+    run *r = arg;
+    return connectors_hsm_restarted(&r->ca, err);
 }
 
-/* A worker's session on token t is gone (the module closed it, a network HSM dropped the
- * connection): a new one replaces it. The token's login, held by the run, still stands. */
-static int reopen_session(worker *w, size_t t)
+/* Every session of the worker that hsm/ marked lost (the module closed it, a network HSM dropped
+ * the connection, a failover closed them all) is replaced, the token logged in again when its
+ * login went with it (hsm_context_recover). Returns 1 when some were and all are back, 0 when
+ * none was lost (the failure was not a session's), -1 when one could not be recovered. */
+static int recover_lost_sessions(worker *w)
 {
-    hsm_error herr;
-    hsm_session_close(&w->sessions[t]);
-    if (hsm_session_open(&w->run->hsm->tokens[t], &w->sessions[t], &herr) != 0) {
-        log_warning("worker %d: cannot reopen its session on token \"%s\": %s", w->index,
-                    w->run->hsm->tokens[t].desc.label, herr.message);
-        return -1;
+    int recovered = 0;
+    for (size_t t = 0; t < w->run->hsm->token_count; t++) {
+        if (!w->sessions[t].lost)
+            continue;
+        enroll_error err;
+        enroll_error_clear(&err);
+        if (hsm_context_recover(w->run->hsm, t, &w->sessions[t], find_ca_keys_again, w->run,
+                                &err) != 0) {
+            log_warning("worker %d: cannot recover its session on token \"%s\": %s", w->index,
+                        w->run->hsm->tokens[t].desc.label, err.message);
+            return -1;
+        }
+        log_info("worker %d: session on token \"%s\" lost and reopened", w->index,
+                 w->run->hsm->tokens[t].desc.label);
+        recovered = 1;
     }
-    log_info("worker %d: session on token \"%s\" lost and reopened", w->index,
-             w->run->hsm->tokens[t].desc.label);
-    return 0;
+    return recovered;
 }
 
 /* The CKA_LABEL of a request's key: the alias for a reenrollment, the Id otherwise. */
@@ -227,7 +240,7 @@ static int prove_export(run *r, job *j, EVP_PKEY *pub)
     return -1;
 }
 
-static int generate(worker *w, job *j)
+static int generate_once(worker *w, job *j)
 {
     run *r = w->run;
     const enroll_request *req = j->req;
@@ -248,9 +261,6 @@ static int generate(worker *w, job *j)
         fault_session_loss(s);
         int made =
             hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair, &herr);
-        if (made != 0 && session_lost(herr.rv) && reopen_session(w, j->token) == 0)
-            made = hsm_generate_keypair_with_id(s, &spec, storage, key_label(req), id, &j->pair,
-                                                &herr);
         if (made != 0) {
             hsm_error_to_enroll(&herr, HSE_HSM_KEYGEN_FAILED, &j->err);
             return -1;
@@ -299,6 +309,38 @@ static int generate(worker *w, job *j)
                                     CKO_PRIVATE_KEY);
     }
     return 0;
+}
+
+/* Key generation, export and CSR, retried from the start when a session was lost on the
+ * way (sign, wrap or keygen): the session is reopened (and the token logged in again), what the
+ * first attempt left in the token is destroyed (no one has seen that key: its CSR was not sent
+ * and it is not journaled yet; an export key, a session object, is gone anyway), and a new key is
+ * made under the same CKA_ID. */
+static int generate(worker *w, job *j)
+{
+    /* At most two recoveries: a failover can reach one job twice (its first attempt, and its
+     * retry on a session opened while another worker was still logging the tokens in). */
+    for (int recoveries = 0;; recoveries++) {
+        if (generate_once(w, j) == 0)
+            return 0;
+        if (recoveries == 2 || recover_lost_sessions(w) != 1)
+            return -1;
+        hsm_session *s = &w->sessions[j->token];
+        if (j->have_pair) {
+            hsm_destroy_keypair_by_id(s, j->pair.id, HSM_KEY_ID_LEN);
+            hsm_keypair_release(&j->pair);
+            j->have_pair = false;
+        }
+        if (j->wrapped_key != NULL) {
+            OPENSSL_cleanse(j->wrapped_key, j->wrapped_len);
+            free(j->wrapped_key);
+            j->wrapped_key = NULL;
+            j->wrapped_len = 0;
+        }
+        free(j->key_uri);
+        j->key_uri = NULL;
+        enroll_error_clear(&j->err);
+    }
 }
 
 /* Reenrollment: the new key goes into the store's token, labelled with the alias next to the
@@ -1053,6 +1095,15 @@ bool enroll_job(worker *w, job *j)
     ca_in_flight_add(r, j, 1);
     if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
         return false;
+    /* The embedded CA signs with the worker's session on its token: lost there (or the login
+     * gone with a failover), the session is recovered and the certificate signed once more. A
+     * CA that failed this way issued nothing. */
+    if (j->sub.answer.failed && j->policy.ca->type == CA_TYPE_LOCAL &&
+        recover_lost_sessions(w) == 1) {
+        ca_answer_clear(&j->sub.answer);
+        if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
+            return false;
+    }
     ca_in_flight_add(r, j, -1);
     take_answer(j);
     add_stage(w->run, STAGE_SUBMIT, j->submitted_ns);

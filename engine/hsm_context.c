@@ -153,11 +153,14 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         every = hsm_module_quirks(module) & HSM_QUIRK_KEEPS_DESTROYED
                     ? HSM_CONTEXT_SOFTHSM_RESTART_EVERY
                     : 0;
-    if (rc == 0 && every > 0) {
-        /* Kept (locked in memory, wiped at close) to log in again after a module restart. */
+    if (rc == 0) {
+        /* Kept (locked in memory, wiped at close) to log in again after a module restart or
+         * when the module drops the login (an HSM failover closes every session). */
         ctx->pin = pin;
         mlock(pin, strlen(pin) + 1);
-        ctx->restart_every = (long)every;
+        ctx->restart_every = every > 0 ? (long)every : 0;
+        pthread_mutex_init(&ctx->recover_lock, NULL);
+        ctx->recover_lock_ready = true;
     } else {
         secret_free(pin);
     }
@@ -332,8 +335,74 @@ int hsm_context_restart(hsm_context *ctx, enroll_error *err)
     return 0;
 }
 
+CK_OBJECT_HANDLE hsm_context_kek_handle(hsm_context *ctx, size_t t)
+{
+    if (ctx->kek_handles == NULL || t >= ctx->key_token_count)
+        return CK_INVALID_HANDLE;
+    return __atomic_load_n(&ctx->kek_handles[t], __ATOMIC_ACQUIRE);
+}
+
+int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
+                        int (*relogged)(void *arg, size_t t, enroll_error *err), void *arg,
+                        enroll_error *err)
+{
+    if (t >= ctx->token_count || !ctx->recover_lock_ready) {
+        enroll_error_set(err, HSE_HSM_SESSION_LOST, NULL, "the session cannot be recovered");
+        return -1;
+    }
+    hsm_token *token = &ctx->tokens[t];
+    hsm_error herr;
+    int rc = 0;
+    bool again = false;
+    pthread_mutex_lock(&ctx->recover_lock);
+    /* A failover ends the login of every token of the module, not only this one's. */
+    for (size_t i = 0; rc == 0 && i < ctx->token_count; i++) {
+        bool this_one = false;
+        if (hsm_token_relogin(&ctx->tokens[i], ctx->pin, &this_one, &herr) != 0) {
+            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+            rc = -1;
+            break;
+        }
+        if (!this_one)
+            continue;
+        again = true;
+        atomic_fetch_add(&ctx->relogins, 1);
+        log_warning("token \"%s\": the login was gone (failover?): logged in again",
+                    ctx->tokens[i].desc.label);
+        /* The wrapping key was a session object of the old login session. */
+        if (ctx->kek != NULL && i < ctx->key_token_count) {
+            hsm_session login;
+            CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+            hsm_context_login_session(ctx, i, &login);
+            if (hsm_import_wrapping_key(&login, ctx->kek, &h, &herr) != 0) {
+                hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+                rc = -1;
+            } else {
+                __atomic_store_n(&ctx->kek_handles[i], h, __ATOMIC_RELEASE);
+            }
+        }
+    }
+    if (rc == 0 && again && relogged != NULL && relogged(arg, t, err) != 0)
+        rc = -1;
+    if (rc == 0) {
+        hsm_session_close(session); /* its handle may be stale already: the answer is ignored */
+        if (hsm_session_open(token, session, &herr) != 0) {
+            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+            rc = -1;
+        } else {
+            atomic_fetch_add(&ctx->sessions_reopened, 1);
+        }
+    }
+    pthread_mutex_unlock(&ctx->recover_lock);
+    return rc;
+}
+
 void hsm_context_close(hsm_context *ctx)
 {
+    if (ctx->recover_lock_ready) {
+        pthread_mutex_destroy(&ctx->recover_lock);
+        ctx->recover_lock_ready = false;
+    }
     if (ctx->pin != NULL) {
         size_t len = strlen(ctx->pin) + 1;
         OPENSSL_cleanse(ctx->pin, len);

@@ -36,9 +36,13 @@ typedef struct hsm_context {
     bool export_lock_made;
     int export_state; /* 0 not tried, 1 ready, -1 impossible (export_reason says why) */
     char export_reason[400];
-    char *pin;          /* kept, locked, only when the module is restarted during a run */
+    char *pin;          /* kept, locked, wiped at close: to log in again (restart, lost login) */
     long restart_every; /* restart the module after this many session key pairs; 0: never */
     long restarts;
+    /* Session recovery (hsm_context_recover): one at a time; counts for the run's log. */
+    pthread_mutex_t recover_lock;
+    bool recover_lock_ready;
+    _Atomic long sessions_reopened, relogins;
 } hsm_context;
 
 /* SoftHSM 2.6 frees a destroyed session object only at C_Finalize (upstream #562/#563): about
@@ -79,6 +83,17 @@ void hsm_context_login_session(hsm_context *ctx, size_t token_index, hsm_session
  * imported again (new handles). Every other session and handle of the process is gone: the caller
  * has closed its sessions and reopens them after. Code HSM_RESTART. */
 int hsm_context_restart(hsm_context *ctx, enroll_error *err);
+/* A worker's session on token t is lost (session->lost, set by hsm/): under one lock, logs every
+ * token whose login is gone in again (a failover ends them all; the wrapping key, a session
+ * object, is imported again with a new handle in kek_handles), calls relogged(arg, t) when any
+ * was, so that handles of token objects are found again (e.g. the embedded CA's key), then
+ * replaces the worker's session by a new one. The caller
+ * retries its step once. 0, or -1 with err (code HSM_SESSION_LOST). */
+int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
+                        int (*relogged)(void *arg, size_t t, enroll_error *err), void *arg,
+                        enroll_error *err);
+/* The wrapping key's handle in key token t (it changes when the token is logged in again). */
+CK_OBJECT_HANDLE hsm_context_kek_handle(hsm_context *ctx, size_t t);
 void hsm_context_close(hsm_context *ctx);
 
 #endif

@@ -113,6 +113,20 @@ int key_describe(const EVP_PKEY *key, int *type, int *bits, int *curve_nid)
     }
 }
 
+bool spki_has_unnamed_ec_curve(const X509_PUBKEY *spki)
+{
+    ASN1_OBJECT *alg_oid = NULL;
+    X509_ALGOR *alg = NULL;
+    if (spki == NULL || !X509_PUBKEY_get0_param(&alg_oid, NULL, NULL, &alg, spki) || alg == NULL)
+        return false;
+    if (OBJ_obj2nid(alg_oid) != NID_X9_62_id_ecPublicKey)
+        return false;
+    int ptype = V_ASN1_UNDEF;
+    const void *pval = NULL;
+    X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+    return ptype != V_ASN1_OBJECT; /* a SEQUENCE (specifiedCurve) or NULL (implicitlyCA) */
+}
+
 int spki_fingerprint(const X509_PUBKEY *spki, unsigned char out[32])
 {
     unsigned char *der = NULL;

@@ -28,6 +28,11 @@ EVP_PKEY *privkey_decode(const char *text, enroll_error *err);
  * size in bits, and for EC the curve NID (NID_undef otherwise). 0, or -1 for other key types. */
 int key_describe(const EVP_PKEY *key, int *type, int *bits, int *curve_nid);
 
+/* True when a SubjectPublicKeyInfo is an EC key whose AlgorithmIdentifier carries anything but a
+ * namedCurve OID (explicit parameters, or implicitlyCA): RFC 5480 section 2.1.1 allows only
+ * named curves in certificates. */
+bool spki_has_unnamed_ec_curve(const X509_PUBKEY *spki);
+
 /* SHA-256 of a SubjectPublicKeyInfo's DER (for AllowKeyReuse); from the structure a CSR or a
  * certificate carries, so no key is re-encoded. 0 or -1. */
 int spki_fingerprint(const X509_PUBKEY *spki, unsigned char out[32]);

@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,37 +403,84 @@ bool san_has_dns(const GENERAL_NAMES *names, const char *dns)
     return false;
 }
 
-static bool holds(const GENERAL_NAMES *names, const GENERAL_NAME *gn)
+/* One entry of san_merge's sort: the DER of a name, which list it is in (0: names, 1: extra)
+ * and its index there. */
+typedef struct san_key {
+    unsigned char *der;
+    int len;
+    int origin, index;
+} san_key;
+
+static int san_key_cmp(const void *a, const void *b)
 {
-    for (int i = 0; i < sk_GENERAL_NAME_num(names); i++)
-        if (GENERAL_NAME_cmp(sk_GENERAL_NAME_value(names, i), (GENERAL_NAME *)gn) == 0)
-            return true;
-    return false;
+    const san_key *x = a, *y = b;
+    int common = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->der, y->der, (size_t)common);
+    if (c != 0)
+        return c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    if (x->origin != y->origin)
+        return x->origin - y->origin;
+    return x->index - y->index;
 }
 
+/* Equal names have equal DER (GENERAL_NAME_cmp compares the same type, OID and value bytes), so
+ * duplicates are found by sorting the DER encodings: O(n log n) whatever the input, where a pair
+ * by pair comparison was quadratic (a line of 50,000 SANs took many seconds). */
 int san_merge(GENERAL_NAMES *names, const GENERAL_NAMES *extra)
 {
     if (extra == NULL || sk_GENERAL_NAME_num(extra) <= 0)
         return 0;
     if (names == NULL)
         return -1;
+    int have = sk_GENERAL_NAME_num(names), more = sk_GENERAL_NAME_num(extra);
+    size_t total = (size_t)have + (size_t)more;
+    san_key *keys = calloc(total, sizeof *keys);
+    bool *keep = calloc((size_t)more, sizeof *keep);
+    int rc = keys != NULL && keep != NULL ? 0 : -1;
+    for (size_t k = 0; k < total && rc == 0; k++) {
+        int origin = k < (size_t)have ? 0 : 1;
+        int index = origin ? (int)(k - (size_t)have) : (int)k;
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(origin ? extra : names, index);
+        keys[k].origin = origin;
+        keys[k].index = index;
+        keys[k].len = i2d_GENERAL_NAME((GENERAL_NAME *)gn, &keys[k].der);
+        if (keys[k].len <= 0) {
+            keys[k].der = NULL;
+            rc = -1;
+        }
+    }
+    if (rc == 0) {
+        qsort(keys, total, sizeof *keys, san_key_cmp);
+        /* In each run of equal names, sorted by origin then index: an extra entry is kept when
+         * it opens the run (names holds no equal entry, and it is the first of extra). */
+        for (size_t k = 0; k < total; k++) {
+            bool opens = k == 0 || keys[k - 1].len != keys[k].len ||
+                         memcmp(keys[k - 1].der, keys[k].der, (size_t)keys[k].len) != 0;
+            if (opens && keys[k].origin == 1)
+                keep[keys[k].index] = true;
+        }
+    }
     /* Copies first, then one reservation, so that names is either fully extended or unchanged. */
-    GENERAL_NAMES *add = sk_GENERAL_NAME_new_null();
+    GENERAL_NAMES *add = rc == 0 ? sk_GENERAL_NAME_new_null() : NULL;
     if (add == NULL)
-        return -1;
-    int rc = 0;
-    for (int i = 0; i < sk_GENERAL_NAME_num(extra) && rc == 0; i++) {
-        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(extra, i);
-        if (holds(names, gn) || holds(add, gn))
+        rc = -1;
+    for (int i = 0; i < more && rc == 0; i++) {
+        if (!keep[i])
             continue;
-        GENERAL_NAME *copy = GENERAL_NAME_dup(gn);
+        GENERAL_NAME *copy = GENERAL_NAME_dup(sk_GENERAL_NAME_value(extra, i));
         if (copy == NULL || !sk_GENERAL_NAME_push(add, copy)) {
             GENERAL_NAME_free(copy);
             rc = -1;
         }
     }
-    int n = sk_GENERAL_NAME_num(add);
-    if (rc == 0 && n > 0 && !sk_GENERAL_NAME_reserve(names, sk_GENERAL_NAME_num(names) + n))
+    for (size_t k = 0; keys != NULL && k < total; k++)
+        OPENSSL_free(keys[k].der);
+    free(keys);
+    free(keep);
+    int n = add != NULL ? sk_GENERAL_NAME_num(add) : 0;
+    if (rc == 0 && n > 0 && !sk_GENERAL_NAME_reserve(names, have + n))
         rc = -1;
     if (rc == 0) {
         for (int i = 0; i < n; i++)

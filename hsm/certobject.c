@@ -37,6 +37,7 @@ int hsm_create_certificate(hsm_session *session, const hsm_certificate_der *cert
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     CK_RV rv = session->f->C_CreateObject(session->handle, tmpl, n, &handle);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_CreateObject", rv,
                       "cannot install the certificate in token \"%s\": %s",
                       session->token ? session->token->desc.label : "?", ckr_name(rv));

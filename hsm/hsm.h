@@ -105,10 +105,24 @@ typedef struct hsm_session {
     hsm_token *token;
     CK_FUNCTION_LIST *f;
     CK_SESSION_HANDLE handle;
+    /* Set by this layer when a call on the session answered that the session or the login is
+     * gone (hsm_rv_session_lost): sign, wrap, key generation, find, destroy, create. Cleared by
+     * hsm_session_open. The owner reopens the session (engine/hsm_context.c) and retries. */
+    bool lost;
 } hsm_session;
 
 int hsm_session_open(hsm_token *token, hsm_session *session, hsm_error *err);
 void hsm_session_close(hsm_session *session);
+/* True for the answers that mean the session (or the token's login) is gone, not the request:
+ * CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_REMOVED. */
+bool hsm_rv_session_lost(CK_RV rv);
+/* Marks the session lost when rv says so (hsm_rv_session_lost). */
+void hsm_session_note(hsm_session *session, CK_RV rv);
+/* Makes sure the token is logged in: when its login session is gone or no longer in a user
+ * state (C_GetSessionInfo), a new login session is opened and C_Login'ed with pin. *relogged
+ * tells whether that happened (every session object of the token, and on some modules every
+ * object handle, is then gone). 0, or -1 with err. */
+int hsm_token_relogin(hsm_token *token, const char *pin, bool *relogged, hsm_error *err);
 
 /* ---- keys (hsm/keygen.c) ---- */
 

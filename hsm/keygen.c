@@ -267,6 +267,7 @@ int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
         backoff(attempt); /* SoftHSM 2.6.1 under concurrent keygen (upstream #573) */
     }
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_GenerateKeyPair", rv, "C_GenerateKeyPair failed: %s (%s%s)",
                       ckr_name(rv), what,
                       out->attempts > 1 && rv == CKR_GENERAL_ERROR ? ", retried" : "");
@@ -290,6 +291,7 @@ int hsm_destroy_keypair(hsm_session *session, hsm_keypair *pair, hsm_error *err)
             continue;
         CK_RV rv = session->f->C_DestroyObject(session->handle, *handles[i]);
         if (rv != CKR_OK && rv != CKR_OBJECT_HANDLE_INVALID) {
+            hsm_session_note(session, rv);
             hsm_error_set(err, "C_DestroyObject", rv, "C_DestroyObject failed: %s", ckr_name(rv));
             rc = -1;
             continue;
@@ -321,6 +323,7 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
                 backoff(attempt);
                 continue;
             }
+            hsm_session_note(session, rv);
             hsm_error_set(err, "C_SignInit", rv, "C_SignInit failed: %s", ckr_name(rv));
             return -1;
         }
@@ -334,6 +337,7 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
             break;
         backoff(attempt);
     }
+    hsm_session_note(session, rv);
     hsm_error_set(err, "C_Sign", rv, "C_Sign failed: %s", ckr_name(rv));
     return -1;
 }

@@ -20,6 +20,7 @@ int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned c
         tmpl[n++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, strlen(label)};
     CK_RV rv = session->f->C_FindObjectsInit(session->handle, tmpl, n);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_FindObjectsInit", rv, "C_FindObjectsInit failed: %s", ckr_name(rv));
         return -1;
     }
@@ -33,6 +34,7 @@ int hsm_find_objects(hsm_session *session, CK_OBJECT_CLASS cls, const unsigned c
     }
     session->f->C_FindObjectsFinal(session->handle);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_FindObjects", rv, "C_FindObjects failed: %s", ckr_name(rv));
         return -1;
     }
@@ -48,6 +50,7 @@ long hsm_list_objects(hsm_session *session, const CK_OBJECT_CLASS *cls, CK_OBJEC
     CK_RV rv = session->f->C_FindObjectsInit(session->handle, cls != NULL ? &tmpl : NULL,
                                              cls != NULL ? 1 : 0);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_FindObjectsInit", rv, "C_FindObjectsInit failed: %s", ckr_name(rv));
         return -1;
     }
@@ -73,6 +76,7 @@ long hsm_list_objects(hsm_session *session, const CK_OBJECT_CLASS *cls, CK_OBJEC
     session->f->C_FindObjectsFinal(session->handle);
     if (rv != CKR_OK) {
         free(handles);
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_FindObjects", rv, "C_FindObjects failed: %s", ckr_name(rv));
         return -1;
     }
@@ -112,6 +116,7 @@ int hsm_destroy_object(hsm_session *session, CK_OBJECT_HANDLE object, hsm_error 
 {
     CK_RV rv = session->f->C_DestroyObject(session->handle, object);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_DestroyObject", rv, "C_DestroyObject failed: %s", ckr_name(rv));
         return -1;
     }

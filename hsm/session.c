@@ -60,6 +60,59 @@ int hsm_session_open(hsm_token *token, hsm_session *session, hsm_error *err)
     return 0;
 }
 
+bool hsm_rv_session_lost(CK_RV rv)
+{
+    return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+           rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED;
+}
+
+void hsm_session_note(hsm_session *session, CK_RV rv)
+{
+    if (session != NULL && hsm_rv_session_lost(rv))
+        session->lost = true;
+}
+
+int hsm_token_relogin(hsm_token *token, const char *pin, bool *relogged, hsm_error *err)
+{
+    *relogged = false;
+    CK_FUNCTION_LIST *f = hsm_module_functions(token->module);
+    CK_SESSION_INFO info;
+    CK_RV rv = token->login_session != CK_INVALID_HANDLE
+                   ? f->C_GetSessionInfo(token->login_session, &info)
+                   : CKR_SESSION_HANDLE_INVALID;
+    if (rv == CKR_OK &&
+        (info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS))
+        return 0;
+    if (pin == NULL) {
+        hsm_error_set(err, "C_Login", CKR_USER_NOT_LOGGED_IN,
+                      "the login on token \"%s\" is gone and no PIN is kept to log in again",
+                      token->desc.label);
+        return -1;
+    }
+    /* No C_Logout: the login is gone already, and logging out would end it for every session. */
+    if (rv == CKR_OK)
+        f->C_CloseSession(token->login_session);
+    token->login_session = CK_INVALID_HANDLE;
+    token->logged_in = false;
+    rv = f->C_OpenSession(token->desc.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                          &token->login_session);
+    if (rv != CKR_OK) {
+        token->login_session = CK_INVALID_HANDLE;
+        hsm_error_set(err, "C_OpenSession", rv, "C_OpenSession on token \"%s\" failed: %s",
+                      token->desc.label, ckr_name(rv));
+        return -1;
+    }
+    rv = f->C_Login(token->login_session, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+        hsm_error_set(err, "C_Login", rv, "C_Login on token \"%s\" failed: %s", token->desc.label,
+                      ckr_name(rv));
+        return -1;
+    }
+    token->logged_in = true;
+    *relogged = true;
+    return 0;
+}
+
 void hsm_session_close(hsm_session *session)
 {
     if (session == NULL || session->f == NULL || session->handle == CK_INVALID_HANDLE)

@@ -26,6 +26,7 @@ int hsm_import_wrapping_key(hsm_session *session, const unsigned char kek[32],
     };
     CK_RV rv = session->f->C_CreateObject(session->handle, tmpl, sizeof tmpl / sizeof tmpl[0], out);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_CreateObject", rv,
                       "C_CreateObject failed for the run's wrapping key: %s", ckr_name(rv));
         return -1;
@@ -82,6 +83,7 @@ int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
     }
     if (rv != CKR_OK) {
         free(buf);
+        hsm_session_note(session, rv);
         hsm_error_set(err, "C_WrapKey", rv, "C_WrapKey failed: %s", ckr_name(rv));
         return -1;
     }

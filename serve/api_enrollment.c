@@ -17,6 +17,8 @@
 #include "serve/internal.h"
 
 #define NO_WORKFLOW "00000000-0000-0000-0000-000000000000"
+/* The most SANs one request may carry, the CSR's and the body's together (TOO_MANY_SANS). */
+#define SERVE_MAX_SANS 1000
 
 /* The body members of POST /Enrollment/CSR: seed 000 and the v24 and v25 schemas. */
 static const char *const csr_body_keys[] = {"CSR",
@@ -122,6 +124,23 @@ static char *line_from_body(server *srv, const api_call *call, const char *forma
         if (strcasecmp(key, "PrivateKey") == 0 && !json_is_null(value)) {
             api_error(answer, HSE_FIELD_NOT_SUPPORTED,
                       "PrivateKey: this server does not retain private keys");
+            json_decref(body);
+            return NULL;
+        }
+    }
+    /* The SANs are counted before anything is parsed: a request of 50,000 names costs nothing. */
+    json_t *sans = jobj_get(body, "SANs");
+    if (json_is_object(sans)) {
+        size_t count = 0;
+        const char *kind;
+        json_t *names;
+        json_object_foreach(sans, kind, names)
+        {
+            count += json_is_array(names) ? json_array_size(names) : 1;
+        }
+        if (count > SERVE_MAX_SANS) {
+            api_error(answer, HSE_TOO_MANY_SANS, "SANs: %zu names; at most %d per request", count,
+                      SERVE_MAX_SANS);
             json_decref(body);
             return NULL;
         }
@@ -265,6 +284,12 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
     enroll_request *req = line_check_alone(&sc->checker, text, strlen(text), 1, &decision, &errors);
     free(text);
     X509 *cert = NULL;
+    if (req != NULL && req->sans != NULL && sk_GENERAL_NAME_num(req->sans) > SERVE_MAX_SANS) {
+        error_list_free(&errors);
+        error_list_add(&errors, HSE_TOO_MANY_SANS, "SANs",
+                       "the CSR and the body carry %d SANs; at most %d per request",
+                       sk_GENERAL_NAME_num(req->sans), SERVE_MAX_SANS);
+    }
     char claim[512] = "";
     long long keyfactor_id = 0;
     bool replayed = false;

@@ -53,10 +53,13 @@ struct serve_credentials {
     serve_user *users;
     size_t user_count;
     pthread_mutex_t cache_lock;
-    /* What an unknown name is checked against, so that it costs one PBKDF2 too. */
+    /* What an unknown name is checked against, at the largest iteration count of the file, so
+     * that it costs one PBKDF2 too; known names are padded up to the same count. */
     unsigned dummy_iterations;
     unsigned char dummy_salt[NEW_SALT_BYTES];
     unsigned char dummy_hash[HASH_BYTES];
+    /* PBKDF2 iterations computed by serve_credentials_check (atomic; serve_credentials_work). */
+    unsigned long long work;
 };
 
 /* ---- errors ---- */
@@ -525,6 +528,7 @@ const serve_user *serve_credentials_check(serve_credentials *creds, const char *
         if (derive_key(password, password_len, creds->dummy_salt, sizeof creds->dummy_salt,
                        creds->dummy_iterations, derived) == 0)
             (void)CRYPTO_memcmp(derived, creds->dummy_hash, HASH_BYTES);
+        __atomic_add_fetch(&creds->work, creds->dummy_iterations, __ATOMIC_RELAXED);
         OPENSSL_cleanse(derived, sizeof derived);
         return NULL;
     }
@@ -541,6 +545,20 @@ const serve_user *serve_credentials_check(serve_credentials *creds, const char *
         match = derive_key(password, password_len, user->salt, user->salt_len, user->iterations,
                            derived) == 0 &&
                 CRYPTO_memcmp(derived, user->hash, HASH_BYTES) == 0;
+        /* Padding up to the largest iteration count of the file: a known name costs what an
+         * unknown one costs (which is checked at that count), whatever this user's count is, so
+         * the time of a failed login tells nothing about which names exist. */
+        if (creds->dummy_iterations > user->iterations) {
+            unsigned char pad[HASH_BYTES];
+            if (derive_key(password, password_len, creds->dummy_salt, sizeof creds->dummy_salt,
+                           creds->dummy_iterations - user->iterations, pad) == 0)
+                (void)CRYPTO_memcmp(pad, creds->dummy_hash, HASH_BYTES);
+            OPENSSL_cleanse(pad, sizeof pad);
+        }
+        unsigned long long done = user->iterations;
+        if (creds->dummy_iterations > user->iterations)
+            done += creds->dummy_iterations - user->iterations;
+        __atomic_add_fetch(&creds->work, done, __ATOMIC_RELAXED);
         if (match && have_digest) {
             pthread_mutex_lock(&creds->cache_lock);
             memcpy(user->cache_digest, digest, sizeof digest);
@@ -552,6 +570,11 @@ const serve_user *serve_credentials_check(serve_credentials *creds, const char *
     OPENSSL_cleanse(digest, sizeof digest);
     OPENSSL_cleanse(cached, sizeof cached);
     return match ? user : NULL;
+}
+
+unsigned long long serve_credentials_work(const serve_credentials *creds)
+{
+    return creds ? __atomic_load_n(&creds->work, __ATOMIC_RELAXED) : 0;
 }
 
 const char *serve_user_name(const serve_user *user)

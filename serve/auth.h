@@ -34,8 +34,11 @@ void serve_credentials_free(serve_credentials *creds);
  * dummy hash so timing does not reveal which names exist. To avoid one PBKDF2 per HTTP request, a
  * successful check caches SHA-256(salt || password) per user (under a mutex), and a later check
  * with the same password is answered from the cache (still constant-time compare). Names are
- * matched exactly (case-sensitive). The dummy hash uses the highest iteration count of the file, so
- * an unknown name is never cheaper than a known one. */
+ * matched exactly (case-sensitive). The dummy hash uses the highest iteration count of the file,
+ * and a known name whose count is lower is padded with PBKDF2 iterations up to it: a failed login
+ * costs the same whether the name exists or not, whatever the counts in the file. */
+/* PBKDF2 iterations serve_credentials_check has computed so far (cache hits cost none). */
+unsigned long long serve_credentials_work(const serve_credentials *creds);
 const serve_user *serve_credentials_check(serve_credentials *creds, const char *name,
                                           const char *password);
 /* The user's name as written in the file. */

@@ -1,8 +1,8 @@
 /* The defences of `serve` that need a clock: a deadline for reading each request (a client that
  * trickles its headers or body, slowloris, gets 408 and is cut off; libmicrohttpd's own timeout
  * only counts idle time), and failed-login throttling per client address (after N wrong
- * passwords in a row, 429 for a lockout that doubles up to a minute, before any password hash is
- * computed). */
+ * passwords, 429 for a lockout that doubles up to a minute, before any password hash is
+ * computed; a success clears only the failures of the name that succeeded). */
 #include "serve/guard.h"
 
 #include "formats/error_codes.h"
@@ -18,10 +18,13 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <openssl/rand.h>
+
 #include "batch/log.h"
 
 #define THROTTLE_SLOTS 1024
 #define LOCKOUT_MAX_S  60
+#define NAMES_PER_SLOT 8
 
 struct guard_conn {
     int fd;
@@ -31,16 +34,25 @@ struct guard_conn {
     struct guard_conn *prev, *next;
 };
 
+/* The failures of one address, counted per user name tried: a success of a name clears that
+ * name's failures only. Names beyond NAMES_PER_SLOT (and failures without a name) count in
+ * `other`, which only time clears. The lockout looks at the sum. */
 typedef struct throttle_slot {
     unsigned char addr[16];
     bool used;
-    unsigned failures;
+    unsigned failures; /* the sum of names[].failures and other */
+    unsigned other;
+    struct {
+        uint64_t name; /* keyed hash of the user name; 0: free */
+        unsigned failures;
+    } names[NAMES_PER_SLOT];
     double locked_until, last_failure;
 } throttle_slot;
 
 struct serve_guard {
     unsigned request_timeout, max_failures;
     bool plain_http;
+    uint64_t name_key; /* random: the name hashes of one server are not predictable */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     pthread_t watchdog;
@@ -105,6 +117,8 @@ serve_guard *serve_guard_new(unsigned request_timeout, unsigned max_failures, bo
     g->request_timeout = request_timeout;
     g->max_failures = max_failures;
     g->plain_http = plain_http;
+    if (RAND_bytes((unsigned char *)&g->name_key, sizeof g->name_key) != 1)
+        g->name_key = (uint64_t)(now_s() * 1e9);
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->wake, NULL);
     if (request_timeout > 0) {
@@ -231,17 +245,42 @@ long serve_guard_login_wait(serve_guard *g, const struct sockaddr *client)
     return wait;
 }
 
-void serve_guard_login_result(serve_guard *g, const struct sockaddr *client, bool ok)
+/* The keyed hash of a user name (never 0), or 0 for no name. */
+static uint64_t name_hash(const serve_guard *g, const char *name)
+{
+    if (name == NULL)
+        return 0;
+    uint64_t h = 14695981039346656037u ^ g->name_key;
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        h = (h ^ *p) * 1099511628211u;
+        h ^= h >> 29;
+    }
+    h = (h ^ g->name_key) * 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    return h == 0 ? 1 : h;
+}
+
+void serve_guard_login_result(serve_guard *g, const struct sockaddr *client, const char *name,
+                              bool ok)
 {
     unsigned char key[16];
     if (g == NULL || g->max_failures == 0 || !addr_key(client, key))
         return;
+    uint64_t who = name_hash(g, name);
     pthread_mutex_lock(&g->lock);
     throttle_slot *s = slot_for(g, key);
     double t = now_s();
     bool mine = s->used && memcmp(s->addr, key, 16) == 0;
     if (ok) {
-        if (mine)
+        /* Only the failures of this name are forgiven: a user with an account cannot clear the
+         * count of guesses at someone else's password. */
+        for (size_t i = 0; mine && who != 0 && i < NAMES_PER_SLOT; i++)
+            if (s->names[i].name == who) {
+                s->failures -= s->names[i].failures;
+                s->names[i].name = 0;
+                s->names[i].failures = 0;
+            }
+        if (mine && s->failures == 0)
             s->used = false;
     } else {
         /* Another address in the slot gives way unless it is locked out now. */
@@ -251,8 +290,23 @@ void serve_guard_login_result(serve_guard *g, const struct sockaddr *client, boo
             s->used = mine = true;
         }
         if (mine) {
-            if (t - s->last_failure > 15 * 60)
-                s->failures = 0; /* an old streak is forgotten */
+            if (t - s->last_failure > 15 * 60) { /* an old streak is forgotten */
+                memset(s->names, 0, sizeof s->names);
+                s->failures = s->other = 0;
+            }
+            size_t at = NAMES_PER_SLOT;
+            for (size_t i = 0; who != 0 && i < NAMES_PER_SLOT && at == NAMES_PER_SLOT; i++)
+                if (s->names[i].name == who)
+                    at = i;
+            for (size_t i = 0; who != 0 && i < NAMES_PER_SLOT && at == NAMES_PER_SLOT; i++)
+                if (s->names[i].name == 0) {
+                    at = i;
+                    s->names[i].name = who;
+                }
+            if (at < NAMES_PER_SLOT)
+                s->names[at].failures++;
+            else
+                s->other++;
             s->failures++;
             s->last_failure = t;
             if (s->failures >= g->max_failures) {

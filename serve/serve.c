@@ -110,9 +110,11 @@ static const serve_user *certificate_user(server *srv, struct MHD_Connection *co
 
 /* The caller: a client certificate's user, or HTTP Basic credentials checked against the users
  * file; *tried is set when a password was checked (what failed-login throttling counts). */
-static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, bool *tried)
+static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, bool *tried,
+                                      char **tried_name)
 {
     *tried = false;
+    *tried_name = NULL;
     if (srv->opt.client_ca != NULL) {
         const serve_user *user = certificate_user(srv, conn);
         if (user != NULL)
@@ -129,7 +131,7 @@ static const serve_user *authenticate(server *srv, struct MHD_Connection *conn, 
     const serve_user *user = serve_credentials_check(srv->creds, name, password);
     OPENSSL_cleanse(password, strlen(password));
     free(password);
-    free(name);
+    *tried_name = name; /* the guard counts failures per name */
     return user;
 }
 
@@ -283,9 +285,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         answer.retry_after = retry_after;
         return send_answer(srv, conn, &answer);
     }
-    call.caller.user = authenticate(srv, conn, &tried);
+    char *tried_name = NULL;
+    call.caller.user = authenticate(srv, conn, &tried, &tried_name);
     if (tried)
-        serve_guard_login_result(srv->guard, client_addr, call.caller.user != NULL);
+        serve_guard_login_result(srv->guard, client_addr, tried_name, call.caller.user != NULL);
+    free(tried_name);
     if (call.caller.user == NULL) {
         api_error(&answer, HSE_UNAUTHORIZED,
                   "authentication required: HTTP Basic with a user of the credentials file");
@@ -511,6 +515,10 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
 
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if ((opt->tls_cert == NULL) != (opt->tls_key == NULL)) {
+        enroll_error_set(err, HSE_USAGE, NULL, "--tls-cert and --tls-key go together");
+        goto fail;
+    }
     bool tls = opt->tls_cert != NULL && opt->tls_key != NULL;
     if (tls) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {

@@ -367,6 +367,137 @@ static void test_run_and_validate_agree(void)
     free(key9);
 }
 
+/* Issue 17, item 13: a line near the 1 MiB limit with 45,000 dns SANs (two of them repeated, one
+ * differing in case) and 5,000 ip4 SANs, under the pattern with RFC 2818 and wildcard checks, is
+ * validated under a CPU limit of 5 s (`ulimit -t`): the SAN checks are O(n log n), where they
+ * were quadratic (40,000 SANs took 10 s). The CPU limit bounds the test; it measures nothing. */
+static void test_many_sans_linear(void)
+{
+    char batch[700];
+    snprintf(batch, sizeof batch, "%s/many-sans.ndjson", tmp);
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh(
+            "awk 'BEGIN { printf \"{\\\"Id\\\":\\\"big\\\",\\\"EnrollmentPatternId\\\":1,"
+            "\\\"Subject\\\":\\\"CN=h1.example.com,O=Key Example\\\",\\\"KeyType\\\":"
+            "\\\"ECC\\\",\\\"KeyLength\\\":256,\\\"Format\\\":\\\"PEM\\\",\\\"SANs\\\":"
+            "{\\\"dns\\\":[\"; for (i = 0; i < 45000; i++) printf \"\\\"h%%d.example.com\\\",\", "
+            "i; printf \"\\\"H1.example.com\\\",\\\"h5.example.com\\\"],\\\"ip4\\\":[\"; "
+            "for (i = 0; i < 5000; i++) printf \"%%s\\\"10.0.%%d.%%d\\\"\", i ? \",\" : \"\", "
+            "int(i / 256), i %% 256; printf \"]}}\\n\" }' > '%s'",
+            batch),
+        0);
+    struct stat st;
+    CU_ASSERT_TRUE(stat(batch, &st) == 0 && st.st_size > 900000 && st.st_size < 1048576);
+    int status = -1;
+    char *out = test_sh_output(&status,
+                               "ulimit -t 5; SOFTHSM2_CONF='%s' '%s' validate '%s' --config '%s' "
+                               "-q 2>/dev/null",
+                               conf, HSMENROLL_BIN, batch, cfg_path);
+    CU_ASSERT_EQUAL(status, 0);
+    CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "\"Status\":\"valid\"") : NULL);
+    if (status != 0)
+        fprintf(stderr, "  validate: status %d: %.300s\n", status, out ? out : "");
+    free(out);
+}
+
+/* Issue 17, item 14, through `run`: a CSR whose EC key gives its curve as explicit parameters
+ * (INVALID_CURVE), a CSR with an RSA-4608 key (INVALID_KEY_LENGTH: 4096 at most, as for keys
+ * made here), KeyLength 0 (INVALID_KEY_LENGTH, not a default size), EnrollmentPatternId -1 and 0
+ * (INVALID_FIELD, not ignored); none is certified (the CA's count does not move), while the same
+ * key with a named curve and a line without KeyLength are issued. */
+static void test_csr_and_key_rules(void)
+{
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("cd '%s' && openssl ecparam -name prime256v1 -param_enc explicit -genkey -noout "
+                "-out explicit.key 2>/dev/null && openssl req -new -key explicit.key -subj "
+                "/CN=explicit -outform DER -out explicit.der 2>/dev/null",
+                tmp),
+        0);
+    /* The named one: the same key re-encoded with the named curve. */
+    CU_ASSERT_EQUAL_FATAL(test_sh("cd '%s' && openssl ec -in explicit.key -param_enc named_curve "
+                                  "-out named.key 2>/dev/null && openssl req -new -key named.key "
+                                  "-subj /CN=named -outform DER -out named.der 2>/dev/null",
+                                  tmp),
+                          0);
+    CU_ASSERT_EQUAL(test_sh("cd '%s' && openssl req -in explicit.der -inform DER -noout -text | "
+                            "grep -q 'Field Type'",
+                            tmp),
+                    0); /* explicit parameters indeed */
+    char *explicit_csr = test_sh_output(NULL, "base64 -w0 '%s/explicit.der'", tmp);
+    char *named_csr = test_sh_output(NULL, "base64 -w0 '%s/named.der'", tmp);
+    char *big_rsa = openssl_csr("rsa4608", "rsa:4608", "/CN=big-rsa", NULL, false);
+    CU_ASSERT_FATAL(explicit_csr && named_csr && big_rsa);
+
+    char batch[700];
+    snprintf(batch, sizeof batch, "%s/keyrules.ndjson", tmp);
+    FILE *f = fopen(batch, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    append(f, json_pack("{s:s,s:s,s:s,s:s}", "Id", "k-1", "Operation", "CSR", "Template", "Device",
+                        "CSR", explicit_csr));
+    append(f, json_pack("{s:s,s:s,s:s,s:s}", "Id", "k-2", "Operation", "CSR", "Template", "Device",
+                        "CSR", big_rsa));
+    append(f, json_pack("{s:s,s:s,s:s,s:s,s:i}", "Id", "k-3", "Template", "Web", "Subject",
+                        "CN=k-3.keyexample.com,O=Key Example", "KeyType", "ECC", "KeyLength", 0));
+    append(f, json_pack("{s:s,s:i,s:s,s:s}", "Id", "k-4", "EnrollmentPatternId", -1, "Subject",
+                        "CN=k-4", "KeyType", "ECC"));
+    append(f, json_pack("{s:s,s:i,s:s,s:s}", "Id", "k-5", "EnrollmentPatternId", 0, "Subject",
+                        "CN=k-5", "KeyType", "ECC"));
+    append(f, json_pack("{s:s,s:s,s:s,s:s}", "Id", "k-6", "Operation", "CSR", "Template", "Device",
+                        "CSR", named_csr));
+    append(f, json_pack("{s:s,s:s,s:s,s:s}", "Id", "k-7", "Template", "Web", "Subject",
+                        "CN=k-7.keyexample.com,O=Key Example", "KeyType", "ECC"));
+    fclose(f);
+    free(explicit_csr);
+    free(named_csr);
+    free(big_rsa);
+
+    int before_status = -1;
+    json_t *before = test_sh_json(&before_status,
+                                  "cd '%s' && SOFTHSM2_CONF='%s' '%s' ca show "
+                                  "--config '%s' --json 2>/dev/null",
+                                  tmp, conf, HSMENROLL_BIN, cfg_path);
+    CU_ASSERT_EQUAL(ENGINE("run '%s' --config '%s' -o '%s/keyrules' -q", batch, cfg_path, tmp), 1);
+    char path[700];
+    snprintf(path, sizeof path, "%s/keyrules/results.ndjson", tmp);
+    json_t *results = load_results(path);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(results);
+    static const struct {
+        long line;
+        const char *status, *code;
+    } expected[] = {
+        {1, "failed", "INVALID_CURVE"},
+        {2, "failed", "INVALID_KEY_LENGTH"},
+        {3, "failed", "INVALID_KEY_LENGTH"},
+        {4, "failed", "INVALID_FIELD"},
+        {5, "failed", "INVALID_FIELD"},
+        {6, "issued", NULL},
+        {7, "issued", NULL},
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        json_t *r = by_line(results, expected[i].line);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+        CU_ASSERT_STRING_EQUAL(status_of(r), expected[i].status);
+        if (expected[i].code != NULL && code_of(r) != NULL)
+            CU_ASSERT_STRING_EQUAL(code_of(r), expected[i].code);
+        CU_ASSERT_TRUE(expected[i].code == NULL || code_of(r) != NULL);
+    }
+    json_decref(results);
+    /* Only the two good lines were certified. */
+    json_t *after = test_sh_json(NULL,
+                                 "cd '%s' && SOFTHSM2_CONF='%s' '%s' ca show --config '%s' "
+                                 "--json 2>/dev/null",
+                                 tmp, conf, HSMENROLL_BIN, cfg_path);
+    CU_ASSERT_PTR_NOT_NULL(before);
+    CU_ASSERT_PTR_NOT_NULL(after);
+    if (before != NULL && after != NULL)
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(after, "Issued")) -
+                            json_integer_value(json_object_get(before, "Issued")),
+                        2);
+    json_decref(before);
+    json_decref(after);
+    CU_ASSERT_EQUAL(test_sh("ls '%s/keyrules' | grep -c '^k-' | grep -qx 2", tmp), 0);
+}
+
 static void test_validate_touches_nothing(void)
 {
     char home[700], batch[700];
@@ -407,6 +538,8 @@ int main(void)
     test_case cases[] = {
         TEST_CASE(test_run_and_validate_agree),
         TEST_CASE(test_validate_touches_nothing),
+        TEST_CASE(test_many_sans_linear),
+        TEST_CASE(test_csr_and_key_rules),
         TEST_END,
     };
     return test_main("policy end to end", cases, setup, teardown);

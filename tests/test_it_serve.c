@@ -162,9 +162,12 @@ static void write_batch(const char *path, int n, const char *prefix, int pattern
 /* Runs the engine on batch with config; results in out. Returns the exit status. */
 static int run_engine(const char *config, const char *batch, const char *out, const char *password)
 {
-    return test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' KF_PASSWORD='%s' '%s' run '%s' -o '%s' "
-                   "--config '%s' --inflight 16 --force 2>>'%s/engine.log'",
-                   home, password, HSMENROLL_BIN, batch, out, config, tmp);
+    int rc = test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' KF_PASSWORD='%s' '%s' run '%s' -o '%s' "
+                     "--config '%s' --inflight 16 --force 2>>'%s/engine.log'",
+                     home, password, HSMENROLL_BIN, batch, out, config, tmp);
+    if (rc > 1)
+        test_sh("tail -3 '%s/engine.log' >&2", tmp);
+    return rc;
 }
 
 /* How many results have value at key (Status), or at Error.key when in_error. */
@@ -618,6 +621,113 @@ static void test_serve_limits(void)
     CU_ASSERT_EQUAL(start_server(""), 0);
 }
 
+/* Issue 17, item 10: from one address, an attacker who owns an account ("nobody") logs in with
+ * it between guesses at fleet's password; the lockout (after 3 failures) still comes on the
+ * third guess, since a success clears only the failures of its own name. */
+static void test_login_failures_counted_per_name(void)
+{
+    CU_ASSERT_EQUAL_FATAL(stop_server(), 0);
+    CU_ASSERT_EQUAL_FATAL(start_server("--max-login-failures 3"), 0);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_TRUE(api_is("401", NULL, "-u fleet:guess-%d '%s/EnrollmentPatterns'", i, url));
+        if (i < 2)
+            CU_ASSERT_TRUE(api_is("200", NULL,
+                                  "-H 'x-keyfactor-requested-with: APIClient' -u "
+                                  "nobody:nobody-secret '%s/EnrollmentPatterns'",
+                                  url));
+    }
+    CU_ASSERT_TRUE(
+        api_is("429", "TOO_MANY_FAILED_LOGINS", "-u fleet:guess-3 '%s/EnrollmentPatterns'", url));
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    CU_ASSERT_EQUAL(start_server(""), 0);
+}
+
+/* Issue 17, item 9: half a TLS configuration is refused at start (exit 2), never served as plain
+ * HTTP. */
+static void test_half_tls_refused(void)
+{
+    char *out = NULL;
+    int status = -1;
+    out = test_sh_output(&status,
+                         "'%s' serve --home '%s' --listen 127.0.0.1:0 --credentials '%s' "
+                         "--tls-cert '%s/none.pem' 2>&1",
+                         HSMENROLL_BIN, home, creds, tmp);
+    CU_ASSERT_EQUAL(status, 2);
+    CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "--tls-key") : NULL);
+    free(out);
+    out = test_sh_output(&status,
+                         "'%s' serve --home '%s' --listen 127.0.0.1:0 --credentials '%s' "
+                         "--tls-key '%s/none.pem' 2>&1",
+                         HSMENROLL_BIN, home, creds, tmp);
+    CU_ASSERT_EQUAL(status, 2);
+    CU_ASSERT_PTR_NOT_NULL(out ? strstr(out, "--tls-cert") : NULL);
+    free(out);
+}
+
+/* Issue 17, item 13: the SANs of one request are bounded (1000, the CSR's and the body's
+ * together): 50,000 in the body, 1001 in the CSR, 600 + 600 are refused with TOO_MANY_SANS; 1000
+ * in the body are issued, each carried into the certificate. */
+static void test_serve_san_limit(void)
+{
+    const char *kf = "-H 'x-keyfactor-requested-with: APIClient' -H 'Content-Type: "
+                     "application/json' -H 'x-certificateformat: PEM'";
+    char plain[700], many[700], body[700];
+    snprintf(plain, sizeof plain, "%s/san-plain.csr", tmp);
+    snprintf(many, sizeof many, "%s/san-many.csr", tmp);
+    snprintf(body, sizeof body, "%s/san-body.json", tmp);
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+                "/dev/null -subj /CN=san.example -outform DER 2>/dev/null | base64 -w0 > '%s'",
+                plain),
+        0);
+    /* n names h<from>..h<from+n-1>.example as a body with the given CSR file. */
+#define SAN_BODY(csr_file, from, n)                                                                \
+    test_sh("{ printf '{\"CSR\":\"'; cat '%s'; printf "                                            \
+            "'\",\"Template\":\"Default\",\"SANs\":{\"dns\":['; seq %d %d | sed "                  \
+            "'s/.*/\"h&.example\"/' | paste -sd, | tr -d '\\n'; printf ']}}'; } > '%s'",           \
+            csr_file, from, (from) + (n)-1, body)
+    CU_ASSERT_EQUAL_FATAL(SAN_BODY(plain, 1, 50000), 0);
+    CU_ASSERT_TRUE(api_is("400", "TOO_MANY_SANS",
+                          "-u fleet:fleet-secret %s --data-binary '@%s' '%s/Enrollment/CSR'", kf,
+                          body, url));
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+                "/dev/null -subj /CN=san.example -addext \"subjectAltName=$(seq 1001 | sed "
+                "'s/.*/DNS:c&.example/' | paste -sd,)\" -outform DER 2>/dev/null | base64 -w0 > "
+                "'%s'",
+                many),
+        0);
+    CU_ASSERT_EQUAL_FATAL(SAN_BODY(many, 1, 1), 0);
+    CU_ASSERT_TRUE(api_is("400", "TOO_MANY_SANS",
+                          "-u fleet:fleet-secret %s --data-binary '@%s' '%s/Enrollment/CSR'", kf,
+                          body, url));
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+                "/dev/null -subj /CN=san.example -addext \"subjectAltName=$(seq 600 | sed "
+                "'s/.*/DNS:c&.example/' | paste -sd,)\" -outform DER 2>/dev/null | base64 -w0 > "
+                "'%s'",
+                many),
+        0);
+    CU_ASSERT_EQUAL_FATAL(SAN_BODY(many, 1, 600), 0);
+    CU_ASSERT_TRUE(api_is("400", "TOO_MANY_SANS",
+                          "-u fleet:fleet-secret %s --data-binary '@%s' '%s/Enrollment/CSR'", kf,
+                          body, url));
+    CU_ASSERT_EQUAL_FATAL(SAN_BODY(plain, 1, 1000), 0);
+    char *answer = test_sh_output(NULL,
+                                  "curl -s -u fleet:fleet-secret %s --data-binary '@%s' "
+                                  "'%s/Enrollment/CSR' > '%s/san-answer.json'; jq -r "
+                                  "'.CertificateInformation.Certificates[0]' "
+                                  "'%s/san-answer.json' | openssl x509 -noout -ext "
+                                  "subjectAltName | grep -o 'DNS:h[0-9]*\\.example' | sort -u | "
+                                  "wc -l",
+                                  kf, body, url, tmp, tmp);
+    CU_ASSERT_TRUE(answer != NULL && atoi(answer) == 1000);
+    if (answer == NULL || atoi(answer) != 1000)
+        test_sh("head -c 600 '%s/san-answer.json' >&2", tmp);
+    free(answer);
+#undef SAN_BODY
+}
+
 static void test_serials_unique_across_restarts(void)
 {
     char config[600], batch[600], out[600], results[700];
@@ -739,6 +849,9 @@ int main(void)
         TEST_CASE(test_ca_quota),
         TEST_CASE(test_serve_bad_input),
         TEST_CASE(test_serve_limits),
+        TEST_CASE(test_login_failures_counted_per_name),
+        TEST_CASE(test_half_tls_refused),
+        TEST_CASE(test_serve_san_limit),
         TEST_CASE(test_serials_unique_across_restarts),
         TEST_CASE(test_tls_trust_bundle),
         TEST_END,

@@ -608,6 +608,54 @@ static void test_merge(void)
     GENERAL_NAMES_free(names);
 }
 
+/* san_merge at scale: 30,000 names, and 30,000 more of which every third is already there, every
+ * fifth repeats the one before, and some differ only in case: the result holds each name once,
+ * in order (names first, then the new ones of extra in their order). */
+static void test_merge_large(void)
+{
+    GENERAL_NAMES *names = GENERAL_NAMES_new(), *extra = GENERAL_NAMES_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(names);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(extra);
+    char value[64];
+    for (int i = 0; i < 30000; i++) {
+        snprintf(value, sizeof value, "n%d.example", i);
+        add_ok(names, SAN_DNS, value);
+    }
+    int expected_new = 0;
+    for (int i = 0; i < 30000; i++) {
+        if (i % 3 == 0)
+            snprintf(value, sizeof value, "n%d.example", i); /* already in names */
+        else if (i % 5 == 0)
+            snprintf(value, sizeof value, "x%d.example", i - 1); /* repeats the one before */
+        else if (i % 7 == 0)
+            snprintf(value, sizeof value, "N%d.example", i); /* case differs: another name */
+        else
+            snprintf(value, sizeof value, "x%d.example", i);
+        bool fresh = i % 3 != 0 &&
+                     !(i % 5 == 0 && (i - 1) % 3 != 0 && (i - 1) % 7 != 0 && ((i - 1) % 5 != 0));
+        expected_new += fresh;
+        add_ok(extra, SAN_DNS, value);
+    }
+    CU_ASSERT_EQUAL(san_merge(names, extra), 0);
+    CU_ASSERT_EQUAL(sk_GENERAL_NAME_num(names), 30000 + expected_new);
+    /* Order: names untouched at the front; then extra's new ones in order, each once. */
+    char *first = san_entry_text(sk_GENERAL_NAME_value(names, 0));
+    char *joined = san_entry_text(sk_GENERAL_NAME_value(names, 30000));
+    CU_ASSERT_STRING_EQUAL(first, "dns:n0.example");
+    CU_ASSERT_STRING_EQUAL(joined, "dns:x1.example");
+    free(first);
+    free(joined);
+    for (int i = 1; i < sk_GENERAL_NAME_num(names); i++)
+        CU_ASSERT_NOT_EQUAL_FATAL(
+            GENERAL_NAME_cmp(sk_GENERAL_NAME_value(names, i - 1), sk_GENERAL_NAME_value(names, i)),
+            0);
+    /* A second merge adds nothing. */
+    CU_ASSERT_EQUAL(san_merge(names, extra), 0);
+    CU_ASSERT_EQUAL(sk_GENERAL_NAME_num(names), 30000 + expected_new);
+    GENERAL_NAMES_free(extra);
+    GENERAL_NAMES_free(names);
+}
+
 static void test_entry_text(void)
 {
     GENERAL_NAMES *names = all_kinds();
@@ -676,23 +724,15 @@ static void test_entry_text(void)
 int main(void)
 {
     test_case cases[] = {
-        TEST_CASE(test_kind_keys),
-        TEST_CASE(test_encode_each_kind),
-        TEST_CASE(test_der_bytes),
-        TEST_CASE(test_openssl_print),
-        TEST_CASE(test_openssl_cli),
-        TEST_CASE(test_dns),
-        TEST_CASE(test_wildcard),
-        TEST_CASE(test_ip),
-        TEST_CASE(test_uri),
-        TEST_CASE(test_rfc822),
-        TEST_CASE(test_upn),
-        TEST_CASE(test_registered_id),
-        TEST_CASE(test_unknown_kind),
-        TEST_CASE(test_has_dns),
-        TEST_CASE(test_merge),
-        TEST_CASE(test_entry_text),
-        TEST_END,
+        TEST_CASE(test_kind_keys),    TEST_CASE(test_encode_each_kind),
+        TEST_CASE(test_der_bytes),    TEST_CASE(test_openssl_print),
+        TEST_CASE(test_openssl_cli),  TEST_CASE(test_dns),
+        TEST_CASE(test_wildcard),     TEST_CASE(test_ip),
+        TEST_CASE(test_uri),          TEST_CASE(test_rfc822),
+        TEST_CASE(test_upn),          TEST_CASE(test_registered_id),
+        TEST_CASE(test_unknown_kind), TEST_CASE(test_has_dns),
+        TEST_CASE(test_merge),        TEST_CASE(test_merge_large),
+        TEST_CASE(test_entry_text),   TEST_END,
     };
     return test_main("san", cases, NULL, NULL);
 }

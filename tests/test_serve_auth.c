@@ -9,7 +9,11 @@
 
 #include <openssl/evp.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "serve/auth.h"
+#include "serve/guard.h"
 #include "tests/support.h"
 
 /* A hash made by Python's hashlib.pbkdf2_hmac('sha256', b'correct horse battery staple',
@@ -488,6 +492,95 @@ static void test_concurrent_checks(void)
     serve_credentials_free(creds);
 }
 
+/* Issue 17, item 11: users hashed at different iteration counts (1000 and 20000). A wrong
+ * password for the cheap user, one for the dear user and an unknown name each cost the same
+ * PBKDF2 work (20000 iterations), so the time of a failed login tells no name apart; the right
+ * password of the cheap user also costs 20000 the first time and nothing once cached. */
+static void test_unknown_name_costs_a_known_one(void)
+{
+    char *cheap = serve_password_hash("cheap-pass", 1000);
+    char *dear = serve_password_hash("dear-pass", 20000);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cheap);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dear);
+    json_t *doc = json_pack("{s:[{s:s, s:s}, {s:s, s:s}]}", "Users", "Name", "cheap", "Password",
+                            cheap, "Name", "dear", "Password", dear);
+    free(cheap);
+    free(dear);
+    enroll_error err;
+    serve_credentials *creds = load_doc(doc, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(creds);
+    unsigned long long before = serve_credentials_work(creds);
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "cheap", "wrong"));
+    unsigned long long known_cheap = serve_credentials_work(creds) - before;
+    before = serve_credentials_work(creds);
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "dear", "wrong"));
+    unsigned long long known_dear = serve_credentials_work(creds) - before;
+    before = serve_credentials_work(creds);
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "nobody", "wrong"));
+    unsigned long long unknown = serve_credentials_work(creds) - before;
+    CU_ASSERT_EQUAL(known_cheap, 20000);
+    CU_ASSERT_EQUAL(known_dear, 20000);
+    CU_ASSERT_EQUAL(unknown, 20000);
+    before = serve_credentials_work(creds);
+    CU_ASSERT_PTR_NOT_NULL(serve_credentials_check(creds, "cheap", "cheap-pass"));
+    CU_ASSERT_EQUAL(serve_credentials_work(creds) - before, 20000);
+    before = serve_credentials_work(creds);
+    CU_ASSERT_PTR_NOT_NULL(serve_credentials_check(creds, "cheap", "cheap-pass"));
+    CU_ASSERT_EQUAL(serve_credentials_work(creds) - before, 0);
+    serve_credentials_free(creds);
+}
+
+/* Issue 17, item 10: with a lockout after 5 failures, an attacker who owns an account ("mine")
+ * and logs in with it between guesses at "victim" is still locked out after the fifth guess; the
+ * success of "mine" clears only the failures of "mine" (two typos of the owner are forgiven). */
+static void test_success_clears_only_its_name(void)
+{
+    serve_guard *g = serve_guard_new(0, 5, true);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(g);
+    struct sockaddr_in a = {.sin_family = AF_INET}, b = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "192.0.2.7", &a.sin_addr);
+    inet_pton(AF_INET, "192.0.2.8", &b.sin_addr);
+    const struct sockaddr *addr = (const struct sockaddr *)&a;
+    int guesses = 0;
+    while (guesses < 100 && serve_guard_login_wait(g, addr) == 0) {
+        serve_guard_login_result(g, addr, "victim", false);
+        serve_guard_login_result(g, addr, "mine", true);
+        guesses++;
+    }
+    CU_ASSERT_EQUAL(guesses, 5);
+    CU_ASSERT_TRUE(serve_guard_login_wait(g, addr) > 0);
+    /* Another address is not concerned. */
+    CU_ASSERT_EQUAL(serve_guard_login_wait(g, (const struct sockaddr *)&b), 0);
+    /* At b: two typos of "mine", a success of "mine", then four failures of others: the typos
+     * are forgiven, so no lockout yet; the fifth failure locks. */
+    addr = (const struct sockaddr *)&b;
+    serve_guard_login_result(g, addr, "mine", false);
+    serve_guard_login_result(g, addr, "mine", false);
+    serve_guard_login_result(g, addr, "mine", true);
+    for (int i = 0; i < 4; i++)
+        serve_guard_login_result(g, addr, i % 2 ? "victim" : NULL, false);
+    CU_ASSERT_EQUAL(serve_guard_login_wait(g, addr), 0);
+    serve_guard_login_result(g, addr, "victim", false);
+    CU_ASSERT_TRUE(serve_guard_login_wait(g, addr) > 0);
+    /* Successes of names that never failed there clear nothing. */
+    struct sockaddr_in c = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "192.0.2.9", &c.sin_addr);
+    addr = (const struct sockaddr *)&c;
+    char name[32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "user-%d", i);
+        serve_guard_login_result(g, addr, name, false);
+    }
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof name, "other-%d", i);
+        serve_guard_login_result(g, addr, name, true);
+    }
+    CU_ASSERT_EQUAL(serve_guard_login_wait(g, addr), 0);
+    serve_guard_login_result(g, addr, "user-9", false);
+    CU_ASSERT_TRUE(serve_guard_login_wait(g, addr) > 0);
+    serve_guard_free(g);
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -501,6 +594,8 @@ int main(void)
         TEST_CASE(test_structure_refused),
         TEST_CASE(test_basic_auth_parse),
         TEST_CASE(test_concurrent_checks),
+        TEST_CASE(test_unknown_name_costs_a_known_one),
+        TEST_CASE(test_success_clears_only_its_name),
         TEST_END,
     };
     return test_main("serve_auth", cases, suite_setup, suite_teardown);

@@ -255,6 +255,31 @@ typedef struct open_session {
 } open_session;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Calls into the real module hold it shared; a failover holds it alone, so that it closes the
+ * sessions between calls, as a real failover looks to a client: SoftHSM frees a session's state
+ * in C_CloseAllSessions under another thread's running call on it (a use after free). Writers
+ * are preferred, so that a failover is not starved by a busy client. */
+static pthread_rwlock_t gate;
+static pthread_once_t gate_once = PTHREAD_ONCE_INIT;
+
+static void gate_init(void)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&gate, &attr);
+    pthread_rwlockattr_destroy(&attr);
+}
+
+/* The real call, inside the gate. */
+#define GATED(call)                                                                                \
+    ({                                                                                             \
+        pthread_once(&gate_once, gate_init);                                                       \
+        pthread_rwlock_rdlock(&gate);                                                              \
+        CK_RV gated_rv_ = (call);                                                                  \
+        pthread_rwlock_unlock(&gate);                                                              \
+        gated_rv_;                                                                                 \
+    })
 static config *cfg;                        /* under lock */
 static CK_FUNCTION_LIST_PTR real;          /* set by C_Initialize */
 static void *real_lib;                     /* kept loaded for the life of the process */
@@ -705,9 +730,12 @@ static void failover(void)
     if (real->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_OK || n == 0)
         return;
     CK_SLOT_ID *slots = calloc(n, sizeof *slots);
+    pthread_once(&gate_once, gate_init);
+    pthread_rwlock_wrlock(&gate); /* no other call inside the real module meanwhile */
     if (slots != NULL && real->C_GetSlotList(CK_FALSE, slots, &n) == CKR_OK)
         for (CK_ULONG i = 0; i < n; i++)
             real->C_CloseAllSessions(slots[i]);
+    pthread_rwlock_unlock(&gate);
     free(slots);
     pthread_mutex_lock(&lock);
     n_sessions = 0;
@@ -747,7 +775,7 @@ static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
     if (us > 0)
         sleep_us(us);
     if (hit != NULL && action == ACT_SESSION_LOSS)
-        real->C_CloseSession(session);
+        (void)GATED(real->C_CloseSession(session));
     else if (hit != NULL && action == ACT_FAILOVER)
         failover();
     return rv;
@@ -765,21 +793,21 @@ static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
     {                                                                                              \
         CHECK_INIT;                                                                                \
         CK_RV frv = enter(F_##name, session, NULL);                                                \
-        return frv != CKR_OK ? frv : real->name args;                                              \
+        return frv != CKR_OK ? frv : GATED(real->name args);                                       \
     }
 #define WRAP_M(name, params, args)                                                                 \
     static CK_RV w_##name params                                                                   \
     {                                                                                              \
         CHECK_INIT;                                                                                \
         CK_RV frv = enter(F_##name, session, mech);                                                \
-        return frv != CKR_OK ? frv : real->name args;                                              \
+        return frv != CKR_OK ? frv : GATED(real->name args);                                       \
     }
 #define WRAP_N(name, params, args)                                                                 \
     static CK_RV w_##name params                                                                   \
     {                                                                                              \
         CHECK_INIT;                                                                                \
         CK_RV frv = enter(F_##name, 0, NULL);                                                      \
-        return frv != CKR_OK ? frv : real->name args;                                              \
+        return frv != CKR_OK ? frv : GATED(real->name args);                                       \
     }
 
 typedef CK_SESSION_HANDLE SH;
@@ -914,7 +942,7 @@ static CK_RV w_C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, C
     }
     if (!reserved)
         return CKR_HOST_MEMORY;
-    rv = real->C_OpenSession(slot, flags, app, notify, session);
+    rv = GATED(real->C_OpenSession(slot, flags, app, notify, session));
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < n_sessions; i++)
         if (sessions[i].handle == CK_INVALID_HANDLE && sessions[i].slot == slot) {
@@ -934,7 +962,7 @@ static CK_RV w_C_CloseSession(CK_SESSION_HANDLE session)
     CK_RV rv = enter(F_C_CloseSession, session, NULL);
     if (rv != CKR_OK)
         return rv;
-    rv = real->C_CloseSession(session);
+    rv = GATED(real->C_CloseSession(session));
     if (rv == CKR_OK || rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) {
         pthread_mutex_lock(&lock);
         session_remove(session);

@@ -1,0 +1,145 @@
+/* Session loss anywhere in a run (issue 17, item 4): a 200-line batch on SoftHSM through the
+ * p11fault module, which closes the session under C_Sign (the CSR's and the embedded CA's
+ * signatures) and C_WrapKey, and fails over (C_CloseAllSessions on every slot, so every login is
+ * gone) in the middle of the batch. Every line is issued and its file verifies with openssl. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/support.h"
+
+#define SOFTHSM HSMENROLL_SOFTHSM_MODULE
+#define LINES   200
+
+static char *tmp;
+static char conf[600], cfg_path[600], faults[600], fault_log[600];
+
+/* hsmenroll with the suite's SoftHSM store, through p11fault (faults from TMP/faults.conf when
+ * with_faults); stderr appended to TMP/stderr.log. */
+static int engine(bool with_faults, const char *args)
+{
+    return test_sh("SOFTHSM2_CONF='%s' P11FAULT_MODULE='%s' %s%s%s '%s' %s 2>>'%s/stderr.log'",
+                   conf, SOFTHSM, with_faults ? "P11FAULT_CONFIG='" : "", with_faults ? faults : "",
+                   with_faults ? "'" : "", HSMENROLL_BIN, args, tmp);
+}
+
+static int setup(void)
+{
+    tmp = test_tmpdir("hsmenroll-sl");
+    if (tmp == NULL)
+        return 1;
+    test_children_unwind_fast();
+    snprintf(conf, sizeof conf, "%s/softhsm2.conf", tmp);
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", tmp);
+    snprintf(faults, sizeof faults, "%s/faults.conf", tmp);
+    snprintf(fault_log, sizeof fault_log, "%s/faults.log", tmp);
+    char text[2400];
+    snprintf(text, sizeof text,
+             "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+             tmp);
+    if (test_sh("mkdir -p '%s/tokens'", tmp) != 0 || test_write_file(conf, text) != 0)
+        return 1;
+    snprintf(text, sizeof text,
+             "{\"Hsm\":{\"Module\":\"%s\",\"Tokens\":[\"sl-keys\"],\"PinFile\":\"pin\","
+             "\"SoPinFile\":\"so-pin\"},"
+             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"corp\\\\issuing\",\"Type\":"
+             "\"local\",\"Home\":\"ca\",\"Token\":\"sl-ca\"}],"
+             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
+             HSMENROLL_P11FAULT);
+    if (test_write_file(cfg_path, text) != 0)
+        return 1;
+    unsetenv("HSMENROLL_PIN");
+    unsetenv("HSMENROLL_SO_PIN");
+    char args[1400];
+    snprintf(args, sizeof args, "token init --config '%s' -q", cfg_path);
+    if (engine(false, args) != 0)
+        return 1;
+    snprintf(args, sizeof args, "ca init --config '%s' -q", cfg_path);
+    return engine(false, args) != 0;
+}
+
+static int teardown(void)
+{
+    test_rmtree(tmp);
+    free(tmp);
+    return 0;
+}
+
+/* LINES lines: even ones PEM with an export key (wrapped: C_WrapKey), odd ones DER with the key
+ * kept in the token. */
+static void write_batch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (int i = 0; i < LINES; i++)
+        fprintf(f,
+                "{\"Id\":\"sl-%03d\",\"Template\":\"Default\",\"Subject\":\"CN=sl-%03d\","
+                "\"KeyType\":\"ECC\",\"Format\":\"%s\"}\n",
+                i, i, i % 2 ? "DER" : "PEM");
+    fclose(f);
+}
+
+static void run_with_faults(const char *name, const char *directives, int expect_faults)
+{
+    char text[2000], batch[700], out[700], args[2400];
+    snprintf(text, sizeof text, "log %s\n%s", fault_log, directives);
+    CU_ASSERT_EQUAL_FATAL(test_write_file(faults, text), 0);
+    unlink(fault_log);
+    snprintf(batch, sizeof batch, "%s/%s.ndjson", tmp, name);
+    snprintf(out, sizeof out, "%s/%s", tmp, name);
+    write_batch(batch);
+    snprintf(args, sizeof args, "run '%s' --config '%s' -o '%s' --workers 4 -q", batch, cfg_path,
+             out);
+    int rc = engine(true, args);
+    CU_ASSERT_EQUAL(rc, 0);
+    char *log = test_read_file(fault_log, NULL);
+    int fired = log ? test_count(log, "\n") : 0;
+    CU_ASSERT_EQUAL(fired, expect_faults);
+    if (rc != 0 || fired != expect_faults)
+        test_sh("tail -5 '%s/stderr.log' >&2; cat '%s' >&2", tmp, fault_log);
+    free(log);
+    char results[800];
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    char *lines = test_read_file(results, NULL);
+    CU_ASSERT_EQUAL(lines ? test_count(lines, "\"Status\":\"issued\"") : -1, LINES);
+    free(lines);
+    CU_ASSERT_EQUAL(test_verified_files(out, tmp), LINES);
+}
+
+/* The session closed under C_Sign three times: the CSR's signature or the CA's (both go through
+ * C_Sign, about 2 per line), early, in the middle and late. */
+static void test_session_loss_under_sign(void)
+{
+    run_with_faults("sign",
+                    "session-loss C_Sign at 5\nsession-loss C_Sign at 160\n"
+                    "session-loss C_Sign at 333\n",
+                    3);
+}
+
+/* The session closed under C_WrapKey twice: the export key, a session object, is gone with it and
+ * is made again. */
+static void test_session_loss_under_wrap(void)
+{
+    run_with_faults("wrap", "session-loss C_WrapKey at 7\nsession-loss C_WrapKey at 61\n", 2);
+}
+
+/* A failover in the middle of the batch: every session of every slot closed, the logins gone (the
+ * key token's and the CA token's), the wrapping key and on SoftHSM the object handles with them.
+ * The tokens are logged in again, and the batch finishes. */
+static void test_failover_mid_batch(void)
+{
+    run_with_faults("failover", "failover C_GenerateKeyPair at 90\nfailover C_Sign at 301\n", 2);
+}
+
+int main(void)
+{
+    static const test_case cases[] = {
+        TEST_CASE(test_session_loss_under_sign),
+        TEST_CASE(test_session_loss_under_wrap),
+        TEST_CASE(test_failover_mid_batch),
+        TEST_END,
+    };
+    return test_main("session loss", cases, setup, teardown);
+}
