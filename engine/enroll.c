@@ -369,63 +369,6 @@ static int prepare_reenrollment(worker *w, job *j)
     return 0;
 }
 
-static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h);
-
-/* Destroys every entry of the alias (as the index saw it) but the one of CKA_ID keep_id:
- * certificate first, then the keys. */
-static int retire_others(hsm_session *s, job *j, const store_alias *a, const unsigned char *keep_id)
-{
-    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
-        const store_entry *e = &a->entries[i];
-        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
-            continue;
-        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
-            destroy_handle(s, e->public_key) != 0) {
-            enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, "Alias",
-                             "the new certificate is installed under \"%.80s\", but an old key "
-                             "or certificate could not be removed",
-                             a->alias);
-            return -1;
-        }
-        fault_point("store-retiring");
-    }
-    return 0;
-}
-
-static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
-{
-    if (h == CK_INVALID_HANDLE)
-        return 0;
-    hsm_error herr;
-    /* Gone already (a store index older than a resumed job's clean-up) is fine. */
-    return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
-}
-
-static int install_certificate(hsm_session *s, job *j, const char *alias, const unsigned char *id)
-{
-    unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
-    int vl = i2d_X509(j->cert, &value);
-    int sl = i2d_X509_NAME(X509_get_subject_name(j->cert), &subject);
-    int il = i2d_X509_NAME(X509_get_issuer_name(j->cert), &issuer);
-    int nl = i2d_ASN1_INTEGER(X509_get0_serialNumber(j->cert), &serial);
-    int rc = -1;
-    hsm_error herr;
-    if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
-        hsm_certificate_der der = {value,      subject,    issuer,     serial,
-                                   (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
-        rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
-        if (rc != 0)
-            hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, &j->err);
-    } else {
-        enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
-    }
-    OPENSSL_free(value);
-    OPENSSL_free(subject);
-    OPENSSL_free(issuer);
-    OPENSSL_free(serial);
-    return rc;
-}
-
 /* The swap, from the store's index (no search): the certificate installed next to the new key
  * (same CKA_ID and label) unless it is there already, then every other entry of the alias
  * retired, certificate first. Done again by a resumed run, and at every point the alias has a
@@ -443,10 +386,10 @@ static int install_in_store(worker *w, job *j)
         installed = installed || (a->entries[i].id_len == HSM_KEY_ID_LEN &&
                                   memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) == 0 &&
                                   a->entries[i].certificate != CK_INVALID_HANDLE);
-    if (!installed && install_certificate(s, j, j->req->alias, new_id) != 0)
+    if (!installed && store_install_certificate(s, j->cert, j->req->alias, new_id, &j->err) != 0)
         return -1;
     fault_point("store-installed");
-    if (retire_others(s, j, a, new_id) != 0)
+    if (store_retire_others(s, a, new_id, &j->err) != 0)
         return -1;
     fault_point("store-retired");
     return 0;
@@ -545,9 +488,9 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         hsm_keypair pair;
         if (ix == NULL || key_import(s, key, tg->alias, &pair, &j->err) != 0)
             return -1;
-        int rc = install_certificate(s, j, tg->alias, pair.id);
+        int rc = store_install_certificate(s, j->cert, tg->alias, pair.id, &j->err);
         if (rc == 0)
-            rc = retire_others(s, j, store_index_find(ix, tg->alias), pair.id);
+            rc = store_retire_others(s, store_index_find(ix, tg->alias), pair.id, &j->err);
         else
             hsm_destroy_keypair(s, &pair, NULL);
         hsm_keypair_release(&pair);
@@ -1098,8 +1041,11 @@ bool enroll_job(worker *w, job *j)
     /* The embedded CA signs with the worker's session on its token: lost there (or the login
      * gone with a failover), the session is recovered and the certificate signed once more. A
      * CA that failed this way issued nothing. */
-    if (j->sub.answer.failed && j->policy.ca->type == CA_TYPE_LOCAL &&
-        recover_lost_sessions(w) == 1) {
+    for (int recoveries = 0; recoveries < 2 && j->sub.answer.failed &&
+                             j->policy.ca->type == CA_TYPE_LOCAL && recover_lost_sessions(w) == 1;
+         recoveries++) {
+        /* At most two, as for the key: a failover can reach the retry too, on a session opened
+         * while another lane was still logging the tokens in. */
         ca_answer_clear(&j->sub.answer);
         if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
             return false;

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ca/hsm_signer.h"
+#include "engine/fault_hooks.h"
+
 static int by_alias(const void *a, const void *b)
 {
     return strcmp(((const store_alias *)a)->alias, ((const store_alias *)b)->alias);
@@ -200,4 +203,59 @@ const store_index *store_registry_get(store_registry *reg, const config_store *s
     }
     pthread_mutex_unlock(&reg->lock);
     return ix;
+}
+
+static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
+{
+    if (h == CK_INVALID_HANDLE)
+        return 0;
+    hsm_error herr;
+    /* Gone already (a store index older than a resumed job's clean-up) is fine. */
+    return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
+}
+
+int store_retire_others(hsm_session *s, const store_alias *a, const unsigned char *keep_id,
+                        enroll_error *err)
+{
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
+            continue;
+        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
+            destroy_handle(s, e->public_key) != 0) {
+            enroll_error_set(err, HSE_STORE_INSTALL_FAILED, "Alias",
+                             "the new certificate is installed under \"%.80s\", but an old key "
+                             "or certificate could not be removed",
+                             a->alias);
+            return -1;
+        }
+        fault_point("store-retiring");
+    }
+    return 0;
+}
+
+int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
+                              const unsigned char *id, enroll_error *err)
+{
+    unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
+    int vl = i2d_X509(cert, &value);
+    int sl = i2d_X509_NAME(X509_get_subject_name(cert), &subject);
+    int il = i2d_X509_NAME(X509_get_issuer_name(cert), &issuer);
+    int nl = i2d_ASN1_INTEGER(X509_get0_serialNumber(cert), &serial);
+    int rc = -1;
+    hsm_error herr;
+    if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
+        hsm_certificate_der der = {value,      subject,    issuer,     serial,
+                                   (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
+        rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
+        if (rc != 0)
+            hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, err);
+    } else {
+        enroll_error_set(err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
+    }
+    OPENSSL_free(value);
+    OPENSSL_free(subject);
+    OPENSSL_free(issuer);
+    OPENSSL_free(serial);
+    return rc;
 }

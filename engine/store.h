@@ -75,4 +75,12 @@ void store_registry_reset(store_registry *reg);
 const store_index *store_registry_get(store_registry *reg, const config_store *store,
                                       hsm_session *session, enroll_error *err);
 
+/* The swap's two steps (run and serve): the certificate installed under alias with CKA_ID id
+ * (STORE_INSTALL_FAILED), then every other entry of the alias (as a's index saw it) destroyed,
+ * certificate first (STORE_INSTALL_FAILED when one cannot be). 0 or -1 with err. */
+int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
+                              const unsigned char *id, enroll_error *err);
+int store_retire_others(hsm_session *s, const store_alias *a, const unsigned char *keep_id,
+                        enroll_error *err);
+
 #endif
