@@ -99,9 +99,18 @@ static int each_earlier(const output_dir *dir, int (*fn)(const char *name, void 
     }
     int rc = 0;
     struct dirent *e;
-    while (rc == 0 && (e = readdir(d)) != NULL)
-        if (earlier_output(e->d_name))
-            rc = fn(e->d_name, ctx);
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (!earlier_output(e->d_name))
+            continue;
+        /* A run writes files: a directory of that name is no earlier output (it is in the way
+         * of this run's file, which then fails DELIVERY_FAILED on its own). */
+        struct stat st;
+        if (e->d_type == DT_DIR ||
+            (e->d_type == DT_UNKNOWN && fstatat(dir->fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             S_ISDIR(st.st_mode)))
+            continue;
+        rc = fn(e->d_name, ctx);
+    }
     closedir(d);
     return rc;
 }

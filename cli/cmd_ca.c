@@ -68,11 +68,12 @@ static int parse_key_spec(const char *s, hsm_key_spec *out)
     return -1;
 }
 
-static int show(const config_ca *ca, bool as_json)
+static int show(const engine_setup *s, const config_ca *ca, bool as_json)
 {
     if (!local_ca_exists(ca->home)) {
-        log_error("CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init`)", ca->name,
-                  ca->home);
+        char hint[4200];
+        log_error("CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init%s`)",
+                  ca->name, ca->home, setup_hint_options(s, hint, sizeof hint));
         return EXIT_NOTHING_DONE;
     }
     json_t *out = local_ca_describe(ca->home, ca->name);
@@ -114,9 +115,10 @@ static int make_crl(engine_setup *s, const config_ca *cfg, const char *output, b
                     enroll_error *err)
 {
     if (!local_ca_exists(cfg->home)) {
+        char hint[4200];
         enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
-                         "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init`)",
-                         cfg->name, cfg->home);
+                         "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca init%s`)",
+                         cfg->name, cfg->home, setup_hint_options(s, hint, sizeof hint));
         return EXIT_NOTHING_DONE;
     }
     if (setup_module(s, false, err) != 0 || setup_login(s, err) != 0)
@@ -266,7 +268,7 @@ int cli_ca(int argc, char **argv)
         goto done;
     }
     if (operand == 1) {
-        rc = show(chosen, as_json);
+        rc = show(&s, chosen, as_json);
         goto done;
     }
     if (operand == 2) {
@@ -304,7 +306,7 @@ int cli_ca(int argc, char **argv)
         if (local_ca_create(ca->home, &session, &fitted, &err) != 0)
             goto done;
         log_info("created CA \"%s\" in %s", ca->name, ca->home);
-        if (!common.quiet && show(ca, false) != 0)
+        if (!common.quiet && show(&s, ca, false) != 0)
             goto done;
     }
     rc = 0;

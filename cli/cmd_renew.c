@@ -10,11 +10,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+
+#include "batch/certinfo.h"
 #include "batch/log.h"
 #include "batch/output.h"
 #include "ca/revocation.h"
 #include "cli/cli.h"
+#include "engine/hsm_context.h"
 #include "engine/setup.h"
+#include "engine/store.h"
 
 #define RENEW_BATCH "renew-batch.ndjson"
 
@@ -28,11 +34,16 @@ static const char renew_usage[] =
     "outside), and so are lines without a Request member. The selection is written to\n"
     "OUTDIR/" RENEW_BATCH " and run as `run` does: bundles and results.ndjson in OUTDIR,\n"
     "the same summary and exit status.\n"
+    "With a configuration that has Stores, every store alias whose current certificate expires\n"
+    "within DAYS is reenrolled too (a Reenrollment line: same subject and key type, --template);\n"
+    "results files are then optional.\n"
     "\n"
     "options:\n"
     "      --within DAYS       renew what expires before now + DAYS days (0: what has expired)\n"
     "  -o, --out OUTDIR        output directory (default ./out)\n"
     "  -w, --workers N         worker threads, as for run\n"
+    "      --template NAME     the template of store aliases' reenrollments (default: the\n"
+    "                          configuration's first template)\n"
     "      --resume            finish the interrupted renew of OUTDIR (its " RENEW_BATCH ")\n"
     "      --force             start over in an OUTDIR that holds a renew\n"
     "  -c, --config FILE       configuration (default: the embedded default)\n"
@@ -122,10 +133,104 @@ static bool is_revoked(const config *cfg, revoked_lists *rl, json_t *line)
     return revocation_find(rl->lists[k], serial, NULL);
 }
 
+/* The key of a certificate as request members (KeyType, and KeyLength or Curve) into line. */
+static void key_members(X509 *cert, json_t *line)
+{
+    EVP_PKEY *key = X509_get0_pubkey(cert);
+    int id = key ? EVP_PKEY_get_base_id(key) : 0;
+    if (id == EVP_PKEY_RSA) {
+        json_object_set_new(line, "KeyType", json_string("RSA"));
+        json_object_set_new(line, "KeyLength", json_integer(EVP_PKEY_get_bits(key)));
+    } else if (id == EVP_PKEY_EC) {
+        char group[80], oid[80];
+        size_t len = 0;
+        json_object_set_new(line, "KeyType", json_string("ECC"));
+        if (EVP_PKEY_get_group_name(key, group, sizeof group, &len) == 1) {
+            ASN1_OBJECT *obj = OBJ_nid2obj(OBJ_sn2nid(group));
+            if (obj != NULL && OBJ_obj2txt(oid, sizeof oid, obj, 1) > 0)
+                json_object_set_new(line, "Curve", json_string(oid));
+        }
+    } else if (id == EVP_PKEY_ED25519) {
+        json_object_set_new(line, "KeyType", json_string("Ed25519"));
+    } else if (id == EVP_PKEY_ED448) {
+        json_object_set_new(line, "KeyType", json_string("Ed448"));
+    }
+}
+
+/* The aliases of the configured stores whose current certificate expires before limit, as
+ * Reenrollment lines (Id store-STOREID-ALIAS) on mem, except those in taken ("StoreId/Alias").
+ * A store that cannot be read is logged and left out. */
+static void select_store_aliases(engine_setup *s, const char *tmpl, time_t limit, json_t *taken,
+                                 FILE *mem, long *due, long *later, long *skipped)
+{
+    enroll_error err;
+    enroll_error_clear(&err);
+    if (setup_module(s, false, &err) != 0 || setup_login(s, &err) != 0) {
+        log_error("renew: the stores cannot be read: %s", err.message);
+        return;
+    }
+    for (size_t i = 0; i < s->cfg->store_count; i++) {
+        const config_store *store = &s->cfg->stores[i];
+        int t = hsm_context_token_index(&s->hsm, store->token);
+        store_index ix;
+        hsm_session session;
+        if (t >= 0)
+            hsm_context_login_session(&s->hsm, (size_t)t, &session);
+        if (t < 0 || store_index_build(&ix, store, &session, &err) != 0) {
+            log_warning("renew: store %s left out: %s", store->id,
+                        t < 0 ? "its token is not present" : err.message);
+            enroll_error_clear(&err);
+            continue;
+        }
+        for (size_t k = 0; k < ix.alias_count; k++) {
+            const store_alias *a = &ix.aliases[k];
+            const store_entry *e = store_alias_current(a);
+            if (e == NULL || e->cert == NULL)
+                continue; /* no complete entry: nothing to renew */
+            json_t *info = certinfo_describe(e->cert);
+            const char *subject = json_string_value(json_object_get(info, "SubjectDN"));
+            char key[600], id[600];
+            snprintf(key, sizeof key, "%s/%s", store->id, a->alias);
+            snprintf(id, sizeof id, "store-%s-%s", store->id, a->alias);
+            for (char *p = id; *p; p++)
+                if (!(*p == '.' || *p == '_' || *p == '-' || (*p >= '0' && *p <= '9') ||
+                      (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+                    *p = '_';
+            if (parse_iso(json_string_value(json_object_get(info, "NotAfter"))) > limit) {
+                (*later)++;
+            } else if (json_object_get(taken, key) != NULL) {
+                /* renewed from a results line already */
+            } else if (subject == NULL || subject[0] == '\0' || !output_name_is_safe(id)) {
+                log_info("renew: store %s alias %s: skipped: %s", store->id, a->alias,
+                         subject == NULL || subject[0] == '\0' ? "its certificate has no subject"
+                                                               : "the alias makes no Id");
+                (*skipped)++;
+            } else {
+                json_t *line = json_pack(
+                    "{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "Id", id, "Operation", "Reenrollment",
+                    "KeystoreId", store->id, "Alias", a->alias, "SubjectName", subject, "AgentGuid",
+                    store->agent_guid ? store->agent_guid : "", "Template", tmpl);
+                key_members(e->cert, line);
+                char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                fprintf(mem, "%s\n", text);
+                free(text);
+                json_decref(line);
+                json_object_set_new(taken, key, json_true());
+                (*due)++;
+            }
+            json_decref(info);
+        }
+        store_index_free(&ix);
+    }
+}
+
 /* The batch of by_id's lines due for renewal, as NDJSON text (NULL when none); counts and
  * per-line notes logged. */
-static char *select_due(const config *cfg, json_t *by_id, long within_days, long *due_out)
+static char *select_due(engine_setup *s, const char *tmpl, json_t *by_id, long within_days,
+                        long *due_out)
 {
+    const config *cfg = s->cfg;
+    json_t *taken = json_object(); /* "StoreId/Alias" of the Reenrollment lines selected */
     revoked_lists rl = {calloc(cfg->ca_count + 1, sizeof *rl.lists), cfg->ca_count};
     time_t limit = time(NULL) + (time_t)within_days * 86400;
     char *batch = NULL;
@@ -154,6 +259,13 @@ static char *select_due(const config *cfg, json_t *by_id, long within_days, long
         } else {
             json_t *out = json_pack("{s:s}", "Id", id);
             json_object_update(out, request);
+            const char *store = json_string_value(json_object_get(request, "KeystoreId"));
+            const char *alias = json_string_value(json_object_get(request, "Alias"));
+            if (store != NULL && alias != NULL) {
+                char key[600];
+                snprintf(key, sizeof key, "%s/%s", store, alias);
+                json_object_set_new(taken, key, json_true());
+            }
             char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
             fprintf(mem, "%s\n", text);
             free(text);
@@ -161,6 +273,9 @@ static char *select_due(const config *cfg, json_t *by_id, long within_days, long
             due++;
         }
     }
+    if (cfg->store_count > 0)
+        select_store_aliases(s, tmpl, limit, taken, mem, &due, &later, &skipped);
+    json_decref(taken);
     fclose(mem);
     for (size_t i = 0; i < rl.count; i++)
         if (rl.lists[i] != NULL)
@@ -182,13 +297,14 @@ int cli_renew(int argc, char **argv)
         {"out", required_argument, NULL, 'o'},
         {"within", required_argument, NULL, 'W'},
         {"workers", required_argument, NULL, 'w'},
+        {"template", required_argument, NULL, 'T'},
         {"resume", no_argument, NULL, 'r'},
         {"force", no_argument, NULL, 'f'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
     cli_common common = {0};
-    const char *out_path = "out", *workers = NULL;
+    const char *out_path = "out", *workers = NULL, *tmpl = NULL;
     long within = -1;
     bool resume = false, force = false;
     int c, exit_code;
@@ -205,6 +321,9 @@ int cli_renew(int argc, char **argv)
             break;
         case 'w':
             workers = optarg;
+            break;
+        case 'T':
+            tmpl = optarg;
             break;
         case 'W': {
             char *end;
@@ -224,9 +343,9 @@ int cli_renew(int argc, char **argv)
             break;
         }
     }
-    if (optind >= argc || within < 0 || (resume && force)) {
-        fprintf(stderr, "hsmenroll renew: give results files and --within DAYS (--resume "
-                        "excludes --force)\n\n");
+    if (within < 0 || (resume && force)) {
+        fprintf(stderr, "hsmenroll renew: give results files (or a configuration with Stores) "
+                        "and --within DAYS (--resume excludes --force)\n\n");
         fputs(renew_usage, stderr);
         return EXIT_NOTHING_DONE;
     }
@@ -248,7 +367,14 @@ int cli_renew(int argc, char **argv)
         for (int i = optind; i < argc; i++)
             if (read_results(by_id, argv[i]) != 0)
                 goto selected;
-        batch = select_due(s.cfg, by_id, within, &due);
+        if (optind >= argc && s.cfg->store_count == 0) {
+            enroll_error_set(&err, HSE_MISSING_FIELD, NULL,
+                             "no results files, and the configuration has no Stores");
+            goto selected;
+        }
+        if (tmpl == NULL && s.cfg->template_count > 0)
+            tmpl = s.cfg->templates[0].name;
+        batch = select_due(&s, tmpl ? tmpl : "", by_id, within, &due);
         if (batch == NULL) {
             log_info("renew: nothing to renew");
             exit_code = EXIT_ALL_DONE;

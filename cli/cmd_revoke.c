@@ -20,6 +20,7 @@
 #include "batch/results.h"
 #include "ca/ocsp.h"
 #include "ca/revocation.h"
+#include "ca/revoke_net.h"
 #include "cli/cli.h"
 #include "engine/setup.h"
 
@@ -28,11 +29,13 @@ static const char revoke_usage[] =
     "\n"
     "Revokes the certificates of the results of `run` (or `renew`): every issued line, or only\n"
     "those named by --id and --serial. For an embedded CA the revocation is recorded in the CA's\n"
-    "home (revoked.ndjson), where `ca crl` and `serve`'s /crl and /ocsp read it. Each revocation\n"
-    "is journaled (OUTDIR/journal.ndjson): a revoke that was stopped or killed goes on with\n"
-    "--resume, and a certificate is never recorded twice. OUTDIR/revocations.ndjson gets one\n"
-    "line per certificate: Id, SerialNumber, CertificateAuthority, KeyfactorID, Status\n"
-    "(revoked or failed), Reason, RevocationDate, Error.\n"
+    "home (revoked.ndjson), where `ca crl` and `serve`'s /crl and /ocsp read it; a Keyfactor CA\n"
+    "gets POST /Certificates/Revoke with the line's KeyfactorID (CFSSL CAs are not reached:\n"
+    "their lines fail). Each revocation is journaled (OUTDIR/journal.ndjson): a revoke that was\n"
+    "stopped or killed goes on with --resume, and a certificate is never recorded twice.\n"
+    "OUTDIR/revocations.ndjson gets one line per certificate: Id, SerialNumber,\n"
+    "CertificateAuthority, KeyfactorID, Status (revoked or failed), Reason, RevocationDate,\n"
+    "Error.\n"
     "\n"
     "options:\n"
     "  -o, --out DIR        output directory (revocations.ndjson, journal.ndjson)\n"
@@ -168,6 +171,7 @@ static void iso_time(time_t t, char *buf, size_t size)
 typedef struct ca_lists {
     revocation_list **lists;
     issued_serials **issued;
+    net_revoker **net; /* network CAs (keyfactor) */
     size_t count;
 } ca_lists;
 
@@ -184,9 +188,16 @@ static void revoke_one(const config *cfg, ca_lists *cl, const target *t, int rea
         enroll_error_set(&err, HSE_UNKNOWN_CA, "CertificateAuthority",
                          "no CA \"%s\" in the configuration", t->ca_name);
     } else if (ca->type != CA_TYPE_LOCAL) {
-        enroll_error_set(&err, HSE_CA_REVOKE_FAILED, "CertificateAuthority",
-                         "CA \"%s\" is a %s CA: revoke reaches only embedded CAs so far", ca->name,
-                         ca->type == CA_TYPE_KEYFACTOR ? "Keyfactor" : "CFSSL");
+        size_t k = (size_t)(ca - cfg->cas);
+        if (t->keyfactor_id <= 0 && ca->type == CA_TYPE_KEYFACTOR)
+            enroll_error_set(&err, HSE_REVOKE_NOT_FOUND, "KeyfactorID",
+                             "the results line has no KeyfactorID: CA \"%s\" revokes by it",
+                             ca->name);
+        else if (cl->net[k] == NULL)
+            cl->net[k] = net_revoker_open(cfg, ca, &err);
+        if (err.code[0] == '\0') /* err gets the CA's refusal or the transport error */
+            net_revoker_keyfactor(cl->net[k], t->keyfactor_id, reason, entry.revoked,
+                                  "hsmenroll revoke", &err);
     } else {
         size_t k = (size_t)(ca - cfg->cas);
         if (cl->lists[k] == NULL) {
@@ -362,6 +373,7 @@ int cli_revoke(int argc, char **argv)
     cl.count = s.cfg->ca_count;
     cl.lists = calloc(cl.count, sizeof *cl.lists);
     cl.issued = calloc(cl.count, sizeof *cl.issued);
+    cl.net = calloc(cl.count, sizeof *cl.net);
     signal(SIGINT, on_stop);
     signal(SIGTERM, on_stop);
     long skipped = 0, stopped = 0;
@@ -409,7 +421,9 @@ done:
     for (size_t k = 0; k < cl.count; k++) {
         revocation_close(cl.lists[k]);
         issued_serials_close(cl.issued[k]);
+        net_revoker_close(cl.net[k]);
     }
+    free(cl.net);
     free(cl.lists);
     free(cl.issued);
     setup_free(&s);

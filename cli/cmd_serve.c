@@ -33,6 +33,8 @@ static const char serve_usage[] =
     "      --credentials FILE    users: {\"Users\":[{\"Name\",\"Password\" (a hash from\n"
     "                            `serve hash-password`),\"Roles\",\"Permissions\"}]}, mode 0600\n"
     "      --tls-cert FILE --tls-key FILE   serve HTTPS (PEM)\n"
+    "      --tls-key-password-env VAR       the password of an encrypted --tls-key, from $VAR\n"
+    "      --tls-key-password-file FILE     ... or from the first line of FILE (mode 0600)\n"
     "      --client-ca FILE      mutual TLS: accept client certificates issued by these CAs\n"
     "      --max-body BYTES      largest request body (default 1048576; 413 beyond)\n"
     "      --timeout SECONDS     idle connection timeout (default 30)\n"
@@ -122,6 +124,8 @@ int cli_serve(int argc, char **argv)
         {"credentials", required_argument, NULL, 'C'},
         {"tls-cert", required_argument, NULL, 'T'},
         {"tls-key", required_argument, NULL, 'K'},
+        {"tls-key-password-env", required_argument, NULL, 'E'},
+        {"tls-key-password-file", required_argument, NULL, 'w'},
         {"client-ca", required_argument, NULL, 'M'},
         {"max-body", required_argument, NULL, 'B'},
         {"timeout", required_argument, NULL, 't'},
@@ -161,6 +165,12 @@ int cli_serve(int argc, char **argv)
             break;
         case 'K':
             opt.tls_key = optarg;
+            break;
+        case 'E':
+            opt.tls_key_password_env = optarg;
+            break;
+        case 'w':
+            opt.tls_key_password_file = optarg;
             break;
         case 'M':
             opt.client_ca = optarg;

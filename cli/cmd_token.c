@@ -18,7 +18,8 @@
 static const char token_usage[] =
     "usage: hsmenroll token init [options]\n"
     "       hsmenroll token list [options]\n"
-    "       hsmenroll token gc --journal FILE [--journal FILE ...] [--delete] [options]\n"
+    "       hsmenroll token gc --journal FILE... [--results FILE...] [--json] [options]\n"
+    "       hsmenroll token gc (the same) --delete --confirm LISTING\n"
     "\n"
     "init: initializes the tokens the configuration uses (Hsm.Tokens and the local CAs' tokens)\n"
     "      that do not exist yet, or the one named by --label, in a free slot of the module.\n"
@@ -32,9 +33,13 @@ static const char token_usage[] =
     "      token and key type (RSA-2048 ... Ed448) whether the module can generate it (token\n"
     "      storage) and export it (export storage, and by which wrap), the journal's sealing\n"
     "      schemes, PIN length and session limit; from the mechanism list, no PIN needed.\n"
-    "gc:   the private keys in the key tokens that none of the given run journals records as\n"
-    "      made for a request (delivered or in progress): orphans, left by a crash or by a run\n"
-    "      whose journal is gone. Listed; removed with --delete.\n"
+    "gc:   the private keys in the key tokens that nothing accounts for: no journal and no\n"
+    "      results file given records them, no certificate object in the token has their\n"
+    "      CKA_ID, no issuance of the embedded CA certified their public key. Orphans, left by\n"
+    "      a crash or by an uncertified run whose journal is gone. Listed (exit 1 when any).\n"
+    "      --delete destroys them only with --confirm LISTING, the listing printed before\n"
+    "      (--json or text, saved to a file), and only if the orphans are still exactly its\n"
+    "      keys; else nothing is deleted (GC_LIST_CHANGED, exit 2).\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   configuration (default: the embedded default)\n"
@@ -45,7 +50,9 @@ static const char token_usage[] =
     "      --caps          list: what each token can do per key type\n"
     "      --json          list, gc: print JSON\n"
     "      --journal FILE  gc: a run's journal (OUTDIR/journal.ndjson); repeatable\n"
-    "      --delete        gc: destroy the orphans\n"
+    "      --results FILE  gc: a run's results (OUTDIR/results.ndjson); repeatable\n"
+    "      --delete        gc: destroy the orphans (needs --confirm)\n"
+    "      --confirm FILE  gc: the listing the same command printed, saved\n"
     "  -q, --quiet / -v, --verbose\n"
     "  -h, --help\n";
 
@@ -376,9 +383,11 @@ int cli_token(int argc, char **argv)
         {"keys", no_argument, NULL, 'k'},
         {"aliases", no_argument, NULL, 'A'},
         {"json", no_argument, NULL, 'j'},
-        {"caps", no_argument, NULL, 'C'},
         {"journal", required_argument, NULL, 'J'},
         {"delete", no_argument, NULL, 'D'},
+        {"results", required_argument, NULL, 'R'},
+        {"confirm", required_argument, NULL, 'C'},
+        {"caps", no_argument, NULL, 'P'},
         {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -387,8 +396,8 @@ int cli_token(int argc, char **argv)
     const char *label = NULL;
     cli_common common = {0};
     bool with_keys = false, as_json = false, delete = false, aliases = false, with_caps = false;
-    const char *journals[64];
-    size_t journal_count = 0;
+    const char *journals[64], *results[64];
+    token_gc_options gc = {.journals = journals, .results = results};
     int c, exit_code;
     optind = 1;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT, options, NULL)) != -1) {
@@ -407,18 +416,26 @@ int cli_token(int argc, char **argv)
         case 'A':
             aliases = true;
             break;
-        case 'C':
+        case 'P':
             with_caps = true;
             break;
         case 'j':
             as_json = true;
             break;
         case 'J':
-            if (journal_count == sizeof journals / sizeof journals[0]) {
-                fprintf(stderr, "hsmenroll token gc: at most 64 journals\n");
+        case 'R':
+            if ((c == 'J' ? gc.journal_count : gc.results_count) == 64) {
+                fprintf(stderr, "hsmenroll token gc: at most 64 %s\n",
+                        c == 'J' ? "journals" : "results files");
                 return EXIT_NOTHING_DONE;
             }
-            journals[journal_count++] = optarg;
+            if (c == 'J')
+                journals[gc.journal_count++] = optarg;
+            else
+                results[gc.results_count++] = optarg;
+            break;
+        case 'C':
+            gc.confirm = optarg;
             break;
         case 'D':
             delete = true;
@@ -438,15 +455,25 @@ int cli_token(int argc, char **argv)
     if (setup_config(&s, common.config_path, common.home, &err) != 0)
         goto done;
     if (operand == 2) {
-        if (journal_count == 0) {
+        if (gc.journal_count + gc.results_count == 0) {
             enroll_error_set(&err, HSE_USAGE, NULL,
-                             "token gc needs at least one --journal: without one every key would "
-                             "look orphaned");
+                             "token gc needs at least one --journal or --results: without one "
+                             "every key in progress would look orphaned");
             goto done;
         }
+        if (delete != (gc.confirm != NULL)) {
+            enroll_error_set(&err, HSE_USAGE, NULL,
+                             delete ? "token gc --delete needs --confirm FILE: save the listing "
+                                      "`token gc` printed (the same options, --json > FILE) and "
+                                      "name it; only its keys are deleted"
+                                    : "--confirm goes with --delete");
+            goto done;
+        }
+        gc.delete = delete;
+        gc.as_json = as_json;
         if (setup_module(&s, false, &err) != 0 || setup_login(&s, &err) != 0)
             goto done;
-        long orphans = token_gc(&s, journals, journal_count, delete, as_json, &err);
+        long orphans = token_gc(&s, &gc, &err);
         rc = orphans < 0 ? EXIT_NOTHING_DONE : orphans > 0 && !delete ? EXIT_SOME_FAILED : 0;
         goto done;
     }

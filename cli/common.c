@@ -31,10 +31,14 @@ int cli_common_option(int c, const char *arg, const char *usage, cli_common *com
         *exit_code = 0;
         return -1;
     case '?':
-    case ':':
-        fputs(usage, stderr);
+    case ':': {
+        /* getopt said what is wrong in one line; then where the options are, not all of them. */
+        const char *name = strncmp(usage, "usage: hsmenroll ", 17) == 0 ? usage + 17 : "";
+        int len = (int)strcspn(name, " \n");
+        fprintf(stderr, "hsmenroll: `hsmenroll %.*s --help` lists the options\n", len, name);
         *exit_code = EXIT_NOTHING_DONE;
         return -1;
+    }
     default:
         return 0;
     }

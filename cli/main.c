@@ -144,5 +144,9 @@ int main(int argc, char **argv)
         print_usage(stderr);
         return EXIT_NOTHING_DONE;
     }
+    /* getopt names the command in its one-line complaint about an option: "hsmenroll run: ...". */
+    static char command[64];
+    snprintf(command, sizeof command, "hsmenroll %s", c->name);
+    argv[1] = command;
     return c->run(argc - 1, argv + 1);
 }

@@ -369,114 +369,6 @@ static int prepare_reenrollment(worker *w, job *j)
     return 0;
 }
 
-static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h);
-
-/* Destroys every entry of the alias (as the index saw it) but the one of CKA_ID keep_id:
- * certificate first, then the keys. */
-static int retire_others(hsm_session *s, job *j, const store_alias *a, const unsigned char *keep_id)
-{
-    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
-        const store_entry *e = &a->entries[i];
-        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
-            continue;
-        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
-            destroy_handle(s, e->public_key) != 0) {
-            enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, "Alias",
-                             "the new certificate is installed under \"%.80s\", but an old key "
-                             "or certificate could not be removed",
-                             a->alias);
-            return -1;
-        }
-        fault_point("store-retiring");
-    }
-    return 0;
-}
-
-static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
-{
-    if (h == CK_INVALID_HANDLE)
-        return 0;
-    hsm_error herr;
-    /* Gone already (a store index older than a resumed job's clean-up) is fine. */
-    return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
-}
-
-/* CKR of the last refused install (0 when it was not the token that refused). */
-static int install_certificate(hsm_session *s, job *j, const char *alias, const unsigned char *id,
-                               CK_RV *refused)
-{
-    *refused = 0;
-    unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
-    int vl = i2d_X509(j->cert, &value);
-    int sl = i2d_X509_NAME(X509_get_subject_name(j->cert), &subject);
-    int il = i2d_X509_NAME(X509_get_issuer_name(j->cert), &issuer);
-    int nl = i2d_ASN1_INTEGER(X509_get0_serialNumber(j->cert), &serial);
-    int rc = -1;
-    hsm_error herr;
-    if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
-        hsm_certificate_der der = {value,      subject,    issuer,     serial,
-                                   (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
-        rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
-        if (rc != 0) {
-            *refused = herr.rv;
-            hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, &j->err);
-        }
-    } else {
-        enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
-    }
-    OPENSSL_free(value);
-    OPENSSL_free(subject);
-    OPENSSL_free(issuer);
-    OPENSSL_free(serial);
-    return rc;
-}
-
-/* Destroys the certificates of the alias's other entries (their keys stay until the swap ends). */
-static int retire_other_certificates(hsm_session *s, job *j, const store_alias *a,
-                                     const unsigned char *keep_id)
-{
-    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
-        const store_entry *e = &a->entries[i];
-        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
-            continue;
-        if (destroy_handle(s, e->certificate) != 0) {
-            enroll_error_set(&j->err, HSE_STORE_INSTALL_FAILED, "Alias",
-                             "the token refused a second certificate under \"%.80s\", and the "
-                             "old certificate could not be removed to make room",
-                             a->alias);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* The certificate installed under alias next to key new_id; on a token that keeps one subject
- * per label (NSS: a nickname belongs to one subject), which refuses it with
- * CKR_ATTRIBUTE_VALUE_INVALID while the alias has another certificate, the alias's other
- * certificates are destroyed first and the install tried again. */
-static int install_making_room(hsm_session *s, job *j, const char *alias, const store_alias *a,
-                               const unsigned char *new_id)
-{
-    CK_RV refused = 0;
-    if (install_certificate(s, j, alias, new_id, &refused) == 0)
-        return 0;
-    bool others = false;
-    for (size_t i = 0; a != NULL && i < a->entry_count; i++)
-        others = others || (a->entries[i].certificate != CK_INVALID_HANDLE &&
-                            (a->entries[i].id_len != HSM_KEY_ID_LEN ||
-                             memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) != 0));
-    if (refused != CKR_ATTRIBUTE_VALUE_INVALID || !others)
-        return -1;
-    log_debug("line %ld (%s): token \"%s\" keeps one subject per label: the old certificate of "
-              "\"%.80s\" goes before the new one is installed",
-              j->req->line, j->req->id, s->token->desc.label, alias);
-    enroll_error_clear(&j->err);
-    if (retire_other_certificates(s, j, a, new_id) != 0)
-        return -1;
-    fault_point("store-old-certificate-retired");
-    return install_certificate(s, j, alias, new_id, &refused);
-}
-
 /* The swap, from the store's index (no search): the certificate installed next to the new key
  * (same CKA_ID and label) unless it is there already, then every other entry of the alias
  * retired, certificate first. Done again by a resumed run, and at every point the alias has a
@@ -498,10 +390,10 @@ static int install_in_store(worker *w, job *j)
         installed = installed || (a->entries[i].id_len == HSM_KEY_ID_LEN &&
                                   memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) == 0 &&
                                   a->entries[i].certificate != CK_INVALID_HANDLE);
-    if (!installed && install_making_room(s, j, j->req->alias, a, new_id) != 0)
+    if (!installed && store_install_making_room(s, j->cert, j->req->alias, a, new_id, &j->err) != 0)
         return -1;
     fault_point("store-installed");
-    if (retire_others(s, j, a, new_id) != 0)
+    if (store_retire_others(s, a, new_id, &j->err) != 0)
         return -1;
     fault_point("store-retired");
     return 0;
@@ -601,9 +493,9 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         if (ix == NULL || key_import(s, key, tg->alias, &pair, &j->err) != 0)
             return -1;
         const store_alias *al = store_index_find(ix, tg->alias);
-        int rc = install_making_room(s, j, tg->alias, al, pair.id);
+        int rc = store_install_making_room(s, j->cert, tg->alias, al, pair.id, &j->err);
         if (rc == 0)
-            rc = retire_others(s, j, al, pair.id);
+            rc = store_retire_others(s, al, pair.id, &j->err);
         else
             hsm_destroy_keypair(s, &pair, NULL);
         hsm_keypair_release(&pair);
@@ -1156,8 +1048,11 @@ bool enroll_job(worker *w, job *j)
     /* The embedded CA signs with the worker's session on its token: lost there (or the login
      * gone with a failover), the session is recovered and the certificate signed once more. A
      * CA that failed this way issued nothing. */
-    if (j->sub.answer.failed && j->policy.ca->type == CA_TYPE_LOCAL &&
-        recover_lost_sessions(w) == 1) {
+    for (int recoveries = 0; recoveries < 2 && j->sub.answer.failed &&
+                             j->policy.ca->type == CA_TYPE_LOCAL && recover_lost_sessions(w) == 1;
+         recoveries++) {
+        /* At most two, as for the key: a failover can reach the retry too, on a session opened
+         * while another lane was still logging the tokens in. */
         ca_answer_clear(&j->sub.answer);
         if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
             return false;

@@ -4,6 +4,7 @@
 #include "engine/run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,19 @@ static int earlier_outputs(run *r, enroll_error *err)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
-    snprintf(aside, sizeof aside, "earlier-%s", stamp);
+    /* Two --force runs within one second: the second takes earlier-<time>-2, and so on; an
+     * earlier journal moved aside is never written over either. */
+    for (int n = 1; n < 1000; n++) {
+        if (n == 1)
+            snprintf(aside, sizeof aside, "earlier-%s", stamp);
+        else
+            snprintf(aside, sizeof aside, "earlier-%s-%d", stamp, n);
+        char journal_to[sizeof r->journal_path + 64];
+        snprintf(journal_to, sizeof journal_to, "%s.%s", r->journal_path, aside);
+        if (faccessat(r->out.fd, aside, F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+            (!own_journal || access(journal_to, F_OK) != 0))
+            break;
+    }
     size_t moved = 0;
     if (count > 0) {
         if (output_dir_move_aside(&r->out, aside, &moved, err) != 0)

@@ -128,6 +128,8 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
                        bool prepare, enroll_error *err)
 {
     memset(s, 0, sizeof *s);
+    s->config_option = config_path;
+    s->home_option = home_option;
     error_list errors = {0};
     if (config_path != NULL) {
         s->cfg = config_load_file(config_path, &errors);
@@ -155,6 +157,20 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
     }
     error_list_free(&errors);
     return 0;
+}
+
+const char *setup_hint_options(const engine_setup *s, char *buf, size_t size)
+{
+    const char *option = s->config_option ? "--config" : s->home_option ? "--home" : NULL;
+    const char *value = s->config_option ? s->config_option : s->home_option;
+    if (option == NULL) {
+        snprintf(buf, size, "%s", "");
+        return buf;
+    }
+    bool plain = value[strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789-_./+,:@")] == '\0';
+    snprintf(buf, size, plain ? " %s %s" : " %s '%s'", option, value);
+    return buf;
 }
 
 static int setup_ensure_token_if(engine_setup *s, const char *label, bool create_missing,
@@ -204,9 +220,12 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
     if (hsm_module_find_token(s->module, label, &desc, &herr) == 0)
         return 0;
     if (!create_missing) {
+        char hint[4200];
         enroll_error_set(err, HSE_HSM_TOKEN, NULL,
-                         "no token labelled \"%s\" in %s (create it with `hsmenroll token init`)",
-                         label, hsm_module_path(s->module));
+                         "no token labelled \"%s\" in %s (create it with `hsmenroll token "
+                         "init%s`)",
+                         label, hsm_module_path(s->module),
+                         setup_hint_options(s, hint, sizeof hint));
         return -1;
     }
     const config_hsm *h = &s->cfg->hsm;
@@ -307,10 +326,11 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
             return -1;
         }
         if (!create_missing) {
+            char hint[4200];
             enroll_error_set(err, HSE_CA_UNAVAILABLE, NULL,
                              "CA \"%s\": no embedded CA in %s (create it with `hsmenroll ca "
-                             "init`)",
-                             ca->name, ca->home);
+                             "init%s`)",
+                             ca->name, ca->home, setup_hint_options(s, hint, sizeof hint));
             return -1;
         }
         int t = hsm_context_token_index(&s->hsm, ca->token);

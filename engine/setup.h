@@ -17,7 +17,14 @@ typedef struct engine_setup {
     hsm_module *module; /* loaded, not yet owned by hsm */
     hsm_context hsm;
     bool hsm_open;
+    /* The command line's --config and --home (borrowed from argv; NULL when not given), for the
+     * hints that name a command to run next. */
+    const char *config_option, *home_option;
 } engine_setup;
+
+/* The options a hint's command needs to act on the same configuration: " --config FILE" or
+ * " --home DIR" as given, else "" (into buf, quoted for a shell when needed). */
+const char *setup_hint_options(const engine_setup *s, char *buf, size_t size);
 
 /* The engine home: option, else $HSMENROLL_HOME, else the per-user default
  * ${XDG_DATA_HOME:-$HOME/.local/share}/hsmenroll (whatever the working directory); made

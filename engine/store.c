@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/log.h"
+#include "ca/hsm_signer.h"
+#include "engine/fault_hooks.h"
+
 static int by_alias(const void *a, const void *b)
 {
     return strcmp(((const store_alias *)a)->alias, ((const store_alias *)b)->alias);
@@ -200,4 +204,117 @@ const store_index *store_registry_get(store_registry *reg, const config_store *s
     }
     pthread_mutex_unlock(&reg->lock);
     return ix;
+}
+
+static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
+{
+    if (h == CK_INVALID_HANDLE)
+        return 0;
+    hsm_error herr;
+    /* Gone already (a store index older than a resumed job's clean-up) is fine. */
+    return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
+}
+
+int store_retire_others(hsm_session *s, const store_alias *a, const unsigned char *keep_id,
+                        enroll_error *err)
+{
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
+            continue;
+        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
+            destroy_handle(s, e->public_key) != 0) {
+            enroll_error_set(err, HSE_STORE_INSTALL_FAILED, "Alias",
+                             "the new certificate is installed under \"%.80s\", but an old key "
+                             "or certificate could not be removed",
+                             a->alias);
+            return -1;
+        }
+        fault_point("store-retiring");
+    }
+    return 0;
+}
+
+/* The install, with the CKR of a refusal by the token in *refused (0 otherwise). */
+static int install_rv(hsm_session *s, X509 *cert, const char *alias, const unsigned char *id,
+                      size_t id_len, CK_RV *refused, enroll_error *err)
+{
+    *refused = 0;
+    unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
+    int vl = i2d_X509(cert, &value);
+    int sl = i2d_X509_NAME(X509_get_subject_name(cert), &subject);
+    int il = i2d_X509_NAME(X509_get_issuer_name(cert), &issuer);
+    int nl = i2d_ASN1_INTEGER(X509_get0_serialNumber(cert), &serial);
+    int rc = -1;
+    hsm_error herr;
+    if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
+        hsm_certificate_der der = {value,      subject,    issuer,     serial,
+                                   (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
+        rc = hsm_create_certificate(s, &der, alias, id, id_len, NULL, &herr);
+        if (rc != 0) {
+            *refused = herr.rv;
+            hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, err);
+        }
+    } else {
+        enroll_error_set(err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
+    }
+    OPENSSL_free(value);
+    OPENSSL_free(subject);
+    OPENSSL_free(issuer);
+    OPENSSL_free(serial);
+    return rc;
+}
+
+int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
+                              const unsigned char *id, enroll_error *err)
+{
+    CK_RV refused;
+    return install_rv(s, cert, alias, id, HSM_KEY_ID_LEN, &refused, err);
+}
+
+int store_install_making_room(hsm_session *s, X509 *cert, const char *alias, const store_alias *a,
+                              const unsigned char *id, enroll_error *err)
+{
+    CK_RV refused = 0;
+    if (install_rv(s, cert, alias, id, HSM_KEY_ID_LEN, &refused, err) == 0)
+        return 0;
+    bool others = false;
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++)
+        others = others || (a->entries[i].certificate != CK_INVALID_HANDLE &&
+                            (a->entries[i].id_len != HSM_KEY_ID_LEN ||
+                             memcmp(a->entries[i].id, id, HSM_KEY_ID_LEN) != 0));
+    if (refused != CKR_ATTRIBUTE_VALUE_INVALID || !others)
+        return -1;
+    log_debug("token \"%s\" keeps one subject per label: the old certificate of \"%.80s\" goes "
+              "before the new one is installed",
+              s->token->desc.label, alias);
+    enroll_error_clear(err);
+    size_t retired = 0;
+    for (size_t i = 0; i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->certificate == CK_INVALID_HANDLE ||
+            (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, id, HSM_KEY_ID_LEN) == 0))
+            continue;
+        if (destroy_handle(s, e->certificate) != 0) {
+            enroll_error_set(err, HSE_STORE_INSTALL_FAILED, "Alias",
+                             "the token refused a second certificate under \"%.80s\", and the "
+                             "old certificate could not be removed to make room",
+                             alias);
+            return -1;
+        }
+        retired++;
+    }
+    fault_point("store-old-certificate-retired");
+    if (install_rv(s, cert, alias, id, HSM_KEY_ID_LEN, &refused, err) == 0)
+        return 0;
+    /* Refused still: the old certificates go back (best effort), the alias as it was. */
+    for (size_t i = 0; retired > 0 && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        enroll_error ignored;
+        CK_RV again;
+        if (e->cert != NULL && e->certificate != CK_INVALID_HANDLE &&
+            !(e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, id, HSM_KEY_ID_LEN) == 0))
+            install_rv(s, e->cert, alias, e->id, e->id_len, &again, &ignored);
+    }
+    return -1;
 }

@@ -11,6 +11,7 @@
 #include "batch/certinfo.h"
 #include "batch/jsonobj.h"
 #include "batch/log.h"
+#include "engine/enroll_one.h"
 #include "formats/base64.h"
 #include "formats/bundle.h"
 #include "formats/hex.h"
@@ -420,19 +421,381 @@ done:
     request_free(req);
 }
 
-void api_enroll_pfx(server *srv, const api_call *call, api_answer *answer, long long unused)
+/* The body members of POST /Enrollment/PFX (v1 and v2): seed 001 and the v25 schema. */
+static const char *const pfx_body_keys[] = {"CustomFriendlyName",
+                                            "Password",
+                                            "PopulateMissingValuesFromAD",
+                                            "Subject",
+                                            "RenewalCertificateId",
+                                            "ChainOrder",
+                                            "UseLegacyEncryption",
+                                            "KeyType",
+                                            "KeyLength",
+                                            "Curve",
+                                            "MicrosoftTargetCSP",
+                                            "CertificateAuthority",
+                                            "IncludeChain",
+                                            "IncludeSubjectHeader",
+                                            "Metadata",
+                                            "AdditionalEnrollmentFields",
+                                            "Timestamp",
+                                            "OwnerRoleId",
+                                            "OwnerRoleName",
+                                            "FileExtension",
+                                            "Template",
+                                            "SANs",
+                                            "EnrollmentPatternId",
+                                            "Stores",
+                                            "InstallIntoExistingCertificateStores",
+                                            NULL};
+
+/* The body of POST /Enrollment/PFX as a PFX request line (KeyStorage export): what a client
+ * leaves null or empty is dropped, so that the pattern's defaults apply. */
+static char *pfx_line_from_body(server *srv, const api_call *call, bool v2, api_answer *answer)
 {
-    (void)srv, (void)call, (void)unused;
-    api_error(answer, HSE_NOT_IMPLEMENTED,
-              "POST /Enrollment/PFX is not served yet: use `hsmenroll run` with a PFX line");
+    json_t *body = api_body_object(call, answer);
+    if (body == NULL)
+        return NULL;
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe(body, tmp, key, value)
+    {
+        if (!key_listed(key, pfx_body_keys)) {
+            api_error(answer, HSE_UNKNOWN_FIELD, "%.80s: not a field of POST /Enrollment/PFX", key);
+            json_decref(body);
+            return NULL;
+        }
+        bool empty =
+            json_is_null(value) || (json_is_string(value) && json_string_length(value) == 0);
+        if (!v2 && strcasecmp(key, "ChainOrder") == 0 && !empty) {
+            api_error(answer, HSE_FIELD_NOT_SUPPORTED,
+                      "ChainOrder: needs x-keyfactor-api-version 2");
+            json_decref(body);
+            return NULL;
+        }
+        bool stores = strcasecmp(key, "Stores") == 0 ||
+                      strcasecmp(key, "InstallIntoExistingCertificateStores") == 0;
+        if (stores && !empty && !(json_is_array(value) && json_array_size(value) == 0) &&
+            !json_is_false(value)) {
+            api_error(answer, HSE_FIELD_NOT_SUPPORTED,
+                      "%s: this server delivers PFX enrollments to the caller only", key);
+            json_decref(body);
+            return NULL;
+        }
+        /* Nulls, empty strings, a download's file extension, the AD look-up (no directory
+         * here) and store members that ask for nothing carry no request. */
+        if (empty || stores || strcasecmp(key, "FileExtension") == 0 ||
+            strcasecmp(key, "PopulateMissingValuesFromAD") == 0)
+            json_object_del(body, key);
+    }
+    metadata_as_strings(body);
+    char id[40];
+    snprintf(id, sizeof id, "api-%lld", atomic_fetch_add(&srv->next_id, 1));
+    json_object_set_new(body, "Id", json_string(id));
+    json_object_set_new(body, "Operation", json_string("PFX"));
+    json_object_set_new(body, "Format", json_string("PFX"));
+    json_object_set_new(body, "KeyStorage", json_string("export"));
+    char *text = json_dumps(body, JSON_COMPACT);
+    /* The body may hold the caller's Password: the serialized copy is wiped by the caller. */
+    json_decref(body);
+    if (text == NULL)
+        api_error(answer, HSE_INTERNAL, "out of memory");
+    return text;
 }
 
+typedef struct pfx_issue {
+    server *srv;
+    size_t ca;
+    const enroll_request *req;
+    const policy_decision *decision;
+    const char *user;
+    long long keyfactor_id;
+} pfx_issue;
+
+/* engine_make_pfx's issuer: the embedded CA, as for a CSR. */
+static int pfx_issue_local(void *arg, X509_REQ *csr, X509 **cert, STACK_OF(X509) * *chain,
+                           enroll_error *err)
+{
+    pfx_issue *pi = arg;
+    server *srv = pi->srv;
+    char csr_hash[65];
+    csr_sha256_hex(csr, csr_hash);
+    hsm_session session;
+    if (session_pool_get(srv, srv->ca_token[pi->ca], &session, err) != 0)
+        return -1;
+    local_ca_issue params = {.validity_days = (int)pi->decision->template_->validity_days,
+                             .request_id = pi->req->id,
+                             .sans = pi->req->sans,
+                             .run_id = srv->run_id,
+                             .crl_url = pi->decision->ca->crl_url,
+                             .ocsp_url = pi->decision->ca->ocsp_url,
+                             .caller = pi->user,
+                             .csr_sha256 = csr_hash};
+    local_ca_issued issued;
+    int rc = local_ca_issue_cert(srv->cas[pi->ca], &session, csr, &params, &issued, err);
+    session_pool_put(srv, srv->ca_token[pi->ca], &session);
+    if (rc != 0)
+        return -1;
+    *cert = issued.cert;
+    *chain = local_ca_chain(srv->cas[pi->ca]);
+    pi->keyfactor_id = issued.keyfactor_id;
+    return 0;
+}
+
+void api_enroll_pfx(server *srv, const api_call *call, api_answer *answer, long long unused)
+{
+    (void)unused;
+    if (call->certificate_format == NULL) {
+        api_error(answer, HSE_MISSING_HEADER, "the x-certificateformat header is required (PFX)");
+        return;
+    }
+    if (strcasecmp(call->certificate_format, "PFX") != 0) {
+        api_error(answer, HSE_INVALID_HEADER,
+                  "x-certificateformat: this server answers PFX only (not ZIP, PEM, JKS, STORE "
+                  "or REPLACE)");
+        return;
+    }
+    bool v2 = call->api_version != NULL && call->api_version[0] == '2';
+    char *text = pfx_line_from_body(srv, call, v2, answer);
+    if (text == NULL)
+        return;
+    serve_config *sc = srv->current;
+    policy_decision decision;
+    error_list errors = {0};
+    enroll_request *req = line_check_alone(&sc->checker, text, strlen(text), 1, &decision, &errors);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    engine_pfx pfx = {0};
+    char *b64 = NULL;
+    if (req == NULL || errors.count > 0) {
+        if (errors.count == 0)
+            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
+    if (!api_caller_may_use(call, decision.pattern)) {
+        api_error(answer, HSE_FORBIDDEN,
+                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
+                  serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
+        goto done;
+    }
+    if (req->storage != STORAGE_EXPORT) {
+        api_error(answer, HSE_FIELD_NOT_SUPPORTED,
+                  "enrollment pattern %lld keeps keys in the token: a PFX cannot carry them",
+                  decision.pattern->id);
+        goto done;
+    }
+    size_t ca = (size_t)(decision.ca - sc->cfg->cas);
+    if (!srv->ca_open[ca]) {
+        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
+                  decision.ca->name);
+        goto done;
+    }
+    hsm_context *hsm = &srv->setup->hsm;
+    if (hsm->key_token_count == 0) {
+        api_error(answer, HSE_HSM_CANNOT_GENERATE, "this server has no key token (Hsm.Tokens)");
+        goto done;
+    }
+    pthread_mutex_lock(&sc->order_lock);
+    line_check_in_order(&sc->checker, req, &decision, &errors);
+    pthread_mutex_unlock(&sc->order_lock);
+    if (errors.count > 0) {
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
+    /* Key tokens take turns. */
+    size_t t = (size_t)atomic_load(&srv->next_id) % hsm->key_token_count;
+    hsm_session key_session;
+    enroll_error err;
+    enroll_error_clear(&err);
+    pfx_issue pi = {.srv = srv,
+                    .ca = ca,
+                    .req = req,
+                    .decision = &decision,
+                    .user = serve_user_name(call->caller.user)};
+    int rc = session_pool_get(srv, t, &key_session, &err);
+    if (rc == 0) {
+        rc = engine_make_pfx(hsm, t, &key_session, req, sc->cfg->settings.password_length,
+                             (int)sc->cfg->settings.pkcs12_iterations, pfx_issue_local, &pi, &pfx,
+                             &err);
+        session_pool_put(srv, t, &key_session);
+    }
+    if (rc != 0) {
+        if (err.code_id == HSE_CA_REJECTED || err.code_id == HSE_HSM_CANNOT_GENERATE ||
+            err.code_id == HSE_HSM_CANNOT_EXPORT || err.code_id == HSE_LEGACY_UNAVAILABLE) {
+            api_error(answer, err.code_id, "%s", err.message);
+        } else {
+            log_error("serve: %s: %s: %s", call->path, err.code, err.message);
+            api_error(answer, HSE_INTERNAL, "the server could not make the PFX (%s); see its log",
+                      err.code);
+        }
+        goto done;
+    }
+    b64 = base64_encode(pfx.pfx, pfx.pfx_len);
+    if (b64 == NULL) {
+        api_error(answer, HSE_INTERNAL, "out of memory");
+        goto done;
+    }
+    json_t *described = certinfo_describe(pfx.cert);
+    json_t *info = json_object();
+    static const char *const kept[] = {"SerialNumber", "IssuerDN", "Thumbprint"};
+    for (size_t i = 0; i < 3; i++)
+        json_object_set(info, kept[i], json_object_get(described, kept[i]));
+    json_decref(described);
+    json_object_set_new(info, "KeyfactorId", json_integer(pi.keyfactor_id));
+    json_object_set_new(info, "KeyfactorRequestId", json_integer(pi.keyfactor_id));
+    json_object_set_new(info, "Pkcs12Blob", json_string(b64));
+    json_object_set_new(info, "Password", json_string(pfx.password));
+    json_object_set_new(info, "WorkflowInstanceId", json_string(NO_WORKFLOW));
+    json_object_set_new(info, "WorkflowReferenceId", json_integer(0));
+    json_object_set_new(info, "StoreIdsInvalidForRenewal", json_array());
+    json_object_set_new(info, "RequestDisposition", json_string("ISSUED"));
+    json_object_set_new(info, "DispositionMessage", json_string("Issued by the embedded CA."));
+    json_object_set_new(info, "EnrollmentContext", json_null());
+    answer->body =
+        json_pack("{s:o, s:o}", "CertificateInformation", info, "Metadata", metadata_answer(req));
+    if (v2)
+        json_object_set_new(answer->body, "SuccessfulStores", json_array());
+done:
+    if (b64 != NULL)
+        OPENSSL_cleanse(b64, strlen(b64));
+    free(b64);
+    engine_pfx_free(&pfx);
+    error_list_free(&errors);
+    request_free(req);
+}
+
+/* The body members of POST /CertificateStores/Reenrollment: seed 003 and the v25 schema, and the
+ * key members a Reenrollment line takes. */
+static const char *const reenroll_body_keys[] = {"KeystoreId",
+                                                 "SubjectName",
+                                                 "AgentGuid",
+                                                 "Alias",
+                                                 "JobProperties",
+                                                 "CertificateAuthority",
+                                                 "CertificateTemplate",
+                                                 "EnrollmentPatternId",
+                                                 "SANs",
+                                                 "Overwrite",
+                                                 "Metadata",
+                                                 "AdditionalEnrollmentFields",
+                                                 "OwnerRoleId",
+                                                 "OwnerRoleName",
+                                                 "KeyType",
+                                                 "KeyLength",
+                                                 "Curve",
+                                                 NULL};
+
+/* POST /CertificateStores/Reenrollment: the body becomes a Reenrollment line, checked as `run`
+ * checks it; the alias is reenrolled in its store's token as `run` does it (engine_reenroll),
+ * the certificate from the embedded CA. 204, no body. */
 void api_store_reenrollment(server *srv, const api_call *call, api_answer *answer, long long unused)
 {
-    (void)srv, (void)call, (void)unused;
-    api_error(answer, HSE_NOT_IMPLEMENTED,
-              "POST /CertificateStores/Reenrollment is not served yet: use `hsmenroll run` with "
-              "a Reenrollment line");
+    (void)unused;
+    json_t *body = api_body_object(call, answer);
+    if (body == NULL)
+        return;
+    const char *key;
+    json_t *value;
+    void *tmp;
+    json_object_foreach_safe(body, tmp, key, value)
+    {
+        if (!key_listed(key, reenroll_body_keys)) {
+            api_error(answer, HSE_UNKNOWN_FIELD,
+                      "%.80s: not a field of POST /CertificateStores/Reenrollment", key);
+            json_decref(body);
+            return;
+        }
+        /* Overwrite: a reenrollment replaces the alias's entry whatever it says. */
+        if (json_is_null(value) || (json_is_string(value) && json_string_length(value) == 0) ||
+            strcasecmp(key, "Overwrite") == 0)
+            json_object_del(body, key);
+    }
+    metadata_as_strings(body);
+    char id[40];
+    snprintf(id, sizeof id, "api-%lld", atomic_fetch_add(&srv->next_id, 1));
+    json_object_set_new(body, "Id", json_string(id));
+    json_object_set_new(body, "Operation", json_string("Reenrollment"));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        api_error(answer, HSE_INTERNAL, "out of memory");
+        return;
+    }
+    serve_config *sc = srv->current;
+    policy_decision decision;
+    error_list errors = {0};
+    enroll_request *req = line_check_alone(&sc->checker, text, strlen(text), 1, &decision, &errors);
+    free(text);
+    X509 *cert = NULL;
+    if (req == NULL || errors.count > 0) {
+        if (errors.count == 0)
+            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
+    if (!api_caller_may_use(call, decision.pattern)) {
+        api_error(answer, HSE_FORBIDDEN,
+                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
+                  serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
+        goto done;
+    }
+    size_t ca = (size_t)(decision.ca - sc->cfg->cas);
+    if (!srv->ca_open[ca]) {
+        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
+                  decision.ca->name);
+        goto done;
+    }
+    hsm_context *hsm = &srv->setup->hsm;
+    const config_store *store = decision.store;
+    int t = store != NULL ? hsm_context_token_index(hsm, store->token) : -1;
+    if (t < 0) {
+        api_error(answer, HSE_STORE_UNAVAILABLE, "the token \"%s\" of store %s is not present",
+                  store ? store->token : "?", req->store_id);
+        goto done;
+    }
+    pthread_mutex_lock(&sc->order_lock);
+    line_check_in_order(&sc->checker, req, &decision, &errors);
+    pthread_mutex_unlock(&sc->order_lock);
+    if (errors.count > 0) {
+        api_answer_errors(answer, &errors);
+        goto done;
+    }
+    hsm_session session;
+    enroll_error err;
+    enroll_error_clear(&err);
+    pfx_issue pi = {.srv = srv,
+                    .ca = ca,
+                    .req = req,
+                    .decision = &decision,
+                    .user = serve_user_name(call->caller.user)};
+    int rc = session_pool_get(srv, (size_t)t, &session, &err);
+    if (rc == 0) {
+        rc = engine_reenroll(hsm, (size_t)t, &session, store, req, pfx_issue_local, &pi, &cert,
+                             &err);
+        session_pool_put(srv, (size_t)t, &session);
+    }
+    if (rc != 0) {
+        if (err.code_id == HSE_CA_REJECTED || err.code_id == HSE_STORE_ALIAS_UNKNOWN ||
+            err.code_id == HSE_HSM_CANNOT_GENERATE || err.code_id == HSE_STORE_UNAVAILABLE) {
+            api_error(answer, err.code_id, "%s", err.message);
+        } else {
+            log_error("serve: %s: %s: %s", call->path, err.code, err.message);
+            api_error(answer, HSE_INTERNAL,
+                      "the server could not reenroll alias \"%.80s\" (%s); see its log", req->alias,
+                      err.code);
+        }
+        goto done;
+    }
+    log_info("serve: %s reenrolled alias \"%s\" of store %s (KeyfactorID %lld)",
+             serve_user_name(call->caller.user), req->alias, store->id, pi.keyfactor_id);
+    answer->status = 204;
+    answer->no_body = true;
+done:
+    X509_free(cert);
+    error_list_free(&errors);
+    request_free(req);
 }
 
 /* The templates the caller may enroll with (through a pattern whose roles it holds), each with

@@ -512,15 +512,60 @@ const serve_user *serve_credentials_find(const serve_credentials *creds, const c
     return NULL;
 }
 
+/* Splits "DOMAIN\\user" and "user@domain" (one separator, both parts non-empty) into its parts;
+ * false for a name without a domain. */
+static bool split_domain(const char *name, char *user, char *domain, size_t size)
+{
+    const char *bs = strchr(name, '\\'), *at = strchr(name, '@');
+    const char *u, *d;
+    size_t ul, dl;
+    if (bs != NULL && at == NULL && strchr(bs + 1, '\\') == NULL) {
+        d = name, dl = (size_t)(bs - name), u = bs + 1, ul = strlen(u);
+    } else if (at != NULL && bs == NULL && strchr(at + 1, '@') == NULL) {
+        u = name, ul = (size_t)(at - name), d = at + 1, dl = strlen(d);
+    } else {
+        return false;
+    }
+    if (ul == 0 || dl == 0 || ul >= size || dl >= size)
+        return false;
+    memcpy(user, u, ul), user[ul] = '\0';
+    memcpy(domain, d, dl), domain[dl] = '\0';
+    return true;
+}
+
+/* The entry named exactly name (every entry compared: no early exit), or NULL. */
+static serve_user *user_named(const serve_credentials *creds, const char *name)
+{
+    serve_user *user = NULL;
+    for (size_t i = 0; i < creds->user_count; i++)
+        if (strcmp(creds->users[i].name, name) == 0)
+            user = &creds->users[i];
+    return user;
+}
+
+/* The entry a Basic user name stands for. Keyfactor's Go clients send "DOMAIN\\user", the Python
+ * SDK "user@domain": an entry named exactly as sent first; then one naming the same user and
+ * domain in the other form (the domain compared without regard to case); then the bare user
+ * name, when the file has it without a domain. */
+static serve_user *user_for_basic_name(const serve_credentials *creds, const char *name)
+{
+    serve_user *user = user_named(creds, name);
+    char u[256], d[256], eu[256], ed[256];
+    if (user != NULL || !split_domain(name, u, d, sizeof u))
+        return user;
+    for (size_t i = 0; i < creds->user_count; i++)
+        if (split_domain(creds->users[i].name, eu, ed, sizeof eu) && strcmp(eu, u) == 0 &&
+            strcasecmp(ed, d) == 0 && user == NULL)
+            user = &creds->users[i];
+    return user != NULL ? user : user_named(creds, u);
+}
+
 const serve_user *serve_credentials_check(serve_credentials *creds, const char *name,
                                           const char *password)
 {
     if (creds == NULL || name == NULL || password == NULL)
         return NULL;
-    serve_user *user = NULL;
-    for (size_t i = 0; i < creds->user_count; i++) /* no early exit */
-        if (strcmp(creds->users[i].name, name) == 0)
-            user = &creds->users[i];
+    serve_user *user = user_for_basic_name(creds, name);
     size_t password_len = strlen(password);
     unsigned char derived[HASH_BYTES];
 

@@ -8,7 +8,9 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <time.h>
 
 #include "batch/log.h"
+#include "batch/secret.h"
 #include "engine/metrics_http.h"
 #include "serve/internal.h"
 
@@ -436,6 +439,84 @@ static int open_cas(server *srv, enroll_error *err)
     return 0;
 }
 
+/* The PEM password callback: the password given, never a prompt. */
+static int key_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)rwflag;
+    if (u == NULL)
+        return -1;
+    size_t n = strlen(u);
+    if (n > (size_t)size)
+        return -1;
+    memcpy(buf, u, n);
+    return (int)n;
+}
+
+/* The TLS key of opt as an unencrypted PKCS#8 PEM for libmicrohttpd: read, decrypted with its
+ * password when it is encrypted (hsmenroll's own PEM bundles are), and checked against the
+ * certificate, so that a key that cannot be used is said so, not taken for a listen failure. */
+static char *load_tls_key(const serve_options *opt, const char *cert_pem, enroll_error *err)
+{
+    char *pem = read_text_file(opt->tls_key, err), *password = NULL, *out = NULL;
+    if (pem == NULL)
+        return NULL;
+    bool encrypted = strstr(pem, "ENCRYPTED") != NULL;
+    bool given = opt->tls_key_password_env != NULL || opt->tls_key_password_file != NULL;
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    BIO *in = NULL, *mem = NULL;
+    if (encrypted && !given) {
+        enroll_error_set(err, HSE_SERVE_TLS, NULL,
+                         "the TLS key %s is encrypted: give its password with "
+                         "--tls-key-password-env VAR or --tls-key-password-file FILE",
+                         opt->tls_key);
+        goto done;
+    }
+    if (given && (password = secret_read(opt->tls_key_password_env, opt->tls_key_password_file,
+                                         "TLS key password", err)) == NULL)
+        goto done;
+    in = BIO_new_mem_buf(pem, -1);
+    key = in ? PEM_read_bio_PrivateKey(in, NULL, key_password, password) : NULL;
+    if (key == NULL) {
+        enroll_error_set(err, HSE_SERVE_TLS, NULL, "the TLS key %s cannot be read%s", opt->tls_key,
+                         encrypted ? ": a wrong password?" : " (not a PEM private key)");
+        goto done;
+    }
+    BIO_free(in);
+    in = BIO_new_mem_buf(cert_pem, -1);
+    cert = in ? PEM_read_bio_X509(in, NULL, key_password, NULL) : NULL;
+    if (cert == NULL) {
+        enroll_error_set(err, HSE_SERVE_TLS, NULL,
+                         "the TLS certificate %s is not a PEM certificate", opt->tls_cert);
+        goto done;
+    }
+    if (X509_check_private_key(cert, key) != 1) {
+        enroll_error_set(err, HSE_SERVE_TLS, NULL,
+                         "the TLS key %s is not the key of the certificate %s", opt->tls_key,
+                         opt->tls_cert);
+        goto done;
+    }
+    mem = BIO_new(BIO_s_secmem());
+    char *data;
+    long len;
+    if (mem != NULL && PEM_write_bio_PKCS8PrivateKey(mem, key, NULL, NULL, 0, NULL, NULL) == 1 &&
+        (len = BIO_get_mem_data(mem, &data)) > 0 && (out = malloc((size_t)len + 1)) != NULL) {
+        memcpy(out, data, (size_t)len);
+        out[len] = '\0';
+    } else {
+        enroll_error_set(err, HSE_SERVE_TLS, NULL, "the TLS key %s cannot be used", opt->tls_key);
+    }
+done:
+    BIO_free(in);
+    BIO_free(mem);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    secret_free(password);
+    OPENSSL_cleanse(pem, strlen(pem));
+    free(pem);
+    return out;
+}
+
 /* serve's /metrics: answers by status and error code, calls being answered, 429s of
  * --rate-limit. */
 static void render_metrics(FILE *out, void *arg)
@@ -527,7 +608,7 @@ server *server_start(const serve_options *opt, engine_setup *s, enroll_error *er
         }
         flags |= MHD_USE_TLS;
         if ((srv->tls_cert_pem = read_text_file(opt->tls_cert, err)) == NULL ||
-            (srv->tls_key_pem = read_text_file(opt->tls_key, err)) == NULL)
+            (srv->tls_key_pem = load_tls_key(opt, srv->tls_cert_pem, err)) == NULL)
             goto fail;
         if (opt->client_ca != NULL &&
             (srv->client_ca_pem = read_text_file(opt->client_ca, err)) == NULL)

@@ -257,6 +257,16 @@ static bool chain_verifies(const json_t *certs)
 
 static void test_go_auth_probe_and_health(void)
 {
+    /* Basic names with a domain, as the Go auth client and the Python SDK send them. */
+    exchange d = call("KF\\fleet:fleet-secret", "GET", "/Status/Endpoints", go_headers, NULL);
+    CU_ASSERT_EQUAL(d.status, 200);
+    exchange_free(&d);
+    d = call("fleet@kf.example.test:fleet-secret", "GET", "/Status/Endpoints", go_headers, NULL);
+    CU_ASSERT_EQUAL(d.status, 200);
+    exchange_free(&d);
+    d = call("KF\\fleet:wrong-secret", "GET", "/Status/Endpoints", go_headers, NULL);
+    CU_ASSERT_EQUAL(d.status, 401);
+    exchange_free(&d);
     /* keyfactor-auth-client-go Authenticate(): the first call of every Go client. */
     exchange x = call("fleet:fleet-secret", "GET", "/Status/Endpoints", go_headers, NULL);
     CU_ASSERT_EQUAL(x.status, 200);
@@ -618,6 +628,114 @@ static void test_v25_pattern_body(void)
     exchange_free(&x);
 }
 
+/* The PKCS#12 of a PFX answer opens with its password (given to openssl in a file), holds a key
+ * matching its leaf, and the leaf verifies against the CA's root through the bundled chain. */
+static bool pfx_opens(const json_t *info)
+{
+    const char *blob = json_string_value(json_object_get(info, "Pkcs12Blob"));
+    const char *password = json_string_value(json_object_get(info, "Password"));
+    if (blob == NULL || password == NULL)
+        return false;
+    char b64[700], pass[700], pem[700];
+    snprintf(b64, sizeof b64, "%s/answer.pfx.b64", tmp);
+    snprintf(pass, sizeof pass, "%s/answer.pass", tmp);
+    snprintf(pem, sizeof pem, "%s/answer.pfx.pem", tmp);
+    if (test_write_file(b64, blob) != 0 || test_write_file(pass, password) != 0)
+        return false;
+    /* answer.pfx.pem: everything; answer.leaf.pem: the certificate that goes with the key. */
+    return test_sh("base64 -d '%s' > '%s/answer.pfx' && openssl pkcs12 -in '%s/answer.pfx' "
+                   "-passin 'file:%s' -nodes -out '%s' 2>/dev/null && openssl pkcs12 -in "
+                   "'%s/answer.pfx' -passin 'file:%s' -clcerts -nokeys -out '%s/answer.leaf.pem' "
+                   "2>/dev/null",
+                   b64, tmp, tmp, pass, pem, tmp, pass, tmp) == 0 &&
+           test_sh("openssl pkey -in '%s' -pubout 2>/dev/null > '%s/k.pub' && "
+                   "openssl x509 -in '%s/answer.leaf.pem' -pubkey -noout > '%s/c.pub' && "
+                   "cmp -s '%s/k.pub' '%s/c.pub'",
+                   pem, tmp, tmp, tmp, tmp, tmp) == 0 &&
+           test_sh("openssl verify -CAfile '%s/ca/root.pem' -untrusted '%s' '%s/answer.leaf.pem' "
+                   ">/dev/null",
+                   home, pem, tmp) == 0;
+}
+
+static void test_pfx_enrollment(void)
+{
+    /* The Python SDK's pfx_enroll (api-version 1): its members only when set, a password. */
+    const char *py = "-H 'Content-Type: application/json' -H 'x-keyfactor-api-version: 1' "
+                     "-H 'x-keyfactor-requested-with: APIClient' -H 'x-certificateformat: PFX'";
+    exchange x = call("fleet:fleet-secret", "POST", "/Enrollment/PFX", py,
+                      "{\"CustomFriendlyName\": \"py-pfx\", \"Password\": \"Tr0ub4dor&3x\", "
+                      "\"PopulateMissingValuesFromAD\": false, \"Subject\": "
+                      "\"CN=pypfx.example.test,O=Example,C=US\", \"IncludeChain\": true, "
+                      "\"Metadata\": {\"Email-Contact\": \"ops@example.test\"}, "
+                      "\"Timestamp\": \"2025-01-02T03:04:05Z\", \"Template\": \"WebServer\", "
+                      "\"SANs\": {\"dns\": [\"pypfx.example.test\"]}}");
+    CU_ASSERT_EQUAL(x.status, 200);
+    json_t *info = json_object_get(x.json, "CertificateInformation");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(info, "Password")) ?: "",
+                           "Tr0ub4dor&3x");
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(info, "KeyfactorId")) > 0);
+    CU_ASSERT_PTR_NULL(json_object_get(info, "KeyfactorID"));
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(info, "RequestDisposition")) ?: "",
+                           "ISSUED");
+    CU_ASSERT_TRUE(pfx_opens(info));
+    CU_ASSERT_TRUE(valid(&x, "enrollment-pfx.response.json", false));
+    /* The friendly name is the leaf's alias; the SAN is certified. */
+    CU_ASSERT_EQUAL(test_sh("grep -q 'friendlyName: py-pfx' '%s/answer.pfx.pem' && "
+                            "openssl x509 -in '%s/answer.leaf.pem' -noout -ext subjectAltName | "
+                            "grep -q 'DNS:pypfx.example.test'",
+                            tmp, tmp),
+                    0);
+    exchange_free(&x);
+
+    /* go-client v3 EnrollPFXV2: api-version 2, no password (one is generated), ChainOrder,
+     * KeyType/KeyLength. */
+    char headers[512];
+    snprintf(headers, sizeof headers,
+             "-H 'Content-Type: application/json' -H 'Accept: application/json' "
+             "-H 'x-keyfactor-api-version: 2' -H 'x-keyfactor-requested-with: APIClient' "
+             "-H 'x-certificateformat: PFX'");
+    x = call("fleet:fleet-secret", "POST", "/Enrollment/PFX", headers,
+             "{\"Password\":\"\",\"PopulateMissingValuesFromAD\":false,"
+             "\"Subject\":\"CN=gopfx.example.test,O=Example,C=US\",\"IncludeChain\":true,"
+             "\"CertificateAuthority\":\"ca01.example.test\\\\Example Issuing CA\","
+             "\"Timestamp\":\"2025-01-02T03:04:05Z\",\"Template\":\"WebServer\","
+             "\"SANs\":{\"dns\":[\"gopfx.example.test\"]},\"InstallIntoExistingCertificateStores\":"
+             "false,\"ChainOrder\":\"RootFirst\",\"KeyType\":\"ECC\",\"KeyLength\":256}");
+    CU_ASSERT_EQUAL(x.status, 200);
+    info = json_object_get(x.json, "CertificateInformation");
+    CU_ASSERT_TRUE(strlen(json_string_value(json_object_get(info, "Password")) ?: "") >= 16);
+    CU_ASSERT_TRUE(json_is_array(json_object_get(x.json, "SuccessfulStores")));
+    CU_ASSERT_TRUE(pfx_opens(info));
+    CU_ASSERT_EQUAL(test_sh("openssl x509 -in '%s/answer.leaf.pem' -noout -text | "
+                            "grep -q 'prime256v1'",
+                            tmp),
+                    0);
+    CU_ASSERT_TRUE(valid(&x, "enrollment-pfx.response.json", false));
+    exchange_free(&x);
+
+    /* Refused: another format, ChainOrder under v1, a store to install into, a bad subject. */
+    snprintf(headers, sizeof headers, "%s -H 'x-certificateformat: ZIP'", go_headers);
+    x = call("fleet:fleet-secret", "POST", "/Enrollment/PFX", headers,
+             "{\"Subject\":\"CN=x.example.test\",\"Template\":\"WebServer\"}");
+    CU_ASSERT_EQUAL(x.status, 400);
+    exchange_free(&x);
+    x = call("fleet:fleet-secret", "POST", "/Enrollment/PFX", py,
+             "{\"Subject\":\"CN=x.example.test\",\"Template\":\"WebServer\","
+             "\"ChainOrder\":\"RootFirst\"}");
+    CU_ASSERT_EQUAL(x.status, 400);
+    CU_ASSERT_PTR_NOT_NULL(x.body ? strstr(x.body, "FIELD_NOT_SUPPORTED") : NULL);
+    exchange_free(&x);
+    x = call("fleet:fleet-secret", "POST", "/Enrollment/PFX", py,
+             "{\"Subject\":\"CN=x.example.test\",\"Template\":\"WebServer\","
+             "\"Stores\":[{\"StoreId\":\"00000000-0000-0000-0000-000000000001\"}]}");
+    CU_ASSERT_EQUAL(x.status, 400);
+    exchange_free(&x);
+    x = call("fleet:fleet-secret", "POST", "/Enrollment/PFX", py,
+             "{\"Subject\":\"not a DN\",\"Template\":\"WebServer\"}");
+    CU_ASSERT_EQUAL(x.status, 400);
+    exchange_free(&x);
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -628,6 +746,7 @@ int main(void)
         TEST_CASE(test_python_sdk),
         TEST_CASE(test_bad_queries_and_inputs),
         TEST_CASE(test_v25_pattern_body),
+        TEST_CASE(test_pfx_enrollment),
         TEST_END,
     };
     return test_main("clients", cases, setup, teardown);

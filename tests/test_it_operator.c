@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tests/support.h"
@@ -352,6 +353,97 @@ static void test_home_per_user_and_movable(void)
     CU_ASSERT_EQUAL(test_ca_issued(disk), 6);
 }
 
+/* A key made in the key token with OpenSC's pkcs11-tool (by slot: labels match by prefix
+ * there): no journal, results file, certificate object or issuance knows it. */
+static int stray_key(const char *label, const char *id)
+{
+    return test_sh("cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot "
+                   "\"$(HSMENROLL_HOME='%s' '%s' token list --json | jq '.[] | "
+                   "select(.Label == \"hsmenroll\") | .Slot')\" --login --pin \"$(cat '%s/pin')\" "
+                   "--keypairgen --key-type EC:prime256v1 --id %s --label %s >/dev/null 2>&1",
+                   tmp, home, HSMENROLL_SOFTHSM_MODULE, home, HSMENROLL_BIN, home, id, label);
+}
+
+static long token_keys(const char *prefix)
+{
+    char *keys = test_sh_output(NULL, ENGINE "token list --keys --json 2>/dev/null", ENGINE_ARGS);
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"Label\": \"%s", prefix);
+    long n = test_count(keys ? keys : "", needle);
+    free(keys);
+    return n;
+}
+
+/* Item 6: token gc given only the last run's journal does not take an earlier, delivered run's
+ * keys for orphans (the CA certified them; or its results file says so), and --delete destroys
+ * only the keys of the listing the operator saw, confirmed by file. */
+static void test_token_gc_spares_delivered_keys(void)
+{
+    for (int r = 0; r < 2; r++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/gc-%c.ndjson", tmp, 'a' + r);
+        FILE *f = fopen(path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        for (int i = 1; i <= 3; i++)
+            fprintf(f,
+                    "{\"Id\":\"gc%c-%d\",\"Template\":\"Default\",\"Subject\":\"CN=gc%c-%d\","
+                    "\"KeyType\":\"%s\",\"KeyStorage\":\"token\",\"Format\":\"PEM\"}\n",
+                    'a' + r, i, 'a' + r, i, i == 3 ? "RSA" : "ECC");
+        fclose(f);
+        CU_ASSERT_EQUAL(
+            test_sh(ENGINE "run gc-%c.ndjson -o out-gc%c -q", ENGINE_ARGS, 'a' + r, 'a' + r), 0);
+    }
+    /* The first run's journal is not named: its keys are certified by the CA, not orphans. */
+    CU_ASSERT_EQUAL(test_sh(ENGINE "token gc --journal out-gcb/journal.ndjson >list.txt 2>err.log",
+                            ENGINE_ARGS),
+                    0);
+    char *err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "certified by the CA"));
+    free(err);
+    /* A key nothing knows is the one orphan. */
+    CU_ASSERT_EQUAL_FATAL(stray_key("stray-1", "0badc0de01"), 0);
+    char *listed = test_sh_output(
+        NULL, ENGINE "token gc --journal out-gcb/journal.ndjson 2>/dev/null", ENGINE_ARGS);
+    CU_ASSERT_EQUAL(test_count(listed ? listed : "", "orphan "), 1);
+    CU_ASSERT_PTR_NOT_NULL(listed ? strstr(listed, "stray-1") : NULL);
+    free(listed);
+    /* Without the issuance log, the first run's results file accounts for its keys. */
+    CU_ASSERT_EQUAL(test_sh("mv '%s/ca/issued.ndjson' '%s/issued.aside'", home, tmp), 0);
+    listed = test_sh_output(NULL, ENGINE "token gc --journal out-gcb/journal.ndjson 2>/dev/null",
+                            ENGINE_ARGS);
+    CU_ASSERT_EQUAL(test_count(listed ? listed : "", "orphan "), 4);
+    free(listed);
+    listed = test_sh_output(NULL,
+                            ENGINE "token gc --journal out-gcb/journal.ndjson --results "
+                                   "out-gca/results.ndjson 2>/dev/null",
+                            ENGINE_ARGS);
+    CU_ASSERT_EQUAL(test_count(listed ? listed : "", "orphan "), 1);
+    free(listed);
+    CU_ASSERT_EQUAL(test_sh("mv '%s/issued.aside' '%s/ca/issued.ndjson'", tmp, home), 0);
+
+    /* --delete asks for the listing; one that is not the orphans of now deletes nothing. */
+#define GC ENGINE "token gc --journal out-gcb/journal.ndjson "
+    CU_ASSERT_EQUAL(test_sh(GC "--delete 2>err.log", ENGINE_ARGS), 2);
+    err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--confirm"));
+    free(err);
+    CU_ASSERT_EQUAL(test_sh(GC "--json >list.json 2>/dev/null", ENGINE_ARGS), 1);
+    CU_ASSERT_EQUAL_FATAL(stray_key("stray-2", "0badc0de02"), 0);
+    CU_ASSERT_EQUAL(test_sh(GC "--delete --confirm list.json 2>err.log", ENGINE_ARGS), 2);
+    err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothing deleted"));
+    free(err);
+    CU_ASSERT_EQUAL(token_keys("stray-"), 2);
+    /* The text listing, saved, confirms too. */
+    CU_ASSERT_EQUAL(test_sh(GC ">list.txt 2>/dev/null", ENGINE_ARGS), 1);
+    CU_ASSERT_EQUAL(test_sh(GC "--delete --confirm list.txt >/dev/null 2>&1", ENGINE_ARGS), 0);
+    CU_ASSERT_EQUAL(token_keys("stray-"), 0);
+    CU_ASSERT_EQUAL(token_keys("gca-"), 3);
+    CU_ASSERT_EQUAL(token_keys("gcb-"), 3);
+    CU_ASSERT_EQUAL(test_sh(GC ">/dev/null 2>&1", ENGINE_ARGS), 0);
+#undef GC
+}
+
 /* Item 15 (part): a wrong PIN says where the PIN came from; a missing configuration is one plain
  * sentence (no "line -1, column -1"). */
 static void test_messages_say_where(void)
@@ -374,6 +466,68 @@ static void test_messages_say_where(void)
     free(err);
 }
 
+/* Item 17 (in part): a bad option is one line saying what is wrong and one pointing to --help,
+ * not the whole usage. */
+static void test_bad_option_is_one_line(void)
+{
+    const char *cases[] = {"run --no-such-option", "token gc -Z", "run b.ndjson -o"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        CU_ASSERT_EQUAL(test_sh(ENGINE "%s 2>err.log", ENGINE_ARGS, cases[i]), 2);
+        char *err = err_log();
+        CU_ASSERT_EQUAL(test_count(err, "\n"), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "--help` lists the options"));
+        CU_ASSERT_PTR_NULL(strstr(err, "usage:"));
+        free(err);
+    }
+}
+
+/* Item 15 (in part): a hint that names a command keeps the options that chose the
+ * configuration (--config FILE, --home DIR). */
+static void test_hints_keep_options(void)
+{
+    CU_ASSERT_EQUAL(
+        test_sh("cp '%s/examples/config.json' '%s/cfg.json'", HSMENROLL_SOURCE_DIR, tmp), 0);
+    write_batch("h.ndjson", "h", 1);
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' '%s' run h.ndjson -o out-h "
+                "--config cfg.json 2>err.log",
+                tmp, home, HSMENROLL_BIN),
+        2);
+    char *err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "create it with `hsmenroll token init --config cfg.json`"));
+    free(err);
+    CU_ASSERT_FALSE(exists("out-h"));
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s' && '%s' ca show --home 'other home' 2>err.log", tmp, HSMENROLL_BIN), 2);
+    err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "create it with `hsmenroll ca init --home 'other home'`"));
+    free(err);
+}
+
+/* Item 14: --force twice within one second does not fail on the name of the directory it moves
+ * the earlier outputs into (earlier-<time>-2). */
+static void test_force_twice_in_one_second(void)
+{
+    write_batch("f.ndjson", "f", 2);
+    CU_ASSERT_EQUAL(test_sh(ENGINE "run f.ndjson -o out-f -q", ENGINE_ARGS), 0);
+    /* The names of this second and the next nine are taken already. */
+    time_t now = time(NULL);
+    for (int i = 0; i < 10; i++) {
+        time_t t = now + i;
+        struct tm tm;
+        char stamp[32];
+        gmtime_r(&t, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        CU_ASSERT_EQUAL(test_sh("mkdir '%s/out-f/earlier-%s'", tmp, stamp), 0);
+    }
+    CU_ASSERT_EQUAL(test_sh(ENGINE "run f.ndjson -o out-f --force -q", ENGINE_ARGS), 0);
+    CU_ASSERT_EQUAL(
+        test_sh("ls -d '%s'/out-f/earlier-*-2 >/dev/null 2>&1 && ls '%s'/out-f/earlier-*-2 "
+                "| grep -q results.ndjson",
+                tmp, tmp),
+        0);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
@@ -384,6 +538,10 @@ int main(void)
         TEST_CASE(test_failures_visible_with_did_you_mean),
         TEST_CASE(test_home_per_user_and_movable),
         TEST_CASE(test_messages_say_where),
+        TEST_CASE(test_token_gc_spares_delivered_keys),
+        TEST_CASE(test_bad_option_is_one_line),
+        TEST_CASE(test_hints_keep_options),
+        TEST_CASE(test_force_twice_in_one_second),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);

@@ -498,9 +498,109 @@ static void test_renew(void)
     free(said);
 }
 
+/* The engine's configuration of a keyfactor CA at serve as user (KF_PASSWORD), and a cfssl CA. */
+static void write_keyfactor_config(const char *path, const char *user)
+{
+    char text[2000];
+    snprintf(text, sizeof text,
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"]},\"CertificateAuthorities\":[{\"Id\":1,"
+             "\"Name\":\"kf\",\"Type\":\"keyfactor\",\"Url\":\"%s\",\"RemoteName\":\"embedded\","
+             "\"Auth\":{\"Type\":\"Basic\",\"User\":\"%s\",\"PasswordEnv\":\"KF_PASSWORD\"},"
+             "\"Retries\":2,\"RetryDelayMs\":10},{\"Id\":2,\"Name\":\"cf\",\"Type\":\"cfssl\","
+             "\"Url\":\"http://127.0.0.1:9\"}],\"Templates\":[{\"Id\":1,\"Name\":\"Default\","
+             "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":"
+             "\"Default\",\"Template\":1,\"TemplateDefault\":true}]}",
+             url, user);
+    test_write_file(path, text);
+}
+
+/* revoke of certificates issued through a keyfactor CA (serve): POST /Certificates/Revoke with
+ * the engine's credentials; serve's OCSP then says revoked. A user without the permission gets
+ * the CA's refusal; a cfssl CA's line fails CA_REVOKE_FAILED without any request. */
+static void test_revoke_keyfactor(void)
+{
+    char ops_cfg[700], viewer_cfg[700], batch[700], out[700], results[800], issuing[700], path[800];
+    snprintf(ops_cfg, sizeof ops_cfg, "%s/kf-ops.json", tmp);
+    snprintf(viewer_cfg, sizeof viewer_cfg, "%s/kf-viewer.json", tmp);
+    snprintf(batch, sizeof batch, "%s/k.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/kout", tmp);
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    snprintf(issuing, sizeof issuing, "%s/ca/issuing.pem", home);
+    setenv("KF_PASSWORD", "ops-secret", 1);
+    write_keyfactor_config(ops_cfg, "ops");
+    write_keyfactor_config(viewer_cfg, "viewer");
+    CU_ASSERT_EQUAL_FATAL(write_batch(batch, "k", 3, "Default"), 0);
+    CU_ASSERT_EQUAL_FATAL(test_sh("'%s' run '%s' -o '%s' -q --config '%s' 2>>'%s/engine.log'",
+                                  HSMENROLL_BIN, batch, out, ops_cfg, tmp),
+                          0);
+    json_t *lines = test_load_ndjson(results);
+    json_t *k1 = test_find_by(lines, "Id", "k-1");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(k1, "CertificateAuthority")), "kf");
+    CU_ASSERT(json_integer_value(json_object_get(json_object_get(k1, "CertificateInformation"),
+                                                 "KeyfactorID")) > 0);
+    json_decref(lines);
+
+    /* viewer lacks certificate/revoke: serve refuses, the line fails */
+    char rv[700];
+    snprintf(rv, sizeof rv, "%s/krv-viewer", tmp);
+    CU_ASSERT_EQUAL(test_sh("'%s' revoke '%s' -o '%s' --id k-1 -q --config '%s' "
+                            "2>>'%s/engine.log'",
+                            HSMENROLL_BIN, results, rv, viewer_cfg, tmp),
+                    1);
+    snprintf(path, sizeof path, "%s/revocations.ndjson", rv);
+    lines = test_load_ndjson(path);
+    json_t *err = json_object_get(json_array_get(lines, 0), "Error");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(lines, 0), "Status")),
+                           "failed");
+    const char *message = json_string_value(json_object_get(err, "Message"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(message ? message : "", "certificate/revoke"));
+    json_decref(lines);
+    char *text = ocsp_ask(out, "k-1", issuing, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(text ? text : "", "k-1.crt: good"));
+    free(text);
+
+    /* ops revokes k-1 and k-2 with a reason */
+    snprintf(rv, sizeof rv, "%s/krv", tmp);
+    CU_ASSERT_EQUAL(test_sh("'%s' revoke '%s' -o '%s' --id k-1 --id k-2 --reason keyCompromise "
+                            "-q --config '%s' 2>>'%s/engine.log'",
+                            HSMENROLL_BIN, results, rv, ops_cfg, tmp),
+                    0);
+    snprintf(path, sizeof path, "%s/revocations.ndjson", rv);
+    lines = test_load_ndjson(path);
+    CU_ASSERT_EQUAL(json_array_size(lines), 2);
+    json_t *r1 = test_find_by(lines, "Id", "k-1");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r1, "Status")), "revoked");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r1, "Reason")), "keyCompromise");
+    CU_ASSERT(json_integer_value(json_object_get(r1, "KeyfactorID")) > 0);
+    json_decref(lines);
+    text = ocsp_ask(out, "k-1", issuing, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(text ? text : "", "k-1.crt: revoked"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text ? text : "", "Reason: keyCompromise"));
+    free(text);
+    text = ocsp_ask(out, "k-3", issuing, "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(text ? text : "", "k-3.crt: good"));
+    free(text);
+
+    /* a line of the cfssl CA: not reached, CA_REVOKE_FAILED */
+    char cf[800];
+    snprintf(cf, sizeof cf, "%s/cf-results.ndjson", tmp);
+    test_write_file(cf, "{\"Id\":\"c-1\",\"Status\":\"issued\",\"CertificateAuthority\":\"cf\","
+                        "\"CertificateInformation\":{\"SerialNumber\":\"0A1B\"}}\n");
+    snprintf(rv, sizeof rv, "%s/krv-cf", tmp);
+    CU_ASSERT_EQUAL(test_sh("'%s' revoke '%s' -o '%s' -q --config '%s' 2>>'%s/engine.log'",
+                            HSMENROLL_BIN, cf, rv, ops_cfg, tmp),
+                    1);
+    snprintf(path, sizeof path, "%s/revocations.ndjson", rv);
+    lines = test_load_ndjson(path);
+    err = json_object_get(json_array_get(lines, 0), "Error");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(err, "Code")), "CA_REVOKE_FAILED");
+    json_decref(lines);
+}
+
 int main(void)
 {
-    static const test_case cases[] = {TEST_CASE(test_revoke_crl_ocsp), TEST_CASE(test_revoke_api),
-                                      TEST_CASE(test_bulk_resume), TEST_CASE(test_renew), TEST_END};
+    static const test_case cases[] = {TEST_CASE(test_revoke_crl_ocsp),  TEST_CASE(test_revoke_api),
+                                      TEST_CASE(test_bulk_resume),      TEST_CASE(test_renew),
+                                      TEST_CASE(test_revoke_keyfactor), TEST_END};
     return test_main("it_revoke", cases, setup, teardown);
 }

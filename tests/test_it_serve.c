@@ -840,6 +840,59 @@ static void test_tls_trust_bundle(void)
     CU_ASSERT_EQUAL(start_server(""), 0);
 }
 
+/* The PEM bundle hsmenroll writes (its key encrypted) serves HTTPS with the key's password from
+ * a file; without one, or with a wrong one, serve says so and exits 2 (not "address in use"). */
+static void test_tls_key_encrypted(void)
+{
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh(
+            "cd '%s' && printf '%%s\\n' '{\"Id\":\"serve-tls\",\"Template\":\"Default\","
+            "\"Subject\":\"CN=127.0.0.1\",\"SANs\":{\"ip4\":[\"127.0.0.1\"]},\"KeyType\":\"ECC\","
+            "\"Format\":\"PEM\",\"IncludeChain\":true}' >serve-tls.ndjson && '%s' run "
+            "serve-tls.ndjson -o out-serve-tls --home '%s' -q && (umask 077 && jq -r "
+            ".CertificateInformation.Password "
+            "out-serve-tls/results.ndjson >tls.password) && grep -q 'ENCRYPTED PRIVATE KEY' "
+            "out-serve-tls/serve-tls.pem",
+            tmp, HSMENROLL_BIN, home),
+        0);
+    char pem[700], serve[2048];
+    snprintf(pem, sizeof pem, "%s/out-serve-tls/serve-tls.pem", tmp);
+    snprintf(serve, sizeof serve,
+             "cd '%s' && '%s' serve --home '%s' --listen 127.0.0.1:0 --credentials '%s' "
+             "--tls-cert '%s' --tls-key '%s'",
+             tmp, HSMENROLL_BIN, home, creds, pem, pem);
+    CU_ASSERT_EQUAL(test_sh("%s 2>tls.err", serve), 2);
+    char path[700];
+    snprintf(path, sizeof path, "%s/tls.err", tmp);
+    char *err = test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "--tls-key-password-file") : NULL);
+    CU_ASSERT_PTR_NULL(err ? strstr(err, "address in use") : "");
+    free(err);
+    CU_ASSERT_EQUAL(
+        test_sh("export TLS_PW=wrong-password; %s --tls-key-password-env TLS_PW 2>tls.err", serve),
+        2);
+    err = test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "wrong password") : NULL);
+    free(err);
+    /* With the password: HTTPS with the bundle's certificate. */
+    char extra[2048];
+    snprintf(extra, sizeof extra,
+             "--tls-cert '%s' --tls-key '%s' --tls-key-password-file '%s/tls.password'", pem, pem,
+             tmp);
+    CU_ASSERT_EQUAL_FATAL(start_server(extra), 0);
+    CU_ASSERT_EQUAL(strncmp(url, "https://", 8), 0);
+    const char *port = strrchr(url, ':');
+    CU_ASSERT_EQUAL(test_sh("a=$(openssl s_client -connect 127.0.0.1:%d </dev/null 2>/dev/null | "
+                            "openssl x509 -noout -fingerprint -sha256) && b=$(openssl x509 -in "
+                            "'%s' -noout -fingerprint -sha256) && [ -n \"$a\" ] && [ \"$a\" = "
+                            "\"$b\" ]",
+                            port ? atoi(port + 1) : 0, pem),
+                    0);
+    CU_ASSERT_EQUAL(stop_server(), 0);
+    CU_ASSERT_EQUAL(start_server(""), 0);
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -854,6 +907,7 @@ int main(void)
         TEST_CASE(test_serve_san_limit),
         TEST_CASE(test_serials_unique_across_restarts),
         TEST_CASE(test_tls_trust_bundle),
+        TEST_CASE(test_tls_key_encrypted),
         TEST_END,
     };
     return test_main("serve", cases, setup, teardown);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "ca/hsm_signer.h"
 #include "hsm/hsm.h"
@@ -47,8 +49,11 @@ static int setup(void)
              "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"]},\"CertificateAuthorities\":[{\"Id\":1,"
              "\"Name\":\"embedded\",\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":"
              "\"hsmenroll-ca\"}],\"Templates\":[{\"Id\":1,\"Name\":\"Default\","
+             "\"CertificateAuthorities\":[1]},{\"Id\":2,\"Name\":\"Short\",\"ValidityDays\":1,"
              "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":"
-             "\"Default\",\"Template\":1,\"TemplateDefault\":true,\"AllowedEnrollmentTypes\":3}],"
+             "\"Default\",\"Template\":1,\"TemplateDefault\":true,\"AllowedEnrollmentTypes\":3},"
+             "{\"Id\":2,\"Name\":\"Short\",\"Template\":2,\"TemplateDefault\":true,"
+             "\"AllowedEnrollmentTypes\":3}],"
              "\"Stores\":[{\"Id\":\"" STORE_ID "\",\"Token\":\"store-a\",\"AgentGuid\":\"" AGENT
              "\"},{\"Id\":\"" OTHER_STORE "\",\"Token\":\"absent\",\"AgentGuid\":\"" AGENT "\"}]}",
              home);
@@ -455,14 +460,92 @@ static void test_pfx_delivery_and_renewal(void)
                   "STORE_NEEDS_KEY");
 }
 
+/* `renew --within DAYS` with a configuration that has Stores: the aliases whose current
+ * certificate expires within DAYS (five put there with a one-day template) are reenrolled with
+ * the default template, keeping subject and key type; the others are not touched. */
+static void test_renew_store_aliases(void)
+{
+    char batch[700], out[700], renewed[700], path[800];
+    snprintf(batch, sizeof batch, "%s/short.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out-short", tmp);
+    snprintf(renewed, sizeof renewed, "%s/out-renew-store", tmp);
+    FILE *f = fopen(batch, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    for (int i = 0; i < 5; i++)
+        fprintf(f,
+                "{\"Id\":\"short-%03d\",\"Operation\":\"Reenrollment\",\"KeystoreId\":\"" STORE_ID
+                "\",\"Alias\":\"alias-%03d\",\"SubjectName\":\"CN=alias-%03d.example,O=short\","
+                "\"AgentGuid\":\"" AGENT "\",\"CertificateTemplate\":\"Short\",\"KeyType\":"
+                "\"ECC\"}\n",
+                i, i, i);
+    fclose(f);
+    CU_ASSERT_EQUAL_FATAL(
+        ENGINE("run '%s' --config '%s' -o '%s' --progress never", batch, cfg, out), 0);
+    json_t *before = aliases_now();
+    size_t count = json_array_size(before);
+
+    CU_ASSERT_EQUAL(ENGINE("renew --within 2 --config '%s' -o '%s' -q", cfg, renewed), 0);
+    snprintf(path, sizeof path, "%s/renew-batch.ndjson", renewed);
+    json_t *lines = test_load_ndjson(path);
+    CU_ASSERT_EQUAL(json_array_size(lines), 5);
+    json_t *l0 = test_find_by(lines, "Id", "store-" STORE_ID "-alias-000");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(l0, "Operation")), "Reenrollment");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(l0, "Alias")), "alias-000");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(l0, "Template")), "Default");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(l0, "KeyType")), "ECC");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(l0, "Curve")), "1.2.840.10045.3.1.7");
+    const char *subject = json_string_value(json_object_get(l0, "SubjectName"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(subject ? subject : "", "O=short"));
+    json_decref(lines);
+    snprintf(path, sizeof path, "%s/results.ndjson", renewed);
+    lines = test_load_ndjson(path);
+    CU_ASSERT_EQUAL(json_array_size(lines), 5);
+    json_decref(lines);
+
+    /* The five have new certificates of the default template (365 days); the rest are as they
+     * were; the store holds as many aliases, each complete. */
+    json_t *after = aliases_now();
+    CU_ASSERT_EQUAL(json_array_size(after), count);
+    int changed = 0, same = 0;
+    size_t i;
+    json_t *a;
+    json_array_foreach(after, i, a)
+    {
+        const char *alias = json_string_value(json_object_get(a, "Alias"));
+        json_t *b = test_find_by(before, "Alias", alias);
+        const char *now_serial = json_string_value(json_object_get(a, "SerialNumber"));
+        const char *was_serial = json_string_value(json_object_get(b, "SerialNumber"));
+        bool differs = now_serial && was_serial && strcmp(now_serial, was_serial) != 0;
+        CU_ASSERT_TRUE(json_is_true(json_object_get(a, "Complete")));
+        if (strncmp(alias, "alias-00", 8) == 0 && alias[8] >= '0' && alias[8] <= '4') {
+            changed += differs;
+            const char *not_after = json_string_value(json_object_get(a, "NotAfter"));
+            char year_now[8], year_then[8];
+            time_t in_300 = time(NULL) + 300L * 86400;
+            strftime(year_now, sizeof year_now, "%Y", gmtime(&in_300));
+            snprintf(year_then, sizeof year_then, "%.4s", not_after ? not_after : "");
+            CU_ASSERT(strcmp(year_then, year_now) >= 0);
+        } else {
+            same += !differs;
+        }
+    }
+    CU_ASSERT_EQUAL(changed, 5);
+    CU_ASSERT_EQUAL((size_t)same, count - 5);
+    json_decref(before);
+    json_decref(after);
+
+    /* Nothing is due now: no OUTDIR is made. */
+    snprintf(renewed, sizeof renewed, "%s/out-renew-store2", tmp);
+    CU_ASSERT_EQUAL(ENGINE("renew --within 2 --config '%s' -o '%s' -q", cfg, renewed), 0);
+    CU_ASSERT_NOT_EQUAL(access(renewed, F_OK), 0);
+}
+
 int main(void)
 {
     test_case cases[] = {
-        TEST_CASE(test_reenroll_200_aliases),
-        TEST_CASE(test_kill_at_each_step_then_resume),
-        TEST_CASE(test_bad_store_lines_fail_alone),
-        TEST_CASE(test_pfx_delivery_and_renewal),
-        TEST_END,
+        TEST_CASE(test_reenroll_200_aliases),       TEST_CASE(test_kill_at_each_step_then_resume),
+        TEST_CASE(test_bad_store_lines_fail_alone), TEST_CASE(test_pfx_delivery_and_renewal),
+        TEST_CASE(test_renew_store_aliases),        TEST_END,
     };
     return test_main("store", cases, setup, teardown);
 }

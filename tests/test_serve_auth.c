@@ -492,6 +492,42 @@ static void test_concurrent_checks(void)
     serve_credentials_free(creds);
 }
 
+/* Basic names with a domain: "DOMAIN\user" (Go clients) and "user@domain" (Python SDK). */
+static void test_domain_names(void)
+{
+    json_t *doc = json_pack("{s:[o, o, o]}", "Users", user_entry("fleet", "fleet-pass", 1000),
+                            user_entry("KF\\admin", "admin-pass", 1000),
+                            user_entry("ops@corp.example", "ops-pass", 1000));
+    enroll_error err;
+    serve_credentials *creds = load_doc(doc, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(creds);
+    const serve_user *fleet = serve_credentials_check(creds, "fleet", "fleet-pass");
+    const serve_user *admin = serve_credentials_check(creds, "KF\\admin", "admin-pass");
+    const serve_user *ops = serve_credentials_check(creds, "ops@corp.example", "ops-pass");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fleet);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(admin);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ops);
+    /* A bare entry stands for the user in any domain. */
+    CU_ASSERT_PTR_EQUAL(serve_credentials_check(creds, "KF\\fleet", "fleet-pass"), fleet);
+    CU_ASSERT_PTR_EQUAL(serve_credentials_check(creds, "fleet@kf.example", "fleet-pass"), fleet);
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "KF\\fleet", "fleet-pasS"));
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "KF\\FLEET", "fleet-pass"));
+    /* An entry with a domain: that domain only, in either form, the domain in any case. */
+    CU_ASSERT_PTR_EQUAL(serve_credentials_check(creds, "admin@kf", "admin-pass"), admin);
+    CU_ASSERT_PTR_EQUAL(serve_credentials_check(creds, "kf\\admin", "admin-pass"), admin);
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "OTHER\\admin", "admin-pass"));
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "admin", "admin-pass"));
+    CU_ASSERT_PTR_EQUAL(serve_credentials_check(creds, "CORP.EXAMPLE\\ops", "ops-pass"), ops);
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "ops", "ops-pass"));
+    CU_ASSERT_STRING_EQUAL(serve_user_name(ops), "ops@corp.example");
+    /* Not a domain name form. */
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "\\fleet", "fleet-pass"));
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "fleet@", "fleet-pass"));
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "A\\B\\fleet", "fleet-pass"));
+    CU_ASSERT_PTR_NULL(serve_credentials_check(creds, "KF\\fleet@x", "fleet-pass"));
+    serve_credentials_free(creds);
+}
+
 /* Issue 17, item 11: users hashed at different iteration counts (1000 and 20000). A wrong
  * password for the cheap user, one for the dear user and an unknown name each cost the same
  * PBKDF2 work (20000 iterations), so the time of a failed login tells no name apart; the right
@@ -594,6 +630,7 @@ int main(void)
         TEST_CASE(test_structure_refused),
         TEST_CASE(test_basic_auth_parse),
         TEST_CASE(test_concurrent_checks),
+        TEST_CASE(test_domain_names),
         TEST_CASE(test_unknown_name_costs_a_known_one),
         TEST_CASE(test_success_clears_only_its_name),
         TEST_END,
