@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "ca/hsm_signer.h"
@@ -218,6 +220,17 @@ static void run_module(int e)
         fprintf(stderr, "\n  %s: skipped: needs root (machine-wide daemon and paths)\n", env);
         return;
     }
+    /* A machine-wide module (openCryptoki's pkcsslotd and fixed paths): one test program at a
+     * time on this machine uses it (two suites running at once wait here for each other). */
+    int lock = -1;
+    if (envs[e].root) {
+        lock =
+            open("/run/lock/hsmenroll-test-opencryptoki.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lock >= 0 && flock(lock, LOCK_EX) != 0) {
+            close(lock);
+            lock = -1;
+        }
+    }
     char *dir = test_tmpdir("hsmenroll-modules");
     CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
     /* Under ASan no EdDSA keys on SoftHSM (its leak suppression needs slow unwinding). */
@@ -396,6 +409,8 @@ stop:
     test_sh("sh %s/tests/modules/%s.sh stop %s/env >/dev/null 2>&1", SRC, env, dir);
     test_rmtree(dir);
     free(dir);
+    if (lock >= 0)
+        close(lock); /* releases the flock */
 }
 
 static void test_softhsm(void)
@@ -419,7 +434,7 @@ static void test_nss(void)
 }
 
 /* Machine-wide (pkcsslotd, fixed paths): the stop script stops pkcsslotd; the cases of this
- * program run one after the other. */
+ * program run one after the other, and other programs wait on the lock in run_module. */
 static void test_opencryptoki(void)
 {
     run_module(OCK);
