@@ -48,6 +48,68 @@ void local_ca_default_options(local_ca_options *opt)
     opt->name = "hsmenroll";
 }
 
+const char *local_ca_key_name(const hsm_key_spec *spec, char *buf, size_t size)
+{
+    if (spec->type == HSM_KEY_RSA)
+        snprintf(buf, size, "RSA-%d", (int)spec->rsa_bits);
+    else
+        snprintf(buf, size, "ECC-P%s",
+                 spec->curve == HSM_CURVE_P384   ? "384"
+                 : spec->curve == HSM_CURVE_P521 ? "521"
+                                                 : "256");
+    return buf;
+}
+
+int local_ca_fit_keys(local_ca_options *opt, hsm_session *session, bool explicit_keys,
+                      bool *chosen_rsa, enroll_error *err)
+{
+    *chosen_rsa = false;
+    hsm_caps caps;
+    hsm_error herr;
+    if (hsm_caps_probe(session->token->module, session->token->desc.slot, &caps, &herr) != 0) {
+        hsm_error_to_enroll(&herr, HSE_CA_INIT_FAILED, err);
+        return -1;
+    }
+    char why[300], name[32];
+    static const hsm_key_spec rsa_root = {HSM_KEY_RSA, 3072, 0},
+                              rsa_issuing = {HSM_KEY_RSA, 2048, 0};
+    if (!explicit_keys &&
+        (!hsm_caps_keygen(&caps, &opt->root_key, why, sizeof why) ||
+         !hsm_caps_keygen(&caps, &opt->issuing_key, why, sizeof why)) &&
+        hsm_caps_keygen(&caps, &rsa_root, why, sizeof why) &&
+        hsm_caps_keygen(&caps, &rsa_issuing, why, sizeof why)) {
+        opt->root_key = rsa_root;
+        opt->issuing_key = rsa_issuing;
+        *chosen_rsa = true;
+    }
+    const hsm_key_spec *specs[2] = {&opt->root_key, &opt->issuing_key};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        if (hsm_caps_keygen(&caps, specs[i], why, sizeof why))
+            continue;
+        /* What this token can make, as --root-key/--issuing-key spell it. */
+        static const hsm_key_spec all[] = {
+            {HSM_KEY_EC, 0, HSM_CURVE_P256}, {HSM_KEY_EC, 0, HSM_CURVE_P384},
+            {HSM_KEY_EC, 0, HSM_CURVE_P521}, {HSM_KEY_RSA, 2048, 0},
+            {HSM_KEY_RSA, 3072, 0},          {HSM_KEY_RSA, 4096, 0},
+        };
+        char can[160] = "", unused[8];
+        for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+            if (hsm_caps_keygen(&caps, &all[k], unused, sizeof unused))
+                snprintf(can + strlen(can), sizeof can - strlen(can), "%s%s", can[0] ? ", " : "",
+                         local_ca_key_name(&all[k], name, sizeof name));
+        enroll_error_set(err, HSE_HSM_CANNOT_GENERATE, NULL,
+                         "the CA's %s key %s cannot be made in token \"%s\": %s; %s%s%s",
+                         i ? "issuing" : "root", local_ca_key_name(specs[i], name, sizeof name),
+                         session->token->desc.label, why,
+                         can[0] ? "it can make " : "it can make none of the CA key types", can,
+                         can[0] ? " (--key-type RSA|ECC, --root-key, --issuing-key)" : "");
+        rc = -1;
+    }
+    hsm_caps_free(&caps);
+    return rc;
+}
+
 static char *path_in(const char *home, const char *name)
 {
     char *p = NULL;

@@ -24,6 +24,16 @@ typedef struct local_ca_options {
 
 void local_ca_default_options(local_ca_options *opt);
 
+/* Which keys a CA gets, checked against what session's token can generate (its capabilities,
+ * probed once here) before any key is made. explicit_keys: the caller chose them (--key-type,
+ * --root-key, --issuing-key) and they are only checked; otherwise a module without the default
+ * ECC keys gets RSA-3072 (root) and RSA-2048 (issuing), and *chosen_rsa says so. Code
+ * HSM_CANNOT_GENERATE with the module's reason and the choices that remain. 0 or -1. */
+int local_ca_fit_keys(local_ca_options *opt, hsm_session *session, bool explicit_keys,
+                      bool *chosen_rsa, enroll_error *err);
+/* "ECC-P384", "RSA-3072", ...: the spelling --root-key takes. */
+const char *local_ca_key_name(const hsm_key_spec *spec, char *buf, size_t size);
+
 /* An open CA (opaque): its certificates, the handle of its issuing key, its issuance log. */
 typedef struct local_ca local_ca;
 

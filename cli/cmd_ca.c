@@ -33,9 +33,12 @@ static const char ca_usage[] =
     "      --home DIR          engine home of the embedded default\n"
     "      --ca NAME           which local CA of the configuration (default: every local CA for\n"
     "                          init, the first for show)\n"
-    "      --root-key SPEC     root key: ECC-P256, ECC-P384 (default), ECC-P521, RSA-2048,\n"
-    "                          RSA-3072, RSA-4096\n"
-    "      --issuing-key SPEC  issuing CA key (default ECC-P256: fast bulk signing)\n"
+    "      --key-type RSA|ECC  both CA keys of this type: ECC-P384 root and ECC-P256 issuing\n"
+    "                          (the default), or RSA-3072 root and RSA-2048 issuing (the\n"
+    "                          default on a module that cannot generate EC keys)\n"
+    "      --root-key SPEC     root key: ECC-P256, ECC-P384, ECC-P521, RSA-2048, RSA-3072,\n"
+    "                          RSA-4096\n"
+    "      --issuing-key SPEC  issuing CA key (ECC-P256 by default: fast bulk signing)\n"
     "      --name STEM         name stem of the CA subjects (default hsmenroll)\n"
     "      --json              show: print JSON\n"
     "  -o, --output FILE       crl: write it there (default: standard output)\n"
@@ -168,24 +171,20 @@ done:
 int cli_ca(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"home", required_argument, NULL, 'H'},
-        {"ca", required_argument, NULL, 'A'},
-        {"root-key", required_argument, NULL, 'R'},
-        {"issuing-key", required_argument, NULL, 'I'},
-        {"name", required_argument, NULL, 'N'},
-        {"json", no_argument, NULL, 'j'},
-        {"output", required_argument, NULL, 'o'},
-        {"der", no_argument, NULL, 'D'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"home", required_argument, NULL, 'H'},
+        {"ca", required_argument, NULL, 'A'},       {"key-type", required_argument, NULL, 'K'},
+        {"root-key", required_argument, NULL, 'R'}, {"issuing-key", required_argument, NULL, 'I'},
+        {"name", required_argument, NULL, 'N'},     {"json", no_argument, NULL, 'j'},
+        {"output", required_argument, NULL, 'o'},   {"der", no_argument, NULL, 'D'},
+        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     const char *ca_name = NULL;
     cli_common common = {0};
     local_ca_options opt;
     local_ca_default_options(&opt);
+    bool explicit_keys = false, root_given = false, issuing_given = false;
+    hsm_key_spec root_spec = opt.root_key, issuing_spec = opt.issuing_key;
     bool as_json = false, der = false;
     const char *output = NULL;
     int c, exit_code;
@@ -200,12 +199,29 @@ int cli_ca(int argc, char **argv)
         case 'A':
             ca_name = optarg;
             break;
+        case 'K':
+            if (strcasecmp(optarg, "RSA") == 0) {
+                opt.root_key = (hsm_key_spec){HSM_KEY_RSA, 3072, 0};
+                opt.issuing_key = (hsm_key_spec){HSM_KEY_RSA, 2048, 0};
+            } else if (strcasecmp(optarg, "ECC") == 0 || strcasecmp(optarg, "EC") == 0) {
+                local_ca_options d;
+                local_ca_default_options(&d);
+                opt.root_key = d.root_key;
+                opt.issuing_key = d.issuing_key;
+            } else {
+                fprintf(stderr, "hsmenroll ca: --key-type is RSA or ECC, not \"%s\"\n", optarg);
+                return EXIT_NOTHING_DONE;
+            }
+            explicit_keys = true;
+            break;
         case 'R':
         case 'I':
-            if (parse_key_spec(optarg, c == 'R' ? &opt.root_key : &opt.issuing_key) != 0) {
+            if (parse_key_spec(optarg, c == 'R' ? &root_spec : &issuing_spec) != 0) {
                 fprintf(stderr, "hsmenroll ca: unknown key spec \"%s\"\n", optarg);
                 return EXIT_NOTHING_DONE;
             }
+            *(c == 'R' ? &root_given : &issuing_given) = true;
+            explicit_keys = true;
             break;
         case 'N':
             opt.name = optarg;
@@ -221,6 +237,11 @@ int cli_ca(int argc, char **argv)
             break;
         }
     }
+    /* --root-key and --issuing-key win over --key-type, whatever their order. */
+    if (root_given)
+        opt.root_key = root_spec;
+    if (issuing_given)
+        opt.issuing_key = issuing_spec;
     static const char *const words[] = {"init", "show", "crl", NULL};
     int operand = cli_operand(argc, argv, ca_usage, words);
     if (operand < 0)
@@ -274,7 +295,15 @@ int cli_ca(int argc, char **argv)
         int t = hsm_context_token_index(&s.hsm, ca->token);
         hsm_session session;
         hsm_context_login_session(&s.hsm, (size_t)t, &session);
-        if (local_ca_create(ca->home, &session, &opt, &err) != 0)
+        local_ca_options fitted = opt;
+        bool chosen_rsa = false;
+        if (local_ca_fit_keys(&fitted, &session, explicit_keys, &chosen_rsa, &err) != 0)
+            goto done;
+        if (chosen_rsa)
+            log_info("token \"%s\" cannot generate the default ECC keys: CA \"%s\" gets "
+                     "RSA-3072 (root) and RSA-2048 (issuing) keys",
+                     ca->token, ca->name);
+        if (local_ca_create(ca->home, &session, &fitted, &err) != 0)
             goto done;
         log_info("created CA \"%s\" in %s", ca->name, ca->home);
         if (!common.quiet && show(&s, ca, false) != 0)

@@ -2,6 +2,7 @@
  * keys in them. */
 #include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,10 @@ static const char token_usage[] =
     "list: the module's tokens; with --keys, the private keys in the configuration's tokens\n"
     "      (label, type, storage, RFC 7512 URI), which needs the user PIN. With --aliases, the\n"
     "      aliases of the configuration's certificate stores (Stores), or of the token --label\n"
-    "      names: subject, serial, not-after, key type and URI of each.\n"
+    "      names: subject, serial, not-after, key type and URI of each. With --caps, per\n"
+    "      token and key type (RSA-2048 ... Ed448) whether the module can generate it (token\n"
+    "      storage) and export it (export storage, and by which wrap), the journal's sealing\n"
+    "      schemes, PIN length and session limit; from the mechanism list, no PIN needed.\n"
     "gc:   the private keys in the key tokens that nothing accounts for: no journal and no\n"
     "      results file given records them, no certificate object in the token has their\n"
     "      CKA_ID, no issuance of the embedded CA certified their public key. Orphans, left by\n"
@@ -43,6 +47,7 @@ static const char token_usage[] =
     "      --label LABEL   init: only this token\n"
     "      --keys          list: the keys too\n"
     "      --aliases       list: the certificate stores' aliases\n"
+    "      --caps          list: what each token can do per key type\n"
     "      --json          list, gc: print JSON\n"
     "      --journal FILE  gc: a run's journal (OUTDIR/journal.ndjson); repeatable\n"
     "      --results FILE  gc: a run's results (OUTDIR/results.ndjson); repeatable\n"
@@ -189,7 +194,115 @@ static int list_aliases(engine_setup *s, const char *label, bool as_json, enroll
     return 0;
 }
 
-static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err)
+/* What a token can do per key type, from its mechanism list (hsm_caps_probe, no login): key pair
+ * generation (token storage) and the wrap an export would use (export storage). A run proves the
+ * export wrap by a round trip before the first CSR; a module may still refuse a key type at that
+ * point (then it is read or refused, as the run says). */
+static json_t *token_caps(hsm_module *module, CK_SLOT_ID slot)
+{
+    hsm_caps caps;
+    hsm_error herr;
+    if (hsm_caps_probe(module, slot, &caps, &herr) != 0)
+        return json_pack("{s:s}", "Error", herr.message);
+    static const CK_MECHANISM_TYPE wraps[] = {CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD,
+                                              CKM_AES_CBC_PAD};
+    static const char *const wrap_names[] = {"CKM_AES_KEY_WRAP_KWP", "CKM_AES_KEY_WRAP_PAD",
+                                             "CKM_AES_CBC_PAD"};
+    const char *wrap = NULL;
+    for (size_t m = 0; wrap == NULL && m < sizeof wraps / sizeof wraps[0]; m++)
+        if (hsm_caps_has(&caps, wraps[m], CKF_WRAP) && hsm_caps_mechanism(&caps, CKM_AES_KEY_GEN))
+            wrap = wrap_names[m];
+    static const struct {
+        const char *name;
+        hsm_key_spec spec;
+    } types[] = {
+        {"RSA-2048", {HSM_KEY_RSA, 2048, 0}},
+        {"RSA-3072", {HSM_KEY_RSA, 3072, 0}},
+        {"RSA-4096", {HSM_KEY_RSA, 4096, 0}},
+        {"ECC-P256", {HSM_KEY_EC, 0, HSM_CURVE_P256}},
+        {"ECC-P384", {HSM_KEY_EC, 0, HSM_CURVE_P384}},
+        {"ECC-P521", {HSM_KEY_EC, 0, HSM_CURVE_P521}},
+        {"Ed25519", {HSM_KEY_ED25519, 0, 0}},
+        {"Ed448", {HSM_KEY_ED448, 0, 0}},
+    };
+    json_t *list = json_array();
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char why[300];
+        bool gen = hsm_caps_keygen(&caps, &types[i].spec, why, sizeof why);
+        json_t *o = json_pack("{s:s, s:b, s:b}", "KeyType", types[i].name, "Token", gen, "Export",
+                              gen && wrap != NULL);
+        if (gen && wrap != NULL)
+            json_object_set_new(o, "ExportWrap", json_string(wrap));
+        else
+            json_object_set_new(o, "Why",
+                                json_string(gen ? "no AES key wrap or AES-CBC-PAD wrapping "
+                                                  "mechanism (with CKM_AES_KEY_GEN)"
+                                                : why));
+        json_array_append_new(list, o);
+    }
+    /* The journal's sealing of the run's wrapping key (export runs), as the run would choose. */
+    json_t *seal = json_array();
+    if (hsm_caps_has(&caps, CKM_AES_CBC_PAD, CKF_ENCRYPT | CKF_DECRYPT) &&
+        hsm_caps_mechanism(&caps, CKM_AES_KEY_GEN))
+        json_array_append_new(seal, json_string("AES-CBC-PAD"));
+    if (hsm_caps_has(&caps, CKM_AES_GCM, CKF_ENCRYPT | CKF_DECRYPT) &&
+        hsm_caps_mechanism(&caps, CKM_AES_KEY_GEN))
+        json_array_append_new(seal, json_string("AES-GCM"));
+    if (hsm_caps_has(&caps, CKM_RSA_PKCS_OAEP, CKF_ENCRYPT | CKF_DECRYPT) &&
+        hsm_caps_mechanism(&caps, CKM_RSA_PKCS_KEY_PAIR_GEN))
+        json_array_append_new(seal, json_string("RSA-OAEP"));
+    /* 0 (CK_EFFECTIVELY_INFINITE), ~0 (unavailable) and openCryptoki's ~0 - 1 state no limit. */
+    bool stated = caps.max_sessions != CK_EFFECTIVELY_INFINITE && caps.max_sessions <= INT_MAX;
+    json_t *out =
+        json_pack("{s:o, s:o, s:[I,I], s:o, s:I}", "KeyTypes", list, "JournalSeal", seal,
+                  "PinLength", (json_int_t)caps.min_pin, (json_int_t)caps.max_pin, "MaxSessions",
+                  stated ? json_integer((json_int_t)caps.max_sessions) : json_null(), "Mechanisms",
+                  (json_int_t)caps.count);
+    hsm_caps_free(&caps);
+    return out;
+}
+
+static void print_caps(json_t *caps)
+{
+    if (json_object_get(caps, "Error") != NULL) {
+        printf("    capabilities: %s\n", json_string_value(json_object_get(caps, "Error")));
+        return;
+    }
+    printf("    %-10s %-6s %s\n", "KEY TYPE", "TOKEN", "EXPORT");
+    size_t i;
+    json_t *k;
+    json_array_foreach(json_object_get(caps, "KeyTypes"), i, k)
+    {
+        bool gen = json_is_true(json_object_get(k, "Token"));
+        bool exp = json_is_true(json_object_get(k, "Export"));
+        const char *why = json_string_value(json_object_get(k, "Why"));
+        printf("    %-10s %-6s %s%s%s\n", json_string_value(json_object_get(k, "KeyType")),
+               gen ? "yes" : "no", exp ? json_string_value(json_object_get(k, "ExportWrap")) : "no",
+               exp ? "" : ": ",
+               exp   ? ""
+               : why ? why
+                     : "");
+    }
+    json_t *seal = json_object_get(caps, "JournalSeal");
+    printf("    journal seal offered (export runs): ");
+    if (json_array_size(seal) == 0)
+        printf("none (export runs need --no-journal)");
+    json_array_foreach(seal, i, k) printf("%s%s", i ? ", " : "", json_string_value(k));
+    json_t *max = json_object_get(caps, "MaxSessions");
+    if (!json_is_integer(max))
+        max = NULL;
+    json_t *pin = json_object_get(caps, "PinLength");
+    char sessions[64] = "no session limit stated";
+    if (max != NULL)
+        snprintf(sessions, sizeof sessions, "at most %lld sessions",
+                 (long long)json_integer_value(max));
+    printf("\n    PIN length %lld-%lld, %s, %lld mechanisms\n",
+           (long long)json_integer_value(json_array_get(pin, 0)),
+           (long long)json_integer_value(json_array_get(pin, 1)), sessions,
+           (long long)json_integer_value(json_object_get(caps, "Mechanisms")));
+}
+
+static int list(engine_setup *s, bool with_keys, bool with_caps, bool as_json, enroll_error *err)
 {
     hsm_error herr;
     hsm_module *module = s->module;
@@ -206,6 +319,9 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
                                              "Manufacturer", tokens[i].manufacturer, "Model",
                                              tokens[i].model, "Slot", (json_int_t)tokens[i].slot,
                                              "Initialized", tokens[i].initialized));
+        if (with_caps && tokens[i].initialized)
+            json_object_set_new(json_array_get(out, (size_t)i), "Capabilities",
+                                token_caps(module, tokens[i].slot));
     }
     if (with_keys) {
         if (setup_login(s, err) != 0) {
@@ -239,6 +355,8 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
                    (long long)json_integer_value(json_object_get(t, "Slot")),
                    json_string_value(json_object_get(t, "Model")),
                    json_string_value(json_object_get(t, "Manufacturer")));
+            if (json_object_get(t, "Capabilities") != NULL)
+                print_caps(json_object_get(t, "Capabilities"));
             json_t *keys = json_object_get(t, "Keys");
             size_t k;
             json_t *key;
@@ -259,17 +377,25 @@ static int list(engine_setup *s, bool with_keys, bool as_json, enroll_error *err
 int cli_token(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},  {"home", required_argument, NULL, 'H'},
-        {"label", required_argument, NULL, 'L'},   {"keys", no_argument, NULL, 'k'},
-        {"aliases", no_argument, NULL, 'A'},       {"json", no_argument, NULL, 'j'},
-        {"journal", required_argument, NULL, 'J'}, {"delete", no_argument, NULL, 'D'},
-        {"results", required_argument, NULL, 'R'}, {"confirm", required_argument, NULL, 'C'},
-        {"quiet", no_argument, NULL, 'q'},         {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"home", required_argument, NULL, 'H'},
+        {"label", required_argument, NULL, 'L'},
+        {"keys", no_argument, NULL, 'k'},
+        {"aliases", no_argument, NULL, 'A'},
+        {"json", no_argument, NULL, 'j'},
+        {"journal", required_argument, NULL, 'J'},
+        {"delete", no_argument, NULL, 'D'},
+        {"results", required_argument, NULL, 'R'},
+        {"confirm", required_argument, NULL, 'C'},
+        {"caps", no_argument, NULL, 'P'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *label = NULL;
     cli_common common = {0};
-    bool with_keys = false, as_json = false, delete = false, aliases = false;
+    bool with_keys = false, as_json = false, delete = false, aliases = false, with_caps = false;
     const char *journals[64], *results[64];
     token_gc_options gc = {.journals = journals, .results = results};
     int c, exit_code;
@@ -289,6 +415,9 @@ int cli_token(int argc, char **argv)
             break;
         case 'A':
             aliases = true;
+            break;
+        case 'P':
+            with_caps = true;
             break;
         case 'j':
             as_json = true;
@@ -358,7 +487,7 @@ int cli_token(int argc, char **argv)
     if (!init) {
         if (setup_module(&s, false, &err) == 0 || s.module != NULL) {
             enroll_error_clear(&err);
-            rc = list(&s, with_keys, as_json, &err) == 0 ? 0 : EXIT_NOTHING_DONE;
+            rc = list(&s, with_keys, with_caps, as_json, &err) == 0 ? 0 : EXIT_NOTHING_DONE;
         }
         goto done;
     }

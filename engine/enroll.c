@@ -372,7 +372,11 @@ static int prepare_reenrollment(worker *w, job *j)
 /* The swap, from the store's index (no search): the certificate installed next to the new key
  * (same CKA_ID and label) unless it is there already, then every other entry of the alias
  * retired, certificate first. Done again by a resumed run, and at every point the alias has a
- * complete entry. */
+ * complete entry, except on a token that keeps one subject per label (NSS: a nickname belongs
+ * to one subject): when it refuses the new certificate with CKR_ATTRIBUTE_VALUE_INVALID while
+ * the alias has another certificate, the old certificates are destroyed first and the install
+ * tried again. The journal holds the new certificate (I record) and the new key stays, so a
+ * crash between the two is completed by --resume. */
 static int install_in_store(worker *w, job *j)
 {
     hsm_session *s = &w->sessions[j->token];
@@ -386,7 +390,7 @@ static int install_in_store(worker *w, job *j)
         installed = installed || (a->entries[i].id_len == HSM_KEY_ID_LEN &&
                                   memcmp(a->entries[i].id, new_id, HSM_KEY_ID_LEN) == 0 &&
                                   a->entries[i].certificate != CK_INVALID_HANDLE);
-    if (!installed && store_install_certificate(s, j->cert, j->req->alias, new_id, &j->err) != 0)
+    if (!installed && store_install_making_room(s, j->cert, j->req->alias, a, new_id, &j->err) != 0)
         return -1;
     fault_point("store-installed");
     if (store_retire_others(s, a, new_id, &j->err) != 0)
@@ -488,9 +492,10 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         hsm_keypair pair;
         if (ix == NULL || key_import(s, key, tg->alias, &pair, &j->err) != 0)
             return -1;
-        int rc = store_install_certificate(s, j->cert, tg->alias, pair.id, &j->err);
+        const store_alias *al = store_index_find(ix, tg->alias);
+        int rc = store_install_making_room(s, j->cert, tg->alias, al, pair.id, &j->err);
         if (rc == 0)
-            rc = store_retire_others(s, store_index_find(ix, tg->alias), pair.id, &j->err);
+            rc = store_retire_others(s, al, pair.id, &j->err);
         else
             hsm_destroy_keypair(s, &pair, NULL);
         hsm_keypair_release(&pair);
@@ -906,6 +911,8 @@ void enroll_answered(worker *w, job *j)
 {
     json_t *files = json_array();
     char *password = NULL;
+    if (!j->failed && !j->pending)
+        fault_answered();
     if (!j->failed && !j->pending)
         recovery_issued(w->run, j);
     if (!j->failed && !j->pending && j->req->operation == OP_REENROLLMENT) {

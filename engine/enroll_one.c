@@ -275,7 +275,7 @@ int engine_reenroll(hsm_context *hsm, size_t t, hsm_session *s, const config_sto
         if (EVP_PKEY_eq(X509_get0_pubkey(*cert), pub) != 1)
             enroll_error_set(err, HSE_KEY_MISMATCH, NULL,
                              "the issued certificate does not match the generated key");
-        else if (store_install_certificate(s, *cert, req->alias, pair.id, err) == 0)
+        else if (store_install_making_room(s, *cert, req->alias, a, pair.id, err) == 0)
             installed = true;
     }
     EVP_PKEY_free(pub);

@@ -11,6 +11,8 @@ static struct {
     char kill_point[64];     /* "" when none */
     long session_loss_every; /* 0 when none */
     _Atomic long keygens;    /* key generations seen, for session_loss_every */
+    long kill_after;         /* 0 when none */
+    _Atomic long answers;    /* certificates answered, for kill_after */
 } hooks;
 
 void fault_hooks_load(void)
@@ -20,6 +22,15 @@ void fault_hooks_load(void)
     const char *loss = getenv("HSMENROLL_FAULT_SESSION_LOSS");
     hooks.session_loss_every = loss ? atol(loss) : 0;
     atomic_store(&hooks.keygens, 0);
+    const char *after = getenv("HSMENROLL_FAULT_KILL_AFTER");
+    hooks.kill_after = after ? atol(after) : 0;
+    atomic_store(&hooks.answers, 0);
+}
+
+void fault_answered(void)
+{
+    if (hooks.kill_after > 0 && atomic_fetch_add(&hooks.answers, 1) + 1 >= hooks.kill_after)
+        raise(SIGKILL);
 }
 
 void fault_point(const char *point)

@@ -97,17 +97,6 @@ static void journal_state_free(run_journal *rj)
     free(rj);
 }
 
-static int storage_key(run *r, hsm_session *s, CK_OBJECT_HANDLE *key, enroll_error *err)
-{
-    hsm_context_login_session(r->hsm, 0, s);
-    hsm_error herr;
-    if (hsm_storage_key(s, RECOVERY_STORAGE_KEY_LABEL, key, &herr) != 0) {
-        hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
-        return -1;
-    }
-    return 0;
-}
-
 int recovery_start(run *r, const char *path, enroll_error *err)
 {
     run_journal *rj = journal_state_new();
@@ -155,22 +144,31 @@ int recovery_note_kek(void *arg, enroll_error *err)
     /* The run's wrapping key, encrypted by a key that never leaves the token, on disk before any
      * key wrapped under it is journaled. */
     hsm_session s;
-    CK_OBJECT_HANDLE key;
     unsigned char *enc = NULL;
     size_t enc_len = 0;
     hsm_error herr;
-    if (storage_key(r, &s, &key, err) != 0 ||
-        hsm_aes_encrypt(&s, key, r->hsm->kek, 32, &enc, &enc_len, &herr) != 0) {
-        if (err->code[0] == '\0')
-            hsm_error_to_enroll(&herr, HSE_JOURNAL_FAILED, err);
-        snprintf(err->message + strlen(err->message), sizeof err->message - strlen(err->message),
-                 "; the journal cannot keep the wrapping key (run with --no-journal to export "
-                 "without crash recovery)");
+    hsm_seal_scheme scheme = HSM_SEAL_NONE;
+    char tried[300];
+    hsm_context_login_session(r->hsm, 0, &s);
+    /* The first of AES-CBC-PAD, AES-GCM, RSA-OAEP that the key token offers and that survives a
+     * round trip (SECURITY.md). */
+    if (hsm_seal_best(&s, r->hsm->caps != NULL ? &r->hsm->caps[0] : NULL,
+                      RECOVERY_STORAGE_KEY_LABEL, r->hsm->kek, 32, &enc, &enc_len, &scheme, tried,
+                      sizeof tried, &herr) != 0) {
+        enroll_error_set(err, HSE_JOURNAL_FAILED, NULL,
+                         "the journal cannot keep the wrapping key: token \"%s\" seals by "
+                         "none of AES-CBC-PAD, AES-GCM, RSA-OAEP (%s); --no-journal exports "
+                         "without crash recovery",
+                         s.token->desc.label, tried);
         return -1;
     }
+    if (scheme != HSM_SEAL_AES_CBC_PAD)
+        log_info("the journal keeps the run's wrapping key sealed by %s in token \"%s\"",
+                 hsm_seal_name(scheme), s.token->desc.label);
     char *kek_b64 = base64_encode(enc, enc_len);
     free(enc);
-    json_t *rec = json_pack("{s:s}", "Kek", kek_b64 ? kek_b64 : "");
+    json_t *rec =
+        json_pack("{s:s, s:s}", "Kek", kek_b64 ? kek_b64 : "", "Seal", hsm_seal_name(scheme));
     free(kek_b64);
     uint64_t seq = journal_append(r->journal->j, "W", rec);
     json_decref(rec);
@@ -250,23 +248,28 @@ static int collect_failed(void *ctx, const char *type, json_t *rec)
 
 /* The run's wrapping key from the header, decrypted by the token's storage key and made the
  * export key (so that the records after the header can be read: wrapped passwords). */
-static int unlock_kek(resume_ctx *rc, const char *kek_b64)
+/* The wrapping key of the interrupted run, unsealed in the key token by the scheme its W record
+ * names. */
+static int unlock_kek(resume_ctx *rc, const char *kek_b64, hsm_seal_scheme seal)
 {
     run *r = rc->r;
     hsm_session s;
-    CK_OBJECT_HANDLE key;
     size_t enc_len = 0, kek_len = 0;
     unsigned char *enc = base64_decode(kek_b64, strlen(kek_b64), BASE64_SKIP_SPACE, &enc_len),
                   *kek = NULL;
     hsm_error herr;
-    int ok = enc != NULL && storage_key(r, &s, &key, rc->err) == 0 &&
-             hsm_aes_decrypt(&s, key, enc, enc_len, &kek, &kek_len, &herr) == 0 && kek_len == 32;
+    hsm_context_login_session(r->hsm, 0, &s);
+    int ok = enc != NULL && seal != HSM_SEAL_NONE &&
+             hsm_unseal(&s, RECOVERY_STORAGE_KEY_LABEL, seal, enc, enc_len, &kek, &kek_len,
+                        &herr) == 0 &&
+             kek_len == 32;
     free(enc);
     if (!ok) {
         if (rc->err->code[0] == '\0')
             enroll_error_set(rc->err, HSE_JOURNAL_UNREADABLE, NULL,
-                             "the journal's wrapping key cannot be decrypted with this token's "
-                             "storage key (another token, or the key was deleted)");
+                             "the journal's wrapping key cannot be unsealed (%s) with this "
+                             "token's storage key (another token, or the key was deleted)",
+                             hsm_seal_name(seal));
         if (kek != NULL)
             OPENSSL_cleanse(kek, kek_len);
         free(kek);
@@ -323,7 +326,7 @@ static int visit(void *ctx, const char *type, json_t *rec)
         const char *shard = json_string_value(json_object_get(rec, "Shard"));
         snprintf(rc->shard, sizeof rc->shard, "%s", shard ? shard : "");
         /* Older journals hold the wrapping key in the header. */
-        return kek != NULL && !rc->kek_ready ? unlock_kek(rc, kek) : 0;
+        return kek != NULL && !rc->kek_ready ? unlock_kek(rc, kek, HSM_SEAL_AES_CBC_PAD) : 0;
     }
     if (rj->run_id[0] == '\0')
         return -1;                /* records before any header */
@@ -331,7 +334,13 @@ static int visit(void *ctx, const char *type, json_t *rec)
         const char *kek = json_string_value(json_object_get(rec, "Kek"));
         if (kek == NULL)
             return -1;
-        return rc->kek_ready ? 0 : unlock_kek(rc, kek); /* records after it may need it */
+        /* Seal: absent in older journals (AES-CBC-PAD). */
+        const char *seal = json_string_value(json_object_get(rec, "Seal"));
+        return rc->kek_ready ? 0
+                             : unlock_kek(rc, kek,
+                                          seal ? hsm_seal_from_name(seal)
+                                               : HSM_SEAL_AES_CBC_PAD); /* records after it may
+                                                                           need it */
     }
     if (rc->failed != NULL && id != NULL && idset_contains(rc->failed, id))
         return 0; /* retried from the start */

@@ -343,6 +343,13 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
         hsm_context_login_session(&s->hsm, (size_t)t, &session);
         local_ca_options opt;
         local_ca_default_options(&opt);
+        bool chosen_rsa = false;
+        if (local_ca_fit_keys(&opt, &session, false, &chosen_rsa, err) != 0)
+            return -1;
+        if (chosen_rsa)
+            log_info("token \"%s\" cannot generate the default ECC keys: CA \"%s\" gets "
+                     "RSA-3072 (root) and RSA-2048 (issuing) keys",
+                     ca->token, ca->name);
         if (local_ca_create(ca->home, &session, &opt, err) != 0)
             return -1;
         log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name, ca->home,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/log.h"
 #include "ca/hsm_signer.h"
 #include "engine/fault_hooks.h"
 
@@ -234,9 +235,11 @@ int store_retire_others(hsm_session *s, const store_alias *a, const unsigned cha
     return 0;
 }
 
-int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
-                              const unsigned char *id, enroll_error *err)
+/* The install, with the CKR of a refusal by the token in *refused (0 otherwise). */
+static int install_rv(hsm_session *s, X509 *cert, const char *alias, const unsigned char *id,
+                      size_t id_len, CK_RV *refused, enroll_error *err)
 {
+    *refused = 0;
     unsigned char *value = NULL, *subject = NULL, *issuer = NULL, *serial = NULL;
     int vl = i2d_X509(cert, &value);
     int sl = i2d_X509_NAME(X509_get_subject_name(cert), &subject);
@@ -247,9 +250,11 @@ int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
     if (vl > 0 && sl > 0 && il > 0 && nl > 0) {
         hsm_certificate_der der = {value,      subject,    issuer,     serial,
                                    (size_t)vl, (size_t)sl, (size_t)il, (size_t)nl};
-        rc = hsm_create_certificate(s, &der, alias, id, HSM_KEY_ID_LEN, NULL, &herr);
-        if (rc != 0)
+        rc = hsm_create_certificate(s, &der, alias, id, id_len, NULL, &herr);
+        if (rc != 0) {
+            *refused = herr.rv;
             hsm_error_to_enroll(&herr, HSE_STORE_INSTALL_FAILED, err);
+        }
     } else {
         enroll_error_set(err, HSE_STORE_INSTALL_FAILED, NULL, "cannot encode the certificate");
     }
@@ -258,4 +263,58 @@ int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
     OPENSSL_free(issuer);
     OPENSSL_free(serial);
     return rc;
+}
+
+int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
+                              const unsigned char *id, enroll_error *err)
+{
+    CK_RV refused;
+    return install_rv(s, cert, alias, id, HSM_KEY_ID_LEN, &refused, err);
+}
+
+int store_install_making_room(hsm_session *s, X509 *cert, const char *alias, const store_alias *a,
+                              const unsigned char *id, enroll_error *err)
+{
+    CK_RV refused = 0;
+    if (install_rv(s, cert, alias, id, HSM_KEY_ID_LEN, &refused, err) == 0)
+        return 0;
+    bool others = false;
+    for (size_t i = 0; a != NULL && i < a->entry_count; i++)
+        others = others || (a->entries[i].certificate != CK_INVALID_HANDLE &&
+                            (a->entries[i].id_len != HSM_KEY_ID_LEN ||
+                             memcmp(a->entries[i].id, id, HSM_KEY_ID_LEN) != 0));
+    if (refused != CKR_ATTRIBUTE_VALUE_INVALID || !others)
+        return -1;
+    log_debug("token \"%s\" keeps one subject per label: the old certificate of \"%.80s\" goes "
+              "before the new one is installed",
+              s->token->desc.label, alias);
+    enroll_error_clear(err);
+    size_t retired = 0;
+    for (size_t i = 0; i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        if (e->certificate == CK_INVALID_HANDLE ||
+            (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, id, HSM_KEY_ID_LEN) == 0))
+            continue;
+        if (destroy_handle(s, e->certificate) != 0) {
+            enroll_error_set(err, HSE_STORE_INSTALL_FAILED, "Alias",
+                             "the token refused a second certificate under \"%.80s\", and the "
+                             "old certificate could not be removed to make room",
+                             alias);
+            return -1;
+        }
+        retired++;
+    }
+    fault_point("store-old-certificate-retired");
+    if (install_rv(s, cert, alias, id, HSM_KEY_ID_LEN, &refused, err) == 0)
+        return 0;
+    /* Refused still: the old certificates go back (best effort), the alias as it was. */
+    for (size_t i = 0; retired > 0 && i < a->entry_count; i++) {
+        const store_entry *e = &a->entries[i];
+        enroll_error ignored;
+        CK_RV again;
+        if (e->cert != NULL && e->certificate != CK_INVALID_HANDLE &&
+            !(e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, id, HSM_KEY_ID_LEN) == 0))
+            install_rv(s, e->cert, alias, e->id, e->id_len, &again, &ignored);
+    }
+    return -1;
 }

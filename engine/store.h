@@ -82,5 +82,14 @@ int store_install_certificate(hsm_session *s, X509 *cert, const char *alias,
                               const unsigned char *id, enroll_error *err);
 int store_retire_others(hsm_session *s, const store_alias *a, const unsigned char *keep_id,
                         enroll_error *err);
+/* store_install_certificate on a token that may keep one subject per label (NSS: a nickname
+ * belongs to one subject): when it refuses the certificate with CKR_ATTRIBUTE_VALUE_INVALID while
+ * the alias (a, as the index saw it) has another certificate, those certificates are destroyed
+ * first (their keys stay for store_retire_others) and the install tried again; refused again,
+ * the old certificates are put back. Between the two the alias has keys and no certificate: run
+ * has the new certificate in its journal and --resume completes the swap. Kill point
+ * store-old-certificate-retired. 0 or -1 with err. */
+int store_install_making_room(hsm_session *s, X509 *cert, const char *alias, const store_alias *a,
+                              const unsigned char *id, enroll_error *err);
 
 #endif

@@ -24,6 +24,19 @@
 #include "formats/pubkey.h"
 #include "engine/recovery.h"
 
+/* Keys the engine keeps for itself, never orphans: the journal's RSA storage key pair (the
+ * sealing of a module without AES-CBC-PAD and AES-GCM) and an embedded CA's keys on a module
+ * with a single token. */
+static bool engine_owned(const unsigned char *label, size_t len)
+{
+    static const char *const own[] = {RECOVERY_STORAGE_KEY_LABEL "-rsa", "hsmenroll-ca-root",
+                                      "hsmenroll-ca-issuing"};
+    for (size_t i = 0; label != NULL && i < sizeof own / sizeof own[0]; i++)
+        if (len == strlen(own[i]) && memcmp(label, own[i], len) == 0)
+            return true;
+    return false;
+}
+
 #define ID_HEX_MAX (2 * 64 + 1) /* the first 64 bytes of a longer CKA_ID */
 
 static void id_hex(const unsigned char *id, size_t len, char hex[ID_HEX_MAX])
@@ -353,6 +366,8 @@ long token_gc(engine_setup *s, const token_gc_options *o, enroll_error *err)
                 accounted = true;
                 by_ca++;
             }
+            if (!accounted && engine_owned(label, label_len))
+                accounted = true;
             if (!accounted) {
                 char *uri = hsm_object_uri(&s->hsm.tokens[t].desc, id, id_len, (char *)label,
                                            CKO_PRIVATE_KEY);

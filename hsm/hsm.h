@@ -233,6 +233,35 @@ int hsm_aes_encrypt(hsm_session *session, CK_OBJECT_HANDLE key, const unsigned c
                     size_t in_len, unsigned char **out, size_t *out_len, hsm_error *err);
 int hsm_aes_decrypt(hsm_session *session, CK_OBJECT_HANDLE key, const unsigned char *in,
                     size_t in_len, unsigned char **out, size_t *out_len, hsm_error *err);
+/* Sealing a small secret (the journal's copy of a run's wrapping key) under a key that never
+ * leaves the token, by one of these schemes: AES-CBC-PAD and AES-GCM under the storage key
+ * (hsm_storage_key, label), RSA-OAEP (SHA-256, or SHA-1 for modules without it) under the
+ * token's RSA-2048 key pair labelled "<label>-rsa" (made when absent; private key decrypt-only,
+ * sensitive, never extractable). */
+typedef enum hsm_seal_scheme {
+    HSM_SEAL_NONE = 0,
+    HSM_SEAL_AES_CBC_PAD,     /* IV(16) || CBC-PAD ciphertext */
+    HSM_SEAL_AES_GCM,         /* IV(12) || ciphertext || tag(16) */
+    HSM_SEAL_RSA_OAEP_SHA256, /* the OAEP ciphertext */
+    HSM_SEAL_RSA_OAEP_SHA1,
+} hsm_seal_scheme;
+const char *hsm_seal_name(hsm_seal_scheme scheme);
+/* The scheme of that name; HSM_SEAL_NONE for an unknown one. */
+hsm_seal_scheme hsm_seal_from_name(const char *name);
+int hsm_seal(hsm_session *session, const char *label, hsm_seal_scheme scheme,
+             const unsigned char *in, size_t in_len, unsigned char **out, size_t *out_len,
+             hsm_error *err);
+/* *out malloc'd; the caller wipes it. */
+int hsm_unseal(hsm_session *session, const char *label, hsm_seal_scheme scheme,
+               const unsigned char *in, size_t in_len, unsigned char **out, size_t *out_len,
+               hsm_error *err);
+struct hsm_caps;
+/* Seals by the first scheme, in the order above, that caps offers (NULL: try each) and that
+ * survives a seal/unseal round trip; *used names it. -1 when none does: tried says why ("none
+ * offered", or per scheme tried: "AES-GCM CKR_MECHANISM_PARAM_INVALID"). */
+int hsm_seal_best(hsm_session *session, const struct hsm_caps *caps, const char *label,
+                  const unsigned char *in, size_t in_len, unsigned char **out, size_t *out_len,
+                  hsm_seal_scheme *used, char *tried, size_t tried_size, hsm_error *err);
 /* Reads CKA_VALUE of a non-sensitive private key (HSM_STORAGE_READABLE). *out is malloc'd; the
  * caller wipes and frees it. */
 int hsm_read_private_value(hsm_session *session, CK_OBJECT_HANDLE private_key, unsigned char **out,

@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,9 +188,10 @@ static void describe(CK_SLOT_ID slot, const CK_TOKEN_INFO *info, hsm_token_desc 
     copy_padded(out->serial, sizeof out->serial, info->serialNumber, sizeof info->serialNumber);
     out->initialized = (info->flags & CKF_TOKEN_INITIALIZED) != 0;
     out->user_pin_initialized = (info->flags & CKF_USER_PIN_INITIALIZED) != 0;
-    out->max_rw_sessions = info->ulMaxRwSessionCount == CK_UNAVAILABLE_INFORMATION
-                               ? 0
-                               : (unsigned long)info->ulMaxRwSessionCount;
+    /* No limit: CK_UNAVAILABLE_INFORMATION, and any count no token means (openCryptoki 3.8
+     * states ~0 - 1, which read as a limit made the run's lane count negative). */
+    out->max_rw_sessions =
+        info->ulMaxRwSessionCount > INT_MAX ? 0 : (unsigned long)info->ulMaxRwSessionCount;
 }
 
 int hsm_module_list_tokens(hsm_module *module, hsm_token_desc *out, size_t max, hsm_error *err)

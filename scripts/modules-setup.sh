@@ -7,11 +7,12 @@
 #   opencryptoki libopencryptoki0   pkcsslotd, pkcsconf, libopencryptoki.so, the soft token
 #   libtpm2-pkcs11-1 libtpm2-pkcs11-tools   libtpm2_pkcs11.so (and tpm2_ptool)
 #   swtpm swtpm-tools libtss2-tcti-swtpm0 tpm2-tools   software TPM 2.0, its TCTI, tpm2_flushcontext
+#   tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon   the TPM resource manager (on a private session bus)
 #   opensc                  pkcs11-tool
 #   libp11-kit-dev build-essential python3   <p11-kit/pkcs11.h> and cc for p11caps; python3 for free ports
 set -eu
 PACKAGES="softhsm2 p11-kit p11-kit-modules libnss3 libnss3-tools opencryptoki libopencryptoki0
-libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm swtpm-tools libtss2-tcti-swtpm0 tpm2-tools opensc
+libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm swtpm-tools libtss2-tcti-swtpm0 tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon opensc
 libp11-kit-dev build-essential python3"
 missing=""
 for p in $PACKAGES; do
