@@ -52,6 +52,10 @@ for ((w = 0; w < workers; w++)); do
         --so-pin "$so_pin" --pin "$pin" >/dev/null
 done
 
+# libp11's engine loads p11-kit's proxy unless told otherwise, and the proxy loads every module
+# registered on the machine (tpm2, openCryptoki, ...): name the one module, as an operator would.
+export PKCS11_MODULE_PATH="$STOCK_MODULE"
+
 enroll_one() { # enroll_one N TOKEN: keygen, CSR, submit, PEM; returns non-zero on failure
     local n=$1 token=$2 id cn
     id=$(printf '%08x' "$n")
