@@ -190,6 +190,41 @@ static void answer_pending(server *srv, const enroll_request *req, api_answer *a
         json_pack("{s:o, s:o}", "CertificateInformation", info, "Metadata", metadata_answer(req));
 }
 
+/* A checked request the caller may use: answers (and returns false) when the line had errors or
+ * the caller holds none of the pattern's roles. */
+static bool request_usable(const api_call *call, const enroll_request *req,
+                           const policy_decision *decision, error_list *errors, api_answer *answer)
+{
+    if (req == NULL || errors->count > 0) {
+        if (errors->count == 0)
+            error_list_add(errors, HSE_INVALID_JSON, NULL, "the body is not a request");
+        api_answer_errors(answer, errors);
+        return false;
+    }
+    if (!api_caller_may_use(call, decision->pattern)) {
+        api_error(answer, HSE_FORBIDDEN,
+                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
+                  serve_user_name(call->caller.user), decision->pattern->id,
+                  decision->pattern->name);
+        return false;
+    }
+    return true;
+}
+
+/* The index of the request's CA in *ca when this server issues for it; else answers and returns
+ * false. */
+static bool ca_served(server *srv, const serve_config *sc, const policy_decision *decision,
+                      size_t *ca, api_answer *answer)
+{
+    *ca = (size_t)(decision->ca - sc->cfg->cas);
+    if (!srv->ca_open[*ca]) {
+        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
+                  decision->ca->name);
+        return false;
+    }
+    return true;
+}
+
 /* ---- idempotent replay: the same CSR from the same caller gets the certificate it got ---- */
 
 static void replay_key(size_t ca, const char *user, const char *csr_sha256, char *out, size_t size)
@@ -294,24 +329,11 @@ void api_enroll_csr(server *srv, const api_call *call, api_answer *answer, long 
     char claim[512] = "";
     long long keyfactor_id = 0;
     bool replayed = false;
-    if (req == NULL || errors.count > 0) {
-        if (errors.count == 0)
-            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
-        api_answer_errors(answer, &errors);
+    if (!request_usable(call, req, &decision, &errors, answer))
         goto done;
-    }
-    if (!api_caller_may_use(call, decision.pattern)) {
-        api_error(answer, HSE_FORBIDDEN,
-                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
-                  serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
+    size_t ca;
+    if (!ca_served(srv, sc, &decision, &ca, answer))
         goto done;
-    }
-    size_t ca = (size_t)(decision.ca - sc->cfg->cas);
-    if (!srv->ca_open[ca]) {
-        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
-                  decision.ca->name);
-        goto done;
-    }
     /* The same CSR from the same caller (a client asking again after losing the answer) gets
      * the certificate issued for it, never a second one nor a key-reuse refusal. */
     char csr_hash[65];
@@ -568,30 +590,17 @@ void api_enroll_pfx(server *srv, const api_call *call, api_answer *answer, long 
     free(text);
     engine_pfx pfx = {0};
     char *b64 = NULL;
-    if (req == NULL || errors.count > 0) {
-        if (errors.count == 0)
-            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
-        api_answer_errors(answer, &errors);
+    if (!request_usable(call, req, &decision, &errors, answer))
         goto done;
-    }
-    if (!api_caller_may_use(call, decision.pattern)) {
-        api_error(answer, HSE_FORBIDDEN,
-                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
-                  serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
-        goto done;
-    }
     if (req->storage != STORAGE_EXPORT) {
         api_error(answer, HSE_FIELD_NOT_SUPPORTED,
                   "enrollment pattern %lld keeps keys in the token: a PFX cannot carry them",
                   decision.pattern->id);
         goto done;
     }
-    size_t ca = (size_t)(decision.ca - sc->cfg->cas);
-    if (!srv->ca_open[ca]) {
-        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
-                  decision.ca->name);
+    size_t ca;
+    if (!ca_served(srv, sc, &decision, &ca, answer))
         goto done;
-    }
     hsm_context *hsm = &srv->setup->hsm;
     if (hsm->key_token_count == 0) {
         api_error(answer, HSE_HSM_CANNOT_GENERATE, "this server has no key token (Hsm.Tokens)");
@@ -729,24 +738,11 @@ void api_store_reenrollment(server *srv, const api_call *call, api_answer *answe
     enroll_request *req = line_check_alone(&sc->checker, text, strlen(text), 1, &decision, &errors);
     free(text);
     X509 *cert = NULL;
-    if (req == NULL || errors.count > 0) {
-        if (errors.count == 0)
-            error_list_add(&errors, HSE_INVALID_JSON, NULL, "the body is not a request");
-        api_answer_errors(answer, &errors);
+    if (!request_usable(call, req, &decision, &errors, answer))
         goto done;
-    }
-    if (!api_caller_may_use(call, decision.pattern)) {
-        api_error(answer, HSE_FORBIDDEN,
-                  "user \"%s\" holds none of the roles of enrollment pattern %lld (\"%s\")",
-                  serve_user_name(call->caller.user), decision.pattern->id, decision.pattern->name);
+    size_t ca;
+    if (!ca_served(srv, sc, &decision, &ca, answer))
         goto done;
-    }
-    size_t ca = (size_t)(decision.ca - sc->cfg->cas);
-    if (!srv->ca_open[ca]) {
-        api_error(answer, HSE_CA_NOT_SERVED, "CA \"%s\" is not an embedded CA of this server",
-                  decision.ca->name);
-        goto done;
-    }
     hsm_context *hsm = &srv->setup->hsm;
     const config_store *store = decision.store;
     int t = store != NULL ? hsm_context_token_index(hsm, store->token) : -1;
