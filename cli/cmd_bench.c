@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -54,6 +55,11 @@ static const char bench_usage[] =
     "                         cryptography of an export P-256 request: keygen, CSR signature,\n"
     "                         wrap, CA signature, proof-of-possession check, PBKDF2) on the same\n"
     "                         module, token and threads, and the ratio engine / floor\n"
+    "      --ceiling          after each run, the engine's own ceiling: the same batch again\n"
+    "                         with the module wrapped in p11fault (tests/tools) answering every\n"
+    "                         key generation from a pool of key pairs made before the run (no\n"
+    "                         HSM cost for keys), and certificates/s, per core and per CPU\n"
+    "                         second; export P-256 only\n"
     "      --stock N          after each run, the stock-tool pipeline (bench/stock-pipeline.sh:\n"
     "                         pkcs11-tool keygen, openssl req through libp11, curl, PEM) for N\n"
     "                         requests with as many loops as workers, against `hsmenroll serve`\n"
@@ -84,6 +90,7 @@ typedef struct bench_params {
     double rate;          /* the run's --rate, 0: none */
     long hsm_concurrency; /* run --hsm-concurrency, 0: the default */
     const char *module;   /* the module of the runs (the latency wrapper), NULL: configured */
+    const char *tag;      /* names the run's output, NULL: from the workers and rate */
 } bench_params;
 
 /* The synthetic batch: unique Ids and subjects, the same key and output choices on every line. */
@@ -210,7 +217,9 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
                         const cli_common *common)
 {
     char out[4096 + 128], stats[4096 + 128], tag[80];
-    if (p->module != NULL)
+    if (p->tag != NULL)
+        snprintf(tag, sizeof tag, "%s-w%ld", p->tag, workers);
+    else if (p->module != NULL)
         snprintf(tag, sizeof tag, "w%ld-l%g", workers, p->rate);
     else if (p->rate > 0)
         snprintf(tag, sizeof tag, "w%ld-r%g", workers, p->rate);
@@ -240,9 +249,20 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
     enroll_error_clear(&err);
     json_t *doc = NULL;
     int rc = EXIT_NOTHING_DONE;
-    if (run_open(&r, &opt, &err) == 0 && run_execute(r, &err) == 0) {
+    struct rusage before, after;
+    if (run_open(&r, &opt, &err) == 0 && getrusage(RUSAGE_SELF, &before) == 0 &&
+        run_execute(r, &err) == 0 && getrusage(RUSAGE_SELF, &after) == 0) {
         rc = run_finish(r);
         doc = run_stats_json(r);
+        /* CPU time of this process during the run (the engine and an in-process module): per
+         * certificate, it does not depend on what else the machine runs. */
+        double cpu = (double)(after.ru_utime.tv_sec - before.ru_utime.tv_sec) +
+                     (double)(after.ru_stime.tv_sec - before.ru_stime.tv_sec) +
+                     (double)(after.ru_utime.tv_usec - before.ru_utime.tv_usec) / 1e6 +
+                     (double)(after.ru_stime.tv_usec - before.ru_stime.tv_usec) / 1e6;
+        double issued = json_number_value(json_object_get(doc, "Issued"));
+        if (doc != NULL && issued > 0)
+            json_object_set_new(doc, "CpuMsPerCertificate", json_real(cpu * 1000 / issued));
         if (doc != NULL && json_dump_file(doc, stats, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
             log_error("cannot write %s", stats);
     }
@@ -271,10 +291,10 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
         fputs("| workers | cert/s | p50 ms | p95 ms | p99 ms | max ms | first cert ms | peak RSS "
               "MiB | parse | keygen | csr | submit | bundle | write | journal | raw probe /s | "
               "engine / probe | stock pipeline /s | engine / stock | floor /s | engine / floor | "
-              "HSM ms/call: over first | "
-              "offered /s |\n"
+              "ceiling /s | engine / ceiling | ceiling per core /s | CPU ms per cert (engine, "
+              "ceiling) | HSM ms/call: over first | offered /s |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---"
-              "|---|---|"
+              "|---|---|---|---|---|"
               "\n",
               f);
     else
@@ -296,8 +316,9 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             fprintf(f, markdown ? " %.3f |" : " %.3f", num(r, "StageMeanMs", run_stage_name(s)));
         static const char *const refs[][3] = {{"Probe", "EngineOverProbe", "probe"},
                                               {"Stock", "EngineOverStock", "stock"},
-                                              {"Floor", "EngineOverFloor", "floor"}};
-        for (size_t k = 0; k < 3; k++) {
+                                              {"Floor", "EngineOverFloor", "floor"},
+                                              {"Ceiling", "EngineOverCeiling", "ceiling"}};
+        for (size_t k = 0; k < 4; k++) {
             json_t *ref = json_object_get(r, refs[k][0]);
             if (ref != NULL && markdown)
                 fprintf(f, " %.1f | %.2f |", num(ref, "PerSecond", NULL),
@@ -308,6 +329,19 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             else if (markdown)
                 fputs(" - | - |", f);
         }
+        json_t *ceiling = json_object_get(r, "Ceiling");
+        if (markdown && ceiling != NULL)
+            fprintf(f, " %.1f | %.2f, %.2f |", num(ceiling, "PerCore", NULL),
+                    num(r, "CpuMsPerCertificate", NULL), num(ceiling, "CpuMsPerCertificate", NULL));
+        else if (markdown)
+            fputs(" - | - |", f);
+        else if (ceiling != NULL)
+            fprintf(f,
+                    " (%.1f/s per core, %ld of %ld keys from the pool); CPU ms/cert %.2f, "
+                    "ceiling %.2f",
+                    num(ceiling, "PerCore", NULL), (long)num(ceiling, "KeysFromPool", NULL),
+                    (long)num(ceiling, "Issued", NULL), num(r, "CpuMsPerCertificate", NULL),
+                    num(ceiling, "CpuMsPerCertificate", NULL));
         json_t *lat = json_object_get(r, "HsmLatencyMs");
         if (markdown)
             lat ? fprintf(f, " %g ms: %.2f |", json_number_value(lat),
@@ -388,6 +422,78 @@ static int add_reference(json_t *one, const char *name, const char *ratio_name, 
     json_object_set_new(one, name,
                         json_pack("{s:f, s:f}", "PerSecond", rate, ratio_name,
                                   num(one, "CertificatesPerSecond", NULL) / rate));
+    return 0;
+}
+
+/* Sums the counts of a p11fault log's lines "C_GenerateKeyPair ACTION N" (one set of lines per
+ * C_Finalize); -1 when the log cannot be read. */
+static long pool_count(const char *log, const char *action)
+{
+    FILE *f = fopen(log, "r");
+    if (f == NULL)
+        return -1;
+    char line[256], fn[64], what[64];
+    long total = 0, n;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "%63s %63s %ld", fn, what, &n) == 3 &&
+            strcmp(fn, "C_GenerateKeyPair") == 0 && strcmp(what, action) == 0)
+            total += n;
+    fclose(f);
+    return total;
+}
+
+/* --ceiling: the batch once more, through p11fault answering each key generation from a pool of
+ * key pairs it made at login (outside the timed part), next to the run one. Adds "Ceiling" to one:
+ * the rate, engine / ceiling, the rate per core (CPU permits, at most the CPUs), the CPU time per
+ * certificate, and how many keys came from the pool; -1 when it could not be measured. */
+static int add_ceiling(json_t *one, const char *dir, const char *batch, long workers,
+                       const bench_params *p, const cli_common *common, const engine_setup *refs,
+                       const char *wrapper)
+{
+    char conf[4200], log[4200];
+    snprintf(conf, sizeof conf, "%s/p11fault-ceiling-w%ld.conf", dir, workers);
+    snprintf(log, sizeof log, "%s/p11fault-ceiling-w%ld.log", dir, workers);
+    unlink(log);
+    const char *module = refs->cfg->hsm.module ? refs->cfg->hsm.module : hsm_default_module_path();
+    /* One pool per key token (the CA's token needs none when the key tokens are named). */
+    FILE *f = fopen(conf, "w");
+    int ok =
+        f != NULL && fprintf(f, "module %s\nlog %s\nkeypool %ld%s%s\n", module, log, p->count + 16,
+                             refs->cfg->hsm.token_count == 1 ? " " : "",
+                             refs->cfg->hsm.token_count == 1 ? refs->cfg->hsm.tokens[0] : "") > 0;
+    if (f != NULL && fclose(f) != 0)
+        ok = 0;
+    if (!ok || setenv("P11FAULT_CONFIG", conf, 1) != 0) {
+        log_error("bench: cannot write %s", conf);
+        return -1;
+    }
+    bench_params cp = *p;
+    cp.module = wrapper;
+    cp.tag = "ceiling";
+    cp.rate = 0;
+    json_t *cr = run_once(dir, batch, workers, &cp, common);
+    unsetenv("P11FAULT_CONFIG");
+    long served = pool_count(log, "keypool-served"), missed = pool_count(log, "keypool-missed"),
+         made = pool_count(log, "keypool-made");
+    double rate = num(cr, "CertificatesPerSecond", NULL);
+    if (cr == NULL || !(rate > 0) || served < 0) {
+        log_error("bench: the ceiling run gave no figures (see %s)", log);
+        json_decref(cr);
+        return -1;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long cores = workers < cpus ? workers : cpus;
+    json_object_set_new(
+        one, "Ceiling",
+        json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:O}", "PerSecond", rate,
+                  "EngineOverCeiling", num(one, "CertificatesPerSecond", NULL) / rate, "PerCore",
+                  rate / (double)(cores > 0 ? cores : 1), "CpuMsPerCertificate",
+                  num(cr, "CpuMsPerCertificate", NULL), "Issued",
+                  (json_int_t)num(cr, "Issued", NULL), "Failed",
+                  (json_int_t)num(cr, "Failed", NULL), "KeysFromPool", (json_int_t)served,
+                  "KeysNotFromPool", (json_int_t)missed, "KeysMadeBefore", (json_int_t)made,
+                  "StageMeanMs", json_object_get(cr, "StageMeanMs")));
+    json_decref(cr);
     return 0;
 }
 
@@ -492,6 +598,7 @@ int cli_bench(int argc, char **argv)
         {"plot", required_argument, NULL, 'G'},
         {"probe", no_argument, NULL, 'B'},
         {"floor", no_argument, NULL, 'O'},
+        {"ceiling", no_argument, NULL, 'E'},
         {"stock", required_argument, NULL, 'P'},
         {"ca-rate", required_argument, NULL, 'R'},
         {"hsm-concurrency", required_argument, NULL, 'C'},
@@ -507,7 +614,7 @@ int cli_bench(int argc, char **argv)
                       .sans = 1,
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
-    bool with_probe = false, with_floor = false;
+    bool with_probe = false, with_floor = false, with_ceiling = false;
     long stock_count = 0;
     const char *ca_rates = NULL, *hsm_latencies = NULL;
     cli_common common = {0};
@@ -568,6 +675,9 @@ int cli_bench(int argc, char **argv)
             break;
         case 'O':
             with_floor = true;
+            break;
+        case 'E':
+            with_ceiling = true;
             break;
         case 'P':
             bad = parse_long(optarg, 1, 1000000, &stock_count) != 0;
@@ -645,6 +755,13 @@ int cli_bench(int argc, char **argv)
         runs = nrates;
     }
 
+    if (with_ceiling &&
+        (ca_rates != NULL || hsm_latencies != NULL || strcasecmp(p.key_type, "ECC") != 0 ||
+         (p.key_length != 0 && p.key_length != 256) || strcasecmp(p.storage, "export") != 0)) {
+        fprintf(stderr, "hsmenroll bench: --ceiling measures export P-256 requests (its pool holds "
+                        "such keys), without --ca-rate and --hsm-latency\n");
+        return EXIT_NOTHING_DONE;
+    }
     char dir[4096];
     if (keep != NULL) {
         snprintf(dir, sizeof dir, "%s", keep);
@@ -662,7 +779,8 @@ int cli_bench(int argc, char **argv)
     snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
     char fault_conf[4200], wrapper[4096];
     snprintf(fault_conf, sizeof fault_conf, "%s/p11fault.conf", dir);
-    if (hsm_latencies != NULL && latency_wrapper(wrapper, sizeof wrapper, &common) != 0)
+    if ((hsm_latencies != NULL || with_ceiling) &&
+        latency_wrapper(wrapper, sizeof wrapper, &common) != 0)
         return EXIT_NOTHING_DONE;
     if (ca_rates == NULL && write_batch(batch, &p) != 0) {
         log_error("bench: cannot write %s", batch);
@@ -673,7 +791,7 @@ int cli_bench(int argc, char **argv)
     engine_setup refs = {0};
     bench_server server = {.pid = -1};
     bool refs_ready = true;
-    if (with_probe || with_floor || stock_count > 0) {
+    if (with_probe || with_floor || with_ceiling || stock_count > 0) {
         enroll_error err;
         refs_ready = setup_config(&refs, common.config_path, common.home, &err) == 0;
         if (!refs_ready)
@@ -733,6 +851,11 @@ int cli_bench(int argc, char **argv)
         if (with_floor &&
             add_reference(one, "Floor", "EngineOverFloor", bench_probe_rate(&refs, &ref)) != 0)
             rc = EXIT_NOTHING_DONE;
+        if (with_ceiling &&
+            add_ceiling(one, dir, batch, counts[i], &p, &common, &refs, wrapper) != 0)
+            rc = EXIT_NOTHING_DONE;
+        else if (with_ceiling && num(json_object_get(one, "Ceiling"), "Failed", NULL) > 0)
+            rc = EXIT_SOME_FAILED;
         ref.floor = false;
         ref.count = stock_count;
         if (stock_count > 0 && add_reference(one, "Stock", "EngineOverStock",
@@ -741,7 +864,7 @@ int cli_bench(int argc, char **argv)
         json_array_append_new(results, one);
     }
     bench_server_stop(&server);
-    if (with_probe || with_floor || stock_count > 0)
+    if (with_probe || with_floor || with_ceiling || stock_count > 0)
         setup_free(&refs);
     json_t *record = json_pack(
         "{s:{s:I, s:s, s:s?, s:s, s:s, s:I, s:s, s:b, s:s?}, s:{s:I}, s:o}", "Params", "Count",

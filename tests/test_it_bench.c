@@ -137,6 +137,47 @@ static void test_stock_reference(void)
                     1);
 }
 
+/* --ceiling: the batch again through p11fault answering key generation from a pool made before
+ * the run. Every key of that run came from the pool (the wrapper's own counters, in its log and
+ * in the record), none was generated during it, and its certificates verify. */
+static void test_ceiling(void)
+{
+    json_t *rec = test_sh_json(NULL,
+                               "HSMENROLL_HOME='%s' HSMENROLL_P11FAULT='%s' '%s' bench -n 30 "
+                               "--workers 2 --ceiling --out '%s/ceil' -q --json - "
+                               "2>'%s/ceiling.log'",
+                               home, HSMENROLL_P11FAULT, HSMENROLL_BIN, tmp, tmp);
+    json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
+    json_t *ceiling = json_object_get(run, "Ceiling");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ceiling);
+    CU_ASSERT_EQUAL(num(run, "Issued", NULL), 30);
+    CU_ASSERT_EQUAL(num(ceiling, "Issued", NULL), 30);
+    CU_ASSERT_EQUAL(num(ceiling, "Failed", NULL), 0);
+    CU_ASSERT_EQUAL(num(ceiling, "KeysFromPool", NULL), 30);
+    CU_ASSERT_EQUAL(num(ceiling, "KeysNotFromPool", NULL), 0);
+    CU_ASSERT_TRUE(num(ceiling, "KeysMadeBefore", NULL) >= 30);
+    CU_ASSERT_TRUE(num(ceiling, "PerSecond", NULL) > 0 && num(ceiling, "PerCore", NULL) > 0);
+    CU_ASSERT_TRUE(num(ceiling, "CpuMsPerCertificate", NULL) > 0);
+    CU_ASSERT_DOUBLE_EQUAL(
+        num(ceiling, "EngineOverCeiling", NULL),
+        num(run, "CertificatesPerSecond", NULL) / num(ceiling, "PerSecond", NULL), 1e-6);
+    json_decref(rec);
+    /* The wrapper's log: the pool served every key generation of the run. */
+    CU_ASSERT_EQUAL(test_sh("grep -qx 'C_GenerateKeyPair keypool-served 30' '%s/ceil/"
+                            "p11fault-ceiling-w2.log' && grep -qx 'C_GenerateKeyPair "
+                            "keypool-missed 0' '%s/ceil/p11fault-ceiling-w2.log'",
+                            tmp, tmp),
+                    0);
+    char path[700];
+    snprintf(path, sizeof path, "%s/ceil/out-ceiling-w2", tmp);
+    CU_ASSERT_EQUAL(test_verified_files(path, home), 30);
+    /* The pool holds export P-256 keys: other requests are refused before anything runs. */
+    CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 5 --ceiling --key-length 384 "
+                            "2>/dev/null",
+                            home, HSMENROLL_BIN),
+                    2);
+}
+
 static void test_bad_options(void)
 {
     CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 0 2>/dev/null", home, HSMENROLL_BIN),
@@ -151,6 +192,7 @@ int main(void)
         TEST_CASE(test_bench_record_and_report),
         TEST_CASE(test_probe_reference),
         TEST_CASE(test_stock_reference),
+        TEST_CASE(test_ceiling),
         TEST_CASE(test_bad_options),
         TEST_END,
     };

@@ -1,6 +1,7 @@
 /* p11fault: a PKCS#11 module that forwards every call to a real module it dlopens and injects
  * faults on the way (error codes, lost sessions, failovers, latency, hidden mechanisms, session
- * limits), as told by the file named by $P11FAULT_CONFIG. Grammar: tests/tools/README.md. */
+ * limits), or answers key generation from a pool of key pairs made beforehand, as told by the
+ * file named by $P11FAULT_CONFIG. Grammar: tests/tools/README.md. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -247,6 +248,8 @@ typedef struct config {
     CK_MECHANISM_TYPE hidden[MAX_HIDDEN];
     int n_hidden;
     unsigned long session_limit; /* 0: none */
+    unsigned long keypool;       /* key pairs made per token at login, 0: no pool */
+    char keypool_label[33];      /* only the token with this label, "": every token */
 } config;
 
 typedef struct open_session {
@@ -547,6 +550,13 @@ static const char *parse_line(config *c, char *line)
         }
         return n > 1 ? NULL : "wants: hide-mechanism CKM_...";
     }
+    if (strcmp(w[0], "keypool") == 0) {
+        if (n < 2 || n > 3 || !parse_ulong(w[1], &c->keypool) || c->keypool == 0 ||
+            c->keypool > 10000000 || (n == 3 && strlen(w[2]) >= sizeof c->keypool_label))
+            return "wants: keypool N [TOKEN-LABEL] (N >= 1)";
+        snprintf(c->keypool_label, sizeof c->keypool_label, "%s", n == 3 ? w[2] : "");
+        return NULL;
+    }
     if (strcmp(w[0], "session-limit") == 0) {
         if (n != 2 || !parse_ulong(w[1], &c->session_limit) || c->session_limit == 0)
             return "wants: session-limit N (N >= 1)";
@@ -724,6 +734,8 @@ static void sleep_us(long us)
     }
 }
 
+static void pools_forget(CK_SLOT_ID slot, bool every);
+
 static void failover(void)
 {
     CK_ULONG n = 0;
@@ -737,6 +749,7 @@ static void failover(void)
             real->C_CloseAllSessions(slots[i]);
     pthread_rwlock_unlock(&gate);
     free(slots);
+    pools_forget(0, true);
     pthread_mutex_lock(&lock);
     n_sessions = 0;
     pthread_mutex_unlock(&lock);
@@ -829,7 +842,6 @@ WRAP_S(C_SetPIN, (SH session, BP o, UL ol, BP n, UL nl), (session, o, ol, n, nl)
 WRAP_S(C_GetSessionInfo, (SH session, CK_SESSION_INFO_PTR info), (session, info))
 WRAP_S(C_GetOperationState, (SH session, BP st, ULP len), (session, st, len))
 WRAP_S(C_SetOperationState, (SH session, BP st, UL len, OH e, OH a), (session, st, len, e, a))
-WRAP_S(C_Login, (SH session, CK_USER_TYPE u, BP pin, UL len), (session, u, pin, len))
 WRAP_S(C_Logout, (SH session), (session))
 WRAP_S(C_CreateObject, (SH session, AP t, UL n, OH *o), (session, t, n, o))
 WRAP_S(C_CopyObject, (SH session, OH o, AP t, UL n, OH *no), (session, o, t, n, no))
@@ -870,8 +882,6 @@ WRAP_S(C_DecryptDigestUpdate, (SH session, BP e, UL el, BP p, ULP pl), (session,
 WRAP_S(C_SignEncryptUpdate, (SH session, BP p, UL pl, BP e, ULP el), (session, p, pl, e, el))
 WRAP_S(C_DecryptVerifyUpdate, (SH session, BP e, UL el, BP p, ULP pl), (session, e, el, p, pl))
 WRAP_M(C_GenerateKey, (SH session, MP mech, AP t, UL n, OH *k), (session, mech, t, n, k))
-WRAP_M(C_GenerateKeyPair, (SH session, MP mech, AP pt, UL pn, AP st, UL sn, OH *pk, OH *sk),
-       (session, mech, pt, pn, st, sn, pk, sk))
 WRAP_M(C_WrapKey, (SH session, MP mech, OH wk, OH k, BP w, ULP wl), (session, mech, wk, k, w, wl))
 WRAP_M(C_UnwrapKey, (SH session, MP mech, OH uk, BP w, UL wl, AP t, UL n, OH *k),
        (session, mech, uk, w, wl, t, n, k))
@@ -880,6 +890,209 @@ WRAP_S(C_SeedRandom, (SH session, BP s, UL sl), (session, s, sl))
 WRAP_S(C_GenerateRandom, (SH session, BP r, UL rl), (session, r, rl))
 WRAP_S(C_GetFunctionStatus, (SH session), (session))
 WRAP_S(C_CancelFunction, (SH session), (session))
+
+/* ---- the key pool ----------------------------------------------------------------------- */
+
+/* `keypool N`: at the first user login on a token, N session key pairs (EC P-256, private key
+ * sensitive and extractable: what an export request asks for) are made in a session of the
+ * wrapper's own, kept open until C_Finalize, so that they outlive the caller's sessions. A
+ * matching C_GenerateKeyPair then takes one of them (its CKA_ID and CKA_LABEL set to the
+ * caller's) instead of calling the real module: key generation costs nothing. Counters go to the
+ * log at C_Finalize. */
+typedef struct key_pool {
+    CK_SLOT_ID slot;
+    CK_SESSION_HANDLE session; /* the wrapper's own */
+    CK_OBJECT_HANDLE *pub, *priv;
+    size_t made, next;
+} key_pool;
+
+#define MAX_POOLS 16
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static key_pool pools[MAX_POOLS]; /* under pool_lock */
+static size_t n_pools;            /* under pool_lock */
+static atomic_ulong pool_made, pool_served, pool_missed;
+
+static const CK_BYTE oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+
+static const CK_ATTRIBUTE *find_attr(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type)
+{
+    for (CK_ULONG i = 0; t != NULL && i < n; i++)
+        if (t[i].type == type)
+            return &t[i];
+    return NULL;
+}
+
+static bool attr_bool(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type, bool dflt)
+{
+    const CK_ATTRIBUTE *a = find_attr(t, n, type);
+    if (a == NULL || a->pValue == NULL || a->ulValueLen != sizeof(CK_BBOOL))
+        return dflt;
+    return *(const CK_BBOOL *)a->pValue != CK_FALSE;
+}
+
+/* Whether a C_GenerateKeyPair asks for what the pool holds: a P-256 session key pair whose
+ * private key is sensitive and extractable. */
+static bool pool_matches(const CK_MECHANISM *mech, const CK_ATTRIBUTE *pt, CK_ULONG pn,
+                         const CK_ATTRIBUTE *st, CK_ULONG sn)
+{
+    const CK_ATTRIBUTE *params = find_attr(pt, pn, CKA_EC_PARAMS);
+    return mech != NULL && mech->mechanism == CKM_EC_KEY_PAIR_GEN && params != NULL &&
+           params->ulValueLen == sizeof oid_p256 && params->pValue != NULL &&
+           memcmp(params->pValue, oid_p256, sizeof oid_p256) == 0 &&
+           !attr_bool(pt, pn, CKA_TOKEN, false) && !attr_bool(st, sn, CKA_TOKEN, false) &&
+           attr_bool(st, sn, CKA_SENSITIVE, false) && attr_bool(st, sn, CKA_EXTRACTABLE, false);
+}
+
+/* Fills the pool of the token in session's slot, once (called after a user login). */
+static void pool_fill(CK_SESSION_HANDLE session)
+{
+    pthread_mutex_lock(&lock);
+    unsigned long want = cfg ? cfg->keypool : 0;
+    char label[33];
+    snprintf(label, sizeof label, "%s", cfg ? cfg->keypool_label : "");
+    pthread_mutex_unlock(&lock);
+    CK_SESSION_INFO si;
+    if (want == 0 || GATED(real->C_GetSessionInfo(session, &si)) != CKR_OK)
+        return;
+    if (label[0] != '\0') {
+        CK_TOKEN_INFO ti;
+        if (GATED(real->C_GetTokenInfo(si.slotID, &ti)) != CKR_OK)
+            return;
+        size_t len = sizeof ti.label;
+        while (len > 0 && ti.label[len - 1] == ' ')
+            len--;
+        if (len != strlen(label) || memcmp(ti.label, label, len) != 0)
+            return;
+    }
+    pthread_mutex_lock(&pool_lock);
+    for (size_t i = 0; i < n_pools; i++)
+        if (pools[i].slot == si.slotID) {
+            pthread_mutex_unlock(&pool_lock);
+            return;
+        }
+    key_pool *kp = n_pools < MAX_POOLS ? &pools[n_pools] : NULL;
+    if (kp != NULL) {
+        memset(kp, 0, sizeof *kp);
+        kp->slot = si.slotID;
+        kp->pub = calloc(want, sizeof *kp->pub);
+        kp->priv = calloc(want, sizeof *kp->priv);
+    }
+    if (kp == NULL || kp->pub == NULL || kp->priv == NULL ||
+        GATED(real->C_OpenSession(si.slotID, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                  &kp->session)) != CKR_OK) {
+        if (kp != NULL) {
+            free(kp->pub);
+            free(kp->priv);
+        }
+        pthread_mutex_unlock(&pool_lock);
+        fprintf(stderr, "p11fault: cannot make the key pool\n");
+        return;
+    }
+    n_pools++;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    CK_ATTRIBUTE pub[] = {{CKA_TOKEN, &no, sizeof no},
+                          {CKA_PRIVATE, &no, sizeof no},
+                          {CKA_VERIFY, &yes, sizeof yes},
+                          {CKA_EC_PARAMS, (void *)oid_p256, sizeof oid_p256}};
+    CK_ATTRIBUTE priv[] = {{CKA_TOKEN, &no, sizeof no},
+                           {CKA_PRIVATE, &yes, sizeof yes},
+                           {CKA_SENSITIVE, &yes, sizeof yes},
+                           {CKA_EXTRACTABLE, &yes, sizeof yes},
+                           {CKA_SIGN, &yes, sizeof yes}};
+    while (kp->made < want &&
+           GATED(real->C_GenerateKeyPair(kp->session, &mech, pub, 4, priv, 5, &kp->pub[kp->made],
+                                         &kp->priv[kp->made])) == CKR_OK)
+        kp->made++;
+    atomic_fetch_add(&pool_made, kp->made);
+    pthread_mutex_unlock(&pool_lock);
+}
+
+/* Takes a pair from the pool of session's token; false when there is none left (or no pool). */
+static bool pool_take(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+    CK_SLOT_ID slot = 0;
+    bool known = false;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n_sessions && !known; i++)
+        if (sessions[i].handle == session) {
+            slot = sessions[i].slot;
+            known = true;
+        }
+    pthread_mutex_unlock(&lock);
+    bool got = false;
+    pthread_mutex_lock(&pool_lock);
+    for (size_t i = 0; i < n_pools && known && !got; i++)
+        if (pools[i].slot == slot && pools[i].next < pools[i].made) {
+            *pub = pools[i].pub[pools[i].next];
+            *priv = pools[i].priv[pools[i].next];
+            pools[i].next++;
+            got = true;
+        }
+    pthread_mutex_unlock(&pool_lock);
+    return got;
+}
+
+/* The pools' sessions are gone (C_Finalize, C_CloseAllSessions, a failover). */
+static void pools_forget(CK_SLOT_ID slot, bool every)
+{
+    pthread_mutex_lock(&pool_lock);
+    for (size_t i = 0; i < n_pools;)
+        if (every || pools[i].slot == slot) {
+            free(pools[i].pub);
+            free(pools[i].priv);
+            pools[i] = pools[--n_pools];
+        } else {
+            i++;
+        }
+    pthread_mutex_unlock(&pool_lock);
+}
+
+static CK_RV w_C_Login(SH session, CK_USER_TYPE u, BP pin, UL len)
+{
+    CHECK_INIT;
+    CK_RV rv = enter(F_C_Login, session, NULL);
+    if (rv != CKR_OK)
+        return rv;
+    rv = GATED(real->C_Login(session, u, pin, len));
+    if (u == CKU_USER && (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN))
+        pool_fill(session);
+    return rv;
+}
+
+static CK_RV w_C_GenerateKeyPair(SH session, MP mech, AP pt, UL pn, AP st, UL sn, OH *pk, OH *sk)
+{
+    CHECK_INIT;
+    CK_RV frv = enter(F_C_GenerateKeyPair, session, mech);
+    if (frv != CKR_OK)
+        return frv;
+    pthread_mutex_lock(&lock);
+    bool pooled = cfg != NULL && cfg->keypool > 0;
+    pthread_mutex_unlock(&lock);
+    if (pooled && pk != NULL && sk != NULL && pool_matches(mech, pt, pn, st, sn)) {
+        CK_OBJECT_HANDLE pub, priv;
+        if (pool_take(session, &pub, &priv)) {
+            /* The caller's names on the pair, as a generated pair would have them. */
+            CK_ATTRIBUTE names[2];
+            CK_ULONG nn = 0;
+            const CK_ATTRIBUTE *id = find_attr(st, sn, CKA_ID),
+                               *label = find_attr(st, sn, CKA_LABEL);
+            if (id != NULL)
+                names[nn++] = *id;
+            if (label != NULL)
+                names[nn++] = *label;
+            if (nn == 0 || (GATED(real->C_SetAttributeValue(session, pub, names, nn)) == CKR_OK &&
+                            GATED(real->C_SetAttributeValue(session, priv, names, nn)) == CKR_OK)) {
+                *pk = pub;
+                *sk = priv;
+                atomic_fetch_add(&pool_served, 1);
+                return CKR_OK;
+            }
+        }
+        atomic_fetch_add(&pool_missed, 1);
+    }
+    return GATED(real->C_GenerateKeyPair(session, mech, pt, pn, st, sn, pk, sk));
+}
 
 static CK_RV w_C_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
 {
@@ -979,6 +1192,7 @@ static CK_RV w_C_CloseAllSessions(CK_SLOT_ID slot)
         return rv;
     rv = real->C_CloseAllSessions(slot);
     if (rv == CKR_OK) {
+        pools_forget(slot, false);
         pthread_mutex_lock(&lock);
         sessions_remove_slot(slot);
         pthread_mutex_unlock(&lock);
@@ -1100,7 +1314,13 @@ static CK_RV w_C_Finalize(CK_VOID_PTR reserved)
 {
     CHECK_INIT;
     CK_RV rv = real->C_Finalize(reserved);
+    pools_forget(0, true);
     pthread_mutex_lock(&lock);
+    if (cfg != NULL && cfg->keypool > 0) {
+        log_fault(F_C_GenerateKeyPair, "keypool-made", atomic_exchange(&pool_made, 0));
+        log_fault(F_C_GenerateKeyPair, "keypool-served", atomic_exchange(&pool_served, 0));
+        log_fault(F_C_GenerateKeyPair, "keypool-missed", atomic_exchange(&pool_missed, 0));
+    }
     config_free(cfg);
     cfg = NULL;
     log_open("");
