@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "formats/algs.h"
 #include "formats/dn.h"
 #include "formats/hex.h"
 
@@ -25,7 +26,7 @@ json_t *certinfo_describe(X509 *cert)
     BN_free(bn);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
-    X509_digest(cert, EVP_sha1(), md, &md_len);
+    X509_digest(cert, algs_md(NID_sha1), md, &md_len);
     char *thumb = hex_encode_alloc(md, md_len, true);
     char *issuer = dn_format(X509_get_issuer_name(cert));
     char *subject = dn_format(X509_get_subject_name(cert));

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "batch/output.h"
+#include "formats/algs.h"
+#include "formats/csr.h"
 #include "formats/dn.h"
 #include "formats/hex.h"
 #include "formats/sign.h"
@@ -567,7 +569,7 @@ static int add_subject_key_id(X509 *cert, EVP_PKEY *pub)
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
-    int ok = os != NULL && X509_pubkey_digest(cert, EVP_sha1(), md, &len) &&
+    int ok = os != NULL && X509_pubkey_digest(cert, algs_md(NID_sha1), md, &len) &&
              ASN1_OCTET_STRING_set(os, md, (int)len) &&
              X509_add1_ext_i2d(cert, NID_subject_key_identifier, os, 0, X509V3_ADD_DEFAULT) == 1;
     (void)pub;
@@ -635,7 +637,7 @@ int local_ca_issue_cert(local_ca *ca, hsm_session *session, X509_REQ *csr,
 {
     memset(out, 0, sizeof *out);
     EVP_PKEY *pub = X509_REQ_get0_pubkey(csr);
-    if (pub == NULL || X509_REQ_verify(csr, pub) != 1) {
+    if (pub == NULL || !csr_signature_verifies(csr, pub)) {
         ERR_clear_error();
         enroll_error_set(err, HSE_CA_REJECTED, NULL,
                          "the request's signature does not verify (no proof of possession)");

@@ -69,7 +69,8 @@ static const char *stock_key(const bench_ref_params *p, char *buf, size_t size)
 
 /* Reads the last JSON line of a child's standard output that has member, into *value. The child
  * runs argv[0] with argv; 0 when it exited 0 and the member was there. */
-static int run_child_json(char *const argv[], const char *member, double *value)
+static int run_child_json(char *const argv[], const char *member, double *value,
+                          const char *member2, double *value2)
 {
     int fds[2];
     if (pipe(fds) != 0)
@@ -96,6 +97,8 @@ static int run_child_json(char *const argv[], const char *member, double *value)
         if (json_is_number(json_object_get(doc, member))) {
             *value = json_number_value(json_object_get(doc, member));
             found = 0;
+            if (member2 != NULL && json_is_number(json_object_get(doc, member2)))
+                *value2 = json_number_value(json_object_get(doc, member2));
         }
         json_decref(doc);
     }
@@ -131,7 +134,7 @@ static void wipe_env(const char *name)
     unsetenv(name);
 }
 
-double bench_probe_rate(const engine_setup *s, const bench_ref_params *p)
+double bench_probe_rate(const engine_setup *s, bench_ref_params *p)
 {
     if (s == NULL || s->cfg == NULL || p == NULL || p->threads < 1 || p->count < 1)
         return -1;
@@ -172,7 +175,8 @@ double bench_probe_rate(const engine_setup *s, const bench_ref_params *p)
     if (pin_to_env(s, "HSMENROLL_BENCH_PROBE_PIN") != 0)
         return -1;
     double rate = -1;
-    if (run_child_json(argv, "per_second", &rate) != 0)
+    p->cpu_ms = 0;
+    if (run_child_json(argv, "per_second", &rate, "cpu_ms_per_request", &p->cpu_ms) != 0)
         rate = -1;
     wipe_env("HSMENROLL_BENCH_PROBE_PIN");
     return rate;
@@ -296,7 +300,7 @@ double bench_stock_rate(const engine_setup *s, const bench_server *srv, const be
     setenv("STOCK_WORK", tmpdir, 1);
     char *argv[] = {script, NULL};
     double rate = -1;
-    if (run_child_json(argv, "per_second", &rate) != 0)
+    if (run_child_json(argv, "per_second", &rate, NULL, NULL) != 0)
         rate = -1;
     wipe_env("STOCK_PASSWORD");
     static const char *const set[] = {"STOCK_MODULE", "STOCK_URL",      "STOCK_USER",

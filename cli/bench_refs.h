@@ -20,6 +20,7 @@ typedef struct bench_ref_params {
     long threads, count;
     bool floor;      /* the probe's --floor: the mandatory cryptography of an export request */
     long iterations; /* with floor: PBKDF2 iterations (Settings.Pkcs12Iterations) */
+    double cpu_ms;   /* out (probe): the probe's CPU time per request while timed, 0: unknown */
 } bench_ref_params;
 
 /* The path of a program next to this executable (name: "p11probe", "stock-pipeline.sh") in out,
@@ -29,7 +30,7 @@ int bench_sibling_path(const char *name, char *out, size_t size);
 /* bench/p11probe on the configuration's module and key tokens (thread i in token i mod n, as the
  * workers): keygen+sign per second, or a
  * negative value. The PIN reaches it in its environment, never in its arguments. */
-double bench_probe_rate(const engine_setup *s, const bench_ref_params *p);
+double bench_probe_rate(const engine_setup *s, bench_ref_params *p);
 
 /* `hsmenroll serve` on 127.0.0.1 (a free port), with the bench's configuration and home, and a
  * throwaway user for the stock pipeline. */

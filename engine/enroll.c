@@ -193,7 +193,7 @@ static const char *key_label(const enroll_request *req)
     return req->operation == OP_REENROLLMENT ? req->alias : req->id;
 }
 
-static EVP_PKEY *unwrap_key(run *r, job *j);
+static EVP_PKEY *unwrap_key(run *r, job *j, bool bundle_only);
 
 /* Refuses, before any key is made, what the key token cannot do: generate this key type, or
  * (export keys) let it out. The wrapping key is made here by the first export request. */
@@ -224,7 +224,7 @@ static int check_capabilities(run *r, job *j, const hsm_key_spec *spec, bool exp
  * to the private half of the public key the token gave. */
 static int prove_export(run *r, job *j, EVP_PKEY *pub)
 {
-    EVP_PKEY *priv = unwrap_key(r, j);
+    EVP_PKEY *priv = unwrap_key(r, j, true); /* compared only, against a legacy public key */
     int same = priv != NULL ? EVP_PKEY_eq(priv, pub) : 0;
     EVP_PKEY_free(priv);
     if (same == 1)
@@ -505,10 +505,15 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
     return 0;
 }
 
-static EVP_PKEY *unwrap_key(run *r, job *j)
+/* The exported key in clear. bundle_only: it is only written out (no store to import it into),
+ * so an EC key may come back in OpenSSL's cheaper legacy form. */
+static EVP_PKEY *unwrap_key(run *r, job *j, bool bundle_only)
 {
     if (j->export_kind == KEY_EXPORT_PKCS8)
-        return privkey_unwrap_pkcs8(r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
+        return bundle_only
+                   ? privkey_unwrap_pkcs8_bundle(r->hsm->kek, j->wrapped_key, j->wrapped_len,
+                                                 &j->err)
+                   : privkey_unwrap_pkcs8(r->hsm->kek, j->wrapped_key, j->wrapped_len, &j->err);
     if (j->export_kind == KEY_EXPORT_PKCS8_KW_PKCS7 || j->export_kind == KEY_EXPORT_PKCS8_CBC_PAD)
         return privkey_unwrap_scheme(
             j->export_kind == KEY_EXPORT_PKCS8_CBC_PAD ? KEYWRAP_CBC_PAD : KEYWRAP_RFC3394_PKCS7,
@@ -562,7 +567,7 @@ static int keep_pending_key(worker *w, job *j, json_t *files, char **password_ou
     if (j->req->storage != STORAGE_EXPORT || j->wrapped_key == NULL)
         return 0;
     cpu_enter(r);
-    EVP_PKEY *key = unwrap_key(r, j);
+    EVP_PKEY *key = unwrap_key(r, j, true);
     char *password = key ? choose_password(r, j, password_out) : NULL;
     BIO *bio = password ? BIO_new(BIO_s_mem()) : NULL;
     int rc = -1;
@@ -601,9 +606,9 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
         goto done;
     }
     if (req->storage == STORAGE_EXPORT) {
-        if ((key = unwrap_key(r, j)) == NULL)
+        if ((key = unwrap_key(r, j, j->target_count == 0)) == NULL)
             goto done;
-        if (X509_check_private_key(j->cert, key) != 1) {
+        if (privkey_matches_cert(j->cert, key) != 1) {
             enroll_error_set(&j->err, HSE_KEY_MISMATCH, NULL,
                              "the issued certificate does not match the generated key");
             goto done;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "algs.h"
 #include "base64.h"
 
 X509_REQ *csr_decode(const char *text, enroll_error *err)
@@ -133,7 +134,54 @@ int spki_fingerprint(const X509_PUBKEY *spki, unsigned char out[32])
     int len = i2d_X509_PUBKEY(spki, &der);
     if (len <= 0)
         return -1;
-    int ok = EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL);
+    int ok = EVP_Digest(der, (size_t)len, out, NULL, algs_md(NID_sha256), NULL);
     OPENSSL_free(der);
     return ok ? 0 : -1;
+}
+
+/* An EC key the engine built in process (a legacy EC_KEY, see pubkey.c) is checked by ECDSA_verify
+ * over the digest of the request's encoded TBS part: the same check X509_REQ_verify makes, without
+ * OpenSSL 3.0 exporting the key into a provider for it (a curve rebuilt per request). Every other
+ * key, and anything unusual about the signature algorithm, goes to X509_REQ_verify. */
+bool csr_signature_verifies(X509_REQ *csr, EVP_PKEY *pub)
+{
+    const ASN1_BIT_STRING *sig = NULL;
+    const X509_ALGOR *alg = NULL;
+    X509_REQ_get0_signature(csr, &sig, &alg);
+    const ASN1_OBJECT *alg_oid = NULL;
+    int ptype = V_ASN1_UNDEF, md_nid = NID_undef, pk_nid = NID_undef;
+    if (alg != NULL)
+        X509_ALGOR_get0(&alg_oid, &ptype, NULL, alg);
+    const EC_KEY *ec = EVP_PKEY_get_id(pub) == EVP_PKEY_EC && EVP_PKEY_get0_provider(pub) == NULL
+                           ? EVP_PKEY_get0_EC_KEY(pub)
+                           : NULL;
+    const EVP_MD *md = NULL;
+    if (ec != NULL && sig != NULL && alg_oid != NULL && ptype == V_ASN1_UNDEF &&
+        (sig->flags & 0x07) == 0 && OBJ_find_sigid_algs(OBJ_obj2nid(alg_oid), &md_nid, &pk_nid) &&
+        pk_nid == NID_X9_62_id_ecPublicKey)
+        md = algs_md(md_nid);
+    unsigned char *der = NULL;
+    int der_len = md != NULL ? i2d_X509_REQ(csr, &der) : 0;
+    if (der_len <= 0) {
+        OPENSSL_free(der);
+        return X509_REQ_verify(csr, pub) == 1;
+    }
+    /* CertificationRequest ::= SEQUENCE { certificationRequestInfo SEQUENCE, ... }: the first
+     * element, header included, is what was signed. */
+    const unsigned char *p = der, *tbs;
+    long len;
+    int tag, cls, ok = 0;
+    if (!(ASN1_get_object(&p, &len, &tag, &cls, der_len) & 0x80) && tag == V_ASN1_SEQUENCE) {
+        tbs = p;
+        if (!(ASN1_get_object(&p, &len, &tag, &cls, der_len - (p - der)) & 0x80) &&
+            tag == V_ASN1_SEQUENCE && len <= der_len - (p - der)) {
+            unsigned char digest[EVP_MAX_MD_SIZE];
+            unsigned int digest_len = 0;
+            ok =
+                EVP_Digest(tbs, (size_t)(p - tbs) + (size_t)len, digest, &digest_len, md, NULL) &&
+                ECDSA_verify(0, digest, (int)digest_len, sig->data, sig->length, (EC_KEY *)ec) == 1;
+        }
+    }
+    OPENSSL_free(der);
+    return ok;
 }

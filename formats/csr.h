@@ -16,6 +16,10 @@
  * (does not decode), CSR_SIGNATURE_INVALID; field "CSR". NULL on error. */
 X509_REQ *csr_decode(const char *text, enroll_error *err);
 
+/* Whether req's signature verifies with pub (X509_REQ_verify's check: the proof of possession);
+ * an EC key built in process is checked without a provider export of the key. */
+bool csr_signature_verifies(X509_REQ *req, EVP_PKEY *pub);
+
 /* The subjectAltName of the CSR's extensionRequest (a new, possibly empty stack), or NULL when
  * that extension does not decode. */
 GENERAL_NAMES *csr_sans(const X509_REQ *req);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "algs.h"
 #include "dn.h"
 
 #define DEFAULT_PBKDF2_ITERATIONS 2048
@@ -52,7 +53,7 @@ static X509_SIG *pbes2_encrypt(const PKCS8_PRIV_KEY_INFO *p8inf, const char *pas
                        sizeof salt, salt, sizeof dk, dk);
     X509_ALGOR *alg;
     ASN1_OCTET_STRING *data;
-    if (EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, dk, iv) != 1 ||
+    if (EVP_EncryptInit_ex(ctx, algs_cipher(NID_aes_256_cbc), NULL, dk, iv) != 1 ||
         EVP_EncryptUpdate(ctx, cipher, &len1, plain, plain_len) != 1 ||
         EVP_EncryptFinal_ex(ctx, cipher + len1, &len2) != 1 || (p8 = X509_SIG_new()) == NULL)
         goto done;

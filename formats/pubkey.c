@@ -2,6 +2,8 @@
  * wrapped, as CKA_EC_POINT comes), EdDSA points; private keys from PKCS#8, AES-KWP or raw seeds. */
 #include "pubkey.h"
 
+#include "algs.h"
+
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -9,6 +11,7 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,37 @@ static const unsigned char *unwrap_point(const unsigned char *point, size_t len,
     ASN1_OCTET_STRING_free(os);
     *out_len = raw_len;
     return *owned;
+}
+
+/* The NIST curves, built once: EC_GROUP_new_by_curve_name computes the curve's Montgomery
+ * constants each time (a modular inversion), and an EC_KEY on a copy of a built group skips
+ * that. Read-only after the first use. */
+static EC_GROUP *curve_groups[3];
+static pthread_once_t curve_groups_once = PTHREAD_ONCE_INIT;
+
+static void curve_groups_init(void)
+{
+    static const int nids[3] = {NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1};
+    for (int i = 0; i < 3; i++)
+        curve_groups[i] = EC_GROUP_new_by_curve_name(nids[i]);
+}
+
+/* An empty EC_KEY on curve nid (its own copy of the built group), or NULL. */
+static EC_KEY *ec_key_on_curve(int nid)
+{
+    pthread_once(&curve_groups_once, curve_groups_init);
+    int i = nid == NID_X9_62_prime256v1 ? 0
+            : nid == NID_secp384r1      ? 1
+            : nid == NID_secp521r1      ? 2
+                                        : -1;
+    if (i < 0 || curve_groups[i] == NULL)
+        return EC_KEY_new_by_curve_name(nid);
+    EC_KEY *ec = EC_KEY_new();
+    if (ec != NULL && EC_KEY_set_group(ec, curve_groups[i]) != 1) {
+        EC_KEY_free(ec);
+        ec = NULL;
+    }
+    return ec;
 }
 
 /* The public keys are built as "legacy" keys (RSA, EC_KEY) on purpose: OpenSSL 3.0 encodes such
@@ -105,7 +139,7 @@ EVP_PKEY *pubkey_from_ec_point(int curve_nid, const unsigned char *point, size_t
         return NULL;
     }
     /* EC_KEY_oct2key refuses a point that is not on the curve. */
-    EC_KEY *ec = EC_KEY_new_by_curve_name(curve_nid);
+    EC_KEY *ec = ec_key_on_curve(curve_nid);
     EVP_PKEY *key = NULL;
     if (ec != NULL && EC_KEY_oct2key(ec, raw, raw_len, NULL) == 1 &&
         (key = legacy_key(EVP_PKEY_EC, ec)) != NULL)
@@ -164,7 +198,7 @@ static EVP_PKEY *keypair_from_params(const char *type, OSSL_PARAM_BLD *bld)
  * EVP_PKEY_get_bn_param cannot read a legacy key's private parts, which key_import needs.) NULL
  * for other algorithms (EdDSA) or a malformed key: the caller takes the general path, which
  * reports the error. */
-static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
+static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8, bool legacy_ok)
 {
     const ASN1_OBJECT *alg_oid;
     const unsigned char *p;
@@ -205,9 +239,18 @@ static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
         /* A named curve, the only form the HSM layer makes. d2i_ECPrivateKey computes the
          * public point when the ECPrivateKey leaves it out. */
         int curve = ptype == V_ASN1_OBJECT ? OBJ_obj2nid(pval) : NID_undef;
-        EC_KEY *ec = curve != NID_undef ? EC_KEY_new_by_curve_name(curve) : NULL;
+        EC_KEY *ec = curve != NID_undef ? ec_key_on_curve(curve) : NULL;
         if (ec != NULL && d2i_ECPrivateKey(&ec, &p, len) == NULL)
             ec = NULL; /* freed by d2i on failure */
+        if (ec != NULL && legacy_ok) {
+            if (EC_KEY_get0_private_key(ec) != NULL && EC_KEY_get0_public_key(ec) != NULL &&
+                (key = legacy_key(EVP_PKEY_EC, ec)) != NULL)
+                ec = NULL;
+            EC_KEY_free(ec);
+            OSSL_PARAM_BLD_free(bld);
+            ERR_clear_error();
+            return key;
+        }
         unsigned char point[160];
         size_t point_len =
             ec ? EC_POINT_point2oct(EC_KEY_get0_group(ec), EC_KEY_get0_public_key(ec),
@@ -228,11 +271,12 @@ static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8)
     return key;
 }
 
-EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err)
+static EVP_PKEY *from_pkcs8(const unsigned char *der, size_t der_len, bool legacy_ok,
+                            enroll_error *err)
 {
     const unsigned char *p = der;
     PKCS8_PRIV_KEY_INFO *p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)der_len);
-    EVP_PKEY *key = p8 ? privkey_from_pkcs8_fast(p8) : NULL;
+    EVP_PKEY *key = p8 ? privkey_from_pkcs8_fast(p8, legacy_ok) : NULL;
     if (key == NULL && p8 != NULL)
         key = EVP_PKCS82PKEY(p8);
     PKCS8_PRIV_KEY_INFO_free(p8);
@@ -241,6 +285,11 @@ EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_er
         enroll_error_add_openssl(err);
     }
     return key;
+}
+
+EVP_PKEY *privkey_from_pkcs8(const unsigned char *der, size_t der_len, enroll_error *err)
+{
+    return from_pkcs8(der, der_len, false, err);
 }
 
 static int kwp(int encrypt, const unsigned char kek[32], const unsigned char *in, size_t in_len,
@@ -253,7 +302,8 @@ static int kwp(int encrypt, const unsigned char kek[32], const unsigned char *in
     int len1 = 0, len2 = 0, ok = 0;
     if (buf != NULL && ctx != NULL) {
         EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
-        ok = EVP_CipherInit_ex(ctx, EVP_aes_256_wrap_pad(), NULL, kek, NULL, encrypt) == 1 &&
+        ok = EVP_CipherInit_ex(ctx, algs_cipher(NID_id_aes256_wrap_pad), NULL, kek, NULL,
+                               encrypt) == 1 &&
              EVP_CipherUpdate(ctx, buf, &len1, in, (int)in_len) == 1 &&
              EVP_CipherFinal_ex(ctx, buf + len1, &len2) == 1;
     }
@@ -285,17 +335,63 @@ int kwp_unwrap(const unsigned char kek[32], const unsigned char *in, size_t in_l
     return kwp(0, kek, in, in_len, out, out_len, err);
 }
 
-EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
-                               size_t wrapped_len, enroll_error *err)
+static EVP_PKEY *unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
+                              size_t wrapped_len, bool legacy_ok, enroll_error *err)
 {
     unsigned char *plain;
     size_t len;
     if (kwp_unwrap(kek, wrapped, wrapped_len, &plain, &len, err) != 0)
         return NULL;
-    EVP_PKEY *key = privkey_from_pkcs8(plain, len, err);
+    EVP_PKEY *key = from_pkcs8(plain, len, legacy_ok, err);
     OPENSSL_cleanse(plain, len);
     free(plain);
     return key;
+}
+
+EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
+                               size_t wrapped_len, enroll_error *err)
+{
+    return unwrap_pkcs8(kek, wrapped, wrapped_len, false, err);
+}
+
+EVP_PKEY *privkey_unwrap_pkcs8_bundle(const unsigned char kek[32], const unsigned char *wrapped,
+                                      size_t wrapped_len, enroll_error *err)
+{
+    return unwrap_pkcs8(kek, wrapped, wrapped_len, true, err);
+}
+
+int privkey_matches_cert(X509 *cert, EVP_PKEY *key)
+{
+    /* An EC key of privkey_unwrap_pkcs8_bundle: its point against the certificate's
+     * subjectPublicKey, byte for byte, on the same named curve. Anything else, or a point the
+     * certificate encodes otherwise (compressed), goes to X509_check_private_key. */
+    const EC_KEY *ec =
+        key && EVP_PKEY_get_id(key) == EVP_PKEY_EC && EVP_PKEY_get0_provider(key) == NULL
+            ? EVP_PKEY_get0_EC_KEY(key)
+            : NULL;
+    X509_PUBKEY *xpk = cert ? X509_get_X509_PUBKEY(cert) : NULL;
+    ASN1_OBJECT *alg_oid = NULL;
+    const unsigned char *pk = NULL;
+    int pk_len = 0, ptype = 0;
+    X509_ALGOR *palg = NULL;
+    const void *pval = NULL;
+    if (ec != NULL && xpk != NULL &&
+        X509_PUBKEY_get0_param(&alg_oid, &pk, &pk_len, &palg, xpk) == 1 &&
+        OBJ_obj2nid(alg_oid) == NID_X9_62_id_ecPublicKey && palg != NULL) {
+        X509_ALGOR_get0(NULL, &ptype, &pval, palg);
+        const EC_GROUP *group = EC_KEY_get0_group(ec);
+        unsigned char point[160];
+        size_t point_len =
+            group && EC_KEY_get0_public_key(ec)
+                ? EC_POINT_point2oct(group, EC_KEY_get0_public_key(ec),
+                                     POINT_CONVERSION_UNCOMPRESSED, point, sizeof point, NULL)
+                : 0;
+        if (ptype == V_ASN1_OBJECT && OBJ_obj2nid(pval) == EC_GROUP_get_curve_name(group) &&
+            point_len > 0 && (size_t)pk_len == point_len && memcmp(pk, point, point_len) == 0)
+            return 1;
+    }
+    ERR_clear_error();
+    return X509_check_private_key(cert, key) == 1 ? 1 : 0;
 }
 
 /* One OpenSSL cipher pass (decrypt) over in; padding as the cipher defines it. */

@@ -31,6 +31,14 @@ int kwp_unwrap(const unsigned char kek[32], const unsigned char *in, size_t in_l
  * and parses the PKCS#8 inside. The plaintext is wiped before returning. */
 EVP_PKEY *privkey_unwrap_pkcs8(const unsigned char kek[32], const unsigned char *wrapped,
                                size_t wrapped_len, enroll_error *err);
+/* The same for a key that is only written out (PEM, DER, PFX): an EC key comes back as a legacy
+ * EC_KEY-backed EVP_PKEY, which OpenSSL 3.0 encodes into PKCS#8 without an encoder chain and
+ * which needs no import into a provider. Not for key_import (it reads provider parameters). */
+EVP_PKEY *privkey_unwrap_pkcs8_bundle(const unsigned char kek[32], const unsigned char *wrapped,
+                                      size_t wrapped_len, enroll_error *err);
+/* 1 when key is the private half of cert's public key (X509_check_private_key, with the EC keys
+ * of privkey_unwrap_pkcs8_bundle compared by their encoded point), else 0. */
+int privkey_matches_cert(X509 *cert, EVP_PKEY *key);
 /* How an exported key was wrapped by the module (the values of hsm_wrap_scheme). */
 typedef enum key_wrap_scheme {
     KEYWRAP_RFC5649 = 1,       /* AES key wrap with padding */

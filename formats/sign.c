@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "algs.h"
+
 enum { SIGNATURE_MAX = 1024 }; /* RSA-4096: 512 bytes; ECDSA P-521 DER: at most 139 */
 
 sig_alg sig_alg_for_key(const EVP_PKEY *key)
@@ -68,11 +70,11 @@ const EVP_MD *sig_alg_digest(sig_alg alg)
     switch (alg) {
     case SIG_RSA_PKCS1_SHA256:
     case SIG_ECDSA_SHA256:
-        return EVP_sha256();
+        return algs_md(NID_sha256);
     case SIG_ECDSA_SHA384:
-        return EVP_sha384();
+        return algs_md(NID_sha384);
     case SIG_ECDSA_SHA512:
-        return EVP_sha512();
+        return algs_md(NID_sha512);
     default:
         return NULL;
     }

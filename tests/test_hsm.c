@@ -1,6 +1,7 @@
 /* The PKCS#11 layer on a real SoftHSM2 token: token initialization and login, key generation for
  * every key type and storage, attributes as promised, signatures verified by OpenSSL, export by
  * C_WrapKey or CKA_VALUE, RFC 7512 URIs, concurrent keygen, and errors that name the CKR. */
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <p11-kit/uri.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include "ca/hsm_signer.h"
+#include "formats/csr.h"
 #include "formats/pubkey.h"
 #include "formats/sign.h"
 #include "hsm/hsm.h"
@@ -275,6 +277,19 @@ static void test_csr_and_certificate_signed_in_token(void)
         X509_REQ *req = csr_build(name, sans, pub, &sg, &eerr);
         CU_ASSERT_PTR_NOT_NULL_FATAL(req);
         CU_ASSERT_EQUAL(X509_REQ_verify(req, pub), 1);
+        /* The CA's proof-of-possession check agrees with X509_REQ_verify: the right key, a
+         * wrong key, a damaged signature. */
+        CU_ASSERT_TRUE(csr_signature_verifies(req, pub));
+        CU_ASSERT_FALSE(csr_signature_verifies(req, ca_pub));
+        const ASN1_BIT_STRING *sig_bits = NULL;
+        X509_REQ_get0_signature(req, &sig_bits, NULL);
+        unsigned char *last = ((ASN1_BIT_STRING *)sig_bits)->data + sig_bits->length - 2;
+        *last ^= 0x01;
+        CU_ASSERT_FALSE(csr_signature_verifies(req, pub));
+        CU_ASSERT_NOT_EQUAL(X509_REQ_verify(req, pub), 1);
+        *last ^= 0x01;
+        CU_ASSERT_TRUE(csr_signature_verifies(req, pub));
+        ERR_clear_error();
         STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
         CU_ASSERT_EQUAL(sk_X509_EXTENSION_num(exts), 1);
         sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
