@@ -316,14 +316,35 @@ static int generate_once(worker *w, job *j)
  * first attempt left in the token is destroyed (no one has seen that key: its CSR was not sent
  * and it is not journaled yet; an export key, a session object, is gone anyway), and a new key is
  * made under the same CKA_ID. */
+/* Whether a call on one of the worker's sessions answered that the module is busy since the
+ * last look (hsm_session.busy); clears the marks. */
+static bool sessions_busy(worker *w)
+{
+    bool busy = false;
+    for (size_t t = 0; t < w->run->hsm->token_count; t++) {
+        busy = busy || w->sessions[t].busy;
+        w->sessions[t].busy = false;
+    }
+    return busy;
+}
+
 static int generate(worker *w, job *j)
 {
+    run *r = w->run;
     /* At most two recoveries: a failover can reach one job twice (its first attempt, and its
-     * retry on a session opened while another worker was still logging the tokens in). */
-    for (int recoveries = 0;; recoveries++) {
-        if (generate_once(w, j) == 0)
+     * retry on a session opened while another worker was still logging the tokens in). A busy
+     * module is waited for (engine/throttle.h), up to THROTTLE_RETRIES times. */
+    for (int recoveries = 0, busy = 0;;) {
+        (void)sessions_busy(w);
+        throttle_enter(&r->throttle);
+        int made = generate_once(w, j);
+        bool refused = made != 0 && sessions_busy(w);
+        throttle_leave(&r->throttle, made == 0);
+        if (made == 0)
             return 0;
-        if (recoveries == 2 || recover_lost_sessions(w) != 1)
+        if (refused && busy < THROTTLE_RETRIES)
+            throttle_busy(&r->throttle, j->err.message, ++busy);
+        else if (recoveries++ == 2 || recover_lost_sessions(w) != 1)
             return -1;
         hsm_session *s = &w->sessions[j->token];
         if (j->have_pair) {
@@ -1053,8 +1074,31 @@ bool enroll_job(worker *w, job *j)
     };
     j->submitted_ns = run_clock_ns();
     ca_in_flight_add(r, j, 1);
-    if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
+    bool local = j->policy.ca->type == CA_TYPE_LOCAL;
+    if (local) { /* the embedded CA signs in the HSM, on this worker's session */
+        (void)sessions_busy(w);
+        throttle_enter(&r->throttle);
+    }
+    if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING) {
+        if (local)
+            throttle_leave(&r->throttle, true);
         return false;
+    }
+    /* Its signature refused by a busy module: nothing was issued, the CA is asked again once
+     * the module has had time. */
+    for (int busy = 0; local; busy++) {
+        bool refused = j->sub.answer.failed && sessions_busy(w);
+        throttle_leave(&r->throttle, !j->sub.answer.failed);
+        if (!refused || busy == THROTTLE_RETRIES)
+            break;
+        throttle_busy(&r->throttle, j->sub.answer.err.message, busy + 1);
+        ca_answer_clear(&j->sub.answer);
+        throttle_enter(&r->throttle);
+        if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING) {
+            throttle_leave(&r->throttle, true);
+            return false;
+        }
+    }
     /* The embedded CA signs with the worker's session on its token: lost there (or the login
      * gone with a failover), the session is recovered and the certificate signed once more. A
      * CA that failed this way issued nothing. */

@@ -191,6 +191,7 @@ int pipeline_run(run *r, enroll_error *err)
     }
     r->lanes = nworkers;
     sem_init(&r->cpu_gate, 0, (unsigned)(r->opt.workers < nworkers ? r->opt.workers : nworkers));
+    throttle_init(&r->throttle, nworkers);
     /* Two jobs per lane keep the lanes busy; network CAs add --inflight jobs waiting on
      * answers. More would only add latency (a job admitted waits its turn). */
     queue_init(&r->queue,
@@ -298,6 +299,7 @@ int pipeline_run(run *r, enroll_error *err)
     store_registry_free(&r->stores);
     queue_destroy(&r->queue);
     sem_destroy(&r->cpu_gate);
+    throttle_destroy(&r->throttle);
     log_debug("%ld requests admitted to the workers", admitted);
     return rc;
 }

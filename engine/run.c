@@ -284,13 +284,22 @@ json_t *run_stats_json(run *r)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double seconds = sum.seconds;
-    return json_pack("{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "Requests",
-                     (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed",
-                     (json_int_t)sum.failed, "Seconds", seconds, "CertificatesPerSecond",
-                     seconds > 0 ? sum.issued / seconds : 0.0, "FirstCertificateMs",
-                     first ? json_real((first - r->entered_ns) / 1e6) : json_null(), "LatencyMs",
-                     latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
-                     ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", r->lanes);
+    json_t *doc = json_pack(
+        "{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "Requests",
+        (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed", (json_int_t)sum.failed,
+        "Seconds", seconds, "CertificatesPerSecond", seconds > 0 ? sum.issued / seconds : 0.0,
+        "FirstCertificateMs", first ? json_real((first - r->entered_ns) / 1e6) : json_null(),
+        "LatencyMs", latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
+        ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", r->lanes);
+    /* The module's busy answers (engine/throttle.h): met, slow-downs, fewest operations in
+     * flight. Only when there were any. */
+    if (doc != NULL && atomic_load(&r->throttle.answers) > 0)
+        json_object_set_new(doc, "HsmBusy",
+                            json_pack("{s:I, s:I, s:i}", "Answers",
+                                      (json_int_t)atomic_load(&r->throttle.answers), "Slowdowns",
+                                      (json_int_t)atomic_load(&r->throttle.slowdowns),
+                                      "LowestInFlight", atomic_load(&r->throttle.lowest)));
+    return doc;
 }
 
 void run_close(run *r)

@@ -25,6 +25,7 @@
 #include "engine/run.h"
 #include "engine/setup.h"
 #include "engine/store.h"
+#include "engine/throttle.h"
 
 #define RUN_METRICS_CAS     32 /* CAs with their own in-flight gauge (the first 32) */
 #define RUN_METRICS_BUCKETS 14 /* stage histogram buckets (engine/metrics.c) */
@@ -89,6 +90,8 @@ struct run {
     /* Set by pipeline_run before the workers start, read-only afterwards. */
     int lanes;      /* worker threads, one set of sessions each: HSM operations in flight */
     sem_t cpu_gate; /* opt.workers permits: the CPU-heavy stages run on one thread per core */
+    hsm_throttle throttle; /* HSM stages in flight, lowered when the module is busy: set up by
+                            * pipeline_run, used by the workers (enroll.c) */
     struct metrics_http *metrics; /* --metrics-listen (run.c), NULL: none */
 };
 

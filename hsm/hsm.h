@@ -116,6 +116,9 @@ typedef struct hsm_session {
      * gone (hsm_rv_session_lost): sign, wrap, key generation, find, destroy, create. Cleared by
      * hsm_session_open. The owner reopens the session (engine/hsm_context.c) and retries. */
     bool lost;
+    /* Set by this layer when such a call answered that the module is busy (hsm_rv_busy); the
+     * owner (engine/enroll.c) clears it, backs off and retries. */
+    bool busy;
 } hsm_session;
 
 int hsm_session_open(hsm_token *token, hsm_session *session, hsm_error *err);
@@ -123,7 +126,10 @@ void hsm_session_close(hsm_session *session);
 /* True for the answers that mean the session (or the token's login) is gone, not the request:
  * CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_USER_NOT_LOGGED_IN, CKR_DEVICE_REMOVED. */
 bool hsm_rv_session_lost(CK_RV rv);
-/* Marks the session lost when rv says so (hsm_rv_session_lost). */
+/* True for the answers of a module that is busy, not broken: CKR_SESSION_COUNT and
+ * CKR_DEVICE_MEMORY (no room for one more operation now). */
+bool hsm_rv_busy(CK_RV rv);
+/* Marks the session lost when rv says so (hsm_rv_session_lost), busy when hsm_rv_busy. */
 void hsm_session_note(hsm_session *session, CK_RV rv);
 /* Makes sure the token is logged in: when its login session is gone or no longer in a user
  * state (C_GetSessionInfo), a new login session is opened and C_Login'ed with pin. *relogged

@@ -66,10 +66,17 @@ bool hsm_rv_session_lost(CK_RV rv)
            rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED;
 }
 
+bool hsm_rv_busy(CK_RV rv)
+{
+    return rv == CKR_SESSION_COUNT || rv == CKR_DEVICE_MEMORY;
+}
+
 void hsm_session_note(hsm_session *session, CK_RV rv)
 {
     if (session != NULL && hsm_rv_session_lost(rv))
         session->lost = true;
+    if (session != NULL && hsm_rv_busy(rv))
+        session->busy = true;
 }
 
 int hsm_token_relogin(hsm_token *token, const char *pin, bool *relogged, hsm_error *err)

@@ -114,6 +114,46 @@ static void test_session_limit_means_fewer_lanes(void)
     CU_ASSERT_EQUAL(test_verified_files(path, home), 30);
 }
 
+/* A module that answers busy during the run (CKR_DEVICE_MEMORY on key generation and wrap,
+ * CKR_SESSION_COUNT on the signatures of the CSRs and of the embedded CA): the engine lowers the
+ * HSM operations in flight, says so, retries after a backoff, and every request is issued. */
+static void test_busy_module_slows_down(void)
+{
+    write_config("busy.json", ",\"Concurrency\":8");
+    write_batch("busy.ndjson", "busy", 60);
+    json_t *stats = NULL;
+    int rc = run_with("busy.json", "busy.ndjson",
+                      "fail C_GenerateKeyPair CKR_DEVICE_MEMORY rate 0.2 seed 11\n"
+                      "fail C_WrapKey CKR_DEVICE_MEMORY rate 0.05 seed 12\n"
+                      "fail C_SignInit CKR_SESSION_COUNT rate 0.05 seed 13\n",
+                      "--workers 2", &stats);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(issued_in("busy.ndjson"), 60);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "Failed")), 0);
+    json_t *busy = json_object_get(stats, "HsmBusy");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(busy);
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(busy, "Answers")) > 0);
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(busy, "Slowdowns")) > 0);
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(busy, "LowestInFlight")) < 8);
+    /* The wrapper refused calls (its log), as many as the run met, and the run said it slowed
+     * down. */
+    char path[700];
+    snprintf(path, sizeof path, "%s/faults-busy.ndjson.log", tmp);
+    char *log = test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "C_GenerateKeyPair CKR_DEVICE_MEMORY") : NULL);
+    CU_ASSERT_EQUAL(log ? test_count(log, "\n") : -1,
+                    json_integer_value(json_object_get(busy, "Answers")));
+    free(log);
+    snprintf(path, sizeof path, "%s/stderr-busy.ndjson.log", tmp);
+    char *err = test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "the HSM is busy (") : NULL);
+    CU_ASSERT_PTR_NOT_NULL(err ? strstr(err, "slowing down to") : NULL);
+    free(err);
+    json_decref(stats);
+    snprintf(path, sizeof path, "%s/out-busy.ndjson", tmp);
+    CU_ASSERT_EQUAL(test_verified_files(path, home), 60);
+}
+
 /* Hsm.Concurrency 8 with one CPU permit: 8 lanes, 40 ms per key generation, all issued, every
  * certificate verified by openssl. */
 static void test_concurrency_from_config(void)
@@ -165,6 +205,7 @@ int main(void)
     static const test_case cases[] = {
         TEST_CASE(test_session_limit_means_fewer_lanes),
         TEST_CASE(test_concurrency_from_config),
+        TEST_CASE(test_busy_module_slows_down),
         TEST_CASE(test_lanes_at_least_workers),
         TEST_CASE(test_concurrency_bounds),
         TEST_END,
