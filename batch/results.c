@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "json_out.h"
+
 int results_open(results_writer *w, const output_dir *dir, const char *name, enroll_error *err)
 {
     memset(w, 0, sizeof *w);
@@ -25,7 +27,7 @@ int results_open(results_writer *w, const output_dir *dir, const char *name, enr
 
 int results_write(results_writer *w, json_t *line)
 {
-    char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = json_out_compact(line); /* json_dumps(line, JSON_COMPACT), faster */
     if (text == NULL)
         return -1;
     const char *status = json_string_value(json_object_get(line, "Status"));

@@ -37,20 +37,20 @@ static int flush_mem(BIO *mem, BIO *out, enroll_error *err)
 static X509_SIG *pbes2_encrypt(const PKCS8_PRIV_KEY_INFO *p8inf, const char *password,
                                int iterations)
 {
-    unsigned char salt[16], iv[16], dk[32];
+    unsigned char salt_iv[32], dk[32]; /* one draw from the DRBG for both */
+    unsigned char *salt = salt_iv, *iv = salt_iv + 16;
     unsigned char *plain = NULL, *cipher = NULL;
     int plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8inf, &plain), len1 = 0, len2 = 0;
     X509_SIG *p8 = NULL;
     X509_ALGOR *pbe = NULL;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (plain_len <= 0 || ctx == NULL || RAND_bytes(salt, sizeof salt) != 1 ||
-        RAND_bytes(iv, sizeof iv) != 1 ||
+    if (plain_len <= 0 || ctx == NULL || RAND_bytes(salt_iv, sizeof salt_iv) != 1 ||
         (cipher = OPENSSL_malloc((size_t)plain_len + 16)) == NULL ||
-        (pbe = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iterations, salt, sizeof salt, iv,
-                                    NID_hmacWithSHA256, NULL)) == NULL)
+        (pbe = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iterations, salt, 16, iv, NID_hmacWithSHA256,
+                                    NULL)) == NULL)
         goto done;
-    pbkdf2_hmac_sha256(strlen(password), (const uint8_t *)password, (unsigned)iterations,
-                       sizeof salt, salt, sizeof dk, dk);
+    pbkdf2_hmac_sha256(strlen(password), (const uint8_t *)password, (unsigned)iterations, 16, salt,
+                       sizeof dk, dk);
     X509_ALGOR *alg;
     ASN1_OCTET_STRING *data;
     if (EVP_EncryptInit_ex(ctx, algs_cipher(NID_aes_256_cbc), NULL, dk, iv) != 1 ||

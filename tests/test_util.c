@@ -1,10 +1,13 @@
 /* The shared small utilities: case-insensitive member access and the unknown-key checker
- * (batch/jsonobj.h, and the configuration's reporter over it), hex (formats/hex.h) and base 64
- * (formats/base64.h) at their edges. */
+ * (batch/jsonobj.h, and the configuration's reporter over it), the compact JSON writer
+ * (batch/json_out.h) against jansson's, hex (formats/hex.h) and base 64 (formats/base64.h) at
+ * their edges. */
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch/json_out.h"
 #include "batch/jsonobj.h"
 #include "batch/jsonpath.h"
 #include "formats/base64.h"
@@ -266,6 +269,55 @@ static void test_base64_round_trip(void)
     free(empty);
 }
 
+/* json_out_compact writes what json_dumps(v, JSON_COMPACT) writes, byte for byte: every control
+ * character, quote, backslash, slash, DEL, UTF-8 (two to four bytes), an embedded NUL, keys that
+ * need escapes, integers at their limits, reals, literals, empty and nested containers, and a
+ * result line as the engine writes it. */
+static void check_same(json_t *v)
+{
+    char *ours = json_out_compact(v), *theirs = json_dumps(v, JSON_COMPACT);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ours);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(theirs);
+    CU_ASSERT_STRING_EQUAL(ours, theirs);
+    free(ours);
+    free(theirs);
+}
+
+static void test_json_out_compact(void)
+{
+    char all[128];
+    for (int i = 0; i < 127; i++)
+        all[i] = (char)(i + 1);
+    all[127] = '\0';
+    json_t *doc = json_object();
+    json_object_set_new(doc, "ascii", json_string(all));
+    json_object_set_new(doc, "nul", json_stringn("a\0b", 3));
+    json_object_set_new(doc, "utf8",
+                        json_string("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91 /"));
+    json_object_set_new(doc, "k\"e\\y\n\x01", json_string(""));
+    json_object_set_new(
+        doc, "ints",
+        json_pack("[I, I, i, i]", (json_int_t)INT64_MAX, (json_int_t)INT64_MIN, 0, -7));
+    json_object_set_new(doc, "reals",
+                        json_pack("[f, f, f, f, f]", 1.0, 0.1, -2.5e-300, 1e300, 123456789.125));
+    json_object_set_new(doc, "lits", json_pack("[b, b, n]", 1, 0));
+    json_object_set_new(doc, "empty",
+                        json_pack("{s:{}, s:[], s:[[]], s:{s:{}}}", "o", "a", "aa", "oo", "x"));
+    json_object_set_new(doc, "z-last", json_integer(1)); /* insertion order, not sorted */
+    json_object_set_new(doc, "a-after", json_integer(2));
+    check_same(doc);
+    json_decref(doc);
+    json_t *line = parse_json(
+        "{\"Id\":\"r-1\",\"Line\":3,\"Status\":\"issued\",\"CertificateInformation\":{"
+        "\"SerialNumber\":\"5F2A\",\"IssuerDN\":\"CN=Issuing CA,O=hsmenroll\",\"Thumbprint\":"
+        "\"0A1B\",\"NotBefore\":\"2026-12-01T00:00:00Z\",\"Password\":\"p\\\"w\\\\d\"},"
+        "\"Metadata\":{\"Owner\":\"\\u00e9\\ud83d\\udd11\"},\"Files\":[\"r-1.pem\"],\"Error\":"
+        "null}");
+    check_same(line);
+    json_decref(line);
+    CU_ASSERT_PTR_NULL(json_out_compact(NULL));
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -274,6 +326,7 @@ int main(void)
         TEST_CASE(test_check_keys_in_order),
         TEST_CASE(test_check_keys_clean_and_odd_inputs),
         TEST_CASE(test_config_reporter),
+        TEST_CASE(test_json_out_compact),
         TEST_CASE(test_hex_encode),
         TEST_CASE(test_hex_decode),
         TEST_CASE(test_base64_decode),
