@@ -339,17 +339,18 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
                     json_number_value(floor_cpu));
         json_t *ceiling = json_object_get(r, "Ceiling");
         if (markdown && ceiling != NULL)
-            fprintf(f, " %.1f | %.2f, %.2f |", num(ceiling, "PerCore", NULL),
-                    num(r, "CpuMsPerCertificate", NULL), num(ceiling, "CpuMsPerCertificate", NULL));
+            fprintf(f, " %.1f (%.0f per CPU second) | %.2f, %.2f |", num(ceiling, "PerCore", NULL),
+                    num(ceiling, "PerCpuSecond", NULL), num(r, "CpuMsPerCertificate", NULL),
+                    num(ceiling, "CpuMsPerCertificate", NULL));
         else if (markdown)
             fputs(" - | - |", f);
         else if (ceiling != NULL)
             fprintf(f,
-                    " (%.1f/s per core, %ld of %ld keys from the pool); CPU ms/cert %.2f, "
-                    "ceiling %.2f",
-                    num(ceiling, "PerCore", NULL), (long)num(ceiling, "KeysFromPool", NULL),
-                    (long)num(ceiling, "Issued", NULL), num(r, "CpuMsPerCertificate", NULL),
-                    num(ceiling, "CpuMsPerCertificate", NULL));
+                    " (%.1f/s per core, %.0f per CPU second, %ld of %ld keys from the pool); CPU "
+                    "ms/cert %.2f, ceiling %.2f",
+                    num(ceiling, "PerCore", NULL), num(ceiling, "PerCpuSecond", NULL),
+                    (long)num(ceiling, "KeysFromPool", NULL), (long)num(ceiling, "Issued", NULL),
+                    num(r, "CpuMsPerCertificate", NULL), num(ceiling, "CpuMsPerCertificate", NULL));
         json_t *lat = json_object_get(r, "HsmLatencyMs");
         if (markdown)
             lat ? fprintf(f, " %g ms: %.2f |", json_number_value(lat),
@@ -493,14 +494,16 @@ static int add_ceiling(json_t *one, const char *dir, const char *batch, long wor
     long cores = workers < cpus ? workers : cpus;
     json_object_set_new(
         one, "Ceiling",
-        json_pack("{s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:O}", "PerSecond", rate,
-                  "EngineOverCeiling", num(one, "CertificatesPerSecond", NULL) / rate, "PerCore",
-                  rate / (double)(cores > 0 ? cores : 1), "CpuMsPerCertificate",
-                  num(cr, "CpuMsPerCertificate", NULL), "Issued",
-                  (json_int_t)num(cr, "Issued", NULL), "Failed",
-                  (json_int_t)num(cr, "Failed", NULL), "KeysFromPool", (json_int_t)served,
-                  "KeysNotFromPool", (json_int_t)missed, "KeysMadeBefore", (json_int_t)made,
-                  "StageMeanMs", json_object_get(cr, "StageMeanMs")));
+        json_pack(
+            "{s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:O}", "PerSecond", rate,
+            "EngineOverCeiling", num(one, "CertificatesPerSecond", NULL) / rate, "PerCore",
+            rate / (double)(cores > 0 ? cores : 1), "PerCpuSecond",
+            num(cr, "CpuMsPerCertificate", NULL) > 0 ? 1000 / num(cr, "CpuMsPerCertificate", NULL)
+                                                     : 0.0,
+            "CpuMsPerCertificate", num(cr, "CpuMsPerCertificate", NULL), "Issued",
+            (json_int_t)num(cr, "Issued", NULL), "Failed", (json_int_t)num(cr, "Failed", NULL),
+            "KeysFromPool", (json_int_t)served, "KeysNotFromPool", (json_int_t)missed,
+            "KeysMadeBefore", (json_int_t)made, "StageMeanMs", json_object_get(cr, "StageMeanMs")));
     json_decref(cr);
     return 0;
 }

@@ -137,14 +137,14 @@ static void test_stock_reference(void)
                     1);
 }
 
-/* --ceiling: the batch again through p11fault answering key generation from a pool made before
- * the run. Every key of that run came from the pool (the wrapper's own counters, in its log and
- * in the record), none was generated during it, and its certificates verify. */
+/* --ceiling (with --floor): the batch again through p11fault answering key generation from a
+ * pool made before the run. Every key of that run came from the pool (the wrapper's own counters,
+ * in its log and in the record), none was generated during it, and its certificates verify. */
 static void test_ceiling(void)
 {
     json_t *rec = test_sh_json(NULL,
                                "HSMENROLL_HOME='%s' HSMENROLL_P11FAULT='%s' '%s' bench -n 30 "
-                               "--workers 2 --ceiling --out '%s/ceil' -q --json - "
+                               "--workers 2 --floor --ceiling --out '%s/ceil' -q --json - "
                                "2>'%s/ceiling.log'",
                                home, HSMENROLL_P11FAULT, HSMENROLL_BIN, tmp, tmp);
     json_t *run = json_array_get(json_object_get(rec, "Runs"), 0);
@@ -158,6 +158,16 @@ static void test_ceiling(void)
     CU_ASSERT_TRUE(num(ceiling, "KeysMadeBefore", NULL) >= 30);
     CU_ASSERT_TRUE(num(ceiling, "PerSecond", NULL) > 0 && num(ceiling, "PerCore", NULL) > 0);
     CU_ASSERT_TRUE(num(ceiling, "CpuMsPerCertificate", NULL) > 0);
+    CU_ASSERT_DOUBLE_EQUAL(num(ceiling, "PerCpuSecond", NULL),
+                           1000 / num(ceiling, "CpuMsPerCertificate", NULL), 1e-6);
+    /* --floor next to it: the ratio in wall time and in CPU time (the probe's CPU per request
+     * over the run's CPU per certificate). */
+    json_t *floor_ref = json_object_get(run, "Floor");
+    CU_ASSERT_TRUE(num(floor_ref, "PerSecond", NULL) > 0 &&
+                   num(floor_ref, "CpuMsPerRequest", NULL) > 0);
+    CU_ASSERT_DOUBLE_EQUAL(
+        num(floor_ref, "EngineOverFloorCpu", NULL),
+        num(floor_ref, "CpuMsPerRequest", NULL) / num(run, "CpuMsPerCertificate", NULL), 1e-6);
     CU_ASSERT_DOUBLE_EQUAL(
         num(ceiling, "EngineOverCeiling", NULL),
         num(run, "CertificatesPerSecond", NULL) / num(ceiling, "PerSecond", NULL), 1e-6);
