@@ -334,9 +334,9 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
         if (markdown)
             floor_cpu ? fprintf(f, " %.2f |", json_number_value(floor_cpu)) : fputs(" - |", f);
         else if (floor_cpu)
-            fprintf(f, " (CPU ms %.3f vs %.3f: %.2f)", num(r, "CpuMsPerCertificate", NULL),
-                    num(json_object_get(r, "Floor"), "CpuMsPerRequest", NULL),
-                    json_number_value(floor_cpu));
+            fprintf(f, "; engine/floor in CPU time %.2f (%.3f vs %.3f ms per request)",
+                    json_number_value(floor_cpu), num(r, "CpuMsPerCertificate", NULL),
+                    num(json_object_get(r, "Floor"), "CpuMsPerRequest", NULL));
         json_t *ceiling = json_object_get(r, "Ceiling");
         if (markdown && ceiling != NULL)
             fprintf(f, " %.1f (%.0f per CPU second) | %.2f, %.2f |", num(ceiling, "PerCore", NULL),
@@ -346,8 +346,8 @@ static void print_table(FILE *f, json_t *runs, bool markdown)
             fputs(" - | - |", f);
         else if (ceiling != NULL)
             fprintf(f,
-                    " (%.1f/s per core, %.0f per CPU second, %ld of %ld keys from the pool); CPU "
-                    "ms/cert %.2f, ceiling %.2f",
+                    "; ceiling %.1f/s per core, %.0f per CPU second (%ld of %ld keys from the "
+                    "pool); CPU ms/cert %.2f, ceiling %.2f",
                     num(ceiling, "PerCore", NULL), num(ceiling, "PerCpuSecond", NULL),
                     (long)num(ceiling, "KeysFromPool", NULL), (long)num(ceiling, "Issued", NULL),
                     num(r, "CpuMsPerCertificate", NULL), num(ceiling, "CpuMsPerCertificate", NULL));
