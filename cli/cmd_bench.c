@@ -84,7 +84,8 @@ static const char bench_usage[] =
     "                         the first (list 0 first for the zero-latency reference)\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
-    "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
+    "  -c, --config FILE / --home DIR / -q / -v / -h   as for run (--config and --home go with\n"
+    "                         --ca)\n";
 
 typedef struct bench_params {
     long count;
