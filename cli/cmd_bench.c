@@ -535,6 +535,7 @@ static int make_throwaway(char *home, size_t size)
     }
     unsetenv("HSMENROLL_PIN");
     unsetenv("HSMENROLL_SO_PIN");
+    unsetenv("HSMENROLL_CA_PIN");
     engine_setup s = {0};
     enroll_error err;
     enroll_error_clear(&err);
