@@ -57,6 +57,8 @@ static const char *const ca_keys[] = {"Id",
                                       "CrlUrl",
                                       "OcspUrl",
                                       "CrlDays",
+                                      "LookupSettleMs",
+                                      "LookupResubmit",
                                       NULL};
 static const char *const template_keys[] = {
     "Id", "Name", "Description", "CertificateAuthorities", "ValidityDays", "KeyRetention", NULL};

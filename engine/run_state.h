@@ -39,7 +39,7 @@ typedef struct run_stats {
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
     long not_started; /* stopped: lines of the run not read (-1 unknown); set by pipeline_run */
-    _Atomic long uncertain;      /* the CA may have issued it; nobody knows (kept, not failed) */
+    _Atomic long uncertain; /* the CA may have issued it; nobody knows (kept, not failed) */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
     latency_histogram latency;        /* admission to result, of issued requests */
     _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */
@@ -149,6 +149,8 @@ typedef struct job {
     bool pending;   /* the CA took the request but has not issued yet (approval, validation) */
     char disposition[40];          /* the CA's RequestDisposition when pending */
     char disposition_message[200]; /* and its DispositionMessage */
+    char recovery_note[300];       /* issued after a lost answer: how the connector found out (the
+                                      answer's note), "" when nothing was asked */
     /* Any stage: the first failure ends the job (enroll.c finish). */
     enroll_error err;
     bool failed;
