@@ -173,6 +173,13 @@ static void test_lost_in_run(void)
     CU_ASSERT_EQUAL(results_with(out, "issued", "recovered by lookup"), 9);
     CU_ASSERT_EQUAL(each_issued_once(9, "inrun"), 9);
     CU_ASSERT_EQUAL(test_verified_files(out, home), 9);
+    /* Each was downloaded with its chain (no fallback to the listed leaf alone). */
+    char log_path[700];
+    snprintf(log_path, sizeof log_path, "%s/run.log", tmp);
+    char *log = test_read_file(log_path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(log);
+    CU_ASSERT_EQUAL(test_count(log ? log : "", "without the CA's chain"), 0);
+    free(log);
     test_stop(proxy);
     test_stop(serve);
 }
