@@ -153,13 +153,14 @@ static void run_and_kill(const char *batch, const char *out, const char *extra, 
 }
 
 /* 1. Every answer to a POST is lost, and the engine does not retry: each request is looked up
- * (GET /Certificates through the proxy, which lets it pass), found, downloaded and issued once. */
+ * (GET /Certificates and the download through the proxy, which lets them pass), found, downloaded
+ * and issued once. */
 static void test_lost_in_run(void)
 {
     int sport = test_free_port(), pport = test_free_port();
     pid_t serve = test_start_serve(home, users, tmp, sport);
     CU_ASSERT_FATAL(serve > 0);
-    pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match POST --drop-rate 1");
+    pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match Enrollment/CSR --drop-rate 1");
     CU_ASSERT_FATAL(proxy > 0);
     char config[600], batch[600], out[600], extra[800];
     snprintf(config, sizeof config, "%s/inrun.json", tmp);
@@ -193,7 +194,7 @@ static void test_resume_after_lost_answers(void)
     pid_t serve = test_start_serve(home, users, tmp, sport);
     CU_ASSERT_FATAL(serve > 0);
     test_sh("rm -f '%s/drop.log'", tmp);
-    pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match POST --drop-rate 1");
+    pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match Enrollment/CSR --drop-rate 1");
     CU_ASSERT_FATAL(proxy > 0);
     char config[600], batch[600], out[600], extra[800];
     snprintf(config, sizeof config, "%s/killed.json", tmp);
