@@ -42,6 +42,12 @@ enum {
                                           signing (SoftHSM 2.6.1, upstream #573): retried */
     HSM_QUIRK_KEEPS_DESTROYED = 2,     /* destroyed session objects freed only at C_Finalize
                                           (SoftHSM 2.6, upstream #562/#563): restart the module */
+    HSM_QUIRK_SERIAL_TOKEN_WRITES = 4, /* two threads writing token objects at once can deadlock
+                                          inside the module (NSS softokn 3.87: one waits on its
+                                          sqlite lock holding a monitor the other waits for):
+                                          token writes one at a time. A deadlock cannot be seen
+                                          and survived, so this one is set from the token model
+                                          ("NSS 3") or Hsm.Profile "nss". */
 };
 unsigned hsm_module_quirks(const hsm_module *module);
 void hsm_module_set_quirks(hsm_module *module, unsigned quirks);
@@ -69,7 +75,8 @@ typedef struct hsm_token_desc {
 
 /* The tokens present (up to max); returns how many were found, or -1 with err. */
 int hsm_module_list_tokens(hsm_module *module, hsm_token_desc *out, size_t max, hsm_error *err);
-/* The initialized token with this label; 0, or -1 with err ("no token labelled ..."). */
+/* The one initialized token with this label; 0, or -1 with err: rv CKR_TOKEN_NOT_PRESENT ("no
+ * token labelled ..."), CKR_ARGUMENTS_BAD when several tokens carry the label (each is named). */
 int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc *out,
                           hsm_error *err);
 /* Initializes a token with this label in a slot without an initialized token (C_InitToken with

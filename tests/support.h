@@ -89,12 +89,13 @@ int test_serve_users(const char *tmp, char *users, size_t size);
  * appended to TMP/serve.log; its pid once it answers, or -1. */
 pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port);
 /* dropproxy on 127.0.0.1:port in front of 127.0.0.1:upstream, with options (e.g. "--match POST
- * --drop-first 6"); its log TMP/drop.log. Its pid once it answers, or -1. */
+ * --drop-first 6"); its log TMP/drop.log, its stderr TMP/drop.err. Its pid once it accepts
+ * connections, or -1. */
 pid_t test_start_dropproxy(const char *tmp, int port, int upstream, const char *options);
-/* An engine configuration (path) for home HOME with the token "hsmenroll", template "Default" and
- * one keyfactor CA "kf" at http://127.0.0.1:port/KeyfactorAPI (serve's "embedded" CA, user
- * "eng", KF_PASSWORD), Retries and RetryDelayMs as given, and extra (more members of the CA entry,
- * each with a leading comma; may be ""). 0 on success. */
+/* An engine configuration (path) for home HOME with the key token "hsmenroll-keys", template
+ * "Default" and one keyfactor CA "kf" at http://127.0.0.1:port/KeyfactorAPI (serve's "embedded"
+ * CA, user "eng", KF_PASSWORD), Retries and RetryDelayMs as given, and extra (more members of
+ * the CA entry, each with a leading comma; may be ""). 0 on success. */
 int test_write_kf_config(const char *path, const char *home, int port, int retries,
                          long retry_delay_ms, const char *extra);
 
