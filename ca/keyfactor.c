@@ -190,6 +190,15 @@ typedef struct kf_call {
     X509 *found;
 } kf_call;
 
+/* Empties the answer (as ca_answer_clear does; connector.c, which names this connector, is not
+ * called from here). */
+static void answer_reset(ca_answer *a)
+{
+    X509_free(a->cert);
+    sk_X509_pop_free(a->chain, X509_free);
+    memset(a, 0, sizeof *a);
+}
+
 static void call_finish(kf_call *c)
 {
     ca_submission *sub = c->sub;
@@ -212,7 +221,7 @@ static void call_uncertain(kf_call *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    ca_answer_clear(a);
+    answer_reset(a);
     a->failed = a->uncertain = true;
     enroll_error_set(&a->err, HSE_CA_UNCERTAIN, NULL, "CA \"%s\": %s%s%s (the key is kept)",
                      c->st->nc.cfg->name, c->why, c->why[0] ? "; " : "", text);
@@ -366,7 +375,7 @@ static lookup_outcome lookup_read(kf_call *c, const http_request *req, char *why
 static void take_found(kf_call *c, STACK_OF(X509) * certs)
 {
     ca_answer *a = &c->sub->answer;
-    ca_answer_clear(a);
+    answer_reset(a);
     if (certs == NULL && (certs = sk_X509_new_null()) != NULL) {
         sk_X509_push(certs, c->found);
         c->found = NULL;
