@@ -407,6 +407,8 @@ static void on_download(http_request *req, void *user)
             content ? base64_decode(content, strlen(content), BASE64_SKIP_SPACE, &len) : NULL;
         char *text = pem ? strndup((const char *)pem, len) : NULL;
         certs = net_parse_certificates(text);
+        if (certs == NULL) /* a server that sends the PEM text itself */
+            certs = net_parse_certificates(content);
         free(text);
         free(pem);
         json_decref(doc);
