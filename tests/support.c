@@ -331,13 +331,14 @@ int test_serve_users(const char *tmp, char *users, size_t size)
                    HSMENROLL_BIN, users, users);
 }
 
-pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port)
+pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port,
+                       const char *options)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "exec '%s' serve --home '%s' --listen 127.0.0.1:%d --credentials '%s' -q "
+             "exec '%s' serve --home '%s' --listen 127.0.0.1:%d --credentials '%s' -q %s "
              "2>>'%s/serve.log'",
-             HSMENROLL_BIN, home, port, users, tmp);
+             HSMENROLL_BIN, home, port, users, options, tmp);
     pid_t pid = test_spawn(cmd);
     if (test_wait_listening(port))
         return pid;

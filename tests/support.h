@@ -85,9 +85,11 @@ void test_stop(pid_t pid);
 /* The credentials file TMP/users.json (0600) of `serve`: user "eng", password "pw", which
  * KF_PASSWORD is set to for the engine's Auth.PasswordEnv. Its path in users. 0 on success. */
 int test_serve_users(const char *tmp, char *users, size_t size);
-/* `hsmenroll serve` of engine home HOME on 127.0.0.1:port with the credentials file, its log
- * appended to TMP/serve.log; its pid once it answers, or -1. */
-pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port);
+/* `hsmenroll serve` of engine home HOME on 127.0.0.1:port with the credentials file and options
+ * (e.g. "--config FILE"; may be ""), its log appended to TMP/serve.log; its pid once it answers,
+ * or -1. */
+pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port,
+                       const char *options);
 /* dropproxy on 127.0.0.1:port in front of 127.0.0.1:upstream, with options (e.g. "--match POST
  * --drop-first 6"); its log TMP/drop.log, its stderr TMP/drop.err. Its pid once it accepts
  * connections, or -1. */

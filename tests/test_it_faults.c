@@ -178,7 +178,7 @@ static void write_kf_config(const char *path, int port, int retries)
 static void test_lost_answers(void)
 {
     int sport = test_free_port(), pport = test_free_port();
-    pid_t serve = test_start_serve(home, users, tmp, sport);
+    pid_t serve = test_start_serve(home, users, tmp, sport, "");
     CU_ASSERT_FATAL(serve > 0);
     pid_t proxy = start_proxy(pport, sport, "--match POST --drop-first 6");
     CU_ASSERT_FATAL(proxy > 0);

@@ -1,7 +1,8 @@
 /* The `keyfactor` connector's lookup after a lost answer, against the engine's own `serve` behind
  * dropproxy: answers lost in the run, a run killed while its answers were lost and resumed, and a
  * run killed before its CA got anything (two lookups find none: submitted again, or left
- * uncertain with LookupResubmit false). serve's issuance log counts every certificate. */
+ * uncertain with LookupResubmit false), and a key the CA certified more than once (uncertain).
+ * serve's issuance log counts every certificate. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -158,7 +159,7 @@ static void run_and_kill(const char *batch, const char *out, const char *extra, 
 static void test_lost_in_run(void)
 {
     int sport = test_free_port(), pport = test_free_port();
-    pid_t serve = test_start_serve(home, users, tmp, sport);
+    pid_t serve = test_start_serve(home, users, tmp, sport, "");
     CU_ASSERT_FATAL(serve > 0);
     pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match Enrollment/CSR --drop-rate 1");
     CU_ASSERT_FATAL(proxy > 0);
@@ -191,7 +192,7 @@ static void test_resume_after_lost_answers(void)
 {
     const int n = 12;
     int sport = test_free_port(), pport = test_free_port();
-    pid_t serve = test_start_serve(home, users, tmp, sport);
+    pid_t serve = test_start_serve(home, users, tmp, sport, "");
     CU_ASSERT_FATAL(serve > 0);
     test_sh("rm -f '%s/drop.log'", tmp);
     pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match Enrollment/CSR --drop-rate 1");
@@ -239,7 +240,7 @@ static void test_resume_none_found(void)
     snprintf(extra, sizeof extra, "--config '%s' -w 2", config);
     run_and_kill(batch, out, extra, n, NULL);
     test_stop(proxy);
-    pid_t serve = test_start_serve(home, users, tmp, sport);
+    pid_t serve = test_start_serve(home, users, tmp, sport, "");
     CU_ASSERT_FATAL(serve > 0);
     CU_ASSERT_EQUAL(issued_with("none"), 0);
 
@@ -260,10 +261,75 @@ static void test_resume_none_found(void)
     test_stop(serve);
 }
 
+/* A configuration of serve for the engine home: its embedded default, with key reuse allowed. */
+static void write_reuse_config(const char *path)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"Hsm\":{\"Module\":\"%s\",\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\","
+             "\"SoPinFile\":\"%s/so-pin\",\"EdDSAToken\":\"hsmenroll-eddsa\"},"
+             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"embedded\",\"Type\":\"local\","
+             "\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\",\"PinFile\":\"%s/ca-pin\"}],"
+             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1,"
+             "\"TemplateDefault\":true,\"UseADPermissions\":true,\"AllowedEnrollmentTypes\":7,"
+             "\"Policies\":{\"AllowKeyReuse\":true}}],"
+             "\"Settings\":{\"CommonNameRegex\":\".+\"}}",
+             HSMENROLL_SOFTHSM_MODULE, home, home, home, home);
+    test_write_file(path, text);
+}
+
+/* 4. The CA holds two certificates for the request's key (a server that allows key reuse was
+ * sent two CSRs of it by another client): the lookup after the lost answer finds three, and the
+ * request stays uncertain, naming them; nothing more is issued. */
+static void test_several_found(void)
+{
+    int sport = test_free_port(), pport = test_free_port();
+    char config[600], serve_config[600], batch[600], out[600], extra[800];
+    snprintf(serve_config, sizeof serve_config, "%s/serve-reuse.json", tmp);
+    write_reuse_config(serve_config);
+    snprintf(extra, sizeof extra, "--config '%s'", serve_config);
+    pid_t serve = test_start_serve(home, users, tmp, sport, extra);
+    CU_ASSERT_FATAL(serve > 0);
+    /* One key, two CSRs with the CN (another subject each), both issued by serve. */
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("cd '%s' && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 "
+                "-out dup.key 2>/dev/null && for o in One Two Three; do openssl req -new -key "
+                "dup.key -subj \"/O=$o/CN=dup-001.lookup.example\" -out dup-$o.csr || exit 1; "
+                "done && for o in One Two; do python3 -c 'import json,sys; "
+                "print(json.dumps({\"CSR\": open(sys.argv[1]).read(), \"Template\": "
+                "\"Default\", \"IncludeChain\": True}))' dup-$o.csr > dup-$o.json && curl -sf "
+                "-o /dev/null -u eng:pw -H 'Content-Type: application/json' -H "
+                "'x-keyfactor-requested-with: APIClient' -H 'x-certificateformat: PEM' "
+                "--data-binary @dup-$o.json http://127.0.0.1:%d/KeyfactorAPI/Enrollment/CSR || "
+                "exit 1; done",
+                tmp, sport),
+        0);
+    CU_ASSERT_EQUAL(issued_with("dup"), 2);
+    pid_t proxy = test_start_dropproxy(tmp, pport, sport, "--match Enrollment/CSR --drop-rate 1");
+    CU_ASSERT_FATAL(proxy > 0);
+    snprintf(config, sizeof config, "%s/dup.json", tmp);
+    snprintf(batch, sizeof batch, "%s/dup.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out-dup", tmp);
+    test_write_kf_config(config, home, pport, 0, 10, "");
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("cd '%s' && python3 -c 'import json; print(json.dumps({\"Id\": \"dup-001\", "
+                "\"Operation\": \"CSR\", \"Template\": \"Default\", \"CSR\": "
+                "open(\"dup-Three.csr\").read(), \"Format\": \"PEM\"}))' > '%s'",
+                tmp, batch),
+        0);
+    snprintf(extra, sizeof extra, "--config '%s'", config);
+    CU_ASSERT_EQUAL(run_engine(batch, out, extra), 1);
+    CU_ASSERT_EQUAL(results_with(out, "uncertain", "found 3 certificates for this key"), 1);
+    CU_ASSERT_EQUAL(issued_with("dup"), 3); /* the engine's one, whose answer was lost */
+    test_stop(proxy);
+    test_stop(serve);
+}
+
 int main(void)
 {
-    static const test_case cases[] = {TEST_CASE(test_lost_in_run),
-                                      TEST_CASE(test_resume_after_lost_answers),
-                                      TEST_CASE(test_resume_none_found), TEST_END};
+    static const test_case cases[] = {
+        TEST_CASE(test_lost_in_run), TEST_CASE(test_resume_after_lost_answers),
+        TEST_CASE(test_resume_none_found), TEST_CASE(test_several_found), TEST_END};
     return test_main("it_lookup", cases, setup, teardown);
 }
