@@ -916,8 +916,13 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         run_metrics_error(r, j->err.code);
         log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
     }
-    if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)
-        /* The interrupted run had sent it: that CA may have issued a certificate nobody got. */
+    if (!j->failed && j->recovery_note[0] != '\0')
+        /* An answer was lost (in this run or before the interruption): what the CA said. */
+        json_object_set_new(line, "EarlierSubmission",
+                            json_pack("{s:s, s:s}", "CertificateAuthority", j->policy.ca->name,
+                                      "Note", j->recovery_note));
+    else if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)
+        /* The interrupted run had sent it, and the CA did not say what it issued. */
         json_object_set_new(line, "EarlierSubmission",
                             json_pack("{s:s, s:s}", "CertificateAuthority", j->policy.ca->name,
                                       "Note",
@@ -974,6 +979,7 @@ static void take_answer(job *j)
     a->chain = NULL;
     j->keyfactor_id = a->keyfactor_id;
     j->request_id = a->request_id;
+    memcpy(j->recovery_note, a->note, sizeof j->recovery_note);
     if (a->failed) {
         j->failed = true;
         j->uncertain = a->uncertain;
