@@ -243,6 +243,10 @@ static EVP_PKEY *privkey_from_pkcs8_fast(const PKCS8_PRIV_KEY_INFO *p8, bool leg
         if (ec != NULL && d2i_ECPrivateKey(&ec, &p, len) == NULL)
             ec = NULL; /* freed by d2i on failure */
         if (ec != NULL && legacy_ok) {
+            /* Written out with its public key, as the provider's encoder writes it (d2i marks a
+             * key that came without one, and the EC method would leave it out again; GnuTLS
+             * refuses such a key). */
+            EC_KEY_set_enc_flags(ec, EC_KEY_get_enc_flags(ec) & ~(unsigned)EC_PKEY_NO_PUBKEY);
             if (EC_KEY_get0_private_key(ec) != NULL && EC_KEY_get0_public_key(ec) != NULL &&
                 (key = legacy_key(EVP_PKEY_EC, ec)) != NULL)
                 ec = NULL;

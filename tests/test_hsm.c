@@ -210,6 +210,21 @@ static void test_export_keys_leave_wrapped_or_read(void)
             EVP_PKEY *priv = privkey_unwrap_pkcs8(kek, blob, blob_len, &eerr);
             CU_ASSERT_PTR_NOT_NULL_FATAL(priv);
             CU_ASSERT_EQUAL(EVP_PKEY_eq(priv, pub), 1);
+            /* The bundle's cheaper decoding: the same key, and the same PrivateKeyInfo written
+             * out, byte for byte (the EC public key included, as GnuTLS wants it). */
+            EVP_PKEY *fast = privkey_unwrap_pkcs8_bundle(kek, blob, blob_len, &eerr);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(fast);
+            CU_ASSERT_EQUAL(EVP_PKEY_eq(fast, pub), 1);
+            PKCS8_PRIV_KEY_INFO *p8a = EVP_PKEY2PKCS8(priv), *p8b = EVP_PKEY2PKCS8(fast);
+            unsigned char *der_a = NULL, *der_b = NULL;
+            int len_a = p8a ? i2d_PKCS8_PRIV_KEY_INFO(p8a, &der_a) : -1;
+            int len_b = p8b ? i2d_PKCS8_PRIV_KEY_INFO(p8b, &der_b) : -1;
+            CU_ASSERT_TRUE(len_a > 0 && len_a == len_b && memcmp(der_a, der_b, (size_t)len_a) == 0);
+            OPENSSL_clear_free(der_a, len_a > 0 ? (size_t)len_a : 0);
+            OPENSSL_clear_free(der_b, len_b > 0 ? (size_t)len_b : 0);
+            PKCS8_PRIV_KEY_INFO_free(p8a);
+            PKCS8_PRIV_KEY_INFO_free(p8b);
+            EVP_PKEY_free(fast);
             EVP_PKEY_free(priv);
             /* A different wrapping key does not unwrap it. */
             unsigned char other[32] = {0};
