@@ -590,13 +590,11 @@ int cli_bench(int argc, char **argv)
             break;
         }
         if (bad) {
-            fprintf(stderr, "hsmenroll bench: bad value \"%s\"\n\n%s", optarg, bench_usage);
-            return EXIT_NOTHING_DONE;
+            return cli_usage_error(bench_usage, "bad value \"%s\"", optarg);
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "hsmenroll bench: unexpected operand %s\n\n%s", argv[optind], bench_usage);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(bench_usage, "unexpected operand %s", argv[optind]);
     }
     cli_set_verbosity(common.quiet, common.verbose);
 

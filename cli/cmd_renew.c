@@ -344,10 +344,8 @@ int cli_renew(int argc, char **argv)
         }
     }
     if (within < 0 || (resume && force)) {
-        fprintf(stderr, "hsmenroll renew: give results files (or a configuration with Stores) "
-                        "and --within DAYS (--resume excludes --force)\n\n");
-        fputs(renew_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(renew_usage, "give results files (or a configuration with Stores) "
+                                            "and --within DAYS (--resume excludes --force)");
     }
     cli_set_verbosity(common.quiet, common.verbose);
 

@@ -303,7 +303,7 @@ int cli_revoke(int argc, char **argv)
         }
     }
     if (optind >= argc || out_path == NULL) {
-        fputs(revoke_usage, stderr);
+        cli_usage_error(revoke_usage, "give results files and -o OUTDIR");
         goto free_args;
     }
     cli_set_verbosity(common.quiet, common.verbose);

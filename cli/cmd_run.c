@@ -154,15 +154,21 @@ static void print_stopped(const run_options *opt, const run_summary *sum)
 }
 
 /* The failures by code, with the first line of each, so that a failed request is never only a
- * number; every line's own error is in results.ndjson (and shown with -vv). */
+ * number; every line's own error is in results.ndjson (and shown with -v). */
 static void print_failures(run *r, const run_summary *sum)
 {
     run_failure_code codes[8];
     size_t n = run_get_failures(r, codes, 8);
-    for (size_t i = 0; i < n && i < 8; i++)
-        log_warning("%ld failed with %s, first line %ld%s%s: %s", codes[i].count, codes[i].code,
-                    codes[i].first_line, codes[i].first_id[0] ? " " : "", codes[i].first_id,
-                    codes[i].first_message);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        char count[24], line[24];
+        snprintf(count, sizeof count, "%ld", codes[i].count);
+        snprintf(line, sizeof line, "%ld", codes[i].first_line);
+        const char *fields[] = {"code", codes[i].code, "count",           count, "line",
+                                line,   "id",          codes[i].first_id, NULL};
+        log_fields(LOG_WARNING, fields, "%ld failed with %s, first line %ld%s%s: %s",
+                   codes[i].count, codes[i].code, codes[i].first_line,
+                   codes[i].first_id[0] ? " " : "", codes[i].first_id, codes[i].first_message);
+    }
     if (n > 8)
         log_warning("and %zu more codes", n - 8);
     if (n > 0)
@@ -196,7 +202,7 @@ static void print_summary(const run_summary *sum)
     for (int s = 0; s < STAGE_COUNT; s++)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "",
                       run_stage_name(s), sum->stage_mean_ms[s]);
-    log_debug("mean time per request by stage: %s", line);
+    log_verbose("mean time per request by stage: %s", line);
 }
 
 int cli_run(int argc, char **argv)
@@ -334,9 +340,7 @@ int cli_run(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "hsmenroll run: give exactly one batch file (or - for standard input)\n\n");
-        fputs(run_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(run_usage, "give exactly one batch file (or - for standard input)");
     }
     opt.batch_path = argv[optind];
     opt.config_path = common.config_path;

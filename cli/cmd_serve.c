@@ -63,8 +63,7 @@ static int hash_password(int argc, char **argv)
         if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
             iterations = strtoul(argv[++i], NULL, 10);
         } else {
-            fputs(serve_usage, stderr);
-            return EXIT_NOTHING_DONE;
+            return cli_usage_error(serve_usage, "unexpected argument %s", argv[i]);
         }
     }
     if (iterations < 1000 || iterations > 10000000) {
@@ -223,9 +222,10 @@ int cli_serve(int argc, char **argv)
             return EXIT_NOTHING_DONE;
     }
     if (optind != argc || opt.credentials == NULL) {
-        fprintf(stderr, "hsmenroll serve: --credentials FILE is required\n\n");
-        fputs(serve_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(serve_usage,
+                               optind != argc ? "unexpected operand %s"
+                                              : "--credentials FILE is required",
+                               argv[optind]);
     }
     if ((opt.tls_cert == NULL) != (opt.tls_key == NULL)) {
         /* Half a TLS configuration would serve plain HTTP and take Basic passwords in clear. */

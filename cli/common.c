@@ -2,6 +2,7 @@
  * level. */
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,17 +32,43 @@ int cli_common_option(int c, const char *arg, const char *usage, cli_common *com
         *exit_code = 0;
         return -1;
     case '?':
-    case ':': {
+    case ':':
         /* getopt said what is wrong in one line; then where the options are, not all of them. */
-        const char *name = strncmp(usage, "usage: hsmenroll ", 17) == 0 ? usage + 17 : "";
-        int len = (int)strcspn(name, " \n");
-        fprintf(stderr, "hsmenroll: `hsmenroll %.*s --help` lists the options\n", len, name);
+        cli_usage_pointer(usage);
         *exit_code = EXIT_NOTHING_DONE;
         return -1;
-    }
     default:
         return 0;
     }
+}
+
+/* The command a usage text is of: "run" of "usage: hsmenroll run ...", with its length. */
+static const char *usage_command(const char *usage, int *len)
+{
+    const char *name = strncmp(usage, "usage: hsmenroll ", 17) == 0 ? usage + 17 : "";
+    *len = (int)strcspn(name, " \n");
+    return name;
+}
+
+void cli_usage_pointer(const char *usage)
+{
+    int len;
+    const char *name = usage_command(usage, &len);
+    fprintf(stderr, "hsmenroll: `hsmenroll %.*s --help` lists the options\n", len, name);
+}
+
+int cli_usage_error(const char *usage, const char *fmt, ...)
+{
+    int len;
+    const char *name = usage_command(usage, &len);
+    fprintf(stderr, "hsmenroll %.*s: ", len, name);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    cli_usage_pointer(usage);
+    return EXIT_NOTHING_DONE;
 }
 
 int cli_operand(int argc, char **argv, const char *usage, const char *const *words)
@@ -50,13 +77,21 @@ int cli_operand(int argc, char **argv, const char *usage, const char *const *wor
         for (int i = 0; words[i] != NULL; i++)
             if (strcmp(argv[optind], words[i]) == 0)
                 return i;
-    fputs(usage, stderr);
+    char list[256] = "";
+    for (int i = 0; words[i] != NULL; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", words[i]);
+    if (optind >= argc)
+        cli_usage_error(usage, "give one of: %s", list);
+    else if (optind < argc - 1)
+        cli_usage_error(usage, "one operand (%s), not %d", list, argc - optind);
+    else
+        cli_usage_error(usage, "no operand \"%s\" (one of: %s)", argv[optind], list);
     return -1;
 }
 
 void cli_set_verbosity(int quiet, int verbose)
 {
-    log_set_level(quiet ? LOG_ERROR : verbose ? LOG_DEBUG : LOG_INFO);
+    log_set_level(quiet ? LOG_ERROR : verbose >= 2 ? LOG_DEBUG : verbose ? LOG_VERBOSE : LOG_INFO);
 }
 
 void cli_common_to_argv(const cli_common *common, char **argv, int *argc)

@@ -132,12 +132,17 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
     s->home_option = home_option;
     error_list errors = {0};
     if (config_path != NULL) {
-        s->cfg = config_load_file(config_path, &errors);
+        /* A local CA without Home keeps its state in the hsmenroll home, not beside the file. */
+        char *home = setup_home_path(home_option);
+        s->cfg = config_load_file_in(config_path, home, &errors);
+        log_set_notice_home(home);
+        free(home);
     } else {
         s->embedded = true;
         s->home = setup_home_path(home_option);
         if (s->home == NULL || (prepare && prepare_home(s->home, err) != 0))
             return -1;
+        log_set_notice_home(s->home);
         json_t *doc = config_default_document(s->home);
         s->cfg = config_load_json(doc, s->home, "(embedded default)", &errors);
         json_decref(doc);
@@ -350,6 +355,14 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
             log_info("token \"%s\" cannot generate the default ECC keys: CA \"%s\" gets "
                      "RSA-3072 (root) and RSA-2048 (issuing) keys",
                      ca->token, ca->name);
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", ca->home);
+        char *slash = strrchr(parent, '/');
+        if (slash != NULL && slash != parent) {
+            *slash = '\0';
+            if (make_dir(parent, 0700, err) != 0)
+                return -1; /* <home>/cas of a CA without Home */
+        }
         if (local_ca_create(ca->home, &session, &opt, err) != 0)
             return -1;
         log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name, ca->home,
