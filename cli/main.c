@@ -36,7 +36,7 @@ static const cli_command commands[] = {
      "the Keyfactor Command API subset (enrollment, patterns) over\n"
      "HTTP(S), signed by the embedded CA",
      cli_serve},
-    {"ca", "init|show", "the embedded CA (root + issuing CA, keys in the HSM)", cli_ca},
+    {"ca", "init|show|crl", "the embedded CA (root + issuing CA, keys in the HSM)", cli_ca},
     {"token", "init|list|gc", "PKCS#11 tokens and the keys hsmenroll made in them", cli_token},
     {"bench", "",
      "a synthetic batch through the real pipeline: certificates/s,\n"
@@ -90,7 +90,7 @@ static void print_usage(FILE *out)
     fputs("\n"
           "With no --config, everything runs on the embedded default in its home, --home DIR,\n"
           "$HSMENROLL_HOME or ${XDG_DATA_HOME:-~/.local/share}/hsmenroll: SoftHSM2 tokens, an\n"
-          "embedded two-level CA and a Default template, created on first use. PINs come from "
+          "embedded two-level CA and a Default template, created on first use. PINs come from\n"
           "HSMENROLL_PIN or a 0600 file, never from arguments.\n"
           "\n"
           "Every command takes -q (errors only), -v (details: each failed line, stage times),\n"
