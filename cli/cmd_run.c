@@ -246,7 +246,9 @@ int cli_run(int argc, char **argv)
         if (handled)
             continue;
         switch (c) {
-        case 'o':
+        case 'o': /* "out/" is "out": messages then name out/results.ndjson, not out//... */
+            for (size_t n = strlen(optarg); n > 1 && optarg[n - 1] == '/'; n--)
+                optarg[n - 1] = '\0';
             opt.out_dir = optarg;
             break;
         case 'w':

@@ -355,14 +355,6 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
             log_info("token \"%s\" cannot generate the default ECC keys: CA \"%s\" gets "
                      "RSA-3072 (root) and RSA-2048 (issuing) keys",
                      ca->token, ca->name);
-        char parent[PATH_MAX];
-        snprintf(parent, sizeof parent, "%s", ca->home);
-        char *slash = strrchr(parent, '/');
-        if (slash != NULL && slash != parent) {
-            *slash = '\0';
-            if (make_dir(parent, 0700, err) != 0)
-                return -1; /* <home>/cas of a CA without Home */
-        }
         if (local_ca_create(ca->home, &session, &opt, err) != 0)
             return -1;
         log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name, ca->home,
