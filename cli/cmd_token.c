@@ -334,7 +334,9 @@ static int list(engine_setup *s, bool with_keys, bool with_caps, bool as_json, e
         {
             int index =
                 hsm_context_token_index(&s->hsm, json_string_value(json_object_get(t, "Label")));
-            if (index >= 0)
+            /* The token opened under that label, not another one carrying it too. */
+            if (index >= 0 && (json_int_t)s->hsm.tokens[index].desc.slot ==
+                                  json_integer_value(json_object_get(t, "Slot")))
                 json_object_set_new(t, "Keys", list_keys(s, (size_t)index));
         }
     }

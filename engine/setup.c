@@ -224,6 +224,11 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
     *created = false;
     if (hsm_module_find_token(s->module, label, &desc, &herr) == 0)
         return 0;
+    if (herr.rv != CKR_TOKEN_NOT_PRESENT) { /* not a missing token: one label on two, or the
+                                               module failing; nothing to create */
+        enroll_error_set(err, HSE_HSM_TOKEN, NULL, "%s", herr.message);
+        return -1;
+    }
     if (!create_missing) {
         char hint[4200];
         enroll_error_set(err, HSE_HSM_TOKEN, NULL,

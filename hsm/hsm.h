@@ -69,7 +69,8 @@ typedef struct hsm_token_desc {
 
 /* The tokens present (up to max); returns how many were found, or -1 with err. */
 int hsm_module_list_tokens(hsm_module *module, hsm_token_desc *out, size_t max, hsm_error *err);
-/* The initialized token with this label; 0, or -1 with err ("no token labelled ..."). */
+/* The one initialized token with this label; 0, or -1 with err: rv CKR_TOKEN_NOT_PRESENT ("no
+ * token labelled ..."), CKR_ARGUMENTS_BAD when several tokens carry the label (each is named). */
 int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc *out,
                           hsm_error *err);
 /* Initializes a token with this label in a slot without an initialized token (C_InitToken with

@@ -231,11 +231,30 @@ int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc 
     int n = hsm_module_list_tokens(module, tokens, 64, err);
     if (n < 0)
         return -1;
+    int match = -1, matches = 0;
+    char seen[512] = "";
     for (int i = 0; i < n; i++) {
         if (tokens[i].initialized && strcmp(tokens[i].label, label) == 0) {
-            *out = tokens[i];
-            return 0;
+            if (matches++ == 0)
+                match = i;
+            size_t used = strlen(seen);
+            snprintf(seen + used, sizeof seen - used, "%sslot %lu (%s, %s, serial %s)",
+                     used ? "; " : "", (unsigned long)tokens[i].slot, tokens[i].model,
+                     tokens[i].manufacturer, tokens[i].serial);
         }
+    }
+    if (matches == 1) {
+        *out = tokens[match];
+        return 0;
+    }
+    if (matches > 1) {
+        /* Two tokens under one label (two modules behind p11-kit's proxy, a stale registration):
+         * taking the first would put keys, or take a PIN, on a token nobody meant. */
+        hsm_error_set(err, "", CKR_ARGUMENTS_BAD,
+                      "%d tokens are labelled \"%s\" in module %s: %s; give each a label of its "
+                      "own, or load the module that holds the one you mean",
+                      matches, label, module->path, seen);
+        return -1;
     }
     hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT, "no token labelled \"%s\" in module %s", label,
                   module->path);

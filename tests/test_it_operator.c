@@ -504,6 +504,42 @@ static void test_hints_keep_options(void)
     free(err);
 }
 
+/* Item 2's sibling: one label on two tokens (two modules behind p11-kit's proxy, a registration
+ * left behind) is refused with both tokens named, before any key is made; it never picks one. */
+static void test_one_label_on_two_tokens(void)
+{
+    CU_ASSERT_EQUAL(
+        test_sh("mkdir -p '%s/dup/tokens' && printf 'directories.tokendir = %s/dup/tokens\\n"
+                "objectstore.backend = file\\nlog.level = ERROR\\n' >'%s/dup/softhsm2.conf'",
+                tmp, tmp, tmp),
+        0);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(test_sh("SOFTHSM2_CONF='%s/dup/softhsm2.conf' softhsm2-util --init-token "
+                                "--free --label fleet-1 --pin 1234 --so-pin 12345678 >/dev/null",
+                                tmp),
+                        0);
+    CU_ASSERT_EQUAL(
+        test_sh("cp '%s/examples/config.json' '%s/dup/cfg.json'", HSMENROLL_SOURCE_DIR, tmp), 0);
+    write_batch("dup/d.ndjson", "d", 1);
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s/dup' && SOFTHSM2_CONF='%s/dup/softhsm2.conf' HSMENROLL_PIN=1234 "
+                "'%s' run d.ndjson -o out --config cfg.json 2>'%s/err.log'",
+                tmp, tmp, HSMENROLL_BIN, tmp),
+        2);
+    char *err = err_log();
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "2 tokens are labelled \"fleet-1\""));
+    CU_ASSERT_PTR_NULL(strstr(err, "create it with"));
+    free(err);
+    CU_ASSERT_FALSE(exists("dup/out"));
+    /* token list shows both, and lists no key of one under the other. */
+    char *list = test_sh_output(NULL,
+                                "cd '%s/dup' && SOFTHSM2_CONF='%s/dup/softhsm2.conf' '%s' "
+                                "token list --config cfg.json 2>/dev/null | grep -c '^fleet-1 '",
+                                tmp, tmp, HSMENROLL_BIN);
+    CU_ASSERT_EQUAL(list ? atoi(list) : -1, 2);
+    free(list);
+}
+
 /* Item 14: --force twice within one second does not fail on the name of the directory it moves
  * the earlier outputs into (earlier-<time>-2). */
 static void test_force_twice_in_one_second(void)
@@ -542,6 +578,7 @@ int main(void)
         TEST_CASE(test_bad_option_is_one_line),
         TEST_CASE(test_hints_keep_options),
         TEST_CASE(test_force_twice_in_one_second),
+        TEST_CASE(test_one_label_on_two_tokens),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);

@@ -34,9 +34,13 @@ stop_pids() { # stop_pids DIR : TERM every DIR/*.pid, wait up to 5 s, then KILL
     return 0
 }
 
-# Test token names and PINs (every module here accepts 4-8 character numeric PINs).
-TOKEN=hsmenroll-test
-TOKEN_CA=hsmenroll-test-ca
+# Test token names and PINs (every module here accepts 4-8 character numeric PINs). Each script
+# labels its tokens after itself, and no label is a prefix of another (OpenSC's --token-label
+# matches by prefix): a module left registered by an interrupted run, or two behind one p11-kit
+# proxy, never lends a test a token of the same name.
+MODULE_TAG=$(basename "$0" .sh)
+TOKEN=keys-$MODULE_TAG
+TOKEN_CA=ca-$MODULE_TAG
 PIN=1234
 SO_PIN=12345678
 
@@ -69,12 +73,26 @@ P11KIT_CLIENT=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
 P11KIT_QUIET="export TSS2_LOG='all+NONE'
 export TPM2_PKCS11_LOG_LEVEL=0"
 
+# p11kit_unregister_stale : removes the registrations these scripts wrote whose state directory
+# is gone (a run killed before its stop); a live one, of a run going on, stays.
+p11kit_unregister_stale() {
+    for f in /etc/pkcs11/modules/*.module; do
+        [ -f "$f" ] || continue
+        stale_dir=$(sed -n 's/^# written by hsmenroll tests\/modules for //p' "$f")
+        [ -n "$stale_dir" ] && [ ! -d "$stale_dir" ] && rm -f "$f"
+        # Written by an earlier version of these scripts, which named no directory.
+        grep -q '^# written by hsmenroll tests/modules; removed by their stop' "$f" && rm -f "$f"
+    done
+    return 0
+}
+
 # p11kit_register NAME MODULE [INIT_RESERVED]
 p11kit_register() {
     [ "$(id -u)" -eq 0 ] || die "registering a p11-kit module for the proxy needs root"
     mkdir -p /etc/pkcs11/modules
+    p11kit_unregister_stale
     {
-        printf '# written by hsmenroll tests/modules; removed by their stop\n'
+        printf '# written by hsmenroll tests/modules for %s\n' "$DIR"
         printf 'module: %s\ncritical: yes\n' "$2"
         [ -z "${3:-}" ] || printf 'x-init-reserved: %s\n' "$3"
     } >"/etc/pkcs11/modules/$1.module"

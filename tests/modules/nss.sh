@@ -3,13 +3,14 @@
 # CK_C_INITIALIZE_ARGS.pReserved ($HSMENROLL_MODULE_INIT_ARGS). Two sql: databases made with
 # certutil; the password of each is the user PIN. Their token labels are set by the parameter
 # string (tokenDescription), so the "NSS Certificate DB" slot (ID 2, NSS's user private key and
-# certificate slot) is labelled hsmenroll-test and a second database is slot 5, hsmenroll-test-ca.
+# certificate slot) is labelled keys-nss and a second database is slot 5, ca-nss.
 # Slot 1 is NSS's session-only crypto token (write-protected, no login).
 # NSS has no SO PIN: HSMENROLL_SO_PIN is empty.
 # DIR/env-proxy (root only) is the same two tokens through p11-kit-proxy.so: start registers
 # /etc/pkcs11/modules/hsmenroll-nss.module (x-init-reserved carries the string), stop removes it.
-# While it is registered, every p11-kit-proxy user on the machine sees these tokens: do not run
-# it at the same time as p11kit-proxy.sh (both have a token labelled hsmenroll-test).
+# While it is registered, every p11-kit-proxy user on the machine sees these tokens (labelled
+# apart from every other script's). start first removes a registration that an interrupted run
+# left behind (its directory gone).
 #   nss.sh start DIR | nss.sh stop DIR
 set -eu
 . "$(dirname "$0")/common.sh"

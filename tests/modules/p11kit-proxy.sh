@@ -13,6 +13,7 @@ start)
     need_pkg p11-kit-modules
     [ -f "$P11KIT_PROXY" ] || die "$P11KIT_PROXY missing (package p11-kit-modules)"
     softhsm_init "$DIR"
+    [ "$(id -u)" -ne 0 ] || p11kit_unregister_stale
     [ -f /usr/share/p11-kit/modules/softhsm2.module ] ||
         die "/usr/share/p11-kit/modules/softhsm2.module missing (package softhsm2)"
     cat >"$DIR/env" <<EOE

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Smoke check of every module environment: start, list the tokens, generate one RSA-2048 token key
-# pair on hsmenroll-test (pkcs11-tool; for NSS loaded directly, which pkcs11-tool cannot give its
+# pair on the keys token (pkcs11-tool; for NSS loaded directly, which pkcs11-tool cannot give its
 # parameter string, p11caps -t), stop. One line per environment; exit 1 when any failed.
 #   tests/modules/smoke.sh [NAME...]     (default: all; needs root for opencryptoki and nss-proxy)
 set -u
