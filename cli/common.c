@@ -33,8 +33,16 @@ int cli_common_option(int c, const char *arg, const char *usage, cli_common *com
         return -1;
     case '?':
     case ':':
-        /* getopt said what is wrong in one line; then where the options are, not all of them. */
-        cli_usage_pointer(usage);
+        /* getopt said what is wrong in one line (with --log-format json it is silent: main
+         * clears opterr); then where the options are, not all of them. */
+        if (log_get_format() == LOG_FORMAT_JSON) {
+            char what[64] = "a bad option or a missing value";
+            if (optopt > ' ' && optopt < 127)
+                snprintf(what, sizeof what, "-%c: a bad option or a missing value", optopt);
+            cli_usage_error(usage, "%s", what);
+        } else {
+            cli_usage_pointer(usage);
+        }
         *exit_code = EXIT_NOTHING_DONE;
         return -1;
     default:
@@ -61,12 +69,17 @@ int cli_usage_error(const char *usage, const char *fmt, ...)
 {
     int len;
     const char *name = usage_command(usage, &len);
-    fprintf(stderr, "hsmenroll %.*s: ", len, name);
+    char message[1024];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (log_get_format() == LOG_FORMAT_JSON) { /* one JSON line, as every other */
+        log_error("hsmenroll %.*s: %s; `hsmenroll %.*s --help` lists the options", len, name,
+                  message, len, name);
+        return EXIT_NOTHING_DONE;
+    }
+    fprintf(stderr, "hsmenroll %.*s: %s\n", len, name, message);
     cli_usage_pointer(usage);
     return EXIT_NOTHING_DONE;
 }

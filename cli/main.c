@@ -2,6 +2,7 @@
  * command table: each subcommand's name, its operands, a line of help and its function (one file
  * each, cli/cmd_*.c), as git's builtin table and p11-kit's commands[] do it. */
 #include <curl/curl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -196,6 +197,8 @@ int main(int argc, char **argv)
     }
     if (take_log_format(&argc, argv) != 0)
         return EXIT_NOTHING_DONE;
+    if (log_get_format() == LOG_FORMAT_JSON)
+        opterr = 0; /* getopt's complaints become JSON lines (cli_common_option) */
     /* getopt names the command in its one-line complaint about an option: "hsmenroll run: ...". */
     static char command[64];
     snprintf(command, sizeof command, "hsmenroll %s", c->name);

@@ -106,6 +106,15 @@ grep -q '"generated a user PIN' "$tmp/j6.log" || fail "json: first-run set-up li
 "$bin" merge "$tmp/batch.ndjson" "$tmp/j2/results.ndjson" -o "$tmp/merged.ndjson" \
     --log-format json 2>"$tmp/j7.log" >/dev/null
 json_check "merge" "$tmp/j7.log"
+# Usage errors in JSON too: a bad option and a missing operand, each one object.
+"$bin" run --log-format json --no-such-option 2>"$tmp/j8.log"
+[ $? -eq 2 ] || fail "json bad option: not exit 2"
+json_check "run --no-such-option" "$tmp/j8.log"
+[ "$(wc -l <"$tmp/j8.log")" -eq 1 ] || fail "json bad option: $(wc -l <"$tmp/j8.log") lines"
+"$bin" ca --log-format json 2>"$tmp/j9.log"
+json_check "ca without an operand" "$tmp/j9.log"
+has "$tmp/j9.log" '.level == "error" and (.message | test("ca --help"))' ||
+    fail "json usage error: no pointer to --help"
 # A bad value is a usage error of one line.
 "$bin" run "$tmp/batch.ndjson" --log-format xml 2>"$tmp/xml.log"
 [ $? -eq 2 ] || fail "--log-format xml: not exit 2"
