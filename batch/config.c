@@ -30,8 +30,8 @@ static const char *const top_keys[] = {"Hsm",
                                        NULL};
 static const char *const role_keys[] = {"Id", "Name", "Description", NULL};
 static const char *const hsm_keys[] = {
-    "Module",       "Tokens",   "Token",   "PinEnv",      "PinFile",     "SoPinEnv", "SoPinFile",
-    "RestartEvery", "InitArgs", "Profile", "MaxSessions", "Concurrency", NULL};
+    "Module",       "Tokens",   "Token",   "PinEnv",      "PinFile",     "SoPinEnv",   "SoPinFile",
+    "RestartEvery", "InitArgs", "Profile", "MaxSessions", "Concurrency", "EdDSAToken", NULL};
 static const char *const ca_keys[] = {"Id",
                                       "Name",
                                       "Type",
@@ -57,6 +57,8 @@ static const char *const ca_keys[] = {"Id",
                                       "CrlUrl",
                                       "OcspUrl",
                                       "CrlDays",
+                                      "PinEnv",
+                                      "PinFile",
                                       NULL};
 static const char *const template_keys[] = {
     "Id", "Name", "Description", "CertificateAuthorities", "ValidityDays", "KeyRetention", NULL};
@@ -260,9 +262,10 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
         h->init_args = getenv("HSMENROLL_MODULE_INIT_ARGS");
     json_opt_string(hsm, "Profile", "Hsm", &h->profile, errors);
     if (h->profile != NULL && strcasecmp(h->profile, "auto") != 0 &&
-        strcasecmp(h->profile, "softhsm") != 0 && strcasecmp(h->profile, "standard") != 0)
+        strcasecmp(h->profile, "softhsm") != 0 && strcasecmp(h->profile, "standard") != 0 &&
+        strcasecmp(h->profile, "nss") != 0)
         CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.Profile",
-                "Hsm.Profile: expected \"auto\", \"softhsm\" or \"standard\"");
+                "Hsm.Profile: expected \"auto\", \"softhsm\", \"nss\" or \"standard\"");
     json_opt_int(hsm, "MaxSessions", "Hsm", &h->max_sessions, errors);
     if (h->max_sessions < 0)
         CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.MaxSessions",
@@ -311,6 +314,18 @@ static void load_hsm(config *cfg, const json_t *hsm, error_list *errors)
     } else {
         CFG_ERR(errors, HSE_CONFIG_MISSING, "Hsm.Tokens",
                 "Hsm.Tokens: required, a non-empty array of token labels");
+    }
+    json_opt_string(hsm, "EdDSAToken", "Hsm", &h->eddsa_token, errors);
+    if (h->eddsa_token != NULL) {
+        if (h->eddsa_token[0] == '\0' || strlen(h->eddsa_token) > 32)
+            CFG_ERR(errors, HSE_CONFIG_VALUE, "Hsm.EdDSAToken",
+                    "Hsm.EdDSAToken: expected a token label of 1 to 32 bytes");
+        for (size_t j = 0; j < h->token_count; j++)
+            if (strcmp(h->tokens[j], h->eddsa_token) == 0)
+                CFG_ERR(errors, HSE_CONFIG_CONFLICT, "Hsm.EdDSAToken",
+                        "Hsm.EdDSAToken: \"%s\" is in Hsm.Tokens too; the EdDSA keys' token is "
+                        "one of its own (leave it out to keep them in Hsm.Tokens)",
+                        h->eddsa_token);
     }
 }
 
@@ -416,6 +431,9 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
                 CFG_ERR(errors, HSE_CONFIG_VALUE,
                         json_path_key(where, sizeof where, path, u ? "OcspUrl" : "CrlUrl"),
                         "%s: must be an http:// or https:// URL", where);
+        json_opt_string(entry, "PinEnv", path, &ca->pin_env, errors);
+        json_opt_string(entry, "PinFile", path, &ca->pin_file, errors);
+        ca->pin_file = resolve_path(cfg, ca->pin_file);
         ca->home = resolve_path(cfg, ca->home);
         if (ca->home == NULL && cfg->state_dir != NULL && ca->name != NULL)
             ca->home = state_path(cfg, ca->name);
@@ -430,6 +448,16 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
                     "%s: required for a %s CA", where, type);
         if (ca->type == CA_TYPE_LOCAL && ca->token == NULL && cfg->hsm.token_count > 0)
             ca->token = cfg->hsm.tokens[0];
+        if ((ca->pin_env != NULL || ca->pin_file != NULL) && ca->token != NULL) {
+            /* A token has one user PIN: the CA's own cannot be on a token the keys use. */
+            for (size_t t = 0; t < cfg->hsm.token_count; t++)
+                if (strcmp(cfg->hsm.tokens[t], ca->token) == 0)
+                    CFG_ERR(errors, HSE_CONFIG_CONFLICT,
+                            json_path_key(where, sizeof where, path, "PinEnv"),
+                            "%s: token \"%s\" is also in Hsm.Tokens, whose PIN it has; give the "
+                            "CA a token of its own, or no PIN of its own",
+                            where, ca->token);
+        }
         CHECK_UNIQUE(cfg->cas, cfg->ca_count, "CA", path, errors);
     }
 }
@@ -742,24 +770,34 @@ config *config_load_file_in(const char *path, const char *home, error_list *erro
     return cfg;
 }
 
-json_t *config_default_document(const char *home)
+json_t *config_default_document(const char *home, bool legacy)
 {
-    char pin_file[4096], so_pin_file[4096], ca_home[4096];
+    char pin_file[4096], so_pin_file[4096], ca_home[4096], ca_pin_file[4096];
     snprintf(pin_file, sizeof pin_file, "%s/pin", home);
     snprintf(so_pin_file, sizeof so_pin_file, "%s/so-pin", home);
     snprintf(ca_home, sizeof ca_home, "%s/ca", home);
-    return json_pack(
-        "{s:{s:s, s:[s], s:s, s:s, s:s, s:s}, s:[{s:i, s:s, s:s, s:s, s:s}],"
-        " s:[{s:i, s:s, s:[i], s:i}], s:[{s:i, s:s, s:i, s:b, s:b, s:i}],"
-        " s:{s:i, s:b, s:s, s:i, s:b}}",
-        "Hsm", "Module", HSMENROLL_DEFAULT_MODULE, "Tokens", "hsmenroll", "PinEnv", "HSMENROLL_PIN",
-        "PinFile", pin_file, "SoPinEnv", "HSMENROLL_SO_PIN", "SoPinFile", so_pin_file,
-        "CertificateAuthorities", "Id", 1, "Name", "embedded", "Type", "local", "Home", ca_home,
-        "Token", "hsmenroll-ca", "Templates", "Id", 1, "Name", "Default", "CertificateAuthorities",
-        1, "ValidityDays", 365, "EnrollmentPatterns", "Id", 1, "Name", "Default", "Template", 1,
-        "TemplateDefault", 1, "UseADPermissions", 1, "AllowedEnrollmentTypes", 7, "Settings",
-        "PasswordLength", 12, "RequireCustomFriendlyName", 0, "CommonNameRegex", ".+",
-        "Pkcs12Iterations", 2048, "AllowCSPs", 1);
+    snprintf(ca_pin_file, sizeof ca_pin_file, "%s/ca-pin", home);
+    json_t *doc = json_pack("{s:{s:s, s:[s], s:s, s:s, s:s, s:s}, s:[{s:i, s:s, s:s, s:s, s:s}],"
+                            " s:[{s:i, s:s, s:[i], s:i}], s:[{s:i, s:s, s:i, s:b, s:b, s:i}],"
+                            " s:{s:i, s:b, s:s, s:i, s:b}}",
+                            "Hsm", "Module", HSMENROLL_DEFAULT_MODULE, "Tokens",
+                            legacy ? "hsmenroll" : "hsmenroll-keys", "PinEnv", "HSMENROLL_PIN",
+                            "PinFile", pin_file, "SoPinEnv", "HSMENROLL_SO_PIN", "SoPinFile",
+                            so_pin_file, "CertificateAuthorities", "Id", 1, "Name", "embedded",
+                            "Type", "local", "Home", ca_home, "Token", "hsmenroll-ca", "Templates",
+                            "Id", 1, "Name", "Default", "CertificateAuthorities", 1, "ValidityDays",
+                            365, "EnrollmentPatterns", "Id", 1, "Name", "Default", "Template", 1,
+                            "TemplateDefault", 1, "UseADPermissions", 1, "AllowedEnrollmentTypes",
+                            7, "Settings", "PasswordLength", 12, "RequireCustomFriendlyName", 0,
+                            "CommonNameRegex", ".+", "Pkcs12Iterations", 2048, "AllowCSPs", 1);
+    if (doc != NULL && !legacy) {
+        json_object_set_new(json_object_get(doc, "Hsm"), "EdDSAToken",
+                            json_string("hsmenroll-eddsa"));
+        json_t *ca = json_array_get(json_object_get(doc, "CertificateAuthorities"), 0);
+        json_object_set_new(ca, "PinEnv", json_string("HSMENROLL_CA_PIN"));
+        json_object_set_new(ca, "PinFile", json_string(ca_pin_file));
+    }
+    return doc;
 }
 
 void config_free(config *cfg)
@@ -791,6 +829,21 @@ void config_free(config *cfg)
     free(cfg->state_dir);
     free(cfg->source);
     free(cfg);
+}
+
+void config_token_pin(const config *cfg, const char *label, const char **env, const char **file)
+{
+    *env = cfg->hsm.pin_env;
+    *file = cfg->hsm.pin_file;
+    for (size_t i = 0; label != NULL && i < cfg->ca_count; i++) {
+        const config_ca *ca = &cfg->cas[i];
+        if (ca->type == CA_TYPE_LOCAL && ca->token != NULL && strcmp(ca->token, label) == 0 &&
+            (ca->pin_env != NULL || ca->pin_file != NULL)) {
+            *env = ca->pin_env;
+            *file = ca->pin_file;
+            return;
+        }
+    }
 }
 
 const config_ca *config_find_ca_by_id(const config *cfg, long long id)

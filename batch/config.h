@@ -26,6 +26,8 @@ typedef struct config_ca {
     const char *crl_url;  /* local: CrlUrl, the CRL distribution point of issued certificates */
     const char *ocsp_url; /* local: OcspUrl, the OCSP access location of issued certificates */
     long long crl_days;   /* local: CrlDays, a CRL's and an OCSP answer's validity (default 7) */
+    const char *pin_env;  /* local: PinEnv, the CA token's own user PIN; NULL: Hsm's */
+    const char *pin_file; /* local: PinFile (used when the variable is unset); NULL: Hsm's */
     const json_t *raw;    /* the whole entry, for connector-specific keys */
 } config_ca;
 
@@ -63,8 +65,10 @@ typedef struct config_hsm {
     const char *module;  /* PKCS#11 module path; NULL: the default SoftHSM2 module */
     const char **tokens; /* labels of the tokens keys are spread over (at least one) */
     size_t token_count;
-    const char *pin_env;  /* environment variable holding the user PIN (default HSMENROLL_PIN) */
-    const char *pin_file; /* file holding the user PIN (used when the variable is unset) */
+    const char *eddsa_token; /* EdDSAToken: where Ed25519/Ed448 `token` keys go (libp11 0.4.12
+                                cannot list a token holding one); NULL: Hsm.Tokens */
+    const char *pin_env;     /* environment variable holding the user PIN (default HSMENROLL_PIN) */
+    const char *pin_file;    /* file holding the user PIN (used when the variable is unset) */
     const char *so_pin_env, *so_pin_file; /* for `token init` */
     long long restart_every; /* restart the module after this many session (export) key pairs:
                                 0 never, -1 the default (20,000 where the module keeps destroyed
@@ -129,8 +133,14 @@ config *config_load_file_in(const char *path, const char *home, error_list *erro
 /* Validates an already parsed document (takes a reference of doc). base_dir resolves relative
  * paths; source names it in messages. */
 config *config_load_json(json_t *doc, const char *base_dir, const char *source, error_list *errors);
-/* The embedded default document for an engine home directory (see SPEC section 5). */
-json_t *config_default_document(const char *home);
+/* Where the user PIN of the token labelled label comes from: the PinEnv/PinFile of a local CA on
+ * that token that has its own, else Hsm's. */
+void config_token_pin(const config *cfg, const char *label, const char **env, const char **file);
+
+/* The embedded default document for an engine home directory (see SPEC section 5): keys in token
+ * "hsmenroll-keys", the CA in "hsmenroll-ca" under a PIN of its own (HSMENROLL_CA_PIN or
+ * HOME/ca-pin). A home made before that (legacy) keeps "hsmenroll" and one PIN for both. */
+json_t *config_default_document(const char *home, bool legacy);
 void config_free(config *cfg);
 
 const config_ca *config_find_ca_by_id(const config *cfg, long long id);

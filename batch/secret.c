@@ -153,8 +153,9 @@ int secret_write_file(const char *file, const char *value, enroll_error *err)
                          strerror(errno));
         return -1;
     }
+    /* No newline after it: libp11's pin-source=file: takes the file's bytes as they are. */
     size_t n = strlen(value);
-    int ok = write(fd, value, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    int ok = write(fd, value, n) == (ssize_t)n && fsync(fd) == 0;
     close(fd);
     if (!ok) {
         unlink(file);

@@ -19,7 +19,8 @@ char *secret_read(const char *env_name, const char *file, const char *what, enro
 const char *secret_source(const char *env_name, const char *file, char *buf, size_t size);
 /* A random string of len characters from [A-Za-z0-9] (RAND_priv_bytes, rejection sampling). */
 char *secret_random(size_t len);
-/* Creates file with mode 0600 holding value and a newline; fails if it exists. 0 or -1. */
+/* Creates file with mode 0600 holding value (no newline: libp11's pin-source=file: reads the
+ * bytes as they are); fails if it exists. 0 or -1. */
 int secret_write_file(const char *file, const char *value, enroll_error *err);
 /* Wipes and frees. NULL is accepted. */
 void secret_free(char *secret);

@@ -33,7 +33,7 @@ start_server() { # start_server EXTRA... -> sets $server and $url
     for _ in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.1; done
     url=$(cat "$work/ready")
     cat > "$work/engine.json" <<JSON
-{"Hsm": {"Tokens": ["hsmenroll"], "PinEnv": "HSMENROLL_PIN"},
+{"Hsm": {"Tokens": ["hsmenroll-keys"], "PinEnv": "HSMENROLL_PIN"},
  "CertificateAuthorities": [{"Id": 1, "Name": "kf", "Type": "keyfactor", "Url": "$url",
    "RemoteName": "embedded", "Auth": {"Type": "Basic", "User": "bench", "PasswordEnv": "KF_PASSWORD"}}],
  "Templates": [{"Id": 1, "Name": "Default", "CertificateAuthorities": [1]}],

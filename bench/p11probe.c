@@ -176,7 +176,7 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *module = "/usr/lib/softhsm/libsofthsm2.so", *label = "hsmenroll";
+    const char *module = "/usr/lib/softhsm/libsofthsm2.so", *label = "hsmenroll-keys";
     const char *pin_env = "HSMENROLL_PIN";
     probe p = {.key = "p256", .per_thread = 500, .iterations = 2048};
     int threads = 2;

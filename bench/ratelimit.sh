@@ -36,7 +36,7 @@ stop_server() { kill -INT "$server"; wait "$server" 2>/dev/null || true; server=
 
 engine_config() { # engine_config EXTRA (JSON members of the CA entry, with a leading comma)
     cat > "$work/engine.json" <<JSON
-{"Hsm": {"Tokens": ["hsmenroll"], "PinEnv": "HSMENROLL_PIN"},
+{"Hsm": {"Tokens": ["hsmenroll-keys"], "PinEnv": "HSMENROLL_PIN"},
  "CertificateAuthorities": [{"Id": 1, "Name": "kf", "Type": "keyfactor", "Url": "$url",
    "RemoteName": "embedded", "Auth": {"Type": "Basic", "User": "bench", "PasswordEnv": "KF_PASSWORD"}$1}],
  "Templates": [{"Id": 1, "Name": "Default", "CertificateAuthorities": [1]}],

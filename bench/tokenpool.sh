@@ -24,7 +24,7 @@ config() { # config FILE TOKEN... : the embedded CA of the home, keys spread ove
     tokens=$(printf '"%s",' "$@")
     cat > "$file" <<JSON
 {"Hsm": {"Tokens": [${tokens%,}], "PinEnv": "HSMENROLL_PIN", "SoPinEnv": "HSMENROLL_SO_PIN"},
- "CertificateAuthorities": [{"Id": 1, "Name": "embedded", "Type": "local", "Home": "$HSMENROLL_HOME/ca", "Token": "hsmenroll-ca"}],
+ "CertificateAuthorities": [{"Id": 1, "Name": "embedded", "Type": "local", "Home": "$HSMENROLL_HOME/ca", "Token": "hsmenroll-ca", "PinFile": "$HSMENROLL_HOME/ca-pin"}],
  "Templates": [{"Id": 1, "Name": "Default", "CertificateAuthorities": [1]}],
  "EnrollmentPatterns": [{"Id": 1, "Name": "Default", "Template": 1}]}
 JSON

@@ -1032,6 +1032,11 @@ bool enroll_job(worker *w, job *j)
     run *r = w->run;
     if (!j->restored) {
         j->token = w->key_token;
+        /* EdDSA token keys in a token of their own (Hsm.EdDSAToken): libp11 0.4.12 cannot list
+         * a token holding one, which would make every other key there unusable through it. */
+        if (j->req->storage == STORAGE_TOKEN && is_edwards(j->req->key.algorithm) &&
+            r->hsm->eddsa_token != SIZE_MAX)
+            j->token = r->hsm->eddsa_token;
         if ((j->req->operation == OP_REENROLLMENT && prepare_reenrollment(w, j) != 0) ||
             (j->req->operation == OP_PFX && prepare_store_delivery(w, j) != 0)) {
             j->failed = true;

@@ -65,6 +65,11 @@ static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
     if (strcasecmp(profile, "softhsm") == 0 ||
         (strcasecmp(profile, "auto") == 0 && pad == HSM_WRAP_RFC5649))
         quirks = HSM_QUIRK_RETRY_GENERAL_ERROR | HSM_QUIRK_KEEPS_DESTROYED;
+    /* NSS softokn deadlocks with two token writes at once: a quirk that cannot be seen and
+     * survived, so the token's model says it. */
+    bool nss = ctx->token_count > 0 && strcmp(ctx->tokens[0].desc.model, "NSS 3") == 0;
+    if (strcasecmp(profile, "nss") == 0 || (strcasecmp(profile, "auto") == 0 && nss))
+        quirks |= HSM_QUIRK_SERIAL_TOKEN_WRITES;
     hsm_module_set_quirks(ctx->module, quirks);
     choose_wrap(ctx, pad);
     log_verbose("module %s: profile %s, quirks 0x%x, export wrap %s", hsm_module_path(ctx->module),
@@ -81,7 +86,8 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                      const char *const *extra_tokens, size_t extra_count, enroll_error *err)
 {
     memset(ctx, 0, sizeof *ctx);
-    size_t max = cfg->hsm.token_count + extra_count + cfg->store_count;
+    size_t keys = cfg->hsm.token_count + (cfg->hsm.eddsa_token != NULL);
+    size_t max = keys + extra_count + cfg->store_count;
     const char **labels = calloc(max ? max : 1, sizeof *labels);
     ctx->tokens = calloc(max ? max : 1, sizeof *ctx->tokens);
     if (labels == NULL || ctx->tokens == NULL) {
@@ -93,10 +99,12 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
     /* Key tokens, then the other tokens the run needs, then the stores' tokens (opened when
      * present: an absent store token fails only the requests for its store). */
     size_t n = 0, required = 0;
+    ctx->eddsa_token = SIZE_MAX;
     for (size_t i = 0; i < max; i++) {
-        size_t others = cfg->hsm.token_count + extra_count;
+        size_t others = keys + extra_count;
         const char *label = i < cfg->hsm.token_count ? cfg->hsm.tokens[i]
-                            : i < others             ? extra_tokens[i - cfg->hsm.token_count]
+                            : i < keys               ? cfg->hsm.eddsa_token
+                            : i < others             ? extra_tokens[i - keys]
                                                      : cfg->stores[i - others].token;
         bool seen = false;
         for (size_t j = 0; j < n; j++)
@@ -104,35 +112,75 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         if (!seen)
             labels[n++] = label;
         if (i + 1 == cfg->hsm.token_count)
+            ctx->spread_token_count = n;
+        if (i == cfg->hsm.token_count && i < keys)
+            ctx->eddsa_token = n - 1;
+        if (i + 1 == keys)
             ctx->key_token_count = n;
         if (i + 1 == others)
             required = n;
     }
-    /* The prompt names the tokens the PIN opens. */
-    char what[300];
-    int used = snprintf(what, sizeof what, "user PIN of token%s", n > 1 ? "s" : "");
-    for (size_t i = 0; i < n && used > 0 && (size_t)used < sizeof what; i++)
-        used +=
-            snprintf(what + used, sizeof what - (size_t)used, "%s \"%s\"", i ? "," : "", labels[i]);
-    char source[300];
-    secret_source(cfg->hsm.pin_env, cfg->hsm.pin_file, source, sizeof source);
-    char *pin = secret_read(cfg->hsm.pin_env, cfg->hsm.pin_file, what, err);
-    if (pin == NULL) {
-        free(labels);
-        free(ctx->tokens);
-        ctx->tokens = NULL;
-        return -1;
+    /* Each token's PIN source (Hsm's, or its CA's own), each source read once; the prompt names
+     * the tokens the PIN opens. */
+    const char *env[HSM_CONTEXT_MAX_PINS], *file[HSM_CONTEXT_MAX_PINS];
+    size_t *source_of = calloc(n ? n : 1, sizeof *source_of);
+    ctx->token_pin = calloc(n ? n : 1, sizeof *ctx->token_pin);
+    int rc = source_of != NULL && ctx->token_pin != NULL ? 0 : -1;
+    if (rc != 0)
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const char *e, *f;
+        config_token_pin(cfg, labels[i], &e, &f);
+        size_t k = 0;
+        while (k < ctx->pin_count && !((e == env[k] || (e && env[k] && strcmp(e, env[k]) == 0)) &&
+                                       (f == file[k] || (f && file[k] && strcmp(f, file[k]) == 0))))
+            k++;
+        if (k == ctx->pin_count) {
+            if (k == HSM_CONTEXT_MAX_PINS) {
+                enroll_error_set(err, HSE_CONFIG_INVALID, NULL, "more than %d different token PINs",
+                                 HSM_CONTEXT_MAX_PINS);
+                rc = -1;
+                break;
+            }
+            env[k] = e;
+            file[k] = f;
+            ctx->pin_count++;
+        }
+        source_of[i] = k;
     }
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t k = 0; rc == 0 && k < ctx->pin_count; k++) {
+        char what[300];
+        int used = snprintf(what, sizeof what, "user PIN of token");
+        size_t named = 0;
+        for (size_t i = 0; i < n && used > 0 && (size_t)used < sizeof what; i++)
+            if (source_of[i] == k)
+                used += snprintf(what + used, sizeof what - (size_t)used, "%s \"%s\"",
+                                 named++ ? "," : "", labels[i]);
+        if (named > 1 && (size_t)used + 1 < sizeof what) { /* "token" -> "tokens" */
+            memmove(what + 18, what + 17, strlen(what + 17) + 1);
+            what[17] = 's';
+        }
+        ctx->pins[k] = secret_read(env[k], file[k], what, err);
+        if (ctx->pins[k] == NULL) {
+            rc = -1;
+            break;
+        }
+        /* Kept (locked in memory, wiped at close) to log in again after a module restart or
+         * when the module drops the login (an HSM failover closes every session). */
+        mlock(ctx->pins[k], strlen(ctx->pins[k]) + 1);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         hsm_error herr;
+        const char *pin = ctx->pins[source_of[i]];
         if (hsm_token_open(module, labels[i], pin, &ctx->tokens[ctx->token_count], &herr) == 0) {
-            ctx->token_count++;
+            ctx->token_pin[ctx->token_count++] = pin;
         } else if (i < required || herr.rv != CKR_TOKEN_NOT_PRESENT) {
             hsm_error_to_enroll(
                 &herr, herr.rv == CKR_TOKEN_NOT_PRESENT ? HSE_HSM_TOKEN : HSE_HSM_LOGIN, err);
             if (herr.rv == CKR_PIN_INCORRECT || herr.rv == CKR_PIN_LEN_RANGE ||
                 herr.rv == CKR_PIN_INVALID) {
+                char source[300];
+                secret_source(env[source_of[i]], file[source_of[i]], source, sizeof source);
                 size_t len = strlen(err->message);
                 if (len < sizeof err->message)
                     snprintf(err->message + len, sizeof err->message - len,
@@ -142,6 +190,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
             break;
         }
     }
+    free(source_of);
     free(labels);
     ctx->module = module;
     if (pthread_mutex_init(&ctx->export_lock, NULL) == 0)
@@ -154,15 +203,9 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
                     ? HSM_CONTEXT_SOFTHSM_RESTART_EVERY
                     : 0;
     if (rc == 0) {
-        /* Kept (locked in memory, wiped at close) to log in again after a module restart or
-         * when the module drops the login (an HSM failover closes every session). */
-        ctx->pin = pin;
-        mlock(pin, strlen(pin) + 1);
         ctx->restart_every = every > 0 ? (long)every : 0;
         pthread_mutex_init(&ctx->recover_lock, NULL);
         ctx->recover_lock_ready = true;
-    } else {
-        secret_free(pin);
     }
     if (rc != 0) {
         ctx->module = NULL; /* the caller still owns it */
@@ -306,7 +349,7 @@ void hsm_context_drop_export(hsm_context *ctx)
 
 int hsm_context_restart(hsm_context *ctx, enroll_error *err)
 {
-    if (ctx->pin == NULL) {
+    if (ctx->pin_count == 0) {
         enroll_error_set(err, HSE_HSM_RESTART, NULL, "the module cannot be restarted");
         return -1;
     }
@@ -321,7 +364,7 @@ int hsm_context_restart(hsm_context *ctx, enroll_error *err)
     for (size_t i = 0; i < ctx->token_count; i++) {
         char label[sizeof ctx->tokens[i].desc.label];
         memcpy(label, ctx->tokens[i].desc.label, sizeof label);
-        if (hsm_token_open(ctx->module, label, ctx->pin, &ctx->tokens[i], &herr) != 0) {
+        if (hsm_token_open(ctx->module, label, ctx->token_pin[i], &ctx->tokens[i], &herr) != 0) {
             hsm_error_to_enroll(&herr, HSE_HSM_RESTART, err);
             for (size_t k = 0; k < i; k++)
                 hsm_token_close(&ctx->tokens[k]);
@@ -358,7 +401,7 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
     /* A failover ends the login of every token of the module, not only this one's. */
     for (size_t i = 0; rc == 0 && i < ctx->token_count; i++) {
         bool this_one = false;
-        if (hsm_token_relogin(&ctx->tokens[i], ctx->pin, &this_one, &herr) != 0) {
+        if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], &this_one, &herr) != 0) {
             hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
             rc = -1;
             break;
@@ -403,13 +446,18 @@ void hsm_context_close(hsm_context *ctx)
         pthread_mutex_destroy(&ctx->recover_lock);
         ctx->recover_lock_ready = false;
     }
-    if (ctx->pin != NULL) {
-        size_t len = strlen(ctx->pin) + 1;
-        OPENSSL_cleanse(ctx->pin, len);
-        munlock(ctx->pin, len);
-        free(ctx->pin);
-        ctx->pin = NULL;
+    for (size_t k = 0; k < ctx->pin_count; k++) {
+        if (ctx->pins[k] == NULL)
+            continue;
+        size_t len = strlen(ctx->pins[k]) + 1;
+        OPENSSL_cleanse(ctx->pins[k], len);
+        munlock(ctx->pins[k], len);
+        free(ctx->pins[k]);
+        ctx->pins[k] = NULL;
     }
+    ctx->pin_count = 0;
+    free(ctx->token_pin);
+    ctx->token_pin = NULL;
     wipe_kek(ctx);
     free(ctx->kek_handles);
     ctx->kek_handles = NULL;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "batch/config.h"
 #include "batch/request.h"
@@ -19,11 +20,16 @@ typedef enum export_method {
     EXPORT_NONE,        /* neither: export requests of this type are refused before keygen */
 } export_method;
 
+/* PIN sources a run can have: Hsm's and those of the CA tokens with a PIN of their own. */
+#define HSM_CONTEXT_MAX_PINS 8
+
 typedef struct hsm_context {
     hsm_module *module;
     hsm_token *tokens; /* the key tokens (Hsm.Tokens) first, then the CA tokens */
     size_t token_count;
-    size_t key_token_count;
+    size_t key_token_count;        /* the key tokens: Hsm.Tokens, then Hsm.EdDSAToken if given */
+    size_t spread_token_count;     /* those requests are spread over (Hsm.Tokens) */
+    size_t eddsa_token;            /* index of Hsm.EdDSAToken; SIZE_MAX: none */
     unsigned char *kek;            /* the run's AES-256 wrapping key, in locked memory; or NULL */
     CK_OBJECT_HANDLE *kek_handles; /* its object in each key token */
     _Atomic int export_methods[KEYALG_ED448 + 1];
@@ -36,7 +42,11 @@ typedef struct hsm_context {
     bool export_lock_made;
     int export_state; /* 0 not tried, 1 ready, -1 impossible (export_reason says why) */
     char export_reason[400];
-    char *pin;          /* kept, locked, wiped at close: to log in again (restart, lost login) */
+    /* The user PINs, kept, locked, wiped at close: to log in again (restart, lost login). One per
+     * PIN source (Hsm's, a CA token's own); token_pin[i] is tokens[i]'s, an entry of pins. */
+    char *pins[HSM_CONTEXT_MAX_PINS];
+    size_t pin_count;
+    const char **token_pin;
     long restart_every; /* restart the module after this many session key pairs; 0: never */
     long restarts;
     /* Session recovery (hsm_context_recover): one at a time; counts for the run's log. */

@@ -125,7 +125,7 @@ static int open_worker_sessions(run *r, worker *w, enroll_error *err)
             return herr.rv == CKR_SESSION_COUNT ? -2 : -1;
         }
     }
-    w->key_token = (size_t)w->index % r->hsm->key_token_count;
+    w->key_token = (size_t)w->index % r->hsm->spread_token_count;
     return 0;
 }
 

@@ -39,7 +39,7 @@ typedef struct run_stats {
     _Atomic long earlier_failed; /* resumed run: failed before and not retried */
     _Atomic long abandoned;      /* stopped mid-way (disk full, journal failure): resumable */
     long not_started; /* stopped: lines of the run not read (-1 unknown); set by pipeline_run */
-    _Atomic long uncertain;      /* the CA may have issued it; nobody knows (kept, not failed) */
+    _Atomic long uncertain; /* the CA may have issued it; nobody knows (kept, not failed) */
     _Atomic uint64_t stage_ns[STAGE_COUNT];
     latency_histogram latency;        /* admission to result, of issued requests */
     _Atomic uint64_t first_issued_ns; /* run_clock_ns() of the first certificate delivered */

@@ -1,6 +1,7 @@
 /* Subcommand set-up: configuration, engine home, SoftHSM2 configuration, tokens, login, CAs. */
 #include "engine/setup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
@@ -124,6 +125,48 @@ static int prepare_home(const char *home, enroll_error *err)
     return 0;
 }
 
+/* A home made before the CA token had a PIN of its own (and the keys token was "hsmenroll"):
+ * no layout mark, and a user PIN file or a token already (a PIN given by HSMENROLL_PIN leaves
+ * no file). It keeps its labels and its one PIN. */
+static bool home_is_legacy(const char *home)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/layout", home);
+    if (access(path, F_OK) == 0)
+        return false;
+    snprintf(path, sizeof path, "%s/pin", home);
+    if (access(path, F_OK) == 0)
+        return true;
+    snprintf(path, sizeof path, "%s/tokens", home);
+    DIR *d = opendir(path);
+    bool tokens = false;
+    for (struct dirent *e; d != NULL && !tokens && (e = readdir(d)) != NULL;)
+        tokens = e->d_name[0] != '.';
+    if (d != NULL)
+        closedir(d);
+    return tokens;
+}
+
+/* HOME/layout says which default the home was made with (2: hsmenroll-keys and hsmenroll-ca,
+ * each with its PIN), before any token is made in it. */
+static int mark_home_layout(const char *home, enroll_error *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/layout", home);
+    if (access(path, F_OK) == 0)
+        return 0;
+    FILE *f = fopen(path, "we");
+    bool ok = f != NULL && fputs("2\n", f) >= 0;
+    if (f != NULL && fclose(f) != 0)
+        ok = false;
+    if (!ok) {
+        enroll_error_set(err, HSE_HOME_UNAVAILABLE, NULL, "cannot write %s: %s", path,
+                         strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int load_config(engine_setup *s, const char *config_path, const char *home_option,
                        bool prepare, enroll_error *err)
 {
@@ -143,7 +186,10 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
         if (s->home == NULL || (prepare && prepare_home(s->home, err) != 0))
             return -1;
         log_set_notice_home(s->home);
-        json_t *doc = config_default_document(s->home);
+        bool legacy = home_is_legacy(s->home);
+        if (prepare && !legacy && mark_home_layout(s->home, err) != 0)
+            return -1;
+        json_t *doc = config_default_document(s->home, legacy);
         s->cfg = config_load_json(doc, s->home, "(embedded default)", &errors);
         json_decref(doc);
     }
@@ -249,7 +295,9 @@ static int setup_ensure_token_if(engine_setup *s, const char *label, bool create
         so_len = hsm_caps_pin_length(&caps, so_len);
         hsm_caps_free(&caps);
     }
-    char *pin = get_pin(h->pin_env, h->pin_file, "user PIN", true, user_len, err);
+    const char *pin_env, *pin_file;
+    config_token_pin(s->cfg, label, &pin_env, &pin_file);
+    char *pin = get_pin(pin_env, pin_file, "user PIN", true, user_len, err);
     char *so_pin = pin ? get_pin(h->so_pin_env, h->so_pin_file, "SO PIN", true, so_len, err) : NULL;
     int rc = -1;
     if (pin != NULL && so_pin != NULL) {
@@ -305,6 +353,9 @@ int setup_module(engine_setup *s, bool create_missing, enroll_error *err)
     for (size_t i = 0; i < s->cfg->hsm.token_count; i++)
         if (ensure_token(s, s->cfg->hsm.tokens[i], create_missing, err) != 0)
             return -1;
+    if (s->cfg->hsm.eddsa_token != NULL &&
+        ensure_token(s, s->cfg->hsm.eddsa_token, create_missing, err) != 0)
+        return -1;
     const char *extra[16];
     size_t n = ca_tokens(s->cfg, extra, 16);
     for (size_t i = 0; i < n; i++)

@@ -5,6 +5,7 @@
 
 #include "ckr.h"
 #include "hsm.h"
+#include "internal.h"
 
 int hsm_create_certificate(hsm_session *session, const hsm_certificate_der *cert, const char *label,
                            const unsigned char *id, size_t id_len, CK_OBJECT_HANDLE *out,
@@ -35,7 +36,9 @@ int hsm_create_certificate(hsm_session *session, const hsm_certificate_der *cert
     if (cert->issuer == NULL || cert->serial == NULL) /* optional: they go last */
         n -= 2;
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
+    hsm_token_write_begin(session);
     CK_RV rv = session->f->C_CreateObject(session->handle, tmpl, n, &handle);
+    hsm_token_write_end(session);
     if (rv != CKR_OK) {
         hsm_session_note(session, rv);
         hsm_error_set(err, "C_CreateObject", rv,

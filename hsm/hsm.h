@@ -42,6 +42,12 @@ enum {
                                           signing (SoftHSM 2.6.1, upstream #573): retried */
     HSM_QUIRK_KEEPS_DESTROYED = 2,     /* destroyed session objects freed only at C_Finalize
                                           (SoftHSM 2.6, upstream #562/#563): restart the module */
+    HSM_QUIRK_SERIAL_TOKEN_WRITES = 4, /* two threads writing token objects at once can deadlock
+                                          inside the module (NSS softokn 3.87: one waits on its
+                                          sqlite lock holding a monitor the other waits for):
+                                          token writes one at a time. A deadlock cannot be seen
+                                          and survived, so this one is set from the token model
+                                          ("NSS 3") or Hsm.Profile "nss". */
 };
 unsigned hsm_module_quirks(const hsm_module *module);
 void hsm_module_set_quirks(hsm_module *module, unsigned quirks);

@@ -87,9 +87,11 @@ int hsm_import_keypair(hsm_session *session, const hsm_key_material *m, const ch
         ATTR(pub, nq, CKA_EC_POINT, point, point_len);
     }
 #undef ATTR
+    hsm_token_write_begin(session);
     CK_RV rv = session->f->C_CreateObject(session->handle, priv, np, &out->private_key);
     if (rv == CKR_OK)
         rv = session->f->C_CreateObject(session->handle, pub, nq, &out->public_key);
+    hsm_token_write_end(session);
     if (rv != CKR_OK) {
         hsm_destroy_keypair(session, out, NULL);
         hsm_error_set(err, "C_CreateObject", rv, "C_CreateObject failed importing the key: %s",

@@ -250,8 +250,12 @@ int hsm_generate_keypair_with_id(hsm_session *session, const hsm_key_spec *spec,
     CK_RV rv = CKR_OK;
     for (int attempt = 0; attempt < KEYGEN_MAX_ATTEMPTS; attempt++) {
         out->attempts = attempt + 1;
+        if (on_token)
+            hsm_token_write_begin(session);
         rv = session->f->C_GenerateKeyPair(session->handle, &mech, pub, npub, priv, npriv,
                                            &out->public_key, &out->private_key);
+        if (on_token)
+            hsm_token_write_end(session);
         if (rv == CKR_OK)
             break;
         if ((rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_DOMAIN_PARAMS_INVALID ||
@@ -289,7 +293,9 @@ int hsm_destroy_keypair(hsm_session *session, hsm_keypair *pair, hsm_error *err)
     for (size_t i = 0; i < 2; i++) {
         if (*handles[i] == CK_INVALID_HANDLE)
             continue;
+        hsm_token_write_begin(session);
         CK_RV rv = session->f->C_DestroyObject(session->handle, *handles[i]);
+        hsm_token_write_end(session);
         if (rv != CKR_OK && rv != CKR_OBJECT_HANDLE_INVALID) {
             hsm_session_note(session, rv);
             hsm_error_set(err, "C_DestroyObject", rv, "C_DestroyObject failed: %s", ckr_name(rv));

@@ -1,9 +1,11 @@
 /* PKCS#11 modules: dlopen + C_GetFunctionList + C_Initialize (OS locking), token discovery by
  * label, and token initialization (C_InitToken + C_InitPIN). */
 #include "hsm.h"
+#include "internal.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,8 +24,9 @@ struct hsm_module {
     CK_FUNCTION_LIST *f;
     bool initialized_here;
     char *path;
-    char *init_args; /* C_Initialize's pReserved, or NULL */
-    unsigned quirks; /* HSM_QUIRK_* */
+    char *init_args;              /* C_Initialize's pReserved, or NULL */
+    unsigned quirks;              /* HSM_QUIRK_* */
+    pthread_mutex_t token_writes; /* HSM_QUIRK_SERIAL_TOKEN_WRITES: one token write at a time */
 };
 
 void hsm_error_set(hsm_error *err, const char *function, CK_RV rv, const char *fmt, ...)
@@ -79,6 +82,8 @@ hsm_module *hsm_module_load_args(const char *path, const char *init_args, hsm_er
         return NULL;
     }
     hsm_module *m = calloc(1, sizeof *m);
+    if (m != NULL)
+        pthread_mutex_init(&m->token_writes, NULL);
     if (m == NULL) {
         dlclose(dl);
         hsm_error_set(err, "", CKR_HOST_MEMORY, "out of memory");
@@ -137,6 +142,20 @@ int hsm_module_restart(hsm_module *module, hsm_error *err)
 unsigned hsm_module_quirks(const hsm_module *module)
 {
     return module != NULL ? module->quirks : 0;
+}
+
+void hsm_token_write_begin(const hsm_session *session)
+{
+    hsm_module *m = session->token->module;
+    if (m->quirks & HSM_QUIRK_SERIAL_TOKEN_WRITES)
+        pthread_mutex_lock(&m->token_writes);
+}
+
+void hsm_token_write_end(const hsm_session *session)
+{
+    hsm_module *m = session->token->module;
+    if (m->quirks & HSM_QUIRK_SERIAL_TOKEN_WRITES)
+        pthread_mutex_unlock(&m->token_writes);
 }
 
 void hsm_module_set_quirks(hsm_module *module, unsigned quirks)

@@ -1,6 +1,7 @@
 /* Object search and inspection for start-up and maintenance (the CA's keys, token listings,
  * garbage collection). The hot path keeps the handles C_GenerateKeyPair returns instead. */
 #include "hsm.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +115,9 @@ int hsm_get_ulong(hsm_session *session, CK_OBJECT_HANDLE object, CK_ATTRIBUTE_TY
 
 int hsm_destroy_object(hsm_session *session, CK_OBJECT_HANDLE object, hsm_error *err)
 {
+    hsm_token_write_begin(session);
     CK_RV rv = session->f->C_DestroyObject(session->handle, object);
+    hsm_token_write_end(session);
     if (rv != CKR_OK) {
         hsm_session_note(session, rv);
         hsm_error_set(err, "C_DestroyObject", rv, "C_DestroyObject failed: %s", ckr_name(rv));

@@ -9,6 +9,7 @@
 
 #include "ckr.h"
 #include "hsm.h"
+#include "internal.h"
 
 int hsm_storage_key(hsm_session *session, const char *label, CK_OBJECT_HANDLE *out, hsm_error *err)
 {
@@ -43,7 +44,9 @@ int hsm_storage_key(hsm_session *session, const char *label, CK_OBJECT_HANDLE *o
         {CKA_VALUE_LEN, &len, sizeof len}, {CKA_LABEL, (void *)label, strlen(label)},
     };
     CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
+    hsm_token_write_begin(session);
     rv = session->f->C_GenerateKey(session->handle, &mech, tmpl, sizeof tmpl / sizeof tmpl[0], out);
+    hsm_token_write_end(session);
     if (rv != CKR_OK) {
         hsm_error_set(err, "C_GenerateKey", rv, "C_GenerateKey failed for the storage key: %s",
                       ckr_name(rv));
@@ -214,8 +217,10 @@ static int storage_rsa(hsm_session *s, const char *label, CK_OBJECT_HANDLE *priv
         {CKA_ID, id, sizeof id},
     };
     CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    hsm_token_write_begin(s);
     rv = s->f->C_GenerateKeyPair(s->handle, &mech, pubt, sizeof pubt / sizeof pubt[0], privt,
                                  sizeof privt / sizeof privt[0], pub, priv);
+    hsm_token_write_end(s);
     if (rv != CKR_OK) {
         hsm_error_set(err, "C_GenerateKeyPair", rv,
                       "C_GenerateKeyPair failed for the storage key pair: %s", ckr_name(rv));

@@ -51,19 +51,28 @@ static void expect_error(const char *text, const char *path, const char *what)
 
 static void test_embedded_default_loads(void)
 {
-    json_t *doc = config_default_document("/srv/home");
+    json_t *doc = config_default_document("/srv/home", false);
     error_list errors = {0};
     config *cfg = config_load_json(doc, "/srv/home", "(embedded default)", &errors);
     json_decref(doc);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     CU_ASSERT_EQUAL(errors.count, 0);
     CU_ASSERT_EQUAL(cfg->hsm.token_count, 1);
-    CU_ASSERT_STRING_EQUAL(cfg->hsm.tokens[0], "hsmenroll");
+    /* No label a prefix of the other (OpenSC's --token-label matches by prefix). */
+    CU_ASSERT_STRING_EQUAL(cfg->hsm.tokens[0], "hsmenroll-keys");
     CU_ASSERT_STRING_EQUAL(cfg->hsm.pin_file, "/srv/home/pin");
     CU_ASSERT_EQUAL(cfg->ca_count, 1);
     CU_ASSERT_EQUAL(cfg->cas[0].type, CA_TYPE_LOCAL);
     CU_ASSERT_STRING_EQUAL(cfg->cas[0].home, "/srv/home/ca");
     CU_ASSERT_STRING_EQUAL(cfg->cas[0].token, "hsmenroll-ca");
+    /* The CA token's own PIN. */
+    const char *env, *file;
+    config_token_pin(cfg, "hsmenroll-ca", &env, &file);
+    CU_ASSERT_STRING_EQUAL(env ? env : "", "HSMENROLL_CA_PIN");
+    CU_ASSERT_STRING_EQUAL(file ? file : "", "/srv/home/ca-pin");
+    config_token_pin(cfg, "hsmenroll-keys", &env, &file);
+    CU_ASSERT_STRING_EQUAL(env ? env : "", "HSMENROLL_PIN");
+    CU_ASSERT_STRING_EQUAL(file ? file : "", "/srv/home/pin");
     const config_template *t = config_find_template_by_name(cfg, "default");
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     CU_ASSERT_EQUAL(t->validity_days, 365);
@@ -74,6 +83,31 @@ static void test_embedded_default_loads(void)
     CU_ASSERT_EQUAL(cfg->settings.password_length, 12);
     CU_ASSERT_EQUAL(cfg->settings.pkcs12_iterations, 2048);
     config_free(cfg);
+}
+
+/* A home made before the CA token had a PIN of its own keeps its labels and its one PIN. */
+static void test_embedded_default_legacy_home(void)
+{
+    json_t *doc = config_default_document("/srv/home", true);
+    error_list errors = {0};
+    config *cfg = config_load_json(doc, "/srv/home", "(embedded default)", &errors);
+    json_decref(doc);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_STRING_EQUAL(cfg->hsm.tokens[0], "hsmenroll");
+    const char *env, *file;
+    config_token_pin(cfg, "hsmenroll-ca", &env, &file);
+    CU_ASSERT_STRING_EQUAL(file ? file : "", "/srv/home/pin");
+    config_free(cfg);
+    error_list_free(&errors);
+}
+
+/* A CA's own PIN on a token the keys use too is a conflict (a token has one user PIN). */
+static void test_ca_pin_on_key_token_refused(void)
+{
+    expect_error("{\"Hsm\":{\"Tokens\":[\"t\"]},\"CertificateAuthorities\":[{\"Id\":1,"
+                 "\"Name\":\"c\",\"Type\":\"local\",\"Token\":\"t\",\"PinEnv\":\"X\"}],"
+                 "\"Templates\":[{\"Id\":1,\"Name\":\"T\",\"CertificateAuthorities\":[1]}]}",
+                 "CertificateAuthorities[0].PinEnv", "whose PIN it has");
 }
 
 static void test_minimal_document_and_lookups(void)
@@ -504,6 +538,8 @@ int main(void)
 {
     test_case cases[] = {
         TEST_CASE(test_embedded_default_loads),
+        TEST_CASE(test_embedded_default_legacy_home),
+        TEST_CASE(test_ca_pin_on_key_token_refused),
         TEST_CASE(test_minimal_document_and_lookups),
         TEST_CASE(test_keys_are_case_insensitive_and_paths_relative),
         TEST_CASE(test_not_json_and_not_object),

@@ -91,7 +91,7 @@ static int write_config(const char *path)
 {
     char text[2048];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"},"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
              "\"CertificateAuthorities\":[{\"Id\":3,\"Name\":\"cfssl01\\\\fleet\",\"Type\":"
              "\"cfssl\",\"Url\":\"http://127.0.0.1:%d\",\"ChainFile\":\"%s/ca.pem\"}],"
              "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[3]}],"
@@ -192,9 +192,8 @@ static void test_ca_benchmark_drives_cfssl(void)
     CU_ASSERT_EQUAL(json_number_value(json_object_get(run, "OfferedPerSecond")), 40);
     double rate = json_number_value(json_object_get(run, "CertificatesPerSecond"));
     CU_ASSERT_TRUE(rate > 0 && rate <= 20 / (19 / 40.0));
-    CU_ASSERT_EQUAL(json_number_value(json_object_get(json_object_get(run, "StageMeanMs"),
-                                                      "Keygen")),
-                    0);
+    CU_ASSERT_EQUAL(
+        json_number_value(json_object_get(json_object_get(run, "StageMeanMs"), "Keygen")), 0);
     json_decref(rec);
     CU_ASSERT_EQUAL(test_sh("cd '%s/kept/out-w1-r40' && n=0 && for f in bench-*.pem; do openssl "
                             "x509 -in $f -out $f.leaf && openssl verify -CAfile '%s/ca.pem' "

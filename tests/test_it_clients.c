@@ -106,9 +106,11 @@ static int setup(void)
                  metadata_names[i]);
     char doc[8192];
     snprintf(doc, sizeof doc,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"},"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
              "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"ca01.example.test\\\\Example "
-             "Issuing CA\",\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\"}],"
+             "Issuing "
+             "CA\",\"Type\":\"local\",\"Home\":\"%s/"
+             "ca\",\"Token\":\"hsmenroll-ca\",\"PinFile\":\"home/ca-pin\"}],"
              "\"Templates\":[{\"Id\":1,\"Name\":\"WebServer\",\"CertificateAuthorities\":[1]}],"
              "\"MetadataFields\":[%s{\"Id\":20,\"Name\":\"Email-Contact\",\"DataType\":1,"
              "\"Enrollment\":0},{\"Id\":21,\"Name\":\"Cost-Center\",\"DataType\":2,"

@@ -208,7 +208,7 @@ static void write_kf_config(const char *path, int port, int retries)
 {
     char text[2048];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"},"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
              "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"kf\",\"Type\":\"keyfactor\","
              "\"Url\":\"http://127.0.0.1:%d/KeyfactorAPI\",\"RemoteName\":\"embedded\","
              "\"Auth\":{\"Type\":\"Basic\",\"User\":\"eng\",\"PasswordEnv\":\"KF_PASSWORD\"},"

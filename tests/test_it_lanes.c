@@ -30,9 +30,9 @@ static void write_config(const char *name, const char *extra_hsm)
     FILE *f = fopen(path, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fprintf(f,
-            "{\"Hsm\":{\"Module\":\"%s\",\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"%s},"
+            "{\"Hsm\":{\"Module\":\"%s\",\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"%s},"
             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"embedded\",\"Type\":\"local\","
-            "\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\"}],"
+            "\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\",\"PinFile\":\"home/ca-pin\"}],"
             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1,"
             "\"TemplateDefault\":true}]}\n",

@@ -357,11 +357,12 @@ static void test_home_per_user_and_movable(void)
  * there): no journal, results file, certificate object or issuance knows it. */
 static int stray_key(const char *label, const char *id)
 {
-    return test_sh("cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot "
-                   "\"$(HSMENROLL_HOME='%s' '%s' token list --json | jq '.[] | "
-                   "select(.Label == \"hsmenroll\") | .Slot')\" --login --pin \"$(cat '%s/pin')\" "
-                   "--keypairgen --key-type EC:prime256v1 --id %s --label %s >/dev/null 2>&1",
-                   tmp, home, HSMENROLL_SOFTHSM_MODULE, home, HSMENROLL_BIN, home, id, label);
+    return test_sh(
+        "cd '%s' && SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot "
+        "\"$(HSMENROLL_HOME='%s' '%s' token list --json | jq '.[] | "
+        "select(.Label == \"hsmenroll-keys\") | .Slot')\" --login --pin \"$(cat '%s/pin')\" "
+        "--keypairgen --key-type EC:prime256v1 --id %s --label %s >/dev/null 2>&1",
+        tmp, home, HSMENROLL_SOFTHSM_MODULE, home, HSMENROLL_BIN, home, id, label);
 }
 
 static long token_keys(const char *prefix)
@@ -540,6 +541,41 @@ static void test_one_label_on_two_tokens(void)
     free(list);
 }
 
+/* Item 2: a home made by an earlier version (tokens "hsmenroll" and "hsmenroll-ca" under one
+ * PIN, no layout mark) keeps its labels and its one PIN: nothing new is made beside them. */
+static void test_legacy_home_keeps_its_tokens(void)
+{
+    CU_ASSERT_EQUAL(
+        test_sh(
+            "H='%s/legacy' && mkdir -p \"$H/tokens\" && printf 'directories.tokendir = %%s\\n"
+            "objectstore.backend = file\\n' \"$H/tokens\" >'%s/legacy.conf' && printf 1234 "
+            ">\"$H/pin\" && printf 12345678 >\"$H/so-pin\" && chmod 600 \"$H/pin\" \"$H/so-pin\" "
+            "&& for t in hsmenroll hsmenroll-ca; do SOFTHSM2_CONF='%s/legacy.conf' softhsm2-util "
+            "--init-token --free --label $t --pin 1234 --so-pin 12345678 >/dev/null || exit 1; "
+            "done",
+            tmp, tmp, tmp),
+        0);
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s' && for i in 1 2; do printf "
+                "'{\"Id\":\"old-%%s\",\"Template\":\"Default\",\"Subject\":"
+                "\"CN=old-%%s\",\"KeyType\":\"ECC\",\"Format\":\"PEM\",\"KeyStorage\":"
+                "\"token\"}\\n' $i $i; done >legacy.ndjson && HSMENROLL_HOME='%s/legacy' "
+                "'%s' run legacy.ndjson -o out-legacy -q",
+                tmp, tmp, HSMENROLL_BIN),
+        0);
+    char *uri = test_sh_output(NULL, "jq -r .KeyUri '%s/out-legacy/results.ndjson' | sort -u", tmp);
+    CU_ASSERT_PTR_NOT_NULL(uri ? strstr(uri, ";token=hsmenroll;") : NULL);
+    free(uri);
+    CU_ASSERT_FALSE(exists("legacy/ca-pin"));
+    CU_ASSERT_FALSE(exists("legacy/layout"));
+    char *labels = test_sh_output(NULL,
+                                  "HSMENROLL_HOME='%s/legacy' '%s' token list --json | jq -r "
+                                  "'.[] | select(.Initialized) | .Label' | sort | tr '\\n' ' '",
+                                  tmp, HSMENROLL_BIN);
+    CU_ASSERT_STRING_EQUAL(labels ? labels : "", "hsmenroll hsmenroll-ca ");
+    free(labels);
+}
+
 /* Item 14: --force twice within one second does not fail on the name of the directory it moves
  * the earlier outputs into (earlier-<time>-2). */
 static void test_force_twice_in_one_second(void)
@@ -579,6 +615,7 @@ int main(void)
         TEST_CASE(test_hints_keep_options),
         TEST_CASE(test_force_twice_in_one_second),
         TEST_CASE(test_one_label_on_two_tokens),
+        TEST_CASE(test_legacy_home_keeps_its_tokens),
         TEST_END,
     };
     return test_main("operator", cases, setup, teardown);

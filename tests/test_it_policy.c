@@ -369,8 +369,9 @@ static void test_run_and_validate_agree(void)
 
 /* Issue 17, item 13: a line near the 1 MiB limit with 45,000 dns SANs (two of them repeated, one
  * differing in case) and 5,000 ip4 SANs, under the pattern with RFC 2818 and wildcard checks, is
- * validated under a CPU limit of 5 s (`ulimit -t`; 40 s under ASan): the SAN checks are O(n log n), where they
- * were quadratic (40,000 SANs took 10 s). The CPU limit bounds the test; it measures nothing. */
+ * validated under a CPU limit of 5 s (`ulimit -t`; 40 s under ASan): the SAN checks are O(n log n),
+ * where they were quadratic (40,000 SANs took 10 s). The CPU limit bounds the test; it measures
+ * nothing. */
 static void test_many_sans_linear(void)
 {
     char batch[700];

@@ -112,7 +112,8 @@ static void test_results_hard_link_refused(void)
 }
 
 /* A normal run: results.ndjson and the journal are 0600 (a results.ndjson of mode 0644 left by
- * an older run is moved aside by --force); merge -o writes 0600 and refuses a symbolic link as its output;
+ * an older run is moved aside by --force); merge -o writes 0600 and refuses a symbolic link as its
+ * output;
  * --resume refuses a journal replaced by a symbolic link. */
 static void test_modes_merge_and_journal(void)
 {

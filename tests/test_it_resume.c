@@ -291,7 +291,7 @@ static void test_ca_down_then_retry_failed(void)
         0);
     char text[2048];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"},"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
              "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"kf\",\"Type\":\"keyfactor\","
              "\"Url\":\"http://127.0.0.1:%d/KeyfactorAPI\",\"RemoteName\":\"embedded\","
              "\"Auth\":{\"Type\":\"Basic\",\"User\":\"u\",\"PasswordEnv\":\"KF_PASSWORD\"},"
@@ -402,9 +402,10 @@ static void test_module_restarts_mid_run(void)
     FILE *f = fopen(cfg, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fprintf(f,
-            "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\",\"RestartEvery\":25},"
+            "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\",\"RestartEvery\":25},"
             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"embedded\",\"Type\":\"local\","
-            "\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\"}],\"Templates\":[{\"Id\":1,"
+            "\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\",\"PinFile\":\"home/"
+            "ca-pin\"}],\"Templates\":[{\"Id\":1,"
             "\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{"
             "\"Id\":1,\"Name\":\"Default\",\"Template\":1,\"TemplateDefault\":true}]}\n",
             home, home);

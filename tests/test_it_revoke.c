@@ -87,9 +87,10 @@ static int setup(void)
     snprintf(cfg, sizeof cfg, "%s/config.json", tmp);
     char text[3000];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"]},\"CertificateAuthorities\":[{\"Id\":1,"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"]},\"CertificateAuthorities\":[{\"Id\":1,"
              "\"Name\":\"embedded\",\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":"
-             "\"hsmenroll-ca\",\"CrlUrl\":\"http://crl.example/embedded.crl\",\"OcspUrl\":"
+             "\"hsmenroll-ca\",\"PinFile\":\"home/ca-pin\",\"CrlUrl\":\"http://crl.example/"
+             "embedded.crl\",\"OcspUrl\":"
              "\"http://ocsp.example/ocsp\",\"CrlDays\":2}],\"Templates\":[{\"Id\":1,\"Name\":"
              "\"Default\",\"CertificateAuthorities\":[1]},{\"Id\":2,\"Name\":\"Short\","
              "\"ValidityDays\":1,\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":"
@@ -503,7 +504,7 @@ static void write_keyfactor_config(const char *path, const char *user)
 {
     char text[2000];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"]},\"CertificateAuthorities\":[{\"Id\":1,"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"]},\"CertificateAuthorities\":[{\"Id\":1,"
              "\"Name\":\"kf\",\"Type\":\"keyfactor\",\"Url\":\"%s\",\"RemoteName\":\"embedded\","
              "\"Auth\":{\"Type\":\"Basic\",\"User\":\"%s\",\"PasswordEnv\":\"KF_PASSWORD\"},"
              "\"Retries\":2,\"RetryDelayMs\":10},{\"Id\":2,\"Name\":\"cf\",\"Type\":\"cfssl\","

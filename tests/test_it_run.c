@@ -296,7 +296,8 @@ static X509 *cert_of_result(json_t *r, const char *out)
 
 /* The key of a token-storage result: found by the CKA_ID of its KeyUri, persistent, private,
  * sensitive, never extractable, labelled with the request Id, and the certificate's key. */
-static void check_token_key(token_view *v, json_t *r, const char *out, const char *key_type)
+static void check_token_key(token_view *v, json_t *r, const char *out, const char *key_type,
+                            const char *label)
 {
     const char *uri_text = json_string_value(json_object_get(r, "KeyUri"));
     const char *id = json_string_value(json_object_get(r, "Id"));
@@ -306,7 +307,9 @@ static void check_token_key(token_view *v, json_t *r, const char *out, const cha
                           P11_KIT_URI_OK);
     CK_ATTRIBUTE *ckid = p11_kit_uri_get_attribute(uri, CKA_ID);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ckid);
-    CU_ASSERT_EQUAL(memcmp(p11_kit_uri_get_token_info(uri)->label, "hsmenroll ", 10), 0);
+    char padded[33];
+    snprintf(padded, sizeof padded, "%-32s", label);
+    CU_ASSERT_EQUAL(memcmp(p11_kit_uri_get_token_info(uri)->label, padded, 32), 0);
     CK_OBJECT_HANDLE priv[2], pub[2];
     hsm_error err;
     CU_ASSERT_EQUAL_FATAL(hsm_find_objects(&v->session, CKO_PRIVATE_KEY, ckid->pValue,
@@ -333,6 +336,13 @@ static void check_token_key(token_view *v, json_t *r, const char *out, const cha
     EVP_PKEY_free(in_token);
     X509_free(cert);
     p11_kit_uri_free(uri);
+}
+
+/* strstr within the first n bytes of text. */
+static const char *strnstr_bounded(const char *text, const char *needle, size_t n)
+{
+    const char *hit = strstr(text, needle);
+    return hit != NULL && (size_t)(hit - text) < n ? hit : NULL;
 }
 
 /* ---- tests ---- */
@@ -365,8 +375,10 @@ static void test_every_key_type_format_and_storage(void)
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(results);
     CU_ASSERT_EQUAL(json_array_size(results), 48);
-    token_view v;
-    CU_ASSERT_EQUAL_FATAL(token_view_open(&v, "hsmenroll"), 0);
+    /* EdDSA token keys go to a token of their own (Hsm.EdDSAToken of the embedded default). */
+    token_view v, eddsa;
+    CU_ASSERT_EQUAL_FATAL(token_view_open(&v, "hsmenroll-keys"), 0);
+    CU_ASSERT_EQUAL_FATAL(token_view_open(&eddsa, "hsmenroll-eddsa"), 0);
     size_t i;
     json_t *r;
     int checked = 0;
@@ -407,7 +419,9 @@ static void test_every_key_type_format_and_storage(void)
             check_der(path, token ? NULL : p8, pw);
         }
         if (token) {
-            check_token_key(&v, r, "matrix", key_type);
+            bool ed = strncmp(key_type, "Ed", 2) == 0;
+            check_token_key(ed ? &eddsa : &v, r, "matrix", key_type,
+                            ed ? "hsmenroll-eddsa" : "hsmenroll-keys");
             CU_ASSERT_PTR_NULL(
                 json_object_get(json_object_get(r, "CertificateInformation"), "Password"));
         } else {
@@ -420,20 +434,57 @@ static void test_every_key_type_format_and_storage(void)
     }
     CU_ASSERT_EQUAL(checked, 48);
     unsigned long slot = (unsigned long)v.token.desc.slot;
+    unsigned long eddsa_slot = (unsigned long)eddsa.token.desc.slot;
     token_view_close(&v);
-    /* OpenSC's pkcs11-tool sees the 16 token keys as sensitive and never extractable. (By
-     * slot: its --token-label takes "hsmenroll-ca" for "hsmenroll".) */
-    char *listing =
-        test_sh_output(NULL,
-                       "SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot %lu "
-                       "--login --pin \"$(cat '%s/pin')\" --list-objects --type privkey 2>&1",
-                       home, SOFTHSM, slot, home);
+    token_view_close(&eddsa);
+    /* OpenSC's pkcs11-tool sees the 16 token keys as sensitive and never extractable: the 12
+     * RSA and ECC ones in the keys token, the 4 EdDSA ones in theirs. */
+    char *listing = test_sh_output(
+        NULL,
+        "for s in %lu %lu; do SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' --slot "
+        "$s --login --pin \"$(cat '%s/pin')\" --list-objects --type privkey 2>&1; echo \"== $s\"; "
+        "done",
+        slot, eddsa_slot, home, SOFTHSM, home);
     if (test_count(listing, "never extractable") != 16)
         fprintf(stderr, "pkcs11-tool: %s\n", listing ? listing : "(none)");
     CU_ASSERT_EQUAL(test_count(listing, "never extractable"), 16);
     CU_ASSERT_EQUAL(test_count(listing, "-token\n"), 16);
     CU_ASSERT_EQUAL(test_count(listing, "-export\n"), 0);
+    const char *second = listing ? strstr(listing, "== ") : NULL;
+    CU_ASSERT_PTR_NOT_NULL(second);
+    if (second != NULL) /* no EdDSA key in the keys token */
+        CU_ASSERT_PTR_NULL(strnstr_bounded(listing, "EC_EDWARDS", (size_t)(second - listing)));
     free(listing);
+    /* libp11 (Debian 12's 0.4.12, which cannot list a token holding an EdDSA key) signs with a
+     * token key of the keys token by its KeyUri, after a batch that made EdDSA token keys. */
+    json_t *rsa = test_find_by(results, "Id", "RSA-2048-PEM-token");
+    const char *key_uri = json_string_value(json_object_get(rsa, "KeyUri"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(key_uri);
+    CU_ASSERT_EQUAL(test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' PKCS11_MODULE_PATH='%s' openssl req "
+                            "-new -engine pkcs11 -keyform engine -key '%s;pin-source=file:%s/pin' "
+                            "-subj /CN=libp11 -out '%s/libp11.csr' >/dev/null 2>&1 && openssl req "
+                            "-verify -noout -in '%s/libp11.csr' 2>/dev/null",
+                            home, SOFTHSM, key_uri, home, tmp, tmp),
+                    0);
+    /* The issue's trap, as an operator types it: --token-label with the keys token's label finds
+     * that token (no label is a prefix of another), and its PIN opens no CA key: the CA token
+     * has its own PIN (HOME/ca-pin, 0600, not the user PIN). */
+    listing = test_sh_output(NULL,
+                             "SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' "
+                             "--token-label hsmenroll-keys --login --pin \"$(cat '%s/pin')\" "
+                             "--list-objects --type privkey 2>&1 | grep -c 'label:'",
+                             home, SOFTHSM, home);
+    CU_ASSERT_EQUAL(listing ? atoi(listing) : -1, 12);
+    free(listing);
+    CU_ASSERT_EQUAL(test_sh("[ \"$(stat -c %%a '%s/ca-pin')\" = 600 ] && ! cmp -s '%s/pin' "
+                            "'%s/ca-pin'",
+                            home, home, home),
+                    0);
+    CU_ASSERT_NOT_EQUAL(test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' pkcs11-tool --module '%s' "
+                                "--token-label hsmenroll-ca --login --pin \"$(cat '%s/pin')\" "
+                                "--list-objects --type privkey >/dev/null 2>&1",
+                                home, SOFTHSM, home),
+                        0);
     json_decref(results);
 }
 
@@ -494,7 +545,7 @@ static void test_bad_lines_fail_alone(void)
     CU_ASSERT_PTR_NOT_NULL(msg ? strstr(msg, "offset") : NULL);
     /* No key was made for a refused line. */
     token_view v;
-    CU_ASSERT_EQUAL_FATAL(token_view_open(&v, "hsmenroll"), 0);
+    CU_ASSERT_EQUAL_FATAL(token_view_open(&v, "hsmenroll-keys"), 0);
     const char *refused[] = {"bad-keytype", "bad-curve", "bad-subject", "bad-san", "pfx-on-token"};
     for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++)
         CU_ASSERT_EQUAL(count_objects_labelled(&v, CKO_PUBLIC_KEY, refused[k]), 0);
@@ -795,7 +846,7 @@ static void test_ca_show_and_token_list(void)
                        HSMENROLL_BIN);
     CU_ASSERT_EQUAL(status, 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
-    json_t *fleet = test_find_by(doc, "Label", "hsmenroll");
+    json_t *fleet = test_find_by(doc, "Label", "hsmenroll-keys");
     json_t *ca = test_find_by(doc, "Label", "hsmenroll-ca");
     CU_ASSERT_PTR_NOT_NULL(fleet);
     CU_ASSERT_PTR_NOT_NULL(ca);

@@ -168,12 +168,13 @@ static void test_pin_prompt_on_terminal(void)
     char config[600], text[2048];
     snprintf(config, sizeof config, "%s/prompt.json", tmp);
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinEnv\":\"HSMENROLL_NO_SUCH_PIN\","
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinEnv\":\"HSMENROLL_NO_SUCH_PIN\","
              "\"PinFile\":\"%s/no-such-pin\"},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":"
-             "\"embedded\",\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\"}],"
+             "\"embedded\",\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\","
+             "\"PinFile\":\"%s/ca-pin\"}],"
              "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
              "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
-             tmp, home);
+             tmp, home, home);
     CU_ASSERT_EQUAL_FATAL(test_write_file(config, text), 0);
     char *typed = test_sh_output(
         NULL,

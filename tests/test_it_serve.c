@@ -124,7 +124,7 @@ static void write_engine_config(const char *path, const char *user, const char *
 {
     char text[4096];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\"},"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
              "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"kf\\\\embedded\",\"Type\":"
              "\"keyfactor\",\"Url\":\"%s\",\"RemoteName\":\"embedded\",\"Auth\":{\"Type\":"
              "\"Basic\",\"User\":\"%s\",\"PasswordEnv\":\"KF_PASSWORD\"},\"Retries\":12,"

@@ -154,9 +154,10 @@ static int setup(void)
     if (test_write_file(creds, text) != 0 || chmod(creds, 0600) != 0)
         return 1;
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"],\"PinFile\":\"%s/pin\",\"SoPinFile\":"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\",\"SoPinFile\":"
              "\"%s/so-pin\"},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"embedded\","
-             "\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\"}],"
+             "\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\",\"PinFile\":\"home/"
+             "ca-pin\"}],"
              "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
              "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1,"
              "\"TemplateDefault\":true,\"AllowedEnrollmentTypes\":3}],"

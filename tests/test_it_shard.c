@@ -26,7 +26,8 @@ static int setup(void)
         snprintf(text, sizeof text,
                  "{\"Hsm\":{\"Tokens\":[\"shard-%d\"],\"PinFile\":\"%s/pin\",\"SoPinFile\":"
                  "\"%s/so-pin\"},\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"embedded\","
-                 "\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":\"hsmenroll-ca\"}],"
+                 "\"Type\":\"local\",\"Home\":\"%s/"
+                 "ca\",\"Token\":\"hsmenroll-ca\",\"PinFile\":\"home/ca-pin\"}],"
                  "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
                  "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
                  i, home, home, home);

@@ -46,9 +46,10 @@ static int setup(void)
     snprintf(cfg, sizeof cfg, "%s/stores.json", tmp);
     char text[2048];
     snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll\"]},\"CertificateAuthorities\":[{\"Id\":1,"
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"]},\"CertificateAuthorities\":[{\"Id\":1,"
              "\"Name\":\"embedded\",\"Type\":\"local\",\"Home\":\"%s/ca\",\"Token\":"
-             "\"hsmenroll-ca\"}],\"Templates\":[{\"Id\":1,\"Name\":\"Default\","
+             "\"hsmenroll-ca\",\"PinFile\":\"home/"
+             "ca-pin\"}],\"Templates\":[{\"Id\":1,\"Name\":\"Default\","
              "\"CertificateAuthorities\":[1]},{\"Id\":2,\"Name\":\"Short\",\"ValidityDays\":1,"
              "\"CertificateAuthorities\":[1]}],\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":"
              "\"Default\",\"Template\":1,\"TemplateDefault\":true,\"AllowedEnrollmentTypes\":3},"

@@ -93,7 +93,7 @@ p11kit_register() {
     p11kit_unregister_stale
     {
         printf '# written by hsmenroll tests/modules for %s\n' "$DIR"
-        printf 'module: %s\ncritical: yes\n' "$2"
+        printf 'module: %s\ncritical: no\n' "$2"
         [ -z "${3:-}" ] || printf 'x-init-reserved: %s\n' "$3"
     } >"/etc/pkcs11/modules/$1.module"
 }
