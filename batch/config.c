@@ -57,6 +57,8 @@ static const char *const ca_keys[] = {"Id",
                                       "CrlUrl",
                                       "OcspUrl",
                                       "CrlDays",
+                                      "LookupSettleMs",
+                                      "LookupResubmit",
                                       "PinEnv",
                                       "PinFile",
                                       NULL};

@@ -39,7 +39,9 @@ for tokens in 1 2; do
         for t in $(seq "$tokens"); do labels="$labels pool-$tokens-$w-$t"; done
         # shellcheck disable=SC2086 # one label per word
         config "$work/t$tokens-w$w.json" $labels
-        "$bin" bench --config "$work/t$tokens-w$w.json" --storage token --format DER -n "$count" \
+        # --ca: this configuration's tokens and CA (a scratch one, removed with $work)
+        "$bin" bench --config "$work/t$tokens-w$w.json" --ca embedded \
+            --issued "$work/issued-t$tokens-w$w.ndjson" --storage token --format DER -n "$count" \
             --workers "$w" --probe -q --json "$work/t$tokens-w$w.out.json"
         jq -r --arg t "$tokens" '.Runs[0] |
             "| \($t) | \(.Workers) | \(.Issued) | \(.CertificatesPerSecond * 10 | round / 10) | \(.Probe.PerSecond * 10 | round / 10) | \(.Probe.EngineOverProbe * 100 | round / 100) |"' \

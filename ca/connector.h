@@ -28,6 +28,9 @@ typedef struct ca_answer {
     bool pending;   /* taken, not issued yet (approval, external validation) */
     char disposition[40];          /* the CA's RequestDisposition when pending */
     char disposition_message[200]; /* and its DispositionMessage */
+    /* Issued, or uncertain, after an earlier submission's answer was lost: what the connector
+     * found out (a lookup found it, the CA answered a repeat); "" when nothing was asked. */
+    char note[300];
     enroll_error err;
 } ca_answer;
 

@@ -110,9 +110,13 @@ static int configure_easy(http_request *req)
         return -1;
     req->easy = e;
     curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    if (req->body != NULL) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
@@ -149,8 +153,8 @@ http_request *http_request_new(http_endpoint *endpoint, const char *url, const c
         return NULL;
     req->endpoint = endpoint;
     req->url = strdup(url);
-    req->body_len = strlen(body);
-    req->body = strdup(body);
+    req->body_len = body ? strlen(body) : 0;
+    req->body = body ? strdup(body) : NULL;
     req->retry_after_ms = -1;
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     h = h ? curl_slist_append(h, "Accept: application/json") : NULL;
@@ -168,7 +172,8 @@ http_request *http_request_new(http_endpoint *endpoint, const char *url, const c
         }
     }
     req->headers = h;
-    if (req->url == NULL || req->body == NULL || h == NULL || configure_easy(req) != 0) {
+    if (req->url == NULL || (body != NULL && req->body == NULL) || h == NULL ||
+        configure_easy(req) != 0) {
         http_request_free(req);
         return NULL;
     }
@@ -523,6 +528,16 @@ void http_loop_submit(http_loop *loop, http_request *req)
     else
         loop->new_head = req;
     loop->new_tail = req;
+    loop->outstanding++;
+    pthread_mutex_unlock(&loop->lock);
+    curl_multi_wakeup(loop->multi);
+}
+
+void http_loop_submit_after(http_loop *loop, http_request *req, long delay_ms)
+{
+    pthread_mutex_lock(&loop->lock);
+    req->due_ns = now_ns() + (unsigned long long)(delay_ms > 0 ? delay_ms : 0) * 1000000ull;
+    insert_retry_locked(loop, req);
     loop->outstanding++;
     pthread_mutex_unlock(&loop->lock);
     curl_multi_wakeup(loop->multi);

@@ -56,7 +56,7 @@ struct http_request {
     size_t response_len;
     int attempts;
     bool maybe_received; /* an attempt may have reached the server and its answer been lost */
-    int throttled; /* of the attempts, answered 429 (not counted against the retries) */
+    int throttled;       /* of the attempts, answered 429 (not counted against the retries) */
     /* Private to the loop. */
     CURL *easy;
     long retry_after_ms; /* from the last answer's Retry-After; -1 none */
@@ -68,11 +68,13 @@ struct http_request {
 http_loop *http_loop_start(int inflight, enroll_error *err);
 /* Queues a request (any thread). Its done callback runs later on the loop thread. */
 void http_loop_submit(http_loop *loop, http_request *req);
+/* Queues a request whose first attempt starts no sooner than delay_ms from now (any thread). */
+void http_loop_submit_after(http_loop *loop, http_request *req, long delay_ms);
 /* Waits until every submitted request is done, then stops the thread and frees the loop. */
 void http_loop_stop(http_loop *loop);
 
-/* A new request for endpoint: POST url with body (copied) and the given headers (each "Name:
- * value"; NULL-terminated list), plus Content-Type: application/json and Authorization. */
+/* A new request for endpoint: POST url with body (copied; NULL: a GET) and the given headers (each
+ * "Name: value"; NULL-terminated list), plus Content-Type: application/json and Authorization. */
 http_request *http_request_new(http_endpoint *endpoint, const char *url, const char *body,
                                const char *const *headers);
 void http_request_free(http_request *req);

@@ -332,6 +332,27 @@ submit_status net_ca_submit(net_ca *nc, ca_submission *sub, const char *path, js
     return SUBMIT_PENDING;
 }
 
+int net_ca_call(net_ca *nc, const char *path, const char *body, const char *const *headers,
+                long delay_ms, http_done_fn done, void *user)
+{
+    size_t n = strlen(nc->base_url) + strlen(path) + 1;
+    char *url = malloc(n);
+    if (url == NULL)
+        return -1;
+    snprintf(url, n, "%s%s", nc->base_url, path);
+    http_request *req = http_request_new(&nc->endpoint, url, body, headers);
+    free(url);
+    if (req == NULL)
+        return -1;
+    req->done = done;
+    req->user = user;
+    if (delay_ms > 0)
+        http_loop_submit_after(nc->env->http, req, delay_ms);
+    else
+        http_loop_submit(nc->env->http, req);
+    return 0;
+}
+
 STACK_OF(X509) * net_parse_certificates(const char *text)
 {
     if (text == NULL)

@@ -37,6 +37,12 @@ void net_ca_close(net_ca *nc);
 submit_status net_ca_submit(net_ca *nc, ca_submission *sub, const char *path, json_t *body,
                             const char *const *headers, net_answer_fn answer);
 
+/* Sends one more request to the CA outside a submission (a lookup): POST body to base_url + path
+ * (body NULL: GET), its first attempt delay_ms from now; done gets the finished request (and
+ * owns it). 0, or -1 when it cannot be prepared. */
+int net_ca_call(net_ca *nc, const char *path, const char *body, const char *const *headers,
+                long delay_ms, http_done_fn done, void *user);
+
 /* For a connector whose state struct (of state_size bytes) starts with its net_ca: allocates it
  * zeroed, opens the net_ca, and sets conn->state. NULL with err on failure. */
 void *net_connector_open(ca_connector *conn, ca_env *env, size_t state_size, enroll_error *err);

@@ -2,6 +2,8 @@
  * real pipeline (`run`, in this process) once per worker count, reported as a table, a JSON record
  * and a Markdown report: certificates/s, latency percentiles, time per stage, time to the first
  * certificate, peak RSS. */
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -14,6 +16,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/bench_refs.h"
@@ -30,6 +33,7 @@ static const char bench_usage[] =
     "Generates a synthetic batch and runs it through the real pipeline (the `run` command) once\n"
     "per worker count, then reports certificates/s, latency p50/p95/p99/max (from admission to\n"
     "result), the mean time per stage, the time to the first certificate and the peak RSS.\n"
+    "By default on a throwaway CA and token (see --ca).\n"
     "\n"
     "options:\n"
     "  -n, --count N          requests per run (default 1000)\n"
@@ -40,7 +44,15 @@ static const char bench_usage[] =
     "      --sans N           DNS SANs per request (default 1)\n"
     "  -w, --workers LIST     worker counts to run, comma-separated (default: one per CPU)\n"
     "      --inflight M       requests in flight to network CAs (default 64)\n"
-    "      --ca NAME          the CA to enroll with (default: the template's)\n"
+    "      --ca NAME          measure this CA of the configuration (--config, --home or the\n"
+    "                         default home): its certificates are real, and listed in --issued\n"
+    "                         for `hsmenroll revoke`. Without --ca, bench makes a throwaway CA\n"
+    "                         and token in a temporary directory (on /dev/shm when there is\n"
+    "                         one), removed afterwards: nothing is written to your home, tokens\n"
+    "                         or CA\n"
+    "      --issued FILE      with --ca: where to list the issued certificates (a results file\n"
+    "                         for `hsmenroll revoke`; default DIR/issued.ndjson with --out, else\n"
+    "                         hsmenroll-bench-issued-TIME.ndjson in the current directory)\n"
     "      --template NAME    template of the requests (default Default)\n"
     "      --no-journal       run without the journal\n"
     "      --out DIR          keep the batch and every run's output in DIR (default: a\n"
@@ -72,7 +84,8 @@ static const char bench_usage[] =
     "                         the first (list 0 first for the zero-latency reference)\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
-    "  -c, --config FILE / --home DIR / -q / -v / -h   as for run\n";
+    "  -c, --config FILE / --home DIR / -q / -v / -h   as for run (--config and --home go with\n"
+    "                         --ca)\n";
 
 typedef struct bench_params {
     long count;
@@ -206,8 +219,34 @@ static int write_csr_batch(const char *path, const bench_params *p)
 
 /* One run of the batch through the run API, in this process (as `run BATCH -o OUT --force
  * --progress never -q` would do it). Its figures (run_stats_json), or NULL. */
+/* --ca: appends the issued lines of a run's results file to the list; their number, or -1. */
+static long append_issued(const char *results, FILE *issued)
+{
+    FILE *f = fopen(results, "re");
+    if (f == NULL)
+        return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    long n = 0;
+    while (getline(&line, &cap, f) > 0) {
+        json_t *o = json_loads(line, 0, NULL);
+        const char *status = json_string_value(json_object_get(o, "Status"));
+        if (status != NULL && strcmp(status, "issued") == 0) {
+            if (json_dumpf(o, issued, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+                fputc('\n', issued) == EOF)
+                n = -1;
+            else if (n >= 0)
+                n++;
+        }
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    return fflush(issued) == 0 ? n : -1;
+}
+
 static json_t *run_once(const char *dir, const char *batch, long workers, const bench_params *p,
-                        const cli_common *common)
+                        const cli_common *common, FILE *issued, long *issued_count)
 {
     char out[4096 + 128], stats[4096 + 128], tag[80];
     if (p->module != NULL)
@@ -248,6 +287,15 @@ static json_t *run_once(const char *dir, const char *batch, long workers, const 
     }
     run_close(r);
     log_set_level(level);
+    if (issued != NULL) {
+        char results[4096 + 160];
+        snprintf(results, sizeof results, "%s/results.ndjson", out);
+        long n = append_issued(results, issued);
+        if (n < 0 && access(results, F_OK) == 0)
+            log_error("bench: cannot list the certificates of %s", results);
+        else if (n > 0)
+            *issued_count += n;
+    }
     if (doc == NULL)
         log_error("bench: the run with %ld workers ended with %d and no figures%s%s", workers, rc,
                   err.code[0] ? ": " : "", err.message);
@@ -462,6 +510,100 @@ static int write_plots(const char *dir, json_t *runs)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* A directory on tmpfs for bench's scratch files: /dev/shm when there is one, else $TMPDIR or
+ * /tmp. */
+static const char *scratch_base(void)
+{
+    struct stat st;
+    if (stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && access("/dev/shm", W_OK) == 0)
+        return "/dev/shm";
+    const char *tmp = getenv("TMPDIR");
+    return tmp != NULL && tmp[0] == '/' ? tmp : "/tmp";
+}
+
+/* The throwaway CA and token of a bench without --ca: an embedded-default home made in a new
+ * temporary directory (its own SoftHSM configuration and token store, key token, CA token, CA,
+ * generated PINs), made before the first run so that its cost is in no run's figures. The
+ * operator's PINs in the environment are not given to it. 0, or -1 (logged, nothing left). */
+static int make_throwaway(char *home, size_t size)
+{
+    snprintf(home, size, "%s/hsmenroll-bench-ca-XXXXXX", scratch_base());
+    if (mkdtemp(home) == NULL) {
+        log_error("bench: cannot create a temporary directory for the throwaway CA: %s",
+                  strerror(errno));
+        return -1;
+    }
+    unsetenv("HSMENROLL_PIN");
+    unsetenv("HSMENROLL_SO_PIN");
+    unsetenv("HSMENROLL_CA_PIN");
+    engine_setup s = {0};
+    enroll_error err;
+    enroll_error_clear(&err);
+    log_level level = log_get_level();
+    log_set_level(LOG_ERROR);
+    int rc = setup_config(&s, NULL, home, &err) == 0 && setup_module(&s, true, &err) == 0 &&
+                     setup_login(&s, &err) == 0 && setup_local_cas(&s, true, &err) == 0
+                 ? 0
+                 : -1;
+    setup_free(&s);
+    log_set_level(level);
+    if (rc != 0) {
+        log_error("bench: cannot make the throwaway CA and token: %s", err.message);
+        nftw(home, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return -1;
+    }
+    log_info("bench: on a throwaway CA and token in %s (SoftHSM configuration "
+             "%s/softhsm2.conf), removed at the end; your home, tokens and CA are not touched "
+             "(--ca NAME measures a configured CA)",
+             home, home);
+    return 0;
+}
+
+/* --ca: the list of issued certificates, a new file (never one that exists), mode 0600 (PFX
+ * lines hold passwords). Its path into path. NULL when it cannot be made (logged). */
+static FILE *open_issued(const char *given, const char *kept_dir, char *path, size_t size)
+{
+    if (given != NULL) {
+        snprintf(path, size, "%s", given);
+    } else if (kept_dir != NULL) {
+        snprintf(path, size, "%s/issued.ndjson", kept_dir);
+    } else {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+        snprintf(path, size, "hsmenroll-bench-issued-%s.ndjson", stamp);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL) {
+        log_error("bench: cannot create %s for the list of issued certificates: %s%s", path,
+                  strerror(errno), errno == EEXIST ? " (give another --issued FILE)" : "");
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    return f;
+}
+
+/* --out with the throwaway CA: its chain beside the outputs (DIR/ca-chain.pem), to verify them. */
+static void keep_chain(const char *home, const char *dir)
+{
+    char from[4200], to[4200];
+    snprintf(from, sizeof from, "%s/ca/chain.pem", home);
+    snprintf(to, sizeof to, "%s/ca-chain.pem", dir);
+    FILE *in = fopen(from, "re"), *out = in ? fopen(to, "we") : NULL;
+    char buf[4096];
+    size_t n;
+    while (out != NULL && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, n, out);
+    if (in == NULL || out == NULL || fclose(out) != 0)
+        log_warning("bench: cannot keep the throwaway CA's chain in %s", to);
+    if (in != NULL)
+        fclose(in);
+}
+
 static int parse_long(const char *s, long min, long max, long *out)
 {
     char *end;
@@ -484,6 +626,7 @@ int cli_bench(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},
         {"inflight", required_argument, NULL, 'i'},
         {"ca", required_argument, NULL, 'A'},
+        {"issued", required_argument, NULL, 'I'},
         {"template", required_argument, NULL, 'T'},
         {"no-journal", no_argument, NULL, 'J'},
         {"out", required_argument, NULL, 'o'},
@@ -507,6 +650,7 @@ int cli_bench(int argc, char **argv)
                       .sans = 1,
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
+    const char *issued_path = NULL;
     bool with_probe = false, with_floor = false;
     long stock_count = 0;
     const char *ca_rates = NULL, *hsm_latencies = NULL;
@@ -547,6 +691,9 @@ int cli_bench(int argc, char **argv)
             break;
         case 'A':
             p.ca = optarg;
+            break;
+        case 'I':
+            issued_path = optarg;
             break;
         case 'T':
             p.template_name = optarg;
@@ -597,6 +744,21 @@ int cli_bench(int argc, char **argv)
         return cli_usage_error(bench_usage, "unexpected operand %s", argv[optind]);
     }
     cli_set_verbosity(common.quiet, common.verbose);
+    /* Without --ca, a throwaway CA and token: a configuration named without --ca would be
+     * silently left aside. */
+    bool throwaway = p.ca == NULL;
+    if (throwaway && (common.config_path != NULL || common.home != NULL)) {
+        fprintf(stderr, "hsmenroll bench: --config and --home name a configuration to measure: "
+                        "give --ca NAME with them (bench then issues real certificates from "
+                        "that CA and lists them for `hsmenroll revoke`); without them bench "
+                        "uses a throwaway CA and token\n");
+        return EXIT_NOTHING_DONE;
+    }
+    if (throwaway && issued_path != NULL) {
+        fprintf(stderr, "hsmenroll bench: --issued goes with --ca (a throwaway CA's "
+                        "certificates need no revocation)\n");
+        return EXIT_NOTHING_DONE;
+    }
 
     long counts[16];
     size_t runs = 0;
@@ -666,6 +828,24 @@ int cli_bench(int argc, char **argv)
         log_error("bench: cannot write %s", batch);
         return EXIT_NOTHING_DONE;
     }
+    /* What the runs use: the throwaway home, or the configuration as given (--ca). */
+    cli_common use = common;
+    char scratch[4096] = "", issued_file[4300] = "";
+    FILE *issued = NULL;
+    long issued_count = 0;
+    if (throwaway) {
+        if (make_throwaway(scratch, sizeof scratch) != 0) {
+            if (keep == NULL)
+                nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            return EXIT_NOTHING_DONE;
+        }
+        use.home = scratch;
+        use.config_path = NULL;
+    } else if ((issued = open_issued(issued_path, keep, issued_file, sizeof issued_file)) == NULL) {
+        if (keep == NULL)
+            nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return EXIT_NOTHING_DONE;
+    }
     json_t *results = json_array();
     int rc = EXIT_ALL_DONE;
     engine_setup refs = {0};
@@ -673,10 +853,10 @@ int cli_bench(int argc, char **argv)
     bool refs_ready = true;
     if (with_probe || with_floor || stock_count > 0) {
         enroll_error err;
-        refs_ready = setup_config(&refs, common.config_path, common.home, &err) == 0;
+        refs_ready = setup_config(&refs, use.config_path, use.home, &err) == 0;
         if (!refs_ready)
             log_error("bench: %s", err.message);
-        else if (stock_count > 0 && bench_server_start(&server, dir, &common) != 0)
+        else if (stock_count > 0 && bench_server_start(&server, dir, &use) != 0)
             refs_ready = false;
         if (!refs_ready)
             rc = EXIT_NOTHING_DONE;
@@ -684,7 +864,7 @@ int cli_bench(int argc, char **argv)
     for (size_t i = 0; i < runs && refs_ready; i++) {
         p.rate = nrates > 0 ? rates[i] : 0;
         if (hsm_latencies != NULL) {
-            if (write_latency_conf(fault_conf, rates[i], &common) != 0) {
+            if (write_latency_conf(fault_conf, rates[i], &use) != 0) {
                 rc = EXIT_NOTHING_DONE;
                 break;
             }
@@ -699,7 +879,7 @@ int cli_bench(int argc, char **argv)
             rc = EXIT_NOTHING_DONE;
             break;
         }
-        json_t *one = run_once(dir, batch, counts[i], &p, &common);
+        json_t *one = run_once(dir, batch, counts[i], &p, &use, issued, &issued_count);
         if (one == NULL) {
             rc = EXIT_NOTHING_DONE;
             break;
@@ -751,6 +931,10 @@ int cli_bench(int argc, char **argv)
                         json_string(ca_rates        ? "ca (CSR lines, software keys, --rate)"
                                     : hsm_latencies ? "hsm latency sweep (p11fault)"
                                                     : "pipeline"));
+    json_object_set_new(json_object_get(record, "Params"), "ThrowawayCa", json_boolean(throwaway));
+    if (issued != NULL)
+        json_object_set_new(json_object_get(record, "Params"), "IssuedFile",
+                            json_string(issued_file));
     if (p.key_length > 0)
         json_object_set_new(json_object_get(record, "Params"), "KeyLength",
                             json_integer(p.key_length));
@@ -764,9 +948,10 @@ int cli_bench(int argc, char **argv)
                    p.count, p.key_type, length, p.format, p.sans, p.sans == 1 ? "" : "s",
                    p.ca ? p.ca : "of the template", p.no_journal ? ", no journal" : "");
         else
-            printf("%ld requests per run: %s%s, %s storage, %s, %ld SAN%s%s\n", p.count, p.key_type,
-                   length, p.storage, p.format, p.sans, p.sans == 1 ? "" : "s",
-                   p.no_journal ? ", no journal" : "");
+            printf("%ld requests per run: %s%s, %s storage, %s, %ld SAN%s%s, %s%s\n", p.count,
+                   p.key_type, length, p.storage, p.format, p.sans, p.sans == 1 ? "" : "s",
+                   p.no_journal ? ", no journal" : "", throwaway ? "throwaway CA" : "CA ",
+                   throwaway ? "" : p.ca);
         print_table(stdout, results, false);
     }
     if (json_path != NULL &&
@@ -801,5 +986,28 @@ int cli_bench(int argc, char **argv)
     json_decref(record);
     if (keep == NULL && nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         log_warning("bench: cannot remove %s", dir);
+    if (throwaway) {
+        if (keep != NULL)
+            keep_chain(scratch, dir);
+        if (nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+            log_warning("bench: cannot remove the throwaway CA in %s", scratch);
+    }
+    if (issued != NULL) {
+        if (fclose(issued) != 0) {
+            log_error("bench: cannot write %s", issued_file);
+            rc = EXIT_NOTHING_DONE;
+        }
+        /* Said even with -q: real certificates were issued. */
+        char hint[4200] = "";
+        if (common.config_path != NULL)
+            snprintf(hint, sizeof hint, " --config '%s'", common.config_path);
+        else if (common.home != NULL)
+            snprintf(hint, sizeof hint, " --home '%s'", common.home);
+        fprintf(stderr,
+                "hsmenroll bench: %ld certificate%s issued by CA \"%s\" listed in %s; revoke "
+                "them with: hsmenroll revoke '%s' -o bench-revoked --reason "
+                "cessationOfOperation%s\n",
+                issued_count, issued_count == 1 ? "" : "s", p.ca, issued_file, issued_file, hint);
+    }
     return rc;
 }

@@ -30,9 +30,10 @@ static const char revoke_usage[] =
     "Revokes the certificates of the results of `run` (or `renew`): every issued line, or only\n"
     "those named by --id and --serial. For an embedded CA the revocation is recorded in the CA's\n"
     "home (revoked.ndjson), where `ca crl` and `serve`'s /crl and /ocsp read it; a Keyfactor CA\n"
-    "gets POST /Certificates/Revoke with the line's KeyfactorID (CFSSL CAs are not reached:\n"
-    "their lines fail). Each revocation is journaled (OUTDIR/journal.ndjson): a revoke that was\n"
-    "stopped or killed goes on with --resume, and a certificate is never recorded twice.\n"
+    "gets POST /Certificates/Revoke with the line's KeyfactorID, a CFSSL CA POST\n"
+    "/api/v1/cfssl/revoke with the serial and the issuer's key id. Each revocation is journaled\n"
+    "(OUTDIR/journal.ndjson): a revoke that was stopped or killed goes on with --resume, and a\n"
+    "certificate is never recorded twice.\n"
     "OUTDIR/revocations.ndjson gets one line per certificate: Id, SerialNumber,\n"
     "CertificateAuthority, KeyfactorID, Status (revoked or failed), Reason, RevocationDate,\n"
     "Error.\n"
@@ -44,7 +45,9 @@ static const char revoke_usage[] =
     "      --reason R       an RFC 5280 reason: unspecified (default), keyCompromise,\n"
     "                       cACompromise, affiliationChanged, superseded, cessationOfOperation,\n"
     "                       certificateHold, privilegeWithdrawn, aACompromise\n"
-    "      --resume         continue the revoke journaled in OUTDIR\n"
+    "      --resume         continue the revoke journaled in OUTDIR (its failed lines stay "
+    "failed)\n"
+    "      --retry-failed   with --resume: also try again the lines that failed\n"
     "      --force          start over in an OUTDIR that holds revocations\n"
     "  -c, --config FILE    configuration (default: the embedded default)\n"
     "      --home DIR       engine home of the embedded default\n"
@@ -57,6 +60,7 @@ static const char revoke_usage[] =
 typedef struct target {
     char *id;
     char *ca_name;
+    char *issuer_dn; /* the results' IssuerDN, or NULL */
     char serial[REVOCATION_SERIAL_MAX];
     long long keyfactor_id;
 } target;
@@ -68,7 +72,7 @@ typedef struct revoke_state {
     size_t id_count, serial_count;
     bool *id_found, *serial_found;
     idset seen; /* serials of targets */
-    idset done; /* serials journaled by an earlier process of this revoke */
+    idset done; /* serials journaled by an earlier process of this revoke, not tried again */
 } revoke_state;
 
 static volatile sig_atomic_t stop_asked;
@@ -131,6 +135,8 @@ static int read_results(revoke_state *st, const char *path, enroll_error *err)
                 t->id = strdup(id ? id : "");
                 const char *ca = json_string_value(json_object_get(o, "CertificateAuthority"));
                 t->ca_name = strdup(ca ? ca : "");
+                const char *issuer = json_string_value(json_object_get(info, "IssuerDN"));
+                t->issuer_dn = issuer ? strdup(issuer) : NULL;
                 strcpy(t->serial, norm);
                 t->keyfactor_id = json_integer_value(json_object_get(info, "KeyfactorID"));
             }
@@ -142,22 +148,73 @@ static int read_results(revoke_state *st, const char *path, enroll_error *err)
     return rc;
 }
 
-/* Journal records: "R" {Serial, Result} with the whole result line. */
-typedef struct resume_ctx {
-    revoke_state *st;
-    results_writer *out;
-} resume_ctx;
-
+/* Journal records: "R" {Serial, Result} with the whole result line. A serial tried again
+ * (--retry-failed) has a later record: the last one holds. */
 static int visit_record(void *ctx, const char *type, json_t *record)
 {
-    resume_ctx *rc = ctx;
+    json_t *last = ctx; /* serial -> result */
     if (strcmp(type, "R") != 0)
         return 0;
     const char *serial = json_string_value(json_object_get(record, "Serial"));
     json_t *result = json_object_get(record, "Result");
-    if (serial != NULL && result != NULL && idset_insert(&rc->st->done, serial) == 1)
-        results_write(rc->out, result);
+    if (serial != NULL && json_is_object(result))
+        json_object_set(last, serial, result);
     return 0;
+}
+
+/* The journaled results of the interrupted revoke: written again and marked done, but with
+ * retry_failed the failed ones are left to be tried again. The number of failed lines left
+ * failed (or to be tried again). */
+static long take_journaled(revoke_state *st, json_t *last, bool retry_failed, results_writer *out)
+{
+    long failed = 0;
+    const char *serial;
+    json_t *result;
+    json_object_foreach(last, serial, result)
+    {
+        const char *status = json_string_value(json_object_get(result, "Status"));
+        bool is_failed = status != NULL && strcmp(status, "failed") == 0;
+        failed += is_failed;
+        if (is_failed && retry_failed)
+            continue;
+        idset_insert(&st->done, serial);
+        results_write(out, result);
+    }
+    return failed;
+}
+
+/* The command that tries the failed lines again: the same results files, output, configuration,
+ * home, names and reason, with --resume --retry-failed. */
+static void retry_command(const revoke_state *st, int argc, char **argv, int first,
+                          const char *out_path, const cli_common *common, int reason, char *buf,
+                          size_t size)
+{
+    buf[0] = '\0';
+    cli_append_word(buf, size, cli_program);
+    cli_append_word(buf, size, "revoke");
+    for (int i = first; i < argc; i++)
+        cli_append_word(buf, size, argv[i]);
+    const char *pairs[][2] = {
+        {"-o", out_path},
+        {"--config", common->config_path},
+        {"--home", common->home},
+        {"--reason", reason != REVOKE_UNSPECIFIED ? revocation_reason_name(reason) : NULL},
+    };
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
+        if (pairs[i][1] != NULL) {
+            cli_append_word(buf, size, pairs[i][0]);
+            cli_append_word(buf, size, pairs[i][1]);
+        }
+    for (size_t i = 0; i < st->id_count; i++) {
+        cli_append_word(buf, size, "--id");
+        cli_append_word(buf, size, st->ids[i]);
+    }
+    for (size_t i = 0; i < st->serial_count; i++) {
+        cli_append_word(buf, size, "--serial");
+        cli_append_word(buf, size, st->serials[i]);
+    }
+    cli_append_word(buf, size, "--resume");
+    cli_append_word(buf, size, "--retry-failed");
 }
 
 static void iso_time(time_t t, char *buf, size_t size)
@@ -171,7 +228,7 @@ static void iso_time(time_t t, char *buf, size_t size)
 typedef struct ca_lists {
     revocation_list **lists;
     issued_serials **issued;
-    net_revoker **net; /* network CAs (keyfactor) */
+    net_revoker **net; /* network CAs (keyfactor, cfssl) */
     size_t count;
 } ca_lists;
 
@@ -195,9 +252,12 @@ static void revoke_one(const config *cfg, ca_lists *cl, const target *t, int rea
                              ca->name);
         else if (cl->net[k] == NULL)
             cl->net[k] = net_revoker_open(cfg, ca, &err);
-        if (err.code[0] == '\0') /* err gets the CA's refusal or the transport error */
+        /* err gets the CA's refusal or the transport error */
+        if (err.code[0] == '\0' && ca->type == CA_TYPE_KEYFACTOR)
             net_revoker_keyfactor(cl->net[k], t->keyfactor_id, reason, entry.revoked,
                                   "hsmenroll revoke", &err);
+        else if (err.code[0] == '\0')
+            net_revoker_cfssl(cl->net[k], t->serial, t->issuer_dn, reason, &err);
     } else {
         size_t k = (size_t)(ca - cfg->cas);
         if (cl->lists[k] == NULL) {
@@ -245,6 +305,7 @@ int cli_revoke(int argc, char **argv)
         {"serial", required_argument, NULL, 'S'},
         {"reason", required_argument, NULL, 'R'},
         {"resume", no_argument, NULL, 'r'},
+        {"retry-failed", no_argument, NULL, 'F'},
         {"force", no_argument, NULL, 'f'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
@@ -260,7 +321,7 @@ int cli_revoke(int argc, char **argv)
     st.serial_found = calloc((size_t)argc + 1, sizeof *st.serial_found);
     const char *out_path = NULL;
     int reason = REVOKE_UNSPECIFIED, c, exit_code = EXIT_NOTHING_DONE;
-    bool resume = false, force = false;
+    bool resume = false, force = false, retry_failed = false;
     optind = 1;
     while ((c = getopt_long(argc, argv, CLI_COMMON_SHORT "o:", options, NULL)) != -1) {
         int handled = cli_common_option(c, optarg, revoke_usage, &common, &exit_code);
@@ -300,7 +361,15 @@ int cli_revoke(int argc, char **argv)
         case 'f':
             force = true;
             break;
+        case 'F':
+            retry_failed = true;
+            break;
         }
+    }
+    if ((retry_failed && !resume) || (resume && force)) {
+        fprintf(stderr, "hsmenroll revoke: USAGE: --retry-failed needs --resume; --resume and "
+                        "--force exclude each other\n");
+        goto free_args;
     }
     if (optind >= argc || out_path == NULL) {
         cli_usage_error(revoke_usage, "give results files and -o OUTDIR");
@@ -341,14 +410,21 @@ int cli_revoke(int argc, char **argv)
         results_open(&out, &dir, "revocations.ndjson", &err) != 0)
         goto done;
     out_open = true;
+    long failed_before = 0; /* failed lines of the interrupted revoke */
     if (resume) {
-        resume_ctx rctx = {&st, &out};
+        json_t *last = json_object();
         off_t good = 0, torn = 0;
-        if (journal_read(journal_path, visit_record, &rctx, &good, &torn, &err) != 0 ||
-            (j = journal_reopen(journal_path, good, &err)) == NULL)
+        int rc = last ? journal_read(journal_path, visit_record, last, &good, &torn, &err) : -1;
+        if (rc == 0)
+            failed_before = take_journaled(&st, last, retry_failed, &out);
+        json_decref(last);
+        if (rc != 0 || (j = journal_reopen(journal_path, good, &err)) == NULL)
             goto done;
         if (torn > 0)
             log_info("the journal's last %lld bytes were torn: cut", (long long)torn);
+        if (retry_failed && failed_before > 0)
+            log_info("trying again %ld line%s that failed", failed_before,
+                     failed_before == 1 ? "" : "s");
     } else {
         if (force)
             unlink(journal_path);
@@ -404,6 +480,16 @@ int cli_revoke(int argc, char **argv)
     revoked = out.other; /* "revoked" lines are neither issued nor failed */
     log_info("%ld revoked, %ld failed%s (%s)", revoked, failed,
              skipped ? " (counting those of the interrupted revoke)" : "", results_path);
+    if (failed_before > 0 && !retry_failed)
+        log_warning("%ld line%s that failed in the interrupted revoke %s left failed",
+                    failed_before, failed_before == 1 ? "" : "s",
+                    failed_before == 1 ? "was" : "were");
+    if (failed > 0 && stopped == 0) {
+        char command[8192];
+        retry_command(&st, argc, argv, optind, out_path, &common, reason, command, sizeof command);
+        log_warning("%ld failed; try %s again with: %s", failed, failed == 1 ? "it" : "them",
+                    command);
+    }
     if (stopped > 0) {
         log_error("stopped with %ld certificates left: run again with --resume", stopped);
         exit_code = EXIT_STOPPED;
@@ -430,6 +516,7 @@ done:
     for (size_t i = 0; i < st.count; i++) {
         free(st.targets[i].id);
         free(st.targets[i].ca_name);
+        free(st.targets[i].issuer_dn);
     }
     free(st.targets);
 free_args:

@@ -156,6 +156,9 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
     return 0;
 }
 
+/* Reopens the worker's lost sessions (defined below). */
+static int recover_lost_sessions(worker *w);
+
 /* A CSR enrollment: the request is the line's own; a PrivateKey given with it is retained in
  * the token. */
 static int take_csr(worker *w, job *j)
@@ -167,7 +170,17 @@ static int take_csr(worker *w, job *j)
     if (req->private_key == NULL)
         return 0;
     uint64_t t0 = run_clock_ns();
-    int rc = key_import(s, req->private_key, req->id, &j->pair, &j->err);
+    int rc;
+    /* A session lost on the way (at most twice, as for a generated key): reopened, what the
+     * attempt left in the token destroyed by its CKA_ID (no one has seen that key), again. */
+    for (int recoveries = 0;; recoveries++) {
+        memset(&j->pair, 0, sizeof j->pair);
+        rc = key_import(s, req->private_key, req->id, &j->pair, &j->err);
+        if (rc == 0 || recoveries == 2 || recover_lost_sessions(w) != 1)
+            break;
+        hsm_destroy_keypair_by_id(s, j->pair.id, HSM_KEY_ID_LEN);
+        enroll_error_clear(&j->err);
+    }
     EVP_PKEY_free(req->private_key);
     req->private_key = NULL;
     if (rc != 0)
@@ -528,7 +541,20 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         hsm_session *s = &w->sessions[t];
         const store_index *ix = store_registry_get(&r->stores, tg->store, s, &j->err);
         hsm_keypair pair;
-        if (ix == NULL || key_import(s, key, tg->alias, &pair, &j->err) != 0)
+        if (ix == NULL)
+            return -1;
+        /* A session lost during the import: reopened, the attempt's objects destroyed by their
+         * CKA_ID, imported again (at most twice). */
+        int imported;
+        for (int recoveries = 0;; recoveries++) {
+            memset(&pair, 0, sizeof pair);
+            imported = key_import(s, key, tg->alias, &pair, &j->err);
+            if (imported == 0 || recoveries == 2 || recover_lost_sessions(w) != 1)
+                break;
+            hsm_destroy_keypair_by_id(s, pair.id, HSM_KEY_ID_LEN);
+            enroll_error_clear(&j->err);
+        }
+        if (imported != 0)
             return -1;
         const store_alias *al = store_index_find(ix, tg->alias);
         int rc = store_install_making_room(s, j->cert, tg->alias, al, pair.id, &j->err);
@@ -934,8 +960,13 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         log_fields(LOG_VERBOSE, fields, "line %ld (%s): %s: %s", req->line, req->id, j->err.code,
                    j->err.message);
     }
-    if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)
-        /* The interrupted run had sent it: that CA may have issued a certificate nobody got. */
+    if (!j->failed && j->recovery_note[0] != '\0')
+        /* An answer was lost (in this run or before the interruption): what the CA said. */
+        json_object_set_new(line, "EarlierSubmission",
+                            json_pack("{s:s, s:s}", "CertificateAuthority", j->policy.ca->name,
+                                      "Note", j->recovery_note));
+    else if (!j->failed && j->earlier_submission && j->policy.ca->type != CA_TYPE_LOCAL)
+        /* The interrupted run had sent it, and the CA did not say what it issued. */
         json_object_set_new(line, "EarlierSubmission",
                             json_pack("{s:s, s:s}", "CertificateAuthority", j->policy.ca->name,
                                       "Note",
@@ -992,6 +1023,7 @@ static void take_answer(job *j)
     a->chain = NULL;
     j->keyfactor_id = a->keyfactor_id;
     j->request_id = a->request_id;
+    memcpy(j->recovery_note, a->note, sizeof j->recovery_note);
     if (a->failed) {
         j->failed = true;
         j->uncertain = a->uncertain;

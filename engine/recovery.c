@@ -783,6 +783,8 @@ static int restore(run *r, job *j, json_t *state)
         }
         j->keyfactor_id = json_integer_value(json_object_get(issued, "KeyfactorID"));
         j->request_id = json_integer_value(json_object_get(issued, "RequestId"));
+        const char *note = json_string_value(json_object_get(issued, "Note"));
+        snprintf(j->recovery_note, sizeof j->recovery_note, "%s", note ? note : "");
         j->answered = j->restored_issued = true;
     }
     j->restored = true;
@@ -969,6 +971,8 @@ void recovery_issued(run *r, job *j)
     json_t *rec = json_pack("{s:s, s:o, s:o, s:I, s:I}", "Id", j->req->id, "Cert",
                             der_json(i2d_x509, j->cert), "Chain", chain, "KeyfactorID",
                             (json_int_t)j->keyfactor_id, "RequestId", (json_int_t)j->request_id);
+    if (j->recovery_note[0] != '\0')
+        json_object_set_new(rec, "Note", json_string(j->recovery_note));
     journal_append(r->journal->j, "I", rec);
     json_decref(rec);
     add_journal_time(r, t0);

@@ -149,6 +149,8 @@ typedef struct job {
     bool pending;   /* the CA took the request but has not issued yet (approval, validation) */
     char disposition[40];          /* the CA's RequestDisposition when pending */
     char disposition_message[200]; /* and its DispositionMessage */
+    char recovery_note[300];       /* issued after a lost answer: how the connector found out (the
+                                      answer's note), "" when nothing was asked */
     /* Any stage: the first failure ends the job (enroll.c finish). */
     enroll_error err;
     bool failed;

@@ -3,12 +3,15 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ca/hsm_signer.h"
@@ -226,6 +229,7 @@ const char *setup_hint_options(const engine_setup *s, char *buf, size_t size)
 
 static int setup_ensure_token_if(engine_setup *s, const char *label, bool create_missing,
                                  bool *created, enroll_error *err);
+static int create_token(engine_setup *s, const char *label, bool *created, enroll_error *err);
 
 int setup_config(engine_setup *s, const char *config_path, const char *home_option,
                  enroll_error *err)
@@ -262,28 +266,138 @@ static int ensure_token(engine_setup *s, const char *label, bool create_missing,
     return setup_ensure_token_if(s, label, create_missing, &created, err);
 }
 
+/* The SoftHSM token directory (directories.tokendir of $SOFTHSM2_CONF, else of the system's
+ * configuration) into dir, or "" when there is none to read. */
+static void softhsm_tokendir(char *dir, size_t size)
+{
+    dir[0] = '\0';
+    const char *conf = getenv("SOFTHSM2_CONF");
+    FILE *f = fopen(conf != NULL && *conf != '\0' ? conf : "/etc/softhsm/softhsm2.conf", "re");
+    if (f == NULL)
+        return;
+    char line[PATH_MAX + 64];
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *p = line + strspn(line, " \t");
+        if (strncmp(p, "directories.tokendir", 20) != 0)
+            continue;
+        p += 20 + strspn(p + 20, " \t");
+        if (*p != '=')
+            continue;
+        p++;
+        p += strspn(p, " \t");
+        size_t n = strcspn(p, "\r\n");
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+            n--;
+        if (n > 0 && n < size) {
+            memcpy(dir, p, n);
+            dir[n] = '\0';
+        }
+    }
+    fclose(f);
+}
+
+/* Token creation is one process at a time: several engines started together (shards on one
+ * machine) would otherwise each find a token missing and each make one, or one would look while
+ * another is half way. The lock is an flock on the SoftHSM token directory when there is one (the
+ * store every process of the machine shares), else on the configuration's directory (the home
+ * for the embedded default). An fd to close, or -1 (no lock to take: go on without). */
+static int creation_lock(const engine_setup *s)
+{
+    char dir[PATH_MAX];
+    softhsm_tokendir(dir, sizeof dir);
+    struct stat st;
+    if (dir[0] == '\0' || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (s->embedded && s->home != NULL) {
+            snprintf(dir, sizeof dir, "%s", s->home);
+        } else if (s->config_option != NULL) {
+            snprintf(dir, sizeof dir, "%s", s->config_option);
+            char *slash = strrchr(dir, '/');
+            if (slash == NULL)
+                snprintf(dir, sizeof dir, ".");
+            else if (slash == dir)
+                dir[1] = '\0';
+            else
+                *slash = '\0';
+        } else {
+            return -1;
+        }
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc;
+    while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR)
+        ;
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    log_debug("token creation: holding the lock on %s", dir);
+    return fd;
+}
+
+/* Looks for label, reading the module's token store again before saying it is missing: a
+ * module restart (C_Finalize, C_Initialize) makes SoftHSM read its token directory again, which
+ * finds a token another process made since this one started, and one this process's first
+ * read missed (SoftHSM 2.6.1 skips a token whose token.object another process is rewriting at
+ * that moment: it does so at each C_Login). Only while no session is open: at set-up. */
+static int find_token_rescanning(engine_setup *s, const char *label, int rescans,
+                                 hsm_token_desc *desc, hsm_error *herr)
+{
+    for (int attempt = 0;; attempt++) {
+        if (hsm_module_find_token(s->module, label, desc, herr) == 0)
+            return 0;
+        if (herr->rv != CKR_TOKEN_NOT_PRESENT || attempt == rescans)
+            return -1;
+        struct timespec pause = {0, 20000000L << attempt};
+        nanosleep(&pause, NULL);
+        hsm_error rerr;
+        if (hsm_module_restart(s->module, &rerr) != 0) {
+            log_debug("token \"%s\": no second look: %s", label, rerr.message);
+            return -1;
+        }
+    }
+}
+
 static int setup_ensure_token_if(engine_setup *s, const char *label, bool create_missing,
                                  bool *created, enroll_error *err)
 {
     hsm_token_desc desc;
     hsm_error herr;
     *created = false;
-    if (hsm_module_find_token(s->module, label, &desc, &herr) == 0)
+    if (find_token_rescanning(s, label, create_missing ? 0 : 3, &desc, &herr) == 0)
         return 0;
     if (herr.rv != CKR_TOKEN_NOT_PRESENT) { /* not a missing token: one label on two, or the
                                                module failing; nothing to create */
         enroll_error_set(err, HSE_HSM_TOKEN, NULL, "%s", herr.message);
         return -1;
     }
-    if (!create_missing) {
-        char hint[4200];
-        enroll_error_set(err, HSE_HSM_TOKEN, NULL,
-                         "no token labelled \"%s\" in %s (create it with `hsmenroll token "
-                         "init%s`)",
-                         label, hsm_module_path(s->module),
-                         setup_hint_options(s, hint, sizeof hint));
-        return -1;
+    if (create_missing) {
+        /* Under the lock, a second look (after a rescan) decides: another process may have made
+         * it meanwhile. */
+        int lock = creation_lock(s);
+        int rc = find_token_rescanning(s, label, 3, &desc, &herr);
+        if (rc != 0 && herr.rv == CKR_TOKEN_NOT_PRESENT)
+            rc = create_token(s, label, created, err);
+        else if (rc != 0)
+            enroll_error_set(err, HSE_HSM_TOKEN, NULL, "%s", herr.message);
+        if (lock >= 0)
+            close(lock);
+        return rc;
     }
+    char hint[4200];
+    enroll_error_set(err, HSE_HSM_TOKEN, NULL,
+                     "no token labelled \"%s\" in %s (create it with `hsmenroll token init%s`)",
+                     label, hsm_module_path(s->module), setup_hint_options(s, hint, sizeof hint));
+    return -1;
+}
+
+/* Initializes the missing token label (PINs from the configuration, generated when absent),
+ * and makes its journal storage key. Called with the creation lock held. */
+static int create_token(engine_setup *s, const char *label, bool *created, enroll_error *err)
+{
+    hsm_token_desc desc;
+    hsm_error herr;
     const config_hsm *h = &s->cfg->hsm;
     /* Generated PINs fit the token's PIN length range (openCryptoki: 4 to 8). */
     size_t user_len = 16, so_len = 24;
@@ -375,6 +489,8 @@ int setup_login(engine_setup *s, enroll_error *err)
     return 0;
 }
 
+static int create_local_ca(engine_setup *s, const config_ca *ca, size_t t, enroll_error *err);
+
 int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
 {
     for (size_t i = 0; i < s->cfg->ca_count; i++) {
@@ -400,22 +516,41 @@ int setup_local_cas(engine_setup *s, bool create_missing, enroll_error *err)
                              ca->name, ca->token);
             return -1;
         }
-        hsm_session session;
-        hsm_context_login_session(&s->hsm, (size_t)t, &session);
-        local_ca_options opt;
-        local_ca_default_options(&opt);
-        bool chosen_rsa = false;
-        if (local_ca_fit_keys(&opt, &session, false, &chosen_rsa, err) != 0)
+        /* Engines started together on a new home would each make a CA: one at a time, and the
+         * first one's is the CA. */
+        int lock = creation_lock(s);
+        if (local_ca_exists(ca->home)) {
+            if (lock >= 0)
+                close(lock);
+            continue;
+        }
+        int rc = create_local_ca(s, ca, (size_t)t, err);
+        if (lock >= 0)
+            close(lock);
+        if (rc != 0)
             return -1;
-        if (chosen_rsa)
-            log_info("token \"%s\" cannot generate the default ECC keys: CA \"%s\" gets "
-                     "RSA-3072 (root) and RSA-2048 (issuing) keys",
-                     ca->token, ca->name);
-        if (local_ca_create(ca->home, &session, &opt, err) != 0)
-            return -1;
-        log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name, ca->home,
-                 ca->token);
     }
+    return 0;
+}
+
+/* The embedded CA of ca, its keys in the context's token t. Called with the creation lock held. */
+static int create_local_ca(engine_setup *s, const config_ca *ca, size_t t, enroll_error *err)
+{
+    hsm_session session;
+    hsm_context_login_session(&s->hsm, t, &session);
+    local_ca_options opt;
+    local_ca_default_options(&opt);
+    bool chosen_rsa = false;
+    if (local_ca_fit_keys(&opt, &session, false, &chosen_rsa, err) != 0)
+        return -1;
+    if (chosen_rsa)
+        log_info("token \"%s\" cannot generate the default ECC keys: CA \"%s\" gets "
+                 "RSA-3072 (root) and RSA-2048 (issuing) keys",
+                 ca->token, ca->name);
+    if (local_ca_create(ca->home, &session, &opt, err) != 0)
+        return -1;
+    log_info("created the embedded CA \"%s\" in %s (keys in token \"%s\")", ca->name, ca->home,
+             ca->token);
     return 0;
 }
 

@@ -206,13 +206,53 @@ const store_index *store_registry_get(store_registry *reg, const config_store *s
     return ix;
 }
 
-static int destroy_handle(hsm_session *s, CK_OBJECT_HANDLE h)
+/* Whether handle h still names the object of class cls labelled alias with CKA_ID id: 1 yes,
+ * 0 it names another (or nothing: gone), -1 it cannot be read. */
+static int still_names(hsm_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const char *alias,
+                       const store_entry *e)
+{
+    hsm_error herr;
+    CK_ULONG have_cls;
+    if (hsm_get_ulong(s, h, CKA_CLASS, &have_cls, &herr) != 0)
+        return herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
+    unsigned char *label = NULL, *id = NULL;
+    size_t label_len = 0, id_len = 0;
+    int rc = -1;
+    if (hsm_get_attribute(s, h, CKA_LABEL, &label, &label_len, &herr) == 0 &&
+        hsm_get_attribute(s, h, CKA_ID, &id, &id_len, &herr) == 0)
+        rc = have_cls == cls && label_len == strlen(alias) &&
+             memcmp(label, alias, label_len) == 0 && id_len == e->id_len &&
+             memcmp(id, e->id, id_len) == 0;
+    free(label);
+    free(id);
+    return rc;
+}
+
+/* Destroys the entry's object of class cls: by the index's handle when that handle, read now,
+ * still names it (class, label, CKA_ID); else found again by label and CKA_ID (a module may
+ * renumber handles when every session of a slot closed, as after a failover, and the index is
+ * older). Nothing is destroyed that was not checked to be it. Gone already (a store index older
+ * than a resumed job's clean-up) is fine. */
+static int destroy_entry_object(hsm_session *s, CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls,
+                                const char *alias, const store_entry *e)
 {
     if (h == CK_INVALID_HANDLE)
         return 0;
     hsm_error herr;
-    /* Gone already (a store index older than a resumed job's clean-up) is fine. */
-    return hsm_destroy_object(s, h, &herr) == 0 || herr.rv == CKR_OBJECT_HANDLE_INVALID ? 0 : -1;
+    int named = still_names(s, h, cls, alias, e);
+    if (named < 0)
+        return -1;
+    CK_OBJECT_HANDLE found[4];
+    int n = 1;
+    if (named == 1) {
+        found[0] = h;
+    } else if ((n = hsm_find_objects(s, cls, e->id, e->id_len, alias, found, 4, &herr)) < 0) {
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (hsm_destroy_object(s, found[i], &herr) != 0 && herr.rv != CKR_OBJECT_HANDLE_INVALID)
+            return -1;
+    return 0;
 }
 
 int store_retire_others(hsm_session *s, const store_alias *a, const unsigned char *keep_id,
@@ -222,8 +262,9 @@ int store_retire_others(hsm_session *s, const store_alias *a, const unsigned cha
         const store_entry *e = &a->entries[i];
         if (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, keep_id, HSM_KEY_ID_LEN) == 0)
             continue;
-        if (destroy_handle(s, e->certificate) != 0 || destroy_handle(s, e->private_key) != 0 ||
-            destroy_handle(s, e->public_key) != 0) {
+        if (destroy_entry_object(s, e->certificate, CKO_CERTIFICATE, a->alias, e) != 0 ||
+            destroy_entry_object(s, e->private_key, CKO_PRIVATE_KEY, a->alias, e) != 0 ||
+            destroy_entry_object(s, e->public_key, CKO_PUBLIC_KEY, a->alias, e) != 0) {
             enroll_error_set(err, HSE_STORE_INSTALL_FAILED, "Alias",
                              "the new certificate is installed under \"%.80s\", but an old key "
                              "or certificate could not be removed",
@@ -295,7 +336,7 @@ int store_install_making_room(hsm_session *s, X509 *cert, const char *alias, con
         if (e->certificate == CK_INVALID_HANDLE ||
             (e->id_len == HSM_KEY_ID_LEN && memcmp(e->id, id, HSM_KEY_ID_LEN) == 0))
             continue;
-        if (destroy_handle(s, e->certificate) != 0) {
+        if (destroy_entry_object(s, e->certificate, CKO_CERTIFICATE, alias, e) != 0) {
             enroll_error_set(err, HSE_STORE_INSTALL_FAILED, "Alias",
                              "the token refused a second certificate under \"%.80s\", and the "
                              "old certificate could not be removed to make room",

@@ -93,6 +93,7 @@ int hsm_import_keypair(hsm_session *session, const hsm_key_material *m, const ch
         rv = session->f->C_CreateObject(session->handle, pub, nq, &out->public_key);
     hsm_token_write_end(session);
     if (rv != CKR_OK) {
+        hsm_session_note(session, rv); /* a lost session is marked, for the caller to recover */
         hsm_destroy_keypair(session, out, NULL);
         hsm_error_set(err, "C_CreateObject", rv, "C_CreateObject failed importing the key: %s",
                       ckr_name(rv));

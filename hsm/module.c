@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "ckr.h"
 
@@ -243,8 +244,9 @@ int hsm_module_list_tokens(hsm_module *module, hsm_token_desc *out, size_t max, 
     return (int)found;
 }
 
-int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc *out,
-                          hsm_error *err)
+/* One look through the slot list for label (see hsm_module_find_token). */
+static int find_token_once(hsm_module *module, const char *label, hsm_token_desc *out,
+                           hsm_error *err)
 {
     hsm_token_desc tokens[64];
     int n = hsm_module_list_tokens(module, tokens, 64, err);
@@ -278,6 +280,25 @@ int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc 
     hsm_error_set(err, "", CKR_TOKEN_NOT_PRESENT, "no token labelled \"%s\" in module %s", label,
                   module->path);
     return -1;
+}
+
+int hsm_module_find_token(hsm_module *module, const char *label, hsm_token_desc *out,
+                          hsm_error *err)
+{
+    /* A token another process is logging into can look missing for a moment: SoftHSM 2.6.1
+     * rewrites its token.object at each C_Login (truncated under its lock, then written after
+     * the lock is dropped), and a reader in between takes the token for an invalid one until
+     * the file's generation changes again. A miss is looked at twice more, a few ms apart. */
+    hsm_error local;
+    if (err == NULL)
+        err = &local;
+    for (int attempt = 0;; attempt++) {
+        int rc = find_token_once(module, label, out, err);
+        if (rc == 0 || err->rv != CKR_TOKEN_NOT_PRESENT || attempt == 2)
+            return rc;
+        struct timespec pause = {0, 5000000L << attempt};
+        nanosleep(&pause, NULL);
+    }
 }
 
 int hsm_module_free_slot(hsm_module *module, CK_SLOT_ID *slot, hsm_error *err)

@@ -3,6 +3,7 @@
 
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <signal.h>
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -277,4 +278,100 @@ json_t *test_find_by(json_t *array, const char *key, const char *value)
             return item;
     }
     return NULL;
+}
+
+/* ---- `serve` and dropproxy on loopback ------------------------------------------------- */
+
+int test_free_port(void)
+{
+    char *text = test_sh_output(NULL, "python3 -c 'import socket; s=socket.socket(); "
+                                      "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'");
+    int port = text ? atoi(text) : -1;
+    free(text);
+    return port > 0 ? port : -1;
+}
+
+pid_t test_spawn(const char *cmd)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+bool test_wait_listening(int port)
+{
+    for (int i = 0; i < 300; i++) {
+        /* Any answer, even a connection closed at once (curl 52): only 7 is "nobody there". */
+        int rc = test_sh("curl -s -o /dev/null http://127.0.0.1:%d/ 2>/dev/null", port);
+        if (rc >= 0 && rc != 7)
+            return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+void test_stop(pid_t pid)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+int test_serve_users(const char *tmp, char *users, size_t size)
+{
+    snprintf(users, size, "%s/users.json", tmp);
+    setenv("KF_PASSWORD", "pw", 1);
+    return test_sh("h=$(printf 'pw\\n' | '%s' serve hash-password --iterations 1000) && printf "
+                   "'{\"Users\":[{\"Name\":\"eng\",\"Password\":\"%%s\"}]}' \"$h\" > '%s' && "
+                   "chmod 600 '%s'",
+                   HSMENROLL_BIN, users, users);
+}
+
+pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port,
+                       const char *options)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' serve --home '%s' --listen 127.0.0.1:%d --credentials '%s' -q %s "
+             "2>>'%s/serve.log'",
+             HSMENROLL_BIN, home, port, users, options, tmp);
+    pid_t pid = test_spawn(cmd);
+    if (test_wait_listening(port))
+        return pid;
+    test_stop(pid);
+    return -1;
+}
+
+pid_t test_start_dropproxy(const char *tmp, int port, int upstream, const char *options)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "exec '%s' --listen 127.0.0.1:%d --upstream 127.0.0.1:%d --log '%s/drop.log' %s "
+             "2>>'%s/drop.err'",
+             HSMENROLL_DROPPROXY, port, upstream, tmp, options, tmp);
+    pid_t pid = test_spawn(cmd);
+    if (test_wait_listening(port))
+        return pid;
+    test_stop(pid);
+    return -1;
+}
+
+int test_write_kf_config(const char *path, const char *home, int port, int retries,
+                         long retry_delay_ms, const char *extra)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
+             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"kf\",\"Type\":\"keyfactor\","
+             "\"Url\":\"http://127.0.0.1:%d/KeyfactorAPI\",\"RemoteName\":\"embedded\","
+             "\"Auth\":{\"Type\":\"Basic\",\"User\":\"eng\",\"PasswordEnv\":\"KF_PASSWORD\"},"
+             "\"Retries\":%d,\"RetryDelayMs\":%ld%s}],"
+             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
+             home, port, retries, retry_delay_ms, extra);
+    return test_write_file(path, text);
 }

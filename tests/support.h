@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 typedef struct test_case {
     const char *name;
@@ -69,5 +70,35 @@ int test_count(const char *haystack, const char *needle);
 json_t *test_load_ndjson(const char *path);
 /* The element of an array of objects whose member `key` is the string `value`, or NULL. */
 json_t *test_find_by(json_t *array, const char *key, const char *value);
+
+/* ---- `serve` and dropproxy on loopback, for the network-CA tests -------------------------- */
+
+/* A free TCP port on 127.0.0.1, or -1. */
+int test_free_port(void);
+/* Runs cmd with /bin/sh -c in a child process; its pid. */
+pid_t test_spawn(const char *cmd);
+/* Waits (up to 30 s) until something accepts connections on 127.0.0.1:port (an HTTP server, or
+ * a proxy that closes them); false if nothing does. */
+bool test_wait_listening(int port);
+/* SIGTERM to a child of test_spawn, then waits for it (pid <= 0: nothing). */
+void test_stop(pid_t pid);
+/* The credentials file TMP/users.json (0600) of `serve`: user "eng", password "pw", which
+ * KF_PASSWORD is set to for the engine's Auth.PasswordEnv. Its path in users. 0 on success. */
+int test_serve_users(const char *tmp, char *users, size_t size);
+/* `hsmenroll serve` of engine home HOME on 127.0.0.1:port with the credentials file and options
+ * (e.g. "--config FILE"; may be ""), its log appended to TMP/serve.log; its pid once it answers,
+ * or -1. */
+pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port,
+                       const char *options);
+/* dropproxy on 127.0.0.1:port in front of 127.0.0.1:upstream, with options (e.g. "--match POST
+ * --drop-first 6"); its log TMP/drop.log, its stderr TMP/drop.err. Its pid once it accepts
+ * connections, or -1. */
+pid_t test_start_dropproxy(const char *tmp, int port, int upstream, const char *options);
+/* An engine configuration (path) for home HOME with the key token "hsmenroll-keys", template
+ * "Default" and one keyfactor CA "kf" at http://127.0.0.1:port/KeyfactorAPI (serve's "embedded"
+ * CA, user "eng", KF_PASSWORD), Retries and RetryDelayMs as given, and extra (more members of
+ * the CA entry, each with a leading comma; may be ""). 0 on success. */
+int test_write_kf_config(const char *path, const char *home, int port, int retries,
+                         long retry_delay_ms, const char *extra);
 
 #endif

@@ -26,11 +26,25 @@ static double num(json_t *o, const char *a, const char *b)
     return json_number_value(b ? json_object_get(v, b) : v);
 }
 
+/* What a bench must leave alone in the operator's home: the CA's issuance log (its lines) and the
+ * tokens (label and object count each), as one string. */
+static char *home_state(void)
+{
+    return test_sh_output(NULL,
+                          "cat '%s/ca/issued.ndjson' 2>/dev/null | wc -l; "
+                          "SOFTHSM2_CONF='%s/softhsm2.conf' softhsm2-util --show-slots | grep -c "
+                          "'Label:'; ls '%s/tokens' | sort; for t in '%s'/tokens/*; do ls \"$t\" "
+                          "| wc -l; done",
+                          home, home, home, home);
+}
+
 static void test_bench_record_and_report(void)
 {
+    char *before = home_state();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(before);
     CU_ASSERT_EQUAL_FATAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 40 --workers 1,2 --sans 2 "
                                   "--out '%s/kept' --json '%s/bench.json' --markdown "
-                                  "'%s/bench.md' --plot '%s/plots' -q 2>'%s/bench.log'",
+                                  "'%s/bench.md' --plot '%s/plots' >/dev/null 2>'%s/bench.log'",
                                   home, HSMENROLL_BIN, tmp, tmp, tmp, tmp, tmp),
                           0);
     char path[700];
@@ -85,8 +99,28 @@ static void test_bench_record_and_report(void)
     char *lines = test_sh_output(NULL, "wc -l < '%s/kept/batch.ndjson'", tmp);
     CU_ASSERT_EQUAL(lines ? atoi(lines) : -1, 40);
     free(lines);
+    /* The certificates come from the throwaway CA, whose chain --out kept: none from the home's
+     * CA, whose issuance log and tokens are as they were. */
+    CU_ASSERT_EQUAL(test_sh("cd '%s/kept/out-w2' && [ $(ls *.pem | xargs openssl verify -CAfile "
+                            "../ca-chain.pem | grep -c ': OK$') -eq 40 ]",
+                            tmp),
+                    0);
     snprintf(path, sizeof path, "%s/kept/out-w2", tmp);
-    CU_ASSERT_EQUAL(test_verified_files(path, home), 40);
+    CU_ASSERT_EQUAL(test_verified_files(path, home), 0);
+    char *after = home_state();
+    CU_ASSERT_STRING_EQUAL(after ? after : "", before);
+    free(before);
+    free(after);
+    /* Said on stderr, and gone afterwards. */
+    char *where = test_sh_output(NULL,
+                                 "grep -o 'throwaway CA and token in [^ ]*' '%s/bench.log' | "
+                                 "cut -d' ' -f6",
+                                 tmp);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(where);
+    where[strcspn(where, "\n")] = '\0';
+    CU_ASSERT_TRUE(strncmp(where, "/dev/shm/hsmenroll-bench-ca-", 28) == 0);
+    CU_ASSERT_EQUAL(test_sh("[ ! -e '%s' ]", where), 0);
+    free(where);
     CU_ASSERT_EQUAL(test_sh("openssl x509 -in '%s/kept/out-w1/bench-0000007.pem' -noout -ext "
                             "subjectAltName | grep -q san1.bench-0000007.bench.example",
                             tmp),
@@ -118,9 +152,9 @@ static void test_probe_reference(void)
 }
 
 /* --stock N: the stock-tool pipeline (pkcs11-tool, openssl req through libp11's engine, curl) run
- * against `hsmenroll serve` on the same CA, with as many loops as workers. The CA issues its
- * requests too, the ratio is the run's rate over the pipeline's, and its scratch token is gone
- * afterwards. */
+ * against `hsmenroll serve` on the same (throwaway) CA, with as many loops as workers. The ratio
+ * is the run's rate over the pipeline's; the home's CA issued nothing, and no scratch token is
+ * left in its store. */
 static void test_stock_reference(void)
 {
     long before = test_ca_issued(home);
@@ -130,15 +164,69 @@ static void test_stock_reference(void)
                                home, HSMENROLL_BIN, tmp);
     check_reference(rec, "Stock", "EngineOverStock");
     json_decref(rec);
-    CU_ASSERT_EQUAL(test_ca_issued(home), before + 20 + 6);
+    CU_ASSERT_EQUAL(test_ca_issued(home), before);
     CU_ASSERT_EQUAL(test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' softhsm2-util --show-slots | "
                             "grep -q 'Label: *stock-'",
                             home),
                     1);
 }
 
+/* --ca NAME measures a configured CA: its certificates are real, listed in a results file
+ * (mode 0600) that `hsmenroll revoke` takes, as the summary says; after that revoke, each of them
+ * is in the CA's CRL (read by openssl crl). A list file that exists is refused before anything is
+ * issued. */
+static void test_real_ca_listed_for_revoke(void)
+{
+    long before = test_ca_issued(home);
+    CU_ASSERT_EQUAL_FATAL(test_sh("mkdir -p '%s/real' && cd '%s/real' && HSMENROLL_HOME='%s' '%s' "
+                                  "bench -n 12 --workers 1,2 --ca embedded -q >/dev/null "
+                                  "2>'%s/real.log'",
+                                  tmp, tmp, home, HSMENROLL_BIN, tmp),
+                          0);
+    CU_ASSERT_EQUAL(test_ca_issued(home), before + 24);
+    char *file = test_sh_output(NULL, "cd '%s/real' && ls hsmenroll-bench-issued-*.ndjson", tmp);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(file);
+    file[strcspn(file, "\n")] = '\0';
+    CU_ASSERT_EQUAL(test_sh("cd '%s/real' && [ $(jq -r .Status '%s' | grep -cx issued) -eq 24 ] "
+                            "&& [ $(stat -c %%a '%s') = 600 ]",
+                            tmp, file, file),
+                    0);
+    /* The command the summary gives, run as given. */
+    char *cmd = test_sh_output(NULL, "sed -n 's/.*revoke them with: //p' '%s/real.log'", tmp);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cmd);
+    cmd[strcspn(cmd, "\n")] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(cmd, file));
+    CU_ASSERT_EQUAL(test_sh("cd '%s/real' && PATH=\"$(dirname '%s')\":\"$PATH\" "
+                            "HSMENROLL_HOME='%s' %s -q",
+                            tmp, HSMENROLL_BIN, home, cmd),
+                    0);
+    CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' ca crl -o '%s/real/bench.crl' -q", home,
+                            HSMENROLL_BIN, tmp),
+                    0);
+    CU_ASSERT_EQUAL(
+        test_sh("cd '%s/real' && openssl crl -in bench.crl -noout -text > crl.txt && "
+                "n=0; for s in $(jq -r .CertificateInformation.SerialNumber '%s'); do "
+                "grep -qi \"Serial Number: *$s$\" crl.txt && n=$((n+1)); done; "
+                "[ $n -eq 24 ] && [ $(grep -c 'Cessation Of Operation' crl.txt) -eq 24 ]",
+                tmp, file),
+        0);
+    /* A list that exists is never written over: refused, nothing issued. */
+    CU_ASSERT_EQUAL(test_sh("cd '%s/real' && HSMENROLL_HOME='%s' '%s' bench -n 3 --workers 1 "
+                            "--ca embedded --issued '%s' -q 2>/dev/null >/dev/null",
+                            tmp, home, HSMENROLL_BIN, file),
+                    2);
+    CU_ASSERT_EQUAL(test_ca_issued(home), before + 24);
+    free(cmd);
+    free(file);
+}
+
 static void test_bad_options(void)
 {
+    /* A configuration named without --ca, and --issued without --ca. */
+    CU_ASSERT_EQUAL(test_sh("'%s' bench --home '%s' -n 3 2>/dev/null", HSMENROLL_BIN, home), 2);
+    CU_ASSERT_EQUAL(
+        test_sh("HSMENROLL_HOME='%s' '%s' bench --issued x -n 3 2>/dev/null", home, HSMENROLL_BIN),
+        2);
     CU_ASSERT_EQUAL(test_sh("HSMENROLL_HOME='%s' '%s' bench -n 0 2>/dev/null", home, HSMENROLL_BIN),
                     2);
     CU_ASSERT_EQUAL(
@@ -151,6 +239,7 @@ int main(void)
         TEST_CASE(test_bench_record_and_report),
         TEST_CASE(test_probe_reference),
         TEST_CASE(test_stock_reference),
+        TEST_CASE(test_real_ca_listed_for_revoke),
         TEST_CASE(test_bad_options),
         TEST_END,
     };

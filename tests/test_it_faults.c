@@ -24,16 +24,11 @@ static int setup(void)
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     if (test_engine_home("hsmenroll-faults", &tmp, &home) != 0)
         return 1;
-    snprintf(users, sizeof users, "%s/users.json", tmp);
     snprintf(issued_log, sizeof issued_log, "%s/ca/issued.ndjson", home);
-    setenv("KF_PASSWORD", "pw", 1);
     char conf[700];
     snprintf(conf, sizeof conf, "%s/softhsm2.conf", home);
     setenv("SOFTHSM2_CONF", conf, 1);
-    return test_sh("h=$(printf 'pw\\n' | '%s' serve hash-password --iterations 1000) && printf "
-                   "'{\"Users\":[{\"Name\":\"eng\",\"Password\":\"%%s\"}]}' \"$h\" > '%s' && "
-                   "chmod 600 '%s'",
-                   HSMENROLL_BIN, users, users);
+    return test_serve_users(tmp, users, sizeof users);
 }
 
 static int teardown(void)
@@ -113,6 +108,26 @@ static int results_with(const char *out, const char *status, const char *code)
     return res != NULL ? n : -1;
 }
 
+/* How many results say, in EarlierSubmission.Note, this text. */
+static int results_noting(const char *out, const char *text)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/results.ndjson", out);
+    json_t *res = test_load_ndjson(path);
+    int n = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(res, i, r)
+    {
+        const char *note =
+            json_string_value(json_object_get(json_object_get(r, "EarlierSubmission"), "Note"));
+        if (note != NULL && strstr(note, text) != NULL)
+            n++;
+    }
+    json_decref(res);
+    return res != NULL ? n : -1;
+}
+
 /* `token gc` over every journal of this suite (options, e.g. --delete); its output. */
 static char *token_gc(const char *options, int *status)
 {
@@ -145,90 +160,27 @@ static int token_keys(const char *prefix)
 
 /* ---- a network CA whose answers are lost ---------------------------------------------- */
 
-static int free_port(void)
+static pid_t start_proxy(int port, int upstream, const char *options)
 {
-    char *text = test_sh_output(NULL, "python3 -c 'import socket; s=socket.socket(); "
-                                      "s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'");
-    int port = text ? atoi(text) : -1;
-    free(text);
-    return port;
-}
-
-static pid_t spawn(const char *cmd)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static bool wait_listening(int port)
-{
-    for (int i = 0; i < 300; i++) {
-        if (test_sh("curl -s -o /dev/null http://127.0.0.1:%d/ 2>/dev/null", port) == 0)
-            return true;
-        usleep(100000);
-    }
-    return false;
-}
-
-static pid_t start_serve(int port)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "exec '%s' serve --home '%s' --listen 127.0.0.1:%d --credentials '%s' -q "
-             "2>>'%s/serve.log'",
-             HSMENROLL_BIN, home, port, users, tmp);
-    pid_t pid = spawn(cmd);
-    return wait_listening(port) ? pid : -1;
-}
-
-static pid_t start_proxy(int port, int upstream, const char *drop)
-{
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "exec '%s' --listen 127.0.0.1:%d --upstream 127.0.0.1:%d --log '%s/drop.log' --match "
-             "POST %s",
-             HSMENROLL_DROPPROXY, port, upstream, tmp, drop);
-    pid_t pid = spawn(cmd);
-    return wait_listening(port) ? pid : -1;
-}
-
-static void stop(pid_t pid)
-{
-    if (pid > 0) {
-        kill(pid, SIGTERM);
-        waitpid(pid, NULL, 0);
-    }
+    return test_start_dropproxy(tmp, port, upstream, options);
 }
 
 static void write_kf_config(const char *path, int port, int retries)
 {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
-             "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"kf\",\"Type\":\"keyfactor\","
-             "\"Url\":\"http://127.0.0.1:%d/KeyfactorAPI\",\"RemoteName\":\"embedded\","
-             "\"Auth\":{\"Type\":\"Basic\",\"User\":\"eng\",\"PasswordEnv\":\"KF_PASSWORD\"},"
-             "\"Retries\":%d,\"RetryDelayMs\":10}],"
-             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
-             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
-             home, port, retries);
-    test_write_file(path, text);
+    test_write_kf_config(path, home, port, retries, 10, "");
 }
 
 /* 1. The first six answers are dropped: the engine asks again with the same CSR and serve
  * answers with the certificate it issued (not a key-reuse refusal). Then every answer is
- * dropped and the engine does not retry: the requests are uncertain, not failed, their keys
- * kept; --resume --retry-failed asks again and each is issued once. */
+ * dropped, the lookups' too, and the engine does not retry: the requests are uncertain, not
+ * failed, their keys kept; --resume --retry-failed looks each up, finds it, and none is issued
+ * twice. */
 static void test_lost_answers(void)
 {
-    int sport = free_port(), pport = free_port();
-    pid_t serve = start_serve(sport);
+    int sport = test_free_port(), pport = test_free_port();
+    pid_t serve = test_start_serve(home, users, tmp, sport, "");
     CU_ASSERT_FATAL(serve > 0);
-    pid_t proxy = start_proxy(pport, sport, "--drop-first 6");
+    pid_t proxy = start_proxy(pport, sport, "--match POST --drop-first 6");
     CU_ASSERT_FATAL(proxy > 0);
     char config[600], batch[600], out[600], extra[800];
     snprintf(config, sizeof config, "%s/kf.json", tmp);
@@ -243,9 +195,9 @@ static void test_lost_answers(void)
     char *log = test_sh_output(NULL, "cat '%s/drop.log'", tmp);
     CU_ASSERT_EQUAL(test_count(log ? log : "", "dropped POST"), 6);
     free(log);
-    stop(proxy);
+    test_stop(proxy);
 
-    /* Every answer lost, no retry. */
+    /* Every answer lost (the lookups' too), no retry. */
     proxy = start_proxy(pport, sport, "--drop-rate 1");
     CU_ASSERT_FATAL(proxy > 0);
     snprintf(out, sizeof out, "%s/out-uncertain", tmp);
@@ -256,7 +208,7 @@ static void test_lost_answers(void)
     CU_ASSERT_EQUAL(results_with(out, "uncertain", NULL), 9);
     CU_ASSERT_EQUAL(each_issued_once(9, "unc"), 9); /* the CA did issue them */
     CU_ASSERT_EQUAL(token_keys("unc"), 3);          /* the token keys are kept */
-    stop(proxy);
+    test_stop(proxy);
     /* --resume alone leaves them uncertain (exit 1); --retry-failed asks again, same CSR. */
     write_kf_config(config, sport, 5);
     snprintf(extra, sizeof extra, "--config '%s' --resume", config);
@@ -265,10 +217,11 @@ static void test_lost_answers(void)
     snprintf(extra, sizeof extra, "--config '%s' --resume --retry-failed", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
     CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 9);
+    CU_ASSERT_EQUAL(results_noting(out, "recovered by lookup"), 9);
     CU_ASSERT_EQUAL(each_issued_once(9, "unc"), 9);
     CU_ASSERT_EQUAL(test_verified_files(out, home), 9);
     CU_ASSERT_EQUAL(token_gc_clean(), 0);
-    stop(serve);
+    test_stop(serve);
 }
 
 /* ---- a damaged journal ------------------------------------------------------------------ */
@@ -412,7 +365,7 @@ static void test_directory_unwritable(void)
     snprintf(cmd, sizeof cmd,
              "HSMENROLL_HOME='%s' exec '%s' run '%s' -o '%s' --progress never %s 2>>'%s/run.log'",
              home, HSMENROLL_BIN, batch, out, extra, tmp);
-    pid_t pid = spawn(cmd);
+    pid_t pid = test_spawn(cmd);
     /* Once some bundles are there, the directory becomes immutable. */
     for (int i = 0; i < 600 && test_sh("[ $(ls '%s' 2>/dev/null | grep -c pem) -ge 10 ]", out) != 0;
          i++)
@@ -450,7 +403,7 @@ static void test_kill_leaves_nothing(void)
                  "HSMENROLL_HOME='%s' exec '%s' run '%s' -o '%s' --progress never %s "
                  "2>>'%s/run.log'",
                  home, HSMENROLL_BIN, batch, out, k == 0 ? "" : "--resume", tmp);
-        pid_t pid = spawn(cmd);
+        pid_t pid = test_spawn(cmd);
         usleep((useconds_t)(100000 + rand() % 300000));
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);

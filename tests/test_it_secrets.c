@@ -113,11 +113,12 @@ static void test_pin_from_environment_stays_secret(void)
     /* Not in the log, the results, the journal, nor any output file. */
     CU_ASSERT_EQUAL(test_sh("grep -rqF -- '%s' '%s/out' '%s/run.log'", pin, tmp, tmp), 1);
     CU_ASSERT_EQUAL(test_sh("grep -q 'debug' '%s/run.log'", tmp), 0);
-    /* The raw probe, started by bench, gets it through its environment too. */
+    /* The raw probe, started by bench on the home's CA and token (--ca: a throwaway one would
+     * have PINs of its own), gets it through its environment too. */
     snprintf(cmd, sizeof cmd,
-             "HSMENROLL_HOME='%s' '%s' bench -n 3000 --workers 1 --probe -q 2>'%s/bench.log' "
-             ">/dev/null",
-             home, HSMENROLL_BIN, tmp);
+             "HSMENROLL_HOME='%s' '%s' bench -n 3000 --workers 1 --probe --ca embedded --issued "
+             "'%s/bench-issued.ndjson' -q 2>'%s/bench.log' >/dev/null",
+             home, HSMENROLL_BIN, tmp, tmp);
     hits = watch(cmd, "p11probe", &seen, &status);
     CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CU_ASSERT_TRUE(seen > 0);

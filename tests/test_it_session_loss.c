@@ -45,8 +45,11 @@ static int setup(void)
              "\"SoPinFile\":\"so-pin\"},"
              "\"CertificateAuthorities\":[{\"Id\":1,\"Name\":\"corp\\\\issuing\",\"Type\":"
              "\"local\",\"Home\":\"ca\",\"Token\":\"sl-ca\"}],"
-             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]}],"
-             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
+             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[1]},"
+             "{\"Id\":2,\"Name\":\"Retain\",\"CertificateAuthorities\":[1],"
+             "\"KeyRetention\":true}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1},"
+             "{\"Id\":2,\"Name\":\"Retain\",\"Template\":2,\"TemplateDefault\":true}]}",
              HSMENROLL_P11FAULT);
     if (test_write_file(cfg_path, text) != 0)
         return 1;
@@ -135,12 +138,67 @@ static void test_failover_mid_batch(void)
     run_with_faults("failover", "failover C_GenerateKeyPair at 90\nfailover C_Sign at 301\n", 2);
 }
 
+/* The session closed under C_CreateObject while a CSR line's PrivateKey is imported (twice):
+ * the session is reopened, the attempt's half-made objects destroyed by their CKA_ID, the key
+ * imported again. Every line is issued, and the token holds exactly one key pair per line. */
+static void test_session_loss_under_import(void)
+{
+    enum { IMPORTS = 20 };
+    char text[2000], batch[700], out[700], args[2400];
+    snprintf(text, sizeof text,
+             "log %s\nsession-loss C_CreateObject at 3\n"
+             "session-loss C_CreateObject at 17\n",
+             fault_log);
+    CU_ASSERT_EQUAL_FATAL(test_write_file(faults, text), 0);
+    unlink(fault_log);
+    snprintf(batch, sizeof batch, "%s/import.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/import", tmp);
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("cd '%s' && for i in $(seq 1 %d); do openssl genpkey -algorithm EC -pkeyopt "
+                "ec_paramgen_curve:P-256 -out k.pem 2>/dev/null && openssl req -new -key k.pem "
+                "-subj \"/CN=imp-$i\" -out c.pem 2>/dev/null && jq -cn --arg id imp-$i --rawfile "
+                "csr c.pem --rawfile key k.pem '{Id:$id,Operation:\"CSR\",Template:\"Retain\","
+                "CSR:$csr,PrivateKey:$key}' || exit 1; done >'%s' && rm -f k.pem c.pem",
+                tmp, IMPORTS, batch),
+        0);
+    snprintf(args, sizeof args, "run '%s' --config '%s' -o '%s' --workers 4 -q", batch, cfg_path,
+             out);
+    int rc = engine(true, args);
+    CU_ASSERT_EQUAL(rc, 0);
+    char *log = test_read_file(fault_log, NULL);
+    CU_ASSERT_EQUAL(log ? test_count(log, "\n") : -1, 2);
+    free(log);
+    char results[800];
+    snprintf(results, sizeof results, "%s/results.ndjson", out);
+    if (rc != 0)
+        test_sh("tail -5 '%s/stderr.log' >&2; grep -v '\"Status\":\"issued\"' '%s' | head -3 >&2",
+                tmp, results);
+    char *lines = test_read_file(results, NULL);
+    CU_ASSERT_EQUAL(lines ? test_count(lines, "\"Status\":\"issued\"") : -1, IMPORTS);
+    free(lines);
+    /* One private and one public key per line in the key token: none left by a lost attempt. */
+    char *keys = test_sh_output(NULL,
+                                "SOFTHSM2_CONF='%s' P11FAULT_MODULE='%s' '%s' token list --keys "
+                                "--json --config '%s' 2>/dev/null | jq '[.[] | select(.Label == "
+                                "\"sl-keys\") | .Keys[] | select(.Label | startswith(\"imp-\"))] "
+                                "| length'",
+                                conf, SOFTHSM, HSMENROLL_BIN, cfg_path);
+    CU_ASSERT_EQUAL(keys ? atoi(keys) : -1, IMPORTS);
+    free(keys);
+    CU_ASSERT_EQUAL(test_sh("cd '%s' && SOFTHSM2_CONF='%s' pkcs11-tool --module '%s' "
+                            "--token-label sl-keys --login --pin \"$(cat pin)\" --list-objects "
+                            "--type pubkey 2>/dev/null | grep -c 'label: *imp-' | grep -qx %d",
+                            tmp, conf, SOFTHSM, IMPORTS),
+                    0);
+}
+
 int main(void)
 {
     static const test_case cases[] = {
         TEST_CASE(test_session_loss_under_sign),
         TEST_CASE(test_session_loss_under_wrap),
         TEST_CASE(test_failover_mid_batch),
+        TEST_CASE(test_session_loss_under_import),
         TEST_END,
     };
     return test_main("session loss", cases, setup, teardown);

@@ -274,12 +274,179 @@ static void test_scheduler_examples(void)
     CU_ASSERT_EQUAL(test_sh("%s HSMENROLL_SHARDS=4 '%s' 2>/dev/null", env, script), 2);
 }
 
+/* The README's recipe as written, on a new SoftHSM store each time: the example configurations
+ * (examples/shards/shard-I.json: a token per shard, one CA token "shared-ca" between them, PINs
+ * generated into files beside them), `token init` and `ca init` once, then the four shards at
+ * once through GNU parallel and run-shard.sh, which finds hsmenroll on PATH and makes the shard
+ * tokens itself. Before, shards started together failed for the shared CA token now and then
+ * ("no token labelled"), and shards making tokens together made one token per process under
+ * one label. Three rounds: every shard succeeds, each token exists once, merge finds the union
+ * exact and the CA's issuance log has each request once. */
+static void test_readme_recipe(void)
+{
+    const char *script = HSMENROLL_SOURCE_DIR "/examples/shards/run-shard.sh";
+    char *bindir = test_sh_output(NULL, "dirname '%s'", HSMENROLL_BIN);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bindir);
+    bindir[strcspn(bindir, "\n")] = '\0';
+    for (int round = 0; round < 3; round++) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/recipe-%d", tmp, round);
+        CU_ASSERT_EQUAL_FATAL(
+            test_sh("mkdir -p '%s/tokens' && cp '%s'/examples/shards/shard-*.json '%s'/ && printf "
+                    "'directories.tokendir = %%s\\nobjectstore.backend = file\\nlog.level = "
+                    "ERROR\\n' '%s/tokens' > '%s/softhsm2.conf'",
+                    dir, HSMENROLL_SOURCE_DIR, dir, dir, dir),
+            0);
+        char batch[700];
+        snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
+        write_batch(batch, "fleet");
+        /* The one-time preparation, then the shards, all four at once. */
+        char env[2048];
+        snprintf(env, sizeof env,
+                 "cd '%s' && export SOFTHSM2_CONF='%s/softhsm2.conf' PATH='%s':\"$PATH\" "
+                 "HSMENROLL_BATCH=batch.ndjson HSMENROLL_OUT=out HSMENROLL_SHARDS=4 "
+                 "HSMENROLL_CONFIG=shard-%%i.json",
+                 dir, dir, bindir);
+        CU_ASSERT_EQUAL(test_sh("%s && hsmenroll token init --config shard-0.json -q 2>prep.log "
+                                "&& hsmenroll ca init --config shard-0.json -q >>prep.log 2>&1",
+                                env),
+                        0);
+        CU_ASSERT_EQUAL(test_sh("%s && parallel -j4 SHARD_INDEX={} '%s' ::: 0 1 2 3 "
+                                "2>shards.log >/dev/null",
+                                env, script),
+                        0);
+        char *log = test_sh_output(NULL, "cat '%s/shards.log'", dir);
+        bool token_trouble = log == NULL || strstr(log, "no token labelled") != NULL ||
+                             strstr(log, "tokens are labelled") != NULL;
+        CU_ASSERT_FALSE(token_trouble);
+        if (token_trouble)
+            fprintf(stderr, "round %d: %s\n", round, log);
+        free(log);
+        /* Each token once: the shared CA token and the four shard tokens. */
+        char *labels =
+            test_sh_output(NULL,
+                           "SOFTHSM2_CONF='%s/softhsm2.conf' softhsm2-util "
+                           "--show-slots | sed -n 's/^ *Label: *\\([^ ]*\\).*/\\1/p' | grep . | "
+                           "sort | tr '\\n' ' '",
+                           dir);
+        CU_ASSERT_STRING_EQUAL(labels ? labels : "", "shard-0 shard-1 shard-2 shard-3 shared-ca ");
+        free(labels);
+        int status;
+        json_t *report = test_sh_json(&status,
+                                      "cd '%s' && '%s' merge batch.ndjson out/shard-* -o "
+                                      "out/results.ndjson --json",
+                                      dir, HSMENROLL_BIN);
+        CU_ASSERT_EQUAL(status, 0);
+        CU_ASSERT_TRUE(json_is_true(json_object_get(report, "Exact")));
+        CU_ASSERT_EQUAL(member(report, "MissingCount"), 0);
+        CU_ASSERT_EQUAL(member(report, "DoubledCount"), 0);
+        CU_ASSERT_EQUAL(member(report, "Issued"), LINES);
+        json_decref(report);
+        /* The CA's issuance log: each request once. */
+        char *issued = test_sh_output(NULL,
+                                      "jq -r .RequestId '%s/ca/issued.ndjson' 2>/dev/null | wc -l; "
+                                      "jq -r .RequestId '%s/ca/issued.ndjson' | sort | uniq -d | "
+                                      "wc -l",
+                                      dir, dir);
+        CU_ASSERT_STRING_EQUAL(issued ? issued : "", "240\n0\n");
+        free(issued);
+    }
+    free(bindir);
+}
+
+/* Engines that make tokens at the same moment make each once: four `token init` at once on a new
+ * SoftHSM store (each shard's token and the shared CA token), and four shards of the embedded
+ * default at once on a new home (its key token, its CA token and its CA). Before, each process
+ * found the token missing and made one: four tokens under one label, four CAs in turn. */
+static void test_tokens_made_together(void)
+{
+    for (int round = 0; round < 3; round++) {
+        char dir[600];
+        snprintf(dir, sizeof dir, "%s/together-%d", tmp, round);
+        CU_ASSERT_EQUAL_FATAL(
+            test_sh("mkdir -p '%s/tokens' && cp '%s'/examples/shards/shard-*.json '%s'/ && printf "
+                    "'directories.tokendir = %%s\\nobjectstore.backend = file\\nlog.level = "
+                    "ERROR\\n' '%s/tokens' > '%s/softhsm2.conf'",
+                    dir, HSMENROLL_SOURCE_DIR, dir, dir, dir),
+            0);
+        CU_ASSERT_EQUAL(test_sh("cd '%s' && export SOFTHSM2_CONF='%s/softhsm2.conf'; pids=''; "
+                                "for i in 0 1 2 3; do '%s' token init --config shard-$i.json -q "
+                                "2>>init.log & pids=\"$pids $!\"; done; rc=0; for p in $pids; do "
+                                "wait $p || rc=1; done; exit $rc",
+                                dir, dir, HSMENROLL_BIN),
+                        0);
+        char *labels = test_sh_output(NULL,
+                                      "SOFTHSM2_CONF='%s/softhsm2.conf' softhsm2-util "
+                                      "--show-slots | sed -n 's/^ *Label: *\\([^ ]*\\).*/\\1/p' "
+                                      "| grep . | sort | tr '\\n' ' '",
+                                      dir);
+        CU_ASSERT_STRING_EQUAL(labels ? labels : "", "shard-0 shard-1 shard-2 shard-3 shared-ca ");
+        free(labels);
+        /* The embedded default on a new home: four shards at once. */
+        char batch[700];
+        snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
+        write_batch(batch, "emb");
+        CU_ASSERT_EQUAL(test_sh("cd '%s' && pids=''; for i in 0 1 2 3; do HSMENROLL_HOME='%s/home' "
+                                "'%s' run batch.ndjson -o emb-$i --shard $i/4 -q 2>>emb.log & "
+                                "pids=\"$pids $!\"; done; rc=0; for p in $pids; do wait $p; "
+                                "[ $? -le 1 ] || rc=1; done; exit $rc",
+                                dir, dir, HSMENROLL_BIN),
+                        0);
+        labels = test_sh_output(NULL,
+                                "SOFTHSM2_CONF='%s/home/softhsm2.conf' softhsm2-util --show-slots "
+                                "| sed -n 's/^ *Label: *\\([^ ]*\\).*/\\1/p' | grep . | sort | "
+                                "uniq -c | awk '{print $1}' | sort -u | tr '\\n' ' '",
+                                dir);
+        CU_ASSERT_STRING_EQUAL(labels ? labels : "", "1 "); /* each label once */
+        free(labels);
+        char h[700];
+        snprintf(h, sizeof h, "%s/home", dir);
+        CU_ASSERT_EQUAL(test_ca_issued(h), LINES);
+        int verified = 0;
+        for (int i = 0; i < SHARDS; i++) {
+            char out[800];
+            snprintf(out, sizeof out, "%s/emb-%d", dir, i);
+            verified += test_verified_files(out, h);
+        }
+        CU_ASSERT_EQUAL(verified, LINES);
+    }
+}
+
+/* run-shard.sh finds hsmenroll beside itself when neither HSMENROLL_BIN nor PATH gives it, and
+ * says what to do when it is nowhere. */
+static void test_script_finds_hsmenroll(void)
+{
+    CU_ASSERT_EQUAL(test_sh("mkdir -p '%s/beside' && cp '%s/examples/shards/run-shard.sh' "
+                            "'%s/beside/' && ln -sf '%s' '%s/beside/hsmenroll'",
+                            tmp, HSMENROLL_SOURCE_DIR, tmp, HSMENROLL_BIN, tmp),
+                    0);
+    /* An index the script refuses (no scheduler variable) stops it after the look-up; a shard
+     * of a missing batch shows that the binary beside it ran. */
+    CU_ASSERT_EQUAL(test_sh("cd '%s' && env -u HSMENROLL_BIN PATH=/usr/bin:/bin "
+                            "SOFTHSM2_CONF='%s/softhsm2.conf' HSMENROLL_BATCH=nope.ndjson "
+                            "HSMENROLL_OUT=beside-out HSMENROLL_SHARDS=2 SHARD_INDEX=0 "
+                            "HSMENROLL_CONFIG='%s/shard-0.json' '%s/beside/run-shard.sh' "
+                            "2>'%s/beside.log'; [ $? -eq 2 ] && grep -q 'nope.ndjson' "
+                            "'%s/beside.log'",
+                            tmp, home, tmp, tmp, tmp, tmp),
+                    0);
+    CU_ASSERT_EQUAL(test_sh("rm '%s/beside/hsmenroll' && env -u HSMENROLL_BIN PATH=/usr/bin:/bin "
+                            "HSMENROLL_BATCH=b HSMENROLL_OUT=o HSMENROLL_SHARDS=2 SHARD_INDEX=0 "
+                            "HSMENROLL_CONFIG=c '%s/beside/run-shard.sh' 2>'%s/none.log'; "
+                            "[ $? -eq 2 ] && grep -q 'hsmenroll not found' '%s/none.log'",
+                            tmp, tmp, tmp, tmp),
+                    0);
+}
+
 int main(void)
 {
     test_case cases[] = {
         TEST_CASE(test_four_shards_exact_union),
         TEST_CASE(test_killed_shard_resumes),
         TEST_CASE(test_scheduler_examples),
+        TEST_CASE(test_tokens_made_together),
+        TEST_CASE(test_readme_recipe),
+        TEST_CASE(test_script_finds_hsmenroll),
         TEST_END,
     };
     return test_main("shard", cases, setup, teardown);
