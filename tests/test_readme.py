@@ -55,7 +55,8 @@ def read_list(path):
 
 def scratch(root, name):
     """A copy of the sources (no build, no .git) with build/hsmenroll this build's binary, a
-    no-op scripts/setup.sh, a fresh HOME, and an environment for it."""
+    no-op scripts/setup.sh, a fresh HOME, a scratch SoftHSM token directory, and an environment
+    for it."""
     base = os.path.join(root, name)
     tree = os.path.join(base, "src")
     ignore = shutil.ignore_patterns(".git", "build*", "out*", "*.o")
@@ -73,6 +74,14 @@ def scratch(root, name):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HSMENROLL_") and k not in ("XDG_DATA_HOME", "SOFTHSM2_CONF")}
     env.update(HOME=home, PATH=bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin"))
+    # A configuration that names no home for its tokens (the shard examples) uses SoftHSM's own
+    # configuration: here a scratch one, never the machine's token directory.
+    tokens = os.path.join(base, "softhsm-tokens")
+    os.makedirs(tokens)
+    conf = os.path.join(base, "softhsm2.conf")
+    with open(conf, "w") as f:
+        f.write("directories.tokendir = %s\nobjectstore.backend = file\n" % tokens)
+    env["SOFTHSM2_CONF"] = conf
     return base, tree, env
 
 
@@ -144,12 +153,7 @@ def check_config_example(root):
         f.write("/build/\n")  # the scratch build link, not part of the sources
     subprocess.run(git + ["add", "-A"], cwd=tree, check=True)
     subprocess.run(git + ["commit", "-qm", "sources"], cwd=tree, check=True)
-    tokens = os.path.join(base, "tokens")
-    os.makedirs(tokens)
-    conf = os.path.join(base, "softhsm2.conf")
-    with open(conf, "w") as f:
-        f.write("directories.tokendir = %s\nobjectstore.backend = file\n" % tokens)
-    env.update(SOFTHSM2_CONF=conf, HSMENROLL_PIN="24681357", HSMENROLL_SO_PIN="87654321")
+    env.update(HSMENROLL_PIN="24681357", HSMENROLL_SO_PIN="87654321")
     out = os.path.join(base, "out")
     for args in (["token", "init", "--config", "examples/config.json"],
                  ["ca", "init", "--config", "examples/config.json"],
