@@ -284,6 +284,8 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
     if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc))
         req->maybe_received = true;
     bool retry = rc == CURLE_OK ? status_retryable(req->status) : transport_retryable(rc);
+    if (req->no_blind_resend && req->maybe_received)
+        retry = false;
     bool quota = rc == CURLE_OK && req->status == 429;
     char shown[512];
     if (log_get_level() >= LOG_DEBUG && rc == CURLE_OK)
