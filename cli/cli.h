@@ -45,6 +45,9 @@ int cli_operand(int argc, char **argv, const char *usage, const char *const *wor
 /* A usage error: "hsmenroll CMD: message" and the pointer to `hsmenroll CMD --help` (CMD taken
  * from usage's first line), never the whole help; returns EXIT_NOTHING_DONE. */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A command's own message on stderr ("hsmenroll CMD: ...\n"): as given in text, one JSON line
+ * (level error) with --log-format json. */
+void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The pointer alone, after a message already printed. */
 void cli_usage_pointer(const char *usage);
 

@@ -330,7 +330,7 @@ int cli_renew(int argc, char **argv)
             errno = 0;
             within = strtol(optarg, &end, 10);
             if (errno != 0 || *optarg == '\0' || *end != '\0' || within < 0 || within > 36500) {
-                fprintf(stderr, "hsmenroll renew: --within takes days, 0 to 36500\n");
+                cli_say("hsmenroll renew: --within takes days, 0 to 36500\n");
                 return EXIT_NOTHING_DONE;
             }
             break;

@@ -255,7 +255,7 @@ int cli_run(int argc, char **argv)
             break;
         case 'w':
             if (parse_int(optarg, 1, 1024, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --workers takes a number from 1 to 1024\n");
+                cli_say("hsmenroll run: --workers takes a number from 1 to 1024\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.workers = (int)value;
@@ -265,14 +265,14 @@ int cli_run(int argc, char **argv)
             break;
         case 'C':
             if (parse_int(optarg, 1, 1024, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
+                cli_say("hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.hsm_concurrency = (int)value;
             break;
         case 'i':
             if (parse_int(optarg, 1, 100000, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --inflight takes a number from 1 to 100000\n");
+                cli_say("hsmenroll run: --inflight takes a number from 1 to 100000\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.inflight = (int)value;
@@ -285,7 +285,7 @@ int cli_run(int argc, char **argv)
             break;
         case 'P':
             if (parse_int(optarg, 0, INT64_MAX, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --pattern takes a pattern Id\n");
+                cli_say("hsmenroll run: --pattern takes a pattern Id\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.default_pattern = value;
@@ -298,7 +298,7 @@ int cli_run(int argc, char **argv)
             else if (strcmp(optarg, "never") == 0)
                 opt.progress = PROGRESS_NEVER;
             else {
-                fprintf(stderr, "hsmenroll run: --progress is auto, always or never\n");
+                cli_say("hsmenroll run: --progress is auto, always or never\n");
                 return EXIT_NOTHING_DONE;
             }
             break;
@@ -325,8 +325,8 @@ int cli_run(int argc, char **argv)
             break;
         case 'D':
             if (shard_parse(optarg, &opt.shard) != 0) {
-                fprintf(stderr, "hsmenroll run: --shard takes I/N, 0 <= I < N <= 65536 (e.g. "
-                                "--shard 2/8)\n");
+                cli_say("hsmenroll run: --shard takes I/N, 0 <= I < N <= 65536 (e.g. "
+                        "--shard 2/8)\n");
                 return EXIT_NOTHING_DONE;
             }
             break;
@@ -334,8 +334,8 @@ int cli_run(int argc, char **argv)
             char *end;
             double rate = strtod(optarg, &end);
             if (*optarg == '\0' || *end != '\0' || !(rate >= 0.001 && rate <= 1e7)) {
-                fprintf(stderr, "hsmenroll run: --rate takes requests per second, 0.001 to "
-                                "10000000\n");
+                cli_say("hsmenroll run: --rate takes requests per second, 0.001 to "
+                        "10000000\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.rate = rate;
@@ -352,9 +352,9 @@ int cli_run(int argc, char **argv)
     cli_set_verbosity(common.quiet, common.verbose);
     if (((opt.retry_failed || opt.salvage) && !opt.resume) || (opt.resume && opt.force) ||
         (opt.no_journal && (opt.resume || opt.journal_path))) {
-        fprintf(stderr, "hsmenroll run: --retry-failed and --salvage need --resume; --resume "
-                        "excludes --force; "
-                        "--no-journal excludes --resume and --journal\n");
+        cli_say("hsmenroll run: --retry-failed and --salvage need --resume; --resume "
+                "excludes --force; "
+                "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }
     char results_path[4096], journal_path[4096];

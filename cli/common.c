@@ -65,6 +65,21 @@ void cli_usage_pointer(const char *usage)
     fprintf(stderr, "hsmenroll: `hsmenroll %.*s --help` lists the options\n", len, name);
 }
 
+void cli_say(const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (log_get_format() != LOG_FORMAT_JSON) {
+        fputs(message, stderr);
+        return;
+    }
+    message[strcspn(message, "\n")] = '\0';
+    log_error("%s", message);
+}
+
 int cli_usage_error(const char *usage, const char *fmt, ...)
 {
     int len;
@@ -142,8 +157,7 @@ int cli_refuse_overlap(const char *command, const char *input, const char *input
 {
     if (input == NULL || output == NULL || !same_path(input, output))
         return 0;
-    fprintf(stderr,
-            "hsmenroll %s: %s %s is also the %s: it would be written over before it is read; "
+    cli_say("hsmenroll %s: %s %s is also the %s: it would be written over before it is read; "
             "give another path\n",
             command, input_what, input, output_what);
     return -1;

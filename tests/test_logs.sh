@@ -115,6 +115,15 @@ json_check "run --no-such-option" "$tmp/j8.log"
 json_check "ca without an operand" "$tmp/j9.log"
 has "$tmp/j9.log" '.level == "error" and (.message | test("ca --help"))' ||
     fail "json usage error: no pointer to --help"
+# A bad option value and a refused overlap, the commands' own messages: one object each.
+"$bin" run --log-format json --workers 0 "$tmp/batch.ndjson" 2>"$tmp/j10.log"
+[ $? -eq 2 ] || fail "json --workers 0: not exit 2"
+json_check "run --workers 0" "$tmp/j10.log"
+has "$tmp/j10.log" '.level == "error" and (.message | test("--workers takes a number"))' ||
+    fail "json --workers 0: message missing"
+"$bin" validate --log-format json "$tmp/batch.ndjson" --output "$tmp/batch.ndjson" 2>"$tmp/j11.log"
+[ $? -eq 2 ] || fail "json overlap: not exit 2"
+json_check "validate --output over its input" "$tmp/j11.log"
 # A bad value is a usage error of one line.
 "$bin" run "$tmp/batch.ndjson" --log-format xml 2>"$tmp/xml.log"
 [ $? -eq 2 ] || fail "--log-format xml: not exit 2"
