@@ -281,7 +281,11 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
     req->status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
     req->attempts++;
-    if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc))
+    /* No byte of the request issued (a timeout in the TLS handshake, say): it cannot have
+     * reached the server, whatever the transport error. */
+    long issued = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &issued);
+    if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc) && issued > 0)
         req->maybe_received = true;
     bool retry = rc == CURLE_OK ? status_retryable(req->status) : transport_retryable(rc);
     if (req->no_blind_resend && req->maybe_received)
