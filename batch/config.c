@@ -88,6 +88,22 @@ static const char *const settings_keys[] = {"PasswordLength",
                                             "CSPs",
                                             NULL};
 
+static const char *keep_path(config *cfg, char *full);
+
+/* <state_dir>/cas/<the CA name's logical part>, '/' and leading dots made '_'. */
+static const char *state_path(config *cfg, const char *name)
+{
+    const char *bs = strrchr(name, '\\');
+    const char *logical = bs ? bs + 1 : name;
+    char *full = NULL;
+    if (asprintf(&full, "%s/cas/%s", cfg->state_dir, logical) < 0)
+        return NULL;
+    for (char *p = full + strlen(cfg->state_dir) + 5; *p; p++)
+        if (*p == '/' || (*p == '.' && (p[-1] == '/')))
+            *p = '_';
+    return keep_path(cfg, full);
+}
+
 static const char *resolve_path(config *cfg, const char *path)
 {
     if (path == NULL || path[0] == '/' || cfg->base_dir == NULL)
@@ -95,10 +111,17 @@ static const char *resolve_path(config *cfg, const char *path)
     char *full = NULL;
     if (asprintf(&full, "%s/%s", cfg->base_dir, path) < 0)
         return path;
+    const char *kept = keep_path(cfg, full);
+    return kept != NULL ? kept : path;
+}
+
+/* full (allocated) owned by cfg from now on; NULL when it could not be kept (then freed). */
+static const char *keep_path(config *cfg, char *full)
+{
     char **paths = realloc(cfg->owned_paths, (cfg->owned_path_count + 1) * sizeof *paths);
     if (paths == NULL) {
         free(full);
-        return path;
+        return NULL;
     }
     cfg->owned_paths = paths;
     paths[cfg->owned_path_count++] = full;
@@ -414,6 +437,8 @@ static void load_cas(config *cfg, const json_t *cas, error_list *errors)
         json_opt_string(entry, "PinFile", path, &ca->pin_file, errors);
         ca->pin_file = resolve_path(cfg, ca->pin_file);
         ca->home = resolve_path(cfg, ca->home);
+        if (ca->home == NULL && cfg->state_dir != NULL && ca->name != NULL)
+            ca->home = state_path(cfg, ca->name);
         const char *bs = strrchr(ca->name, '\\');
         ca->logical = bs ? bs + 1 : ca->name;
         ca->type = parse_ca_type(type);
@@ -676,7 +701,16 @@ static void load_roles(config *cfg, const json_t *roles, error_list *errors)
     }
 }
 
+static config *load_json(json_t *doc, const char *base_dir, const char *state_dir,
+                         const char *source, error_list *errors);
+
 config *config_load_json(json_t *doc, const char *base_dir, const char *source, error_list *errors)
+{
+    return load_json(doc, base_dir, NULL, source, errors);
+}
+
+static config *load_json(json_t *doc, const char *base_dir, const char *state_dir,
+                         const char *source, error_list *errors)
 {
     size_t errors_before = errors->count;
     config *cfg = calloc(1, sizeof *cfg);
@@ -686,6 +720,7 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
     }
     cfg->doc = json_incref(doc);
     cfg->base_dir = base_dir ? strdup(base_dir) : NULL;
+    cfg->state_dir = state_dir ? strdup(state_dir) : NULL;
     cfg->source = strdup(source ? source : "(configuration)");
     if (!json_is_object(doc)) {
         CFG_ERR(errors, HSE_CONFIG_TYPE, "", "the configuration must be a JSON object");
@@ -711,6 +746,11 @@ config *config_load_json(json_t *doc, const char *base_dir, const char *source, 
 
 config *config_load_file(const char *path, error_list *errors)
 {
+    return config_load_file_in(path, NULL, errors);
+}
+
+config *config_load_file_in(const char *path, const char *home, error_list *errors)
+{
     json_error_t jerr;
     FILE *f = fopen(path, "re");
     if (f == NULL) { /* not jansson's "line -1, column -1: unable to open" */
@@ -726,7 +766,7 @@ config *config_load_file(const char *path, error_list *errors)
     }
     char *copy = strdup(path);
     const char *dir = copy ? dirname(copy) : ".";
-    config *cfg = config_load_json(doc, dir, path, errors);
+    config *cfg = load_json(doc, dir, home, path, errors);
     free(copy);
     json_decref(doc);
     return cfg;
@@ -788,6 +828,7 @@ void config_free(config *cfg)
     free(cfg->owned_paths);
     json_decref(cfg->doc);
     free(cfg->base_dir);
+    free(cfg->state_dir);
     free(cfg->source);
     free(cfg);
 }

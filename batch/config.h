@@ -102,9 +102,10 @@ typedef struct config_store {
 } config_store;
 
 typedef struct config {
-    json_t *doc;    /* owns every string above */
-    char *base_dir; /* relative paths are taken from here (the config file's directory) */
-    char *source;   /* the file, or "(embedded default)" */
+    json_t *doc;     /* owns every string above */
+    char *base_dir;  /* relative paths are taken from here (the config file's directory) */
+    char *state_dir; /* the hsmenroll home: a local CA without Home lives in its cas/<name> */
+    char *source;    /* the file, or "(embedded default)" */
     config_hsm hsm;
     config_ca *cas;
     size_t ca_count;
@@ -126,6 +127,9 @@ typedef struct config {
 /* Loads and validates a configuration file. On any error returns NULL and fills errors with
  * every problem found (code CONFIG_*, field = JSON path). */
 config *config_load_file(const char *path, error_list *errors);
+/* The same with the hsmenroll home (NULL: none): a local CA without "Home" gets
+ * <home>/cas/<its logical name>, so that no state is written beside the configuration. */
+config *config_load_file_in(const char *path, const char *home, error_list *errors);
 /* Validates an already parsed document (takes a reference of doc). base_dir resolves relative
  * paths; source names it in messages. */
 config *config_load_json(json_t *doc, const char *base_dir, const char *source, error_list *errors);

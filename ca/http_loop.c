@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "batch/log.h"
+
 #define MAX_RETRY_DELAY_MS 30000L
 #define MAX_RETRY_AFTER_MS 300000L
 #define MAX_RESPONSE_BYTES (4L << 20)
@@ -259,6 +261,18 @@ static void insert_retry_locked(http_loop *loop, http_request *req)
     *at = req;
 }
 
+/* The URL for a debug line, with any user:password@ left out. */
+static const char *url_for_log(const char *url, char *buf, size_t size)
+{
+    const char *host = strstr(url, "://");
+    const char *at = host != NULL ? strchr(host + 3, '@') : NULL;
+    const char *slash = host != NULL ? strchr(host + 3, '/') : NULL;
+    if (at == NULL || (slash != NULL && at > slash))
+        return url;
+    snprintf(buf, size, "%.*s%s", (int)(host + 3 - url), url, at + 1);
+    return buf;
+}
+
 /* One attempt ended: schedule the next one, or hand the request to its owner. */
 static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
 {
@@ -267,10 +281,23 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
     req->status = 0;
     curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
     req->attempts++;
-    if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc))
+    /* No byte of the request issued (a timeout in the TLS handshake, say): it cannot have
+     * reached the server, whatever the transport error. */
+    long issued = 0;
+    curl_easy_getinfo(req->easy, CURLINFO_REQUEST_SIZE, &issued);
+    if (rc == CURLE_OK ? req->status >= 500 && req->status != 503 : !never_sent(rc) && issued > 0)
         req->maybe_received = true;
     bool retry = rc == CURLE_OK ? status_retryable(req->status) : transport_retryable(rc);
+    if (req->no_blind_resend && req->maybe_received)
+        retry = false;
     bool quota = rc == CURLE_OK && req->status == 429;
+    char shown[512];
+    if (log_get_level() >= LOG_DEBUG && rc == CURLE_OK)
+        log_debug("http: POST %s: HTTP %ld (attempt %d)",
+                  url_for_log(req->url, shown, sizeof shown), req->status, req->attempts);
+    else if (log_get_level() >= LOG_DEBUG)
+        log_debug("http: POST %s: %s (attempt %d)", url_for_log(req->url, shown, sizeof shown),
+                  curl_easy_strerror(rc), req->attempts);
     http_endpoint *ep = req->endpoint;
     pthread_mutex_lock(&loop->lock);
     loop->active--;
@@ -396,6 +423,11 @@ static bool admit(http_loop *loop, long *wait_ms)
             break;
         loop->active++;
         endpoint_started(req->endpoint, now);
+        if (log_get_level() >= LOG_DEBUG) {
+            char shown[512];
+            log_debug("http: POST %s (%zu bytes)", url_for_log(req->url, shown, sizeof shown),
+                      req->body_len);
+        }
         curl_multi_add_handle(loop->multi, req->easy);
     }
     /* The next retry not due yet (those due and still here wait on their CA: wake covers them). */

@@ -48,6 +48,10 @@ struct http_request {
     struct curl_slist *headers; /* owned */
     http_done_fn done;
     void *user;
+    /* Set by the submitter: an attempt that may have reached the server (its answer lost, or a
+     * 5xx) is not sent again by the loop, its owner finds out what the server did first (a
+     * certificate enrollment: sent again blindly, it may be issued twice). */
+    bool no_blind_resend;
     /* Set by the loop. */
     long status;      /* HTTP status of the last attempt; 0 when none arrived */
     CURLcode curl_rc; /* transport result of the last attempt */

@@ -181,9 +181,9 @@ typedef struct kf_call {
     ca_submission *sub;
     ca_done_fn done; /* the caller's */
     void *user;
-    int lookups;        /* made so far */
+    int lookups;        /* made since the last POST (or since the start) */
     bool after_post;    /* the lookup follows an uncertain answer to a POST of this CSR */
-    bool resubmitted;   /* POSTed again after two lookups found nothing */
+    int resubmits;      /* POSTed again after two lookups found nothing (at most Retries) */
     char why[200];      /* the uncertain answer's error message (after_post) */
     long long found_id; /* the one match: its Id and CertRequestId, and its certificate */
     long long found_request_id;
@@ -462,12 +462,6 @@ static void on_lookup(http_request *req, void *user)
         call_finish(c);
         return;
     }
-    if (c->after_post) {
-        /* The CA answered nothing certain about the POST, and lists nothing yet. */
-        call_uncertain(c, "a lookup at the CA found no certificate for this key (yet)");
-        call_finish(c);
-        return;
-    }
     if (c->lookups < 2) {
         /* None found: asked once more after LookupSettleMs, for an earlier submission the CA
          * was still working on; only two lookups that agree are taken as its word. */
@@ -476,14 +470,29 @@ static void on_lookup(http_request *req, void *user)
         return;
     }
     if (!c->st->resubmit) {
-        call_uncertain(c, "submitted before the interruption with no answer kept; two lookups "
-                          "found no certificate for this key, and LookupResubmit is false");
+        call_uncertain(c, c->after_post
+                              ? "its answer was lost; two lookups found no certificate for this "
+                                "key, and LookupResubmit is false"
+                              : "submitted before the interruption with no answer kept; two "
+                                "lookups found no certificate for this key, and LookupResubmit is "
+                                "false");
+        call_finish(c);
+        return;
+    }
+    int most = c->st->nc.endpoint.retries > 0 ? c->st->nc.endpoint.retries : 1;
+    if (c->resubmits >= most) {
+        /* Each answer lost, and each time two lookups found nothing: the CA's Retries used up
+         * (one repeat at least, as a resumed run's submission is this process's first). */
+        call_uncertain(c,
+                       "its answer was lost %d times; each time two lookups found no "
+                       "certificate for this key, and Retries (%d) is used up",
+                       c->resubmits + 1, most);
         call_finish(c);
         return;
     }
     log_info("%s: two lookups at CA \"%s\" found no certificate for this key: submitted again",
              c->sub->req->id, c->st->nc.cfg->name);
-    c->resubmitted = true;
+    c->resubmits++;
     if (call_post(c) == SUBMIT_DONE)
         call_finish(c);
 }
@@ -492,19 +501,22 @@ static void on_posted(ca_submission *sub, void *user)
 {
     kf_call *c = user;
     ca_answer *a = &sub->answer;
-    if (a->failed && a->uncertain && !c->after_post) {
-        /* A lost answer, or a key-reuse refusal of this CSR: the CA is asked what it issued. */
+    if (a->failed && a->uncertain && (!c->after_post || c->resubmits > 0)) {
+        /* A lost answer, or a key-reuse refusal of this CSR (also of a repeat sent after two
+         * empty lookups): the CA is asked what it issued. */
         c->after_post = true;
+        c->lookups = 0;
         snprintf(c->why, sizeof c->why, "%.190s", a->err.message);
         if (start_lookup(c, 0) != 0)
             call_finish(c);
         return;
     }
-    if (!a->failed && !a->pending && c->resubmitted && a->note[0] == '\0')
+    if (!a->failed && !a->pending && c->resubmits > 0 && a->note[0] == '\0')
         snprintf(a->note, sizeof a->note,
-                 "submitted before the interruption with no answer kept; two lookups at the CA "
-                 "found no certificate for this key, so it was submitted again: one certificate "
-                 "(KeyfactorID %lld)",
+                 "%s; two lookups at the CA found no certificate for this key, so it was "
+                 "submitted again: one certificate (KeyfactorID %lld)",
+                 !c->sub->repeat ? "the answer to its first submission was lost"
+                                 : "submitted before the interruption with no answer kept",
                  a->keyfactor_id);
     call_finish(c);
 }

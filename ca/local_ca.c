@@ -219,6 +219,15 @@ int local_ca_create(const char *home, hsm_session *session, const local_ca_optio
         enroll_error_set(err, HSE_CA_EXISTS, NULL, "%s already holds a CA (ca.json)", home);
         return -1;
     }
+    /* Its parents too (HOME/cas of a CA without Home), each 0700. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s", home);
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            (void)mkdir(path, 0700);
+            *p = '/';
+        }
     if (mkdir(home, 0700) != 0 && errno != EEXIST) {
         enroll_error_set(err, HSE_CA_INIT_FAILED, NULL, "cannot create %s: %s", home,
                          strerror(errno));

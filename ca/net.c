@@ -326,6 +326,7 @@ submit_status net_ca_submit(net_ca *nc, ca_submission *sub, const char *path, js
         return SUBMIT_DONE;
     }
     *call = (pending_call){.nc = nc, .sub = sub, .answer = answer};
+    req->no_blind_resend = true; /* an enrollment: never issued twice by a blind resend */
     req->done = on_answer;
     req->user = call;
     http_loop_submit(nc->env->http, req);

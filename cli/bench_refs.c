@@ -21,19 +21,38 @@
 #include "batch/secret.h"
 #include "serve/auth.h"
 
+#ifndef HSMENROLL_LIBEXEC_REL
+#define HSMENROLL_LIBEXEC_REL "../libexec/hsmenroll"
+#endif
+
 int bench_sibling_path(const char *name, char *out, size_t size)
 {
     if (name == NULL || out == NULL || size < 2)
         return -1;
-    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0)
         return -1;
-    out[n] = '\0';
-    char *slash = strrchr(out, '/');
-    if (slash == NULL || (size_t)(slash + 1 - out) + strlen(name) + 1 > size)
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash == NULL)
         return -1;
-    strcpy(slash + 1, name);
-    return access(out, X_OK) == 0 ? 0 : -1;
+    *slash = '\0';
+    const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+    /* The build directory (helpers beside the binary), then an installed tree
+     * (PREFIX/bin/hsmenroll, PREFIX/libexec/hsmenroll/NAME), then the sources of this build. */
+    int len = snprintf(out, size, "%s/%s", self, name);
+    if (len > 0 && (size_t)len < size && access(out, X_OK) == 0)
+        return 0;
+    len = snprintf(out, size, "%s/%s/%s", self, HSMENROLL_LIBEXEC_REL, base);
+    if (len > 0 && (size_t)len < size && access(out, X_OK) == 0)
+        return 0;
+#ifdef HSMENROLL_SOURCE_BENCH
+    len = snprintf(out, size, "%s/%s", HSMENROLL_SOURCE_BENCH, base);
+    if (len > 0 && (size_t)len < size && access(out, X_OK) == 0)
+        return 0;
+#endif
+    return -1;
 }
 
 /* The raw PKCS#11 probe's name for the key (bench/p11probe.c), or NULL. */
@@ -277,11 +296,12 @@ double bench_stock_rate(const engine_setup *s, const bench_server *srv, const be
     char script[4096], key[64];
     if (bench_sibling_path("stock-pipeline.sh", script, sizeof script) != 0 ||
         stock_key(p, key, sizeof key) == NULL) {
-        log_error("bench: no stock-pipeline.sh next to this executable (or no pkcs11-tool key "
-                  "type for %s)",
+        log_error("bench: no stock-pipeline.sh beside this executable or in its libexec/hsmenroll "
+                  "(or no pkcs11-tool key type for %s)",
                   p->key_type);
         return -1;
     }
+    log_verbose("bench: the stock pipeline is %s", script);
     const char *module = s->cfg->hsm.module ? s->cfg->hsm.module : hsm_default_module_path();
     char count[32], workers[32], sans[32], tmpdir[4200];
     snprintf(count, sizeof count, "%ld", p->count);

@@ -23,8 +23,10 @@ typedef struct bench_ref_params {
     double cpu_ms;   /* out (probe): the probe's CPU time per request while timed, 0: unknown */
 } bench_ref_params;
 
-/* The path of a program next to this executable (name: "p11probe", "stock-pipeline.sh") in out,
- * or -1 when there is none. */
+/* The path of a helper program (name: "p11probe", "stock-pipeline.sh") in out: next to this
+ * executable (a build directory), in PREFIX/libexec/hsmenroll of an installed tree (found from
+ * /proc/self/exe, whatever the working directory), or in bench/ of this build's sources; -1 when
+ * there is none. */
 int bench_sibling_path(const char *name, char *out, size_t size);
 
 /* bench/p11probe on the configuration's module and key tokens (thread i in token i mod n, as the

@@ -42,6 +42,15 @@ int cli_common_option(int c, const char *arg, const char *usage, cli_common *com
  * or -1 with usage printed to stderr. */
 int cli_operand(int argc, char **argv, const char *usage, const char *const *words);
 
+/* A usage error: "hsmenroll CMD: message" and the pointer to `hsmenroll CMD --help` (CMD taken
+ * from usage's first line), never the whole help; returns EXIT_NOTHING_DONE. */
+int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A command's own message on stderr ("hsmenroll CMD: ...\n"): as given in text, one JSON line
+ * (level error) with --log-format json. */
+void cli_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The pointer alone, after a message already printed. */
+void cli_usage_pointer(const char *usage);
+
 /* Appends "--config FILE" and "--home DIR" (those given) to argv at *argc, for a command run with
  * the same configuration; argv must have room for four more entries. */
 void cli_common_to_argv(const cli_common *common, char **argv, int *argc);

@@ -851,35 +851,33 @@ int cli_bench(int argc, char **argv)
             break;
         case 'G':
             if (strchr(optarg, '\'') != NULL) {
-                fprintf(stderr, "hsmenroll bench: --plot: no quote in the directory name\n");
+                cli_say("hsmenroll bench: --plot: no quote in the directory name\n");
                 return EXIT_NOTHING_DONE;
             }
             plot_dir = optarg;
             break;
         }
         if (bad) {
-            fprintf(stderr, "hsmenroll bench: bad value \"%s\"\n\n%s", optarg, bench_usage);
-            return EXIT_NOTHING_DONE;
+            return cli_usage_error(bench_usage, "bad value \"%s\"", optarg);
         }
     }
     if (optind != argc) {
-        fprintf(stderr, "hsmenroll bench: unexpected operand %s\n\n%s", argv[optind], bench_usage);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(bench_usage, "unexpected operand %s", argv[optind]);
     }
     cli_set_verbosity(common.quiet, common.verbose);
     /* Without --ca, a throwaway CA and token: a configuration named without --ca would be
      * silently left aside. */
     bool throwaway = p.ca == NULL;
     if (throwaway && (common.config_path != NULL || common.home != NULL)) {
-        fprintf(stderr, "hsmenroll bench: --config and --home name a configuration to measure: "
-                        "give --ca NAME with them (bench then issues real certificates from "
-                        "that CA and lists them for `hsmenroll revoke`); without them bench "
-                        "uses a throwaway CA and token\n");
+        cli_say("hsmenroll bench: --config and --home name a configuration to measure: "
+                "give --ca NAME with them (bench then issues real certificates from "
+                "that CA and lists them for `hsmenroll revoke`); without them bench "
+                "uses a throwaway CA and token\n");
         return EXIT_NOTHING_DONE;
     }
     if (throwaway && issued_path != NULL) {
-        fprintf(stderr, "hsmenroll bench: --issued goes with --ca (a throwaway CA's "
-                        "certificates need no revocation)\n");
+        cli_say("hsmenroll bench: --issued goes with --ca (a throwaway CA's "
+                "certificates need no revocation)\n");
         return EXIT_NOTHING_DONE;
     }
 
@@ -894,7 +892,7 @@ int cli_bench(int argc, char **argv)
             runs++;
     free(list);
     if (runs == 0) {
-        fprintf(stderr, "hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
+        cli_say("hsmenroll bench: --workers wants numbers, e.g. 1,2,4\n");
         return EXIT_NOTHING_DONE;
     }
     /* --ca-rate: one run per rate, all with the first worker count; --hsm-latency: one run per
@@ -902,7 +900,7 @@ int cli_bench(int argc, char **argv)
     double rates[16];
     size_t nrates = 0;
     if (ca_rates != NULL && hsm_latencies != NULL) {
-        fprintf(stderr, "hsmenroll bench: --ca-rate and --hsm-latency go one at a time\n");
+        cli_say("hsmenroll bench: --ca-rate and --hsm-latency go one at a time\n");
         return EXIT_NOTHING_DONE;
     }
     if (ca_rates != NULL || hsm_latencies != NULL) {
@@ -919,8 +917,8 @@ int cli_bench(int argc, char **argv)
         }
         free(list);
         if (nrates == 0 || (ca_rates && (with_probe || stock_count > 0))) {
-            fprintf(stderr, "hsmenroll bench: --ca-rate and --hsm-latency want up to 16 numbers, "
-                            "e.g. 50,100,200; --ca-rate goes without --probe and --stock\n");
+            cli_say("hsmenroll bench: --ca-rate and --hsm-latency want up to 16 numbers, "
+                    "e.g. 50,100,200; --ca-rate goes without --probe and --stock\n");
             return EXIT_NOTHING_DONE;
         }
         for (size_t i = 0; i < nrates; i++)
@@ -1147,8 +1145,7 @@ int cli_bench(int argc, char **argv)
             snprintf(hint, sizeof hint, " --config '%s'", common.config_path);
         else if (common.home != NULL)
             snprintf(hint, sizeof hint, " --home '%s'", common.home);
-        fprintf(stderr,
-                "hsmenroll bench: %ld certificate%s issued by CA \"%s\" listed in %s; revoke "
+        cli_say("hsmenroll bench: %ld certificate%s issued by CA \"%s\" listed in %s; revoke "
                 "them with: hsmenroll revoke '%s' -o bench-revoked --reason "
                 "cessationOfOperation%s\n",
                 issued_count, issued_count == 1 ? "" : "s", p.ca, issued_file, issued_file, hint);

@@ -209,7 +209,7 @@ int cli_ca(int argc, char **argv)
                 opt.root_key = d.root_key;
                 opt.issuing_key = d.issuing_key;
             } else {
-                fprintf(stderr, "hsmenroll ca: --key-type is RSA or ECC, not \"%s\"\n", optarg);
+                cli_say("hsmenroll ca: --key-type is RSA or ECC, not \"%s\"\n", optarg);
                 return EXIT_NOTHING_DONE;
             }
             explicit_keys = true;
@@ -217,7 +217,7 @@ int cli_ca(int argc, char **argv)
         case 'R':
         case 'I':
             if (parse_key_spec(optarg, c == 'R' ? &root_spec : &issuing_spec) != 0) {
-                fprintf(stderr, "hsmenroll ca: unknown key spec \"%s\"\n", optarg);
+                cli_say("hsmenroll ca: unknown key spec \"%s\"\n", optarg);
                 return EXIT_NOTHING_DONE;
             }
             *(c == 'R' ? &root_given : &issuing_given) = true;

@@ -89,9 +89,7 @@ int cli_merge(int argc, char **argv)
     }
     cli_set_verbosity(common.quiet, common.verbose);
     if (argc - optind < 2) {
-        fprintf(stderr, "hsmenroll merge: give the batch and at least one shard\n\n%s",
-                merge_usage);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(merge_usage, "give the batch and at least one shard");
     }
     const char *batch = argv[optind];
     size_t count = (size_t)(argc - optind - 1);

@@ -330,7 +330,7 @@ int cli_renew(int argc, char **argv)
             errno = 0;
             within = strtol(optarg, &end, 10);
             if (errno != 0 || *optarg == '\0' || *end != '\0' || within < 0 || within > 36500) {
-                fprintf(stderr, "hsmenroll renew: --within takes days, 0 to 36500\n");
+                cli_say("hsmenroll renew: --within takes days, 0 to 36500\n");
                 return EXIT_NOTHING_DONE;
             }
             break;
@@ -344,10 +344,8 @@ int cli_renew(int argc, char **argv)
         }
     }
     if (within < 0 || (resume && force)) {
-        fprintf(stderr, "hsmenroll renew: give results files (or a configuration with Stores) "
-                        "and --within DAYS (--resume excludes --force)\n\n");
-        fputs(renew_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(renew_usage, "give results files (or a configuration with Stores) "
+                                            "and --within DAYS (--resume excludes --force)");
     }
     cli_set_verbosity(common.quiet, common.verbose);
 

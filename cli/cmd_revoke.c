@@ -339,8 +339,7 @@ int cli_revoke(int argc, char **argv)
         case 'S': {
             char norm[REVOCATION_SERIAL_MAX];
             if (revocation_serial_norm(optarg, norm) != 0) {
-                fprintf(stderr, "hsmenroll revoke: --serial %s: not a hexadecimal serial\n",
-                        optarg);
+                cli_say("hsmenroll revoke: --serial %s: not a hexadecimal serial\n", optarg);
                 goto free_args;
             }
             st.serials[st.serial_count++] = strdup(norm);
@@ -348,8 +347,7 @@ int cli_revoke(int argc, char **argv)
         }
         case 'R':
             if ((reason = revocation_reason_parse(optarg)) < 0) {
-                fprintf(stderr,
-                        "hsmenroll revoke: REVOKE_REASON: --reason %s is not an RFC 5280 reason "
+                cli_say("hsmenroll revoke: REVOKE_REASON: --reason %s is not an RFC 5280 reason "
                         "(keyCompromise, superseded, ...)\n",
                         optarg);
                 goto free_args;
@@ -367,12 +365,12 @@ int cli_revoke(int argc, char **argv)
         }
     }
     if ((retry_failed && !resume) || (resume && force)) {
-        fprintf(stderr, "hsmenroll revoke: USAGE: --retry-failed needs --resume; --resume and "
-                        "--force exclude each other\n");
+        cli_say("hsmenroll revoke: USAGE: --retry-failed needs --resume; --resume and "
+                "--force exclude each other\n");
         goto free_args;
     }
     if (optind >= argc || out_path == NULL) {
-        fputs(revoke_usage, stderr);
+        cli_usage_error(revoke_usage, "give results files and -o OUTDIR");
         goto free_args;
     }
     cli_set_verbosity(common.quiet, common.verbose);

@@ -57,7 +57,9 @@ static const char run_usage[] =
     "      --stats-json FILE   write the run's figures there: rate, latency percentiles and\n"
     "                          CDF, mean time per stage, time to the first certificate, RSS\n"
     "  -q, --quiet             errors only\n"
-    "  -v, --verbose           more detail (twice: debug, including each failed line)\n"
+    "  -v, --verbose           details: each failed line, stage times (-vv: debug: each\n"
+    "                          request's stages, PKCS#11 calls, HTTP requests to a CA)\n"
+    "      --log-format FMT    text (default) or json: one JSON object a log line\n"
     "  -h, --help              this text\n"
     "\n"
     "PIN: $HSMENROLL_PIN (or the variable the configuration names in Hsm.PinEnv), else the PIN\n"
@@ -154,15 +156,21 @@ static void print_stopped(const run_options *opt, const run_summary *sum)
 }
 
 /* The failures by code, with the first line of each, so that a failed request is never only a
- * number; every line's own error is in results.ndjson (and shown with -vv). */
+ * number; every line's own error is in results.ndjson (and shown with -v). */
 static void print_failures(run *r, const run_summary *sum)
 {
     run_failure_code codes[8];
     size_t n = run_get_failures(r, codes, 8);
-    for (size_t i = 0; i < n && i < 8; i++)
-        log_warning("%ld failed with %s, first line %ld%s%s: %s", codes[i].count, codes[i].code,
-                    codes[i].first_line, codes[i].first_id[0] ? " " : "", codes[i].first_id,
-                    codes[i].first_message);
+    for (size_t i = 0; i < n && i < 8; i++) {
+        char count[24], line[24];
+        snprintf(count, sizeof count, "%ld", codes[i].count);
+        snprintf(line, sizeof line, "%ld", codes[i].first_line);
+        const char *fields[] = {"code", codes[i].code, "count",           count, "line",
+                                line,   "id",          codes[i].first_id, NULL};
+        log_fields(LOG_WARNING, fields, "%ld failed with %s, first line %ld%s%s: %s",
+                   codes[i].count, codes[i].code, codes[i].first_line,
+                   codes[i].first_id[0] ? " " : "", codes[i].first_id, codes[i].first_message);
+    }
     if (n > 8)
         log_warning("and %zu more codes", n - 8);
     if (n > 0)
@@ -196,7 +204,7 @@ static void print_summary(const run_summary *sum)
     for (int s = 0; s < STAGE_COUNT; s++)
         n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %.1f ms", s ? ", " : "",
                       run_stage_name(s), sum->stage_mean_ms[s]);
-    log_debug("mean time per request by stage: %s", line);
+    log_verbose("mean time per request by stage: %s", line);
 }
 
 int cli_run(int argc, char **argv)
@@ -240,12 +248,14 @@ int cli_run(int argc, char **argv)
         if (handled)
             continue;
         switch (c) {
-        case 'o':
+        case 'o': /* "out/" is "out": messages then name out/results.ndjson, not out//... */
+            for (size_t n = strlen(optarg); n > 1 && optarg[n - 1] == '/'; n--)
+                optarg[n - 1] = '\0';
             opt.out_dir = optarg;
             break;
         case 'w':
             if (parse_int(optarg, 1, 1024, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --workers takes a number from 1 to 1024\n");
+                cli_say("hsmenroll run: --workers takes a number from 1 to 1024\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.workers = (int)value;
@@ -255,14 +265,14 @@ int cli_run(int argc, char **argv)
             break;
         case 'C':
             if (parse_int(optarg, 1, 1024, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
+                cli_say("hsmenroll run: --hsm-concurrency takes a number from 1 to 1024\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.hsm_concurrency = (int)value;
             break;
         case 'i':
             if (parse_int(optarg, 1, 100000, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --inflight takes a number from 1 to 100000\n");
+                cli_say("hsmenroll run: --inflight takes a number from 1 to 100000\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.inflight = (int)value;
@@ -275,7 +285,7 @@ int cli_run(int argc, char **argv)
             break;
         case 'P':
             if (parse_int(optarg, 0, INT64_MAX, &value) != 0) {
-                fprintf(stderr, "hsmenroll run: --pattern takes a pattern Id\n");
+                cli_say("hsmenroll run: --pattern takes a pattern Id\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.default_pattern = value;
@@ -288,7 +298,7 @@ int cli_run(int argc, char **argv)
             else if (strcmp(optarg, "never") == 0)
                 opt.progress = PROGRESS_NEVER;
             else {
-                fprintf(stderr, "hsmenroll run: --progress is auto, always or never\n");
+                cli_say("hsmenroll run: --progress is auto, always or never\n");
                 return EXIT_NOTHING_DONE;
             }
             break;
@@ -315,8 +325,8 @@ int cli_run(int argc, char **argv)
             break;
         case 'D':
             if (shard_parse(optarg, &opt.shard) != 0) {
-                fprintf(stderr, "hsmenroll run: --shard takes I/N, 0 <= I < N <= 65536 (e.g. "
-                                "--shard 2/8)\n");
+                cli_say("hsmenroll run: --shard takes I/N, 0 <= I < N <= 65536 (e.g. "
+                        "--shard 2/8)\n");
                 return EXIT_NOTHING_DONE;
             }
             break;
@@ -324,8 +334,8 @@ int cli_run(int argc, char **argv)
             char *end;
             double rate = strtod(optarg, &end);
             if (*optarg == '\0' || *end != '\0' || !(rate >= 0.001 && rate <= 1e7)) {
-                fprintf(stderr, "hsmenroll run: --rate takes requests per second, 0.001 to "
-                                "10000000\n");
+                cli_say("hsmenroll run: --rate takes requests per second, 0.001 to "
+                        "10000000\n");
                 return EXIT_NOTHING_DONE;
             }
             opt.rate = rate;
@@ -334,9 +344,7 @@ int cli_run(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "hsmenroll run: give exactly one batch file (or - for standard input)\n\n");
-        fputs(run_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(run_usage, "give exactly one batch file (or - for standard input)");
     }
     opt.batch_path = argv[optind];
     opt.config_path = common.config_path;
@@ -344,9 +352,9 @@ int cli_run(int argc, char **argv)
     cli_set_verbosity(common.quiet, common.verbose);
     if (((opt.retry_failed || opt.salvage) && !opt.resume) || (opt.resume && opt.force) ||
         (opt.no_journal && (opt.resume || opt.journal_path))) {
-        fprintf(stderr, "hsmenroll run: --retry-failed and --salvage need --resume; --resume "
-                        "excludes --force; "
-                        "--no-journal excludes --resume and --journal\n");
+        cli_say("hsmenroll run: --retry-failed and --salvage need --resume; --resume "
+                "excludes --force; "
+                "--no-journal excludes --resume and --journal\n");
         return EXIT_NOTHING_DONE;
     }
     char results_path[4096], journal_path[4096];

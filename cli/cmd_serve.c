@@ -63,26 +63,25 @@ static int hash_password(int argc, char **argv)
         if (strcmp(argv[i], "--iterations") == 0 && i + 1 < argc) {
             iterations = strtoul(argv[++i], NULL, 10);
         } else {
-            fputs(serve_usage, stderr);
-            return EXIT_NOTHING_DONE;
+            return cli_usage_error(serve_usage, "unexpected argument %s", argv[i]);
         }
     }
     if (iterations < 1000 || iterations > 10000000) {
-        fprintf(stderr, "hsmenroll serve hash-password: --iterations takes 1000 to 10000000\n");
+        cli_say("hsmenroll serve hash-password: --iterations takes 1000 to 10000000\n");
         return EXIT_NOTHING_DONE;
     }
     char line[1024];
     if (isatty(STDIN_FILENO))
         fprintf(stderr, "password (then Enter): ");
     if (fgets(line, sizeof line, stdin) == NULL) {
-        fprintf(stderr, "hsmenroll serve hash-password: no password on standard input\n");
+        cli_say("hsmenroll serve hash-password: no password on standard input\n");
         return EXIT_NOTHING_DONE;
     }
     line[strcspn(line, "\r\n")] = '\0';
     char *hash = line[0] ? serve_password_hash(line, (unsigned)iterations) : NULL;
     OPENSSL_cleanse(line, sizeof line);
     if (hash == NULL) {
-        fprintf(stderr, "hsmenroll serve hash-password: empty password, or hashing failed\n");
+        cli_say("hsmenroll serve hash-password: empty password, or hashing failed\n");
         return EXIT_NOTHING_DONE;
     }
     printf("%s\n", hash);
@@ -95,7 +94,7 @@ static int parse_rate(const char *arg, const char *name, double *out)
     char *end;
     double v = strtod(arg, &end);
     if (*end != '\0' || v < 0 || v > 1) {
-        fprintf(stderr, "hsmenroll serve: %s takes a number from 0 to 1\n", name);
+        cli_say("hsmenroll serve: %s takes a number from 0 to 1\n", name);
         return -1;
     }
     *out = v;
@@ -107,7 +106,7 @@ static int parse_count(const char *arg, const char *name, long min, long max, lo
     char *end;
     long v = strtol(arg, &end, 10);
     if (*end != '\0' || v < min || v > max) {
-        fprintf(stderr, "hsmenroll serve: %s takes a number from %ld to %ld\n", name, min, max);
+        cli_say("hsmenroll serve: %s takes a number from %ld to %ld\n", name, min, max);
         return -1;
     }
     *out = v;
@@ -209,7 +208,7 @@ int cli_serve(int argc, char **argv)
             opt.rate_limit = strtod(optarg, &end);
             bad = *end != '\0' || !(opt.rate_limit > 0 && opt.rate_limit <= 1e6);
             if (bad)
-                fprintf(stderr, "hsmenroll serve: --rate-limit takes requests per second\n");
+                cli_say("hsmenroll serve: --rate-limit takes requests per second\n");
             break;
         }
         case 'P':
@@ -223,13 +222,14 @@ int cli_serve(int argc, char **argv)
             return EXIT_NOTHING_DONE;
     }
     if (optind != argc || opt.credentials == NULL) {
-        fprintf(stderr, "hsmenroll serve: --credentials FILE is required\n\n");
-        fputs(serve_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(serve_usage,
+                               optind != argc ? "unexpected operand %s"
+                                              : "--credentials FILE is required",
+                               argv[optind]);
     }
     if ((opt.tls_cert == NULL) != (opt.tls_key == NULL)) {
         /* Half a TLS configuration would serve plain HTTP and take Basic passwords in clear. */
-        fprintf(stderr, "hsmenroll serve: %s without %s: refusing to serve plain HTTP\n",
+        cli_say("hsmenroll serve: %s without %s: refusing to serve plain HTTP\n",
                 opt.tls_cert ? "--tls-cert" : "--tls-key",
                 opt.tls_cert ? "--tls-key" : "--tls-cert");
         return EXIT_NOTHING_DONE;

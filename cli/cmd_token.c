@@ -427,7 +427,7 @@ int cli_token(int argc, char **argv)
         case 'J':
         case 'R':
             if ((c == 'J' ? gc.journal_count : gc.results_count) == 64) {
-                fprintf(stderr, "hsmenroll token gc: at most 64 %s\n",
+                cli_say("hsmenroll token gc: at most 64 %s\n",
                         c == 'J' ? "journals" : "results files");
                 return EXIT_NOTHING_DONE;
             }

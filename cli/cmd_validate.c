@@ -75,8 +75,8 @@ int cli_validate(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        fputs(validate_usage, stderr);
-        return EXIT_NOTHING_DONE;
+        return cli_usage_error(validate_usage, "give exactly one batch file (or - for standard "
+                                               "input)");
     }
     cli_set_verbosity(common.quiet, common.verbose);
     const char *batch = argv[optind];

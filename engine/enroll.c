@@ -5,6 +5,8 @@
 #include <openssl/crypto.h>
 #include <openssl/obj_mac.h>
 #include <openssl/x509v3.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +54,25 @@ static void add_stage(run *r, run_stage stage, uint64_t since)
     run_metrics_stage(r, stage, run_clock_ns() - since);
 }
 
+/* -vv: one line per stage of a request, naming the PKCS#11 calls or the CA it went to. */
+static void trace(const job *j, const char *stage, uint64_t since, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void trace(const job *j, const char *stage, uint64_t since, const char *fmt, ...)
+{
+    if (log_get_level() < LOG_DEBUG)
+        return;
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    char line[24];
+    snprintf(line, sizeof line, "%ld", j->req->line);
+    const char *fields[] = {"id", j->req->id, "line", line, "stage", stage, NULL};
+    log_fields(LOG_DEBUG, fields, "%s: %s: %s (%.2f ms)", j->req->id, stage, what,
+               since ? (double)(run_clock_ns() - since) / 1e6 : 0.0);
+}
+
 /* The CPU-heavy stages (unwrap, PBKDF2, bundle encoding) take a permit of the run's CPU gate: the
  * lanes are many so that HSM calls overlap, but at most one thread per core computes. */
 static void cpu_enter(run *r)
@@ -95,11 +116,17 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
             is_edwards(key->algorithm)) {
             int unknown = EXPORT_UNKNOWN;
             if (atomic_compare_exchange_strong(&r->hsm->export_methods[key->algorithm], &unknown,
-                                               EXPORT_READ))
-                log_info("the module will not wrap %s keys (%s): export %s keys are generated "
+                                               EXPORT_READ)) {
+                /* Once per home (and module), not once per run: it is no news the second time. */
+                char notice[600];
+                snprintf(notice, sizeof notice, "not-wrappable %s %s",
+                         key_algorithm_name(key->algorithm), hsm_module_path(r->hsm->module));
+                log_once(LOG_INFO, notice,
+                         "the module will not wrap %s keys (%s): export %s keys are generated "
                          "non-sensitive and read (CKA_VALUE), then wrapped in process",
                          key_algorithm_name(key->algorithm), herr.message,
                          key_algorithm_name(key->algorithm));
+            }
             return 1;
         }
         hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
@@ -163,6 +190,8 @@ static int take_csr(worker *w, job *j)
     j->key_uri =
         hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
     add_stage(w->run, STAGE_KEYGEN, t0);
+    trace(j, "keygen", t0, "the line's key imported into token \"%s\" (C_CreateObject)",
+          s->token->desc.label);
     return 0;
 }
 
@@ -280,9 +309,17 @@ static int generate_once(worker *w, job *j)
         }
         j->have_pair = true;
         add_stage(r, STAGE_KEYGEN, t0);
+        trace(j, "keygen", t0, "C_GenerateKeyPair %s in token \"%s\"",
+              key_algorithm_name(req->key.algorithm), s->token->desc.label);
         if (!export_key)
             break;
+        uint64_t t1 = run_clock_ns();
         int rc = take_out_key(w, j, s);
+        trace(j, "export", t1, "%s",
+              rc != 0 ? "C_WrapKey refused: the key is made again readable"
+              : storage == HSM_STORAGE_READABLE
+                  ? "C_GetAttributeValue (CKA_VALUE), wrapped in process"
+                  : "C_WrapKey");
         if (rc < 0)
             return -1;
         if (rc == 0)
@@ -311,6 +348,7 @@ static int generate_once(worker *w, job *j)
     j->csr = csr_build(req->subject, req->sans, pub, &sg, &j->err);
     EVP_PKEY_free(pub);
     add_stage(r, STAGE_CSR, t0);
+    trace(j, "csr", t0, "C_SignInit, C_Sign%s", j->csr == NULL ? ": failed" : "");
     if (j->csr == NULL)
         return -1;
     if (export_key) {
@@ -711,6 +749,7 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
         break;
     }
     add_stage(r, STAGE_BUNDLE, t0);
+    trace(j, "bundle", t0, "%s encoded", ext);
     cpu_leave(r);
     gated = false;
     t0 = run_clock_ns();
@@ -721,6 +760,7 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
     if (key_bio != NULL && bio_write_file(r, key_bio, req->id, "p8", 0600, files, &j->err) != 0)
         goto done;
     add_stage(r, STAGE_WRITE, t0);
+    trace(j, "write", t0, "%s.%s written", req->id, ext);
     rc = 0;
 done:
     if (gated)
@@ -940,7 +980,11 @@ static void finish(run *r, hsm_session *sessions, job *j, json_t *files, char *p
         atomic_fetch_add(j->uncertain ? &r->stats.uncertain : &r->stats.failed, 1);
         run_note_failure(r, j->err.code, req->line, req->id, j->err.message);
         run_metrics_error(r, j->err.code);
-        log_debug("line %ld (%s): %s: %s", req->line, req->id, j->err.code, j->err.message);
+        char line_text[24];
+        snprintf(line_text, sizeof line_text, "%ld", req->line);
+        const char *fields[] = {"line", line_text, "id", req->id, "code", j->err.code, NULL};
+        log_fields(LOG_VERBOSE, fields, "line %ld (%s): %s: %s", req->line, req->id, j->err.code,
+                   j->err.message);
     }
     if (!j->failed && j->recovery_note[0] != '\0')
         /* An answer was lost (in this run or before the interruption): what the CA said. */
@@ -1034,6 +1078,10 @@ static void on_ca_answer(ca_submission *sub, void *user)
     j->answered = true;
     ca_in_flight_add(r, j, -1);
     add_stage(r, STAGE_SUBMIT, j->submitted_ns);
+    trace(j, "submit", j->submitted_ns, "CA \"%s\" answered: %s", j->policy.ca->name,
+          j->failed    ? "failed"
+          : j->pending ? "pending"
+                       : "issued");
     queue_requeue(&r->queue, j);
 }
 
@@ -1105,6 +1153,7 @@ bool enroll_job(worker *w, job *j)
         .user = r,
     };
     j->submitted_ns = run_clock_ns();
+    trace(j, "submit", 0, "CSR sent to CA \"%s\"", j->policy.ca->name);
     ca_in_flight_add(r, j, 1);
     bool local = j->policy.ca->type == CA_TYPE_LOCAL;
     if (local) { /* the embedded CA signs in the HSM, on this worker's session */
@@ -1146,6 +1195,10 @@ bool enroll_job(worker *w, job *j)
     ca_in_flight_add(r, j, -1);
     take_answer(j);
     add_stage(w->run, STAGE_SUBMIT, j->submitted_ns);
+    trace(j, "submit", j->submitted_ns, "CA \"%s\" answered: %s", j->policy.ca->name,
+          j->failed    ? "failed"
+          : j->pending ? "pending"
+                       : "issued");
     enroll_answered(w, j);
     return true;
 }

@@ -72,7 +72,7 @@ static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
         quirks |= HSM_QUIRK_SERIAL_TOKEN_WRITES;
     hsm_module_set_quirks(ctx->module, quirks);
     choose_wrap(ctx, pad);
-    log_debug("module %s: profile %s, quirks 0x%x, export wrap %s", hsm_module_path(ctx->module),
+    log_verbose("module %s: profile %s, quirks 0x%x, export wrap %s", hsm_module_path(ctx->module),
               profile, quirks,
               ctx->wrap_mechanism == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP"
               : ctx->wrap_mechanism == CKM_AES_CBC_PAD    ? "CKM_AES_CBC_PAD"

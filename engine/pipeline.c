@@ -68,8 +68,13 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
     json_decref(result);
     atomic_fetch_add(&r->stats.failed, 1);
     run_note_failure(r, errors->items[0].code, line, id, errors->items[0].message);
-    log_debug("line %ld%s%s: %s: %s%s", line, id ? " " : "", id ? id : "", errors->items[0].code,
-              errors->items[0].message, errors->count > 1 ? " (and more)" : "");
+    char line_text[24];
+    snprintf(line_text, sizeof line_text, "%ld", line);
+    const char *fields[] = {"line", line_text, "id", id ? id : "", "code", errors->items[0].code,
+                            NULL};
+    log_fields(LOG_VERBOSE, fields, "line %ld%s%s: %s: %s%s", line, id ? " " : "", id ? id : "",
+               errors->items[0].code, errors->items[0].message,
+               errors->count > 1 ? " (and more)" : "");
 }
 
 /* HSM operations in flight when neither --hsm-concurrency nor Hsm.Concurrency says: enough to
@@ -148,8 +153,8 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
         rc = connectors_hsm_restarted(&r->ca, err);
     for (int i = 0; rc == 0 && i < nworkers; i++)
         rc = open_worker_sessions(r, &workers[i], err);
-    log_debug("HSM module restarted (%ld so far) in %.1f ms%s", r->hsm->restarts,
-              (double)(run_clock_ns() - t0) / 1e6, rc == 0 ? "" : ": failed");
+    log_verbose("HSM module restarted (%ld so far) in %.1f ms%s", r->hsm->restarts,
+                (double)(run_clock_ns() - t0) / 1e6, rc == 0 ? "" : ": failed");
     return rc;
 }
 
@@ -196,7 +201,7 @@ int pipeline_run(run *r, enroll_error *err)
      * answers. More would only add latency (a job admitted waits its turn). */
     queue_init(&r->queue,
                (size_t)nworkers * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
-    log_debug("%d lanes (HSM operations in flight), %d CPU permits", nworkers, r->opt.workers);
+    log_verbose("%d lanes (HSM operations in flight), %d CPU permits", nworkers, r->opt.workers);
     for (int i = 0; rc == 0 && i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             enroll_error_set(err, HSE_THREAD, NULL, "cannot start worker threads");
@@ -300,6 +305,6 @@ int pipeline_run(run *r, enroll_error *err)
     queue_destroy(&r->queue);
     sem_destroy(&r->cpu_gate);
     throttle_destroy(&r->throttle);
-    log_debug("%ld requests admitted to the workers", admitted);
+    log_verbose("%ld requests admitted to the workers", admitted);
     return rc;
 }

@@ -881,7 +881,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
     if (j->req->operation == OP_REENROLLMENT) {
         /* Store tokens are not indexed at resume: look for a key made before the crash. */
         if (hsm_destroy_keypair_by_id(&w->sessions[j->token], j->key_id, sizeof j->key_id) > 0)
-            log_debug("%s: removed a key left in the store by the interrupted run", j->req->id);
+            log_verbose("%s: removed a key left in the store by the interrupted run", j->req->id);
         return;
     }
     if (!idset_contains(&rj->token_keys, hex))
@@ -890,7 +890,7 @@ void recovery_clear_leftover(run *r, worker *w, job *j)
      * it is wrapped, and a kill between the two destroys leaves the public half). */
     for (size_t t = 0; t < r->hsm->key_token_count; t++)
         hsm_destroy_keypair_by_id(&w->sessions[t], j->key_id, sizeof j->key_id);
-    log_debug("%s: removed a key left in the token by the interrupted run", j->req->id);
+    log_verbose("%s: removed a key left in the token by the interrupted run", j->req->id);
 }
 
 /* The journal's share of a request's time (STAGE_JOURNAL). */

@@ -178,12 +178,17 @@ static int load_config(engine_setup *s, const char *config_path, const char *hom
     s->home_option = home_option;
     error_list errors = {0};
     if (config_path != NULL) {
-        s->cfg = config_load_file(config_path, &errors);
+        /* A local CA without Home keeps its state in the hsmenroll home, not beside the file. */
+        char *home = setup_home_path(home_option);
+        s->cfg = config_load_file_in(config_path, home, &errors);
+        log_set_notice_home(home);
+        free(home);
     } else {
         s->embedded = true;
         s->home = setup_home_path(home_option);
         if (s->home == NULL || (prepare && prepare_home(s->home, err) != 0))
             return -1;
+        log_set_notice_home(s->home);
         bool legacy = home_is_legacy(s->home);
         if (prepare && !legacy && mark_home_layout(s->home, err) != 0)
             return -1;

@@ -326,7 +326,7 @@ int store_install_making_room(hsm_session *s, X509 *cert, const char *alias, con
                              memcmp(a->entries[i].id, id, HSM_KEY_ID_LEN) != 0));
     if (refused != CKR_ATTRIBUTE_VALUE_INVALID || !others)
         return -1;
-    log_debug("token \"%s\" keeps one subject per label: the old certificate of \"%.80s\" goes "
+    log_verbose("token \"%s\" keeps one subject per label: the old certificate of \"%.80s\" goes "
               "before the new one is installed",
               s->token->desc.label, alias);
     enroll_error_clear(err);

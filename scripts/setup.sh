@@ -13,7 +13,7 @@ opensc gnutls-bin default-jre-headless golang-cfssl sqlite3 gnuplot-nox time val
 python3-jsonschema
 libnss3 libnss3-tools opencryptoki libopencryptoki0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm
 swtpm-tools libtss2-tcti-swtpm0 tpm2-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus-daemon p11-kit
-p11-kit-modules"
+p11-kit-modules groff-base man-db bsdextrautils"
 
 missing=""
 for p in $PACKAGES; do

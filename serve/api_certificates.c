@@ -190,6 +190,7 @@ static json_t *certificate_json(const issued_cert *ic, json_t **view)
         "CertificateAuthorityName", ic->ca->logical);
     free(der);
     free(issued_dn);
+    json_decref(cn); /* taken by both with O */
     json_decref(info);
     return out;
 }

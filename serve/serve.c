@@ -347,7 +347,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(line);
     while (n > 0 && line[n - 1] == '\n')
         line[--n] = '\0';
-    log_debug("http: %s", line);
+    log_verbose("http: %s", line);
 }
 
 static char *read_text_file(const char *path, enroll_error *err)

@@ -280,6 +280,32 @@ json_t *test_find_by(json_t *array, const char *key, const char *value)
     return NULL;
 }
 
+int test_count_results(const char *out, const char *status, const char *code, const char *text)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/results.ndjson", out);
+    json_t *res = test_load_ndjson(path);
+    int n = 0;
+    size_t i;
+    json_t *r;
+    json_array_foreach(res, i, r)
+    {
+        const char *st = json_string_value(json_object_get(r, "Status"));
+        json_t *error = json_object_get(r, "Error");
+        const char *c = json_string_value(json_object_get(error, "Code"));
+        const char *note =
+            json_string_value(json_object_get(json_object_get(r, "EarlierSubmission"), "Note"));
+        const char *message = json_string_value(json_object_get(error, "Message"));
+        bool said = text == NULL || (note != NULL && strstr(note, text) != NULL) ||
+                    (message != NULL && strstr(message, text) != NULL);
+        if ((status == NULL || (st != NULL && strcmp(st, status) == 0)) &&
+            (code == NULL || (c != NULL && strcmp(c, code) == 0)) && said)
+            n++;
+    }
+    json_decref(res);
+    return res != NULL ? n : -1;
+}
+
 /* ---- `serve` and dropproxy on loopback ------------------------------------------------- */
 
 int test_free_port(void)

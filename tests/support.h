@@ -71,6 +71,10 @@ json_t *test_load_ndjson(const char *path);
 /* The element of an array of objects whose member `key` is the string `value`, or NULL. */
 json_t *test_find_by(json_t *array, const char *key, const char *value);
 
+/* The lines of OUT/results.ndjson with this Status (NULL: any), this Error.Code (NULL: any) and
+ * text (NULL: any) in their EarlierSubmission.Note or Error.Message; -1 when it cannot be read. */
+int test_count_results(const char *out, const char *status, const char *code, const char *text);
+
 /* ---- `serve` and dropproxy on loopback, for the network-CA tests -------------------------- */
 
 /* A free TCP port on 127.0.0.1, or -1. */

@@ -576,6 +576,60 @@ static void test_revoke_retry_failed_after_cfssl_down(void)
     json_decref(issued);
 }
 
+/* A lost answer is never resent blindly: dropproxy in front of CFSSL drops the answers to the
+ * first 3 sign requests (CFSSL signed them). Those 3 stay uncertain, their keys kept; the other
+ * 3 are issued; CFSSL's own database holds exactly 6 new certificates (resent, the 3 would have
+ * been signed twice: CFSSL signs whatever it is sent). */
+static void test_lost_answer_not_resent(void)
+{
+    int proxy_port = free_port();
+    pid_t proxy = test_start_dropproxy(tmp, proxy_port, port, "--match POST --drop-first 3");
+    CU_ASSERT_FATAL(proxy > 0);
+    char *before =
+        test_sh_output(NULL, "sqlite3 '%s/certs.db' 'select count(*) from certificates'", tmp);
+    char config[600], batch[600], out[600], text[2048];
+    snprintf(config, sizeof config, "%s/lost.json", tmp);
+    snprintf(batch, sizeof batch, "%s/lost.ndjson", tmp);
+    snprintf(out, sizeof out, "%s/out-lost", tmp);
+    snprintf(text, sizeof text,
+             "{\"Hsm\":{\"Tokens\":[\"hsmenroll-keys\"],\"PinFile\":\"%s/pin\"},"
+             "\"CertificateAuthorities\":[{\"Id\":3,\"Name\":\"cfssl01\\\\fleet\",\"Type\":"
+             "\"cfssl\",\"Url\":\"http://127.0.0.1:%d\",\"ChainFile\":\"%s/ca.pem\","
+             "\"RetryDelayMs\":10}],"
+             "\"Templates\":[{\"Id\":1,\"Name\":\"Default\",\"CertificateAuthorities\":[3]}],"
+             "\"EnrollmentPatterns\":[{\"Id\":1,\"Name\":\"Default\",\"Template\":1}]}",
+             home, proxy_port, tmp);
+    CU_ASSERT_EQUAL_FATAL(test_write_file(config, text), 0);
+    CU_ASSERT_EQUAL_FATAL(
+        test_sh("for i in 1 2 3 4 5 6; do printf '{\"Id\":\"lost-%%s\",\"Template\":\"Default\","
+                "\"Subject\":\"CN=lost-%%s\",\"KeyType\":\"ECC\",\"Format\":\"PEM\","
+                "\"KeyStorage\":\"token\"}\\n' $i $i; done >'%s'",
+                batch),
+        0);
+    int rc = test_sh("SOFTHSM2_CONF='%s/softhsm2.conf' '%s' run '%s' --config '%s' -o '%s' -q 2>'%s/lost.log'",
+                     home, HSMENROLL_BIN, batch, config, out, tmp);
+    CU_ASSERT_EQUAL(rc, 1);
+    test_stop(proxy);
+    char *after =
+        test_sh_output(NULL, "sqlite3 '%s/certs.db' 'select count(*) from certificates'", tmp);
+    CU_ASSERT_EQUAL(after && before ? atoi(after) - atoi(before) : -1, 6);
+    free(before);
+    free(after);
+    char *counts = test_sh_output(NULL,
+                                  "jq -r .Status '%s/results.ndjson' | sort | uniq -c | "
+                                  "awk '{printf \"%%s=%%s \", $2, $1}'",
+                                  out);
+    CU_ASSERT_STRING_EQUAL(counts ? counts : "", "issued=3 uncertain=3 ");
+    if (counts == NULL || strcmp(counts, "issued=3 uncertain=3 ") != 0)
+        test_sh("cat '%s/results.ndjson' '%s/lost.log' >&2", out, tmp);
+    free(counts);
+    /* The uncertain ones keep their keys (a KeyUri each), for whoever finds the certificate. */
+    CU_ASSERT_EQUAL(test_sh("[ $(jq -r 'select(.Status == \"uncertain\") | .KeyUri' "
+                            "'%s/results.ndjson' | grep -c '^pkcs11:') -eq 3 ]",
+                            out),
+                    0);
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -585,6 +639,7 @@ int main(void)
         TEST_CASE(test_revoke_sends_the_authority_key_id),
         TEST_CASE(test_revoke_needs_cfssl_database),
         TEST_CASE(test_revoke_retry_failed_after_cfssl_down),
+        TEST_CASE(test_lost_answer_not_resent),
         TEST_END,
     };
     return test_main("cfssl", cases, setup, teardown);

@@ -87,47 +87,6 @@ static int each_issued_once(int n, const char *prefix)
     return good;
 }
 
-/* How many results have this status (and, when code is set, this error code). */
-static int results_with(const char *out, const char *status, const char *code)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/results.ndjson", out);
-    json_t *res = test_load_ndjson(path);
-    int n = 0;
-    size_t i;
-    json_t *r;
-    json_array_foreach(res, i, r)
-    {
-        const char *st = json_string_value(json_object_get(r, "Status"));
-        const char *c = json_string_value(json_object_get(json_object_get(r, "Error"), "Code"));
-        if (st != NULL && strcmp(st, status) == 0 &&
-            (code == NULL || (c != NULL && strcmp(c, code) == 0)))
-            n++;
-    }
-    json_decref(res);
-    return res != NULL ? n : -1;
-}
-
-/* How many results say, in EarlierSubmission.Note, this text. */
-static int results_noting(const char *out, const char *text)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/results.ndjson", out);
-    json_t *res = test_load_ndjson(path);
-    int n = 0;
-    size_t i;
-    json_t *r;
-    json_array_foreach(res, i, r)
-    {
-        const char *note =
-            json_string_value(json_object_get(json_object_get(r, "EarlierSubmission"), "Note"));
-        if (note != NULL && strstr(note, text) != NULL)
-            n++;
-    }
-    json_decref(res);
-    return res != NULL ? n : -1;
-}
-
 /* `token gc` over every journal of this suite (options, e.g. --delete); its output. */
 static char *token_gc(const char *options, int *status)
 {
@@ -190,7 +149,7 @@ static void test_lost_answers(void)
     write_batch(batch, 6, "lost");
     snprintf(extra, sizeof extra, "--config '%s' -w 1", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 6);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 6);
     CU_ASSERT_EQUAL(each_issued_once(6, "lost"), 6);
     char *log = test_sh_output(NULL, "cat '%s/drop.log'", tmp);
     CU_ASSERT_EQUAL(test_count(log ? log : "", "dropped POST"), 6);
@@ -205,7 +164,7 @@ static void test_lost_answers(void)
     write_batch(batch, 9, "unc");
     write_kf_config(config, pport, 0);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 1);
-    CU_ASSERT_EQUAL(results_with(out, "uncertain", NULL), 9);
+    CU_ASSERT_EQUAL(test_count_results(out, "uncertain", NULL, NULL), 9);
     CU_ASSERT_EQUAL(each_issued_once(9, "unc"), 9); /* the CA did issue them */
     CU_ASSERT_EQUAL(token_keys("unc"), 3);          /* the token keys are kept */
     test_stop(proxy);
@@ -213,11 +172,11 @@ static void test_lost_answers(void)
     write_kf_config(config, sport, 5);
     snprintf(extra, sizeof extra, "--config '%s' --resume", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 1);
-    CU_ASSERT_EQUAL(results_with(out, "uncertain", NULL), 9);
+    CU_ASSERT_EQUAL(test_count_results(out, "uncertain", NULL, NULL), 9);
     snprintf(extra, sizeof extra, "--config '%s' --resume --retry-failed", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 9);
-    CU_ASSERT_EQUAL(results_noting(out, "recovered by lookup"), 9);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 9);
+    CU_ASSERT_EQUAL(test_count_results(out, NULL, NULL, "recovered by lookup"), 9);
     CU_ASSERT_EQUAL(each_issued_once(9, "unc"), 9);
     CU_ASSERT_EQUAL(test_verified_files(out, home), 9);
     CU_ASSERT_EQUAL(token_gc_clean(), 0);
@@ -304,8 +263,8 @@ static void test_salvage_leaves_lost_requests_alone(void)
         0);
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume"), 2);
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume --salvage"), 1);
-    CU_ASSERT_EQUAL(results_with(out, "uncertain", "JOURNAL_DAMAGED"), 1);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 5);
+    CU_ASSERT_EQUAL(test_count_results(out, "uncertain", "JOURNAL_DAMAGED", NULL), 1);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 5);
     CU_ASSERT_EQUAL(token_keys("lr"), 2); /* lr-003's key is still there */
     CU_ASSERT_EQUAL(test_ca_issued(home), before);
     CU_ASSERT_EQUAL(test_sh("test -f '%s/lr-003.der'", out), 0);
@@ -327,16 +286,16 @@ static void test_file_in_the_way(void)
     CU_ASSERT_EQUAL_FATAL(test_sh("mkdir -p '%s/way-002.pem' '%s/way-003.der'", out, out), 0);
     long before = test_ca_issued(home);
     CU_ASSERT_EQUAL(run_engine(batch, out, ""), 1);
-    CU_ASSERT_EQUAL(results_with(out, "failed", "DELIVERY_FAILED"), 2);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 4);
+    CU_ASSERT_EQUAL(test_count_results(out, "failed", "DELIVERY_FAILED", NULL), 2);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 4);
     CU_ASSERT_EQUAL(token_keys("way"), 2); /* way-003's key is kept */
     CU_ASSERT_EQUAL(test_ca_issued(home), before + 6);
     /* Still in the way: --resume tries again, still undelivered. */
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume"), 1);
-    CU_ASSERT_EQUAL(results_with(out, "failed", "DELIVERY_FAILED"), 2);
+    CU_ASSERT_EQUAL(test_count_results(out, "failed", "DELIVERY_FAILED", NULL), 2);
     CU_ASSERT_EQUAL(test_sh("rmdir '%s/way-002.pem' '%s/way-003.der'", out, out), 0);
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume"), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 6);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 6);
     CU_ASSERT_EQUAL(test_ca_issued(home), before + 6);
     CU_ASSERT_EQUAL(test_verified_files(out, home), 6);
     CU_ASSERT_EQUAL(token_gc_clean(), 0);
@@ -375,10 +334,10 @@ static void test_directory_unwritable(void)
     waitpid(pid, &status, 0);
     CU_ASSERT_EQUAL(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 3);
     CU_ASSERT_EQUAL(test_sh("chattr -i '%s'", out), 0);
-    CU_ASSERT_EQUAL(results_with(out, "failed", NULL), 0);
+    CU_ASSERT_EQUAL(test_count_results(out, "failed", NULL, NULL), 0);
     snprintf(extra, sizeof extra, "--journal '%s/immutable-journal.ndjson' --resume", tmp);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), n);
     CU_ASSERT_EQUAL(test_ca_issued(home), before + n);
     CU_ASSERT_EQUAL(each_issued_once(n, "imm"), n);
     test_sh("chattr -i '%s' 2>/dev/null; rm -rf '%s'", out, dir);
@@ -411,7 +370,7 @@ static void test_kill_leaves_nothing(void)
     /* A temporary file of a process that is gone, holding (as they do) an encrypted key. */
     test_sh("mkdir -p '%s' && echo secret > '%s/.kl-001.pem.999999.3.tmp'", out, out);
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume"), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), n);
     CU_ASSERT_EQUAL(test_ca_issued(home), before + n);
     CU_ASSERT_EQUAL(test_sh("ls -a '%s' | grep -q '\\.tmp$'", out), 1);
     CU_ASSERT_EQUAL(token_gc_clean(), 0);
@@ -463,8 +422,8 @@ static void test_resume_exit_status(void)
     test_sh("echo '{\"Id\":\"bad\",\"Template\":\"Default\",\"KeyType\":\"nope\"}' >> '%s'", batch);
     CU_ASSERT_EQUAL(run_engine(batch, out, ""), 1);
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume"), 1);
-    CU_ASSERT_EQUAL(results_with(out, "failed", NULL), 1);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 3);
+    CU_ASSERT_EQUAL(test_count_results(out, "failed", NULL, NULL), 1);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 3);
 }
 
 int main(void)

@@ -95,31 +95,6 @@ static int issued_with(const char *prefix)
     return n;
 }
 
-/* Results with this status whose EarlierSubmission.Note (or Error.Message, for those that are not
- * issued) holds text; text NULL: any. */
-static int results_with(const char *out, const char *status, const char *text)
-{
-    char path[700];
-    snprintf(path, sizeof path, "%s/results.ndjson", out);
-    json_t *res = test_load_ndjson(path);
-    int n = 0;
-    size_t i;
-    json_t *r;
-    json_array_foreach(res, i, r)
-    {
-        const char *st = json_string_value(json_object_get(r, "Status"));
-        const char *note =
-            json_string_value(json_object_get(json_object_get(r, "EarlierSubmission"), "Note"));
-        if (strcmp(status, "issued") != 0)
-            note = json_string_value(json_object_get(json_object_get(r, "Error"), "Message"));
-        if (st != NULL && strcmp(st, status) == 0 &&
-            (text == NULL || (note != NULL && strstr(note, text) != NULL)))
-            n++;
-    }
-    json_decref(res);
-    return res != NULL ? n : -1;
-}
-
 /* Waits (up to 60 s) until file holds at least n occurrences of needle. */
 static bool wait_for(const char *file, const char *needle, int n)
 {
@@ -171,8 +146,8 @@ static void test_lost_in_run(void)
     write_batch(batch, 9, "inrun");
     snprintf(extra, sizeof extra, "--config '%s'", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), 9);
-    CU_ASSERT_EQUAL(results_with(out, "issued", "recovered by lookup"), 9);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 9);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, "recovered by lookup"), 9);
     CU_ASSERT_EQUAL(each_issued_once(9, "inrun"), 9);
     CU_ASSERT_EQUAL(test_verified_files(out, home), 9);
     /* Each was downloaded with its chain (no fallback to the listed leaf alone). */
@@ -212,8 +187,8 @@ static void test_resume_after_lost_answers(void)
     test_write_kf_config(config, home, sport, 3, 10, "");
     snprintf(extra, sizeof extra, "--config '%s' --resume", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), n);
-    CU_ASSERT_EQUAL(results_with(out, "issued", "recovered by lookup"), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, "recovered by lookup"), n);
     CU_ASSERT_EQUAL(each_issued_once(n, "killed"), n);
     CU_ASSERT_EQUAL(issued_with("killed"), n);
     CU_ASSERT_EQUAL(test_verified_files(out, home), n);
@@ -248,14 +223,14 @@ static void test_resume_none_found(void)
                          ",\"LookupSettleMs\":200,\"LookupResubmit\":false");
     snprintf(extra, sizeof extra, "--config '%s' --resume", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 1);
-    CU_ASSERT_EQUAL(results_with(out, "uncertain", "LookupResubmit is false"), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "uncertain", NULL, "LookupResubmit is false"), n);
     CU_ASSERT_EQUAL(issued_with("none"), 0);
 
     test_write_kf_config(config, home, sport, 3, 10, ",\"LookupSettleMs\":200");
     snprintf(extra, sizeof extra, "--config '%s' --resume --retry-failed", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
-    CU_ASSERT_EQUAL(results_with(out, "issued", NULL), n);
-    CU_ASSERT_EQUAL(results_with(out, "issued", "submitted again"), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), n);
+    CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, "submitted again"), n);
     CU_ASSERT_EQUAL(each_issued_once(n, "none"), n);
     CU_ASSERT_EQUAL(test_verified_files(out, home), n);
     test_stop(serve);
@@ -320,7 +295,8 @@ static void test_several_found(void)
         0);
     snprintf(extra, sizeof extra, "--config '%s'", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 1);
-    CU_ASSERT_EQUAL(results_with(out, "uncertain", "found 3 certificates for this key"), 1);
+    CU_ASSERT_EQUAL(test_count_results(out, "uncertain", NULL, "found 3 certificates for this key"),
+                    1);
     CU_ASSERT_EQUAL(issued_with("dup"), 3); /* the engine's one, whose answer was lost */
     test_stop(proxy);
     test_stop(serve);
