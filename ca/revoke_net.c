@@ -81,11 +81,14 @@ void net_revoker_close(net_revoker *r)
     free(r);
 }
 
-/* POSTs text to base_url + path with headers and waits for the end of the request (the loop's
- * retries included). The finished request (the caller frees it), or NULL when out of memory. */
-static http_request *post_wait(net_revoker *r, const char *path, const char *text,
-                               const char *const *headers)
+/* POSTs body (taken; compact JSON) to base_url + path with headers and waits for the end of the
+ * request (the loop's retries included). The finished request (the caller frees it), or NULL
+ * with err when out of memory. */
+static http_request *post_wait(net_revoker *r, const char *path, json_t *body,
+                               const char *const *headers, enroll_error *err)
 {
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
     size_t n = strlen(r->nc.base_url) + strlen(path) + 1;
     char *url = malloc(n);
     http_request *req = NULL;
@@ -94,8 +97,11 @@ static http_request *post_wait(net_revoker *r, const char *path, const char *tex
         req = http_request_new(&r->nc.endpoint, url, text, headers);
     }
     free(url);
-    if (req == NULL)
+    free(text);
+    if (req == NULL) {
+        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return NULL;
+    }
     waiter w = {.req = NULL};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
@@ -133,15 +139,10 @@ int net_revoker_keyfactor(net_revoker *r, long long keyfactor_id, int reason, ti
     json_t *body =
         json_pack("{s:[I], s:i, s:s, s:s}", "CertificateIds", (json_int_t)keyfactor_id, "Reason",
                   reason, "Comment", comment ? comment : "", "EffectiveDate", when);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
     const char *headers[] = {"x-keyfactor-requested-with: APIClient", r->version_header, NULL};
-    http_request *req = post_wait(r, "/Certificates/Revoke", text, headers);
-    free(text);
-    if (req == NULL) {
-        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+    http_request *req = post_wait(r, "/Certificates/Revoke", body, headers, err);
+    if (req == NULL)
         return -1;
-    }
 
     const char *name = r->nc.cfg->name;
     json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
@@ -209,14 +210,9 @@ static X509 *cfssl_signer(net_revoker *r, enroll_error *err)
     const char *profile = json_string_value(jobj_get(r->nc.cfg->raw, "Profile"));
     json_t *body =
         json_pack("{s:s, s:s}", "label", label ? label : "", "profile", profile ? profile : "");
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    http_request *req = post_wait(r, "/api/v1/cfssl/info", text, (const char *const[]){NULL});
-    free(text);
-    if (req == NULL) {
-        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+    http_request *req = post_wait(r, "/api/v1/cfssl/info", body, (const char *const[]){NULL}, err);
+    if (req == NULL)
         return NULL;
-    }
     if (http_request_ok(req)) {
         json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
         const char *pem = json_string_value(jobj_get(jobj_get(doc, "result"), "certificate"));
@@ -273,14 +269,10 @@ static int cfssl_post(net_revoker *r, const char *serial_hex, const char *serial
     *cfssl_code = 0;
     json_t *body = json_pack("{s:s, s:s, s:s}", "serial", serial_dec, "authority_key_id", aki,
                              "reason", reason);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    http_request *req = post_wait(r, "/api/v1/cfssl/revoke", text, (const char *const[]){NULL});
-    free(text);
-    if (req == NULL) {
-        enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
+    http_request *req =
+        post_wait(r, "/api/v1/cfssl/revoke", body, (const char *const[]){NULL}, err);
+    if (req == NULL)
         return -1;
-    }
     const char *name = r->nc.cfg->name;
     json_t *doc = json_loadb(req->response ? req->response : "", req->response_len, 0, NULL);
     json_t *first = json_array_get(jobj_get(doc, "errors"), 0);

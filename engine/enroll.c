@@ -156,45 +156,6 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
     return 0;
 }
 
-/* Reopens the worker's lost sessions (defined below). */
-static int recover_lost_sessions(worker *w);
-
-/* A CSR enrollment: the request is the line's own; a PrivateKey given with it is retained in
- * the token. */
-static int take_csr(worker *w, job *j)
-{
-    enroll_request *req = j->req;
-    hsm_session *s = &w->sessions[j->token];
-    j->csr = req->csr;
-    req->csr = NULL;
-    if (req->private_key == NULL)
-        return 0;
-    uint64_t t0 = run_clock_ns();
-    int rc;
-    /* A session lost on the way (at most twice, as for a generated key): reopened, what the
-     * attempt left in the token destroyed by its CKA_ID (no one has seen that key), again. */
-    for (int recoveries = 0;; recoveries++) {
-        memset(&j->pair, 0, sizeof j->pair);
-        rc = key_import(s, req->private_key, req->id, &j->pair, &j->err);
-        if (rc == 0 || recoveries == 2 || recover_lost_sessions(w) != 1)
-            break;
-        hsm_destroy_keypair_by_id(s, j->pair.id, HSM_KEY_ID_LEN);
-        enroll_error_clear(&j->err);
-    }
-    EVP_PKEY_free(req->private_key);
-    req->private_key = NULL;
-    if (rc != 0)
-        return -1;
-    j->have_pair = true;
-    memcpy(j->key_id, j->pair.id, sizeof j->key_id);
-    j->key_uri =
-        hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
-    add_stage(w->run, STAGE_KEYGEN, t0);
-    trace(j, "keygen", t0, "the line's key imported into token \"%s\" (C_CreateObject)",
-          s->token->desc.label);
-    return 0;
-}
-
 /* After a login was redone, handles of token objects may have changed (some modules renumber
  * them when every session of a slot closed): the embedded CAs find their keys again by CKA_ID. */
 static int find_ca_keys_again(void *arg, size_t t, enroll_error *err)
@@ -227,6 +188,49 @@ static int recover_lost_sessions(worker *w)
         recovered = 1;
     }
     return recovered;
+}
+
+/* key_import into token t, a lost session recovered on the way (at most twice, as for a
+ * generated key): reopened, what the attempt left in the token destroyed by its CKA_ID (no one
+ * has seen that key), imported again. 0, or -1 with err. */
+static int import_recovering(worker *w, size_t t, EVP_PKEY *key, const char *label,
+                             hsm_keypair *pair, enroll_error *err)
+{
+    for (int recoveries = 0;; recoveries++) {
+        memset(pair, 0, sizeof *pair);
+        if (key_import(&w->sessions[t], key, label, pair, err) == 0)
+            return 0;
+        if (recoveries == 2 || recover_lost_sessions(w) != 1)
+            return -1;
+        hsm_destroy_keypair_by_id(&w->sessions[t], pair->id, HSM_KEY_ID_LEN);
+        enroll_error_clear(err);
+    }
+}
+
+/* A CSR enrollment: the request is the line's own; a PrivateKey given with it is retained in
+ * the token. */
+static int take_csr(worker *w, job *j)
+{
+    enroll_request *req = j->req;
+    hsm_session *s = &w->sessions[j->token];
+    j->csr = req->csr;
+    req->csr = NULL;
+    if (req->private_key == NULL)
+        return 0;
+    uint64_t t0 = run_clock_ns();
+    int rc = import_recovering(w, j->token, req->private_key, req->id, &j->pair, &j->err);
+    EVP_PKEY_free(req->private_key);
+    req->private_key = NULL;
+    if (rc != 0)
+        return -1;
+    j->have_pair = true;
+    memcpy(j->key_id, j->pair.id, sizeof j->key_id);
+    j->key_uri =
+        hsm_object_uri(&s->token->desc, j->pair.id, HSM_KEY_ID_LEN, req->id, CKO_PRIVATE_KEY);
+    add_stage(w->run, STAGE_KEYGEN, t0);
+    trace(j, "keygen", t0, "the line's key imported into token \"%s\" (C_CreateObject)",
+          s->token->desc.label);
+    return 0;
 }
 
 /* The CKA_LABEL of a request's key: the alias for a reenrollment, the Id otherwise. */
@@ -562,20 +566,7 @@ static int deliver_to_stores(worker *w, job *j, EVP_PKEY *key)
         hsm_session *s = &w->sessions[t];
         const store_index *ix = store_registry_get(&r->stores, tg->store, s, &j->err);
         hsm_keypair pair;
-        if (ix == NULL)
-            return -1;
-        /* A session lost during the import: reopened, the attempt's objects destroyed by their
-         * CKA_ID, imported again (at most twice). */
-        int imported;
-        for (int recoveries = 0;; recoveries++) {
-            memset(&pair, 0, sizeof pair);
-            imported = key_import(s, key, tg->alias, &pair, &j->err);
-            if (imported == 0 || recoveries == 2 || recover_lost_sessions(w) != 1)
-                break;
-            hsm_destroy_keypair_by_id(s, pair.id, HSM_KEY_ID_LEN);
-            enroll_error_clear(&j->err);
-        }
-        if (imported != 0)
+        if (ix == NULL || import_recovering(w, (size_t)t, key, tg->alias, &pair, &j->err) != 0)
             return -1;
         const store_alias *al = store_index_find(ix, tg->alias);
         int rc = store_install_making_room(s, j->cert, tg->alias, al, pair.id, &j->err);

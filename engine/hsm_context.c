@@ -73,13 +73,19 @@ static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
     hsm_module_set_quirks(ctx->module, quirks);
     choose_wrap(ctx, pad);
     log_verbose("module %s: profile %s, quirks 0x%x, export wrap %s", hsm_module_path(ctx->module),
-              profile, quirks,
-              ctx->wrap_mechanism == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP"
-              : ctx->wrap_mechanism == CKM_AES_CBC_PAD    ? "CKM_AES_CBC_PAD"
-              : ctx->wrap_mechanism == 0                  ? "none"
-              : pad == HSM_WRAP_RFC5649                   ? "CKM_AES_KEY_WRAP_PAD (RFC 5649 output)"
-                                        : "CKM_AES_KEY_WRAP_PAD (RFC 3394 over PKCS#7 padding)");
+                profile, quirks,
+                ctx->wrap_mechanism == CKM_AES_KEY_WRAP_KWP ? "CKM_AES_KEY_WRAP_KWP"
+                : ctx->wrap_mechanism == CKM_AES_CBC_PAD    ? "CKM_AES_CBC_PAD"
+                : ctx->wrap_mechanism == 0                  ? "none"
+                : pad == HSM_WRAP_RFC5649 ? "CKM_AES_KEY_WRAP_PAD (RFC 5649 output)"
+                                          : "CKM_AES_KEY_WRAP_PAD (RFC 3394 over PKCS#7 padding)");
     return 0;
+}
+
+/* Both NULL, or the same string. */
+static bool same_text(const char *a, const char *b)
+{
+    return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
 int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
@@ -132,8 +138,7 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         const char *e, *f;
         config_token_pin(cfg, labels[i], &e, &f);
         size_t k = 0;
-        while (k < ctx->pin_count && !((e == env[k] || (e && env[k] && strcmp(e, env[k]) == 0)) &&
-                                       (f == file[k] || (f && file[k] && strcmp(f, file[k]) == 0))))
+        while (k < ctx->pin_count && !(same_text(e, env[k]) && same_text(f, file[k])))
             k++;
         if (k == ctx->pin_count) {
             if (k == HSM_CONTEXT_MAX_PINS) {
@@ -149,17 +154,15 @@ int hsm_context_open(hsm_context *ctx, hsm_module *module, const config *cfg,
         source_of[i] = k;
     }
     for (size_t k = 0; rc == 0 && k < ctx->pin_count; k++) {
+        size_t opens = 0;
+        for (size_t i = 0; i < n; i++)
+            opens += source_of[i] == k;
         char what[300];
-        int used = snprintf(what, sizeof what, "user PIN of token");
-        size_t named = 0;
-        for (size_t i = 0; i < n && used > 0 && (size_t)used < sizeof what; i++)
+        int used = snprintf(what, sizeof what, "user PIN of token%s", opens > 1 ? "s" : "");
+        for (size_t i = 0, named = 0; i < n && (size_t)used < sizeof what; i++)
             if (source_of[i] == k)
                 used += snprintf(what + used, sizeof what - (size_t)used, "%s \"%s\"",
                                  named++ ? "," : "", labels[i]);
-        if (named > 1 && (size_t)used + 1 < sizeof what) { /* "token" -> "tokens" */
-            memmove(what + 18, what + 17, strlen(what + 17) + 1);
-            what[17] = 's';
-        }
         ctx->pins[k] = secret_read(env[k], file[k], what, err);
         if (ctx->pins[k] == NULL) {
             rc = -1;

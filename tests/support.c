@@ -372,6 +372,35 @@ pid_t test_start_serve(const char *home, const char *users, const char *tmp, int
     return -1;
 }
 
+pid_t test_start_serve_ready(const char *tmp, const char *env, const char *options, char *url,
+                             size_t url_size)
+{
+    char ready[700], cmd[4096];
+    snprintf(ready, sizeof ready, "%s/ready", tmp);
+    unlink(ready);
+    snprintf(cmd, sizeof cmd,
+             "%s exec '%s' serve --listen 127.0.0.1:0 --ready-file '%s' %s 2>>'%s/serve.log'", env,
+             HSMENROLL_BIN, ready, options, tmp);
+    pid_t pid = test_spawn(cmd);
+    if (pid < 0)
+        return -1;
+    for (int i = 0; i < 600; i++) {
+        char *text = test_read_file(ready, NULL);
+        if (text != NULL) {
+            text[strcspn(text, "\n")] = '\0';
+            snprintf(url, url_size, "%s", text);
+            free(text);
+            return pid;
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return -1;
+        usleep(100000);
+    }
+    test_stop(pid);
+    return -1;
+}
+
 pid_t test_start_dropproxy(const char *tmp, int port, int upstream, const char *options)
 {
     char cmd[2048];

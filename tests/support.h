@@ -94,6 +94,13 @@ int test_serve_users(const char *tmp, char *users, size_t size);
  * or -1. */
 pid_t test_start_serve(const char *home, const char *users, const char *tmp, int port,
                        const char *options);
+/* `hsmenroll serve` with options (e.g. "--config FILE --credentials FILE"; env: words put before
+ * it, such as "SOFTHSM2_CONF=..."; may be "") on 127.0.0.1 at a port of its choosing, announced
+ * in TMP/ready, its stderr appended to TMP/serve.log. Its pid once the ready file names its URL
+ * (copied into url), or -1 when it stops first or is not ready within 60 s (the first start makes
+ * the embedded CA). */
+pid_t test_start_serve_ready(const char *tmp, const char *env, const char *options, char *url,
+                             size_t url_size);
 /* dropproxy on 127.0.0.1:port in front of 127.0.0.1:upstream, with options (e.g. "--match POST
  * --drop-first 6"); its log TMP/drop.log, its stderr TMP/drop.err. Its pid once it accepts
  * connections, or -1. */

@@ -6,20 +6,18 @@
  * nulls, lookups by thumbprint and id), the Python SDK (glued AND, pq./sq. parameters, context),
  * and a v25 pattern body. Each answer is read as the client reads it and validated against the
  * schemas of tests/schemas (strict: no member the official schema does not declare). */
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/support.h"
 
 static char *tmp, *home;
-static char creds[600], ready[600], url[256], config_path[600];
+static char creds[600], url[256], config_path[600];
 static pid_t server_pid;
 static long long vault_id; /* the KeyfactorID the Vault flow got */
 
@@ -34,36 +32,11 @@ static const char *const metadata_names[] = {"Controller-Namespace",
 
 static int start_server(void)
 {
-    unlink(ready);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "SOFTHSM2_CONF='%s/softhsm2.conf' exec '%s' serve --config '%s' --listen "
-                 "127.0.0.1:0 --credentials '%s' --ready-file '%s' 2>>'%s/serve.log'",
-                 home, HSMENROLL_BIN, config_path, creds, ready, tmp);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    server_pid = pid;
-    for (int i = 0; i < 600; i++) {
-        char *text = test_read_file(ready, NULL);
-        if (text != NULL) {
-            text[strcspn(text, "\n")] = '\0';
-            snprintf(url, sizeof url, "%s", text);
-            free(text);
-            return 0;
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            server_pid = 0;
-            return -1;
-        }
-        usleep(100000);
-    }
-    return -1;
+    char env[700], options[2048];
+    snprintf(env, sizeof env, "SOFTHSM2_CONF='%s/softhsm2.conf'", home);
+    snprintf(options, sizeof options, "--config '%s' --credentials '%s'", config_path, creds);
+    server_pid = test_start_serve_ready(tmp, env, options, url, sizeof url);
+    return server_pid > 0 ? 0 : -1;
 }
 
 static char *hash_of(const char *password)
@@ -82,7 +55,6 @@ static int setup(void)
         return 1;
     unsetenv("HSMENROLL_PIN");
     snprintf(creds, sizeof creds, "%s/users.json", tmp);
-    snprintf(ready, sizeof ready, "%s/ready", tmp);
     snprintf(config_path, sizeof config_path, "%s/serve.json", tmp);
     char *fleet = hash_of("fleet-secret"), *admin = hash_of("admin-secret");
     if (fleet == NULL || admin == NULL)
@@ -129,8 +101,7 @@ static int setup(void)
 static int teardown(void)
 {
     if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
+        test_stop(server_pid);
     }
     test_engine_home_free(tmp, home);
     return 0;

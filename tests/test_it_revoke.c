@@ -17,7 +17,7 @@
 #define PIN "revoke-user-pin"
 
 static char *tmp, *home;
-static char cfg[600], creds[600], ready[600], url[256], base[256];
+static char cfg[600], creds[600], url[256], base[256];
 static pid_t server_pid;
 
 #define ENGINE(fmt, ...)                                                                           \
@@ -25,48 +25,23 @@ static pid_t server_pid;
 
 static int start_server(void)
 {
-    unlink(ready);
-    pid_t pid = fork();
-    if (pid < 0)
+    char options[2048];
+    snprintf(options, sizeof options, "--config '%s' --credentials '%s'", cfg, creds);
+    server_pid = test_start_serve_ready(tmp, "", options, url, sizeof url);
+    if (server_pid <= 0)
         return -1;
-    if (pid == 0) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "exec '%s' serve --config '%s' --listen 127.0.0.1:0 --credentials '%s' "
-                 "--ready-file '%s' 2>>'%s/serve.log'",
-                 HSMENROLL_BIN, cfg, creds, ready, tmp);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    server_pid = pid;
-    for (int i = 0; i < 600; i++) {
-        char *text = test_read_file(ready, NULL);
-        if (text != NULL) {
-            text[strcspn(text, "\n")] = '\0';
-            snprintf(url, sizeof url, "%s", text);
-            free(text);
-            /* http://127.0.0.1:PORT/KeyfactorAPI -> http://127.0.0.1:PORT */
-            snprintf(base, sizeof base, "%s", url);
-            char *api = strstr(base, "/KeyfactorAPI");
-            if (api != NULL)
-                *api = '\0';
-            return 0;
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            server_pid = 0;
-            return -1;
-        }
-        usleep(100000);
-    }
-    return -1;
+    /* http://127.0.0.1:PORT/KeyfactorAPI -> http://127.0.0.1:PORT */
+    snprintf(base, sizeof base, "%s", url);
+    char *api = strstr(base, "/KeyfactorAPI");
+    if (api != NULL)
+        *api = '\0';
+    return 0;
 }
 
 static void stop_server(void)
 {
     if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
+        test_stop(server_pid);
         server_pid = 0;
     }
 }
@@ -101,7 +76,6 @@ static int setup(void)
         return 1;
     /* serve's users: ops may revoke, viewer may not */
     snprintf(creds, sizeof creds, "%s/users.json", tmp);
-    snprintf(ready, sizeof ready, "%s/ready", tmp);
     char *ops = test_sh_output(
         NULL, "printf '%%s\\n' ops-secret | '%s' serve hash-password --iterations 1000",
         HSMENROLL_BIN);

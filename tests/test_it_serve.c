@@ -21,44 +21,16 @@
 
 static char *tmp;  /* everything of this suite */
 static char *home; /* the server's engine home (embedded default: SoftHSM store + embedded CA) */
-static char creds[600], ready[600], url[256];
+static char creds[600], url[256];
 static pid_t server_pid;
 
 /* Starts serve with extra options and waits until it listens; 0 or -1. */
 static int start_server(const char *extra)
 {
-    unlink(ready);
-    char log[700];
-    snprintf(log, sizeof log, "%s/serve.log", tmp);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "exec '%s' serve --home '%s' --listen 127.0.0.1:0 --credentials '%s' "
-                 "--ready-file '%s' %s 2>>'%s'",
-                 HSMENROLL_BIN, home, creds, ready, extra, log);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    server_pid = pid;
-    for (int i = 0; i < 600; i++) { /* 60 s: the first start creates the CA */
-        char *text = test_read_file(ready, NULL);
-        if (text != NULL) {
-            text[strcspn(text, "\n")] = '\0';
-            snprintf(url, sizeof url, "%s", text);
-            free(text);
-            return 0;
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            server_pid = 0;
-            return -1;
-        }
-        usleep(100000);
-    }
-    return -1;
+    char options[3072];
+    snprintf(options, sizeof options, "--home '%s' --credentials '%s' %s", home, creds, extra);
+    server_pid = test_start_serve_ready(tmp, "", options, url, sizeof url);
+    return server_pid > 0 ? 0 : -1;
 }
 
 /* SIGTERM, and the exit status (0 for a clean stop). */
@@ -90,7 +62,6 @@ static int setup(void)
         return 1;
     unsetenv("HSMENROLL_PIN");
     snprintf(creds, sizeof creds, "%s/users.json", tmp);
-    snprintf(ready, sizeof ready, "%s/ready", tmp);
     char *fleet = hash_of("fleet-secret"), *admin = hash_of("admin-secret"),
          *nobody = hash_of("nobody-secret");
     if (fleet == NULL || admin == NULL || nobody == NULL || strncmp(fleet, "pbkdf2-sha256$", 14))

@@ -5,12 +5,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ca/hsm_signer.h"
@@ -21,42 +19,17 @@
 #define AGENT    "0f6e1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 
 static char *tmp, *home;
-static char creds[600], ready[600], url[256], cfg[600];
+static char creds[600], url[256], cfg[600];
 static pid_t server_pid;
 static unsigned char *old_key; /* the alias's public key before (DER) */
 static int old_len;
 
 static int start_server(void)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "exec '%s' serve --config '%s' --listen 127.0.0.1:0 --credentials '%s' "
-                 "--ready-file '%s' 2>>'%s/serve.log'",
-                 HSMENROLL_BIN, cfg, creds, ready, tmp);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    server_pid = pid;
-    for (int i = 0; i < 600; i++) {
-        char *text = test_read_file(ready, NULL);
-        if (text != NULL) {
-            text[strcspn(text, "\n")] = '\0';
-            snprintf(url, sizeof url, "%s", text);
-            free(text);
-            return 0;
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            server_pid = 0;
-            return -1;
-        }
-        usleep(100000);
-    }
-    return -1;
+    char options[2048];
+    snprintf(options, sizeof options, "--config '%s' --credentials '%s'", cfg, creds);
+    server_pid = test_start_serve_ready(tmp, "", options, url, sizeof url);
+    return server_pid > 0 ? 0 : -1;
 }
 
 /* One alias in the store as a device holds it: a P-256 key pair made in the token and a
@@ -142,7 +115,6 @@ static int setup(void)
     setenv("SOFTHSM2_CONF", conf, 1);
     setenv("HSMENROLL_HOME", home, 1);
     snprintf(creds, sizeof creds, "%s/users.json", tmp);
-    snprintf(ready, sizeof ready, "%s/ready", tmp);
     snprintf(cfg, sizeof cfg, "%s/serve.json", tmp);
     char *fleet = hash_of("fleet-secret");
     if (fleet == NULL)
@@ -176,8 +148,7 @@ static int setup(void)
 static int teardown(void)
 {
     if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
+        test_stop(server_pid);
     }
     OPENSSL_free(old_key);
     test_engine_home_free(tmp, home);
