@@ -130,9 +130,12 @@ static int take_out_key(worker *w, job *j, hsm_session *s)
             return 1;
         }
         hsm_error_to_enroll(&herr, HSE_HSM_EXPORT_FAILED, &j->err);
-        if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_UNKNOWN) {
-            /* Never wrapped one of this type: the module cannot. The key is destroyed before
-             * any CA sees it, and later requests for this type are refused before keygen. */
+        if (atomic_load(&r->hsm->export_methods[key->algorithm]) == EXPORT_UNKNOWN &&
+            !hsm_rv_transient(herr.rv)) {
+            /* Never wrapped one of this type, and refused for what the key or the mechanism is
+             * (not for a lost session, a busy module or a failover, which say nothing of that):
+             * the module cannot. The key is destroyed before any CA sees it, and later requests
+             * for this type are refused before keygen. */
             atomic_store(&r->hsm->export_methods[key->algorithm], EXPORT_NONE);
             snprintf(j->err.message, sizeof j->err.message,
                      "this module cannot export %s keys (%.200s): use KeyStorage token",
@@ -320,7 +323,8 @@ static int generate_once(worker *w, job *j)
         uint64_t t1 = run_clock_ns();
         int rc = take_out_key(w, j, s);
         trace(j, "export", t1, "%s",
-              rc != 0 ? "C_WrapKey refused: the key is made again readable"
+              rc < 0   ? "C_WrapKey failed"
+              : rc > 0 ? "C_WrapKey refused: the key is made again readable"
               : storage == HSM_STORAGE_READABLE
                   ? "C_GetAttributeValue (CKA_VALUE), wrapped in process"
                   : "C_WrapKey");

@@ -12,6 +12,7 @@
 #include "ca/hsm_signer.h"
 #include "batch/log.h"
 #include "batch/secret.h"
+#include "hsm/ckr.h"
 
 /* The export wrap: the standard RFC 5649 mechanism first, then CKM_AES_KEY_WRAP_PAD as this
  * module was seen to do it, then AES-CBC-PAD; only what every key token offers for wrapping. */
@@ -56,9 +57,30 @@ static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
     }
     hsm_wrap_scheme pad = HSM_WRAP_NONE;
     if (ctx->key_token_count > 0 && hsm_caps_has(&ctx->caps[0], CKM_AES_KEY_WRAP_PAD, CKF_WRAP)) {
-        hsm_session s;
-        hsm_context_login_session(ctx, 0, &s);
-        pad = hsm_probe_wrap_pad(&s);
+        /* A lost session or a busy module says nothing of the mechanism: the login is made
+         * again and the probe repeated, and a module that never answers is a set-up error
+         * rather than a module without the wrap. */
+        CK_RV answer = CKR_OK;
+        for (int attempt = 0; attempt < 3; attempt++) {
+            hsm_session s;
+            hsm_error herr;
+            bool relogged;
+            if (attempt > 0 &&
+                hsm_token_relogin(&ctx->tokens[0], ctx->token_pin[0], &relogged, &herr) != 0) {
+                hsm_error_to_enroll(&herr, HSE_HSM_LOGIN, err);
+                return -1;
+            }
+            hsm_context_login_session(ctx, 0, &s);
+            pad = hsm_probe_wrap_pad(&s, &answer);
+            if (!hsm_rv_transient(answer))
+                break;
+        }
+        if (hsm_rv_transient(answer)) {
+            enroll_error_set(err, HSE_HSM_TOKEN, NULL,
+                             "token \"%s\" answered %s three times while its key wrap was probed",
+                             ctx->tokens[0].desc.label, ckr_name(answer));
+            return -1;
+        }
     }
     const char *profile = cfg->hsm.profile ? cfg->hsm.profile : "auto";
     unsigned quirks = 0;
@@ -246,6 +268,7 @@ static int import_kek(hsm_context *ctx, hse_code code, enroll_error *err)
         hsm_error herr;
         hsm_context_login_session(ctx, i, &s);
         if (hsm_import_wrapping_key(&s, ctx->kek, &ctx->kek_handles[i], &herr) != 0) {
+            ctx->export_answer = herr.rv;
             hsm_error_to_enroll(&herr, code, err);
             return -1;
         }
@@ -271,25 +294,65 @@ bool hsm_context_can_export(hsm_context *ctx, char *why, size_t why_size)
     return false;
 }
 
+/* Every key token logged in again where its login is gone (under recover_lock). */
+static int relogin_key_tokens(hsm_context *ctx, enroll_error *err)
+{
+    for (size_t i = 0; i < ctx->key_token_count; i++) {
+        bool relogged = false;
+        hsm_error herr;
+        if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], &relogged, &herr) != 0) {
+            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+            return -1;
+        }
+        if (relogged)
+            atomic_fetch_add(&ctx->relogins, 1);
+    }
+    return 0;
+}
+
 int hsm_context_export_ready(hsm_context *ctx, int (*on_made)(void *arg, enroll_error *err),
                              void *arg, enroll_error *err)
 {
     if (ctx->export_lock_made)
         pthread_mutex_lock(&ctx->export_lock);
     int rc = 0;
+    bool transient = false;
+    enroll_error e = {0};
     if (ctx->kek == NULL && ctx->export_state >= 0 && ctx->wrap_mechanism != 0) {
-        enroll_error e = {0};
-        if (hsm_context_prepare_export_with(ctx, NULL, &e) != 0 ||
-            (on_made != NULL && on_made(arg, &e) != 0)) {
+        /* Under recover_lock too: a recovery re-imports the wrapping key it sees. */
+        if (ctx->recover_lock_ready)
+            pthread_mutex_lock(&ctx->recover_lock);
+        for (int attempt = 0;; attempt++) {
+            memset(&e, 0, sizeof e);
+            ctx->export_answer = CKR_OK;
+            if (hsm_context_prepare_export_with(ctx, NULL, &e) == 0) {
+                if (on_made == NULL || on_made(arg, &e) == 0)
+                    ctx->export_state = 1;
+                else
+                    hsm_context_drop_export(ctx);
+                break;
+            }
+            hsm_context_drop_export(ctx);
+            /* A lost session or login, a busy module: the token is logged in again and the key
+             * imported again; never a verdict on the module from such an answer. */
+            transient = hsm_rv_transient(ctx->export_answer);
+            if (!transient || attempt == 2 || relogin_key_tokens(ctx, &e) != 0)
+                break;
+        }
+        if (ctx->recover_lock_ready)
+            pthread_mutex_unlock(&ctx->recover_lock);
+        if (ctx->kek == NULL && !transient) {
             ctx->export_state = -1;
             snprintf(ctx->export_reason, sizeof ctx->export_reason,
                      "this module cannot export keys (%.300s): use KeyStorage token", e.message);
-            hsm_context_drop_export(ctx);
-        } else {
-            ctx->export_state = 1;
         }
     }
-    if (ctx->kek == NULL) {
+    if (ctx->kek == NULL && transient) {
+        /* Left untried: the next export request makes the key again. */
+        enroll_error_set(err, HSE_HSM_EXPORT_FAILED, NULL,
+                         "the run's wrapping key could not be made now (%.300s)", e.message);
+        rc = -1;
+    } else if (ctx->kek == NULL) {
         enroll_error_set(err, HSE_HSM_CANNOT_EXPORT, "KeyStorage", "%s",
                          ctx->export_reason[0] ? ctx->export_reason
                                                : "this module cannot export keys");

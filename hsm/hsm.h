@@ -129,6 +129,12 @@ bool hsm_rv_session_lost(CK_RV rv);
 /* True for the answers of a module that is busy, not broken: CKR_SESSION_COUNT and
  * CKR_DEVICE_MEMORY (no room for one more operation now). */
 bool hsm_rv_busy(CK_RV rv);
+/* True for the answers that say nothing of what the module can do, only of this moment: a lost
+ * session or login, a busy module, a handle gone with a failover (CKR_OBJECT_HANDLE_INVALID,
+ * CKR_KEY_HANDLE_INVALID, CKR_WRAPPING_KEY_HANDLE_INVALID), a cancelled call, a token taken
+ * out. A capability is never concluded from such an answer. (CKR_GENERAL_ERROR and
+ * CKR_DEVICE_ERROR are not in it: some modules refuse a wrap with them, every time.) */
+bool hsm_rv_transient(CK_RV rv);
 /* Marks the session lost when rv says so (hsm_rv_session_lost), busy when hsm_rv_busy. */
 void hsm_session_note(hsm_session *session, CK_RV rv);
 /* Makes sure the token is logged in: when its login session is gone or no longer in a user
@@ -293,8 +299,9 @@ typedef enum hsm_wrap_scheme {
 /* How CKM_AES_KEY_WRAP_PAD behaves on this session's token, seen by wrapping a known 32-byte key
  * under a throwaway key (both session objects, destroyed after): 40 bytes out is RFC 5649, 56 is
  * RFC 3394 over PKCS#7 padding. HSM_WRAP_NONE when the module cannot (no such object, no
- * mechanism). */
-hsm_wrap_scheme hsm_probe_wrap_pad(hsm_session *session);
+ * mechanism), with the module's refusal in *answer (CKR_OK otherwise): an answer for which
+ * hsm_rv_transient holds says nothing of the module, and the caller probes again. */
+hsm_wrap_scheme hsm_probe_wrap_pad(hsm_session *session, CK_RV *answer);
 /* C_WrapKey of private_key under wrapping_key with mechanism (CKM_AES_KEY_WRAP_KWP,
  * CKM_AES_KEY_WRAP_PAD, or CKM_AES_CBC_PAD, for which a random IV is made and put in front of
  * the output). *out is malloc'd. */

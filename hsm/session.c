@@ -71,6 +71,13 @@ bool hsm_rv_busy(CK_RV rv)
     return rv == CKR_SESSION_COUNT || rv == CKR_DEVICE_MEMORY;
 }
 
+bool hsm_rv_transient(CK_RV rv)
+{
+    return hsm_rv_session_lost(rv) || hsm_rv_busy(rv) || rv == CKR_OBJECT_HANDLE_INVALID ||
+           rv == CKR_KEY_HANDLE_INVALID || rv == CKR_WRAPPING_KEY_HANDLE_INVALID ||
+           rv == CKR_FUNCTION_CANCELED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
 void hsm_session_note(hsm_session *session, CK_RV rv)
 {
     if (session != NULL && hsm_rv_session_lost(rv))

@@ -92,8 +92,9 @@ int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
     return 0;
 }
 
-/* An AES-256 session key with a random value and these usages; CK_INVALID_HANDLE on failure. */
-static CK_OBJECT_HANDLE probe_key(hsm_session *s, bool wrap)
+/* An AES-256 session key with a random value and these usages; CK_INVALID_HANDLE on failure
+ * (the module's answer in *answer). */
+static CK_OBJECT_HANDLE probe_key(hsm_session *s, bool wrap, CK_RV *answer)
 {
     unsigned char value[32];
     if (getrandom(value, sizeof value, 0) != (ssize_t)sizeof value)
@@ -110,24 +111,33 @@ static CK_OBJECT_HANDLE probe_key(hsm_session *s, bool wrap)
         {CKA_VALUE, value, sizeof value},
     };
     CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-    if (s->f->C_CreateObject(s->handle, tmpl, sizeof tmpl / sizeof tmpl[0], &h) != CKR_OK)
+    CK_RV rv = s->f->C_CreateObject(s->handle, tmpl, sizeof tmpl / sizeof tmpl[0], &h);
+    if (rv != CKR_OK) {
         h = CK_INVALID_HANDLE;
+        if (*answer == CKR_OK)
+            *answer = rv;
+    }
     memset(value, 0, sizeof value);
     return h;
 }
 
-hsm_wrap_scheme hsm_probe_wrap_pad(hsm_session *session)
+hsm_wrap_scheme hsm_probe_wrap_pad(hsm_session *session, CK_RV *answer)
 {
-    CK_OBJECT_HANDLE kek = probe_key(session, true), known = probe_key(session, false);
+    *answer = CKR_OK;
+    CK_OBJECT_HANDLE kek = probe_key(session, true, answer),
+                     known = probe_key(session, false, answer);
     hsm_wrap_scheme scheme = HSM_WRAP_NONE;
     if (kek != CK_INVALID_HANDLE && known != CK_INVALID_HANDLE) {
         CK_MECHANISM mech = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
         unsigned char buf[128];
         CK_ULONG len = sizeof buf;
-        if (session->f->C_WrapKey(session->handle, &mech, kek, known, buf, &len) == CKR_OK)
+        CK_RV rv = session->f->C_WrapKey(session->handle, &mech, kek, known, buf, &len);
+        if (rv == CKR_OK)
             scheme = len == 40   ? HSM_WRAP_RFC5649
                      : len == 56 ? HSM_WRAP_RFC3394_PKCS7
                                  : HSM_WRAP_NONE;
+        else
+            *answer = rv;
     }
     if (kek != CK_INVALID_HANDLE)
         session->f->C_DestroyObject(session->handle, kek);

@@ -1,7 +1,8 @@
 /* Session loss anywhere in a run (issue 17, item 4): a 200-line batch on SoftHSM through the
  * p11fault module, which closes the session under C_Sign (the CSR's and the embedded CA's
  * signatures) and C_WrapKey, and fails over (C_CloseAllSessions on every slot, so every login is
- * gone) in the middle of the batch. Every line is issued and its file verifies with openssl. */
+ * gone) in the middle of the batch, and at the run's first exports. Every line is issued and its
+ * file verifies with openssl. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,18 @@ static void test_session_loss_under_wrap(void)
     run_with_faults("wrap", "session-loss C_WrapKey at 7\nsession-loss C_WrapKey at 61\n", 2);
 }
 
+/* The session lost at the run's first exports, where the engine learns what the module can do:
+ * under the probe of CKM_AES_KEY_WRAP_PAD when the run opens (the first C_WrapKey), under the
+ * import of the run's wrapping key (the third C_CreateObject, after the probe's two keys), and
+ * under the first request's wrap (the second C_WrapKey), before any key of the type was wrapped.
+ * None of these answers says the module cannot export: every line is issued. */
+static void test_session_loss_at_first_exports(void)
+{
+    run_with_faults("probe", "session-loss C_WrapKey at 1\n", 1);
+    run_with_faults("kek", "session-loss C_CreateObject at 3\n", 1);
+    run_with_faults("first", "session-loss C_WrapKey at 2\n", 1);
+}
+
 /* A failover in the middle of the batch: every session of every slot closed, the logins gone (the
  * key token's and the CA token's), the wrapping key and on SoftHSM the object handles with them.
  * The tokens are logged in again, and the batch finishes. */
@@ -195,11 +208,9 @@ static void test_session_loss_under_import(void)
 int main(void)
 {
     static const test_case cases[] = {
-        TEST_CASE(test_session_loss_under_sign),
-        TEST_CASE(test_session_loss_under_wrap),
-        TEST_CASE(test_failover_mid_batch),
-        TEST_CASE(test_session_loss_under_import),
-        TEST_END,
+        TEST_CASE(test_session_loss_under_sign),       TEST_CASE(test_session_loss_under_wrap),
+        TEST_CASE(test_session_loss_at_first_exports), TEST_CASE(test_failover_mid_batch),
+        TEST_CASE(test_session_loss_under_import),     TEST_END,
     };
     return test_main("session loss", cases, setup, teardown);
 }
