@@ -325,11 +325,9 @@ int hsm_context_export_ready(hsm_context *ctx, int (*on_made)(void *arg, enroll_
         for (int attempt = 0;; attempt++) {
             memset(&e, 0, sizeof e);
             ctx->export_answer = CKR_OK;
-            if (hsm_context_prepare_export_with(ctx, NULL, &e) == 0) {
-                if (on_made == NULL || on_made(arg, &e) == 0)
-                    ctx->export_state = 1;
-                else
-                    hsm_context_drop_export(ctx);
+            if (hsm_context_prepare_export_with(ctx, NULL, &e) == 0 &&
+                (on_made == NULL || on_made(arg, &e) == 0)) {
+                ctx->export_state = 1;
                 break;
             }
             hsm_context_drop_export(ctx);
@@ -462,45 +460,53 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
     hsm_token *token = &ctx->tokens[t];
     hsm_error herr;
     int rc = 0;
-    bool again = false;
     pthread_mutex_lock(&ctx->recover_lock);
-    /* A failover ends the login of every token of the module, not only this one's. */
-    for (size_t i = 0; rc == 0 && i < ctx->token_count; i++) {
-        bool this_one = false;
-        if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], &this_one, &herr) != 0) {
-            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
-            rc = -1;
-            break;
-        }
-        if (!this_one)
-            continue;
-        again = true;
-        atomic_fetch_add(&ctx->relogins, 1);
-        log_warning("token \"%s\": the login was gone (failover?): logged in again",
-                    ctx->tokens[i].desc.label);
-        /* The wrapping key was a session object of the old login session. */
-        if (ctx->kek != NULL && i < ctx->key_token_count) {
-            hsm_session login;
-            CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
-            hsm_context_login_session(ctx, i, &login);
-            if (hsm_import_wrapping_key(&login, ctx->kek, &h, &herr) != 0) {
+    /* A failover ends the login of every token of the module, not only this one's. It can also
+     * come between the look at the logins and the new session: a new session that is not
+     * logged in means just that, and the tokens are logged in again (three rounds at most). */
+    for (int round = 0; rc == 0 && round < 3; round++) {
+        bool again = false;
+        for (size_t i = 0; rc == 0 && i < ctx->token_count; i++) {
+            bool this_one = false;
+            if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], &this_one, &herr) != 0) {
                 hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
                 rc = -1;
-            } else {
-                __atomic_store_n(&ctx->kek_handles[i], h, __ATOMIC_RELEASE);
+                break;
+            }
+            if (!this_one)
+                continue;
+            again = true;
+            atomic_fetch_add(&ctx->relogins, 1);
+            log_warning("token \"%s\": the login was gone (failover?): logged in again",
+                        ctx->tokens[i].desc.label);
+            /* The wrapping key was a session object of the old login session. */
+            if (ctx->kek != NULL && i < ctx->key_token_count) {
+                hsm_session login;
+                CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+                hsm_context_login_session(ctx, i, &login);
+                if (hsm_import_wrapping_key(&login, ctx->kek, &h, &herr) != 0) {
+                    hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+                    rc = -1;
+                } else {
+                    __atomic_store_n(&ctx->kek_handles[i], h, __ATOMIC_RELEASE);
+                }
             }
         }
-    }
-    if (rc == 0 && again && relogged != NULL && relogged(arg, t, err) != 0)
-        rc = -1;
-    if (rc == 0) {
+        if (rc == 0 && again && relogged != NULL && relogged(arg, t, err) != 0)
+            rc = -1;
+        if (rc != 0)
+            break;
         hsm_session_close(session); /* its handle may be stale already: the answer is ignored */
         if (hsm_session_open(token, session, &herr) != 0) {
             hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
             rc = -1;
-        } else {
-            atomic_fetch_add(&ctx->sessions_reopened, 1);
+            break;
         }
+        atomic_fetch_add(&ctx->sessions_reopened, 1);
+        CK_SESSION_INFO info;
+        if (session->f->C_GetSessionInfo(session->handle, &info) != CKR_OK ||
+            info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS)
+            break; /* logged in (or the module cannot say: the next call will) */
     }
     pthread_mutex_unlock(&ctx->recover_lock);
     return rc;

@@ -40,8 +40,10 @@ typedef struct hsm_context {
     /* The wrapping key is made by the first export request (hsm_context_export_ready). */
     pthread_mutex_t export_lock;
     bool export_lock_made;
-    int export_state;    /* 0 not tried, 1 ready, -1 impossible (export_reason says why) */
-    CK_RV export_answer; /* the module's answer to the last failed import of the wrapping key */
+    int export_state; /* 0 not tried, 1 ready, -1 impossible (export_reason says why) */
+    /* The module's answer when the wrapping key could not be made ready (its import here, its
+     * sealing for the journal by on_made in engine/recovery.c); CKR_OK for other failures. */
+    CK_RV export_answer;
     char export_reason[400];
     /* The user PINs, kept, locked, wiped at close: to log in again (restart, lost login). One per
      * PIN source (Hsm's, a CA token's own); token_pin[i] is tokens[i]'s, an entry of pins. */

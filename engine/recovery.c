@@ -155,6 +155,7 @@ int recovery_note_kek(void *arg, enroll_error *err)
     if (hsm_seal_best(&s, r->hsm->caps != NULL ? &r->hsm->caps[0] : NULL,
                       RECOVERY_STORAGE_KEY_LABEL, r->hsm->kek, 32, &enc, &enc_len, &scheme, tried,
                       sizeof tried, &herr) != 0) {
+        r->hsm->export_answer = herr.rv; /* a lost login is tried again (export_ready) */
         enroll_error_set(err, HSE_JOURNAL_FAILED, NULL,
                          "the journal cannot keep the wrapping key: token \"%s\" seals by "
                          "none of AES-CBC-PAD, AES-GCM, RSA-OAEP (%s); --no-journal exports "

@@ -190,8 +190,8 @@ int run_open(run **out, const run_options *opt, enroll_error *err)
                  (int)(strrchr(r->opt.metrics_listen, ':') - r->opt.metrics_listen),
                  r->opt.metrics_listen, metrics_http_port(r->metrics));
     }
-    log_verbose("%d CPU workers, %zu key token(s), module %s", r->opt.workers, s->hsm.key_token_count,
-              hsm_module_path(s->hsm.module));
+    log_verbose("%d CPU workers, %zu key token(s), module %s", r->opt.workers,
+                s->hsm.key_token_count, hsm_module_path(s->hsm.module));
     return 0;
 }
 

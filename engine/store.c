@@ -327,8 +327,8 @@ int store_install_making_room(hsm_session *s, X509 *cert, const char *alias, con
     if (refused != CKR_ATTRIBUTE_VALUE_INVALID || !others)
         return -1;
     log_verbose("token \"%s\" keeps one subject per label: the old certificate of \"%.80s\" goes "
-              "before the new one is installed",
-              s->token->desc.label, alias);
+                "before the new one is installed",
+                s->token->desc.label, alias);
     enroll_error_clear(err);
     size_t retired = 0;
     for (size_t i = 0; i < a->entry_count; i++) {

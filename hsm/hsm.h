@@ -113,7 +113,8 @@ typedef struct hsm_session {
     CK_FUNCTION_LIST *f;
     CK_SESSION_HANDLE handle;
     /* Set by this layer when a call on the session answered that the session or the login is
-     * gone (hsm_rv_session_lost): sign, wrap, key generation, find, destroy, create. Cleared by
+     * gone (hsm_rv_session_lost): sign, wrap, key generation, find, destroy, create; or, for
+     * sign and wrap, that the key's handle is gone (hsm_session_note_key_use). Cleared by
      * hsm_session_open. The owner reopens the session (engine/hsm_context.c) and retries. */
     bool lost;
     /* Set by this layer when such a call answered that the module is busy (hsm_rv_busy); the
@@ -137,6 +138,12 @@ bool hsm_rv_busy(CK_RV rv);
 bool hsm_rv_transient(CK_RV rv);
 /* Marks the session lost when rv says so (hsm_rv_session_lost), busy when hsm_rv_busy. */
 void hsm_session_note(hsm_session *session, CK_RV rv);
+/* The same for the answer to a call that uses a key (sign, wrap), which also marks the session
+ * lost when the key's handle is gone (CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID,
+ * CKR_WRAPPING_KEY_HANDLE_INVALID): after a failover a new session may see the token logged out
+ * or the handles of its token objects renumbered before any call says the session was lost, and
+ * the owner's recovery logs in again and finds the keys again. */
+void hsm_session_note_key_use(hsm_session *session, CK_RV rv);
 /* Makes sure the token is logged in: when its login session is gone or no longer in a user
  * state (C_GetSessionInfo), a new login session is opened and C_Login'ed with pin. *relogged
  * tells whether that happened (every session object of the token, and on some modules every

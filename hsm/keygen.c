@@ -329,7 +329,7 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
                 backoff(attempt);
                 continue;
             }
-            hsm_session_note(session, rv);
+            hsm_session_note_key_use(session, rv);
             hsm_error_set(err, "C_SignInit", rv, "C_SignInit failed: %s", ckr_name(rv));
             return -1;
         }
@@ -343,7 +343,7 @@ int hsm_sign(hsm_session *session, CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mecha
             break;
         backoff(attempt);
     }
-    hsm_session_note(session, rv);
+    hsm_session_note_key_use(session, rv);
     hsm_error_set(err, "C_Sign", rv, "C_Sign failed: %s", ckr_name(rv));
     return -1;
 }

@@ -78,6 +78,14 @@ bool hsm_rv_transient(CK_RV rv)
            rv == CKR_FUNCTION_CANCELED || rv == CKR_TOKEN_NOT_PRESENT;
 }
 
+void hsm_session_note_key_use(hsm_session *session, CK_RV rv)
+{
+    hsm_session_note(session, rv);
+    if (session != NULL && (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID ||
+                            rv == CKR_WRAPPING_KEY_HANDLE_INVALID))
+        session->lost = true;
+}
+
 void hsm_session_note(hsm_session *session, CK_RV rv)
 {
     if (session != NULL && hsm_rv_session_lost(rv))

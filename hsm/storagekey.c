@@ -401,6 +401,10 @@ int hsm_seal_best(hsm_session *session, const hsm_caps *caps, const char *label,
         free(sealed);
         snprintf(tried + at, tried_size - at, "%s%s %s", at ? ", " : "", name,
                  err->rv != CKR_OK ? ckr_name(err->rv) : "the round trip differs");
+        if (hsm_rv_transient(err->rv)) {
+            *used = HSM_SEAL_NONE; /* says nothing of the next schemes either: the caller retries */
+            return -1;
+        }
     }
     if (tried[0] == '\0')
         snprintf(tried, tried_size, "none offered");

@@ -83,7 +83,7 @@ int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
     }
     if (rv != CKR_OK) {
         free(buf);
-        hsm_session_note(session, rv);
+        hsm_session_note_key_use(session, rv);
         hsm_error_set(err, "C_WrapKey", rv, "C_WrapKey failed: %s", ckr_name(rv));
         return -1;
     }

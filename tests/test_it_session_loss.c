@@ -1,8 +1,9 @@
 /* Session loss anywhere in a run (issue 17, item 4): a 200-line batch on SoftHSM through the
  * p11fault module, which closes the session under C_Sign (the CSR's and the embedded CA's
  * signatures) and C_WrapKey, and fails over (C_CloseAllSessions on every slot, so every login is
- * gone) in the middle of the batch, and at the run's first exports. Every line is issued and its
- * file verifies with openssl. */
+ * gone) in the middle of the batch, logs the token out under a signature or a wrap, and closes
+ * the session at the run's first exports. Every line is issued and its file verifies with
+ * openssl. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,17 @@ static void test_session_loss_under_wrap(void)
     run_with_faults("wrap", "session-loss C_WrapKey at 7\nsession-loss C_WrapKey at 61\n", 2);
 }
 
+/* The other face of a failover: sessions that stay open on a token that is no longer logged in
+ * (a session opened after the failover, before the engine logged in again). No call answers
+ * that the session is lost: the signatures with the line's key or the CA's and the wraps answer
+ * that the key's handle is gone (CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID). The token
+ * is logged in again, the keys found or made again, and every line is issued. */
+static void test_logged_out_under_sign_and_wrap(void)
+{
+    run_with_faults(
+        "logout", "logout C_SignInit at 50\nlogout C_WrapKey at 70\nlogout C_SignInit at 300\n", 3);
+}
+
 /* The session lost at the run's first exports, where the engine learns what the module can do:
  * under the probe of CKM_AES_KEY_WRAP_PAD when the run opens (the first C_WrapKey), under the
  * import of the run's wrapping key (the third C_CreateObject, after the probe's two keys), and
@@ -208,9 +220,13 @@ static void test_session_loss_under_import(void)
 int main(void)
 {
     static const test_case cases[] = {
-        TEST_CASE(test_session_loss_under_sign),       TEST_CASE(test_session_loss_under_wrap),
-        TEST_CASE(test_session_loss_at_first_exports), TEST_CASE(test_failover_mid_batch),
-        TEST_CASE(test_session_loss_under_import),     TEST_END,
+        TEST_CASE(test_session_loss_under_sign),
+        TEST_CASE(test_session_loss_under_wrap),
+        TEST_CASE(test_session_loss_at_first_exports),
+        TEST_CASE(test_logged_out_under_sign_and_wrap),
+        TEST_CASE(test_failover_mid_batch),
+        TEST_CASE(test_session_loss_under_import),
+        TEST_END,
     };
     return test_main("session loss", cases, setup, teardown);
 }

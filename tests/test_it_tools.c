@@ -1,6 +1,6 @@
 /* The test tools for real: libp11fault.so in front of SoftHSM (a token on tmpfs) through dlopen
- * (fail at N, session-loss, failover, hide-mechanism, latency, session-limit, reload, a bad line)
- * and under pkcs11-tool; dropproxy in front of an HTTP server thread of this test. */
+ * (fail at N, session-loss, failover, logout, hide-mechanism, latency, session-limit, reload, a bad
+ * line) and under pkcs11-tool; dropproxy in front of an HTTP server thread of this test. */
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -190,6 +190,30 @@ static void test_session_loss(void)
     CU_ASSERT_EQUAL(p11->C_SignInit(s, &mech, key), CKR_SESSION_HANDLE_INVALID);
     char *log = read_log();
     CU_ASSERT_STRING_EQUAL(log, "C_Sign session-loss 1\n");
+    free(log);
+    stop();
+}
+
+/* logout: the call goes on, on a session that stays open but is no longer logged in; the key
+ * made before (a private session object) is gone with the login. */
+static void test_logout(void)
+{
+    CU_ASSERT_EQUAL_FATAL(start("logout C_SignInit at 2\n"), CKR_OK);
+    CK_SESSION_HANDLE s = open_session(true);
+    CK_OBJECT_HANDLE key;
+    CU_ASSERT_EQUAL_FATAL(generate(s, &key), CKR_OK);
+    CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+    CK_BYTE digest[32] = {1}, sig[128];
+    CK_ULONG sig_len = sizeof sig;
+    CU_ASSERT_EQUAL(p11->C_SignInit(s, &mech, key), CKR_OK);
+    CU_ASSERT_EQUAL(p11->C_Sign(s, digest, sizeof digest, sig, &sig_len), CKR_OK);
+    CK_RV rv = p11->C_SignInit(s, &mech, key);
+    CU_ASSERT(rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID);
+    CK_SESSION_INFO info;
+    CU_ASSERT_EQUAL(p11->C_GetSessionInfo(s, &info), CKR_OK);
+    CU_ASSERT_EQUAL(info.state, CKS_RW_PUBLIC_SESSION);
+    char *log = read_log();
+    CU_ASSERT_STRING_EQUAL(log, "C_SignInit logout 2\n");
     free(log);
     stop();
 }
@@ -573,18 +597,13 @@ static void test_dropproxy(void)
 
 int main(void)
 {
-    static const test_case cases[] = {TEST_CASE(test_fail_at),
-                                      TEST_CASE(test_fail_every_count),
-                                      TEST_CASE(test_session_loss),
-                                      TEST_CASE(test_failover),
-                                      TEST_CASE(test_hide_mechanism),
-                                      TEST_CASE(test_latency),
-                                      TEST_CASE(test_session_limit),
-                                      TEST_CASE(test_reload),
-                                      TEST_CASE(test_threads),
-                                      TEST_CASE(test_bad_line),
-                                      TEST_CASE(test_pkcs11_tool),
-                                      TEST_CASE(test_dropproxy),
-                                      TEST_END};
+    static const test_case cases[] = {
+        TEST_CASE(test_fail_at),      TEST_CASE(test_fail_every_count),
+        TEST_CASE(test_session_loss), TEST_CASE(test_failover),
+        TEST_CASE(test_logout),       TEST_CASE(test_hide_mechanism),
+        TEST_CASE(test_latency),      TEST_CASE(test_session_limit),
+        TEST_CASE(test_reload),       TEST_CASE(test_threads),
+        TEST_CASE(test_bad_line),     TEST_CASE(test_pkcs11_tool),
+        TEST_CASE(test_dropproxy),    TEST_END};
     return test_main("tools", cases, setup, teardown);
 }

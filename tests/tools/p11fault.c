@@ -223,7 +223,7 @@ static const struct {
 };
 #undef NAME
 
-enum action { ACT_FAIL, ACT_SESSION_LOSS, ACT_FAILOVER };
+enum action { ACT_FAIL, ACT_SESSION_LOSS, ACT_FAILOVER, ACT_LOGOUT };
 
 typedef struct fault {
     int fn;
@@ -497,7 +497,7 @@ static const char *parse_line(config *c, char *line)
         return NULL;
     }
     if (strcmp(w[0], "fail") == 0 || strcmp(w[0], "session-loss") == 0 ||
-        strcmp(w[0], "failover") == 0) {
+        strcmp(w[0], "failover") == 0 || strcmp(w[0], "logout") == 0) {
         bool is_fail = strcmp(w[0], "fail") == 0;
         int first_trigger = is_fail ? 3 : 2;
         if (n < first_trigger)
@@ -524,6 +524,13 @@ static const char *parse_line(config *c, char *line)
             if (!has_session_arg(fn)) {
                 free(f);
                 return "session-loss wants a function that takes a session";
+            }
+        } else if (strcmp(w[0], "logout") == 0) {
+            f->action = ACT_LOGOUT;
+            f->rv = CKR_OK; /* the call goes on, on a session that is no longer logged in */
+            if (!has_session_arg(fn)) {
+                free(f);
+                return "logout wants a function that takes a session";
             }
         } else {
             f->action = ACT_FAILOVER;
@@ -755,6 +762,16 @@ static void failover(void)
     pthread_mutex_unlock(&lock);
 }
 
+/* Logs the token of session out, between calls as a failover does (SoftHSM drops the private
+ * objects of a logout under another thread's running call). */
+static void logout(CK_SESSION_HANDLE session)
+{
+    pthread_once(&gate_once, gate_init);
+    pthread_rwlock_wrlock(&gate);
+    real->C_Logout(session);
+    pthread_rwlock_unlock(&gate);
+}
+
 /* Counts the call, sleeps its latency, and returns CKR_OK to forward it or the injected CK_RV. */
 static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
 {
@@ -779,6 +796,7 @@ static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
         log_fault(fn,
                   action == ACT_FAIL           ? rv_name(rv, buf, sizeof buf)
                   : action == ACT_SESSION_LOSS ? "session-loss"
+                  : action == ACT_LOGOUT       ? "logout"
                                                : "failover",
                   n);
     }
@@ -791,6 +809,8 @@ static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
         (void)GATED(real->C_CloseSession(session));
     else if (hit != NULL && action == ACT_FAILOVER)
         failover();
+    else if (hit != NULL && action == ACT_LOGOUT)
+        logout(session);
     return rv;
 }
 
