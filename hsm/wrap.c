@@ -58,13 +58,15 @@ int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
         mech.ulParameterLen = sizeof iv;
         head = sizeof iv;
     }
-    CK_ULONG len = 0;
-    CK_RV rv = session->f->C_WrapKey(session->handle, &mech, wrapping_key, private_key, NULL, &len);
+    /* No size query first: a module does the whole wrap to answer one (SoftHSM does), so the
+     * call goes straight to a buffer that holds any key this engine makes (an RSA-4096
+     * PKCS#8 is about 2,400 bytes), and a module that wants more says so
+     * (CKR_BUFFER_TOO_SMALL with the size, an estimate on some: NSS answers before padding):
+     * then room for that and a block more, twice at most. */
+    CK_ULONG cap = 4096, len = cap;
     unsigned char *buf = NULL;
-    /* The size query is an estimate on some modules (NSS answers before padding): room for a
-     * block more, and one more try with the size a too-small buffer is told. */
-    for (int attempt = 0; rv == CKR_OK && attempt < 2; attempt++) {
-        CK_ULONG cap = len + 32;
+    CK_RV rv = CKR_OK;
+    for (int attempt = 0; attempt < 3; attempt++) {
         free(buf);
         buf = malloc(head + cap);
         if (buf == NULL) {
@@ -77,9 +79,7 @@ int hsm_wrap_private_key_with(hsm_session *session, CK_MECHANISM_TYPE mechanism,
                                    &len);
         if (rv != CKR_BUFFER_TOO_SMALL)
             break;
-        rv = CKR_OK;
-        if (len <= cap)
-            len = cap * 2;
+        cap = len > cap ? len + 32 : cap * 2;
     }
     if (rv != CKR_OK) {
         free(buf);
