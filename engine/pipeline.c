@@ -9,6 +9,7 @@
 #include "batch/ndjson.h"
 #include "ca/connector.h"
 #include "engine/enroll.h"
+#include "engine/lane_tuner.h"
 #include "engine/metrics.h"
 #include "batch/log.h"
 #include "engine/progress.h"
@@ -78,12 +79,44 @@ static void report_line_failure(run *r, const char *id, long line, const error_l
 }
 
 /* HSM operations in flight when neither --hsm-concurrency nor Hsm.Concurrency says: enough to
- * keep a network HSM with a few milliseconds per call busy at the engine's CPU rate. */
-#define HSM_CONCURRENCY_DEFAULT 32
+ * keep a network HSM with a few milliseconds per call busy at the engine's CPU rate; the run
+ * raises it while that makes it faster (engine/lane_tuner.h), up to HSM_CONCURRENCY_AUTO_MAX. */
+#define HSM_CONCURRENCY_DEFAULT  32
+#define HSM_CONCURRENCY_AUTO_MAX 256
+
+/* Whether the operator chose the lanes (then the run keeps them). */
+static bool lanes_fixed(const run *r)
+{
+    return r->opt.hsm_concurrency > 0 || r->cfg->hsm.concurrency > 0;
+}
+
+/* The most lanes every token's session limit allows (leaving one session for the login and
+ * one for the CAs and `serve` of the same process), and Hsm.MaxSessions; at most want. */
+static int lane_room(const run *r, long long want, bool say)
+{
+    if (r->cfg->hsm.max_sessions > 0 && want > r->cfg->hsm.max_sessions - 1) {
+        /* Hsm.MaxSessions: the run's sessions per token, its login session included. */
+        want = r->cfg->hsm.max_sessions > 1 ? r->cfg->hsm.max_sessions - 1 : 1;
+        if (say)
+            log_info("Hsm.MaxSessions %lld: %lld HSM operations in flight",
+                     r->cfg->hsm.max_sessions, want);
+    }
+    for (size_t t = 0; t < r->hsm->token_count; t++) {
+        unsigned long max = r->hsm->tokens[t].desc.max_rw_sessions;
+        long long room = max > 2 ? (long long)max - 2 : 1;
+        if (max > 0 && room < want) {
+            if (say)
+                log_info("token \"%s\" allows %lu read/write sessions: %lld HSM operations in "
+                         "flight",
+                         r->hsm->tokens[t].desc.label, max, room);
+            want = room;
+        }
+    }
+    return (int)want;
+}
 
 /* How many lanes (worker threads with their own sessions) the run starts: the HSM concurrency,
- * at least one per CPU permit, and within every token's session limit (leaving one session for
- * the login and one for the CAs and `serve` of the same process). */
+ * at least one per CPU permit, within lane_room. */
 static int lane_count(const run *r)
 {
     long long want = r->opt.hsm_concurrency > 0    ? r->opt.hsm_concurrency
@@ -91,22 +124,7 @@ static int lane_count(const run *r)
                                                    : HSM_CONCURRENCY_DEFAULT;
     if (want < r->opt.workers)
         want = r->opt.workers;
-    if (r->cfg->hsm.max_sessions > 0 && want > r->cfg->hsm.max_sessions - 1) {
-        /* Hsm.MaxSessions: the run's sessions per token, its login session included. */
-        want = r->cfg->hsm.max_sessions > 1 ? r->cfg->hsm.max_sessions - 1 : 1;
-        log_info("Hsm.MaxSessions %lld: %lld HSM operations in flight", r->cfg->hsm.max_sessions,
-                 want);
-    }
-    for (size_t t = 0; t < r->hsm->token_count; t++) {
-        unsigned long max = r->hsm->tokens[t].desc.max_rw_sessions;
-        long long room = max > 2 ? (long long)max - 2 : 1;
-        if (max > 0 && room < want) {
-            log_info("token \"%s\" allows %lu read/write sessions: %lld HSM operations in flight",
-                     r->hsm->tokens[t].desc.label, max, room);
-            want = room;
-        }
-    }
-    return (int)want;
+    return lane_room(r, want, true);
 }
 
 /* 0, -1 with err, or -2 when the module refused a session for lack of them (CKR_SESSION_COUNT):
@@ -158,11 +176,46 @@ static int restart_hsm(run *r, worker *workers, int nworkers, enroll_error *err)
     return rc;
 }
 
+/* The lane tuner's raise: workers nworkers..want-1 get their sessions and threads (workers has
+ * room for them). A module out of sessions, or a thread that cannot start, ends the raises. */
+static void add_lanes(run *r, worker *workers, int *nworkers, int *started, int want,
+                      lane_tuner *tuner)
+{
+    int n = *nworkers;
+    for (int i = n; i < want; i++) {
+        enroll_error e = {0};
+        workers[i].run = r;
+        workers[i].index = i;
+        int opened = open_worker_sessions(r, &workers[i], &e);
+        if (opened == 0 &&
+            pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) == 0) {
+            n++;
+            continue;
+        }
+        close_worker_sessions(r, &workers[i]);
+        log_verbose("lanes: no more than %d (%s)", n,
+                    opened == 0 ? "cannot start a thread" : e.message);
+        tuner->settled = true;
+        break;
+    }
+    if (n == *nworkers)
+        return;
+    throttle_add_lanes(&r->throttle, n);
+    queue_raise_capacity(&r->queue,
+                         (size_t)n * 2 + (r->ca.http != NULL ? (size_t)r->opt.inflight : 0));
+    *started += n - *nworkers;
+    *nworkers = n;
+    r->lanes = n;
+}
+
 int pipeline_run(run *r, enroll_error *err)
 {
     ndjson_reader *reader = &r->reader; /* opened by run_open */
     int nworkers = lane_count(r);
-    worker *workers = calloc((size_t)nworkers, sizeof *workers);
+    int cap = lanes_fixed(r) ? nworkers : lane_room(r, HSM_CONCURRENCY_AUTO_MAX, false);
+    if (cap < nworkers)
+        cap = nworkers;
+    worker *workers = calloc((size_t)cap, sizeof *workers);
     if (workers == NULL) {
         enroll_error_set(err, HSE_OUT_OF_MEMORY, NULL, "out of memory");
         return -1;
@@ -195,6 +248,7 @@ int pipeline_run(run *r, enroll_error *err)
         }
     }
     r->lanes = nworkers;
+    r->lanes_first = nworkers;
     sem_init(&r->cpu_gate, 0, (unsigned)(r->opt.workers < nworkers ? r->opt.workers : nworkers));
     throttle_init(&r->throttle, nworkers);
     /* Two jobs per lane keep the lanes busy; network CAs add --inflight jobs waiting on
@@ -211,6 +265,8 @@ int pipeline_run(run *r, enroll_error *err)
         started++;
     }
     progress *prog = rc == 0 ? progress_start(r) : NULL;
+    lane_tuner tuner;
+    lane_tuner_init(&tuner, !lanes_fixed(r) && nworkers < cap, nworkers, cap, run_clock_ns(), 0);
 
     line_checker checker;
     line_checker_init(&checker, r->cfg, &r->defaults, r->opt.default_ca, recovery_run_id(r));
@@ -275,6 +331,10 @@ int pipeline_run(run *r, enroll_error *err)
             r->opt.rate > 0 ? paced_admission(r, &schedule_start, admitted) : run_clock_ns();
         queue_admit(&r->queue, j);
         admitted++;
+        int want = lane_tuner_tick(&tuner, nworkers, run_clock_ns(), queue_finished(&r->queue),
+                                   atomic_load(&r->throttle.slowdowns) > 0);
+        if (want > nworkers)
+            add_lanes(r, workers, &nworkers, &started, want, &tuner);
         if (session_key && r->hsm->restart_every > 0 && ++session_keys >= r->hsm->restart_every) {
             session_keys = 0;
             if (restart_hsm(r, workers, nworkers, err) != 0) {

@@ -76,6 +76,7 @@ void queue_job_done(job_queue *q)
 {
     pthread_mutex_lock(&q->lock);
     q->in_flight--;
+    q->finished++;
     pthread_cond_signal(&q->room);
     if (q->closed && q->in_flight == 0)
         pthread_cond_broadcast(&q->ready);
@@ -97,5 +98,23 @@ void queue_wait_idle(job_queue *q)
     pthread_mutex_lock(&q->lock);
     while (q->in_flight > 0)
         pthread_cond_wait(&q->room, &q->lock);
+    pthread_mutex_unlock(&q->lock);
+}
+
+long queue_finished(job_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    long n = q->finished;
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+void queue_raise_capacity(job_queue *q, size_t capacity)
+{
+    pthread_mutex_lock(&q->lock);
+    if (capacity > q->capacity) {
+        q->capacity = capacity;
+        pthread_cond_broadcast(&q->room);
+    }
     pthread_mutex_unlock(&q->lock);
 }

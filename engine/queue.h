@@ -15,6 +15,7 @@ typedef struct job_queue {
     pthread_cond_t room;  /* admission: fewer than capacity jobs in flight */
     struct job *head, *tail;
     size_t in_flight, capacity;
+    long finished; /* jobs done since queue_init (queue_finished) */
     bool closed;
 } job_queue;
 
@@ -32,5 +33,9 @@ void queue_job_done(job_queue *q);
 void queue_close(job_queue *q);
 /* Waits until every admitted job has finished. */
 void queue_wait_idle(job_queue *q);
+/* Jobs finished so far. */
+long queue_finished(job_queue *q);
+/* Room for more jobs in flight (more lanes): capacity raised to at least capacity. */
+void queue_raise_capacity(job_queue *q, size_t capacity);
 
 #endif

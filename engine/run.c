@@ -285,12 +285,13 @@ json_t *run_stats_json(run *r)
     getrusage(RUSAGE_SELF, &ru);
     double seconds = sum.seconds;
     json_t *doc = json_pack(
-        "{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i}", "Requests",
+        "{s:I, s:I, s:I, s:f, s:f, s:o, s:o, s:o, s:o, s:f, s:i, s:i, s:i}", "Requests",
         (json_int_t)total, "Issued", (json_int_t)sum.issued, "Failed", (json_int_t)sum.failed,
         "Seconds", seconds, "CertificatesPerSecond", seconds > 0 ? sum.issued / seconds : 0.0,
         "FirstCertificateMs", first ? json_real((first - r->entered_ns) / 1e6) : json_null(),
         "LatencyMs", latency, "StageMeanMs", stages, "LatencyCdf", cdf, "PeakRssMiB",
-        ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", r->lanes);
+        ru.ru_maxrss / 1024.0, "Workers", r->opt.workers, "HsmLanes", (int)r->lanes,
+        "HsmLanesFirst", r->lanes_first);
     /* The module's busy answers (engine/throttle.h): met, slow-downs, fewest operations in
      * flight. Only when there were any. */
     if (doc != NULL && atomic_load(&r->throttle.answers) > 0)

@@ -87,9 +87,11 @@ struct run {
     pthread_mutex_t failures_lock;
     run_failure_code failures[RUN_FAILURE_KINDS];
     size_t failure_kinds;
-    /* Set by pipeline_run before the workers start, read-only afterwards. */
-    int lanes;      /* worker threads, one set of sessions each: HSM operations in flight */
-    sem_t cpu_gate; /* opt.workers permits: the CPU-heavy stages run on one thread per core */
+    /* Set by pipeline_run before the workers start; lanes and lanes_first read-only afterwards
+     * but for the lane tuner's raises (engine/lane_tuner.h, from the reader thread). */
+    _Atomic int lanes; /* worker threads, one set of sessions each: HSM operations in flight */
+    int lanes_first;   /* lanes at the start */
+    sem_t cpu_gate;    /* opt.workers permits: the CPU-heavy stages run on one thread per core */
     hsm_throttle throttle; /* HSM stages in flight, lowered when the module is busy: set up by
                             * pipeline_run, used by the workers (enroll.c) */
     struct metrics_http *metrics; /* --metrics-listen (run.c), NULL: none */

@@ -25,6 +25,16 @@ void throttle_destroy(hsm_throttle *t)
     pthread_mutex_destroy(&t->lock);
 }
 
+void throttle_add_lanes(hsm_throttle *t, int lanes)
+{
+    pthread_mutex_lock(&t->lock);
+    if (t->limit == t->lanes)
+        t->limit = lanes; /* at full speed: the new lanes too; else they come back as calls do */
+    t->lanes = lanes;
+    pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
 void throttle_enter(hsm_throttle *t)
 {
     pthread_mutex_lock(&t->lock);

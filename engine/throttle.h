@@ -17,7 +17,7 @@ typedef struct hsm_throttle {
     pthread_cond_t cond;
     int active;             /* under lock: lanes in an HSM stage now */
     int limit;              /* under lock: places; lanes at first */
-    int lanes;              /* set by throttle_init */
+    int lanes;              /* under lock: set by throttle_init, raised by throttle_add_lanes */
     long ok_since;          /* under lock: successes since the last change */
     _Atomic long answers;   /* busy answers met */
     _Atomic long slowdowns; /* times the limit was lowered */
@@ -26,6 +26,8 @@ typedef struct hsm_throttle {
 
 void throttle_init(hsm_throttle *t, int lanes);
 void throttle_destroy(hsm_throttle *t);
+/* More lanes (engine/lane_tuner.c): as many more places, unless the module was busy. */
+void throttle_add_lanes(hsm_throttle *t, int lanes);
 /* Waits for a place. */
 void throttle_enter(hsm_throttle *t);
 /* Gives the place back; ok: the stage's HSM calls succeeded (raises the limit after enough). */

@@ -1,6 +1,7 @@
 /* HSM lanes apart from CPU threads: `run` against the embedded default's tokens behind
  * libp11fault.so (tests/tools), with a session limit (fewer lanes, no failed request), with latency
- * on key generation (as many lanes as asked), and Hsm.Concurrency's bounds. Behaviour only: no
+ * on key generation (as many lanes as asked; more found by the run when none is asked), and
+ * Hsm.Concurrency's bounds. Behaviour only: no
  * timing is asserted (speed belongs to `bench --hsm-latency`). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,57 @@ static void test_concurrency_from_config(void)
     json_decref(stats);
 }
 
+/* No concurrency set, and a module that takes 50 ms per key generation, signature and wrap (a
+ * network HSM far away): the CPU waits, so the run raises its lanes above the 32 it started
+ * with; with a module that allows 40 sessions per slot, it stops where the module refuses one
+ * more (CKR_SESSION_COUNT), and every request is still issued. */
+static void test_lanes_raised_when_the_module_is_slow(void)
+{
+    write_config("slow.json", "");
+    write_batch("slow.ndjson", "slow", 300);
+    json_t *stats = NULL;
+    const char *slow = "latency C_GenerateKeyPair 50\nlatency C_Sign 50\nlatency C_WrapKey 50\n";
+    int rc = run_with("slow.json", "slow.ndjson", slow, "--workers 2 -v", &stats);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(issued_in("slow.ndjson"), 300);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanesFirst")), 32);
+    CU_ASSERT(json_integer_value(json_object_get(stats, "HsmLanes")) > 32);
+    json_decref(stats);
+    char path[700];
+    snprintf(path, sizeof path, "%s/stderr-slow.ndjson.log", tmp);
+    char *log = test_read_file(path, NULL);
+    CU_ASSERT_PTR_NOT_NULL(log ? strstr(log, "HSM operations in flight (were 32)") : NULL);
+    free(log);
+    snprintf(path, sizeof path, "%s/out-slow.ndjson", tmp);
+    CU_ASSERT_EQUAL(test_verified_files(path, home), 300);
+
+    char faults[300];
+    snprintf(faults, sizeof faults, "%ssession-limit 40\n", slow);
+    write_batch("slow40.ndjson", "slow40", 300);
+    rc = run_with("slow.json", "slow40.ndjson", faults, "--workers 2", &stats);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(issued_in("slow40.ndjson"), 300);
+    long lanes = json_integer_value(json_object_get(stats, "HsmLanes"));
+    CU_ASSERT(lanes > 32 && lanes < 40);
+    json_decref(stats);
+}
+
+/* Hsm.Concurrency (or --hsm-concurrency) is the operator's: the run keeps it whatever the
+ * module's latency. */
+static void test_set_concurrency_is_kept(void)
+{
+    write_config("kept.json", ",\"Concurrency\":4");
+    write_batch("kept.ndjson", "kept", 40);
+    json_t *stats = NULL;
+    int rc = run_with("kept.json", "kept.ndjson", "latency C_GenerateKeyPair 50\n", "--workers 1",
+                      &stats);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(issued_in("kept.ndjson"), 40);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanesFirst")), 4);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanes")), 4);
+    json_decref(stats);
+}
+
 /* Fewer lanes asked than CPU permits: the CPU permits win (each worker is a lane). */
 static void test_lanes_at_least_workers(void)
 {
@@ -207,6 +259,8 @@ int main(void)
         TEST_CASE(test_concurrency_from_config),
         TEST_CASE(test_busy_module_slows_down),
         TEST_CASE(test_lanes_at_least_workers),
+        TEST_CASE(test_lanes_raised_when_the_module_is_slow),
+        TEST_CASE(test_set_concurrency_is_kept),
         TEST_CASE(test_concurrency_bounds),
         TEST_END,
     };
