@@ -1,16 +1,19 @@
 /* The raw PKCS#11 reference the engine is measured against: key generation + one signature in a
  * tight loop, on the same module, token and thread count, straight through the module's function
  * list (no hsmenroll code). --floor: the mandatory cryptography of one export P-256 request
- * instead (keygen, the CSR's signature, the wrap, the CA's signature, the proof-of-possession
- * check, PBKDF2-HMAC-SHA256 of the password). Prints one JSON line with the rate. The PIN comes
- * from an environment variable, never from argv. */
+ * instead (keygen, the CSR's signature, the wrap, the CA's signature with a token key, the
+ * proof-of-possession check, PBKDF2-HMAC-SHA256 of the password, the unwrap in process and the
+ * key's AES-256-CBC encryption under the password). Prints one JSON line with the rate. The PIN
+ * comes from an environment variable, never from argv. */
 #include <dlfcn.h>
 #include <getopt.h>
 #include <nettle/pbkdf2.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <p11-kit/pkcs11.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +64,49 @@ typedef struct probe_thread {
     int index;
 } probe_thread;
 
+/* RFC 5649 (CKM_AES_KEY_WRAP_PAD as the standard reads it), else RFC 3394 over PKCS#7 padding
+ * (as SoftHSM 2.6 writes it): the plain key, true when one of them checks. */
+static bool unwrap_in_process(const unsigned char kek[32], const unsigned char *in, size_t in_len,
+                              unsigned char *out, size_t *out_len)
+{
+    for (int pkcs7 = 0; pkcs7 < 2; pkcs7++) {
+        EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+        if (ctx != NULL)
+            EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+        int len1 = 0, len2 = 0;
+        bool ok = ctx != NULL && in_len <= 512 &&
+                  EVP_DecryptInit_ex(ctx, pkcs7 ? EVP_aes_256_wrap() : EVP_aes_256_wrap_pad(), NULL,
+                                     kek, NULL) == 1 &&
+                  EVP_DecryptUpdate(ctx, out, &len1, in, (int)in_len) == 1 &&
+                  EVP_DecryptFinal_ex(ctx, out + len1, &len2) == 1;
+        EVP_CIPHER_CTX_free(ctx);
+        size_t n = (size_t)len1 + (size_t)len2;
+        if (ok && pkcs7) {
+            unsigned pad = n > 0 ? out[n - 1] : 0;
+            ok = pad >= 1 && pad <= 16 && pad <= n;
+            n -= ok ? pad : 0;
+        }
+        if (ok) {
+            *out_len = n;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool cbc_encrypt(const unsigned char key[32], const unsigned char iv[16],
+                        const unsigned char *in, size_t in_len, unsigned char *out, size_t cap)
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int len1 = 0, len2 = 0;
+    bool ok = ctx != NULL && in_len + 16 <= cap &&
+              EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, key, iv) == 1 &&
+              EVP_EncryptUpdate(ctx, out, &len1, in, (int)in_len) == 1 &&
+              EVP_EncryptFinal_ex(ctx, out + len1, &len2) == 1;
+    EVP_CIPHER_CTX_free(ctx);
+    return ok;
+}
+
 static void *worker(void *arg)
 {
     probe *p = ((probe_thread *)arg)->p;
@@ -109,14 +155,32 @@ static void *worker(void *arg)
     CK_ULONG kek_len = 32;
     CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
     CK_KEY_TYPE aes = CKK_AES;
+    /* Imported from known bytes, as the engine imports its KEK: the wrapped key is unwrapped
+     * in process, as an export must be before it is written out. */
+    unsigned char kek_value[32];
+    (void)kek_len;
+    if (RAND_bytes(kek_value, sizeof kek_value) != 1)
+        return NULL;
+    CK_BBOOL no = CK_FALSE;
     CK_ATTRIBUTE kek_attrs[] = {{CKA_CLASS, &secret, sizeof secret},
                                 {CKA_KEY_TYPE, &aes, sizeof aes},
-                                {CKA_VALUE_LEN, &kek_len, sizeof kek_len},
+                                {CKA_TOKEN, &no, 1},
+                                {CKA_VALUE, kek_value, sizeof kek_value},
                                 {CKA_WRAP, &yes, 1}};
-    CK_MECHANISM aes_gen = {CKM_AES_KEY_GEN, NULL, 0}, kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
-    if (p->floor &&
-        (p->f->C_GenerateKey(s, &aes_gen, kek_attrs, 4, &kek) != CKR_OK ||
-         p->f->C_GenerateKeyPair(s, &gen, pub, 3, priv, 4, &ca_pub, &ca_priv) != CKR_OK)) {
+    CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+    /* The CA's key is a token object, as a CA's key is (SoftHSM reads a token object's file
+     * state at each use, which a session key would not cost). */
+    CK_BBOOL persistent = CK_TRUE;
+    CK_ATTRIBUTE ca_pub_attrs[] = {{CKA_TOKEN, &persistent, 1},
+                                   {CKA_VERIFY, &yes, 1},
+                                   {CKA_EC_PARAMS, (void *)params, params_len}};
+    CK_ATTRIBUTE ca_priv_attrs[] = {{CKA_TOKEN, &persistent, 1},
+                                    {CKA_SIGN, &yes, 1},
+                                    {CKA_SENSITIVE, &yes, 1},
+                                    {CKA_PRIVATE, &yes, 1}};
+    if (p->floor && (p->f->C_CreateObject(s, kek_attrs, 5, &kek) != CKR_OK ||
+                     p->f->C_GenerateKeyPair(s, &gen, ca_pub_attrs, 3, ca_priv_attrs, 4, &ca_pub,
+                                             &ca_priv) != CKR_OK)) {
         p->f->C_CloseSession(s);
         return NULL;
     }
@@ -152,6 +216,14 @@ static void *worker(void *arg)
             EVP_MD_CTX_free(md);
             pbkdf2_hmac_sha256(12, (const uint8_t *)"probe-passwd", (unsigned)p->iterations, 16,
                                data, sizeof dk, dk);
+            /* The key out of its wrapping, then encrypted under the password's key (PBES2's
+             * AES-256-CBC), as a password-protected PEM holds it. */
+            unsigned char plain[512], sealed[560], iv[16];
+            size_t plain_len = 0;
+            ok = ok && unwrap_in_process(kek_value, wrapped, wrapped_len, plain, &plain_len) &&
+                 RAND_bytes(iv, sizeof iv) == 1 &&
+                 cbc_encrypt(dk, iv, plain, plain_len, sealed, sizeof sealed);
+            OPENSSL_cleanse(plain, sizeof plain);
         }
         if (!ok)
             failed++;

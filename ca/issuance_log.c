@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "batch/idset.h"
+#include "batch/json_out.h"
 #include "batch/keyhistory.h"
 #include "formats/base64.h"
 #include "formats/csr.h"
@@ -357,7 +358,7 @@ int issuance_log_append(issuance_log *ca, X509 *cert, const char *run_id, const 
     /* Not indexed: within one process a run asks once per request (its Ids are unique); only a
      * resumed run asks again, and its next process finds this line in the log. So the index
      * holds what a run issued before it was interrupted, not the whole batch. */
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *text = json_out_compact(line); /* json_dumps(line, JSON_COMPACT), faster */
     int logged =
         locked && text != NULL && fprintf(ca->log, "%s\n", text) > 0 && fflush(ca->log) == 0;
     if (logged && fstat(fileno(ca->log), &st) == 0)

@@ -273,8 +273,13 @@ static int check_capabilities(run *r, job *j, const hsm_key_spec *spec, bool exp
  * to the private half of the public key the token gave. */
 static int prove_export(run *r, job *j, EVP_PKEY *pub)
 {
-    EVP_PKEY *priv = unwrap_key(r, j, true); /* compared only, against a legacy public key */
+    EVP_PKEY *priv = unwrap_key(r, j, true); /* against a legacy public key; a bundle's form */
     int same = priv != NULL ? EVP_PKEY_eq(priv, pub) : 0;
+    if (same == 1 && j->policy.ca->type == CA_TYPE_LOCAL) {
+        EVP_PKEY_free(j->proven_key);
+        j->proven_key = priv; /* delivered in a moment, by this thread (proven_key) */
+        return 0;
+    }
     EVP_PKEY_free(priv);
     if (same == 1)
         return 0;
@@ -417,6 +422,8 @@ static int generate(worker *w, job *j)
             j->wrapped_key = NULL;
             j->wrapped_len = 0;
         }
+        EVP_PKEY_free(j->proven_key);
+        j->proven_key = NULL;
         free(j->key_uri);
         j->key_uri = NULL;
         enroll_error_clear(&j->err);
@@ -686,8 +693,12 @@ static int deliver(worker *w, job *j, json_t *files, char **password_out)
         goto done;
     }
     if (req->storage == STORAGE_EXPORT) {
-        if ((key = unwrap_key(r, j, j->target_count == 0)) == NULL)
+        if (j->proven_key != NULL && j->target_count == 0) {
+            key = j->proven_key; /* unwrapped by its proof a moment ago */
+            j->proven_key = NULL;
+        } else if ((key = unwrap_key(r, j, j->target_count == 0)) == NULL) {
             goto done;
+        }
         if (privkey_matches_cert(j->cert, key) != 1) {
             enroll_error_set(&j->err, HSE_KEY_MISMATCH, NULL,
                              "the issued certificate does not match the generated key");
@@ -802,6 +813,7 @@ static json_t *certificate_information(job *j, const char *password)
 static void free_job(job *j)
 {
     request_free(j->req);
+    EVP_PKEY_free(j->proven_key);
     if (j->wrapped_key != NULL) {
         OPENSSL_cleanse(j->wrapped_key, j->wrapped_len);
         free(j->wrapped_key);

@@ -136,6 +136,10 @@ typedef struct job {
     key_export_kind export_kind;
     unsigned char *wrapped_key; /* the key, AES-KWP wrapped under the run's KEK */
     size_t wrapped_len;
+    /* The export key in clear from its proof (enroll.c prove_export), kept only for a CA that
+     * answers at once (the embedded CA), so that its delivery, a moment later on the same
+     * thread, does not unwrap it again; NULL otherwise. Freed by deliver or free_job. */
+    EVP_PKEY *proven_key;
     char *key_uri;
     unsigned char key_id[16]; /* CKA_ID of its key when journaled (recovery_key_id) */
     store_target *targets;    /* PFX delivery into certificate stores (NULL: none) */
