@@ -273,6 +273,61 @@ static const char *url_for_log(const char *url, char *buf, size_t size)
     return buf;
 }
 
+/* The most request starts per second for ep: its RateLimit, else what its 429s taught. */
+static double endpoint_rate(const http_endpoint *ep)
+{
+    return ep->rate_limit > 0 ? ep->rate_limit : ep->learned_rate;
+}
+
+/* A CA without RateLimit, learnt from its answers (under the lock): at a 429 (at most once a
+ * second) the rate goes to 95% of what the CA accepted in the last whole second (at the first
+ * 429, what it accepted so far, until that second is over); each
+ * second without a 429 it goes up by 10% (at least one request per second), to find the quota
+ * again when it was set low, or when it grew. */
+static void learn_rate_locked(http_endpoint *ep, bool quota, unsigned long long now)
+{
+    if (ep->rate_limit > 0)
+        return;
+    if (ep->window_ns == 0)
+        ep->window_ns = now;
+    if (!quota)
+        ep->window_ok++;
+    double elapsed = (double)(now - ep->window_ns) / 1e9;
+    if (elapsed >= 1.0) {
+        ep->ok_rate = (double)ep->window_ok / elapsed;
+        ep->window_ok = 0;
+        ep->window_ns = now;
+        if (ep->rate_provisional) {
+            /* The second of the first 429 is over: what the CA took in it, unless the first
+             * guess was higher (the pauses of that second may have held requests back; a rate
+             * too high meets a 429 soon, measured at the CA's limit). */
+            ep->rate_provisional = false;
+            if (ep->ok_rate > ep->learned_rate)
+                ep->learned_rate = ep->ok_rate;
+            log_verbose("http: the CA answers 429: %.1f requests/s from now on", ep->learned_rate);
+        } else if (ep->learned_rate > 0 && now - ep->lowered_ns >= 1000000000ull) {
+            double step = ep->learned_rate * 0.1;
+            ep->learned_rate += step > 1 ? step : 1;
+        }
+    }
+    if (!quota || (ep->lowered_ns != 0 && now - ep->lowered_ns < 1000000000ull))
+        return;
+    ep->lowered_ns = now;
+    if (ep->learned_rate == 0) {
+        /* The first 429: what the CA took so far this second, for now, and what it took in
+         * the whole second once that is over. */
+        double so_far = (double)ep->window_ok / (elapsed > 0.1 ? elapsed : 0.1);
+        ep->learned_rate = so_far > 1 ? so_far : 1;
+        ep->rate_provisional = true;
+        return;
+    }
+    double next = ep->ok_rate * 0.95;
+    if (next <= 0 || ep->learned_rate * 0.95 < next)
+        next = ep->learned_rate * 0.95; /* still refused at the learned rate: lower it */
+    ep->learned_rate = next > 0.5 ? next : 0.5;
+    log_verbose("http: the CA answers 429: %.1f requests/s from now on", ep->learned_rate);
+}
+
 /* One attempt ended: schedule the next one, or hand the request to its owner. */
 static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
 {
@@ -306,6 +361,8 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
         req->throttled++;
         atomic_fetch_add(&ep->throttled, 1);
     }
+    if (rc == CURLE_OK)
+        learn_rate_locked(ep, quota, now_ns());
     if (retry &&
         (quota ? req->throttled <= MAX_THROTTLED : req->attempts - req->throttled <= ep->retries)) {
         long delay;
@@ -313,7 +370,7 @@ static void attempt_ended(http_loop *loop, http_request *req, CURLcode rc)
             /* The CA's quota: the whole CA waits (Retry-After, else one second), then starts
              * again at its rate. */
             delay = req->retry_after_ms >= 0 ? req->retry_after_ms : 1000;
-            long interval_ms = ep->rate_limit > 0 ? (long)(1000.0 / ep->rate_limit) + 1 : 100;
+            long interval_ms = endpoint_rate(ep) > 0 ? (long)(1000.0 / endpoint_rate(ep)) + 1 : 100;
             if (delay < interval_ms) /* "Retry-After: 0" is no reason to hammer */
                 delay = interval_ms;
             if (delay > MAX_RETRY_AFTER_MS)
@@ -363,8 +420,8 @@ static bool endpoint_ready(const http_endpoint *ep, unsigned long long now,
         *when = ep->paused_ns;
         return false;
     }
-    if (ep->rate_limit > 0) {
-        unsigned long long interval = (unsigned long long)(1e9 / ep->rate_limit);
+    if (endpoint_rate(ep) > 0) {
+        unsigned long long interval = (unsigned long long)(1e9 / endpoint_rate(ep));
         if (ep->next_ns > now + interval) {
             *when = ep->next_ns - interval;
             return false;
@@ -376,8 +433,8 @@ static bool endpoint_ready(const http_endpoint *ep, unsigned long long now,
 static void endpoint_started(http_endpoint *ep, unsigned long long now)
 {
     ep->active++;
-    if (ep->rate_limit > 0) {
-        unsigned long long interval = (unsigned long long)(1e9 / ep->rate_limit);
+    if (endpoint_rate(ep) > 0) {
+        unsigned long long interval = (unsigned long long)(1e9 / endpoint_rate(ep));
         ep->next_ns = (ep->next_ns > now ? ep->next_ns : now) + interval;
     }
 }

@@ -32,9 +32,17 @@ typedef struct http_endpoint {
     double rate_limit;                    /* most request starts per second; 0: no limit */
     int max_in_flight;                    /* most transfers at a time; 0: the loop's inflight */
     /* Private to the loop (under its lock): the CA's own schedule. */
-    _Atomic int active;              /* transfers in flight to this CA */
-    unsigned long long next_ns;      /* GCRA: the theoretical start time of the next request */
-    unsigned long long paused_ns;    /* a 429 pauses the CA until then */
+    _Atomic int active;           /* transfers in flight to this CA */
+    unsigned long long next_ns;   /* GCRA: the theoretical start time of the next request */
+    unsigned long long paused_ns; /* a 429 pauses the CA until then */
+    /* No rate_limit: the rate learned from the CA's 429s (lowered to what it accepted, raised
+     * a little each second without one); 0 until the first 429. */
+    double learned_rate;
+    unsigned long long window_ns;    /* start of the current second of answers */
+    long window_ok;                  /* answers other than 429 in it */
+    double ok_rate;                  /* such answers per second in the last whole one */
+    unsigned long long lowered_ns;   /* when learned_rate was last lowered */
+    bool rate_provisional;           /* learned_rate from part of a second, until it is over */
     _Atomic unsigned long throttled; /* 429 answers seen (for the summary and metrics) */
     _Atomic unsigned long retried;   /* attempts scheduled again (429s included) */
 } http_endpoint;

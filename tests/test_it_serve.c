@@ -382,7 +382,8 @@ static long quota_refusals(void)
 
 /* A CA with a quota (serve --rate-limit 20, 429 with Retry-After above it). With RateLimit 20
  * and MaxInFlight 4 in the CA entry, every request is issued and the server refused next to none;
- * without them every request is still issued: the 429s are waited out, not failures. */
+ * without them every request is still issued: the 429s are waited out, not failures, and the
+ * engine learns the rate from them instead of retrying in waves (fewer than 3 per request). */
 static void test_ca_quota(void)
 {
     char config[600], batch[600], out[600], results[700];
@@ -415,8 +416,9 @@ static void test_ca_quota(void)
         long refused = quota_refusals();
         CU_ASSERT_TRUE(refused >= 0);
         CU_ASSERT_EQUAL(scraped, refused);
-        if (limited)
-            CU_ASSERT_TRUE(refused <= 2);
+        /* Without RateLimit, the rate learnt from the 429s: no storm of retries (344 for these
+         * 40 requests when each request waited out its own). */
+        CU_ASSERT_TRUE(limited ? refused <= 2 : refused < 120);
     }
     CU_ASSERT_EQUAL_FATAL(start_server(""), 0);
 }
