@@ -762,6 +762,17 @@ static void failover(void)
     pthread_mutex_unlock(&lock);
 }
 
+/* Closes session between calls, as a failover closes them all: SoftHSM 2.6 destroys the
+ * session's objects under other threads' running calls, which a module that loses a session
+ * (a dropped connection) would not. */
+static void close_between_calls(CK_SESSION_HANDLE session)
+{
+    pthread_once(&gate_once, gate_init);
+    pthread_rwlock_wrlock(&gate);
+    real->C_CloseSession(session);
+    pthread_rwlock_unlock(&gate);
+}
+
 /* Logs the token of session out, between calls as a failover does (SoftHSM drops the private
  * objects of a logout under another thread's running call). */
 static void logout(CK_SESSION_HANDLE session)
@@ -806,7 +817,7 @@ static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
     if (us > 0)
         sleep_us(us);
     if (hit != NULL && action == ACT_SESSION_LOSS)
-        (void)GATED(real->C_CloseSession(session));
+        close_between_calls(session);
     else if (hit != NULL && action == ACT_FAILOVER)
         failover();
     else if (hit != NULL && action == ACT_LOGOUT)
