@@ -322,10 +322,15 @@ static void run_module(int e)
     }
     json_decref(results);
 
-    /* Killed after the second certificate came back (before the journal knew it), resumed. */
+    /* Killed after the second certificate came back (before the journal knew it), resumed.
+     * One lane, so that no other HSM call is under way when the kill comes: opencryptoki
+     * rewrites its token data file in place (fopen "w", then fwrite), so a kill under another
+     * lane's token write can leave the token without its data (a run here lost its token's
+     * label after the kill). What a module survives of a kill is its own business; what the
+     * engine does after one is what this step checks. */
     status = ENGINE(dir,
                     "HSMENROLL_FAULT_KILL_AFTER=2 %s run --config cfg.json -o out-kill "
-                    "kill.ndjson 2>kill.log",
+                    "--workers 1 --hsm-concurrency 1 kill.ndjson 2>kill.log",
                     dir, dir, HSMENROLL_BIN);
     CU_ASSERT_EQUAL(status, 128 + 9);
     CU_ASSERT_EQUAL(ENGINE(dir,
