@@ -19,7 +19,7 @@ typedef struct lane_tuner {
     double window_cpu_s;  /* process CPU time at its start */
     long window_finished; /* jobs finished at its start */
     double rate_before;   /* jobs/s of the window before the last raise */
-    int raises;           /* for the log and --stats-json */
+    int raises;           /* raises so far */
 } lane_tuner;
 
 /* The window the run looks at: long enough for a few hundred requests on a fast module. */
