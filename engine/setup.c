@@ -109,8 +109,10 @@ static int prepare_home(const char *home, enroll_error *err)
     }
     bool ours = strncmp(have, header, sizeof header - 1) == 0;
     if (f == NULL || (ours && strcmp(have, want) != 0)) {
-        char tmp[PATH_MAX + 8];
-        snprintf(tmp, sizeof tmp, "%s.new", conf);
+        /* A name of this process's own: several engines may make a new home at once (shards),
+         * and a shared name lets one rename the other's file away under it. */
+        char tmp[PATH_MAX + 32];
+        snprintf(tmp, sizeof tmp, "%s.new.%ld", conf, (long)getpid());
         FILE *w = fopen(tmp, "we");
         bool ok = w != NULL && fputs(want, w) >= 0;
         if (w != NULL && fclose(w) != 0)

@@ -386,12 +386,13 @@ static void test_tokens_made_together(void)
         char batch[700];
         snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
         write_batch(batch, "emb");
-        CU_ASSERT_EQUAL(test_sh("cd '%s' && pids=''; for i in 0 1 2 3; do HSMENROLL_HOME='%s/home' "
-                                "'%s' run batch.ndjson -o emb-$i --shard $i/4 -q 2>>emb.log & "
-                                "pids=\"$pids $!\"; done; rc=0; for p in $pids; do wait $p; "
-                                "[ $? -le 1 ] || rc=1; done; exit $rc",
-                                dir, dir, HSMENROLL_BIN),
-                        0);
+        CU_ASSERT_EQUAL(
+            test_sh("cd '%s' && pids=''; for i in 0 1 2 3; do HSMENROLL_HOME='%s/home' "
+                    "'%s' run batch.ndjson -o emb-$i --shard $i/4 -q 2>>emb.log & "
+                    "pids=\"$pids $!\"; done; rc=0; for p in $pids; do wait $p; "
+                    "[ $? -le 1 ] || rc=1; done; [ $rc = 0 ] || cat emb.log >&2; exit $rc",
+                    dir, dir, HSMENROLL_BIN),
+            0);
         labels = test_sh_output(NULL,
                                 "SOFTHSM2_CONF='%s/home/softhsm2.conf' softhsm2-util --show-slots "
                                 "| sed -n 's/^ *Label: *\\([^ ]*\\).*/\\1/p' | grep . | sort | "
