@@ -193,17 +193,43 @@ static int recover_lost_sessions(worker *w)
     return recovered;
 }
 
+/* Whether a call on one of the worker's sessions answered that the module is busy since the
+ * last look (hsm_session.busy); clears the marks. */
+static bool sessions_busy(worker *w)
+{
+    bool busy = false;
+    for (size_t t = 0; t < w->run->hsm->token_count; t++) {
+        busy = busy || w->sessions[t].busy;
+        w->sessions[t].busy = false;
+    }
+    return busy;
+}
+
+/* After an HSM step failed (key generation, a key's import, the embedded CA's signature): whether
+ * to try it again. A busy module (refused: sessions_busy said so) is waited for (engine/throttle.h)
+ * up to THROTTLE_RETRIES times; a lost session is recovered at most twice, since a failover can
+ * reach one step twice (its first attempt, and its retry on a session opened while another lane
+ * was still logging the tokens in). why: the failure, for the busy module's log line. */
+static bool hsm_step_again(worker *w, bool refused, const char *why, int *busy, int *recoveries)
+{
+    if (refused && *busy < THROTTLE_RETRIES) {
+        throttle_busy(&w->run->throttle, why, ++*busy);
+        return true;
+    }
+    return (*recoveries)++ < 2 && recover_lost_sessions(w) == 1;
+}
+
 /* key_import into token t, a lost session recovered on the way (at most twice, as for a
  * generated key): reopened, what the attempt left in the token destroyed by its CKA_ID (no one
  * has seen that key), imported again. 0, or -1 with err. */
 static int import_recovering(worker *w, size_t t, EVP_PKEY *key, const char *label,
                              hsm_keypair *pair, enroll_error *err)
 {
-    for (int recoveries = 0;; recoveries++) {
+    for (int recoveries = 0, busy = 0;;) {
         memset(pair, 0, sizeof *pair);
         if (key_import(&w->sessions[t], key, label, pair, err) == 0)
             return 0;
-        if (recoveries == 2 || recover_lost_sessions(w) != 1)
+        if (!hsm_step_again(w, false, err->message, &busy, &recoveries))
             return -1;
         hsm_destroy_keypair_by_id(&w->sessions[t], pair->id, HSM_KEY_ID_LEN);
         enroll_error_clear(err);
@@ -380,24 +406,9 @@ static int generate_once(worker *w, job *j)
  * first attempt left in the token is destroyed (no one has seen that key: its CSR was not sent
  * and it is not journaled yet; an export key, a session object, is gone anyway), and a new key is
  * made under the same CKA_ID. */
-/* Whether a call on one of the worker's sessions answered that the module is busy since the
- * last look (hsm_session.busy); clears the marks. */
-static bool sessions_busy(worker *w)
-{
-    bool busy = false;
-    for (size_t t = 0; t < w->run->hsm->token_count; t++) {
-        busy = busy || w->sessions[t].busy;
-        w->sessions[t].busy = false;
-    }
-    return busy;
-}
-
 static int generate(worker *w, job *j)
 {
     run *r = w->run;
-    /* At most two recoveries: a failover can reach one job twice (its first attempt, and its
-     * retry on a session opened while another worker was still logging the tokens in). A busy
-     * module is waited for (engine/throttle.h), up to THROTTLE_RETRIES times. */
     for (int recoveries = 0, busy = 0;;) {
         (void)sessions_busy(w);
         throttle_enter(&r->throttle);
@@ -406,9 +417,7 @@ static int generate(worker *w, job *j)
         throttle_leave(&r->throttle, made == 0);
         if (made == 0)
             return 0;
-        if (refused && busy < THROTTLE_RETRIES)
-            throttle_busy(&r->throttle, j->err.message, ++busy);
-        else if (recoveries++ == 2 || recover_lost_sessions(w) != 1)
+        if (!hsm_step_again(w, refused, j->err.message, &busy, &recoveries))
             return -1;
         hsm_session *s = &w->sessions[j->token];
         if (j->have_pair) {
@@ -1092,6 +1101,29 @@ static void on_ca_answer(ca_submission *sub, void *user)
     queue_requeue(&r->queue, j);
 }
 
+/* The embedded CA's submission. It signs in the HSM, on this worker's session on its token: a
+ * busy module is waited for and a lost session (or the login gone with a failover) recovered,
+ * and the certificate signed once more, as for the key (generate). A CA that failed this way
+ * issued nothing. False when the connector keeps the submission (pending). */
+static bool submit_local(worker *w, job *j)
+{
+    run *r = w->run;
+    for (int recoveries = 0, busy = 0;;) {
+        (void)sessions_busy(w);
+        throttle_enter(&r->throttle);
+        if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING) {
+            throttle_leave(&r->throttle, true);
+            return false;
+        }
+        bool failed = j->sub.answer.failed;
+        bool refused = failed && sessions_busy(w);
+        throttle_leave(&r->throttle, !failed);
+        if (!failed || !hsm_step_again(w, refused, j->sub.answer.err.message, &busy, &recoveries))
+            return true;
+        ca_answer_clear(&j->sub.answer);
+    }
+}
+
 bool enroll_job(worker *w, job *j)
 {
     run *r = w->run;
@@ -1162,43 +1194,11 @@ bool enroll_job(worker *w, job *j)
     j->submitted_ns = run_clock_ns();
     trace(j, "submit", 0, "CSR sent to CA \"%s\"", j->policy.ca->name);
     ca_in_flight_add(r, j, 1);
-    bool local = j->policy.ca->type == CA_TYPE_LOCAL;
-    if (local) { /* the embedded CA signs in the HSM, on this worker's session */
-        (void)sessions_busy(w);
-        throttle_enter(&r->throttle);
-    }
-    if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING) {
-        if (local)
-            throttle_leave(&r->throttle, true);
-        return false;
-    }
-    /* Its signature refused by a busy module: nothing was issued, the CA is asked again once
-     * the module has had time. */
-    for (int busy = 0; local; busy++) {
-        bool refused = j->sub.answer.failed && sessions_busy(w);
-        throttle_leave(&r->throttle, !j->sub.answer.failed);
-        if (!refused || busy == THROTTLE_RETRIES)
-            break;
-        throttle_busy(&r->throttle, j->sub.answer.err.message, busy + 1);
-        ca_answer_clear(&j->sub.answer);
-        throttle_enter(&r->throttle);
-        if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING) {
-            throttle_leave(&r->throttle, true);
-            return false;
-        }
-    }
-    /* The embedded CA signs with the worker's session on its token: lost there (or the login
-     * gone with a failover), the session is recovered and the certificate signed once more. A
-     * CA that failed this way issued nothing. */
-    for (int recoveries = 0; recoveries < 2 && j->sub.answer.failed &&
-                             j->policy.ca->type == CA_TYPE_LOCAL && recover_lost_sessions(w) == 1;
-         recoveries++) {
-        /* At most two, as for the key: a failover can reach the retry too, on a session opened
-         * while another lane was still logging the tokens in. */
-        ca_answer_clear(&j->sub.answer);
-        if (connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING)
-            return false;
-    }
+    bool answered_later = j->policy.ca->type == CA_TYPE_LOCAL
+                              ? !submit_local(w, j)
+                              : connector_submit(&r->ca, j->policy.ca, &j->sub) == SUBMIT_PENDING;
+    if (answered_later)
+        return false; /* on_ca_answer puts the job back on the queue */
     ca_in_flight_add(r, j, -1);
     take_answer(j);
     add_stage(w->run, STAGE_SUBMIT, j->submitted_ns);
