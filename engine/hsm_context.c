@@ -38,6 +38,21 @@ static void choose_wrap(hsm_context *ctx, hsm_wrap_scheme pad_scheme)
              "mechanism): use KeyStorage token");
 }
 
+/* Token i logged in again when its login is gone (hsm_token_relogin); *relogged says whether it
+ * was, and the context counts it. 0, or -1 with err (code). */
+static int relogin_token(hsm_context *ctx, size_t i, hse_code code, bool *relogged,
+                         enroll_error *err)
+{
+    hsm_error herr;
+    if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], relogged, &herr) != 0) {
+        hsm_error_to_enroll(&herr, code, err);
+        return -1;
+    }
+    if (*relogged)
+        atomic_fetch_add(&ctx->relogins, 1);
+    return 0;
+}
+
 /* Capabilities of the key tokens, the module's quirks (Hsm.Profile, or seen: a module whose
  * CKM_AES_KEY_WRAP_PAD gives RFC 5649 output is SoftHSM 2.x's code, with its transient
  * CKR_GENERAL_ERROR and its destroyed session objects kept until C_Finalize), the export wrap. */
@@ -63,13 +78,9 @@ static int probe(hsm_context *ctx, const config *cfg, enroll_error *err)
         CK_RV answer = CKR_OK;
         for (int attempt = 0; attempt < 3; attempt++) {
             hsm_session s;
-            hsm_error herr;
             bool relogged;
-            if (attempt > 0 &&
-                hsm_token_relogin(&ctx->tokens[0], ctx->token_pin[0], &relogged, &herr) != 0) {
-                hsm_error_to_enroll(&herr, HSE_HSM_LOGIN, err);
+            if (attempt > 0 && relogin_token(ctx, 0, HSE_HSM_LOGIN, &relogged, err) != 0)
                 return -1;
-            }
             hsm_context_login_session(ctx, 0, &s);
             pad = hsm_probe_wrap_pad(&s, &answer);
             if (!hsm_rv_transient(answer))
@@ -298,14 +309,9 @@ bool hsm_context_can_export(hsm_context *ctx, char *why, size_t why_size)
 static int relogin_key_tokens(hsm_context *ctx, enroll_error *err)
 {
     for (size_t i = 0; i < ctx->key_token_count; i++) {
-        bool relogged = false;
-        hsm_error herr;
-        if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], &relogged, &herr) != 0) {
-            hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+        bool relogged;
+        if (relogin_token(ctx, i, HSE_HSM_SESSION_LOST, &relogged, err) != 0)
             return -1;
-        }
-        if (relogged)
-            atomic_fetch_add(&ctx->relogins, 1);
     }
     return 0;
 }
@@ -468,15 +474,13 @@ int hsm_context_recover(hsm_context *ctx, size_t t, hsm_session *session,
         bool again = false;
         for (size_t i = 0; rc == 0 && i < ctx->token_count; i++) {
             bool this_one = false;
-            if (hsm_token_relogin(&ctx->tokens[i], ctx->token_pin[i], &this_one, &herr) != 0) {
-                hsm_error_to_enroll(&herr, HSE_HSM_SESSION_LOST, err);
+            if (relogin_token(ctx, i, HSE_HSM_SESSION_LOST, &this_one, err) != 0) {
                 rc = -1;
                 break;
             }
             if (!this_one)
                 continue;
             again = true;
-            atomic_fetch_add(&ctx->relogins, 1);
             log_warning("token \"%s\": the login was gone (failover?): logged in again",
                         ctx->tokens[i].desc.label);
             /* The wrapping key was a session object of the old login session. */
