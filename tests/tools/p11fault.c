@@ -762,24 +762,15 @@ static void failover(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* Closes session between calls, as a failover closes them all: SoftHSM 2.6 destroys the
- * session's objects under other threads' running calls, which a module that loses a session
- * (a dropped connection) would not. */
-static void close_between_calls(CK_SESSION_HANDLE session)
+/* Calls fn (C_CloseSession for a session loss, C_Logout for a logout) on session between calls,
+ * as a failover closes every session: no other thread inside the real module meanwhile.
+ * SoftHSM 2.6 destroys a closed session's objects, or a logged-out token's private ones, under
+ * other threads' running calls, which a module that loses a session or a login would not. */
+static void between_calls(CK_C_CloseSession fn, CK_SESSION_HANDLE session)
 {
     pthread_once(&gate_once, gate_init);
     pthread_rwlock_wrlock(&gate);
-    real->C_CloseSession(session);
-    pthread_rwlock_unlock(&gate);
-}
-
-/* Logs the token of session out, between calls as a failover does (SoftHSM drops the private
- * objects of a logout under another thread's running call). */
-static void logout(CK_SESSION_HANDLE session)
-{
-    pthread_once(&gate_once, gate_init);
-    pthread_rwlock_wrlock(&gate);
-    real->C_Logout(session);
+    fn(session);
     pthread_rwlock_unlock(&gate);
 }
 
@@ -817,11 +808,11 @@ static CK_RV enter(int fn, CK_SESSION_HANDLE session, const CK_MECHANISM *mech)
     if (us > 0)
         sleep_us(us);
     if (hit != NULL && action == ACT_SESSION_LOSS)
-        close_between_calls(session);
+        between_calls(real->C_CloseSession, session);
     else if (hit != NULL && action == ACT_FAILOVER)
         failover();
     else if (hit != NULL && action == ACT_LOGOUT)
-        logout(session);
+        between_calls(real->C_Logout, session);
     return rv;
 }
 
