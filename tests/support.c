@@ -66,6 +66,20 @@ void test_engine_home_free(char *tmp, char *home)
     free(home);
 }
 
+void test_write_mixed_batch(const char *path, int n, const char *prefix, const char *domain)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        return;
+    for (int i = 1; i <= n; i++)
+        fprintf(f,
+                "{\"Id\":\"%s-%03d\",\"Template\":\"Default\",\"Subject\":\"CN=%s-%03d.%s."
+                "example\",\"KeyType\":\"ECC\",%s}\n",
+                prefix, i, prefix, i, domain,
+                i % 3 == 0 ? "\"KeyStorage\":\"token\",\"Format\":\"DER\"" : "\"Format\":\"PEM\"");
+    fclose(f);
+}
+
 long test_ca_issued(const char *home)
 {
     json_t *ca = test_sh_json(NULL, "HSMENROLL_HOME='%s' '%s' ca show --json", home, HSMENROLL_BIN);

@@ -42,6 +42,11 @@ int test_verified_files(const char *dir, const char *home);
 int test_engine_home(const char *prefix, char **tmp, char **home);
 void test_engine_home_free(char *tmp, char *home);
 
+/* A batch of n ECC request lines at path, Ids PREFIX-001 ... and subjects
+ * CN=PREFIX-001.DOMAIN.example: every third a token key in DER, the others exported keys in PEM
+ * (with a generated password). */
+void test_write_mixed_batch(const char *path, int n, const char *prefix, const char *domain);
+
 /* The number of certificates the embedded CA of engine home HOME has issued (`ca show`), or -1. */
 long test_ca_issued(const char *home);
 

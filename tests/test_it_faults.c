@@ -44,22 +44,6 @@ static int run_engine(const char *batch, const char *out, const char *extra)
                    home, HSMENROLL_BIN, batch, out, extra, tmp);
 }
 
-/* n lines: every third a token key (DER), the others exported keys in PEM with a generated
- * password. */
-static void write_batch(const char *path, int n, const char *prefix)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return;
-    for (int i = 1; i <= n; i++)
-        fprintf(f,
-                "{\"Id\":\"%s-%03d\",\"Template\":\"Default\",\"Subject\":\"CN=%s-%03d.faults."
-                "example\",\"KeyType\":\"ECC\",%s}\n",
-                prefix, i, prefix, i,
-                i % 3 == 0 ? "\"KeyStorage\":\"token\",\"Format\":\"DER\"" : "\"Format\":\"PEM\"");
-    fclose(f);
-}
-
 /* How many certificates the embedded CA issued for this exact subject CN. */
 static int issued_for(const char *cn)
 {
@@ -146,7 +130,7 @@ static void test_lost_answers(void)
     snprintf(batch, sizeof batch, "%s/lost.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-lost", tmp);
     write_kf_config(config, pport, 5);
-    write_batch(batch, 6, "lost");
+    test_write_mixed_batch(batch, 6, "lost", "faults");
     snprintf(extra, sizeof extra, "--config '%s' -w 1", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
     CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 6);
@@ -161,7 +145,7 @@ static void test_lost_answers(void)
     CU_ASSERT_FATAL(proxy > 0);
     snprintf(out, sizeof out, "%s/out-uncertain", tmp);
     snprintf(batch, sizeof batch, "%s/uncertain.ndjson", tmp);
-    write_batch(batch, 9, "unc");
+    test_write_mixed_batch(batch, 9, "unc", "faults");
     write_kf_config(config, pport, 0);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 1);
     CU_ASSERT_EQUAL(test_count_results(out, "uncertain", NULL, NULL), 9);
@@ -191,7 +175,7 @@ static void damaged_journal_case(const char *name, const char *damage)
     snprintf(batch, sizeof batch, "%s/%s.ndjson", tmp, name);
     snprintf(out, sizeof out, "%s/out-%s", tmp, name);
     snprintf(saved, sizeof saved, "%s/%s-results.ndjson", tmp, name);
-    write_batch(batch, 12, name);
+    test_write_mixed_batch(batch, 12, name, "faults");
     CU_ASSERT_EQUAL_FATAL(run_engine(batch, out, ""), 0);
     CU_ASSERT_EQUAL(token_keys(name), 4);
     long before = test_ca_issued(home);
@@ -250,7 +234,7 @@ static void test_salvage_leaves_lost_requests_alone(void)
     char batch[600], out[600];
     snprintf(batch, sizeof batch, "%s/lost-rec.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-lost-rec", tmp);
-    write_batch(batch, 6, "lr");
+    test_write_mixed_batch(batch, 6, "lr", "faults");
     /* One lane: the requests finish in batch order, so lr-003's records sit mid-journal (damage
      * there is damage; the same records as the journal's last lines would be a torn tail). */
     CU_ASSERT_EQUAL_FATAL(run_engine(batch, out, "--workers 1 --hsm-concurrency 1"), 0);
@@ -282,7 +266,7 @@ static void test_file_in_the_way(void)
     char batch[600], out[600];
     snprintf(batch, sizeof batch, "%s/way.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-way", tmp);
-    write_batch(batch, 6, "way");
+    test_write_mixed_batch(batch, 6, "way", "faults");
     CU_ASSERT_EQUAL_FATAL(test_sh("mkdir -p '%s/way-002.pem' '%s/way-003.der'", out, out), 0);
     long before = test_ca_issued(home);
     CU_ASSERT_EQUAL(run_engine(batch, out, ""), 1);
@@ -318,7 +302,7 @@ static void test_directory_unwritable(void)
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(extra, sizeof extra, "--journal '%s/immutable-journal.ndjson' --rate 40", tmp);
     const int n = 160;
-    write_batch(batch, n, "imm");
+    test_write_mixed_batch(batch, n, "imm", "faults");
     long before = test_ca_issued(home);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
@@ -354,7 +338,7 @@ static void test_kill_leaves_nothing(void)
     snprintf(batch, sizeof batch, "%s/kill.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-kill", tmp);
     const int n = test_sanitized() ? 90 : 240;
-    write_batch(batch, n, "kl");
+    test_write_mixed_batch(batch, n, "kl", "faults");
     long before = test_ca_issued(home);
     for (int k = 0; k < 12; k++) {
         char cmd[4096];
@@ -383,7 +367,7 @@ static void test_no_password_in_journal(void)
     char batch[600], out[600];
     snprintf(batch, sizeof batch, "%s/pw.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-pw", tmp);
-    write_batch(batch, 5, "pw");
+    test_write_mixed_batch(batch, 5, "pw", "faults");
     CU_ASSERT_EQUAL_FATAL(run_engine(batch, out, ""), 0);
     char path[700];
     snprintf(path, sizeof path, "%s/results.ndjson", out);
@@ -418,7 +402,7 @@ static void test_resume_exit_status(void)
     char batch[600], out[600];
     snprintf(batch, sizeof batch, "%s/exit.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-exit", tmp);
-    write_batch(batch, 3, "ex");
+    test_write_mixed_batch(batch, 3, "ex", "faults");
     test_sh("echo '{\"Id\":\"bad\",\"Template\":\"Default\",\"KeyType\":\"nope\"}' >> '%s'", batch);
     CU_ASSERT_EQUAL(run_engine(batch, out, ""), 1);
     CU_ASSERT_EQUAL(run_engine(batch, out, "--resume"), 1);

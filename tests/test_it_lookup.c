@@ -34,21 +34,6 @@ static int teardown(void)
     return 0;
 }
 
-/* n lines: every third a token key (DER), the others exported keys in PEM. */
-static void write_batch(const char *path, int n, const char *prefix)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        return;
-    for (int i = 1; i <= n; i++)
-        fprintf(f,
-                "{\"Id\":\"%s-%03d\",\"Template\":\"Default\",\"Subject\":\"CN=%s-%03d.lookup."
-                "example\",\"KeyType\":\"ECC\",%s}\n",
-                prefix, i, prefix, i,
-                i % 3 == 0 ? "\"KeyStorage\":\"token\",\"Format\":\"DER\"" : "\"Format\":\"PEM\"");
-    fclose(f);
-}
-
 /* The engine's command line (its log appended to TMP/run.log). */
 static void engine_command(char *cmd, size_t size, const char *batch, const char *out,
                            const char *extra)
@@ -143,7 +128,7 @@ static void test_lost_in_run(void)
     snprintf(batch, sizeof batch, "%s/inrun.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-inrun", tmp);
     test_write_kf_config(config, home, pport, 0, 10, "");
-    write_batch(batch, 9, "inrun");
+    test_write_mixed_batch(batch, 9, "inrun", "lookup");
     snprintf(extra, sizeof extra, "--config '%s'", config);
     CU_ASSERT_EQUAL(run_engine(batch, out, extra), 0);
     CU_ASSERT_EQUAL(test_count_results(out, "issued", NULL, NULL), 9);
@@ -178,7 +163,7 @@ static void test_resume_after_lost_answers(void)
     snprintf(out, sizeof out, "%s/out-killed", tmp);
     /* The first retry waits 30 s or more: long enough to kill the engine before it. */
     test_write_kf_config(config, home, pport, 3, 60000, "");
-    write_batch(batch, n, "killed");
+    test_write_mixed_batch(batch, n, "killed", "lookup");
     snprintf(extra, sizeof extra, "--config '%s' -w 2", config);
     run_and_kill(batch, out, extra, n, "dropped POST");
     test_stop(proxy);
@@ -211,7 +196,7 @@ static void test_resume_none_found(void)
     snprintf(batch, sizeof batch, "%s/none.ndjson", tmp);
     snprintf(out, sizeof out, "%s/out-none", tmp);
     test_write_kf_config(config, home, pport, 3, 60000, "");
-    write_batch(batch, n, "none");
+    test_write_mixed_batch(batch, n, "none", "lookup");
     snprintf(extra, sizeof extra, "--config '%s' -w 2", config);
     run_and_kill(batch, out, extra, n, NULL);
     test_stop(proxy);
