@@ -76,7 +76,7 @@ void queue_job_done(job_queue *q)
 {
     pthread_mutex_lock(&q->lock);
     q->in_flight--;
-    q->finished++;
+    atomic_fetch_add_explicit(&q->finished, 1, memory_order_relaxed);
     pthread_cond_signal(&q->room);
     if (q->closed && q->in_flight == 0)
         pthread_cond_broadcast(&q->ready);
@@ -103,10 +103,7 @@ void queue_wait_idle(job_queue *q)
 
 long queue_finished(job_queue *q)
 {
-    pthread_mutex_lock(&q->lock);
-    long n = q->finished;
-    pthread_mutex_unlock(&q->lock);
-    return n;
+    return atomic_load_explicit(&q->finished, memory_order_relaxed);
 }
 
 void queue_raise_capacity(job_queue *q, size_t capacity)

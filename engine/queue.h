@@ -4,6 +4,7 @@
 #define HSMENROLL_ENGINE_QUEUE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -15,7 +16,7 @@ typedef struct job_queue {
     pthread_cond_t room;  /* admission: fewer than capacity jobs in flight */
     struct job *head, *tail;
     size_t in_flight, capacity;
-    long finished; /* jobs done since queue_init (queue_finished) */
+    _Atomic long finished; /* jobs done since queue_init: read without the lock (queue_finished) */
     bool closed;
 } job_queue;
 
@@ -33,7 +34,7 @@ void queue_job_done(job_queue *q);
 void queue_close(job_queue *q);
 /* Waits until every admitted job has finished. */
 void queue_wait_idle(job_queue *q);
-/* Jobs finished so far. */
+/* Jobs finished so far (no lock: the reader asks after every admission). */
 long queue_finished(job_queue *q);
 /* Room for more jobs in flight (more lanes): capacity raised to at least capacity. */
 void queue_raise_capacity(job_queue *q, size_t capacity);
