@@ -435,32 +435,29 @@ static int latency_wrapper(char *out, size_t size, const cli_common *common)
     return -1;
 }
 
-/* The wrapper's configuration for one latency: the configured module behind it, ms added to
- * each key generation, signature and wrap. P11FAULT_CONFIG points at it. */
-static int write_latency_conf(const char *path, double ms, const cli_common *common)
+/* The wrapper's configuration at path: the configured module (refs) behind it, then body
+ * (p11fault's directives); P11FAULT_CONFIG points at it. 0, or -1 (logged). */
+static int write_wrapper_conf(const char *path, const engine_setup *refs, const char *body)
 {
-    engine_setup s = {0};
-    enroll_error err;
-    if (setup_config(&s, common->config_path, common->home, &err) != 0) {
-        log_error("bench: %s", err.message);
-        return -1;
-    }
-    const char *module = s.cfg->hsm.module ? s.cfg->hsm.module : hsm_default_module_path();
+    const char *module = refs->cfg->hsm.module ? refs->cfg->hsm.module : hsm_default_module_path();
     FILE *f = fopen(path, "w");
-    int rc = f != NULL && fprintf(f,
-                                  "module %s\nlatency C_GenerateKeyPair %g\nlatency C_Sign %g\n"
-                                  "latency C_WrapKey %g\n",
-                                  module, ms, ms, ms) > 0
-                 ? 0
-                 : -1;
+    bool ok = f != NULL && fprintf(f, "module %s\n%s", module, body) > 0;
     if (f != NULL && fclose(f) != 0)
-        rc = -1;
-    setup_free(&s);
-    if (rc != 0 || setenv("P11FAULT_CONFIG", path, 1) != 0) {
+        ok = false;
+    if (!ok || setenv("P11FAULT_CONFIG", path, 1) != 0) {
         log_error("bench: cannot write %s", path);
         return -1;
     }
     return 0;
+}
+
+/* --hsm-latency: ms added to each key generation, signature and wrap. */
+static int write_latency_conf(const char *path, double ms, const engine_setup *refs)
+{
+    char body[200];
+    snprintf(body, sizeof body,
+             "latency C_GenerateKeyPair %g\nlatency C_Sign %g\nlatency C_WrapKey %g\n", ms, ms, ms);
+    return write_wrapper_conf(path, refs, body);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -512,19 +509,13 @@ static int add_ceiling(json_t *one, const char *dir, const char *batch, long wor
     snprintf(conf, sizeof conf, "%s/p11fault-ceiling-w%ld.conf", dir, workers);
     snprintf(log, sizeof log, "%s/p11fault-ceiling-w%ld.log", dir, workers);
     unlink(log);
-    const char *module = refs->cfg->hsm.module ? refs->cfg->hsm.module : hsm_default_module_path();
     /* One pool per key token (the CA's token needs none when the key tokens are named). */
-    FILE *f = fopen(conf, "w");
-    int ok =
-        f != NULL && fprintf(f, "module %s\nlog %s\nkeypool %ld%s%s\n", module, log, p->count + 16,
-                             refs->cfg->hsm.token_count == 1 ? " " : "",
-                             refs->cfg->hsm.token_count == 1 ? refs->cfg->hsm.tokens[0] : "") > 0;
-    if (f != NULL && fclose(f) != 0)
-        ok = 0;
-    if (!ok || setenv("P11FAULT_CONFIG", conf, 1) != 0) {
-        log_error("bench: cannot write %s", conf);
+    char body[4400];
+    snprintf(body, sizeof body, "log %s\nkeypool %ld%s%s\n", log, p->count + 16,
+             refs->cfg->hsm.token_count == 1 ? " " : "",
+             refs->cfg->hsm.token_count == 1 ? refs->cfg->hsm.tokens[0] : "");
+    if (write_wrapper_conf(conf, refs, body) != 0)
         return -1;
-    }
     bench_params cp = *p;
     cp.module = wrapper;
     cp.tag = "ceiling";
@@ -981,7 +972,7 @@ int cli_bench(int argc, char **argv)
     engine_setup refs = {0};
     bench_server server = {.pid = -1};
     bool refs_ready = true;
-    if (with_probe || with_floor || with_ceiling || stock_count > 0) {
+    if (with_probe || with_floor || with_ceiling || stock_count > 0 || hsm_latencies != NULL) {
         enroll_error err;
         refs_ready = setup_config(&refs, use.config_path, use.home, &err) == 0;
         if (!refs_ready)
@@ -994,7 +985,7 @@ int cli_bench(int argc, char **argv)
     for (size_t i = 0; i < runs && refs_ready; i++) {
         p.rate = nrates > 0 ? rates[i] : 0;
         if (hsm_latencies != NULL) {
-            if (write_latency_conf(fault_conf, rates[i], &use) != 0) {
+            if (write_latency_conf(fault_conf, rates[i], &refs) != 0) {
                 rc = EXIT_NOTHING_DONE;
                 break;
             }
