@@ -274,6 +274,16 @@ static void test_scheduler_examples(void)
     CU_ASSERT_EQUAL(test_sh("%s HSMENROLL_SHARDS=4 '%s' 2>/dev/null", env, script), 2);
 }
 
+/* DIR with the example shard configurations and a SoftHSM store of its own (DIR/tokens,
+ * configured by DIR/softhsm2.conf). 0 on success. */
+static int make_shard_dir(const char *dir)
+{
+    return test_sh("mkdir -p '%s/tokens' && cp '%s'/examples/shards/shard-*.json '%s'/ && printf "
+                   "'directories.tokendir = %%s\\nobjectstore.backend = file\\nlog.level = "
+                   "ERROR\\n' '%s/tokens' > '%s/softhsm2.conf'",
+                   dir, HSMENROLL_SOURCE_DIR, dir, dir, dir);
+}
+
 /* The README's recipe as written, on a new SoftHSM store each time: the example configurations
  * (examples/shards/shard-I.json: a token per shard, one CA token "shared-ca" between them, PINs
  * generated into files beside them), `token init` and `ca init` once, then the four shards at
@@ -291,12 +301,7 @@ static void test_readme_recipe(void)
     for (int round = 0; round < 3; round++) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/recipe-%d", tmp, round);
-        CU_ASSERT_EQUAL_FATAL(
-            test_sh("mkdir -p '%s/tokens' && cp '%s'/examples/shards/shard-*.json '%s'/ && printf "
-                    "'directories.tokendir = %%s\\nobjectstore.backend = file\\nlog.level = "
-                    "ERROR\\n' '%s/tokens' > '%s/softhsm2.conf'",
-                    dir, HSMENROLL_SOURCE_DIR, dir, dir, dir),
-            0);
+        CU_ASSERT_EQUAL_FATAL(make_shard_dir(dir), 0);
         char batch[700];
         snprintf(batch, sizeof batch, "%s/batch.ndjson", dir);
         write_batch(batch, "fleet");
@@ -363,12 +368,7 @@ static void test_tokens_made_together(void)
     for (int round = 0; round < 3; round++) {
         char dir[600];
         snprintf(dir, sizeof dir, "%s/together-%d", tmp, round);
-        CU_ASSERT_EQUAL_FATAL(
-            test_sh("mkdir -p '%s/tokens' && cp '%s'/examples/shards/shard-*.json '%s'/ && printf "
-                    "'directories.tokendir = %%s\\nobjectstore.backend = file\\nlog.level = "
-                    "ERROR\\n' '%s/tokens' > '%s/softhsm2.conf'",
-                    dir, HSMENROLL_SOURCE_DIR, dir, dir, dir),
-            0);
+        CU_ASSERT_EQUAL_FATAL(make_shard_dir(dir), 0);
         CU_ASSERT_EQUAL(test_sh("cd '%s' && export SOFTHSM2_CONF='%s/softhsm2.conf'; pids=''; "
                                 "for i in 0 1 2 3; do '%s' token init --config shard-$i.json -q "
                                 "2>>init.log & pids=\"$pids $!\"; done; rc=0; for p in $pids; do "
