@@ -1,13 +1,15 @@
 /* The raw PKCS#11 reference the engine is measured against: key generation + one signature in a
  * tight loop, on the same module, token and thread count, straight through the module's function
- * list (no hsmenroll code). --floor: the mandatory cryptography of one export P-256 request
- * instead (keygen, the CSR's signature, the wrap, the CA's signature with a token key, the
- * proof-of-possession check, PBKDF2-HMAC-SHA256 of the password, the unwrap in process and the
- * key's AES-256-CBC encryption under the password). Prints one JSON line with the rate. The PIN
- * comes from an environment variable, never from argv. */
+ * list (no hsmenroll code, but for the engine's PBKDF2, formats/pbkdf2.c). --floor: the mandatory
+ * cryptography of one export P-256 request instead (keygen, the CSR's signature, the wrap, the
+ * CA's signature with a token key, the proof-of-possession check, PBKDF2-HMAC-SHA256 of the
+ * password, the unwrap in process and the key's AES-256-CBC encryption under the password).
+ * Prints one JSON line with the rate. The PIN comes from an environment variable, never from
+ * argv. */
+#include "formats/kdf.h"
+
 #include <dlfcn.h>
 #include <getopt.h>
-#include <nettle/pbkdf2.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -214,8 +216,8 @@ static void *worker(void *arg)
                  EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, p->pop_key) == 1 &&
                  EVP_DigestVerify(md, p->pop_sig, p->pop_sig_len, p->tbs, sizeof p->tbs) == 1;
             EVP_MD_CTX_free(md);
-            pbkdf2_hmac_sha256(12, (const uint8_t *)"probe-passwd", (unsigned)p->iterations, 16,
-                               data, sizeof dk, dk);
+            ok = ok && kdf_pbkdf2_hmac_sha256("probe-passwd", 12, data, 16, (unsigned)p->iterations,
+                                              dk, sizeof dk) == 0;
             /* The key out of its wrapping, then encrypted under the password's key (PBES2's
              * AES-256-CBC), as a password-protected PEM holds it. */
             unsigned char plain[512], sealed[560], iv[16];

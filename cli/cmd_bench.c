@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/bench_kdf.h"
 #include "cli/bench_refs.h"
 #include "cli/cli.h"
 #include "hsm/hsm.h"
@@ -89,6 +90,11 @@ static const char bench_usage[] =
     "                         that many ms (comma-separated, decimals allowed) to every\n"
     "                         C_GenerateKeyPair, C_Sign and C_WrapKey; the ratio of each run to\n"
     "                         the first (list 0 first for the zero-latency reference)\n"
+    "      --kdf              only the password-based key derivations of the bundles\n"
+    "                         (PBKDF2-HMAC-SHA256 and PKCS#12's MAC key, 2,048 iterations):\n"
+    "                         CPU ms per derivation by the engine, by OpenSSL, and the SHA-256\n"
+    "                         block function alone (the hardware's bound); -n derivations per\n"
+    "                         round (default 200), five rounds taking turns\n"
     "      --plot DIR         draw throughput.png, latency-cdf.png and stages.png there\n"
     "                         (gnuplot), next to their data (runs.dat, cdf.dat, plots.gp)\n"
     "  -c, --config FILE / --home DIR / -q / -v / -h   as for run (--config and --home go with\n"
@@ -713,6 +719,33 @@ static void keep_chain(const char *home, const char *dir)
         fclose(in);
 }
 
+/* The JSON record to json_path ("-": standard output; NULL: nowhere). 0, or -1 (logged). */
+static int write_record(json_t *record, const char *json_path)
+{
+    if (json_path == NULL ||
+        (strcmp(json_path, "-") == 0
+             ? json_dumpf(record, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+             : json_dump_file(record, json_path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == 0)
+        return 0;
+    log_error("bench: cannot write %s", json_path);
+    return -1;
+}
+
+/* bench --kdf: the key derivations alone (cli/bench_kdf.c), no HSM and no CA. */
+static int bench_kdf_only(long count, const char *json_path, bool quiet)
+{
+    bool json_out = json_path != NULL && strcmp(json_path, "-") == 0;
+    json_t *kdf = bench_kdf(count, 2048, quiet || json_out ? NULL : stdout);
+    if (kdf == NULL) {
+        log_error("bench: a key derivation failed");
+        return EXIT_NOTHING_DONE;
+    }
+    json_t *record = json_pack("{s:o}", "Kdf", kdf);
+    int rc = write_record(record, json_path) == 0 ? 0 : EXIT_NOTHING_DONE;
+    json_decref(record);
+    return rc;
+}
+
 static int parse_long(const char *s, long min, long max, long *out)
 {
     char *end;
@@ -749,6 +782,7 @@ int cli_bench(int argc, char **argv)
         {"ca-rate", required_argument, NULL, 'R'},
         {"hsm-concurrency", required_argument, NULL, 'C'},
         {"hsm-latency", required_argument, NULL, 'Y'},
+        {"kdf", no_argument, NULL, 'D'},
         CLI_COMMON_LONG,
         {NULL, 0, NULL, 0},
     };
@@ -761,7 +795,8 @@ int cli_bench(int argc, char **argv)
                       .inflight = 64};
     const char *keep = NULL, *json_path = NULL, *md_path = NULL, *plot_dir = NULL;
     const char *issued_path = NULL;
-    bool with_probe = false, with_floor = false, with_ceiling = false;
+    bool with_probe = false, with_floor = false, with_ceiling = false, with_kdf = false;
+    bool count_given = false;
     long stock_count = 0;
     const char *ca_rates = NULL, *hsm_latencies = NULL;
     cli_common common = {0};
@@ -777,6 +812,7 @@ int cli_bench(int argc, char **argv)
         switch (c) {
         case 'n':
             bad = parse_long(optarg, 1, 100000000, &p.count) != 0;
+            count_given = true;
             break;
         case 'K':
             p.key_type = optarg;
@@ -841,6 +877,9 @@ int cli_bench(int argc, char **argv)
         case 'Y':
             hsm_latencies = optarg;
             break;
+        case 'D':
+            with_kdf = true;
+            break;
         case 'G':
             if (strchr(optarg, '\'') != NULL) {
                 cli_say("hsmenroll bench: --plot: no quote in the directory name\n");
@@ -857,6 +896,8 @@ int cli_bench(int argc, char **argv)
         return cli_usage_error(bench_usage, "unexpected operand %s", argv[optind]);
     }
     cli_set_verbosity(common.quiet, common.verbose);
+    if (with_kdf)
+        return bench_kdf_only(count_given ? p.count : 200, json_path, common.quiet);
     /* Without --ca, a throwaway CA and token: a configuration named without --ca would be
      * silently left aside. */
     bool throwaway = p.ca == NULL;
@@ -1088,13 +1129,8 @@ int cli_bench(int argc, char **argv)
                    throwaway ? "" : p.ca);
         print_table(stdout, results, false);
     }
-    if (json_path != NULL &&
-        (strcmp(json_path, "-") == 0
-             ? json_dumpf(record, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
-             : json_dump_file(record, json_path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) != 0) {
-        log_error("bench: cannot write %s", json_path);
+    if (write_record(record, json_path) != 0)
         rc = EXIT_NOTHING_DONE;
-    }
     if (md_path != NULL) {
         FILE *f = fopen(md_path, "w");
         if (f == NULL) {

@@ -1,10 +1,9 @@
 /* The single-file outputs: the PEM bundle (subject headers, certificates, encrypted PKCS#8 key),
- * the DER certificate and the DER EncryptedPrivateKeyInfo (PBES2, PBKDF2-HMAC-SHA256 by nettle,
+ * the DER certificate and the DER EncryptedPrivateKeyInfo (PBES2, PBKDF2-HMAC-SHA256,
  * AES-256-CBC). */
 #include "bundle.h"
 
 #include <limits.h>
-#include <nettle/pbkdf2.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
@@ -14,6 +13,7 @@
 
 #include "algs.h"
 #include "dn.h"
+#include "pbes2.h"
 
 #define DEFAULT_PBKDF2_ITERATIONS 2048
 
@@ -30,45 +30,24 @@ static int flush_mem(BIO *mem, BIO *out, enroll_error *err)
     return 0;
 }
 
-/* PBES2 encryption of the PrivateKeyInfo p8inf with PBKDF2-HMAC-SHA256 (random 16-byte salt) and
- * AES-256-CBC (random IV), as PKCS8_set0_pbe_ex does; but the key is derived by nettle, three
- * times as fast as OpenSSL 3.0's PBKDF2 (which copies provider contexts at every iteration), and
- * that derivation is most of an exported key's cost. NULL on failure. */
+/* PBES2 encryption of the PrivateKeyInfo p8inf (formats/pbes2.c). NULL on failure. */
 static X509_SIG *pbes2_encrypt(const PKCS8_PRIV_KEY_INFO *p8inf, const char *password,
                                int iterations)
 {
-    unsigned char salt_iv[32], dk[32]; /* one draw from the DRBG for both */
-    unsigned char *salt = salt_iv, *iv = salt_iv + 16;
-    unsigned char *plain = NULL, *cipher = NULL;
-    int plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8inf, &plain), len1 = 0, len2 = 0;
-    X509_SIG *p8 = NULL;
-    X509_ALGOR *pbe = NULL;
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (plain_len <= 0 || ctx == NULL || RAND_bytes(salt_iv, sizeof salt_iv) != 1 ||
-        (cipher = OPENSSL_malloc((size_t)plain_len + 16)) == NULL ||
-        (pbe = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iterations, salt, 16, iv, NID_hmacWithSHA256,
-                                    NULL)) == NULL)
-        goto done;
-    pbkdf2_hmac_sha256(strlen(password), (const uint8_t *)password, (unsigned)iterations, 16, salt,
-                       sizeof dk, dk);
-    X509_ALGOR *alg;
-    ASN1_OCTET_STRING *data;
-    if (EVP_EncryptInit_ex(ctx, algs_cipher(NID_aes_256_cbc), NULL, dk, iv) != 1 ||
-        EVP_EncryptUpdate(ctx, cipher, &len1, plain, plain_len) != 1 ||
-        EVP_EncryptFinal_ex(ctx, cipher + len1, &len2) != 1 || (p8 = X509_SIG_new()) == NULL)
-        goto done;
-    X509_SIG_getm(p8, &alg, &data);
-    if (!X509_ALGOR_copy(alg, pbe) || !ASN1_OCTET_STRING_set(data, cipher, len1 + len2)) {
-        X509_SIG_free(p8);
-        p8 = NULL;
+    unsigned char *plain = NULL;
+    int plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8inf, &plain);
+    X509_SIG *p8 = plain_len > 0 ? X509_SIG_new() : NULL;
+    if (p8 != NULL) {
+        X509_ALGOR *alg;
+        ASN1_OCTET_STRING *data;
+        X509_SIG_getm(p8, &alg, &data);
+        if (pbes2_seal(plain, plain_len, password, iterations, alg, data) != 0) {
+            X509_SIG_free(p8);
+            p8 = NULL;
+        }
     }
-done:
-    OPENSSL_cleanse(dk, sizeof dk);
     if (plain != NULL)
         OPENSSL_clear_free(plain, (size_t)plain_len);
-    OPENSSL_free(cipher);
-    X509_ALGOR_free(pbe);
-    EVP_CIPHER_CTX_free(ctx);
     return p8;
 }
 

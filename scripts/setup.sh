@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential cmake pkg-config clang libclang-rt-dev openssl libssl-dev softhsm2
 libp11-kit-dev libp11-dev libjansson-dev libcurl4-openssl-dev libcunit1-dev libmicrohttpd-dev
-libgnutls28-dev libpcre2-dev zlib1g-dev nettle-dev curl jq libengine-pkcs11-openssl parallel
+libgnutls28-dev libpcre2-dev zlib1g-dev curl jq libengine-pkcs11-openssl parallel
 opensc gnutls-bin default-jre-headless golang-cfssl sqlite3 gnuplot-nox time valgrind python3
 python3-jsonschema
 libnss3 libnss3-tools opencryptoki libopencryptoki0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm

@@ -3,6 +3,7 @@
  * keytool) on a root -> intermediate -> leaf chain made in memory, for each leaf key type. */
 #include "formats/bundle.h"
 #include "formats/dn.h"
+#include "formats/kdf.h"
 #include "formats/pubkey.h"
 #include "support.h"
 
@@ -10,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/provider.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1089,6 +1091,27 @@ static void test_pfx_parse_back(void)
     PKCS12_get0_mac(NULL, &mac_alg, NULL, &mac_iter, p12);
     CU_ASSERT_EQUAL(ASN1_INTEGER_get(mac_iter), 3000);
     CU_ASSERT(mac_alg != NULL && OBJ_obj2nid(mac_alg->algorithm) == NID_sha256);
+    /* The certificates' safe: PBES2, PBKDF2 with HMAC-SHA256 and the same count, AES-256-CBC. */
+    STACK_OF(PKCS7) *safes = PKCS12_unpack_authsafes(p12);
+    CU_ASSERT_FATAL(safes != NULL && sk_PKCS7_num(safes) == 2);
+    PKCS7 *cert_safe = sk_PKCS7_value(safes, 0);
+    CU_ASSERT_FATAL(OBJ_obj2nid(cert_safe->type) == NID_pkcs7_encrypted);
+    X509_ALGOR *pbe = cert_safe->d.encrypted->enc_data->algorithm;
+    CU_ASSERT_FATAL(OBJ_obj2nid(pbe->algorithm) == NID_pbes2);
+    PBE2PARAM *pbe2 = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), pbe->parameter);
+    CU_ASSERT_FATAL(pbe2 != NULL);
+    CU_ASSERT_EQUAL(OBJ_obj2nid(pbe2->encryption->algorithm), NID_aes_256_cbc);
+    PBKDF2PARAM *kdf =
+        ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM), pbe2->keyfunc->parameter);
+    CU_ASSERT_FATAL(kdf != NULL);
+    CU_ASSERT_EQUAL(ASN1_INTEGER_get(kdf->iter), 3000);
+    CU_ASSERT(kdf->prf != NULL && OBJ_obj2nid(kdf->prf->algorithm) == NID_hmacWithSHA256);
+    STACK_OF(PKCS12_SAFEBAG) *cert_bags = PKCS12_unpack_p7encdata(cert_safe, PASSWORD, -1);
+    CU_ASSERT(cert_bags != NULL && sk_PKCS12_SAFEBAG_num(cert_bags) == 3);
+    sk_PKCS12_SAFEBAG_pop_free(cert_bags, PKCS12_SAFEBAG_free);
+    PBKDF2PARAM_free(kdf);
+    PBE2PARAM_free(pbe2);
+    sk_PKCS7_pop_free(safes, PKCS7_free);
 
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
@@ -1154,6 +1177,125 @@ static void test_pfx_errors(void)
     sk_X509_pop_free(certs, X509_free);
 }
 
+/* The grid both derivations are checked on against OpenSSL: each password (by index) with each
+ * salt length and count, the output lengths taken in turn. derive fills out by the engine and
+ * ref by OpenSSL, 0 when both did. Returns the cases that disagreed (printed). */
+typedef int (*derive_pair)(size_t password, size_t salt_len, unsigned iterations, size_t out_len,
+                           unsigned char *out, unsigned char *ref);
+
+static int kdf_disagreements(size_t passwords, const size_t *salt_lens, size_t n_salts,
+                             const unsigned *iterations, size_t n_iterations,
+                             const size_t *out_lens, size_t n_outs, derive_pair derive)
+{
+    unsigned char out[100], ref[100];
+    int differ = 0;
+    for (size_t p = 0; p < passwords; p++)
+        for (size_t s = 0; s < n_salts; s++)
+            for (size_t i = 0; i < n_iterations; i++) {
+                size_t o = (p + s + i) % n_outs;
+                memset(out, 0, sizeof out);
+                memset(ref, 0xff, sizeof ref);
+                if (derive(p, salt_lens[s], iterations[i], out_lens[o], out, ref) != 0 ||
+                    memcmp(out, ref, out_lens[o]) != 0) {
+                    printf("\n  differs: password %zu, salt %zu, %u iterations, %zu bytes", p,
+                           salt_lens[s], iterations[i], out_lens[o]);
+                    differ++;
+                }
+            }
+    return differ;
+}
+
+static unsigned char kdf_password[130], kdf_salt[80];
+static const size_t kdf_password_lens[] = {0, 1, 17, 63, 64, 65, 130};
+
+static int pbkdf2_pair(size_t p, size_t salt_len, unsigned iterations, size_t out_len,
+                       unsigned char *out, unsigned char *ref)
+{
+    size_t len = kdf_password_lens[p];
+    return kdf_pbkdf2_hmac_sha256(kdf_password, len, kdf_salt, salt_len, iterations, out,
+                                  out_len) == 0 &&
+                   PKCS5_PBKDF2_HMAC((const char *)kdf_password, (int)len, kdf_salt, (int)salt_len,
+                                     (int)iterations, EVP_sha256(), (int)out_len, ref) == 1
+               ? 0
+               : -1;
+}
+
+/* PBKDF2-HMAC-SHA256: RFC 7914's two vectors (section 11), then against OpenSSL's own
+ * PKCS5_PBKDF2_HMAC over passwords longer and shorter than a block, empty salts, one and many
+ * iterations, and outputs of part of a block and of several blocks. */
+static void test_kdf_pbkdf2(void)
+{
+    static const unsigned char rfc_1[64] = {
+        0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f, 0xec, 0x16, 0x91, 0xc2, 0x25,
+        0x44, 0xb6, 0x05, 0xf9, 0x41, 0x85, 0x21, 0x6d, 0xde, 0x04, 0x65, 0xe6, 0x8b,
+        0x9d, 0x57, 0xc2, 0x0d, 0xac, 0xbc, 0x49, 0xca, 0x9c, 0xcc, 0xf1, 0x79, 0xb6,
+        0x45, 0x99, 0x16, 0x64, 0xb3, 0x9d, 0x77, 0xef, 0x31, 0x7c, 0x71, 0xb8, 0x45,
+        0xb1, 0xe3, 0x0b, 0xd5, 0x09, 0x11, 0x20, 0x41, 0xd3, 0xa1, 0x97, 0x83};
+    static const unsigned char rfc_80000[64] = {
+        0x4d, 0xdc, 0xd8, 0xf6, 0x0b, 0x98, 0xbe, 0x21, 0x83, 0x0c, 0xee, 0x5e, 0xf2,
+        0x27, 0x01, 0xf9, 0x64, 0x1a, 0x44, 0x18, 0xd0, 0x4c, 0x04, 0x14, 0xae, 0xff,
+        0x08, 0x87, 0x6b, 0x34, 0xab, 0x56, 0xa1, 0xd4, 0x25, 0xa1, 0x22, 0x58, 0x33,
+        0x54, 0x9a, 0xdb, 0x84, 0x1b, 0x51, 0xc9, 0xb3, 0x17, 0x6a, 0x27, 0x2b, 0xde,
+        0xbb, 0xa1, 0xd0, 0x78, 0x47, 0x8f, 0x62, 0xb3, 0x97, 0xf3, 0x3c, 0x8d};
+    unsigned char out[64];
+    CU_ASSERT_EQUAL(
+        kdf_pbkdf2_hmac_sha256("passwd", 6, (const unsigned char *)"salt", 4, 1, out, 64), 0);
+    CU_ASSERT_EQUAL(memcmp(out, rfc_1, 64), 0);
+    CU_ASSERT_EQUAL(
+        kdf_pbkdf2_hmac_sha256("Password", 8, (const unsigned char *)"NaCl", 4, 80000, out, 64), 0);
+    CU_ASSERT_EQUAL(memcmp(out, rfc_80000, 64), 0);
+
+    static const size_t salt_lens[] = {0, 16, 55, 56, 80};
+    static const unsigned iterations[] = {1, 2, 3, 2048};
+    static const size_t out_lens[] = {1, 16, 32, 33, 100};
+    CU_ASSERT_EQUAL(RAND_bytes(kdf_password, sizeof kdf_password), 1);
+    CU_ASSERT_EQUAL(RAND_bytes(kdf_salt, sizeof kdf_salt), 1);
+    CU_ASSERT_EQUAL(kdf_disagreements(sizeof kdf_password_lens / sizeof *kdf_password_lens,
+                                      salt_lens, 5, iterations, 4, out_lens, 5, pbkdf2_pair),
+                    0);
+
+    memset(out, 0x5a, sizeof out);
+    CU_ASSERT_EQUAL(kdf_pbkdf2_hmac_sha256("p", 1, kdf_salt, 16, 0, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pbkdf2_hmac_sha256("p", 1, NULL, 16, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pbkdf2_hmac_sha256(NULL, 3, kdf_salt, 16, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pbkdf2_hmac_sha256("p", 1, kdf_salt, 16, 1, out, 0), -1);
+    CU_ASSERT_EQUAL(out[0], 0x5a);
+}
+
+static const char *const p12_passwords[] = {
+    "a", PASSWORD, "P\xc3\xa4ssw\xc3\xb6rt \xe2\x82\xac \xf0\x9f\x98\x80",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+    "\xff\xfe not UTF-8"};
+
+static int pkcs12_pair(size_t p, size_t salt_len, unsigned iterations, size_t out_len,
+                       unsigned char *out, unsigned char *ref)
+{
+    return kdf_pkcs12_sha256(p12_passwords[p], kdf_salt, salt_len, iterations, out, out_len) == 0 &&
+                   PKCS12_key_gen_utf8(p12_passwords[p], -1, kdf_salt, (int)salt_len, PKCS12_MAC_ID,
+                                       (int)iterations, (int)out_len, ref, EVP_sha256()) == 1
+               ? 0
+               : -1;
+}
+
+/* PKCS#12's MAC key derivation with SHA-256 against OpenSSL's PKCS12_key_gen_utf8: ASCII and
+ * non-ASCII UTF-8 (a character outside the BMP too), bytes that are not UTF-8 (both take them
+ * byte by byte), passwords of several blocks, salts of part of a block and of more than one, one
+ * and many iterations. */
+static void test_kdf_pkcs12(void)
+{
+    static const size_t salt_lens[] = {1, 8, 20, 64, 65};
+    static const unsigned iterations[] = {1, 2, 2048};
+    static const size_t out_lens[] = {32, 20, 1};
+    unsigned char out[32];
+    CU_ASSERT_EQUAL(RAND_bytes(kdf_salt, sizeof kdf_salt), 1);
+    CU_ASSERT_EQUAL(kdf_disagreements(sizeof p12_passwords / sizeof *p12_passwords, salt_lens, 5,
+                                      iterations, 3, out_lens, 3, pkcs12_pair),
+                    0);
+    CU_ASSERT_EQUAL(kdf_pkcs12_sha256("p", kdf_salt, 0, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12_sha256("p", kdf_salt, 8, 1, out, 33), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12_sha256("p", kdf_salt, 8, 0, out, 32), -1);
+}
+
 int main(void)
 {
     test_case cases[] = {
@@ -1171,6 +1313,8 @@ int main(void)
         TEST_CASE(test_privkey_from_pkcs8),
         TEST_CASE(test_der_cert_roundtrip),
         TEST_CASE(test_pkcs8_der_roundtrip),
+        TEST_CASE(test_kdf_pbkdf2),
+        TEST_CASE(test_kdf_pkcs12),
         TEST_CASE(test_pfx_parse_back),
         TEST_CASE(test_pfx_errors),
         TEST_CASE(test_pfx_modern),

@@ -273,6 +273,34 @@ static void test_real_ca_listed_for_revoke(void)
     free(file);
 }
 
+/* --kdf: the two derivations by the engine, by OpenSSL and the block function's bound, each
+ * figure a CPU time; nothing of the home touched (no HSM, no CA). The derivations' results are
+ * checked against OpenSSL's in test_bundle; here, that the mode measures what it names: the
+ * bound is the block function alone, so no derivation can be much faster than it. */
+static void test_kdf(void)
+{
+    char *before = home_state();
+    json_t *rec = test_sh_json(NULL, "HSMENROLL_HOME='%s' '%s' bench --kdf -n 20 --json - -q",
+                               home, HSMENROLL_BIN);
+    CU_ASSERT_FATAL(rec != NULL);
+    json_t *kdf = json_object_get(rec, "Kdf");
+    CU_ASSERT_EQUAL(num(kdf, "Iterations", NULL), 2048);
+    CU_ASSERT_EQUAL(num(kdf, "Count", NULL), 20);
+    const char *names[] = {"Pbkdf2HmacSha256", "Pkcs12MacKeySha256"};
+    for (int k = 0; k < 2; k++) {
+        json_t *d = json_object_get(kdf, names[k]);
+        double engine = num(d, "EngineMs", NULL), bound = num(d, "BoundMs", NULL);
+        CU_ASSERT(engine > 0 && num(d, "OpenSslMs", NULL) > 0 && bound > 0);
+        CU_ASSERT(engine > 0.5 * bound);
+        CU_ASSERT_DOUBLE_EQUAL(num(d, "BoundOverEngine", NULL), bound / engine, 1e-9);
+    }
+    json_decref(rec);
+    char *after = home_state();
+    CU_ASSERT_STRING_EQUAL(after, before);
+    free(before);
+    free(after);
+}
+
 static void test_bad_options(void)
 {
     /* A configuration named without --ca, and --issued without --ca. */
@@ -294,6 +322,7 @@ int main(void)
         TEST_CASE(test_stock_reference),
         TEST_CASE(test_ceiling),
         TEST_CASE(test_real_ca_listed_for_revoke),
+        TEST_CASE(test_kdf),
         TEST_CASE(test_bad_options),
         TEST_END,
     };
