@@ -1,6 +1,6 @@
 /* The raw PKCS#11 reference the engine is measured against: key generation + one signature in a
  * tight loop, on the same module, token and thread count, straight through the module's function
- * list (no hsmenroll code, but for the engine's PBKDF2, formats/pbkdf2.c). --floor: the mandatory
+ * list (no hsmenroll code, but for the engine's PBKDF2, formats/kdf.c). --floor: the mandatory
  * cryptography of one export P-256 request instead (keygen, the CSR's signature, the wrap, the
  * CA's signature with a token key, the proof-of-possession check, PBKDF2-HMAC-SHA256 of the
  * password, the unwrap in process and the key's AES-256-CBC encryption under the password).

@@ -55,7 +55,7 @@ int pem_bundle_write(BIO *out, STACK_OF(X509) * certs, const pem_bundle_options 
 /* The certificate alone, DER. 0, or -1 with err (BUNDLE_FAILED). */
 int der_cert_write(BIO *out, X509 *cert, enroll_error *err);
 
-/* The key as an EncryptedPrivateKeyInfo: PBES2 with PBKDF2-HMAC-SHA256 (formats/pbkdf2.c, random
+/* The key as an EncryptedPrivateKeyInfo: PBES2 with PBKDF2-HMAC-SHA256 (formats/kdf.c, random
  * 16-byte salt) and AES-256-CBC (random IV). It is the PEM bundle's key, DER's key file, and the
  * shrouded key bag of a modern PKCS#12. iterations 0: 2048. NULL with err (BUNDLE_FAILED) on
  * failure, or for a NULL or empty password or a key without its private part. */

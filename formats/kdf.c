@@ -1,14 +1,16 @@
 /* The password-based key derivations of the bundles, at the speed of SHA-256's block function:
- * PBKDF2-HMAC-SHA256 (RFC 8018, 5.2) and PKCS#12's MAC key derivation (RFC 7292, appendix B).
+ * PBKDF2-HMAC-SHA256 (RFC 8018, 5.2) and PKCS#12's own derivation (RFC 7292, appendix B), with
+ * SHA-256 for a modern PFX's MAC key and SHA-1 for a legacy PFX's keys, IVs and MAC key.
  * Each iteration is one call of the block function on a block padded once, with no buffering,
  * copying of contexts or length counting. */
-/* SHA256_Transform is the one entry point of OpenSSL 3.0 to its block function (SHA-NI or AVX2,
- * chosen at run time); it is deprecated but kept through 3.x. */
+/* SHA1_Transform and SHA256_Transform are OpenSSL 3.0's entry points to its block functions
+ * (SHA-NI or AVX2, chosen at run time); they are deprecated but kept through 3.x. */
 #define OPENSSL_API_COMPAT 10101
 #include "kdf.h"
 
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/pkcs12.h>
 #include <openssl/sha.h>
 #include <stdint.h>
@@ -111,53 +113,103 @@ int kdf_pbkdf2_hmac_sha256(const void *password, size_t password_len, const unsi
     return 0;
 }
 
-int kdf_pkcs12_sha256(const char *password, const unsigned char *salt, size_t salt_len,
-                      unsigned iterations, unsigned char *out, size_t out_len)
+/* A = H(A), count times, for a digest A of u bytes (20: SHA-1, 32: SHA-256): one block function
+ * call each, from the digest's initial state, on a block padded once. */
+static void iterate_digest(unsigned char *a, size_t u, unsigned count)
 {
-    if (password == NULL || salt == NULL || salt_len == 0 || salt_len > INT_MAX / 2 ||
-        strlen(password) > INT_MAX / 4 || iterations == 0 || out == NULL || out_len == 0 ||
-        out_len > DIGEST)
+    unsigned char block[BLOCK];
+    memcpy(block, a, u);
+    memset(block + u, 0, BLOCK - u);
+    block[u] = 0x80;
+    block[BLOCK - 2] = (unsigned char)(u * 8 >> 8);
+    block[BLOCK - 1] = (unsigned char)(u * 8);
+    if (u == SHA_DIGEST_LENGTH) {
+        SHA_CTX start, ctx;
+        SHA1_Init(&start);
+        for (unsigned j = 0; j < count; j++) {
+            ctx = start;
+            SHA1_Transform(&ctx, block);
+            SHA_LONG h[5] = {ctx.h0, ctx.h1, ctx.h2, ctx.h3, ctx.h4};
+            for (int i = 0; i < 5; i++) {
+                block[4 * i] = (unsigned char)(h[i] >> 24);
+                block[4 * i + 1] = (unsigned char)(h[i] >> 16);
+                block[4 * i + 2] = (unsigned char)(h[i] >> 8);
+                block[4 * i + 3] = (unsigned char)h[i];
+            }
+        }
+        OPENSSL_cleanse(&ctx, sizeof ctx);
+    } else {
+        SHA256_CTX start, ctx;
+        SHA256_Init(&start);
+        for (unsigned j = 0; j < count; j++) {
+            memcpy(ctx.h, start.h, sizeof ctx.h);
+            SHA256_Transform(&ctx, block);
+            store_be32(block, ctx.h);
+        }
+        OPENSSL_cleanse(&ctx, sizeof ctx);
+    }
+    memcpy(a, block, u);
+    OPENSSL_cleanse(block, sizeof block);
+}
+
+int kdf_pkcs12(int sha, int id, const char *password, const unsigned char *salt, size_t salt_len,
+               unsigned iterations, unsigned char *out, size_t out_len)
+{
+    if ((sha != 1 && sha != 256) || id < 1 || id > 255 || password == NULL || salt == NULL ||
+        salt_len == 0 || salt_len > 1024 || strlen(password) > 1024 || iterations == 0 ||
+        out == NULL || out_len == 0 || out_len > 1024)
         return -1;
+    const EVP_MD *md = sha == 1 ? EVP_sha1() : EVP_sha256();
+    size_t u = sha == 1 ? SHA_DIGEST_LENGTH : SHA256_DIGEST_LENGTH;
     /* The password as PKCS#12 has it: a BMPString with its terminating zero, as OpenSSL makes it
-     * for PKCS12_key_gen_utf8 (so the MAC is the one OpenSSL and others check). */
+     * for PKCS12_key_gen_utf8 (so the keys are the ones OpenSSL and others derive). */
     unsigned char *uni = NULL;
     int uni_len = 0;
     if (OPENSSL_utf82uni(password, -1, &uni, &uni_len) == NULL)
         return -1;
-    /* A(1) = SHA-256(D || S || P): D is 64 bytes of the purpose (3, a MAC key); S and P the salt
-     * and the password, each repeated to a whole number of 64-byte blocks. */
-    unsigned char diversifier[BLOCK], fill[BLOCK];
-    memset(diversifier, 3, sizeof diversifier);
-    SHA256_CTX ctx;
-    SHA256_Init(&ctx);
-    SHA256_Update(&ctx, diversifier, sizeof diversifier);
-    const unsigned char *parts[2] = {salt, uni};
-    size_t part_lens[2] = {salt_len, (size_t)uni_len};
-    for (int k = 0; k < 2; k++) {
-        size_t whole = (part_lens[k] + BLOCK - 1) / BLOCK * BLOCK;
-        for (size_t done = 0; done < whole; done += BLOCK) {
-            for (size_t i = 0; i < BLOCK; i++)
-                fill[i] = parts[k][(done + i) % part_lens[k]];
-            SHA256_Update(&ctx, fill, BLOCK);
+    /* D || I, with D 64 bytes of the purpose (1: a key, 2: an IV, 3: a MAC key) and I = S || P:
+     * the salt and the password, each repeated to a whole number of 64-byte blocks. */
+    size_t s_len = (salt_len + BLOCK - 1) / BLOCK * BLOCK;
+    size_t p_len = ((size_t)uni_len + BLOCK - 1) / BLOCK * BLOCK;
+    size_t di_len = BLOCK + s_len + p_len;
+    unsigned char *di = OPENSSL_malloc(di_len), a[SHA256_DIGEST_LENGTH];
+    int rc = -1;
+    if (di == NULL)
+        goto done;
+    memset(di, id, BLOCK);
+    for (size_t i = 0; i < s_len; i++)
+        di[BLOCK + i] = salt[i % salt_len];
+    for (size_t i = 0; i < p_len; i++)
+        di[BLOCK + s_len + i] = uni[i % (size_t)uni_len];
+    unsigned char *in = di + BLOCK;
+    for (;;) {
+        /* A = H^iterations(D || I) */
+        if (EVP_Digest(di, di_len, a, NULL, md, NULL) != 1)
+            goto done;
+        iterate_digest(a, u, iterations - 1);
+        size_t n = out_len < u ? out_len : u;
+        memcpy(out, a, n);
+        out += n;
+        out_len -= n;
+        if (out_len == 0)
+            break;
+        /* Each 64-byte block of I becomes (I_j + B + 1) mod 2^512, B being A repeated to 64
+         * bytes. */
+        for (size_t j = 0; j < s_len + p_len; j += BLOCK) {
+            unsigned carry = 1;
+            for (size_t k = BLOCK; k-- > 0;) {
+                carry += (unsigned)in[j + k] + a[k % u];
+                in[j + k] = (unsigned char)carry;
+                carry >>= 8;
+            }
         }
     }
-    OPENSSL_cleanse(fill, sizeof fill);
+    rc = 0;
+done:
+    OPENSSL_cleanse(a, sizeof a);
+    OPENSSL_clear_free(di, di_len);
     OPENSSL_clear_free(uni, (size_t)uni_len);
-    unsigned char block[BLOCK];
-    SHA256_Final(block, &ctx);
-    /* A(j) = SHA-256(A(j-1)): a 32-byte message, one block. */
-    pad_digest_block(block, DIGEST);
-    SHA256_CTX start;
-    SHA256_Init(&start);
-    for (unsigned j = 1; j < iterations; j++) {
-        memcpy(ctx.h, start.h, sizeof ctx.h);
-        SHA256_Transform(&ctx, block);
-        store_be32(block, ctx.h);
-    }
-    memcpy(out, block, out_len);
-    OPENSSL_cleanse(block, sizeof block);
-    OPENSSL_cleanse(&ctx, sizeof ctx);
-    return 0;
+    return rc;
 }
 
 unsigned kdf_sha256_block_bound(unsigned blocks)

@@ -1,6 +1,7 @@
 /* The password-based key derivations of the bundles (formats/kdf.c): PBKDF2-HMAC-SHA256 for the
- * encrypted keys and certificates, and PKCS#12's MAC key. The derivation is most of an exported
- * key's CPU, so both run at the speed of SHA-256's block function. */
+ * encrypted keys and certificates, and PKCS#12's own derivation for a PFX's MAC key (and a legacy
+ * PFX's cipher keys and IVs). The derivations are most of an exported key's CPU, so they run at
+ * the speed of the hash's block function. */
 #ifndef HSE_FORMATS_KDF_H
 #define HSE_FORMATS_KDF_H
 
@@ -13,12 +14,12 @@ int kdf_pbkdf2_hmac_sha256(const void *password, size_t password_len, const unsi
                            size_t salt_len, unsigned iterations, unsigned char *out,
                            size_t out_len);
 
-/* RFC 7292 (appendix B.2) key derivation with SHA-256 for the integrity (MAC) key of a PKCS#12:
- * out_len (1 to 32) bytes from the UTF-8 password, taken as a BMPString as OpenSSL takes it for
- * PKCS12_key_gen_utf8 (bytes that are not UTF-8 one by one, as OpenSSL does), and a non-empty
- * salt. 0, or -1 on a bad argument. */
-int kdf_pkcs12_sha256(const char *password, const unsigned char *salt, size_t salt_len,
-                      unsigned iterations, unsigned char *out, size_t out_len);
+/* RFC 7292 (appendix B.2) key derivation with SHA-1 (sha 1) or SHA-256 (sha 256) for purpose id
+ * (1: a cipher key, 2: an IV, 3: a MAC key): out_len (1 to 1024) bytes from the UTF-8 password,
+ * taken as a BMPString as OpenSSL takes it for PKCS12_key_gen_utf8 (bytes that are not UTF-8 one
+ * by one, as OpenSSL does), and a non-empty salt. 0, or -1 on a bad argument. */
+int kdf_pkcs12(int sha, int id, const char *password, const unsigned char *salt, size_t salt_len,
+               unsigned iterations, unsigned char *out, size_t out_len);
 
 /* The hardware's bound for the two derivations, for `hsmenroll bench --kdf`: blocks calls of the
  * SHA-256 block function, each on the last one's output (PBKDF2 makes two calls an iteration,

@@ -13,7 +13,7 @@
 
 #include "algs.h"
 #include "dn.h"
-#include "pbes2.h"
+#include "pbe.h"
 
 #define DEFAULT_PBKDF2_ITERATIONS 2048
 
@@ -28,27 +28,6 @@ static int flush_mem(BIO *mem, BIO *out, enroll_error *err)
         return -1;
     }
     return 0;
-}
-
-/* PBES2 encryption of the PrivateKeyInfo p8inf (formats/pbes2.c). NULL on failure. */
-static X509_SIG *pbes2_encrypt(const PKCS8_PRIV_KEY_INFO *p8inf, const char *password,
-                               int iterations)
-{
-    unsigned char *plain = NULL;
-    int plain_len = i2d_PKCS8_PRIV_KEY_INFO(p8inf, &plain);
-    X509_SIG *p8 = plain_len > 0 ? X509_SIG_new() : NULL;
-    if (p8 != NULL) {
-        X509_ALGOR *alg;
-        ASN1_OCTET_STRING *data;
-        X509_SIG_getm(p8, &alg, &data);
-        if (pbes2_seal(plain, plain_len, password, iterations, alg, data) != 0) {
-            X509_SIG_free(p8);
-            p8 = NULL;
-        }
-    }
-    if (plain != NULL)
-        OPENSSL_clear_free(plain, (size_t)plain_len);
-    return p8;
 }
 
 X509_SIG *bundle_encrypt_key(EVP_PKEY *key, const char *password, int iterations, enroll_error *err)
@@ -74,7 +53,7 @@ X509_SIG *bundle_encrypt_key(EVP_PKEY *key, const char *password, int iterations
     PKCS8_PRIV_KEY_INFO *p8inf = EVP_PKEY2PKCS8(key);
     if (p8inf == NULL)
         enroll_error_set(err, HSE_BUNDLE_FAILED, NULL, "the private key cannot be exported");
-    else if ((p8 = pbes2_encrypt(p8inf, password, iterations)) == NULL)
+    else if ((p8 = pbe_seal_pkcs8(p8inf, password, iterations, NID_undef)) == NULL)
         enroll_error_set(err, HSE_BUNDLE_FAILED, NULL, "cannot encrypt the private key");
     if (p8 == NULL)
         enroll_error_add_openssl(err);

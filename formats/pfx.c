@@ -1,6 +1,6 @@
 /* PKCS#12 (PFX) output, built bag by bag so the certificate bags keep the caller's order: modern
- * (PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC, MAC SHA-256, each key derived by formats/kdf.c) or
- * legacy (3DES key, RC2-40 certs, SHA-1, by OpenSSL). */
+ * (PBES2/PBKDF2-HMAC-SHA256/AES-256-CBC, MAC SHA-256) or legacy (3DES key, RC2-40 certs, SHA-1),
+ * every key derived by formats/kdf.c. */
 #include "bundle.h"
 
 #include <limits.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "kdf.h"
-#include "pbes2.h"
+#include "pbe.h"
 
 #define DEFAULT_PFX_ITERATIONS 2048
 
@@ -58,10 +58,11 @@ static STACK_OF(PKCS12_SAFEBAG) * make_cert_bags(STACK_OF(X509) * certs, int lea
     return bags;
 }
 
-/* The modern certificate safe: the bags as SafeContents in a PKCS#7 EncryptedData under PBES2
- * (formats/pbes2.c), what PKCS12_add_safe_ex writes, with the fast PBKDF2. Pushed on *safes. */
+/* The certificate safe: the bags as SafeContents in a PKCS#7 EncryptedData, under PBES2 (pbe_nid
+ * NID_undef) or PKCS#12's PBE pbe_nid (formats/pbe.c): what PKCS12_add_safe_ex writes, with the
+ * fast key derivations. Pushed on *safes. */
 static int add_encrypted_safe(STACK_OF(PKCS7) * *safes, STACK_OF(PKCS12_SAFEBAG) * bags,
-                              const char *pass, int iter)
+                              const char *pass, int iter, int pbe_nid)
 {
     unsigned char *der = NULL;
     int der_len = ASN1_item_i2d((ASN1_VALUE *)bags, &der, ASN1_ITEM_rptr(PKCS12_SAFEBAGS));
@@ -72,7 +73,10 @@ static int add_encrypted_safe(STACK_OF(PKCS7) * *safes, STACK_OF(PKCS12_SAFEBAG)
         if (content->enc_data == NULL)
             content->enc_data = ASN1_OCTET_STRING_new();
         ok = content->enc_data != NULL &&
-             pbes2_seal(der, der_len, pass, iter, content->algorithm, content->enc_data) == 0;
+             (pbe_nid == NID_undef
+                  ? pbe_seal_pbes2(der, der_len, pass, iter, content->algorithm, content->enc_data)
+                  : pbe_seal_pkcs12(pbe_nid, der, der_len, pass, iter, content->algorithm,
+                                    content->enc_data)) == 0;
     }
     if (ok && *safes == NULL)
         ok = (*safes = sk_PKCS7_new_null()) != NULL;
@@ -83,24 +87,25 @@ static int add_encrypted_safe(STACK_OF(PKCS7) * *safes, STACK_OF(PKCS12_SAFEBAG)
     return ok;
 }
 
-/* The modern MAC (HMAC-SHA256 over the AuthenticatedSafe, key by PKCS#12's derivation), what
- * PKCS12_set_mac computes, with the derivation of formats/kdf.c. safes is what p12 was packed
- * from: its DER is the MAC's input. */
-static int set_mac_sha256(PKCS12 *p12, STACK_OF(PKCS7) * safes, const char *pass, int iter)
+/* The MAC (HMAC-SHA256, or HMAC-SHA1 for sha 1, over the AuthenticatedSafe, its key by PKCS#12's
+ * derivation): what PKCS12_set_mac computes, with the derivation of formats/kdf.c. safes is what
+ * p12 was packed from: its DER is the MAC's input. */
+static int set_mac(PKCS12 *p12, STACK_OF(PKCS7) * safes, const char *pass, int iter, int sha)
 {
+    const EVP_MD *md = sha == 1 ? EVP_sha1() : EVP_sha256();
     unsigned char *der = NULL, key[32], mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
     int der_len = ASN1_item_i2d((ASN1_VALUE *)safes, &der, ASN1_ITEM_rptr(PKCS12_AUTHSAFES));
     const ASN1_OCTET_STRING *digest = NULL, *salt = NULL;
     const X509_ALGOR *alg = NULL;
     const ASN1_INTEGER *count = NULL;
-    int ok = der_len > 0 && PKCS12_setup_mac(p12, iter, NULL, 0, EVP_sha256());
+    int ok = der_len > 0 && PKCS12_setup_mac(p12, iter, NULL, 0, md);
     if (ok) {
         PKCS12_get0_mac(&digest, &alg, &salt, &count, p12);
         ok = digest != NULL && salt != NULL && salt->length > 0 &&
-             kdf_pkcs12_sha256(pass, salt->data, (size_t)salt->length, (unsigned)iter, key,
-                               sizeof key) == 0 &&
-             HMAC(EVP_sha256(), key, sizeof key, der, (size_t)der_len, mac, &mac_len) != NULL &&
+             kdf_pkcs12(sha, PKCS12_MAC_ID, pass, salt->data, (size_t)salt->length, (unsigned)iter,
+                        key, (size_t)EVP_MD_get_size(md)) == 0 &&
+             HMAC(md, key, EVP_MD_get_size(md), der, (size_t)der_len, mac, &mac_len) != NULL &&
              /* PKCS12_setup_mac left the digest empty; OpenSSL 3.0 has no setter for it. */
              ASN1_OCTET_STRING_set((ASN1_OCTET_STRING *)digest, mac, (int)mac_len);
     }
@@ -141,8 +146,9 @@ int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options
         return -1;
     const char *pass = opt->password;
     int iter = opt->iterations ? opt->iterations : DEFAULT_PFX_ITERATIONS;
-    int key_nid = opt->legacy ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : NID_aes_256_cbc;
-    int cert_nid = opt->legacy ? NID_pbe_WithSHA1And40BitRC2_CBC : NID_aes_256_cbc;
+    /* PBES2 (NID_undef) for a modern PFX, PKCS#12's own PBE with SHA-1 for a legacy one. */
+    int key_nid = opt->legacy ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : NID_undef;
+    int cert_nid = opt->legacy ? NID_pbe_WithSHA1And40BitRC2_CBC : NID_undef;
 
     int leaf = find_leaf(certs, key);
     if (leaf < 0) {
@@ -167,26 +173,21 @@ int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options
     if (cert_bags == NULL)
         goto done;
     what = "cannot encrypt the certificates";
-    if (opt->legacy ? !PKCS12_add_safe_ex(&safes, cert_bags, cert_nid, iter, pass, NULL, NULL)
-                    : !add_encrypted_safe(&safes, cert_bags, pass, iter))
+    if (!add_encrypted_safe(&safes, cert_bags, pass, iter, cert_nid))
         goto done;
 
+    /* The shrouded key bag: for a modern PFX, the PEM bundle's EncryptedPrivateKeyInfo. */
     what = "cannot encrypt the private key";
     PKCS12_SAFEBAG *bag = NULL;
-    if (opt->legacy) {
-        bag = PKCS12_add_key_ex(&key_bags, key, 0, iter, key_nid, pass, NULL, NULL);
-    } else {
-        /* The shrouded key bag is the PEM bundle's EncryptedPrivateKeyInfo (PBES2, AES-256):
-         * its PBKDF2 by formats/pbkdf2.c, about four times as fast as OpenSSL 3.0's. */
-        enroll_error key_err;
-        X509_SIG *p8 = bundle_encrypt_key(key, pass, iter, &key_err);
-        if (p8 != NULL && (bag = PKCS12_SAFEBAG_create0_pkcs8(p8)) == NULL)
-            X509_SIG_free(p8);
-        if (bag != NULL && ((key_bags = sk_PKCS12_SAFEBAG_new_null()) == NULL ||
-                            sk_PKCS12_SAFEBAG_push(key_bags, bag) <= 0)) {
-            PKCS12_SAFEBAG_free(bag);
-            bag = NULL;
-        }
+    PKCS8_PRIV_KEY_INFO *p8inf = EVP_PKEY2PKCS8(key);
+    X509_SIG *p8 = p8inf != NULL ? pbe_seal_pkcs8(p8inf, pass, iter, key_nid) : NULL;
+    PKCS8_PRIV_KEY_INFO_free(p8inf); /* clears the key octets */
+    if (p8 != NULL && (bag = PKCS12_SAFEBAG_create0_pkcs8(p8)) == NULL)
+        X509_SIG_free(p8);
+    if (bag != NULL && ((key_bags = sk_PKCS12_SAFEBAG_new_null()) == NULL ||
+                        sk_PKCS12_SAFEBAG_push(key_bags, bag) <= 0)) {
+        PKCS12_SAFEBAG_free(bag);
+        bag = NULL;
     }
     if (bag == NULL)
         goto done;
@@ -201,8 +202,7 @@ int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options
     if ((p12 = PKCS12_add_safes_ex(safes, 0, NULL, NULL)) == NULL)
         goto done;
     what = "cannot compute the PKCS#12 MAC";
-    if (opt->legacy ? !PKCS12_set_mac(p12, pass, -1, NULL, 0, iter, EVP_sha1())
-                    : !set_mac_sha256(p12, safes, pass, iter))
+    if (!set_mac(p12, safes, pass, iter, opt->legacy ? 1 : 256))
         goto done;
     what = "cannot write the PKCS#12";
     if (!i2d_PKCS12_bio(out, p12))
