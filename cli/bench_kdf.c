@@ -42,7 +42,8 @@ static int derive(int m, unsigned iterations, const unsigned char salt[16], unsi
         *sink += kdf_sha256_block_bound(2 * iterations);
         return 0;
     case ENGINE_P12:
-        ok = kdf_pkcs12(256, PKCS12_MAC_ID, password, salt, 8, iterations, out, sizeof out) == 0;
+        ok = kdf_pkcs12(NID_sha256, PKCS12_MAC_ID, password, salt, 8, iterations, out,
+                        sizeof out) == 0;
         break;
     case OPENSSL_P12:
         ok = PKCS12_key_gen_utf8(password, -1, (unsigned char *)salt, 8, PKCS12_MAC_ID,

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "algs.h"
+
 #define BLOCK  SHA256_CBLOCK        /* 64 */
 #define DIGEST SHA256_DIGEST_LENGTH /* 32 */
 
@@ -30,9 +32,10 @@ static void keyed_state(SHA256_CTX *state, const unsigned char key[BLOCK], unsig
     OPENSSL_cleanse(block, sizeof block);
 }
 
-static void store_be32(unsigned char *out, const SHA_LONG *words)
+/* n words, big-endian, into out: a digest as the hash writes it. */
+static void store_be32(unsigned char *out, const SHA_LONG *words, int n)
 {
-    for (int i = 0; i < DIGEST / 4; i++) {
+    for (int i = 0; i < n; i++) {
         out[4 * i] = (unsigned char)(words[i] >> 24);
         out[4 * i + 1] = (unsigned char)(words[i] >> 16);
         out[4 * i + 2] = (unsigned char)(words[i] >> 8);
@@ -40,12 +43,12 @@ static void store_be32(unsigned char *out, const SHA_LONG *words)
     }
 }
 
-/* A block ending a message whose last 32 bytes are the block's first 32 (a digest), and whose
+/* A block ending a message whose last used bytes are the block's first (a digest), and whose
  * whole length is total bytes: 0x80, zeros, and the length in bits, big-endian. */
-static void pad_digest_block(unsigned char block[BLOCK], unsigned total)
+static void pad_digest_block(unsigned char block[BLOCK], size_t used, size_t total)
 {
-    memset(block + DIGEST, 0, BLOCK - DIGEST);
-    block[DIGEST] = 0x80;
+    memset(block + used, 0, BLOCK - used);
+    block[used] = 0x80;
     block[BLOCK - 2] = (unsigned char)(total * 8 >> 8);
     block[BLOCK - 1] = (unsigned char)(total * 8);
 }
@@ -67,8 +70,9 @@ int kdf_pbkdf2_hmac_sha256(const void *password, size_t password_len, const unsi
     OPENSSL_cleanse(key, sizeof key);
 
     unsigned char ublock[BLOCK], oblock[BLOCK]; /* U(i) padded; the inner hash padded */
-    pad_digest_block(ublock, BLOCK + DIGEST);   /* each hash follows the 64-byte keyed block */
-    pad_digest_block(oblock, BLOCK + DIGEST);
+    /* Each hash follows the 64-byte keyed block. */
+    pad_digest_block(ublock, DIGEST, BLOCK + DIGEST);
+    pad_digest_block(oblock, DIGEST, BLOCK + DIGEST);
     SHA_LONG t[DIGEST / 4];
     for (uint32_t index = 1; out_len > 0; index++) {
         /* U(1) = HMAC(password, salt || INT(index)), by the ordinary update and final; the
@@ -89,15 +93,15 @@ int kdf_pbkdf2_hmac_sha256(const void *password, size_t password_len, const unsi
         for (unsigned j = 1; j < iterations; j++) {
             memcpy(ctx.h, inner.h, sizeof ctx.h);
             SHA256_Transform(&ctx, ublock);
-            store_be32(oblock, ctx.h);
+            store_be32(oblock, ctx.h, DIGEST / 4);
             memcpy(ctx.h, outer.h, sizeof ctx.h);
             SHA256_Transform(&ctx, oblock);
-            store_be32(ublock, ctx.h);
+            store_be32(ublock, ctx.h, DIGEST / 4);
             for (int w = 0; w < DIGEST / 4; w++)
                 t[w] ^= ctx.h[w];
         }
         unsigned char block_out[DIGEST];
-        store_be32(block_out, t);
+        store_be32(block_out, t, DIGEST / 4);
         size_t n = out_len < DIGEST ? out_len : DIGEST;
         memcpy(out, block_out, n);
         OPENSSL_cleanse(block_out, sizeof block_out);
@@ -119,10 +123,7 @@ static void iterate_digest(unsigned char *a, size_t u, unsigned count)
 {
     unsigned char block[BLOCK];
     memcpy(block, a, u);
-    memset(block + u, 0, BLOCK - u);
-    block[u] = 0x80;
-    block[BLOCK - 2] = (unsigned char)(u * 8 >> 8);
-    block[BLOCK - 1] = (unsigned char)(u * 8);
+    pad_digest_block(block, u, u);
     if (u == SHA_DIGEST_LENGTH) {
         SHA_CTX start, ctx;
         SHA1_Init(&start);
@@ -130,12 +131,7 @@ static void iterate_digest(unsigned char *a, size_t u, unsigned count)
             ctx = start;
             SHA1_Transform(&ctx, block);
             SHA_LONG h[5] = {ctx.h0, ctx.h1, ctx.h2, ctx.h3, ctx.h4};
-            for (int i = 0; i < 5; i++) {
-                block[4 * i] = (unsigned char)(h[i] >> 24);
-                block[4 * i + 1] = (unsigned char)(h[i] >> 16);
-                block[4 * i + 2] = (unsigned char)(h[i] >> 8);
-                block[4 * i + 3] = (unsigned char)h[i];
-            }
+            store_be32(block, h, 5);
         }
         OPENSSL_cleanse(&ctx, sizeof ctx);
     } else {
@@ -144,7 +140,7 @@ static void iterate_digest(unsigned char *a, size_t u, unsigned count)
         for (unsigned j = 0; j < count; j++) {
             memcpy(ctx.h, start.h, sizeof ctx.h);
             SHA256_Transform(&ctx, block);
-            store_be32(block, ctx.h);
+            store_be32(block, ctx.h, DIGEST / 4);
         }
         OPENSSL_cleanse(&ctx, sizeof ctx);
     }
@@ -152,15 +148,15 @@ static void iterate_digest(unsigned char *a, size_t u, unsigned count)
     OPENSSL_cleanse(block, sizeof block);
 }
 
-int kdf_pkcs12(int sha, int id, const char *password, const unsigned char *salt, size_t salt_len,
+int kdf_pkcs12(int md_nid, int id, const char *password, const unsigned char *salt, size_t salt_len,
                unsigned iterations, unsigned char *out, size_t out_len)
 {
-    if ((sha != 1 && sha != 256) || id < 1 || id > 255 || password == NULL || salt == NULL ||
-        salt_len == 0 || salt_len > 1024 || strlen(password) > 1024 || iterations == 0 ||
-        out == NULL || out_len == 0 || out_len > 1024)
+    if ((md_nid != NID_sha1 && md_nid != NID_sha256) || id < 1 || id > 255 || password == NULL ||
+        salt == NULL || salt_len == 0 || salt_len > 1024 || strlen(password) > 1024 ||
+        iterations == 0 || out == NULL || out_len == 0 || out_len > 1024)
         return -1;
-    const EVP_MD *md = sha == 1 ? EVP_sha1() : EVP_sha256();
-    size_t u = sha == 1 ? SHA_DIGEST_LENGTH : SHA256_DIGEST_LENGTH;
+    const EVP_MD *md = algs_md(md_nid);
+    size_t u = md_nid == NID_sha1 ? SHA_DIGEST_LENGTH : SHA256_DIGEST_LENGTH;
     /* The password as PKCS#12 has it: a BMPString with its terminating zero, as OpenSSL makes it
      * for PKCS12_key_gen_utf8 (so the keys are the ones OpenSSL and others derive). */
     unsigned char *uni = NULL;

@@ -14,11 +14,11 @@ int kdf_pbkdf2_hmac_sha256(const void *password, size_t password_len, const unsi
                            size_t salt_len, unsigned iterations, unsigned char *out,
                            size_t out_len);
 
-/* RFC 7292 (appendix B.2) key derivation with SHA-1 (sha 1) or SHA-256 (sha 256) for purpose id
+/* RFC 7292 (appendix B.2) key derivation with md_nid (NID_sha1 or NID_sha256) for purpose id
  * (1: a cipher key, 2: an IV, 3: a MAC key): out_len (1 to 1024) bytes from the UTF-8 password,
  * taken as a BMPString as OpenSSL takes it for PKCS12_key_gen_utf8 (bytes that are not UTF-8 one
  * by one, as OpenSSL does), and a non-empty salt. 0, or -1 on a bad argument. */
-int kdf_pkcs12(int sha, int id, const char *password, const unsigned char *salt, size_t salt_len,
+int kdf_pkcs12(int md_nid, int id, const char *password, const unsigned char *salt, size_t salt_len,
                unsigned iterations, unsigned char *out, size_t out_len);
 
 /* The hardware's bound for the two derivations, for `hsmenroll bench --kdf`: blocks calls of the

@@ -77,9 +77,9 @@ int pbe_seal_pkcs12(int pbe_nid, const unsigned char *plain, int plain_len, cons
     int rc = -1;
     if (cipher != NULL && RAND_bytes(salt, sizeof salt) == 1 &&
         (pbe = PKCS5_pbe_set(pbe_nid, iterations, salt, sizeof salt)) != NULL &&
-        kdf_pkcs12(1, PKCS12_KEY_ID, password, salt, sizeof salt, (unsigned)iterations, key,
+        kdf_pkcs12(NID_sha1, PKCS12_KEY_ID, password, salt, sizeof salt, (unsigned)iterations, key,
                    (size_t)EVP_CIPHER_get_key_length(cipher)) == 0 &&
-        kdf_pkcs12(1, PKCS12_IV_ID, password, salt, sizeof salt, (unsigned)iterations, iv,
+        kdf_pkcs12(NID_sha1, PKCS12_IV_ID, password, salt, sizeof salt, (unsigned)iterations, iv,
                    (size_t)EVP_CIPHER_get_iv_length(cipher)) == 0)
         rc = seal(cipher, key, iv, plain, plain_len, pbe, alg, sealed);
     OPENSSL_cleanse(key, sizeof key);

@@ -7,11 +7,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "algs.h"
 #include "dn.h"
 #include "pbe.h"
 

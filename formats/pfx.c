@@ -9,6 +9,7 @@
 #include <openssl/hmac.h>
 #include <string.h>
 
+#include "algs.h"
 #include "kdf.h"
 #include "pbe.h"
 
@@ -87,12 +88,12 @@ static int add_encrypted_safe(STACK_OF(PKCS7) * *safes, STACK_OF(PKCS12_SAFEBAG)
     return ok;
 }
 
-/* The MAC (HMAC-SHA256, or HMAC-SHA1 for sha 1, over the AuthenticatedSafe, its key by PKCS#12's
- * derivation): what PKCS12_set_mac computes, with the derivation of formats/kdf.c. safes is what
- * p12 was packed from: its DER is the MAC's input. */
-static int set_mac(PKCS12 *p12, STACK_OF(PKCS7) * safes, const char *pass, int iter, int sha)
+/* The MAC (HMAC with md_nid, NID_sha256 or NID_sha1, over the AuthenticatedSafe, its key by
+ * PKCS#12's derivation): what PKCS12_set_mac computes, with the derivation of formats/kdf.c. safes
+ * is what p12 was packed from: its DER is the MAC's input. */
+static int set_mac(PKCS12 *p12, STACK_OF(PKCS7) * safes, const char *pass, int iter, int md_nid)
 {
-    const EVP_MD *md = sha == 1 ? EVP_sha1() : EVP_sha256();
+    const EVP_MD *md = algs_md(md_nid);
     unsigned char *der = NULL, key[32], mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;
     int der_len = ASN1_item_i2d((ASN1_VALUE *)safes, &der, ASN1_ITEM_rptr(PKCS12_AUTHSAFES));
@@ -103,8 +104,8 @@ static int set_mac(PKCS12 *p12, STACK_OF(PKCS7) * safes, const char *pass, int i
     if (ok) {
         PKCS12_get0_mac(&digest, &alg, &salt, &count, p12);
         ok = digest != NULL && salt != NULL && salt->length > 0 &&
-             kdf_pkcs12(sha, PKCS12_MAC_ID, pass, salt->data, (size_t)salt->length, (unsigned)iter,
-                        key, (size_t)EVP_MD_get_size(md)) == 0 &&
+             kdf_pkcs12(md_nid, PKCS12_MAC_ID, pass, salt->data, (size_t)salt->length,
+                        (unsigned)iter, key, (size_t)EVP_MD_get_size(md)) == 0 &&
              HMAC(md, key, EVP_MD_get_size(md), der, (size_t)der_len, mac, &mac_len) != NULL &&
              /* PKCS12_setup_mac left the digest empty; OpenSSL 3.0 has no setter for it. */
              ASN1_OCTET_STRING_set((ASN1_OCTET_STRING *)digest, mac, (int)mac_len);
@@ -202,7 +203,7 @@ int pfx_write(BIO *out, EVP_PKEY *key, STACK_OF(X509) * certs, const pfx_options
     if ((p12 = PKCS12_add_safes_ex(safes, 0, NULL, NULL)) == NULL)
         goto done;
     what = "cannot compute the PKCS#12 MAC";
-    if (!set_mac(p12, safes, pass, iter, opt->legacy ? 1 : 256))
+    if (!set_mac(p12, safes, pass, iter, opt->legacy ? NID_sha1 : NID_sha256))
         goto done;
     what = "cannot write the PKCS#12";
     if (!i2d_PKCS12_bio(out, p12))

@@ -1267,16 +1267,16 @@ static const char *const p12_passwords[] = {
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
     "\xff\xfe not UTF-8"};
 
-static int p12_sha, p12_id; /* the digest and purpose pkcs12_pair derives with */
+static int p12_md_nid, p12_id; /* the digest and purpose pkcs12_pair derives with */
 
 static int pkcs12_pair(size_t p, size_t salt_len, unsigned iterations, size_t out_len,
                        unsigned char *out, unsigned char *ref)
 {
-    return kdf_pkcs12(p12_sha, p12_id, p12_passwords[p], kdf_salt, salt_len, iterations, out,
+    return kdf_pkcs12(p12_md_nid, p12_id, p12_passwords[p], kdf_salt, salt_len, iterations, out,
                       out_len) == 0 &&
                    PKCS12_key_gen_utf8(p12_passwords[p], -1, kdf_salt, (int)salt_len, p12_id,
                                        (int)iterations, (int)out_len, ref,
-                                       p12_sha == 1 ? EVP_sha1() : EVP_sha256()) == 1
+                                       p12_md_nid == NID_sha1 ? EVP_sha1() : EVP_sha256()) == 1
                ? 0
                : -1;
 }
@@ -1294,20 +1294,20 @@ static void test_kdf_pkcs12(void)
     static const size_t out_lens[] = {32, 20, 1, 24, 48, 100};
     unsigned char out[32];
     CU_ASSERT_EQUAL(RAND_bytes(kdf_salt, sizeof kdf_salt), 1);
-    static const int shas[] = {1, 256};
+    static const int md_nids[] = {NID_sha1, NID_sha256};
     for (int d = 0; d < 2; d++)
         for (p12_id = 1; p12_id <= 3; p12_id++) {
-            p12_sha = shas[d];
+            p12_md_nid = md_nids[d];
             CU_ASSERT_EQUAL(kdf_disagreements(sizeof p12_passwords / sizeof *p12_passwords,
                                               salt_lens, 5, iterations, 3, out_lens, 6,
                                               pkcs12_pair),
                             0);
         }
-    CU_ASSERT_EQUAL(kdf_pkcs12(256, 3, "p", kdf_salt, 0, 1, out, 32), -1);
-    CU_ASSERT_EQUAL(kdf_pkcs12(256, 3, "p", kdf_salt, 8, 0, out, 32), -1);
-    CU_ASSERT_EQUAL(kdf_pkcs12(5, 3, "p", kdf_salt, 8, 1, out, 32), -1);
-    CU_ASSERT_EQUAL(kdf_pkcs12(256, 0, "p", kdf_salt, 8, 1, out, 32), -1);
-    CU_ASSERT_EQUAL(kdf_pkcs12(256, 3, NULL, kdf_salt, 8, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12(NID_sha256, 3, "p", kdf_salt, 0, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12(NID_sha256, 3, "p", kdf_salt, 8, 0, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12(NID_sha384, 3, "p", kdf_salt, 8, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12(NID_sha256, 0, "p", kdf_salt, 8, 1, out, 32), -1);
+    CU_ASSERT_EQUAL(kdf_pkcs12(NID_sha256, 3, NULL, kdf_salt, 8, 1, out, 32), -1);
 }
 
 int main(void)
