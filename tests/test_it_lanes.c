@@ -56,11 +56,17 @@ static void write_batch(const char *name, const char *prefix, int n)
     fclose(f);
 }
 
-/* Runs BATCH with CONFIG and the p11fault configuration FAULTS (file contents, the module line
- * added); returns the exit code and the run's --stats-json in *stats. */
-static int run_with(const char *config, const char *batch, const char *faults, const char *args,
-                    json_t **stats)
+/* The scenario NAME: NAME.json (extra_hsm in its Hsm object), a batch NAME.ndjson of n
+ * requests, run with the p11fault configuration FAULTS (file contents, the module line added)
+ * and args; returns the exit code and the run's --stats-json in *stats. */
+static int run_scenario(const char *name, const char *extra_hsm, int n, const char *faults,
+                        const char *args, json_t **stats)
 {
+    char config[64], batch[64];
+    snprintf(config, sizeof config, "%s.json", name);
+    snprintf(batch, sizeof batch, "%s.ndjson", name);
+    write_config(config, extra_hsm);
+    write_batch(batch, name, n);
     char conf[600];
     snprintf(conf, sizeof conf, "%s/p11fault-%s.conf", tmp, batch);
     FILE *f = fopen(conf, "w");
@@ -96,11 +102,9 @@ static long issued_in(const char *batch)
  * refused with CKR_SESSION_COUNT; the run goes on with 5 and every request is issued. */
 static void test_session_limit_means_fewer_lanes(void)
 {
-    write_config("limit.json", "");
-    write_batch("limit.ndjson", "limit", 30);
     json_t *stats = NULL;
-    int rc = run_with("limit.json", "limit.ndjson", "session-limit 6\n",
-                      "--hsm-concurrency 32 --workers 2", &stats);
+    int rc = run_scenario("limit", "", 30, "session-limit 6\n", "--hsm-concurrency 32 --workers 2",
+                          &stats);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(issued_in("limit.ndjson"), 30);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanes")), 5);
@@ -120,14 +124,12 @@ static void test_session_limit_means_fewer_lanes(void)
  * HSM operations in flight, says so, retries after a backoff, and every request is issued. */
 static void test_busy_module_slows_down(void)
 {
-    write_config("busy.json", ",\"Concurrency\":8");
-    write_batch("busy.ndjson", "busy", 60);
     json_t *stats = NULL;
-    int rc = run_with("busy.json", "busy.ndjson",
-                      "fail C_GenerateKeyPair CKR_DEVICE_MEMORY rate 0.2 seed 11\n"
-                      "fail C_WrapKey CKR_DEVICE_MEMORY rate 0.05 seed 12\n"
-                      "fail C_SignInit CKR_SESSION_COUNT rate 0.05 seed 13\n",
-                      "--workers 2", &stats);
+    int rc = run_scenario("busy", ",\"Concurrency\":8", 60,
+                          "fail C_GenerateKeyPair CKR_DEVICE_MEMORY rate 0.2 seed 11\n"
+                          "fail C_WrapKey CKR_DEVICE_MEMORY rate 0.05 seed 12\n"
+                          "fail C_SignInit CKR_SESSION_COUNT rate 0.05 seed 13\n",
+                          "--workers 2", &stats);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(issued_in("busy.ndjson"), 60);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "Failed")), 0);
@@ -159,11 +161,9 @@ static void test_busy_module_slows_down(void)
  * certificate verified by openssl. */
 static void test_concurrency_from_config(void)
 {
-    write_config("conc.json", ",\"Concurrency\":8");
-    write_batch("conc.ndjson", "conc", 24);
     json_t *stats = NULL;
-    int rc = run_with("conc.json", "conc.ndjson", "latency C_GenerateKeyPair 40\n", "--workers 1",
-                      &stats);
+    int rc = run_scenario("conc", ",\"Concurrency\":8", 24, "latency C_GenerateKeyPair 40\n",
+                          "--workers 1", &stats);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(issued_in("conc.ndjson"), 24);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanes")), 8);
@@ -180,11 +180,9 @@ static void test_concurrency_from_config(void)
  * more (CKR_SESSION_COUNT), and every request is still issued. */
 static void test_lanes_raised_when_the_module_is_slow(void)
 {
-    write_config("slow.json", "");
-    write_batch("slow.ndjson", "slow", 300);
     json_t *stats = NULL;
     const char *slow = "latency C_GenerateKeyPair 50\nlatency C_Sign 50\nlatency C_WrapKey 50\n";
-    int rc = run_with("slow.json", "slow.ndjson", slow, "--workers 2 -v", &stats);
+    int rc = run_scenario("slow", "", 300, slow, "--workers 2 -v", &stats);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(issued_in("slow.ndjson"), 300);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanesFirst")), 32);
@@ -200,8 +198,7 @@ static void test_lanes_raised_when_the_module_is_slow(void)
 
     char faults[300];
     snprintf(faults, sizeof faults, "%ssession-limit 40\n", slow);
-    write_batch("slow40.ndjson", "slow40", 300);
-    rc = run_with("slow.json", "slow40.ndjson", faults, "--workers 2", &stats);
+    rc = run_scenario("slow40", "", 300, faults, "--workers 2", &stats);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(issued_in("slow40.ndjson"), 300);
     long lanes = json_integer_value(json_object_get(stats, "HsmLanes"));
@@ -213,11 +210,9 @@ static void test_lanes_raised_when_the_module_is_slow(void)
  * module's latency. */
 static void test_set_concurrency_is_kept(void)
 {
-    write_config("kept.json", ",\"Concurrency\":4");
-    write_batch("kept.ndjson", "kept", 40);
     json_t *stats = NULL;
-    int rc = run_with("kept.json", "kept.ndjson", "latency C_GenerateKeyPair 50\n", "--workers 1",
-                      &stats);
+    int rc = run_scenario("kept", ",\"Concurrency\":4", 40, "latency C_GenerateKeyPair 50\n",
+                          "--workers 1", &stats);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_EQUAL(issued_in("kept.ndjson"), 40);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanesFirst")), 4);
@@ -228,20 +223,16 @@ static void test_set_concurrency_is_kept(void)
 /* Fewer lanes asked than CPU permits: the CPU permits win (each worker is a lane). */
 static void test_lanes_at_least_workers(void)
 {
-    write_config("few.json", ",\"Concurrency\":1");
-    write_batch("few.ndjson", "few", 6);
     json_t *stats = NULL;
-    CU_ASSERT_EQUAL(run_with("few.json", "few.ndjson", "", "--workers 3", &stats), 0);
+    CU_ASSERT_EQUAL(run_scenario("few", ",\"Concurrency\":1", 6, "", "--workers 3", &stats), 0);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(stats, "HsmLanes")), 3);
     json_decref(stats);
 }
 
 static void test_concurrency_bounds(void)
 {
-    write_config("zero.json", ",\"Concurrency\":0");
-    write_batch("zero.ndjson", "zero", 1);
     json_t *stats = NULL;
-    CU_ASSERT_EQUAL(run_with("zero.json", "zero.ndjson", "", "", &stats), 2);
+    CU_ASSERT_EQUAL(run_scenario("zero", ",\"Concurrency\":0", 1, "", "", &stats), 2);
     json_decref(stats);
     char path[700];
     snprintf(path, sizeof path, "%s/stderr-zero.ndjson.log", tmp);

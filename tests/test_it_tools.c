@@ -173,12 +173,19 @@ static void test_fail_every_count(void)
     stop();
 }
 
+/* The wrapper started with directives, a logged-in session, and a P-256 key made in it. */
+static CK_SESSION_HANDLE session_with_key(const char *directives, CK_OBJECT_HANDLE *key)
+{
+    CU_ASSERT_EQUAL_FATAL(start(directives), CKR_OK);
+    CK_SESSION_HANDLE s = open_session(true);
+    CU_ASSERT_EQUAL_FATAL(generate(s, key), CKR_OK);
+    return s;
+}
+
 static void test_session_loss(void)
 {
-    CU_ASSERT_EQUAL_FATAL(start("session-loss C_Sign at 1\n"), CKR_OK);
-    CK_SESSION_HANDLE s = open_session(true);
     CK_OBJECT_HANDLE key;
-    CU_ASSERT_EQUAL_FATAL(generate(s, &key), CKR_OK);
+    CK_SESSION_HANDLE s = session_with_key("session-loss C_Sign at 1\n", &key);
     CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
     CK_BYTE digest[32] = {1}, sig[128];
     CK_ULONG sig_len = sizeof sig;
@@ -198,10 +205,8 @@ static void test_session_loss(void)
  * made before (a private session object) is gone with the login. */
 static void test_logout(void)
 {
-    CU_ASSERT_EQUAL_FATAL(start("logout C_SignInit at 2\n"), CKR_OK);
-    CK_SESSION_HANDLE s = open_session(true);
     CK_OBJECT_HANDLE key;
-    CU_ASSERT_EQUAL_FATAL(generate(s, &key), CKR_OK);
+    CK_SESSION_HANDLE s = session_with_key("logout C_SignInit at 2\n", &key);
     CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
     CK_BYTE digest[32] = {1}, sig[128];
     CK_ULONG sig_len = sizeof sig;
