@@ -93,8 +93,9 @@ static void test_four_shards_exact_union(void)
     CU_ASSERT_EQUAL(test_sh("pids=''; for i in 0 1 2 3; do SOFTHSM2_CONF='%s/softhsm2.conf' '%s' "
                             "run '%s' -o '%s/s-'$i --config '%s/shard-'$i'.json' --shard $i/4 -q "
                             "2>'%s/s-'$i'.log' & pids=\"$pids $!\"; done; rc=0; for p in $pids; "
-                            "do wait $p; [ $? -le 1 ] || rc=1; done; exit $rc",
-                            home, HSMENROLL_BIN, batch, tmp, tmp, tmp),
+                            "do wait $p; [ $? -le 1 ] || rc=1; done; [ $rc = 0 ] || "
+                            "tail -n 20 '%s'/s-?.log >&2; exit $rc",
+                            home, HSMENROLL_BIN, batch, tmp, tmp, tmp, tmp),
                     0);
     int status;
     json_t *report = merge_report(batch, "s-0 s-1 s-2 s-3", &status);
